@@ -1,0 +1,260 @@
+"""Broker configuration under Kafka's own keys, with Kafka's defaults unless noted.
+
+A key is written the Kafka way (`log.segment.bytes`) in server.properties and on the command line,
+and as an attribute with dots turned into underscores (`config.log_segment_bytes`). Environment
+variables follow the apache/kafka container image: `KAFKA_LOG_SEGMENT_BYTES=...` is
+`log.segment.bytes` (after the prefix: `___` is `-`, `__` is `_`, `_` is `.`, all lower-cased).
+Unknown keys are warned about, not fatal, so a server.properties written for Kafka loads here.
+
+Deliberate differences from Kafka's defaults, for development: topics are created on first use,
+the replication factor is 1, and the first rebalance of a group is not delayed.
+"""
+
+import os
+import sys
+
+# key -> (type, default). Types: int, bool, str, list (comma separated).
+KEYS: dict[str, tuple[type, object]] = {
+    "node.id": (int, 1),
+    "broker.id": (int, 1),
+    "listeners": (str, "PLAINTEXT://127.0.0.1:9092"),
+    "advertised.listeners": (str, ""),
+    "listener.security.protocol.map": (str, "PLAINTEXT:PLAINTEXT"),
+    "log.dirs": (str, ""),
+    "log.dir": (str, "trioka-data"),
+    "cluster.id": (str, ""),
+    "broker.rack": (str, ""),
+    "auto.create.topics.enable": (bool, True),
+    "num.partitions": (int, 1),
+    "default.replication.factor": (int, 1),
+    "min.insync.replicas": (int, 1),
+    "delete.topic.enable": (bool, True),
+    "socket.request.max.bytes": (int, 104857600),
+    "message.max.bytes": (int, 1048588),
+    "log.segment.bytes": (int, 1073741824),
+    "log.roll.ms": (int, 604800000),
+    "log.roll.hours": (int, 168),
+    "log.index.interval.bytes": (int, 4096),
+    "log.index.size.max.bytes": (int, 10485760),
+    "log.message.timestamp.type": (str, "CreateTime"),
+    "log.retention.ms": (int, 604800000),
+    "log.retention.hours": (int, 168),
+    "log.retention.bytes": (int, -1),
+    "log.retention.check.interval.ms": (int, 300000),
+    "log.cleanup.policy": (str, "delete"),
+    "log.flush.interval.messages": (int, 9223372036854775807),
+    "log.flush.interval.ms": (int, -1),
+    "compression.type": (str, "producer"),
+    "offsets.topic.num.partitions": (int, 50),
+    "offsets.topic.replication.factor": (int, 1),
+    "offsets.retention.minutes": (int, 10080),
+    "transaction.state.log.num.partitions": (int, 50),
+    "transaction.state.log.replication.factor": (int, 1),
+    "transaction.state.log.min.isr": (int, 1),
+    "transaction.max.timeout.ms": (int, 900000),
+    "group.initial.rebalance.delay.ms": (int, 0),
+    "group.min.session.timeout.ms": (int, 6000),
+    "group.max.session.timeout.ms": (int, 1800000),
+    "group.max.size": (int, 2147483647),
+    "fetch.max.bytes": (int, 57671680),
+    "replica.fetch.max.bytes": (int, 1048576),
+    "max.incremental.fetch.session.cache.slots": (int, 1000),
+    "connections.max.idle.ms": (int, 600000),
+    "process.roles": (str, "broker,controller"),
+    "controller.quorum.voters": (str, ""),
+    "controller.listener.names": (str, ""),
+    "inter.broker.listener.name": (str, ""),
+    "unstable.api.versions.enable": (bool, False),
+    "shutdown.grace.ms": (int, 5000),   # trioka: how long in-flight requests may finish on SIGTERM
+}
+
+
+def _parse(key: str, kind: type, text):
+    if not isinstance(text, str):
+        return kind(text)
+    if kind is bool:
+        low = text.strip().lower()
+        if low not in ("true", "false"):
+            raise ValueError(f"{key}: expected true or false, got {text!r}")
+        return low == "true"
+    if kind is int:
+        return int(text.strip())
+    return text.strip()
+
+
+def env_key(name: str) -> str:
+    """KAFKA_LOG_SEGMENT_BYTES -> log.segment.bytes, the apache/kafka image's mapping."""
+    rest = name[len("KAFKA_"):]
+    return rest.replace("___", "\0").replace("__", "\1").replace("_", ".").replace(
+        "\0", "-").replace("\1", "_").lower()
+
+
+def read_properties(path: str) -> dict[str, str]:
+    """A Java .properties file: `key=value` or `key: value` lines, `#` and `!` comments."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line[0] in "#!":
+                continue
+            for sep in ("=", ":"):
+                if sep in line:
+                    k, v = line.split(sep, 1)
+                    out[k.strip()] = v.strip()
+                    break
+    return out
+
+
+class Config:
+    """The broker's settings. `Config(**{"log.segment.bytes": 1024})` or keyword underscores."""
+
+    def __init__(self, values: dict | None = None, /, **kw):
+        self._values: dict[str, object] = {}
+        self.memory = False        # trioka: keep every log in memory (--memory)
+        self.warnings: list[str] = []
+        self.update(values or {})
+        self.update({k.replace("_", "."): v for k, v in kw.items()})
+
+    def update(self, values: dict) -> None:
+        for key, value in values.items():
+            self.set(key, value)
+
+    def set(self, key: str, value) -> None:
+        if key == "memory":
+            self.memory = bool(value)
+            return
+        spec = KEYS.get(key)
+        if spec is None:
+            self.warnings.append(f"unknown config key {key!r} ignored")
+            return
+        self._values[key] = _parse(key, spec[0], value)
+
+    def get(self, key: str):
+        if key in self._values:
+            return self._values[key]
+        return KEYS[key][1]
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        key = name.replace("_", ".")
+        if key not in KEYS:
+            raise AttributeError(name)
+        return self.get(key)
+
+    def is_set(self, key: str) -> bool:
+        return key in self._values
+
+    @property
+    def data_dir(self) -> str | None:
+        """The log directory (Kafka's log.dirs, first entry), or None in memory mode."""
+        if self.memory:
+            return None
+        dirs = self.get("log.dirs") or self.get("log.dir")
+        return dirs.split(",")[0].strip()
+
+    @property
+    def node_id_value(self) -> int:
+        return self.get("node.id") if self.is_set("node.id") else self.get("broker.id")
+
+    def segment_ms(self) -> int:
+        if self.is_set("log.roll.ms"):
+            return self.get("log.roll.ms")
+        return self.get("log.roll.hours") * 3600 * 1000
+
+    def retention_ms(self) -> int:
+        if self.is_set("log.retention.ms"):
+            return self.get("log.retention.ms")
+        if self.is_set("log.retention.hours"):
+            return self.get("log.retention.hours") * 3600 * 1000
+        return self.get("log.retention.ms")
+
+    @classmethod
+    def load(cls, properties: str | None = None, environ=None, overrides: dict | None = None):
+        """Defaults, then server.properties, then KAFKA_* variables, then command-line values."""
+        cfg = cls()
+        if properties:
+            cfg.update(read_properties(properties))
+        environ = os.environ if environ is None else environ
+        for name, value in environ.items():
+            if name.startswith("KAFKA_") and name not in ("KAFKA_OPTS", "KAFKA_HEAP_OPTS",
+                                                        "KAFKA_JMX_OPTS", "KAFKA_LOG4J_OPTS"):
+                key = env_key(name)
+                if key in KEYS:
+                    cfg.set(key, value)
+        cfg.update(overrides or {})
+        return cfg
+
+    def warn(self, stream=None) -> None:
+        for w in self.warnings:
+            print(f"trioka: warning: {w}", file=stream or sys.stderr)
+
+
+# Topic-level configs: topic key -> (broker key that holds its default, type). A topic created
+# without a value takes the broker's; `Config.topic_defaults()` resolves them.
+TOPIC_CONFIGS: dict[str, tuple[str | None, type]] = {
+    "cleanup.policy": ("log.cleanup.policy", str),
+    "compression.type": ("compression.type", str),
+    "delete.retention.ms": ("log.cleaner.delete.retention.ms", int),
+    "file.delete.delay.ms": ("log.segment.delete.delay.ms", int),
+    "flush.messages": ("log.flush.interval.messages", int),
+    "flush.ms": ("log.flush.interval.ms", int),
+    "index.interval.bytes": ("log.index.interval.bytes", int),
+    "max.compaction.lag.ms": ("log.cleaner.max.compaction.lag.ms", int),
+    "max.message.bytes": ("message.max.bytes", int),
+    "message.timestamp.after.max.ms": ("log.message.timestamp.after.max.ms", int),
+    "message.timestamp.before.max.ms": ("log.message.timestamp.before.max.ms", int),
+    "message.timestamp.type": ("log.message.timestamp.type", str),
+    "min.cleanable.dirty.ratio": ("log.cleaner.min.cleanable.ratio", str),
+    "min.compaction.lag.ms": ("log.cleaner.min.compaction.lag.ms", int),
+    "min.insync.replicas": ("min.insync.replicas", int),
+    "preallocate": ("log.preallocate", bool),
+    "retention.bytes": ("log.retention.bytes", int),
+    "retention.ms": ("log.retention.ms", int),
+    "segment.bytes": ("log.segment.bytes", int),
+    "segment.index.bytes": ("log.index.size.max.bytes", int),
+    "segment.jitter.ms": ("log.roll.jitter.ms", int),
+    "segment.ms": ("log.roll.ms", int),
+    "unclean.leader.election.enable": ("unclean.leader.election.enable", bool),
+}
+
+KEYS.update({
+    "log.cleaner.delete.retention.ms": (int, 86400000),
+    "log.segment.delete.delay.ms": (int, 60000),
+    "log.cleaner.max.compaction.lag.ms": (int, 9223372036854775807),
+    "log.message.timestamp.after.max.ms": (int, 3600000),
+    "log.message.timestamp.before.max.ms": (int, 9223372036854775807),
+    "log.cleaner.min.cleanable.ratio": (str, "0.5"),
+    "log.cleaner.min.compaction.lag.ms": (int, 0),
+    "log.preallocate": (bool, False),
+    "log.roll.jitter.ms": (int, 0),
+    "unclean.leader.election.enable": (bool, False),
+})
+
+
+def topic_defaults(config: Config) -> dict[str, object]:
+    """Each topic config's default on this broker (its broker key's value)."""
+    out = {}
+    for key, (broker_key, _) in TOPIC_CONFIGS.items():
+        if broker_key == "log.roll.ms":
+            out[key] = config.segment_ms()
+        elif broker_key == "log.retention.ms":
+            out[key] = config.retention_ms()
+        else:
+            out[key] = config.get(broker_key)
+    return out
+
+
+def validate_topic_config(key: str, value: str | None) -> None:
+    """Raise ValueError with Kafka's kind of message for an unknown key or a bad value."""
+    spec = TOPIC_CONFIGS.get(key)
+    if spec is None:
+        raise ValueError(f"Unknown topic config name: {key}")
+    if value is None:
+        raise ValueError(f"Null value not supported for topic config {key}")
+    kind = spec[1]
+    try:
+        _parse(key, kind, value)
+    except ValueError:
+        raise ValueError(f"Invalid value {value} for configuration {key}: "
+                         f"not a valid {kind.__name__}") from None

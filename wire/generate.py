@@ -1,0 +1,149 @@
+"""Write wire/messages.py: trioka's own compact definitions of Kafka's request and response bodies.
+
+Kafka publishes each message's layout as a JSON schema. This script reads those schemas (the path of
+the folder is its argument) and keeps only the protocol facts: field names in snake_case, types,
+version ranges, nullable and tagged versions, tags and defaults. Everything else (comments, prose,
+entity types, map keys) is dropped. Versions that Kafka 4.x added after the schemas we read are
+described in NEWER below, from the KIPs that introduced them.
+
+    python -m trioka.wire.generate ../shared/kafka-protocol/messages > wire/messages.py
+
+The notation of the output, one field a line, children indented by two spaces:
+
+    name  type  [versions]  [null=versions]  [tag=N]  [default=value]
+
+`versions` is "0+" when left out; a field with `tag=N` is a tagged field in its versions.
+"""
+
+import json
+import os
+import re
+import sys
+
+# Only what a client-facing broker can be asked; KRaft-internal and ZooKeeper inter-broker calls
+# are left out.
+LISTENERS = {"broker", "zkBroker"}
+SKIP = {4, 5, 6, 7, 56, 58, 67}
+
+# Kafka 4.x versions newer than the schemas in the reference folder: (api key, kind) -> edits.
+NEWER = {
+    # KIP-890 part 2: Produce v12 is v11 with transactions v2 allowed; KIP-516: v13 names topics
+    # by id instead of by name, in the request and in the response.
+    (0, "request"): {"valid": "0-13", "replace": [
+        ("  name  string", ["  name  string  0-12", "  topic_id  uuid  13+"])]},
+    (0, "response"): {"valid": "0-13", "replace": [
+        ("  name  string", ["  name  string  0-12", "  topic_id  uuid  13+"])]},
+    # KIP-1102: Metadata v13 adds a top-level error code to the response.
+    (3, "request"): {"valid": "0-13"},
+    (3, "response"): {"valid": "0-13", "append": ["error_code  int16  13+"]},
+}
+
+
+def snake(name: str) -> str:
+    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
+    return s.lower()
+
+
+def load(path: str) -> dict:
+    text = open(path, encoding="utf-8").read()
+    # Comments are whole lines or trail after a field; `//` never starts a line inside a string.
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+    return json.loads(text)
+
+
+def default_text(field: dict) -> str | None:
+    d = field.get("default")
+    if d is None:
+        return None
+    d = str(d)
+    return d.replace(" ", "")
+
+
+def field_lines(fields: list, common: dict, depth: int) -> list[str]:
+    out = []
+    for f in fields:
+        name = snake(f["name"])
+        ftype = f["type"]
+        children = f.get("fields")
+        base = ftype[2:] if ftype.startswith("[]") else ftype
+        if children is None and base in common:
+            children = common[base]
+        parts = [name, ftype]
+        versions = f.get("versions", "0+")
+        if versions != "0+":
+            parts.append(versions)
+        if "nullableVersions" in f:
+            parts.append("null=" + f["nullableVersions"])
+        if "tag" in f:
+            parts.append(f"tag={f['tag']}")
+            tv = f.get("taggedVersions", versions)
+            if tv != versions:
+                parts.append("tagged=" + tv)
+        if f.get("flexibleVersions") == "none":
+            parts.append("flex=none")
+        d = default_text(f)
+        if d is not None:
+            parts.append("default=" + d)
+        out.append("  " * depth + "  ".join(parts))
+        if children:
+            out.extend(field_lines(children, common, depth + 1))
+    return out
+
+
+def apply_newer(key: tuple, lines: list[str]) -> list[str]:
+    edit = NEWER.get(key, {})
+    for old, new in edit.get("replace", []):
+        i = lines.index(old)
+        lines[i:i + 1] = new
+    lines.extend(edit.get("append", []))
+    return lines
+
+
+def main(folder: str) -> None:
+    apis = {}
+    for fn in sorted(os.listdir(folder)):
+        if not fn.endswith(".json"):
+            continue
+        spec = load(os.path.join(folder, fn))
+        kind = spec.get("type")
+        if kind not in ("request", "response"):
+            continue
+        key = spec["apiKey"]
+        if key in SKIP or not LISTENERS & set(spec.get("listeners", ["broker"])):
+            if kind == "request" or key not in apis:
+                continue
+        common = {c["name"]: c["fields"] for c in spec.get("commonStructs", [])}
+        lines = apply_newer((key, kind), field_lines(spec["fields"], common, 0))
+        entry = apis.setdefault(key, {})
+        entry["name"] = spec["name"][: -len("Request")] if kind == "request" else entry.get("name")
+        entry[kind] = (spec["validVersions"], spec.get("flexibleVersions", "none"), lines,
+                       bool(spec.get("latestVersionUnstable")))
+        edit = NEWER.get((key, kind))
+        if edit and "valid" in edit:
+            v = entry[kind]
+            entry[kind] = (edit["valid"],) + v[1:]
+    w = sys.stdout.write
+    w('"""Kafka\'s request and response bodies in trioka\'s compact notation (see wire/generate.py).\n\n')
+    w("Each API key maps to (name, valid versions, flexible versions, unstable latest version,\n")
+    w("request fields, response fields). One field a line: `name  type  [versions]  [null=versions]\n")
+    w("[tag=N]  [default=value]`; children of a struct are indented by two spaces; versions are\n")
+    w('"0+" when not written. Written by wire/generate.py; edit the generator, not this file.\n"""\n\n')
+    w("MESSAGES = {\n")
+    for key in sorted(apis):
+        e = apis[key]
+        if "request" not in e or "response" not in e:
+            continue
+        valid, flex, req, unstable = e["request"]
+        rvalid, rflex, resp, _ = e["response"]
+        assert valid == rvalid and flex == rflex, (key, valid, rvalid, flex, rflex)
+        w(f"    {key}: ({e['name']!r}, {valid!r}, {flex!r}, {unstable!r}, \"\"\"\n")
+        w("\n".join(req) + "\n" if req else "")
+        w('""", """\n')
+        w("\n".join(resp) + "\n" if resp else "")
+        w('"""),\n')
+    w("}\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/kafka-protocol/messages")
