@@ -43,7 +43,7 @@ KEYS: dict[str, tuple[type, object]] = {
     "log.retention.check.interval.ms": (int, 300000),
     "log.cleanup.policy": (str, "delete"),
     "log.flush.interval.messages": (int, 9223372036854775807),
-    "log.flush.interval.ms": (int, -1),
+    "log.flush.interval.ms": (int, 9223372036854775807),
     "compression.type": (str, "producer"),
     "offsets.topic.num.partitions": (int, 50),
     "offsets.topic.replication.factor": (int, 1),
@@ -190,8 +190,9 @@ class Config:
             print(f"trioka: warning: {w}", file=stream or sys.stderr)
 
 
-# Topic-level configs: topic key -> (broker key that holds its default, type). A topic created
-# without a value takes the broker's; `Config.topic_defaults()` resolves them.
+# Topic-level configs whose default is a broker setting: topic key -> (broker key, type). A topic
+# created without a value takes the broker's; `topic_defaults()` resolves them. The topic configs
+# themselves, with validation, are log/partition.py's LogConfig.
 TOPIC_CONFIGS: dict[str, tuple[str | None, type]] = {
     "cleanup.policy": ("log.cleanup.policy", str),
     "compression.type": ("compression.type", str),
@@ -243,18 +244,3 @@ def topic_defaults(config: Config) -> dict[str, object]:
         else:
             out[key] = config.get(broker_key)
     return out
-
-
-def validate_topic_config(key: str, value: str | None) -> None:
-    """Raise ValueError with Kafka's kind of message for an unknown key or a bad value."""
-    spec = TOPIC_CONFIGS.get(key)
-    if spec is None:
-        raise ValueError(f"Unknown topic config name: {key}")
-    if value is None:
-        raise ValueError(f"Null value not supported for topic config {key}")
-    kind = spec[1]
-    try:
-        _parse(key, kind, value)
-    except ValueError:
-        raise ValueError(f"Invalid value {value} for configuration {key}: "
-                         f"not a valid {kind.__name__}") from None

@@ -139,6 +139,9 @@ def _struct_name(f: Field) -> str:
     return f.type
 
 
+_MISSING = object()   # "argument not given" in generated __init__s
+
+
 def build_class(name: str, fields: list[Field]) -> type:
     """A slotted class for a struct; nested struct classes become attributes of it."""
     names = [f.name for f in fields]
@@ -162,8 +165,10 @@ def build_class(name: str, fields: list[Field]) -> type:
                 params.append(f"{f.name}=None")
                 body.append(f"    self.{f.name} = {f.name}")
             else:
-                params.append(f"{f.name}=None")
-                body.append(f"    self.{f.name} = [] if {f.name} is None else {f.name}")
+                # A sentinel, not None: None is a null array, distinct from the empty default.
+                params.append(f"{f.name}=_MISSING")
+                env["_MISSING"] = _MISSING
+                body.append(f"    self.{f.name} = [] if {f.name} is _MISSING else {f.name}")
         else:
             env[f"_D_{f.name}"] = d
             params.append(f"{f.name}=_D_{f.name}")

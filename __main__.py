@@ -1,0 +1,105 @@
+"""The `trioka` command (also `python -m trioka`).
+
+    trioka [serve] [--listeners PLAINTEXT://127.0.0.1:9092] [--data-dir DIR | --memory]
+                   [--config server.properties] [--override key=value ...]
+
+`serve` is the default. Settings are Kafka's keys, read in this order, later winning: defaults,
+`--config` (a server.properties), KAFKA_* environment variables (as the apache/kafka image maps
+them), `--override`, then the named flags. Once the listeners are bound the command prints one line,
+
+    trioka ready: PLAINTEXT://127.0.0.1:9092 node 1 cluster <id> data <dir>
+
+and serves until SIGTERM or SIGINT, which shut it down gracefully.
+"""
+
+import argparse
+import logging
+import signal
+import sys
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listeners", help="Kafka listeners, e.g. PLAINTEXT://127.0.0.1:9092 "
+                   "(port 0 picks a free port)")
+    p.add_argument("--advertised-listeners", help="addresses clients are told to use")
+    p.add_argument("--data-dir", help="the log directory (default: ./trioka-data, kept "
+                   "between runs)")
+    p.add_argument("--memory", action="store_true", help="keep everything in memory")
+    p.add_argument("--config", help="a server.properties file")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a Kafka config key (repeatable)")
+    p.add_argument("--node-id", type=int)
+    p.add_argument("--log-level", default="WARNING")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trioka", description="A Kafka-compatible broker on trio.")
+    sub = p.add_subparsers(dest="command")
+    _serve_args(sub.add_parser("serve", help="run the broker (the default)"))
+    return p
+
+
+def load_config(args):
+    from trioka.config import Config
+    overrides = {}
+    for item in args.override:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"trioka: --override {item!r} is not KEY=VALUE")
+        overrides[key.strip()] = value.strip()
+    if args.listeners:
+        overrides["listeners"] = args.listeners
+    if args.advertised_listeners:
+        overrides["advertised.listeners"] = args.advertised_listeners
+    if args.data_dir:
+        overrides["log.dirs"] = args.data_dir
+    if args.node_id is not None:
+        overrides["node.id"] = args.node_id
+    cfg = Config.load(args.config, overrides=overrides)
+    cfg.memory = args.memory
+    return cfg
+
+
+def serve(args) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args)
+    config.warn()
+
+    import trio
+    from trioka.server import Server
+
+    async def main():
+        server = Server(config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+            listeners = " ".join(repr(lst) for lst in server.listeners)
+            where = config.data_dir or "memory"
+            print(f"trioka ready: {listeners} node {server.broker.node_id} "
+                  f"cluster {server.broker.cluster_id} data {where}", flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    server.shutdown()
+                    break
+
+    try:
+        trio.run(main)
+    except OSError as e:
+        print(f"trioka: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("-"):
+        argv = ["serve"] + list(argv)
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    parser().print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

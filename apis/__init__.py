@@ -1,0 +1,27 @@
+"""The handler table: API key -> module. One module per Kafka API, each with:
+
+- `VERSIONS = (min, max)`: the versions it decodes and serves (ApiVersions advertises these, or
+  `ADVERTISED` where Kafka advertises more than it serves);
+- `async def handle(broker, request, ctx)`: the response message, or None when none is due.
+
+ApiVersions computes its answer from this table, so only what is here is advertised.
+"""
+
+from trioka.apis import (api_versions, create_partitions, create_topics, delete_topics,
+                         describe_cluster, fetch, init_producer_id, list_offsets, metadata,
+                         offset_for_leader_epoch, produce)
+from trioka.wire.api_keys import ApiKey
+
+APIS = {
+    ApiKey.PRODUCE: produce,
+    ApiKey.FETCH: fetch,
+    ApiKey.LIST_OFFSETS: list_offsets,
+    ApiKey.METADATA: metadata,
+    ApiKey.API_VERSIONS: api_versions,
+    ApiKey.CREATE_TOPICS: create_topics,
+    ApiKey.DELETE_TOPICS: delete_topics,
+    ApiKey.INIT_PRODUCER_ID: init_producer_id,
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: offset_for_leader_epoch,
+    ApiKey.CREATE_PARTITIONS: create_partitions,
+    ApiKey.DESCRIBE_CLUSTER: describe_cluster,
+}

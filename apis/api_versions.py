@@ -1,0 +1,51 @@
+"""ApiVersions (key 18), v0-4: which API keys and versions this broker serves.
+
+The list is computed from the `APIS` table, so it advertises exactly what has a handler. Version 3
+(KIP-511) adds the client's software name and version, which are recorded on the connection and
+must match `[a-zA-Z0-9](?:[a-zA-Z0-9\\-.]*[a-zA-Z0-9])?` (INVALID_REQUEST otherwise). A request
+for a version newer than we serve is answered at v0 with UNSUPPORTED_VERSION and our ApiVersions
+range, so the client retries with a version we know; the server does that before the body is
+parsed, see server.py.
+
+Tagged fields of the response (supported and finalized features) are left out: librdkafka before
+2.2.0 (Debian's kcat links 2.0.2) mis-parses them, and no feature is advertised yet.
+"""
+
+import re
+
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode
+from trioka.wire.protocol import response_class
+
+VERSIONS = (0, 4)
+
+_SOFTWARE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?\Z")
+
+Response = response_class(ApiKey.API_VERSIONS)
+
+
+def supported(apis: dict) -> list:
+    """One ApiVersion entry for each key of the table, advertised range."""
+    out = []
+    for key, module in sorted(apis.items()):
+        lo, hi = getattr(module, "ADVERTISED", module.VERSIONS)
+        out.append(Response.ApiVersion(api_key=key, min_version=lo, max_version=hi))
+    return out
+
+
+def unsupported_version_response() -> object:
+    """KIP-511: the v0 answer to a too-new ApiVersions request."""
+    lo, hi = VERSIONS
+    return Response(error_code=ErrorCode.UNSUPPORTED_VERSION, api_keys=[
+        Response.ApiVersion(api_key=ApiKey.API_VERSIONS, min_version=lo, max_version=hi)])
+
+
+async def handle(broker, request, ctx):
+    from trioka.apis import APIS
+    if ctx.api_version >= 3:
+        name, version = request.client_software_name, request.client_software_version
+        if not (_SOFTWARE.match(name or "") and _SOFTWARE.match(version or "")):
+            return Response(error_code=ErrorCode.INVALID_REQUEST)
+        ctx.connection.client_software_name = name
+        ctx.connection.client_software_version = version
+    return Response(error_code=ErrorCode.NONE, api_keys=supported(APIS), throttle_time_ms=0)

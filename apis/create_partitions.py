@@ -1,0 +1,57 @@
+"""CreatePartitions (key 37), v0-3: raise a topic's partition count.
+
+The new count must be larger than the current one (INVALID_PARTITIONS otherwise); unknown topics are
+UNKNOWN_TOPIC_OR_PARTITION; manual assignments must name this broker alone, one list per new
+partition (INVALID_REPLICA_ASSIGNMENT); a topic named twice is INVALID_REQUEST. `validate_only`
+checks without changing anything.
+"""
+
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode, KafkaError
+from trioka.wire.protocol import response_class
+
+VERSIONS = (0, 3)
+
+Response = response_class(ApiKey.CREATE_PARTITIONS)
+Result = Response.CreatePartitionsTopicResult
+
+
+def grow(broker, t, validate_only: bool, duplicated: bool) -> object:
+    try:
+        if duplicated:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Duplicate topic in the request: {t.name}")
+        topic = broker.topic(t.name)
+        if topic is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                             f"The topic '{t.name}' does not exist.")
+        current = topic.num_partitions
+        if t.count < current:
+            raise KafkaError(ErrorCode.INVALID_PARTITIONS,
+                             f"Topic currently has {current} partitions, which is higher than "
+                             f"the requested {t.count}.")
+        if t.count == current:
+            raise KafkaError(ErrorCode.INVALID_PARTITIONS,
+                             f"Topic already has {current} partitions.")
+        if t.assignments is not None:
+            if len(t.assignments) != t.count - current:
+                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                 f"Increasing the number of partitions by {t.count - current} "
+                                 f"but {len(t.assignments)} assignments provided.")
+            for a in t.assignments:
+                if a.broker_ids != [broker.node_id]:
+                    raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                     f"Replica assignment {a.broker_ids} names brokers other "
+                                     f"than {broker.node_id}")
+        if not validate_only:
+            broker.create_partitions(t.name, t.count)
+    except KafkaError as e:
+        return Result(name=t.name, error_code=e.code, error_message=e.message)
+    return Result(name=t.name, error_code=0, error_message=None)
+
+
+async def handle(broker, request, ctx):
+    names = [t.name for t in request.topics]
+    results = [grow(broker, t, request.validate_only, names.count(t.name) > 1)
+               for t in request.topics]
+    return Response(throttle_time_ms=0, results=results)

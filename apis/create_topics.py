@@ -1,0 +1,110 @@
+"""CreateTopics (key 19), v2-7: create topics with partition counts and per-topic configs.
+
+Per topic, in Kafka's order of checks: a name given twice in one request is INVALID_REQUEST; an
+illegal name INVALID_TOPIC_EXCEPTION; an existing topic TOPIC_ALREADY_EXISTS; partitions 0 or below
+-1 INVALID_PARTITIONS; a replication factor above the number of brokers (one) or 0 or below -1
+INVALID_REPLICATION_FACTOR; manual assignments together with a partition count or a replication
+factor INVALID_REQUEST, and naming a broker other than this one INVALID_REPLICA_ASSIGNMENT; an
+unknown config key or a bad value INVALID_CONFIG. -1 means the broker default (`num.partitions`,
+`default.replication.factor`). `validate_only` (v1+) runs every check and creates nothing.
+v5+ answers with the partition count, replication factor and the topic's configs; v7+ with the
+topic id. Versions 0-1 were removed in Kafka 4.0.
+"""
+
+from trioka.log.partition import LogConfig
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode, KafkaError
+from trioka.wire.protocol import response_class
+from trioka.wire.types import ZERO_UUID
+
+VERSIONS = (2, 7)
+
+Response = response_class(ApiKey.CREATE_TOPICS)
+Result = Response.CreatableTopicResult
+ResultConfig = Result.CreatableTopicConfigs
+
+# DescribeConfigs' config sources: a value set on the topic, or the broker's default.
+DYNAMIC_TOPIC_CONFIG = 1
+DEFAULT_CONFIG = 5
+
+
+def check(broker, topic) -> tuple[int, dict]:
+    """(partition count, configs) of a creatable topic, or KafkaError with Kafka's code."""
+    broker.validate_topic_name(topic.name)
+    if broker.topic(topic.name) is not None:
+        raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{topic.name}' already exists.")
+    n, rf = topic.num_partitions, topic.replication_factor
+    if topic.assignments:
+        if n != -1 or rf != -1:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             "Both numPartitions or replicationFactor and replicasAssignments "
+                             "were set. Both cannot be used at the same time.")
+        indexes = sorted(a.partition_index for a in topic.assignments)
+        if indexes != list(range(len(indexes))):
+            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                             "Partitions should be a consecutive 0-based integer sequence")
+        for a in topic.assignments:
+            if not a.broker_ids or set(a.broker_ids) != {broker.node_id} or len(a.broker_ids) != 1:
+                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                 f"Replica assignment {a.broker_ids} of partition "
+                                 f"{a.partition_index} names brokers other than {broker.node_id}")
+        n = len(indexes)
+    else:
+        if n == -1:
+            n = broker.config.num_partitions
+        if n <= 0:
+            raise KafkaError(ErrorCode.INVALID_PARTITIONS,
+                             "Number of partitions was set to an invalid non-positive value.")
+        if rf == -1:
+            rf = broker.config.default_replication_factor
+        if rf <= 0:
+            raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR,
+                             "Replication factor must be larger than 0, or -1 to use the "
+                             "default value.")
+        if rf > 1:
+            raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR,
+                             f"Unable to replicate the partition {rf} time(s): The target "
+                             f"replication factor of {rf} cannot be reached because only 1 "
+                             "broker(s) are registered.")
+    configs = {}
+    for c in topic.configs:
+        if c.value is None:
+            raise KafkaError(ErrorCode.INVALID_CONFIG,
+                             f"Null value not supported for topic configs: {c.name}")
+        configs[c.name] = c.value
+    LogConfig.from_configs(configs)   # INVALID_CONFIG for an unknown key or a bad value
+    return n, configs
+
+
+def described_configs(broker, configs: dict) -> list:
+    """Every topic config of the new topic with its value and where the value comes from."""
+    effective = LogConfig.from_configs(configs, broker.topic_config_defaults()).to_configs()
+    return [ResultConfig(name=key, value=value, read_only=False, is_sensitive=False,
+                         config_source=DYNAMIC_TOPIC_CONFIG if key in configs else DEFAULT_CONFIG)
+            for key, value in sorted(effective.items())]
+
+
+async def handle(broker, request, ctx):
+    results = []
+    counts: dict[str, int] = {}
+    for t in request.topics:
+        counts[t.name] = counts.get(t.name, 0) + 1
+    for t in request.topics:
+        try:
+            if counts[t.name] > 1:
+                raise KafkaError(ErrorCode.INVALID_REQUEST,
+                                 f"Create topics request from client contains a duplicate "
+                                 f"topic: {t.name}")
+            n, configs = check(broker, t)
+            topic_id = ZERO_UUID
+            if not request.validate_only:
+                topic_id = broker.create_topic(t.name, n, configs).topic_id
+        except KafkaError as e:
+            results.append(Result(name=t.name, topic_id=ZERO_UUID, error_code=e.code,
+                                  error_message=e.message, num_partitions=-1,
+                                  replication_factor=-1, configs=None))
+            continue
+        results.append(Result(name=t.name, topic_id=topic_id, error_code=0, error_message=None,
+                              num_partitions=n, replication_factor=1,
+                              configs=described_configs(broker, configs)))
+    return Response(throttle_time_ms=0, topics=results)

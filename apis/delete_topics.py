@@ -1,0 +1,54 @@
+"""DeleteTopics (key 20), v1-6: delete topics by name or, from v6, by topic id.
+
+Unknown names are UNKNOWN_TOPIC_OR_PARTITION, unknown ids UNKNOWN_TOPIC_ID; a v6 entry naming both
+a name and an id is INVALID_REQUEST; internal topics cannot be deleted (TOPIC_AUTHORIZATION_FAILED
+is what Kafka answers without the right to them; here INVALID_REQUEST with a message), and with
+`delete.topic.enable=false` every deletion is TOPIC_DELETION_DISABLED. The log directories are
+renamed `<topic>-<partition>.<id>-delete` and removed, as Kafka does. Version 0 was removed in 4.0.
+"""
+
+from trioka.broker import INTERNAL_TOPICS
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode, KafkaError
+from trioka.wire.protocol import response_class
+from trioka.wire.types import ZERO_UUID
+
+VERSIONS = (1, 6)
+
+Response = response_class(ApiKey.DELETE_TOPICS)
+Result = Response.DeletableTopicResult
+
+
+def delete(broker, name: str | None, topic_id) -> object:
+    try:
+        if name is not None and topic_id not in (None, ZERO_UUID):
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             "A topic may be named by its name or by its id, not both")
+        if name is None:
+            topic = broker.topic_by_id(topic_id)
+            if topic is None:
+                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID, f"Topic id {topic_id} is unknown")
+        else:
+            topic = broker.topic(name)
+            if topic is None:
+                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                 "This server does not host this topic-partition.")
+        if not broker.config.delete_topic_enable:
+            raise KafkaError(ErrorCode.TOPIC_DELETION_DISABLED,
+                             "Topic deletion is disabled.")
+        if topic.name in INTERNAL_TOPICS:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Internal topic {topic.name} cannot be deleted")
+        broker.delete_topic(topic.name)
+    except KafkaError as e:
+        return Result(name=name, topic_id=topic_id or ZERO_UUID, error_code=e.code,
+                      error_message=e.message)
+    return Result(name=topic.name, topic_id=topic.topic_id, error_code=0)
+
+
+async def handle(broker, request, ctx):
+    if ctx.api_version >= 6:
+        results = [delete(broker, t.name, t.topic_id) for t in request.topics]
+    else:
+        results = [delete(broker, name, None) for name in request.topic_names]
+    return Response(throttle_time_ms=0, responses=results)

@@ -1,0 +1,200 @@
+"""Fetch (key 1), v4-17: read stored batches as they are, long-polling for new data.
+
+Served as Kafka serves a consumer (replica id -1):
+- Data starts at the stored batch that contains `fetch_offset` (clients skip the records before
+  it) and is whole batches, never decoded: the bytes go from the segment to the socket as stored.
+- Limits: `partition_max_bytes` per partition, `max_bytes` for the response, partitions filled in
+  request order. KIP-74: the first partition with data returns at least one whole batch even when
+  that batch is larger than the limits, so a consumer always makes progress.
+- The upper bound is the high watermark (read_uncommitted) or the last stable offset
+  (read_committed, isolation level 1). A fetch offset below the log start offset or above the log
+  end offset is OFFSET_OUT_OF_RANGE.
+- Long polling: the answer goes back as soon as `min_bytes` are available or any partition has an
+  error; otherwise the request waits up to `max_wait_ms` and is woken by every append.
+- KIP-227 sessions (v7+): see fetch_sessions.py. v13+ name topics by id (UNKNOWN_TOPIC_ID).
+- v9+ `current_leader_epoch`: older than ours is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
+
+Not done: follower fetching (this broker has no followers), preferred read replicas (always -1).
+Versions 0-3 (message formats v0/v1) were removed in Kafka 4.0 and are not served.
+"""
+
+import trio
+
+from trioka.apis.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, CachedPartition
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode, KafkaError
+from trioka.wire.protocol import response_class
+from trioka.wire.types import ZERO_UUID
+
+VERSIONS = (4, 17)
+
+Response = response_class(ApiKey.FETCH)
+TopicResponse = Response.FetchableTopicResponse
+PartitionData = TopicResponse.PartitionData
+
+READ_COMMITTED = 1
+
+
+def _resolve(broker, topic_name, topic_id, uses_ids):
+    """(name, id) of a requested topic; name None when unknown."""
+    if uses_ids:
+        t = broker.topic_by_id(topic_id)
+        return (t.name if t else None), topic_id
+    t = broker.topic(topic_name)
+    return topic_name, (t.topic_id if t else ZERO_UUID)
+
+
+def _error_partition(index: int, code: int) -> object:
+    return PartitionData(partition_index=index, error_code=code, high_watermark=-1,
+                         last_stable_offset=-1, log_start_offset=-1, records=None)
+
+
+class _Read:
+    """One pass over the wanted partitions: what each would return now."""
+
+    def __init__(self):
+        self.bytes = 0
+        self.errors = False
+        self.results = []   # (CachedPartition, PartitionData, has_records)
+
+
+def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _Read:
+    out = _Read()
+    budget = max_bytes
+    first = True
+    for cp in wanted:
+        if cp.topic is None:
+            pd = _error_partition(cp.partition, ErrorCode.UNKNOWN_TOPIC_ID)
+            out.errors = True
+            out.results.append((cp, pd, False))
+            continue
+        try:
+            log = broker.partition(cp.topic, cp.partition)
+            if cp.current_leader_epoch not in (-1, broker.leader_epoch):
+                raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH
+                                 if cp.current_leader_epoch < broker.leader_epoch
+                                 else ErrorCode.UNKNOWN_LEADER_EPOCH)
+            limit = min(cp.max_bytes, budget)
+            upper = log.last_stable_offset if isolation == READ_COMMITTED else None
+            read = log.read(cp.fetch_offset, limit, min_one_batch=first, isolation_upper=upper)
+        except KafkaError as e:
+            out.errors = True
+            out.results.append((cp, _error_partition(cp.partition, e.code), False))
+            continue
+        size = read.size
+        if size:
+            first = False
+            budget = max(0, budget - size)
+            out.bytes += size
+        # Aborted transactions in range go here for read_committed once transactions exist;
+        # until then no transaction is ever aborted, so the list is empty.
+        aborted = [] if isolation == READ_COMMITTED else None
+        pd = PartitionData(partition_index=cp.partition, error_code=0,
+                           high_watermark=read.high_watermark,
+                           last_stable_offset=read.last_stable_offset,
+                           log_start_offset=read.log_start_offset,
+                           aborted_transactions=aborted, preferred_read_replica=-1,
+                           records=read.records if size else b"")
+        out.results.append((cp, pd, bool(size)))
+    return out
+
+
+class _Wanted(CachedPartition):
+    """A partition of this request (sessionless fetches use it without a session)."""
+    __slots__ = ("current_leader_epoch",)
+
+    def __init__(self, topic, topic_id, partition, fetch_offset, max_bytes, leader_epoch=-1):
+        super().__init__(topic, topic_id, partition, fetch_offset, max_bytes)
+        self.current_leader_epoch = leader_epoch
+
+
+def _requested(broker, request, uses_ids: bool) -> list:
+    out = []
+    for t in request.topics:
+        name, tid = _resolve(broker, t.topic, t.topic_id, uses_ids)
+        for p in t.partitions:
+            out.append(_Wanted(name, tid, p.partition, p.fetch_offset, p.partition_max_bytes,
+                               p.current_leader_epoch))
+    return out
+
+
+def _response(version, session_id, results, uses_ids, error=ErrorCode.NONE) -> object:
+    topics: list = []
+    last = None
+    for cp, pd, _ in results:
+        key = cp.topic_id if uses_ids else cp.topic
+        if last is None or last[0] != key:
+            last = (key, TopicResponse(topic=cp.topic if not uses_ids else None,
+                                       topic_id=cp.topic_id, partitions=[]))
+            topics.append(last[1])
+        last[1].partitions.append(pd)
+    return Response(throttle_time_ms=0, error_code=error, session_id=session_id,
+                    responses=topics)
+
+
+async def handle(broker, request, ctx):
+    version = ctx.api_version
+    uses_ids = version >= 13
+    cache = broker.fetch_sessions
+    session = None
+    session_id, epoch = (request.session_id, request.session_epoch) if version >= 7 else (0, -1)
+
+    if epoch in (INITIAL_EPOCH, FINAL_EPOCH):
+        # A full fetch; it may close an old session and open a new one.
+        if session_id:
+            cache.remove(session_id)
+        wanted = _requested(broker, request, uses_ids)
+        if epoch == INITIAL_EPOCH and version >= 7:
+            session = cache.new_session(uses_ids)
+            if session is not None:
+                for w in wanted:
+                    session.partitions[(w.topic_id if uses_ids else w.topic, w.partition)] = w
+        incremental = False
+    else:
+        try:
+            session = cache.get(session_id, epoch)
+        except KafkaError as e:
+            return Response(throttle_time_ms=0, error_code=e.code, session_id=0, responses=[])
+        if session.uses_topic_ids != uses_ids:
+            return Response(throttle_time_ms=0, error_code=ErrorCode.FETCH_SESSION_TOPIC_ID_ERROR,
+                            session_id=0, responses=[])
+        for w in _requested(broker, request, uses_ids):
+            key = (w.topic_id if uses_ids else w.topic, w.partition)
+            cached = session.partitions.get(key)
+            if cached is None:
+                session.partitions[key] = w
+            else:
+                cached.fetch_offset = w.fetch_offset
+                cached.max_bytes = w.max_bytes
+                cached.current_leader_epoch = w.current_leader_epoch
+        for f in request.forgotten_topics_data:
+            name, tid = _resolve(broker, f.topic, f.topic_id, uses_ids)
+            for p in f.partitions:
+                session.partitions.pop((tid if uses_ids else f.topic, p), None)
+        session.next_epoch()
+        wanted = list(session.partitions.values())
+        incremental = True
+
+    # Long poll: answer at once when enough is there, else wait for appends until max_wait_ms.
+    deadline = trio.current_time() + max(0, request.max_wait_ms) / 1000
+    while True:
+        event = broker.data_event()
+        read = _read_all(broker, wanted, request.max_bytes, request.isolation_level, version)
+        if (read.bytes >= request.min_bytes or read.errors or request.max_wait_ms <= 0
+                or trio.current_time() >= deadline or broker.shutting_down.is_set()):
+            break
+        with trio.move_on_at(deadline):
+            await event.wait()
+
+    results = read.results
+    if session is not None:
+        session.rotate([(cp.topic_id if uses_ids else cp.topic, cp.partition)
+                        for cp, _, has in results if has])
+        reported = []
+        for cp, pd, has in results:
+            must = cp.must_report(has, pd.error_code, pd.high_watermark, pd.last_stable_offset,
+                                  pd.log_start_offset)
+            if must or not incremental:
+                reported.append((cp, pd, has))
+        results = reported
+    return _response(version, session.session_id if session else 0, results, uses_ids)

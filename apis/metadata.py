@@ -1,0 +1,78 @@
+"""Metadata (key 3), v0-13: brokers, cluster id, controller, topics and their partitions.
+
+This broker is the whole cluster: it is every partition's leader, sole replica and ISR, and the
+controller. The broker's address is the advertised listener of the connection's listener, so a
+broker bound to port 0 advertises the real port.
+
+Topics: v0 sends an empty array for "all topics", v1+ sends null. A requested topic that does not
+exist is created when `auto.create.topics.enable` is true, the request allows it
+(`allow_auto_topic_creation`, v4+; always allowed before) and it is not an all-topics request.
+Kafka answers such a topic with LEADER_NOT_AVAILABLE because its controller creates topics
+asynchronously; here creation is done when the call returns, so the answer describes the new
+topic at once and clients skip a metadata retry (their first produce is faster). Otherwise UNKNOWN_TOPIC_OR_PARTITION, or INVALID_TOPIC_EXCEPTION for an
+illegal name. v10+ carries topic ids; v12+ may ask by id (UNKNOWN_TOPIC_ID when unknown). v13 adds
+a top-level error code (KIP-1102), always NONE here. Authorized operations are not computed (no
+ACLs), so they stay Kafka's "not requested" value.
+"""
+
+from trioka.broker import INTERNAL_TOPICS
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode, KafkaError
+from trioka.wire.protocol import response_class
+from trioka.wire.types import ZERO_UUID
+
+VERSIONS = (0, 13)
+
+Response = response_class(ApiKey.METADATA)
+Topic = Response.MetadataResponseTopic
+Partition = Topic.MetadataResponsePartition
+
+
+def describe_topic(broker, name: str) -> object:
+    topic = broker.topic(name)
+    node = broker.node_id
+    partitions = [
+        Partition(error_code=0, partition_index=p, leader_id=node,
+                  leader_epoch=broker.leader_epoch, replica_nodes=[node], isr_nodes=[node],
+                  offline_replicas=[])
+        for p in range(topic.num_partitions)]
+    return Topic(error_code=0, name=topic.name, topic_id=topic.topic_id,
+                 is_internal=topic.name in INTERNAL_TOPICS, partitions=partitions)
+
+
+async def handle(broker, request, ctx):
+    version = ctx.api_version
+    host, port = broker.advertised_address(ctx.connection.listener)
+    brokers = [Response.MetadataResponseBroker(node_id=broker.node_id, host=host, port=port,
+                                               rack=broker.rack)]
+    wanted = request.topics
+    if wanted is None or (version == 0 and not wanted):
+        topics = [describe_topic(broker, name) for name in broker.topic_names()]
+    else:
+        allow = request.allow_auto_topic_creation if version >= 4 else True
+        topics = []
+        for t in wanted:
+            name = t.name
+            if name is None:
+                # v12+: a topic asked for by id.
+                found = broker.topic_by_id(t.topic_id) if t.topic_id != ZERO_UUID else None
+                if found is None:
+                    topics.append(Topic(error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None,
+                                        topic_id=t.topic_id))
+                    continue
+                name = found.name
+            if broker.topic(name) is not None:
+                topics.append(describe_topic(broker, name))
+                continue
+            code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            try:
+                broker.validate_topic_name(name)
+                if allow and broker.config.auto_create_topics_enable:
+                    broker.create_topic(name)
+                    topics.append(describe_topic(broker, name))
+                    continue
+            except KafkaError as e:
+                code = e.code
+            topics.append(Topic(error_code=code, name=name, topic_id=ZERO_UUID))
+    return Response(throttle_time_ms=0, brokers=brokers, cluster_id=broker.cluster_id,
+                    controller_id=broker.node_id, topics=topics, error_code=0)

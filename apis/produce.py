@@ -1,0 +1,104 @@
+"""Produce (key 0), v3-13 served; v0-13 advertised.
+
+Each partition's `records` is one record batch (magic 2) that stays bytes: the log validates its
+header and CRC-32C, patches the base offset and leader epoch into it and appends it (log/batch.py).
+Nothing decodes records here.
+
+- `acks`: 1 and -1 answer after the append (this broker is the whole ISR, so "all" is reached at
+  once, unless `min.insync.replicas` > 1: NOT_ENOUGH_REPLICAS); 0 sends no response at all, and
+  as in Kafka a partition error then closes the connection so the client notices. Any other value
+  is INVALID_REQUIRED_ACKS.
+- Per partition: UNKNOWN_TOPIC_OR_PARTITION (Produce never creates topics), INVALID_TOPIC_EXCEPTION
+  for internal topics, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE (`max.message.bytes`),
+  UNSUPPORTED_COMPRESSION_TYPE for zstd before v7; v8+ adds an error message.
+- The response carries the base offset, the log append time (-1 unless the topic uses
+  LogAppendTime) and the log start offset.
+- Versions 0-2 (message formats v0/v1) were removed in Kafka 4.0, but Kafka still advertises
+  Produce from v0 because librdkafka refuses to produce compressed batches otherwise
+  (KAFKA-18659); a v0-2 request is answered with UNSUPPORTED_VERSION. v12 is v11 with
+  transactions v2 (KIP-890); v13 names topics by id (KIP-516), UNKNOWN_TOPIC_ID when unknown.
+"""
+
+import time
+
+from trioka.broker import INTERNAL_TOPICS
+from trioka.log.compression import CompressionType
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode, KafkaError
+from trioka.wire.protocol import response_class
+
+VERSIONS = (0, 13)
+SERVED_FROM = 3
+
+Response = response_class(ApiKey.PRODUCE)
+TopicResponse = Response.TopicProduceResponse
+PartitionResponse = TopicResponse.PartitionProduceResponse
+
+
+def _error(index: int, code: int, message: str | None = None) -> object:
+    return PartitionResponse(index=index, error_code=code, base_offset=-1,
+                             log_append_time_ms=-1, log_start_offset=-1, error_message=message)
+
+
+def append_partition(broker, topic: str, index: int, records, version: int, acks: int):
+    """Validate and append one partition's batch; the PartitionProduceResponse for it."""
+    try:
+        if topic in INTERNAL_TOPICS:
+            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                             f"Cannot append to internal topic {topic}")
+        log = broker.partition(topic, index)
+        if records is None or len(records) == 0:
+            raise KafkaError(ErrorCode.INVALID_RECORD, "Produce request has no record batch")
+        if acks == -1 and broker.config.min_insync_replicas > 1:
+            # The in-sync replica set of a single broker is just itself.
+            raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS,
+                             "The size of the current ISR 1 is insufficient to satisfy the "
+                             f"min.isr requirement of {broker.config.min_insync_replicas}")
+        if version < 7 and len(records) > 22 and records[22] & 0x07 == CompressionType.ZSTD:
+            # Attributes are the int16 at byte 21; zstd came with Produce v7 (KIP-110).
+            raise KafkaError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
+                             "zstd-compressed batches need Produce v7 or later")
+        result = log.append(records, leader_epoch=broker.leader_epoch,
+                            now_ms=int(time.time() * 1000))
+    except KafkaError as e:
+        return _error(index, e.code, e.message)
+    return PartitionResponse(index=index, error_code=0, base_offset=result.base_offset,
+                             log_append_time_ms=result.log_append_time_ms,
+                             log_start_offset=result.log_start_offset)
+
+
+async def handle(broker, request, ctx):
+    version = ctx.api_version
+    acks = request.acks
+    topics = []
+    failed = False
+    appended = False
+    for td in request.topic_data:
+        name = td.name
+        if version >= 13:
+            t = broker.topic_by_id(td.topic_id)
+            name = t.name if t else None
+        parts = []
+        for pd in td.partition_data:
+            if version < SERVED_FROM:
+                pr = _error(pd.index, ErrorCode.UNSUPPORTED_VERSION,
+                            f"Produce v{version} is not supported; use v{SERVED_FROM} or later")
+            elif acks not in (0, 1, -1):
+                pr = _error(pd.index, ErrorCode.INVALID_REQUIRED_ACKS)
+            elif name is None:
+                pr = _error(pd.index, ErrorCode.UNKNOWN_TOPIC_ID)
+            else:
+                pr = append_partition(broker, name, pd.index, pd.records, version, acks)
+            if pr.error_code:
+                failed = True
+            else:
+                appended = True
+            parts.append(pr)
+        topics.append(TopicResponse(name=td.name, topic_id=td.topic_id, partition_responses=parts))
+    if appended:
+        broker.notify_data()
+    if acks == 0:
+        if failed:
+            ctx.connection.closing = True
+        return None
+    return Response(responses=topics, throttle_time_ms=0)

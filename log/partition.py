@@ -1,0 +1,788 @@
+"""PartitionLog: the log of one topic partition, a sequence of LogSegments (Kafka's UnifiedLog).
+
+Offsets and watermarks, in Kafka's words:
+
+* `log_start_offset`: the first offset still readable. It moves forward when DeleteRecords or
+  retention remove data; whole segments below it are deleted.
+* `log_end_offset` (LEO): the offset the next appended record gets.
+* `high_watermark` (HW): the offset below which records are committed (replicated to the whole
+  ISR). This broker is the only replica, so the ISR is the leader alone and HW = LEO after every
+  append. Consumers read below HW.
+* `last_stable_offset` (LSO): min(HW, first offset of any open transaction). READ_COMMITTED
+  consumers read below it. Transactions set `first_unstable_offset` through
+  `set_first_unstable_offset`; until then LSO = HW.
+* `leader_epoch`: stamped into each appended batch's partition_leader_epoch; the first offset of
+  every epoch is kept in `leader-epoch-checkpoint` (for OffsetForLeaderEpoch).
+
+Appends and reads never decode records: a produced batch is checked by its header and CRC
+(`batch.validate_batches`), its base offset and leader epoch are patched in place and the bytes
+are appended; a fetch returns whole stored batches as bytes.
+
+Everything here is synchronous and does no waiting (no trio): under trio one call is atomic.
+"""
+
+import dataclasses
+import time
+from bisect import bisect_right
+
+from trioka.log.batch import (AppendOrigin, BatchInfo, assign_offsets, set_log_append_time,
+                              validate_batches)
+from trioka.log.checkpoint import (LEADER_EPOCH_CHECKPOINT, CheckpointError,
+                                   read_leader_epoch_checkpoint, write_leader_epoch_checkpoint)
+from trioka.log.segment import (INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
+                                LogSegment, parse_segment_file_name)
+from trioka.wire.errors import ErrorCode, KafkaError
+
+LONG_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+# ------------------------------------------------------------------------------------- config
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    """The topic-level configs of Kafka, with Kafka's defaults; names are the config keys with
+    '.' -> '_' (segment.bytes -> segment_bytes). Build one from AlterConfigs/CreateTopics strings
+    with `LogConfig.from_configs`. Broker-level defaults (log.segment.bytes, ...) are applied by
+    passing them as `base`."""
+
+    cleanup_policy: str = "delete"  # "delete", "compact" or "compact,delete"
+    compression_type: str = "producer"
+    compression_gzip_level: int = -1
+    compression_lz4_level: int = 9
+    compression_zstd_level: int = 3
+    delete_retention_ms: int = 86400000
+    file_delete_delay_ms: int = 60000
+    flush_messages: int = LONG_MAX
+    flush_ms: int = LONG_MAX
+    follower_replication_throttled_replicas: str = ""
+    index_interval_bytes: int = 4096
+    leader_replication_throttled_replicas: str = ""
+    local_retention_bytes: int = -2
+    local_retention_ms: int = -2
+    max_compaction_lag_ms: int = LONG_MAX
+    max_message_bytes: int = 1048588
+    message_downconversion_enable: bool = True
+    message_timestamp_after_max_ms: int = LONG_MAX
+    message_timestamp_before_max_ms: int = LONG_MAX
+    message_timestamp_difference_max_ms: int = LONG_MAX
+    message_timestamp_type: str = "CreateTime"  # or "LogAppendTime"
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
+    min_insync_replicas: int = 1
+    preallocate: bool = False
+    remote_log_copy_disable: bool = False
+    remote_log_delete_on_disable: bool = False
+    remote_storage_enable: bool = False
+    retention_bytes: int = -1
+    retention_ms: int = 604800000
+    segment_bytes: int = 1073741824
+    segment_index_bytes: int = 10485760
+    segment_jitter_ms: int = 0
+    segment_ms: int = 604800000
+    unclean_leader_election_enable: bool = False
+
+    @classmethod
+    def from_configs(cls, configs, base: "LogConfig | None" = None) -> "LogConfig":
+        """`base` (default: Kafka's defaults) overridden by `configs`, a mapping of Kafka topic
+        config keys ("segment.bytes" or "segment_bytes") to strings (or typed values).
+        An unknown key or a bad value raises KafkaError(INVALID_CONFIG)."""
+        values = {}
+        for key, value in configs.items():
+            name = key.replace(".", "_")
+            field = _FIELDS.get(name)
+            if field is None:
+                raise KafkaError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {key}")
+            values[name] = _parse_config_value(name, field.type, value)
+        return dataclasses.replace(base or cls(), **values)
+
+    def to_configs(self) -> dict[str, str]:
+        """Every topic config as Kafka's key -> string value (for DescribeConfigs)."""
+        return {f.name.replace("_", "."): _config_string(getattr(self, f.name))
+                for f in dataclasses.fields(self)}
+
+    @property
+    def compact(self) -> bool:
+        return "compact" in self.cleanup_policy.split(",")
+
+    @property
+    def delete(self) -> bool:
+        return "delete" in self.cleanup_policy.split(",")
+
+    @property
+    def log_append_time(self) -> bool:
+        return self.message_timestamp_type == "LogAppendTime"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(LogConfig)}
+
+# Allowed values and ranges, as Kafka validates them (ConfigDef validators of LogConfig).
+_CHOICES = {
+    "compression_type": {"uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"},
+    "message_timestamp_type": {"CreateTime", "LogAppendTime"},
+}
+_MINIMUMS = {
+    "segment_bytes": 14, "segment_ms": 1, "segment_index_bytes": 4, "segment_jitter_ms": 0,
+    "index_interval_bytes": 0, "max_message_bytes": 0, "retention_ms": -1, "flush_messages": 1,
+    "flush_ms": 0, "delete_retention_ms": 0, "file_delete_delay_ms": 0,
+    "min_compaction_lag_ms": 0, "max_compaction_lag_ms": 1, "min_insync_replicas": 1,
+    "message_timestamp_after_max_ms": 0, "message_timestamp_before_max_ms": 0,
+    "message_timestamp_difference_max_ms": 0,
+}
+_INT32_FIELDS = {"segment_bytes", "segment_index_bytes", "index_interval_bytes",
+                 "max_message_bytes", "min_insync_replicas"}
+
+
+def _parse_config_value(name: str, kind, value):
+    key = name.replace("_", ".")
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                parsed = value
+            elif str(value).strip().lower() in ("true", "false"):
+                parsed = str(value).strip().lower() == "true"
+            else:
+                raise ValueError(value)
+        elif kind is int:
+            parsed = int(str(value).strip())
+        elif kind is float:
+            parsed = float(str(value).strip())
+        else:
+            parsed = str(value).strip()
+    except (TypeError, ValueError):
+        raise KafkaError(ErrorCode.INVALID_CONFIG,
+                         f"Invalid value {value} for configuration {key}") from None
+    if name in _CHOICES and parsed not in _CHOICES[name]:
+        raise KafkaError(ErrorCode.INVALID_CONFIG,
+                         f"Invalid value {value} for configuration {key}: String must be one of: "
+                         f"{', '.join(sorted(_CHOICES[name]))}")
+    if name == "cleanup_policy":
+        policies = [p.strip() for p in parsed.split(",") if p.strip()]
+        if not policies or any(p not in ("delete", "compact") for p in policies):
+            raise KafkaError(ErrorCode.INVALID_CONFIG,
+                             f"Invalid value {value} for configuration {key}")
+        parsed = ",".join(policies)
+    if name in _MINIMUMS and parsed < _MINIMUMS[name]:
+        raise KafkaError(ErrorCode.INVALID_CONFIG,
+                         f"Invalid value {value} for configuration {key}: Value must be at least "
+                         f"{_MINIMUMS[name]}")
+    if name in _INT32_FIELDS and parsed > INT32_MAX:
+        raise KafkaError(ErrorCode.INVALID_CONFIG,
+                         f"Invalid value {value} for configuration {key}: Not a number of type INT")
+    if name == "min_cleanable_dirty_ratio" and not 0.0 <= parsed <= 1.0:
+        raise KafkaError(ErrorCode.INVALID_CONFIG,
+                         f"Invalid value {value} for configuration {key}: Value must be between 0 "
+                         f"and 1")
+    return parsed
+
+
+def _config_string(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------ results
+
+@dataclasses.dataclass(slots=True)
+class AppendResult:
+    """What a Produce response needs for one partition.
+
+    `batches` are the appended batches' headers with their assigned base offsets (positions are
+    within the appended `records` blob): the producer-state layer reads producer ids and
+    sequences from them."""
+
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 unless the topic uses LogAppendTime
+    log_start_offset: int
+    batches: list[BatchInfo]
+
+
+@dataclasses.dataclass(slots=True)
+class ReadResult:
+    """What a Fetch response needs for one partition. `chunks` are whole stored batches, in
+    offset order, possibly from several segments; send them back to back."""
+
+    chunks: list
+    high_watermark: int
+    log_start_offset: int
+    last_stable_offset: int
+    log_end_offset: int
+
+    @property
+    def size(self) -> int:
+        return sum(len(chunk) for chunk in self.chunks)
+
+    @property
+    def records(self):
+        """All chunks as one bytes-like (no copy when there is a single chunk)."""
+        if not self.chunks:
+            return b""
+        if len(self.chunks) == 1:
+            return self.chunks[0]
+        return b"".join(self.chunks)
+
+
+# -------------------------------------------------------------------------------- the log
+
+class PartitionLog:
+    """The log of one partition in directory `directory` (e.g. "orders-0") of `files`
+    (DiskFiles or MemoryFiles).
+
+    Opening loads the segments. After a clean shutdown (`clean_shutdown=True`) only the tail of
+    the last segment is read. Otherwise every segment from the one holding `recovery_point` on
+    is recovered: CRC-checked batch by batch, truncated at a torn or corrupt tail, its indexes
+    rebuilt. Index files that are missing or insane are rebuilt in any case (lazily, when the
+    segment is first used).
+    """
+
+    def __init__(self, topic: str, partition: int, directory: str, files, config=None, *,
+                 recovery_point: int = 0, log_start_offset: int = 0,
+                 clean_shutdown: bool = False, now_ms: int | None = None):
+        self.topic = topic
+        self.partition = partition
+        self.directory = directory
+        self.files = files
+        if not isinstance(config, LogConfig):
+            config = LogConfig.from_configs(config or {})
+        self.config = config
+        self.segments: list[LogSegment] = []
+        self._base_offsets: list[int] = []  # of self.segments, for bisect
+        self.log_start_offset = 0
+        self.log_end_offset = 0
+        self.high_watermark = 0
+        self.recovery_point = 0
+        # Offset of the first batch of the oldest open transaction (set by the transaction
+        # layer); None when there is none, and then last_stable_offset == high_watermark.
+        self.first_unstable_offset: int | None = None
+        self.leader_epoch = 0
+        self.epoch_entries: list[tuple[int, int]] = []  # (epoch, start offset), increasing
+        self._load(recovery_point, log_start_offset, clean_shutdown,
+                   _now_ms() if now_ms is None else now_ms)
+
+    def __repr__(self) -> str:
+        return (f"PartitionLog({self.topic}-{self.partition}, log_start_offset="
+                f"{self.log_start_offset}, log_end_offset={self.log_end_offset}, "
+                f"segments={len(self.segments)})")
+
+    # ------------------------------------------------------------------------------- loading
+
+    def _segment_params(self, now_ms: int) -> dict:
+        return {"index_interval_bytes": self.config.index_interval_bytes,
+                "segment_index_bytes": self.config.segment_index_bytes,
+                "created_ms": now_ms}
+
+    def _load(self, recovery_point: int, log_start_offset: int, clean_shutdown: bool,
+              now_ms: int) -> None:
+        files = self.files
+        files.mkdir(self.directory)
+        names = files.listdir(self.directory)
+        bases = set()
+        for name in names:
+            parsed = parse_segment_file_name(name)
+            if parsed is None:
+                if name.endswith((".deleted", ".cleaned", ".swap", ".tmp")):
+                    # Left-overs of an interrupted delete, compaction or atomic write.
+                    files.remove(f"{self.directory}/{name}")
+                continue
+            if parsed[1] == LOG_SUFFIX:
+                bases.add(parsed[0])
+        for name in names:
+            parsed = parse_segment_file_name(name)
+            if parsed and parsed[1] in (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX) \
+                    and parsed[0] not in bases:
+                files.remove(f"{self.directory}/{name}")  # an index without its .log
+        params = self._segment_params(now_ms)
+        if not bases:
+            self._set_segments([LogSegment.create(files, self.directory, max(0, log_start_offset),
+                                                  **params)])
+        else:
+            ordered = sorted(bases)
+            segments = [LogSegment.open(files, self.directory, base, **params) for base in ordered]
+            for segment, next_segment in zip(segments, segments[1:]):
+                segment.next_offset = next_segment.base_offset
+            self._set_segments(segments)
+            if clean_shutdown:
+                self.active_segment.load_tail()
+            else:
+                self.recover(recovery_point)
+                recovery_point = self.active_segment.next_offset
+        self.log_end_offset = self.active_segment.next_offset
+        self.log_start_offset = min(max(log_start_offset, self.segments[0].base_offset),
+                                    self.log_end_offset)
+        self.high_watermark = self.log_end_offset
+        self.recovery_point = min(recovery_point, self.log_end_offset)
+        self._load_epoch_entries()
+
+    def _set_segments(self, segments: list[LogSegment]) -> None:
+        self.segments = segments
+        self._base_offsets = [segment.base_offset for segment in segments]
+
+    @property
+    def active_segment(self) -> LogSegment:
+        return self.segments[-1]
+
+    def recover(self, recovery_point: int = 0) -> int:
+        """Kafka's log recovery after an unclean shutdown: recover every segment from the one
+        holding `recovery_point` to the end (CRC check, truncate a torn tail, rebuild indexes).
+        If a segment that is not the last has a bad batch, it is truncated there and every later
+        segment is deleted, since offsets must stay contiguous. The recovered segments are then
+        fsync'd. Returns the number of bytes removed."""
+        removed = 0
+        start = max(0, bisect_right(self._base_offsets, recovery_point) - 1)
+        i = start
+        while i < len(self.segments):
+            segment = self.segments[i]
+            truncated = segment.recover()
+            removed += truncated
+            if truncated and i < len(self.segments) - 1:
+                for later in self.segments[i + 1:]:
+                    removed += later.size
+                    later.delete()
+                self._set_segments(self.segments[:i + 1])
+            i += 1
+        for segment in self.segments[start:]:
+            segment.flush()
+        self.log_end_offset = self.active_segment.next_offset
+        self.high_watermark = min(self.high_watermark, self.log_end_offset)
+        return removed
+
+    def _load_epoch_entries(self) -> None:
+        path = f"{self.directory}/{LEADER_EPOCH_CHECKPOINT}"
+        try:
+            entries = read_leader_epoch_checkpoint(self.files, path)
+        except CheckpointError:
+            entries = []
+        kept = [(epoch, start) for epoch, start in entries if start <= self.log_end_offset]
+        self.epoch_entries = kept
+        if kept:
+            self.leader_epoch = max(self.leader_epoch, kept[-1][0])
+        if kept != entries:
+            self._write_epoch_entries()
+
+    def _write_epoch_entries(self) -> None:
+        write_leader_epoch_checkpoint(self.files, f"{self.directory}/{LEADER_EPOCH_CHECKPOINT}",
+                                      self.epoch_entries)
+
+    # -------------------------------------------------------------------------------- append
+
+    @property
+    def last_stable_offset(self) -> int:
+        if self.first_unstable_offset is None:
+            return self.high_watermark
+        return min(self.high_watermark, self.first_unstable_offset)
+
+    def set_first_unstable_offset(self, offset: int | None) -> None:
+        """Hook for the transaction layer: the first offset of the oldest open transaction in
+        this partition, or None when no transaction is open."""
+        self.first_unstable_offset = offset
+
+    def validate(self, records, *, origin: AppendOrigin = AppendOrigin.CLIENT) -> list[BatchInfo]:
+        """Check a produced `records` blob (see batch.validate_batches) and this topic's size
+        limit; returns the batch headers to hand back to `append(batches=...)`."""
+        batches = validate_batches(records, origin=origin) if records is not None else []
+        if not batches:
+            raise KafkaError(ErrorCode.INVALID_RECORD, "no record batch to append")
+        limit = self.config.max_message_bytes
+        for info in batches:
+            if info.size > limit:
+                raise KafkaError(ErrorCode.MESSAGE_TOO_LARGE,
+                                 f"record batch of {info.size} bytes exceeds max.message.bytes "
+                                 f"{limit}")
+        return batches
+
+    def append(self, records, *, now_ms: int, leader_epoch: int | None = None,
+               log_append_time: bool | None = None,
+               origin: AppendOrigin = AppendOrigin.CLIENT,
+               batches: list[BatchInfo] | None = None) -> AppendResult:
+        """Append the batches of a produced `records` blob; all or nothing.
+
+        Validates them (unless `batches` from `validate()` are given), enforces
+        max.message.bytes per batch (MESSAGE_TOO_LARGE) and the CreateTime bounds
+        message.timestamp.before/after.max.ms (INVALID_TIMESTAMP, checked on the batch's
+        base and max timestamps), assigns offsets from log_end_offset, stamps
+        `leader_epoch` (default: self.leader_epoch) and, for LogAppendTime (default: the topic's
+        message.timestamp.type), the append time; rolls a new segment if due; writes the bytes
+        with one unbuffered write. A storage failure is KAFKA_STORAGE_ERROR and leaves the log
+        as it was.
+        """
+        if batches is None:
+            batches = self.validate(records, origin=origin)
+        if log_append_time is None:
+            log_append_time = self.config.log_append_time
+        if origin is AppendOrigin.CLIENT and not log_append_time:
+            self._check_timestamps(batches, now_ms)
+        epoch = self.leader_epoch if leader_epoch is None else leader_epoch
+        buf = bytearray(records)
+        first_offset = self.log_end_offset
+        next_offset = assign_offsets(buf, batches, first_offset, epoch)
+        last_offset = next_offset - 1
+        if log_append_time:
+            for info in batches:
+                set_log_append_time(buf, info, now_ms)
+        max_timestamp, offset_of_max_timestamp = -1, first_offset
+        for info in batches:
+            if info.max_timestamp > max_timestamp:
+                max_timestamp, offset_of_max_timestamp = info.max_timestamp, info.base_offset
+        try:
+            segment = self._maybe_roll(len(buf), max_timestamp, last_offset, now_ms)
+            try:
+                segment.append(buf, first_offset, last_offset, max_timestamp,
+                               offset_of_max_timestamp)
+            except OSError:
+                segment.truncate_to(first_offset)
+                raise
+        except OSError as exc:
+            raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, f"append failed: {exc}") from exc
+        if not self.epoch_entries or epoch > self.epoch_entries[-1][0]:
+            self.epoch_entries.append((epoch, first_offset))
+            self._write_epoch_entries()
+        if epoch > self.leader_epoch:
+            self.leader_epoch = epoch
+        self.log_end_offset = next_offset
+        # The leader is the whole ISR, so what it has written is committed.
+        self.high_watermark = next_offset
+        return AppendResult(first_offset, last_offset, now_ms if log_append_time else -1,
+                            self.log_start_offset, batches)
+
+    def _check_timestamps(self, batches: list[BatchInfo], now_ms: int) -> None:
+        """Kafka rejects CreateTime timestamps outside [now - before.max, now + after.max]. It
+        checks every record; without decoding, the batch's base and max timestamps are checked
+        (the first record's timestamp and the largest one)."""
+        before = self.config.message_timestamp_before_max_ms
+        after = self.config.message_timestamp_after_max_ms
+        if before == LONG_MAX and after == LONG_MAX:
+            return
+        for info in batches:
+            for timestamp in (info.base_timestamp, info.max_timestamp):
+                if timestamp < 0:
+                    continue
+                if timestamp < now_ms - before or timestamp > now_ms + after:
+                    raise KafkaError(ErrorCode.INVALID_TIMESTAMP,
+                                     f"timestamp {timestamp} of batch is out of range "
+                                     f"[now - {before}, now + {after}] (now = {now_ms})")
+
+    def _maybe_roll(self, incoming_size: int, incoming_max_timestamp: int,
+                    incoming_last_offset: int, now_ms: int) -> LogSegment:
+        segment = self.active_segment
+        config = self.config
+        if segment.should_roll(incoming_size=incoming_size,
+                               incoming_max_timestamp=incoming_max_timestamp,
+                               incoming_last_offset=incoming_last_offset, now_ms=now_ms,
+                               segment_bytes=config.segment_bytes, segment_ms=config.segment_ms):
+            return self.roll(now_ms)
+        return segment
+
+    def roll(self, now_ms: int | None = None) -> LogSegment:
+        """Start a new active segment at log_end_offset (no-op if the active one is empty)."""
+        now_ms = _now_ms() if now_ms is None else now_ms
+        active = self.active_segment
+        if active.size == 0 and active.base_offset == self.log_end_offset:
+            return active
+        new_base = self.log_end_offset
+        if active.size == 0:
+            # An empty active segment at a stale base offset: replace it.
+            active.delete()
+            self._set_segments(self.segments[:-1])
+        else:
+            active.seal()
+        # A producer-state snapshot at new_base would be written here (producer state lives in
+        # the transaction layer).
+        segment = LogSegment.create(self.files, self.directory, new_base,
+                                    **self._segment_params(now_ms))
+        self._set_segments(self.segments + [segment])
+        return segment
+
+    # ---------------------------------------------------------------------------------- reads
+
+    def _segment_index_for(self, offset: int) -> int:
+        return max(0, bisect_right(self._base_offsets, offset) - 1)
+
+    def read(self, fetch_offset: int, max_bytes: int, *, min_one_batch: bool = True,
+             isolation_upper: int | None = None) -> ReadResult:
+        """Whole stored batches from the one holding `fetch_offset`, up to `max_bytes` in total,
+        below `isolation_upper` (default: the high watermark; pass last_stable_offset for
+        READ_COMMITTED). With `min_one_batch` (KIP-74) the first batch is returned even if it is
+        larger than max_bytes, so a consumer always progresses. Continues into the following
+        segments while bytes remain.
+
+        OFFSET_OUT_OF_RANGE if fetch_offset < log_start_offset or > log_end_offset; a fetch at
+        log_end_offset returns no records. The first batch may start before fetch_offset (a
+        batch is never split); consumers skip the records below the offset they asked for.
+        """
+        if fetch_offset < self.log_start_offset or fetch_offset > self.log_end_offset:
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE,
+                             f"fetch offset {fetch_offset} is outside [{self.log_start_offset}, "
+                             f"{self.log_end_offset}] of {self.topic}-{self.partition}")
+        upper = self.high_watermark if isolation_upper is None else isolation_upper
+        chunks = []
+        if fetch_offset < upper:
+            remaining = max_bytes
+            first = min_one_batch
+            offset = fetch_offset
+            i = self._segment_index_for(fetch_offset)
+            while i < len(self.segments):
+                data, exhausted = self.segments[i].read(offset, remaining, max_offset=upper,
+                                                        min_one_batch=first)
+                if data:
+                    chunks.append(data)
+                    remaining -= len(data)
+                    first = False
+                if not exhausted or remaining <= 0:
+                    break
+                i += 1
+                if i < len(self.segments):
+                    offset = self.segments[i].base_offset
+        return ReadResult(chunks, self.high_watermark, self.log_start_offset,
+                          self.last_stable_offset, self.log_end_offset)
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """ListOffsets by timestamp: (offset, timestamp) of the earliest record at or after
+        log_start_offset whose timestamp is >= `timestamp`; None if there is none.
+
+        The time index finds the first batch whose max_timestamp >= target; the record is then
+        found inside that one batch by decoding the records' timestamp deltas (decompressing
+        if needed). For LogAppendTime batches every record has the batch's max_timestamp.
+        """
+        start = self.log_start_offset
+        for segment in self.segments[self._segment_index_for(start):]:
+            if segment.max_timestamp < timestamp:
+                continue
+            search_from = start
+            while True:
+                info = segment.find_batch_by_timestamp(timestamp, search_from)
+                if info is None:
+                    break
+                found = _first_record_at_or_after(segment.read_batch(info), info, timestamp,
+                                                  self.log_start_offset)
+                if found is not None:
+                    return found
+                search_from = info.next_offset
+        return None
+
+    def max_timestamp_offset(self) -> tuple[int, int] | None:
+        """ListOffsets MAX_TIMESTAMP (-3, KIP-734): (offset, timestamp) of the first record with
+        the largest timestamp in the log; None if no record has a timestamp."""
+        best = -1
+        for segment in self.segments[self._segment_index_for(self.log_start_offset):]:
+            best = max(best, segment.max_timestamp)
+        if best < 0:
+            return None
+        return self.offset_for_timestamp(best)
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch, as Kafka's leader-epoch cache answers it:
+
+        | requested epoch                | (leader epoch, end offset)                       |
+        |--------------------------------|--------------------------------------------------|
+        | -1 (undefined)                 | (-1, -1)                                         |
+        | the latest epoch               | (latest, log end offset)                         |
+        | larger than every epoch        | (-1, -1)                                         |
+        | smaller than every epoch       | (requested, start offset of the first epoch)     |
+        | otherwise                      | (largest epoch <= requested, next epoch's start) |
+        """
+        entries = self.epoch_entries or [(self.leader_epoch, self.log_start_offset)]
+        latest = entries[-1][0]
+        if epoch < 0:
+            return -1, -1
+        if epoch == latest:
+            return latest, self.log_end_offset
+        if epoch > latest:
+            return -1, -1
+        higher = next(i for i, (e, _) in enumerate(entries) if e > epoch)
+        if higher == 0:
+            return epoch, entries[0][1]
+        return entries[higher - 1][0], entries[higher][1]
+
+    # ------------------------------------------------------------------- truncation / deletion
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove everything at and after `offset` (the whole batch holding it goes, as in
+        Kafka; log_end_offset becomes that batch's base offset)."""
+        if offset >= self.log_end_offset:
+            return
+        if offset <= self.segments[0].base_offset:
+            self.truncate_fully_and_start_at(max(offset, 0))
+            return
+        keep = self._segment_index_for(offset)
+        if self.segments[keep].base_offset == offset and keep > 0:
+            keep -= 1
+        for segment in self.segments[keep + 1:]:
+            segment.delete()
+        self._set_segments(self.segments[:keep + 1])
+        active = self.active_segment
+        active.truncate_to(offset)
+        active.load_tail()
+        self._after_truncation()
+
+    def truncate_fully_and_start_at(self, offset: int, now_ms: int | None = None) -> None:
+        """Delete every segment and start an empty log at `offset`."""
+        for segment in self.segments:
+            segment.delete()
+        now_ms = _now_ms() if now_ms is None else now_ms
+        self._set_segments([LogSegment.create(self.files, self.directory, offset,
+                                              **self._segment_params(now_ms))])
+        self.log_start_offset = offset
+        self._after_truncation()
+
+    def _after_truncation(self) -> None:
+        self.log_end_offset = self.active_segment.next_offset
+        self.high_watermark = self.log_end_offset
+        self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        kept = [(e, s) for e, s in self.epoch_entries if s < self.log_end_offset]
+        if kept != self.epoch_entries:
+            self.epoch_entries = kept
+            self._write_epoch_entries()
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: move log_start_offset up to `offset` and delete the segments that are
+        now wholly below it. OFFSET_OUT_OF_RANGE if offset > high_watermark. Returns the new
+        log_start_offset (the response's low watermark)."""
+        if offset > self.high_watermark or offset < 0:
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE,
+                             f"cannot delete records before {offset}: high watermark is "
+                             f"{self.high_watermark}")
+        if offset > self.log_start_offset:
+            self.log_start_offset = offset
+            self._delete_segments_below_log_start()
+        return self.log_start_offset
+
+    def _delete_segments_below_log_start(self) -> int:
+        """Delete leading segments whose next segment starts at or below log_start_offset."""
+        count = 0
+        while len(self.segments) > 1 and self.segments[1].base_offset <= self.log_start_offset:
+            self.segments[0].delete()
+            self._set_segments(self.segments[1:])
+            count += 1
+        return count
+
+    def delete_old_segments(self, now_ms: int) -> int:
+        """Retention (cleanup.policy=delete): delete the oldest segments while they are older
+        than retention.ms (by their largest timestamp, or creation time without timestamps) or
+        the log is bigger than retention.bytes, and only segments wholly below the high
+        watermark. The active segment may go too if non-empty: a new empty one is rolled first.
+        Also applies the log_start_offset rule for any policy. Returns segments deleted."""
+        deleted = self._delete_segments_below_log_start()
+        if not self.config.delete:
+            return deleted
+        retention_ms = self.config.retention_ms
+        retention_bytes = self.config.retention_bytes
+        total = self.size
+        while True:
+            segment = self.segments[0]
+            is_active = len(self.segments) == 1
+            if segment.size == 0:
+                break
+            segment_end = self.log_end_offset if is_active else self.segments[1].base_offset
+            if segment_end > self.high_watermark:
+                break
+            timestamp = segment.max_timestamp
+            if timestamp < 0:
+                timestamp = segment.created_ms
+            too_old = retention_ms >= 0 and now_ms - timestamp > retention_ms
+            too_big = retention_bytes >= 0 and total - retention_bytes >= segment.size
+            if not (too_old or too_big):
+                break
+            if is_active:
+                self.roll(now_ms)
+            total -= segment.size
+            segment.delete()
+            self._set_segments(self.segments[1:])
+            self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
+            deleted += 1
+        return deleted
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def size(self) -> int:
+        return sum(segment.size for segment in self.segments)
+
+    def update_config(self, config) -> None:
+        """A topic config change (AlterConfigs): applies to the next appends and rolls."""
+        self.config = config if isinstance(config, LogConfig) else LogConfig.from_configs(config)
+        for segment in self.segments:
+            segment.index_interval_bytes = self.config.index_interval_bytes
+
+    def flush(self) -> None:
+        """fsync every segment written since the last flush; everything below log_end_offset is
+        then durable, so the recovery point moves there."""
+        for segment in self.segments:
+            if segment.dirty:
+                segment.flush()
+        self.recovery_point = self.log_end_offset
+
+    def close(self, *, flush: bool = True) -> None:
+        """Flush (unless told not to, e.g. before deleting) and close all files; the caller then
+        writes the checkpoints."""
+        if flush:
+            self.flush()
+        for segment in self.segments:
+            segment.close()
+
+    def delete(self) -> None:
+        """Close and remove the partition directory with all its files."""
+        for segment in self.segments:
+            segment.delete()
+        self.segments = []
+        self._base_offsets = []
+        self.files.remove_tree(self.directory)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# ------------------------------------------------------------------ record timestamps (ListOffsets)
+
+def _read_zigzag(buf, position: int) -> tuple[int, int]:
+    """A zig-zag varint/varlong (the record fields' encoding) at `position`."""
+    raw = 0
+    shift = 0
+    while True:
+        byte = buf[position]
+        position += 1
+        raw |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (raw >> 1) ^ -(raw & 1), position
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _first_record_at_or_after(batch_bytes, info: BatchInfo, timestamp: int,
+                              min_offset: int) -> tuple[int, int] | None:
+    """(offset, timestamp) of the first record of the batch with offset >= min_offset and
+    timestamp >= `timestamp`. Each record starts: length varint, attributes int8,
+    timestampDelta varlong, offsetDelta varint; only those are read."""
+    if info.is_log_append_time:
+        # Every record of a LogAppendTime batch has the batch's max_timestamp.
+        if info.max_timestamp < timestamp or info.last_offset < min_offset:
+            return None
+        return max(info.base_offset, min_offset), info.max_timestamp
+    body = memoryview(batch_bytes)[61:]
+    if info.compression:
+        # Imported here: the codec libraries are only needed on this rare path.
+        from trioka.log.compression import decompress
+        try:
+            body = decompress(info.compression, body)
+        except KafkaError:
+            return max(info.base_offset, min_offset), info.max_timestamp
+    position = 0
+    try:
+        for _ in range(info.records_count):
+            length, position = _read_zigzag(body, position)
+            record_start = position
+            timestamp_delta, position = _read_zigzag(body, position + 1)  # +1: attributes
+            offset_delta, position = _read_zigzag(body, position)
+            offset = info.base_offset + offset_delta
+            record_timestamp = info.base_timestamp + timestamp_delta
+            if offset >= min_offset and record_timestamp >= timestamp:
+                return offset, record_timestamp
+            position = record_start + length
+    except (IndexError, ValueError):
+        # Records we cannot parse: answer at batch granularity.
+        return max(info.base_offset, min_offset), info.max_timestamp
+    return None

@@ -1,0 +1,235 @@
+"""The only socket code: listeners, one task per connection, dispatch, graceful shutdown.
+
+Kafka's framing is an int32 size and then the request. A connection is served one request at a time
+(Kafka's ordering guarantee: responses go back in request order); different connections run
+concurrently. A declared size above `socket.request.max.bytes`, a negative size, an unknown API key,
+an unsupported version or a body that does not parse closes that connection and nothing else, as
+Kafka does. A bug in a handler is logged and closes the connection; the broker keeps running.
+
+Shutdown (SIGTERM, SIGINT, or `Server.shutdown()`): listeners stop accepting, idle connections are
+closed, requests in flight get `shutdown.grace.ms` to finish, then the logs are closed cleanly.
+"""
+
+import logging
+import struct
+
+import trio
+
+from trioka.apis import APIS, api_versions
+from trioka.apis.context import Connection, RequestContext
+from trioka.broker import Broker, Listener
+from trioka.config import Config
+from trioka.wire import protocol
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.types import DecodeError
+
+log = logging.getLogger("trioka.server")
+
+_SIZE = struct.Struct(">i")
+_READ_CHUNK = 256 * 1024
+
+
+class CloseConnection(Exception):
+    """The peer sent something Kafka answers by closing the connection."""
+
+
+def parse_listeners(text: str) -> list[Listener]:
+    """Kafka's syntax: `NAME://host:port[,NAME://host:port]`; an empty host means all interfaces."""
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, rest = item.partition("://")
+        if not sep:
+            raise ValueError(f"listener {item!r} is not NAME://host:port")
+        host, _, port = rest.rpartition(":")
+        host = host.strip("[]")
+        out.append(Listener(name.upper(), host, int(port)))
+    if not out:
+        raise ValueError("no listeners")
+    return out
+
+
+class Server:
+    def __init__(self, config: Config, broker: Broker | None = None):
+        self.config = config
+        self.broker = broker or Broker(config)
+        self.listeners = parse_listeners(config.listeners)
+        self._stop = trio.Event()
+        self._idle: set[trio.CancelScope] = set()
+        self._busy = 0
+        self._no_busy = trio.Event()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{h}:{p}" for h, p in
+                        (self.broker.advertised_address(lst) for lst in self.listeners))
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown (call from the trio thread)."""
+        self._stop.set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Open the broker, listen, report readiness through task_status, serve until shutdown."""
+        self.broker.open()
+        try:
+            async with trio.open_nursery() as nursery:
+                self.broker.nursery = nursery
+                sockets = []
+                for listener in self.listeners:
+                    socks = await trio.open_tcp_listeners(listener.port,
+                                                          host=listener.host or None)
+                    listener.port = socks[0].socket.getsockname()[1]
+                    sockets.append((listener, socks))
+                self.broker.set_listeners(self.listeners, self.config.advertised_listeners)
+                async with trio.open_nursery() as conns:
+                    for listener, socks in sockets:
+                        for s in socks:
+                            conns.start_soon(self._accept, s, listener, conns)
+                    self.broker.start_background(nursery)
+                    task_status.started(self)
+                    await self._stop.wait()
+                    # Stop accepting, close idle connections, let busy ones finish.
+                    for _, socks in sockets:
+                        for s in socks:
+                            await s.aclose()
+                    for scope in list(self._idle):
+                        scope.cancel()
+                    self.broker.shutting_down.set()
+                    with trio.move_on_after(self.config.shutdown_grace_ms / 1000):
+                        while self._busy:
+                            await self._no_busy.wait()
+                    conns.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                self.broker.close()
+
+    async def _accept(self, listener_socket, listener: Listener, nursery) -> None:
+        while True:
+            try:
+                stream = await listener_socket.accept()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            except OSError as e:
+                log.warning("accept failed: %s", e)
+                await trio.sleep(0.01)
+                continue
+            nursery.start_soon(self._connection, stream, listener)
+
+    async def _connection(self, stream: trio.SocketStream, listener: Listener) -> None:
+        sock = stream.socket
+        try:
+            peer = "%s:%s" % sock.getpeername()[:2]
+        except OSError:
+            peer = "?"
+        conn = Connection(peer, listener)
+        max_size = self.config.socket_request_max_bytes
+        buf = bytearray(_READ_CHUNK)
+        view = memoryview(buf)
+        start = end = 0
+        try:
+            while not self._stop.is_set():
+                # Read until a whole frame is buffered; only this wait is cancelled on shutdown.
+                scope = trio.CancelScope()
+                self._idle.add(scope)
+                try:
+                    with scope:
+                        while True:
+                            if end - start >= 4:
+                                (size,) = _SIZE.unpack_from(buf, start)
+                                if size < 0 or size > max_size:
+                                    raise CloseConnection(f"declared frame size {size}")
+                                if end - start >= 4 + size:
+                                    break
+                                if 4 + size > len(buf) - start:
+                                    # Make room: move what we have to the front, grow if needed.
+                                    need = max(4 + size, _READ_CHUNK)
+                                    if need > len(buf):
+                                        nbuf = bytearray(need)
+                                        nbuf[:end - start] = view[start:end]
+                                        view.release()
+                                        buf, view = nbuf, memoryview(nbuf)
+                                    else:
+                                        buf[:end - start] = view[start:end]
+                                    end -= start
+                                    start = 0
+                            n = await sock.recv_into(view[end:])
+                            if n == 0:
+                                return
+                            end += n
+                finally:
+                    self._idle.discard(scope)
+                if scope.cancelled_caught:
+                    return
+                frame = bytes(view[start + 4:start + 4 + size])
+                start += 4 + size
+                if start == end:
+                    start = end = 0
+                self._busy += 1
+                try:
+                    response = await self._dispatch(conn, frame)
+                    if response is not None:
+                        await _send_all(sock, response)
+                finally:
+                    self._busy -= 1
+                    if not self._busy:
+                        self._no_busy.set()
+                        self._no_busy = trio.Event()
+                if conn.closing:
+                    return
+        except CloseConnection as e:
+            log.info("closing connection from %s: %s", peer, e)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError, OSError):
+            pass
+        finally:
+            view.release()
+            sock.close()
+
+    async def _dispatch(self, conn: Connection, frame: bytes):
+        """Decode, run the handler, encode: the response bytes, or None when none is due."""
+        try:
+            header, pos = protocol.parse_request_header(frame)
+        except DecodeError as e:
+            raise CloseConnection(str(e)) from None
+        key, version = header.api_key, header.api_version
+        module = APIS.get(key)
+        if module is None:
+            raise CloseConnection(f"API key {key} is not served")
+        lo, hi = module.VERSIONS
+        if not lo <= version <= hi:
+            if key == ApiKey.API_VERSIONS and version > hi:
+                return protocol.encode_response(key, 0, header.correlation_id,
+                                                api_versions.unsupported_version_response())
+            raise CloseConnection(f"{ApiKey(key).name} v{version} is not served")
+        try:
+            request = protocol.decode_request_body(header, frame, pos)
+        except DecodeError as e:
+            raise CloseConnection(f"{ApiKey(key).name} v{version}: {e}") from None
+        ctx = RequestContext(header, conn)
+        try:
+            response = await module.handle(self.broker, request, ctx)
+        except trio.Cancelled:
+            raise
+        except Exception:
+            log.exception("handler %s v%d failed on a request from %s", ApiKey(key).name,
+                          version, conn.peer)
+            raise CloseConnection("internal error") from None
+        if response is None:
+            return None
+        return protocol.encode_response(key, version, header.correlation_id, response)
+
+
+async def _send_all(sock, chunks: list) -> None:
+    data = b"".join(chunks) if len(chunks) != 1 else chunks[0]
+    view = memoryview(data)
+    total = len(view)
+    sent = 0
+    while sent < total:
+        sent += await sock.send(view[sent:])
+
+
+async def serve(config: Config | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run a broker until cancelled; `await nursery.start(serve, config)` returns the Server."""
+    server = Server(config or Config())
+    await server.run(task_status=task_status)
+
+
