@@ -28,14 +28,32 @@ Corrupt compressed data, and codec ids 5-7, are CORRUPT_MESSAGE: the batch canno
 """
 
 import enum
+import functools
 import struct
 import zlib
 
-import lz4.frame
-import snappy
-import zstandard
-
 from trioka.wire.errors import ErrorCode, KafkaError
+
+
+# The codec libraries load on first use: the broker never decompresses on produce or fetch, and
+# importing them all would lengthen its startup.
+
+@functools.cache
+def _snappy():
+    import snappy
+    return snappy
+
+
+@functools.cache
+def _lz4():
+    import lz4.frame
+    return lz4.frame
+
+
+@functools.cache
+def _zstd():
+    import zstandard
+    return zstandard
 
 
 class CompressionType(enum.IntEnum):
@@ -109,7 +127,7 @@ def _snappy_compress(data) -> bytes:
     out = [XERIAL_HEADER]
     pack = _INT32.pack
     for start in range(0, len(view), XERIAL_BLOCK_SIZE):
-        block = snappy.compress(view[start:start + XERIAL_BLOCK_SIZE])
+        block = _snappy().compress(view[start:start + XERIAL_BLOCK_SIZE])
         out.append(pack(len(block)))
         out.append(block)
     return b"".join(out)
@@ -120,7 +138,7 @@ def _snappy_decompress(data) -> bytes:
     try:
         if view[:8] != XERIAL_MAGIC:
             # librdkafka and other non-Java writers: a single raw snappy block.
-            return snappy.uncompress(view)
+            return _snappy().uncompress(view)
         # Bytes 8..16 are version / min compatible version; every version so far (1) is read the
         # same way, so like the clients we do not insist on particular values.
         if len(view) < len(XERIAL_HEADER):
@@ -135,9 +153,9 @@ def _snappy_decompress(data) -> bytes:
             pos += 4
             if size < 0 or pos + size > end:
                 raise _corrupt(CompressionType.SNAPPY, f"xerial block of {size} bytes overruns")
-            parts.append(snappy.uncompress(view[pos:pos + size]))
+            parts.append(_snappy().uncompress(view[pos:pos + size]))
             pos += size
-    except snappy.UncompressError as exc:
+    except _snappy().UncompressError as exc:
         raise _corrupt(CompressionType.SNAPPY, exc.__cause__ or exc) from None
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -149,10 +167,10 @@ def _snappy_decompress(data) -> bytes:
 def _lz4_compress(data, level: int | None) -> bytes:
     # Independent 64 KiB blocks, no content size, no checksums: what Java's
     # KafkaLZ4BlockOutputStream and librdkafka write, and what Java's reader requires.
-    return lz4.frame.compress(
+    return _lz4().compress(
         data,
         compression_level=0 if level is None else level,
-        block_size=lz4.frame.BLOCKSIZE_MAX64KB,
+        block_size=_lz4().BLOCKSIZE_MAX64KB,
         block_linked=False,
         content_checksum=False,
         store_size=False,
@@ -166,7 +184,7 @@ def _lz4_decompress(data) -> bytes:
     try:
         # One frame is what every writer produces; concatenated frames are read as one stream.
         while True:
-            out, used = lz4.frame.decompress(view[pos:], return_bytes_read=True)
+            out, used = _lz4().decompress(view[pos:], return_bytes_read=True)
             parts.append(out)
             pos += used
             if pos >= len(view) or used == 0:
@@ -183,8 +201,7 @@ def _lz4_decompress(data) -> bytes:
 # Above this claimed size we do not let the one-shot decoder allocate the whole output up front
 # from a number in an untrusted frame header; the streaming path grows as data really arrives.
 _ZSTD_ONE_SHOT_LIMIT = 16 * 1024 * 1024
-_ZSTD_DECOMPRESSOR = zstandard.ZstdDecompressor()
-_ZSTD_COMPRESSORS: dict[int, zstandard.ZstdCompressor] = {}
+_ZSTD_COMPRESSORS: dict = {}
 
 
 def _zstd_compress(data, level: int | None) -> bytes:
@@ -192,32 +209,32 @@ def _zstd_compress(data, level: int | None) -> bytes:
     level = 3 if level is None else level
     compressor = _ZSTD_COMPRESSORS.get(level)
     if compressor is None:
-        compressor = _ZSTD_COMPRESSORS[level] = zstandard.ZstdCompressor(level=level)
+        compressor = _ZSTD_COMPRESSORS[level] = _zstd().ZstdCompressor(level=level)
     return compressor.compress(data)
 
 
 def _zstd_decompress(data) -> bytes:
     try:
-        size = zstandard.frame_content_size(data)
-    except zstandard.ZstdError:
+        size = _zstd().frame_content_size(data)
+    except _zstd().ZstdError:
         size = -1  # e.g. a skippable frame first: let the streaming path judge
     if 0 <= size <= _ZSTD_ONE_SHOT_LIMIT:
         try:
-            return _ZSTD_DECOMPRESSOR.decompress(data, allow_extra_data=False)
-        except zstandard.ZstdError:
+            return _zstd().ZstdDecompressor().decompress(data, allow_extra_data=False)
+        except _zstd().ZstdError:
             pass  # more than one frame, or corrupt: the streaming path sorts out which
     parts = []
     rest = data
     try:
         while True:
-            d = _ZSTD_DECOMPRESSOR.decompressobj()
+            d = _zstd().ZstdDecompressor().decompressobj()
             parts.append(d.decompress(rest))
             if not d.eof:
                 raise _corrupt(CompressionType.ZSTD, "truncated zstd frame")
             rest = d.unused_data
             if not rest:
                 break
-    except zstandard.ZstdError as exc:
+    except _zstd().ZstdError as exc:
         raise _corrupt(CompressionType.ZSTD, exc) from None
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
