@@ -27,6 +27,7 @@ from bisect import bisect_right
 
 from trioka.log.batch import (AppendOrigin, BatchInfo, assign_offsets, set_log_append_time,
                               validate_batches)
+from trioka.log.producer_state import ProducerStateManager
 from trioka.log.checkpoint import (LEADER_EPOCH_CHECKPOINT, CheckpointError,
                                    read_leader_epoch_checkpoint, write_leader_epoch_checkpoint)
 from trioka.log.segment import (INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
@@ -258,6 +259,7 @@ class PartitionLog:
         self.first_unstable_offset: int | None = None
         self.leader_epoch = 0
         self.epoch_entries: list[tuple[int, int]] = []  # (epoch, start offset), increasing
+        self.producer_state = ProducerStateManager(files, directory)
         self._load(recovery_point, log_start_offset, clean_shutdown,
                    _now_ms() if now_ms is None else now_ms)
 
@@ -314,6 +316,27 @@ class PartitionLog:
         self.high_watermark = self.log_end_offset
         self.recovery_point = min(recovery_point, self.log_end_offset)
         self._load_epoch_entries()
+        self._load_producer_state(clean_shutdown)
+
+    def _load_producer_state(self, clean_shutdown: bool) -> None:
+        """After a clean shutdown the snapshot at the log end is the whole state (none was
+        written when no producer had written here); otherwise replay from the newest snapshot."""
+        if clean_shutdown and not self.producer_state._snapshot_offsets():
+            return
+        self.producer_state.load(self.log_start_offset, self.log_end_offset, self.batches_from)
+
+    def batches_from(self, offset: int):
+        """Headers of the stored batches from the one holding `offset` to the end, in order."""
+        start = max(0, bisect_right(self._base_offsets, offset) - 1)
+        for i in range(start, len(self.segments)):
+            segment = self.segments[i]
+            position = 0
+            if i == start:
+                found = segment.translate_offset(offset)
+                if found is None:
+                    continue
+                position = found[0]
+            yield from segment.batches(position)
 
     def _set_segments(self, segments: list[LogSegment]) -> None:
         self.segments = segments
@@ -409,6 +432,14 @@ class PartitionLog:
         """
         if batches is None:
             batches = self.validate(records, origin=origin)
+        if origin is AppendOrigin.CLIENT:
+            for info in batches:
+                if info.producer_id >= 0:
+                    duplicate = self.producer_state.check(info)
+                    if duplicate is not None:
+                        # A retry of a batch already in the log: answer with where it went.
+                        return AppendResult(duplicate.first_offset, duplicate.last_offset, -1,
+                                            self.log_start_offset, batches)
         if log_append_time is None:
             log_append_time = self.config.log_append_time
         if origin is AppendOrigin.CLIENT and not log_append_time:
@@ -440,6 +471,9 @@ class PartitionLog:
             self._write_epoch_entries()
         if epoch > self.leader_epoch:
             self.leader_epoch = epoch
+        for info in batches:
+            if info.producer_id >= 0:
+                self.producer_state.update(info)
         self.log_end_offset = next_offset
         # The leader is the whole ISR, so what it has written is committed.
         self.high_watermark = next_offset
@@ -487,8 +521,9 @@ class PartitionLog:
             self._set_segments(self.segments[:-1])
         else:
             active.seal()
-        # A producer-state snapshot at new_base would be written here (producer state lives in
-        # the transaction layer).
+        if self.producer_state.producers:
+            # As Kafka does at every roll, so a restart replays at most one segment's headers.
+            self.producer_state.take_snapshot(new_base)
         segment = LogSegment.create(self.files, self.directory, new_base,
                                     **self._segment_params(now_ms))
         self._set_segments(self.segments + [segment])
@@ -631,6 +666,7 @@ class PartitionLog:
         self.high_watermark = self.log_end_offset
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        self.producer_state.load(self.log_start_offset, self.log_end_offset, self.batches_from)
         kept = [(e, s) for e, s in self.epoch_entries if s < self.log_end_offset]
         if kept != self.epoch_entries:
             self.epoch_entries = kept
@@ -719,6 +755,8 @@ class PartitionLog:
         writes the checkpoints."""
         if flush:
             self.flush()
+            if self.producer_state.producers:
+                self.producer_state.take_snapshot(self.log_end_offset)
         for segment in self.segments:
             segment.close()
 
