@@ -8,15 +8,23 @@ This broker is a whole single-node cluster: it is the controller, and every part
 only replica and ISR, so the high watermark moves with every append.
 """
 
+import json
+import logging
+
 import trio
 
-from trioka.config import Config, topic_defaults
+from trioka.config import DYNAMIC_KEYS, KEYS, Config, topic_defaults
 from trioka.log.manager import LogManager, validate_topic_name
 from trioka.log.partition import LogConfig
 from trioka.txn.producer_ids import ProducerIdManager
 from trioka.wire.errors import ErrorCode, KafkaError
 
+log = logging.getLogger("trioka.broker")
+
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+# Broker configs changed at runtime, by resource: {"cluster": {...}, "broker": {...}}. Kafka keeps
+# them in its metadata log; a single broker keeps them in this file of the data directory.
+DYNAMIC_CONFIGS_FILE = "trioka-dynamic-configs.json"
 
 
 class Listener:
@@ -57,6 +65,7 @@ class Broker:
     def open(self) -> None:
         self.logs.open()
         self.producer_ids.open()
+        self._load_dynamic_configs()
 
     def close(self) -> None:
         self.logs.close()
@@ -77,6 +86,86 @@ class Broker:
     @property
     def cluster_id(self) -> str:
         return self.logs.cluster_id
+
+    # --- dynamic configs (AlterConfigs / IncrementalAlterConfigs) ---
+
+    def _load_dynamic_configs(self) -> None:
+        """Broker configs altered at runtime, kept in DYNAMIC_CONFIGS_FILE of the data dir."""
+        files = self.logs.files
+        if not files.exists(DYNAMIC_CONFIGS_FILE):
+            return
+        try:
+            stored = json.loads(files.read_small(DYNAMIC_CONFIGS_FILE))
+            for layer, values in ((self.config.dynamic_default, stored.get("cluster", {})),
+                                  (self.config.dynamic_broker, stored.get("broker", {}))):
+                layer.update({k: self.config.parse(k, v) for k, v in values.items()
+                              if k in DYNAMIC_KEYS})
+        except (ValueError, AttributeError) as e:
+            log.warning("ignoring damaged %s: %s", DYNAMIC_CONFIGS_FILE, e)
+            return
+        self.logs.set_default_config(self.topic_config_defaults())
+
+    def check_broker_configs(self, resource_name: str, values: dict) -> dict:
+        """Typed values for one dynamic layer, or KafkaError as Kafka answers it."""
+        if resource_name not in ("", str(self.node_id)):
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Unexpected broker id, expected {self.node_id} or empty string, "
+                             f"but received {resource_name}")
+        unknown = sorted(k for k in values if k not in KEYS)
+        if unknown:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"Unknown broker configs: {unknown}")
+        static = sorted(k for k in values if k not in DYNAMIC_KEYS)
+        if static:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Cannot update these configs dynamically: {static}")
+        typed = {}
+        for k, v in values.items():
+            try:
+                typed[k] = self.config.parse(k, v)
+            except ValueError as e:
+                raise KafkaError(ErrorCode.INVALID_CONFIG,
+                                 f"Invalid value {v} for configuration {k}: {e}") from None
+        return typed
+
+    def set_broker_configs(self, resource_name: str, values: dict,
+                           validate_only: bool = False) -> None:
+        """Replace the dynamic configs of this broker ("<node id>") or of the cluster ("")."""
+        typed = self.check_broker_configs(resource_name, values)
+        if validate_only:
+            return
+        layer = self.config.dynamic_default if resource_name == "" else self.config.dynamic_broker
+        old = dict(layer)
+        layer.clear()
+        layer.update(typed)
+        try:
+            defaults = self.topic_config_defaults()   # INVALID_CONFIG if the mix is invalid
+        except KafkaError:
+            layer.clear()
+            layer.update(old)
+            raise
+        self.logs.set_default_config(defaults)
+        stored = {"cluster": {k: str(v) for k, v in self.config.dynamic_default.items()},
+                  "broker": {k: str(v) for k, v in self.config.dynamic_broker.items()}}
+        self.logs.files.write_atomic(DYNAMIC_CONFIGS_FILE,
+                                     json.dumps(stored, indent=1, sort_keys=True).encode())
+
+    def broker_configs(self, resource_name: str) -> dict:
+        """The dynamic configs of one broker resource, as strings."""
+        layer = self.config.dynamic_default if resource_name == "" else self.config.dynamic_broker
+        return {k: str(v) for k, v in layer.items()}
+
+    def set_topic_configs(self, name: str, configs: dict, validate_only: bool = False) -> None:
+        """Replace a topic's config overrides (INVALID_CONFIG, UNKNOWN_TOPIC_OR_PARTITION)."""
+        if self.logs.topic(name) is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                             f"Topic {name} does not exist")
+        for key, value in configs.items():
+            if value is None:
+                raise KafkaError(ErrorCode.INVALID_CONFIG,
+                                 f"Null value not supported for topic configs: {key}")
+        LogConfig.from_configs(configs, self.logs.default_config)
+        if not validate_only:
+            self.logs.set_topic_configs(name, configs)
 
     # --- listeners ---
 

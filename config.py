@@ -10,8 +10,20 @@ Deliberate differences from Kafka's defaults, for development: topics are create
 the replication factor is 1, and the first rebalance of a group is not delayed.
 """
 
+import enum
 import os
 import sys
+
+class ConfigSource(enum.IntEnum):
+    """Where a config value comes from, as DescribeConfigs reports it."""
+    UNKNOWN = 0
+    TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+    DYNAMIC_BROKER_LOGGER_CONFIG = 6
+
 
 # key -> (type, default). Types: int, bool, str, list (comma separated).
 KEYS: dict[str, tuple[type, object]] = {
@@ -109,7 +121,11 @@ class Config:
     """The broker's settings. `Config(**{"log.segment.bytes": 1024})` or keyword underscores."""
 
     def __init__(self, values: dict | None = None, /, **kw):
-        self._values: dict[str, object] = {}
+        self._values: dict[str, object] = {}      # static: server.properties, env, flags
+        # Dynamic settings (AlterConfigs on a broker resource), which win over static ones:
+        # this broker's own, and the cluster-wide default (the resource named "").
+        self.dynamic_broker: dict[str, object] = {}
+        self.dynamic_default: dict[str, object] = {}
         self.memory = False        # trioka: keep every log in memory (--memory)
         self.warnings: list[str] = []
         self.update(values or {})
@@ -130,9 +146,23 @@ class Config:
         self._values[key] = _parse(key, spec[0], value)
 
     def get(self, key: str):
-        if key in self._values:
-            return self._values[key]
+        for layer in (self.dynamic_broker, self.dynamic_default, self._values):
+            if key in layer:
+                return layer[key]
         return KEYS[key][1]
+
+    def synonyms(self, key: str) -> list[tuple["ConfigSource", object]]:
+        """Where the key has a value, in precedence order; the first is the effective one."""
+        out = [(source, layer[key]) for source, layer in (
+            (ConfigSource.DYNAMIC_BROKER_CONFIG, self.dynamic_broker),
+            (ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, self.dynamic_default),
+            (ConfigSource.STATIC_BROKER_CONFIG, self._values)) if key in layer]
+        out.append((ConfigSource.DEFAULT_CONFIG, KEYS[key][1]))
+        return out
+
+    def parse(self, key: str, value):
+        """A value for `key` in its type; ValueError when it does not parse."""
+        return _parse(key, KEYS[key][0], value)
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
@@ -143,7 +173,7 @@ class Config:
         return self.get(key)
 
     def is_set(self, key: str) -> bool:
-        return key in self._values
+        return key in self._values or key in self.dynamic_broker or key in self.dynamic_default
 
     @property
     def data_dir(self) -> str | None:
@@ -244,3 +274,95 @@ def topic_defaults(config: Config) -> dict[str, object]:
         else:
             out[key] = config.get(broker_key)
     return out
+
+# Broker keys AlterConfigs may change at runtime: the defaults of topic configs, as in Kafka's
+# dynamic broker configs (KIP-226). Everything else is read-only until a restart.
+DYNAMIC_KEYS = frozenset({broker_key for broker_key, _ in TOPIC_CONFIGS.values()}
+                         | {"log.retention.hours", "log.roll.hours"})
+
+
+class ConfigType(enum.IntEnum):
+    """DescribeConfigs v3+ `config_type`."""
+    UNKNOWN = 0
+    BOOLEAN = 1
+    STRING = 2
+    INT = 3
+    SHORT = 4
+    LONG = 5
+    DOUBLE = 6
+    LIST = 7
+    CLASS = 8
+    PASSWORD = 9
+
+
+LIST_KEYS = frozenset({"cleanup.policy", "log.cleanup.policy", "leader.replication.throttled.replicas",
+                       "follower.replication.throttled.replicas", "listeners",
+                       "advertised.listeners", "log.dirs", "process.roles"})
+_LONG_KEYS = frozenset({"retention.bytes", "local.retention.bytes", "flush.messages",
+                        "log.retention.bytes", "log.flush.interval.messages"})
+
+
+def config_type(key: str, value) -> ConfigType:
+    if key in LIST_KEYS:
+        return ConfigType.LIST
+    if isinstance(value, bool):
+        return ConfigType.BOOLEAN
+    if isinstance(value, float) or key.endswith("ratio"):
+        return ConfigType.DOUBLE
+    if isinstance(value, int):
+        return ConfigType.LONG if key.endswith(".ms") or key in _LONG_KEYS else ConfigType.INT
+    return ConfigType.STRING
+
+
+def config_text(value) -> str | None:
+    """A value as DescribeConfigs shows it."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# What each topic config does, in a sentence (DescribeConfigs v3+ `documentation`).
+TOPIC_CONFIG_DOCS = {
+    "cleanup.policy": "How old data goes: 'delete' drops old segments, 'compact' keeps the "
+                      "latest record of each key; both may be listed.",
+    "compression.type": "The codec batches are stored in: 'producer' keeps the producer's, or "
+                        "uncompressed, gzip, snappy, lz4, zstd.",
+    "compression.gzip.level": "The gzip level used when the broker compresses with gzip.",
+    "compression.lz4.level": "The lz4 level used when the broker compresses with lz4.",
+    "compression.zstd.level": "The zstd level used when the broker compresses with zstd.",
+    "delete.retention.ms": "How long tombstones stay in a compacted topic.",
+    "file.delete.delay.ms": "How long a deleted segment's files wait before removal.",
+    "flush.messages": "Records between forced fsyncs of the log.",
+    "flush.ms": "Milliseconds between forced fsyncs of the log.",
+    "follower.replication.throttled.replicas": "Replicas whose follower fetching is throttled.",
+    "index.interval.bytes": "Bytes of log between entries of the offset index.",
+    "leader.replication.throttled.replicas": "Replicas whose leader-side replication is "
+                                             "throttled.",
+    "local.retention.bytes": "Bytes kept locally when tiered storage is on (-2: retention.bytes).",
+    "local.retention.ms": "Time kept locally when tiered storage is on (-2: retention.ms).",
+    "max.compaction.lag.ms": "The longest a record may stay uncompacted.",
+    "max.message.bytes": "The largest record batch the topic accepts.",
+    "message.timestamp.after.max.ms": "How far a CreateTime timestamp may be ahead of the "
+                                      "broker's clock.",
+    "message.timestamp.before.max.ms": "How far a CreateTime timestamp may be behind the "
+                                       "broker's clock.",
+    "message.timestamp.type": "CreateTime keeps the producer's timestamps; LogAppendTime "
+                              "stamps the broker's append time.",
+    "min.cleanable.dirty.ratio": "The share of uncompacted log that makes a log worth "
+                                 "compacting.",
+    "min.compaction.lag.ms": "The shortest a record stays uncompacted.",
+    "min.insync.replicas": "Replicas that must have a write for acks=all to succeed.",
+    "preallocate": "Whether new segment files are preallocated.",
+    "remote.log.copy.disable": "Stop copying segments to tiered storage.",
+    "remote.log.delete.on.disable": "Delete tiered data when tiered storage is turned off.",
+    "remote.storage.enable": "Whether the topic uses tiered storage.",
+    "retention.bytes": "The largest size of a partition before old segments go (-1: no limit).",
+    "retention.ms": "How long segments are kept before deletion (-1: forever).",
+    "segment.bytes": "The size at which a new segment file starts.",
+    "segment.index.bytes": "The largest size of a segment's offset index.",
+    "segment.jitter.ms": "Random time taken off segment.ms so segments do not roll together.",
+    "segment.ms": "The age at which a new segment file starts.",
+    "unclean.leader.election.enable": "Whether an out-of-sync replica may become leader.",
+}

@@ -7,8 +7,9 @@
 ApiVersions computes its answer from this table, so only what is here is advertised.
 """
 
-from trioka.apis import (api_versions, create_partitions, create_topics, delete_topics,
-                         describe_cluster, fetch, init_producer_id, list_offsets, metadata,
+from trioka.apis import (alter_configs, api_versions, create_partitions, create_topics,
+                         delete_topics, describe_cluster, describe_configs, fetch,
+                         incremental_alter_configs, init_producer_id, list_offsets, metadata,
                          offset_for_leader_epoch, produce)
 from trioka.wire.api_keys import ApiKey
 
@@ -24,4 +25,7 @@ APIS = {
     ApiKey.OFFSET_FOR_LEADER_EPOCH: offset_for_leader_epoch,
     ApiKey.CREATE_PARTITIONS: create_partitions,
     ApiKey.DESCRIBE_CLUSTER: describe_cluster,
+    ApiKey.DESCRIBE_CONFIGS: describe_configs,
+    ApiKey.ALTER_CONFIGS: alter_configs,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: incremental_alter_configs,
 }

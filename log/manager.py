@@ -404,6 +404,15 @@ class LogManager:
             self.files.remove_tree(doomed)
         return topic.topic_id
 
+    def set_default_config(self, default_config: LogConfig) -> None:
+        """New broker-level defaults (a dynamic broker config change): every topic's effective
+        config is its overrides over the new defaults."""
+        self.default_config = default_config
+        for topic in self._topics.values():
+            topic.config = LogConfig.from_configs(topic.configs, base=default_config)
+            for partition in topic.partitions:
+                partition.update_config(topic.config)
+
     def set_topic_configs(self, name: str, configs: dict) -> LogConfig:
         """Replace the topic's config overrides (AlterConfigs; an incremental alter computes the
         new full set first). INVALID_CONFIG leaves everything unchanged. Returns the effective

@@ -63,10 +63,8 @@ class LogConfig:
     local_retention_ms: int = -2
     max_compaction_lag_ms: int = LONG_MAX
     max_message_bytes: int = 1048588
-    message_downconversion_enable: bool = True
     message_timestamp_after_max_ms: int = LONG_MAX
     message_timestamp_before_max_ms: int = LONG_MAX
-    message_timestamp_difference_max_ms: int = LONG_MAX
     message_timestamp_type: str = "CreateTime"  # or "LogAppendTime"
     min_cleanable_dirty_ratio: float = 0.5
     min_compaction_lag_ms: int = 0
@@ -128,7 +126,6 @@ _MINIMUMS = {
     "flush_ms": 0, "delete_retention_ms": 0, "file_delete_delay_ms": 0,
     "min_compaction_lag_ms": 0, "max_compaction_lag_ms": 1, "min_insync_replicas": 1,
     "message_timestamp_after_max_ms": 0, "message_timestamp_before_max_ms": 0,
-    "message_timestamp_difference_max_ms": 0,
 }
 _INT32_FIELDS = {"segment_bytes", "segment_index_bytes", "index_interval_bytes",
                  "max_message_bytes", "min_insync_replicas"}

@@ -1,0 +1,118 @@
+"""DescribeConfigs (key 32), v1-4: the configs of topics and of this broker, with their sources.
+
+Resources: topics (type 2) and brokers (type 4; the name is this broker's node id, or "" for the
+cluster-wide defaults). Each config comes with its value, whether it is read-only (broker keys
+that AlterConfigs cannot change at runtime), whether it is sensitive (none are), and its source:
+
+| source                             | for a topic config                | for a broker config     |
+|------------------------------------|-----------------------------------|-------------------------|
+| TOPIC_CONFIG (1)                   | set on the topic                  |                         |
+| DYNAMIC_BROKER_CONFIG (2)          | the broker default, set at runtime on this broker          ||
+| DYNAMIC_DEFAULT_BROKER_CONFIG (3)  | the broker default, set at runtime cluster-wide            ||
+| STATIC_BROKER_CONFIG (4)           | the broker default, from server.properties / env / flags  ||
+| DEFAULT_CONFIG (5)                 | Kafka's default                                            ||
+
+`include_synonyms` (v1+) lists every place the value could come from, in precedence order (the
+topic key, then the broker key at each level); v3+ adds the config type and, on request, a line of
+documentation. `configuration_keys` narrows the answer; null asks for everything. An unknown topic
+is UNKNOWN_TOPIC_OR_PARTITION; another broker's id or an unknown resource type is INVALID_REQUEST.
+Broker loggers (type 8) are not served. Version 0 was removed in Kafka 4.0.
+"""
+
+from trioka.config import (DYNAMIC_KEYS, KEYS, TOPIC_CONFIG_DOCS, TOPIC_CONFIGS, ConfigSource,
+                           config_text, config_type)
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode, KafkaError
+from trioka.wire.protocol import response_class
+
+VERSIONS = (1, 4)
+
+TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
+
+Response = response_class(ApiKey.DESCRIBE_CONFIGS)
+Result = Response.DescribeConfigsResult
+Entry = Result.DescribeConfigsResourceResult
+Synonym = Entry.DescribeConfigsSynonym
+
+
+def topic_config_entries(broker, topic_name: str, keys=None) -> list:
+    """(name, value, source, synonyms) of every config of a topic."""
+    topic = broker.topic(topic_name)
+    if topic is None:
+        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                         f"Topic {topic_name} does not exist")
+    effective = topic.config.to_configs()
+    out = []
+    for key in sorted(effective):
+        if keys is not None and key not in keys:
+            continue
+        synonyms = []
+        if key in topic.configs:
+            synonyms.append((key, topic.configs[key], ConfigSource.TOPIC_CONFIG))
+        broker_key = TOPIC_CONFIGS.get(key, (None,))[0]
+        if broker_key is not None:
+            synonyms += [(broker_key, config_text(v), source)
+                         for source, v in broker.config.synonyms(broker_key)]
+        else:
+            synonyms.append((key, effective[key], ConfigSource.DEFAULT_CONFIG))
+        source = synonyms[0][2]
+        typed = getattr(topic.config, key.replace(".", "_"))
+        out.append((key, effective[key], source, synonyms, False, typed))
+    return out
+
+
+def broker_config_entries(broker, resource_name: str, keys=None) -> list:
+    if resource_name not in ("", str(broker.node_id)):
+        raise KafkaError(ErrorCode.INVALID_REQUEST,
+                         f"Unexpected broker id, expected {broker.node_id} or empty string, but "
+                         f"received {resource_name}")
+    cfg = broker.config
+    out = []
+    for key in sorted(KEYS):
+        if keys is not None and key not in keys:
+            continue
+        layers = cfg.synonyms(key)
+        if resource_name == "":
+            # The cluster-wide default resource shows only what is set at that level.
+            layers = [(s, v) for s, v in layers if s == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG]
+            if not layers:
+                continue
+        source, value = layers[0]
+        synonyms = [(key, config_text(v), s) for s, v in layers]
+        out.append((key, config_text(value), source, synonyms, key not in DYNAMIC_KEYS, value))
+    return out
+
+
+def describe(broker, resource, version: int, include_synonyms: bool,
+             include_documentation: bool) -> object:
+    keys = set(resource.configuration_keys) if resource.configuration_keys is not None else None
+    try:
+        if resource.resource_type == TOPIC:
+            entries = topic_config_entries(broker, resource.resource_name, keys)
+        elif resource.resource_type == BROKER:
+            entries = broker_config_entries(broker, resource.resource_name, keys)
+        else:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Unsupported resource type {resource.resource_type}")
+    except KafkaError as e:
+        return Result(error_code=e.code, error_message=e.message,
+                      resource_type=resource.resource_type,
+                      resource_name=resource.resource_name, configs=[])
+    configs = []
+    for name, value, source, synonyms, read_only, typed in entries:
+        configs.append(Entry(
+            name=name, value=value, read_only=read_only,
+            is_default=source == ConfigSource.DEFAULT_CONFIG, config_source=source,
+            is_sensitive=False,
+            synonyms=[Synonym(name=n, value=v, source=s) for n, v, s in synonyms]
+            if include_synonyms else [],
+            config_type=config_type(name, typed),
+            documentation=TOPIC_CONFIG_DOCS.get(name) if include_documentation else None))
+    return Result(error_code=0, error_message=None, resource_type=resource.resource_type,
+                  resource_name=resource.resource_name, configs=configs)
+
+
+async def handle(broker, request, ctx):
+    results = [describe(broker, r, ctx.api_version, request.include_synonyms,
+                        request.include_documentation) for r in request.resources]
+    return Response(throttle_time_ms=0, results=results)
