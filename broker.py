@@ -10,6 +10,7 @@ only replica and ISR, so the high watermark moves with every append.
 
 import json
 import logging
+import time
 
 import trio
 
@@ -71,13 +72,30 @@ class Broker:
         self.logs.close()
 
     def start_background(self, nursery: trio.Nursery) -> None:
-        """Timers owned by the broker (checkpoints now; retention and groups later)."""
+        """Timers owned by the broker: checkpoints and retention."""
         nursery.start_soon(self._checkpoint_loop)
+        nursery.start_soon(self._retention_loop)
 
     async def _checkpoint_loop(self) -> None:
         while True:
             await trio.sleep(60)
             self.logs.checkpoint()
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.log_retention_check_interval_ms / 1000)
+            self.enforce_retention()
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """One retention pass (Kafka runs one every log.retention.check.interval.ms): segments
+        older than retention.ms or beyond retention.bytes go, log start offsets move up. Tests
+        call it to see retention happen without waiting. Returns the segments deleted."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        deleted = self.logs.delete_old_segments(now_ms)
+        if deleted:
+            self.logs.checkpoint()
+            self.notify_data()   # fetchers below the new log start offset get the error now
+        return deleted
 
     def topic_config_defaults(self) -> LogConfig:
         """Topic configs as the broker's settings make them (log.segment.bytes -> segment.bytes)."""

@@ -147,5 +147,9 @@ class Broker:
         self.call(lambda b: b.create_topic(name, partitions, configs or {}))
         return name
 
+    def enforce_retention(self) -> int:
+        """Run a retention pass now; the number of segments deleted."""
+        return self.call(lambda b: b.enforce_retention())
+
     def unique_topic_name(self, prefix: str = "topic") -> str:
         return f"{prefix}-{os.getpid()}-{next(_names)}"

@@ -8,7 +8,8 @@ ApiVersions computes its answer from this table, so only what is here is adverti
 """
 
 from trioka.apis import (alter_configs, api_versions, create_partitions, create_topics,
-                         delete_topics, describe_cluster, describe_configs, fetch,
+                         delete_records, delete_topics, describe_cluster, describe_configs,
+                         describe_log_dirs, fetch,
                          incremental_alter_configs, init_producer_id, list_offsets, metadata,
                          offset_for_leader_epoch, produce)
 from trioka.wire.api_keys import ApiKey
@@ -26,6 +27,8 @@ APIS = {
     ApiKey.CREATE_PARTITIONS: create_partitions,
     ApiKey.DESCRIBE_CLUSTER: describe_cluster,
     ApiKey.DESCRIBE_CONFIGS: describe_configs,
+    ApiKey.DELETE_RECORDS: delete_records,
+    ApiKey.DESCRIBE_LOG_DIRS: describe_log_dirs,
     ApiKey.ALTER_CONFIGS: alter_configs,
     ApiKey.INCREMENTAL_ALTER_CONFIGS: incremental_alter_configs,
 }

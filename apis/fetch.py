@@ -45,8 +45,9 @@ def _resolve(broker, topic_name, topic_id, uses_ids):
 
 
 def _error_partition(index: int, code: int) -> object:
+    # Empty records, not null: Kafka sends an empty record set, and librdkafka rejects a null one.
     return PartitionData(partition_index=index, error_code=code, high_watermark=-1,
-                         last_stable_offset=-1, log_start_offset=-1, records=None)
+                         last_stable_offset=-1, log_start_offset=-1, records=b"")
 
 
 class _Read:
