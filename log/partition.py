@@ -35,6 +35,9 @@ from trioka.log.segment import (INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TXN
 from trioka.wire.errors import ErrorCode, KafkaError
 
 LONG_MAX = 2**63 - 1
+
+# compression.type values that name a codec (attributes & 0x07); "producer" keeps the producer's.
+_TOPIC_CODECS = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 INT32_MAX = 2**31 - 1
 
 
@@ -430,6 +433,7 @@ class PartitionLog:
         if batches is None:
             batches = self.validate(records, origin=origin)
         if origin is AppendOrigin.CLIENT:
+            records, batches = self._conform(records, batches)
             for info in batches:
                 if info.producer_id >= 0:
                     duplicate = self.producer_state.check(info)
@@ -476,6 +480,33 @@ class PartitionLog:
         self.high_watermark = next_offset
         return AppendResult(first_offset, last_offset, now_ms if log_append_time else -1,
                             self.log_start_offset, batches)
+
+    def _conform(self, records, batches: list[BatchInfo]):
+        """What needs the records decoded, and only on topics that ask for it: a compacted topic
+        refuses records without a key (INVALID_RECORD), and a topic whose compression.type
+        names a codec stores batches in that codec, recompressing others (Kafka's
+        LogValidator). Returns the records and batch headers to append."""
+        codec = _TOPIC_CODECS.get(self.config.compression_type)
+        if not self.config.compact and (codec is None or
+                                        all(info.compression == codec for info in batches)):
+            return records, batches
+        from trioka.log import records as codec_module
+        out = []
+        for info in batches:
+            data = bytes(records[info.position:info.position + info.size])
+            if self.config.compact:
+                decoded = codec_module.decode_batch(data, verify_crc=False)
+                for i, record in enumerate(decoded.records):
+                    if record.key is None:
+                        raise KafkaError(ErrorCode.INVALID_RECORD,
+                                         f"Compacted topic cannot accept message without key "
+                                         f"in topic partition {self.topic}-{self.partition}. "
+                                         f"(record {i} of the batch)")
+            if codec is not None and info.compression != codec:
+                data = codec_module.recompress(data, codec)
+            out.append(data)
+        new_records = b"".join(out)
+        return new_records, validate_batches(new_records, origin=AppendOrigin.CLIENT)
 
     def _check_timestamps(self, batches: list[BatchInfo], now_ms: int) -> None:
         """Kafka rejects CreateTime timestamps outside [now - before.max, now + after.max]. It
