@@ -31,6 +31,7 @@ VERSIONS = (4, 17)
 Response = response_class(ApiKey.FETCH)
 TopicResponse = Response.FetchableTopicResponse
 PartitionData = TopicResponse.PartitionData
+AbortedTransaction = PartitionData.AbortedTransaction
 
 READ_COMMITTED = 1
 
@@ -87,9 +88,13 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _
             first = False
             budget = max(0, budget - size)
             out.bytes += size
-        # Aborted transactions in range go here for read_committed once transactions exist;
-        # until then no transaction is ever aborted, so the list is empty.
-        aborted = [] if isolation == READ_COMMITTED else None
+        aborted = None
+        if isolation == READ_COMMITTED:
+            # The aborted transactions overlapping what is returned, so the consumer can drop
+            # their records (read_uncommitted gets null).
+            aborted = [AbortedTransaction(producer_id=pid, first_offset=first)
+                       for pid, first in log.aborted_transactions(cp.fetch_offset, upper)] \
+                if size else []
         pd = PartitionData(partition_index=cp.partition, error_code=0,
                            high_watermark=read.high_watermark,
                            last_stable_offset=read.last_stable_offset,

@@ -9,8 +9,9 @@ Offsets and watermarks, in Kafka's words:
   ISR). This broker is the only replica, so the ISR is the leader alone and HW = LEO after every
   append. Consumers read below HW.
 * `last_stable_offset` (LSO): min(HW, first offset of any open transaction). READ_COMMITTED
-  consumers read below it. Transactions set `first_unstable_offset` through
-  `set_first_unstable_offset`; until then LSO = HW.
+  consumers read below it. A producer's transaction opens here with its first transactional
+  batch and ends with the COMMIT or ABORT marker the coordinator writes (`append_marker`);
+  aborted transactions are recorded in the segments' `.txnindex` files (log/txn_index.py).
 * `leader_epoch`: stamped into each appended batch's partition_leader_epoch; the first offset of
   every epoch is kept in `leader-epoch-checkpoint` (for OffsetForLeaderEpoch).
 
@@ -28,6 +29,7 @@ from bisect import bisect_right
 from trioka.log.batch import (AppendOrigin, BatchInfo, assign_offsets, set_log_append_time,
                               validate_batches)
 from trioka.log.producer_state import ProducerStateManager
+from trioka.log.txn_index import AbortedTxn, TransactionIndex
 from trioka.log.checkpoint import (LEADER_EPOCH_CHECKPOINT, CheckpointError,
                                    read_leader_epoch_checkpoint, write_leader_epoch_checkpoint)
 from trioka.log.segment import (INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
@@ -260,6 +262,7 @@ class PartitionLog:
         self.leader_epoch = 0
         self.epoch_entries: list[tuple[int, int]] = []  # (epoch, start offset), increasing
         self.producer_state = ProducerStateManager(files, directory)
+        self.txn_index = TransactionIndex(files, directory)
         self._load(recovery_point, log_start_offset, clean_shutdown,
                    _now_ms() if now_ms is None else now_ms)
 
@@ -319,14 +322,32 @@ class PartitionLog:
         self._load_producer_state(clean_shutdown)
 
     def _load_producer_state(self, clean_shutdown: bool) -> None:
-        """After a clean shutdown the snapshot at the log end is the whole state (none was
-        written when no producer had written here); otherwise replay from the newest snapshot."""
+        """The aborted-transaction index, then the producers: after a clean shutdown the snapshot
+        at the log end is the whole state (none was written when no producer had written
+        here); otherwise the newest snapshot, then the batch headers after it are replayed."""
+        self.txn_index.load(self._base_offsets, self.log_end_offset)
         if clean_shutdown and not self.producer_state._snapshot_offsets():
             return
-        self.producer_state.load(self.log_start_offset, self.log_end_offset, self.batches_from)
+        self._rebuild_producer_state()
+
+    def _rebuild_producer_state(self) -> None:
+        start = self.producer_state.load(self.log_start_offset, self.log_end_offset)
+        for segment, info in self.batches_from(start):
+            if info.producer_id < 0:
+                continue
+            if info.is_control:
+                self._end_transaction(segment, info, self._control_type(segment, info))
+            else:
+                self.producer_state.update(info)
+        self.first_unstable_offset = self.producer_state.first_unstable_offset()
+
+    def _control_type(self, segment: LogSegment, info: BatchInfo) -> int:
+        from trioka.log.records import decode_batch, decode_control_key
+        batch = decode_batch(segment.read_batch(info), verify_crc=False)
+        return decode_control_key(batch.records[0].key)[1] if batch.records else -1
 
     def batches_from(self, offset: int):
-        """Headers of the stored batches from the one holding `offset` to the end, in order."""
+        """(segment, header) of the stored batches from the one holding `offset` on, in order."""
         start = max(0, bisect_right(self._base_offsets, offset) - 1)
         for i in range(start, len(self.segments)):
             segment = self.segments[i]
@@ -336,7 +357,8 @@ class PartitionLog:
                 if found is None:
                     continue
                 position = found[0]
-            yield from segment.batches(position)
+            for info in segment.batches(position):
+                yield segment, info
 
     def _set_segments(self, segments: list[LogSegment]) -> None:
         self.segments = segments
@@ -396,10 +418,35 @@ class PartitionLog:
             return self.high_watermark
         return min(self.high_watermark, self.first_unstable_offset)
 
-    def set_first_unstable_offset(self, offset: int | None) -> None:
-        """Hook for the transaction layer: the first offset of the oldest open transaction in
-        this partition, or None when no transaction is open."""
-        self.first_unstable_offset = offset
+    def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
+                      coordinator_epoch: int, now_ms: int) -> int:
+        """Write a transaction's COMMIT or ABORT marker (a control batch) and end the producer's
+        transaction here; an abort is recorded in the transaction index. Returns its offset."""
+        from trioka.log.records import ControlRecordType, encode_control_batch
+        kind = ControlRecordType.COMMIT if commit else ControlRecordType.ABORT
+        data = encode_control_batch(kind, producer_id, producer_epoch, coordinator_epoch,
+                                    now_ms)
+        result = self.append(data, now_ms=now_ms, origin=AppendOrigin.COORDINATOR,
+                             log_append_time=False)
+        self._end_transaction(self.active_segment, result.batches[0], kind)
+        return result.base_offset
+
+    def _end_transaction(self, segment: LogSegment, marker: BatchInfo, kind: int) -> None:
+        first = self.producer_state.end_transaction(marker.producer_id, marker.producer_epoch)
+        self.first_unstable_offset = self.producer_state.first_unstable_offset()
+        if kind == 0 and first is not None and not self.txn_index.has(marker.base_offset):
+            # ABORT: read_committed consumers must skip this producer's records from `first`
+            # up to the marker.
+            lso = marker.base_offset + 1 if self.first_unstable_offset is None else \
+                min(self.first_unstable_offset, marker.base_offset + 1)
+            self.txn_index.append(segment.base_offset,
+                                  AbortedTxn(marker.producer_id, first, marker.base_offset, lso))
+
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of aborted transactions overlapping a read_committed
+        read of [fetch_offset, upper_bound)."""
+        return [(t.producer_id, t.first_offset)
+                for t in self.txn_index.collect(fetch_offset, upper_bound)]
 
     def validate(self, records, *, origin: AppendOrigin = AppendOrigin.CLIENT) -> list[BatchInfo]:
         """Check a produced `records` blob (see batch.validate_batches) and this topic's size
@@ -473,8 +520,9 @@ class PartitionLog:
         if epoch > self.leader_epoch:
             self.leader_epoch = epoch
         for info in batches:
-            if info.producer_id >= 0:
+            if info.producer_id >= 0 and not info.is_control:
                 self.producer_state.update(info)
+        self.first_unstable_offset = self.producer_state.first_unstable_offset()
         self.log_end_offset = next_offset
         # The leader is the whole ISR, so what it has written is committed.
         self.high_watermark = next_offset
@@ -694,7 +742,8 @@ class PartitionLog:
         self.high_watermark = self.log_end_offset
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
-        self.producer_state.load(self.log_start_offset, self.log_end_offset, self.batches_from)
+        self.txn_index.truncate_to(self.log_end_offset)
+        self._rebuild_producer_state()
         kept = [(e, s) for e, s in self.epoch_entries if s < self.log_end_offset]
         if kept != self.epoch_entries:
             self.epoch_entries = kept
@@ -711,6 +760,7 @@ class PartitionLog:
         if offset > self.log_start_offset:
             self.log_start_offset = offset
             self._delete_segments_below_log_start()
+            self.txn_index.drop_below(self.log_start_offset)
         return self.log_start_offset
 
     def _delete_segments_below_log_start(self) -> int:
@@ -756,6 +806,8 @@ class PartitionLog:
             self._set_segments(self.segments[1:])
             self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
             deleted += 1
+        if deleted:
+            self.txn_index.drop_below(self.log_start_offset)
         return deleted
 
     # ------------------------------------------------------------------------------ lifecycle

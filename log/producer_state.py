@@ -103,6 +103,12 @@ class ProducerStateManager:
         self.files = files
         self.directory = directory
         self.producers: dict[int, ProducerStateEntry] = {}
+        # Producers with a transaction open in this partition -> the offset of its first batch;
+        # the smallest holds back the last stable offset.
+        self.ongoing: dict[int, int] = {}
+
+    def first_unstable_offset(self) -> int | None:
+        return min(self.ongoing.values()) if self.ongoing else None
 
     # --- the checks on the produce path ---
 
@@ -146,6 +152,24 @@ class ProducerStateManager:
             return
         entry.add_batch(info.producer_epoch, info.base_sequence, info.last_sequence,
                         info.base_offset, info.last_offset, info.max_timestamp)
+        if info.is_transactional and entry.current_txn_first_offset is None:
+            # The producer's first batch of a transaction here: the partition becomes unstable.
+            entry.current_txn_first_offset = info.base_offset
+            self.ongoing[info.producer_id] = info.base_offset
+
+    def end_transaction(self, producer_id: int, producer_epoch: int) -> int | None:
+        """A COMMIT or ABORT marker of the producer: its open transaction here is over. The
+        transaction's first offset, or None when it had written nothing here."""
+        entry = self.producers.get(producer_id)
+        if entry is None:
+            entry = self.producers[producer_id] = ProducerStateEntry(producer_id, producer_epoch)
+        if producer_epoch > entry.producer_epoch:
+            entry.producer_epoch = producer_epoch
+            entry.batches = []
+        first = entry.current_txn_first_offset
+        entry.current_txn_first_offset = None
+        self.ongoing.pop(producer_id, None)
+        return first
 
     # --- snapshots ---
 
@@ -208,11 +232,12 @@ class ProducerStateManager:
         for old in self._snapshot_offsets()[:-keep]:
             self.files.remove(f"{self.directory}/{snapshot_file_name(old)}")
 
-    def load(self, log_start_offset: int, log_end_offset: int, batches_from) -> None:
-        """Rebuild the state: the newest valid snapshot at or below the log end offset, then the
-        batch headers from there on (`batches_from(offset)` yields BatchInfos in offset order).
+    def load(self, log_start_offset: int, log_end_offset: int) -> int:
+        """Load the newest valid snapshot at or below the log end offset and return the offset
+        from which the caller must replay batch headers (the snapshot's, or the log start).
         Snapshots past the log end (left by a truncated log) are removed."""
         self.producers = {}
+        self.ongoing = {}
         start = log_start_offset
         for offset in reversed(self._snapshot_offsets()):
             path = f"{self.directory}/{snapshot_file_name(offset)}"
@@ -226,6 +251,6 @@ class ProducerStateManager:
                 continue
             start = max(offset, log_start_offset)
             break
-        for info in batches_from(start):
-            if info.producer_id >= 0:
-                self.update(info)
+        self.ongoing = {pid: e.current_txn_first_offset for pid, e in self.producers.items()
+                        if e.current_txn_first_offset is not None}
+        return start
