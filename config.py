@@ -65,6 +65,7 @@ KEYS: dict[str, tuple[type, object]] = {
     "transaction.state.log.replication.factor": (int, 1),
     "transaction.state.log.min.isr": (int, 1),
     "transaction.max.timeout.ms": (int, 900000),
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": (int, 10000),
     "group.initial.rebalance.delay.ms": (int, 0),
     "group.min.session.timeout.ms": (int, 6000),
     "group.max.session.timeout.ms": (int, 1800000),

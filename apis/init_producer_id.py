@@ -1,16 +1,22 @@
-"""InitProducerId (key 22), v0-5: a producer id and epoch for an idempotent producer.
+"""InitProducerId (key 22), v0-5: a producer id and epoch for idempotent and transactional producers.
 
 Without a transactional id (an idempotent producer, the default of Java clients since 3.0 and of
 `enable.idempotence=true` elsewhere) the broker hands out a fresh producer id with epoch 0, as Kafka
 does; an id and epoch passed in (v3+, KIP-360) are ignored then, since a new id is always safe.
 
-Transactional ids belong to the transaction coordinator, which is not built yet. Answering
-COORDINATOR_NOT_AVAILABLE would make clients retry until they time out, so such requests get
-TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients report at once as fatal.
+With a transactional id the transaction coordinator answers (txn/coordinator.py): a new id gets a
+producer id and epoch 0; a known one gets the next epoch, which fences older producers with that
+id, and an open transaction of theirs is aborted first (CONCURRENT_TRANSACTIONS: the client retries).
+Errors: INVALID_REQUEST for an empty id, INVALID_TRANSACTION_TIMEOUT outside (0,
+`transaction.max.timeout.ms`], PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v4, KIP-588) for a
+producer id and epoch (v3+) that are not the current ones.
 """
 
+import time
+
+from trioka.apis.add_partitions_to_txn import fenced_code
 from trioka.wire.api_keys import ApiKey
-from trioka.wire.errors import ErrorCode
+from trioka.wire.errors import KafkaError
 from trioka.wire.protocol import response_class
 
 VERSIONS = (0, 5)
@@ -19,9 +25,14 @@ Response = response_class(ApiKey.INIT_PRODUCER_ID)
 
 
 async def handle(broker, request, ctx):
-    if request.transactional_id is not None:
-        return Response(throttle_time_ms=0,
-                        error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    if request.transactional_id is None:
+        return Response(throttle_time_ms=0, error_code=0,
+                        producer_id=broker.producer_ids.generate(), producer_epoch=0)
+    try:
+        pid, epoch = broker.transactions.init_producer_id(
+            request.transactional_id, request.transaction_timeout_ms, request.producer_id,
+            request.producer_epoch, int(time.time() * 1000))
+    except KafkaError as e:
+        return Response(throttle_time_ms=0, error_code=fenced_code(ctx.api_version, e.code, 4),
                         producer_id=-1, producer_epoch=-1)
-    return Response(throttle_time_ms=0, error_code=0, producer_id=broker.producer_ids.generate(),
-                    producer_epoch=0)
+    return Response(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=epoch)

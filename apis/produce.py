@@ -11,6 +11,10 @@ Nothing decodes records here.
 - Per partition: UNKNOWN_TOPIC_OR_PARTITION (Produce never creates topics), INVALID_TOPIC_EXCEPTION
   for internal topics, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE (`max.message.bytes`),
   UNSUPPORTED_COMPRESSION_TYPE for zstd before v7; v8+ adds an error message.
+- Idempotent producers: a retried batch already written is answered with its original offsets;
+  OUT_OF_ORDER_SEQUENCE_NUMBER and INVALID_PRODUCER_EPOCH as Kafka checks them (log/producer_state.py).
+- Transactional batches must go to partitions added to the producer's ongoing transaction
+  (KIP-890 part 1), else INVALID_TXN_STATE.
 - The response carries the base offset, the log append time (-1 unless the topic uses
   LogAppendTime) and the log start offset.
 - Versions 0-2 (message formats v0/v1) were removed in Kafka 4.0, but Kafka still advertises
@@ -22,6 +26,7 @@ Nothing decodes records here.
 import time
 
 from trioka.broker import INTERNAL_TOPICS
+from trioka.log.batch import TRANSACTIONAL_FLAG_MASK, read_header
 from trioka.log.compression import CompressionType
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -58,6 +63,15 @@ def append_partition(broker, topic: str, index: int, records, version: int, acks
             # Attributes are the int16 at byte 21; zstd came with Produce v7 (KIP-110).
             raise KafkaError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
                              "zstd-compressed batches need Produce v7 or later")
+        if len(records) >= 61 and records[22] & TRANSACTIONAL_FLAG_MASK:
+            # KIP-890 part 1: a transactional batch only goes to a partition its producer added
+            # to its ongoing transaction.
+            header = read_header(records, 0)
+            if not broker.transactions.in_transaction(header.producer_id, header.producer_epoch,
+                                                      topic, index):
+                raise KafkaError(ErrorCode.INVALID_TXN_STATE,
+                                 f"Partition {topic}-{index} is not in an ongoing transaction "
+                                 f"of producer {header.producer_id}")
         result = log.append(records, leader_epoch=broker.leader_epoch,
                             now_ms=int(time.time() * 1000))
     except KafkaError as e:

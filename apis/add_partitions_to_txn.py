@@ -1,0 +1,74 @@
+"""AddPartitionsToTxn (key 24), v0-5: partitions join the producer's ongoing transaction.
+
+v0-3 carry one transaction (what clients send); v4+ batch several (`transactions`), with
+`verify_only` for a partition leader asking whether partitions are already in a transaction
+(answered INVALID_TXN_STATE for those that are not). Checks, for the whole transaction: an empty
+transactional id is INVALID_REQUEST; an unknown one or another producer id
+INVALID_PRODUCER_ID_MAPPING; another epoch PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v2,
+KIP-588); a transaction being completed CONCURRENT_TRANSACTIONS. An unknown topic partition is
+UNKNOWN_TOPIC_OR_PARTITION and then nothing is added: the other partitions get
+OPERATION_NOT_ATTEMPTED. Every error is reported on every partition of the transaction.
+"""
+
+import time
+
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode, KafkaError
+from trioka.wire.protocol import response_class
+
+VERSIONS = (0, 5)
+
+Response = response_class(ApiKey.ADD_PARTITIONS_TO_TXN)
+TxnResult = Response.AddPartitionsToTxnResult
+TopicResult = TxnResult.AddPartitionsToTxnTopicResult
+PartitionResult = TopicResult.AddPartitionsToTxnPartitionResult
+
+
+def fenced_code(version: int, code: int, fenced_from: int) -> int:
+    """KIP-588: versions before `fenced_from` know INVALID_PRODUCER_EPOCH, not PRODUCER_FENCED."""
+    if code == ErrorCode.PRODUCER_FENCED and version < fenced_from:
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    return code
+
+
+def add(broker, transactional_id, producer_id, producer_epoch, topics, verify_only,
+        version) -> list:
+    """TopicResults for one transaction."""
+    wanted = [(t.name, p) for t in topics for p in t.partitions]
+    codes: dict[tuple[str, int], int] = {}
+    unknown = [tp for tp in wanted if broker.topic(tp[0]) is None or
+               not 0 <= tp[1] < broker.topic(tp[0]).num_partitions]
+    txn = broker.transactions
+    try:
+        if unknown:
+            codes = {tp: (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp in unknown
+                          else ErrorCode.OPERATION_NOT_ATTEMPTED) for tp in wanted}
+        elif verify_only:
+            txn._validate(transactional_id, producer_id, producer_epoch)
+            codes = {tp: 0 if txn.in_transaction(producer_id, producer_epoch, *tp)
+                     else ErrorCode.INVALID_TXN_STATE for tp in wanted}
+        else:
+            txn.add_partitions(transactional_id, producer_id, producer_epoch, wanted,
+                               int(time.time() * 1000))
+    except KafkaError as e:
+        code = fenced_code(version, e.code, 2)
+        codes = {tp: code for tp in wanted}
+    by_topic: dict[str, list] = {}
+    for name, p in wanted:
+        by_topic.setdefault(name, []).append(
+            PartitionResult(partition_index=p, partition_error_code=codes.get((name, p), 0)))
+    return [TopicResult(name=name, results_by_partition=parts) for name, parts in by_topic.items()]
+
+
+async def handle(broker, request, ctx):
+    version = ctx.api_version
+    if version <= 3:
+        results = add(broker, request.v3_and_below_transactional_id,
+                      request.v3_and_below_producer_id, request.v3_and_below_producer_epoch,
+                      request.v3_and_below_topics, False, version)
+        return Response(throttle_time_ms=0, results_by_topic_v3_and_below=results)
+    out = [TxnResult(transactional_id=t.transactional_id,
+                     topic_results=add(broker, t.transactional_id, t.producer_id,
+                                       t.producer_epoch, t.topics, t.verify_only, version))
+           for t in request.transactions]
+    return Response(throttle_time_ms=0, error_code=0, results_by_transaction=out)

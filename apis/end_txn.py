@@ -1,0 +1,31 @@
+"""EndTxn (key 26), v0-4: commit or abort the producer's transaction.
+
+The coordinator moves the transaction to PrepareCommit or PrepareAbort, writes the COMMIT or ABORT
+marker to every partition in it (and applies or drops the offsets it committed to groups), then
+moves to CompleteCommit or CompleteAbort; here that is all done before the answer. A retried
+EndTxn of a transaction already completed the same way succeeds; the opposite outcome, or ending
+a transaction that is not open, is INVALID_TXN_STATE. Unknown id or another producer id:
+INVALID_PRODUCER_ID_MAPPING; another epoch: PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v2).
+Version 5 (KIP-890 part 2, an epoch bump per transaction) is not served yet.
+"""
+
+import time
+
+from trioka.apis.add_partitions_to_txn import fenced_code
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import KafkaError
+from trioka.wire.protocol import response_class
+
+VERSIONS = (0, 4)
+
+Response = response_class(ApiKey.END_TXN)
+
+
+async def handle(broker, request, ctx):
+    try:
+        broker.transactions.end_transaction(request.transactional_id, request.producer_id,
+                                            request.producer_epoch, request.committed,
+                                            int(time.time() * 1000))
+    except KafkaError as e:
+        return Response(throttle_time_ms=0, error_code=fenced_code(ctx.api_version, e.code, 2))
+    return Response(throttle_time_ms=0, error_code=0)

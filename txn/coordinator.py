@@ -1,0 +1,344 @@
+"""The transaction coordinator: transactional ids, producer epochs, and ending transactions.
+
+A transactional producer first calls InitProducerId with its transactional id: the coordinator
+gives it a producer id and a new epoch, which fences every older producer with the same id (their
+requests now fail with PRODUCER_FENCED, and their batches with INVALID_PRODUCER_EPOCH), and aborts
+a transaction such a zombie left open. Each transaction then adds its partitions
+(AddPartitionsToTxn) and consumer-group offsets (AddOffsetsToTxn, the group's `__consumer_offsets`
+partition), and ends with EndTxn: the coordinator moves to PrepareCommit/PrepareAbort, writes a
+COMMIT or ABORT marker to every partition of the transaction, and moves to
+CompleteCommit/CompleteAbort. On one broker the markers are written directly (in Kafka they go
+to the partitions' leaders with WriteTxnMarkers), so EndTxn returns with the transaction complete.
+
+Every state change is first written to the compacted internal topic `__transaction_state`
+(partition `abs(hashCode(transactional id)) % 50`, TransactionLogKey/TransactionLogValue records,
+as Kafka writes them); at startup the coordinator reads it back and finishes any transaction that
+was in PrepareCommit/PrepareAbort when the broker stopped. Transactions left open longer than
+their timeout are aborted by `expire(now)` with the producer's epoch bumped, so the zombie is
+fenced. The state machine is in txn/states.py.
+
+All methods that change state are plain `def`: under trio each runs without interleaving.
+"""
+
+import logging
+
+from trioka.coordinator.offsets import OFFSETS_TOPIC, partition_for
+from trioka.log.batch import AppendOrigin
+from trioka.log.records import encode_batch, iter_batches
+from trioka.txn.states import TransactionState as S, can_transition
+from trioka.wire import schema
+from trioka.wire.errors import ErrorCode, KafkaError
+
+log = logging.getLogger("trioka.txn")
+
+TRANSACTION_STATE_TOPIC = "__transaction_state"
+TRANSACTION_STATE_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600",
+                             "compression.type": "producer"}
+MAX_EPOCH = 32767
+KEY_VERSION = 0
+VALUE_VERSION = 0
+
+TransactionLogKey = schema.record("TransactionLogKey").cls
+TransactionLogValue = schema.record("TransactionLogValue").cls
+PartitionsSchema = TransactionLogValue.PartitionsSchema
+
+
+class TransactionMetadata:
+    """What the coordinator knows of one transactional id."""
+    __slots__ = ("transactional_id", "producer_id", "last_producer_id", "producer_epoch",
+                 "last_producer_epoch", "timeout_ms", "state", "partitions", "start_ms",
+                 "last_update_ms")
+
+    def __init__(self, transactional_id: str, producer_id: int, timeout_ms: int, now_ms: int):
+        self.transactional_id = transactional_id
+        self.producer_id = producer_id
+        self.last_producer_id = -1
+        self.producer_epoch = -1
+        self.last_producer_epoch = -1
+        self.timeout_ms = timeout_ms
+        self.state = S.EMPTY
+        self.partitions: set[tuple[str, int]] = set()
+        self.start_ms = -1
+        self.last_update_ms = now_ms
+
+    def transition(self, target: S, now_ms: int) -> None:
+        if not can_transition(self.state, target):
+            raise KafkaError(ErrorCode.INVALID_TXN_STATE,
+                             f"Transaction {self.transactional_id} cannot go from "
+                             f"{self.state.display} to {target.display}")
+        self.state = target
+        self.last_update_ms = now_ms
+
+    def bump_epoch(self, new_producer_id) -> None:
+        """The next epoch; a new producer id once the epoch would overflow."""
+        if self.producer_epoch >= MAX_EPOCH - 1:
+            self.last_producer_id, self.last_producer_epoch = self.producer_id, self.producer_epoch
+            self.producer_id = new_producer_id()
+            self.producer_epoch = 0
+        else:
+            self.last_producer_epoch = self.producer_epoch
+            self.producer_epoch += 1
+
+    def to_record(self):
+        by_topic: dict[str, list[int]] = {}
+        for topic, p in sorted(self.partitions):
+            by_topic.setdefault(topic, []).append(p)
+        return TransactionLogValue(
+            producer_id=self.producer_id, producer_epoch=self.producer_epoch,
+            transaction_timeout_ms=self.timeout_ms, transaction_status=int(self.state),
+            transaction_partitions=[PartitionsSchema(topic=t, partition_ids=ps)
+                                    for t, ps in by_topic.items()],
+            transaction_last_update_timestamp_ms=self.last_update_ms,
+            transaction_start_timestamp_ms=self.start_ms)
+
+
+class TransactionCoordinator:
+    def __init__(self, broker):
+        self.broker = broker
+        self.transactions: dict[str, TransactionMetadata] = {}
+        # producer id -> transactional id, for the produce path's "is this partition in the
+        # transaction" check (KIP-890 part 1).
+        self.by_producer: dict[int, str] = {}
+        self.coordinator_epoch = 0
+
+    # --- the internal topic ---
+
+    @property
+    def num_partitions(self) -> int:
+        topic = self.broker.logs.topic(TRANSACTION_STATE_TOPIC)
+        return topic.num_partitions if topic else \
+            self.broker.config.transaction_state_log_num_partitions
+
+    def _persist(self, meta: TransactionMetadata, now_ms: int) -> None:
+        logs = self.broker.logs
+        if logs.topic(TRANSACTION_STATE_TOPIC) is None:
+            logs.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions,
+                              dict(TRANSACTION_STATE_CONFIGS), now_ms=now_ms)
+        key = schema.encode_record("TransactionLogKey",
+                                   TransactionLogKey(transactional_id=meta.transactional_id),
+                                   KEY_VERSION)
+        value = None if meta.state == S.DEAD else schema.encode_record(
+            "TransactionLogValue", meta.to_record(), VALUE_VERSION)
+        partition = logs.partition(TRANSACTION_STATE_TOPIC,
+                                   partition_for(meta.transactional_id, self.num_partitions))
+        partition.append(encode_batch([(key, value, [], now_ms)]), now_ms=now_ms,
+                         origin=AppendOrigin.COORDINATOR)
+
+    def load(self, now_ms: int) -> None:
+        """Read `__transaction_state` back; finish transactions caught in Prepare*."""
+        topic = self.broker.logs.topic(TRANSACTION_STATE_TOPIC)
+        if topic is None:
+            return
+        for partition in topic.partitions:
+            offset = partition.log_start_offset
+            while offset < partition.high_watermark:
+                read = partition.read(offset, 1 << 20)
+                if not read.size:
+                    break
+                for batch in iter_batches(read.records):
+                    offset = batch.next_offset
+                    for record in batch.records:
+                        self._replay(record.key, record.value)
+        for meta in list(self.transactions.values()):
+            if meta.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
+                log.info("completing transaction %s left in %s", meta.transactional_id,
+                         meta.state.display)
+                self._write_markers(meta, meta.state == S.PREPARE_COMMIT, now_ms)
+
+    def _replay(self, key, value) -> None:
+        _, k = schema.decode_record("TransactionLogKey", key)
+        tid = k.transactional_id
+        if value is None:
+            old = self.transactions.pop(tid, None)
+            if old is not None:
+                self.by_producer.pop(old.producer_id, None)
+            return
+        _, v = schema.decode_record("TransactionLogValue", value)
+        meta = TransactionMetadata(tid, v.producer_id, v.transaction_timeout_ms,
+                                   v.transaction_last_update_timestamp_ms)
+        meta.producer_epoch = v.producer_epoch
+        meta.state = S(v.transaction_status)
+        meta.partitions = {(p.topic, i) for p in v.transaction_partitions or [] for i in
+                           p.partition_ids}
+        meta.start_ms = v.transaction_start_timestamp_ms
+        old = self.transactions.get(tid)
+        if old is not None:
+            self.by_producer.pop(old.producer_id, None)
+        self.transactions[tid] = meta
+        self.by_producer[meta.producer_id] = tid
+
+    # --- InitProducerId ---
+
+    def init_producer_id(self, transactional_id: str, timeout_ms: int, producer_id: int,
+                         producer_epoch: int, now_ms: int) -> tuple[int, int]:
+        """(producer id, epoch) for a transactional producer, or KafkaError."""
+        if transactional_id == "":
+            raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
+        if timeout_ms <= 0 or timeout_ms > self.broker.config.transaction_max_timeout_ms:
+            raise KafkaError(ErrorCode.INVALID_TRANSACTION_TIMEOUT,
+                             f"Transaction timeout {timeout_ms} ms is not in (0, "
+                             f"{self.broker.config.transaction_max_timeout_ms}]")
+        meta = self.transactions.get(transactional_id)
+        if meta is None:
+            meta = TransactionMetadata(transactional_id, self.broker.producer_ids.generate(),
+                                       timeout_ms, now_ms)
+            meta.producer_epoch = 0
+            self._store(meta, now_ms)
+            return meta.producer_id, meta.producer_epoch
+        if producer_id != -1:
+            # KIP-360: a producer resuming after an error names what it had; anything else
+            # is an older incarnation.
+            current = (producer_id, producer_epoch) == (meta.producer_id, meta.producer_epoch)
+            retry = (producer_id, producer_epoch) == (meta.last_producer_id,
+                                                     meta.last_producer_epoch)
+            if not (current or retry):
+                raise KafkaError(ErrorCode.PRODUCER_FENCED,
+                                 f"Producer {producer_id} epoch {producer_epoch} of "
+                                 f"{transactional_id} is fenced")
+        if meta.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT, S.PREPARE_EPOCH_FENCE):
+            raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
+                             f"Transaction {transactional_id} is completing")
+        if meta.state == S.ONGOING:
+            # Fence the previous producer and abort what it left open; the client retries.
+            meta.transition(S.PREPARE_EPOCH_FENCE, now_ms)
+            self._abort_with_bumped_epoch(meta, now_ms)
+            raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
+                             f"Aborted the open transaction of {transactional_id}; retry")
+        old_pid = meta.producer_id
+        meta.bump_epoch(self.broker.producer_ids.generate)
+        meta.timeout_ms = timeout_ms
+        meta.partitions = set()
+        meta.start_ms = -1
+        meta.transition(S.EMPTY, now_ms)
+        if old_pid != meta.producer_id:
+            self.by_producer.pop(old_pid, None)
+        self._store(meta, now_ms)
+        return meta.producer_id, meta.producer_epoch
+
+    def _store(self, meta: TransactionMetadata, now_ms: int) -> None:
+        self.transactions[meta.transactional_id] = meta
+        self.by_producer[meta.producer_id] = meta.transactional_id
+        self._persist(meta, now_ms)
+
+    # --- the transaction's partitions ---
+
+    def _validate(self, transactional_id: str, producer_id: int, producer_epoch: int):
+        if not transactional_id:
+            raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
+        meta = self.transactions.get(transactional_id)
+        if meta is None or meta.producer_id != producer_id:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
+                             f"Producer id {producer_id} does not belong to {transactional_id}")
+        if producer_epoch != meta.producer_epoch:
+            raise KafkaError(ErrorCode.PRODUCER_FENCED,
+                             f"Epoch {producer_epoch} of {transactional_id} is fenced by epoch "
+                             f"{meta.producer_epoch}")
+        if meta.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT, S.PREPARE_EPOCH_FENCE):
+            raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
+                             f"Transaction {transactional_id} is completing")
+        return meta
+
+    def add_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                       partitions: list[tuple[str, int]], now_ms: int) -> None:
+        """AddPartitionsToTxn: validated first (KafkaError for the whole request)."""
+        meta = self._validate(transactional_id, producer_id, producer_epoch)
+        new = set(partitions) - meta.partitions
+        if not new and meta.state == S.ONGOING:
+            return
+        meta.transition(S.ONGOING, now_ms)
+        if meta.start_ms < 0 or not meta.partitions:
+            meta.start_ms = now_ms
+        meta.partitions |= new
+        self._persist(meta, now_ms)
+
+    def add_offsets(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                    group_id: str, now_ms: int) -> None:
+        """AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction."""
+        groups = self.broker.groups
+        self.add_partitions(transactional_id, producer_id, producer_epoch,
+                            [(OFFSETS_TOPIC, groups.offsets.partition_for(group_id))], now_ms)
+
+    def in_transaction(self, producer_id: int, producer_epoch: int, topic: str,
+                       partition: int) -> bool:
+        """KIP-890 part 1: may this transactional batch be written to this partition?"""
+        tid = self.by_producer.get(producer_id)
+        meta = self.transactions.get(tid) if tid is not None else None
+        return (meta is not None and meta.state == S.ONGOING
+                and meta.producer_epoch == producer_epoch and (topic, partition) in meta.partitions)
+
+    # --- ending ---
+
+    def end_transaction(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                        commit: bool, now_ms: int) -> None:
+        """EndTxn: PrepareCommit/PrepareAbort, markers everywhere, CompleteCommit/Abort."""
+        if not transactional_id:
+            raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
+        meta = self.transactions.get(transactional_id)
+        if meta is None or meta.producer_id != producer_id:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
+                             f"Producer id {producer_id} does not belong to {transactional_id}")
+        if producer_epoch != meta.producer_epoch:
+            raise KafkaError(ErrorCode.PRODUCER_FENCED,
+                             f"Epoch {producer_epoch} of {transactional_id} is fenced by epoch "
+                             f"{meta.producer_epoch}")
+        state = meta.state
+        if (state == S.COMPLETE_COMMIT and commit) or (state == S.COMPLETE_ABORT and not commit):
+            return      # a retry of an EndTxn that already finished
+        if state in (S.PREPARE_COMMIT, S.PREPARE_ABORT, S.PREPARE_EPOCH_FENCE):
+            raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
+                             f"Transaction {transactional_id} is completing")
+        if state != S.ONGOING:
+            raise KafkaError(ErrorCode.INVALID_TXN_STATE,
+                             f"EndTxn({'commit' if commit else 'abort'}) of {transactional_id} "
+                             f"in state {state.display}")
+        meta.transition(S.PREPARE_COMMIT if commit else S.PREPARE_ABORT, now_ms)
+        self._persist(meta, now_ms)
+        self._write_markers(meta, commit, now_ms)
+
+    def _write_markers(self, meta: TransactionMetadata, commit: bool, now_ms: int) -> None:
+        """Markers to every partition of the transaction, then the Complete state."""
+        for topic, index in sorted(meta.partitions):
+            try:
+                partition = self.broker.logs.partition(topic, index)
+            except KafkaError:
+                continue    # the topic was deleted meanwhile: nothing to mark
+            partition.append_marker(meta.producer_id, meta.producer_epoch, commit,
+                                    self.coordinator_epoch, now_ms)
+            if topic == OFFSETS_TOPIC:
+                self.broker.groups.complete_transaction(meta.producer_id, commit)
+        meta.transition(S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT, now_ms)
+        meta.partitions = set()
+        meta.start_ms = -1
+        self._persist(meta, now_ms)
+        self.broker.notify_data()     # the last stable offsets moved
+
+    def _abort_with_bumped_epoch(self, meta: TransactionMetadata, now_ms: int) -> None:
+        """Fence the current producer (epoch + 1) and abort its open transaction."""
+        old_pid = meta.producer_id
+        meta.bump_epoch(self.broker.producer_ids.generate)
+        if old_pid != meta.producer_id:
+            self.by_producer.pop(old_pid, None)
+            self.by_producer[meta.producer_id] = meta.transactional_id
+        meta.transition(S.PREPARE_ABORT, now_ms)
+        self._persist(meta, now_ms)
+        self._write_markers(meta, False, now_ms)
+
+    # --- timeouts ---
+
+    def expire(self, now_ms: int) -> int:
+        """Abort every transaction open longer than its timeout; the number aborted."""
+        aborted = 0
+        for meta in list(self.transactions.values()):
+            if meta.state == S.ONGOING and meta.start_ms >= 0 and \
+                    now_ms - meta.start_ms > meta.timeout_ms:
+                log.info("aborting transaction %s: open for more than %d ms",
+                         meta.transactional_id, meta.timeout_ms)
+                meta.transition(S.PREPARE_EPOCH_FENCE, now_ms)
+                self._abort_with_bumped_epoch(meta, now_ms)
+                aborted += 1
+        return aborted
+
+    # --- admin ---
+
+    def list(self) -> list[TransactionMetadata]:
+        return list(self.transactions.values())
