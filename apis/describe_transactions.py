@@ -1,0 +1,38 @@
+"""DescribeTransactions (key 65), v0: the coordinator's view of transactional ids.
+
+For each id: its state as Kafka names it (Empty, Ongoing, PrepareCommit, ...), timeout, start time
+of the open transaction (-1 when none), producer id and epoch, and the partitions in the
+transaction. An unknown id is TRANSACTIONAL_ID_NOT_FOUND.
+"""
+
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode
+from trioka.wire.protocol import response_class
+
+VERSIONS = (0, 0)
+
+Response = response_class(ApiKey.DESCRIBE_TRANSACTIONS)
+State = Response.TransactionState
+TopicData = State.TopicData
+
+
+def describe(broker, transactional_id: str) -> object:
+    meta = broker.transactions.transactions.get(transactional_id)
+    if meta is None:
+        return State(error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND,
+                     transactional_id=transactional_id, transaction_state="",
+                     transaction_timeout_ms=0, transaction_start_time_ms=-1, producer_id=-1,
+                     producer_epoch=-1)
+    by_topic: dict[str, list[int]] = {}
+    for topic, p in sorted(meta.partitions):
+        by_topic.setdefault(topic, []).append(p)
+    return State(error_code=0, transactional_id=transactional_id,
+                 transaction_state=meta.state.display, transaction_timeout_ms=meta.timeout_ms,
+                 transaction_start_time_ms=meta.start_ms, producer_id=meta.producer_id,
+                 producer_epoch=meta.producer_epoch,
+                 topics=[TopicData(topic=t, partitions=ps) for t, ps in by_topic.items()])
+
+
+async def handle(broker, request, ctx):
+    return Response(throttle_time_ms=0,
+                    transaction_states=[describe(broker, t) for t in request.transactional_ids])

@@ -1,0 +1,40 @@
+"""ListTransactions (key 66), v0-1: transactional ids known to the coordinator, filtered.
+
+Filters combine: by state names (Kafka's: Empty, Ongoing, PrepareCommit, PrepareAbort,
+CompleteCommit, CompleteAbort, PrepareEpochFence; names it does not know come back in
+`unknown_state_filters`), by producer id, and (v1, KIP-994) by duration: only transactions open for
+longer than `duration_filter` ms.
+"""
+
+import time
+
+from trioka.txn.states import TransactionState
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.protocol import response_class
+
+VERSIONS = (0, 1)
+
+Response = response_class(ApiKey.LIST_TRANSACTIONS)
+State = Response.TransactionState
+
+_NAMES = {s.display: s for s in TransactionState if s != TransactionState.DEAD}
+
+
+async def handle(broker, request, ctx):
+    unknown = [name for name in request.state_filters if name not in _NAMES]
+    states = {_NAMES[name] for name in request.state_filters if name in _NAMES}
+    pids = set(request.producer_id_filters)
+    now_ms = int(time.time() * 1000)
+    out = []
+    for meta in broker.transactions.list():
+        if request.state_filters and meta.state not in states:
+            continue
+        if pids and meta.producer_id not in pids:
+            continue
+        if request.duration_filter >= 0 and (meta.start_ms < 0 or
+                                             now_ms - meta.start_ms <= request.duration_filter):
+            continue
+        out.append(State(transactional_id=meta.transactional_id, producer_id=meta.producer_id,
+                         transaction_state=meta.state.display))
+    return Response(throttle_time_ms=0, error_code=0, unknown_state_filters=unknown,
+                    transaction_states=out)
