@@ -140,18 +140,29 @@ class Server:
                                     raise CloseConnection(f"declared frame size {size}")
                                 if end - start >= 4 + size:
                                     break
-                                if 4 + size > len(buf) - start:
-                                    # Make room: move what we have to the front, grow if needed.
-                                    need = max(4 + size, _READ_CHUNK)
-                                    if need > len(buf):
-                                        nbuf = bytearray(need)
-                                        nbuf[:end - start] = view[start:end]
+                                if end == len(buf):
+                                    # The frame goes past the buffer: move what we have to the
+                                    # front and, when that is not enough, grow by doubling. The
+                                    # buffer grows with the bytes that really arrive, never to
+                                    # a declared size up front, so a client that announces
+                                    # 100 MiB and sends nothing costs nothing.
+                                    if start == 0:
+                                        grown = min(4 + size, max(2 * len(buf), _READ_CHUNK))
+                                        nbuf = bytearray(grown)
+                                        nbuf[:end] = view[:end]
                                         view.release()
                                         buf, view = nbuf, memoryview(nbuf)
                                     else:
                                         buf[:end - start] = view[start:end]
-                                    end -= start
-                                    start = 0
+                                        end -= start
+                                        start = 0
+                            elif end == len(buf):
+                                # Under 4 bytes of the next size prefix, at the very end of a
+                                # full buffer: move them to the front, or the read below gets
+                                # an empty buffer, returns 0 and looks like the peer closing.
+                                buf[:end - start] = view[start:end]
+                                end -= start
+                                start = 0
                             n = await sock.recv_into(view[end:])
                             if n == 0:
                                 return
@@ -164,6 +175,11 @@ class Server:
                 start += 4 + size
                 if start == end:
                     start = end = 0
+                    if len(buf) > 4 * _READ_CHUNK:
+                        # Idle again after a large frame: give the memory back.
+                        view.release()
+                        buf = bytearray(_READ_CHUNK)
+                        view = memoryview(buf)
                 self._busy += 1
                 try:
                     response = await self._dispatch(conn, frame)

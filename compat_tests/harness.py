@@ -1,10 +1,12 @@
 """What compat tests share: a broker process and the stock clients' command-line drivers."""
 
+import collections
 import itertools
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -122,27 +124,21 @@ def run_kafkajs(script: str, *args: str, timeout: float = 60.0) -> subprocess.Co
 
 # --- The Python clients' records in one shape, so tests compare what came back over the wire ---
 
-class Rec(tuple):
-    """One consumed (or expected) record: partition, offset, key, value, headers, timestamp.
-
-    Headers are a tuple of (str, bytes) pairs in the order they were sent (Kafka keeps duplicates
-    and order); a record without headers has (). The timestamp is the CreateTime the producer set.
-    """
+class Rec(collections.namedtuple("Rec", "partition offset key value headers timestamp")):
+    """One consumed (or expected) record. Headers are a tuple of (str, bytes) pairs in the order
+    they were sent (Kafka keeps duplicates and order); a record without headers has (). The
+    timestamp is the CreateTime the producer set."""
     __slots__ = ()
-    FIELDS = ("partition", "offset", "key", "value", "headers", "timestamp")
 
     def __new__(cls, partition, offset, key, value, headers, timestamp):
-        return super().__new__(cls, (partition, offset, key, value,
-                                     tuple((k, v) for k, v in (headers or ())), timestamp))
-
-    def __repr__(self) -> str:
-        return "Rec(" + ", ".join(f"{f}={v!r}"[:80] for f, v in zip(self.FIELDS, self)) + ")"
-
-    partition = property(lambda self: self[0])
-    offset = property(lambda self: self[1])
+        return super().__new__(cls, partition, offset, key, value,
+                               tuple((k, v) for k, v in (headers or ())), timestamp)
 
 
-SAMPLE_TIMESTAMP = 1_700_000_000_000
+# Explicit CreateTimes an hour back: well inside retention.ms (7 days; older records would be
+# deleted by the retention timer mid-test, as Kafka does) and not in the future, where Kafka 4's
+# message.timestamp.after.max.ms (1 hour) would refuse them. Whole seconds, fixed per session.
+SAMPLE_TIMESTAMP = (int(time.time()) - 3600) * 1000
 
 
 def sample_records(partitions: int = 3, *, tag: str = "", first_offset: int = 0) -> list[Rec]:
@@ -181,7 +177,10 @@ def consume_confluent(bootstrap: str, topic: str, partitions, count: int, *,
     assigned (no group), from `start` (default the beginning); records in arrival order."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     from confluent_kafka import TIMESTAMP_CREATE_TIME
-    conf = {"bootstrap.servers": bootstrap, "enable.auto.commit": False,
+    # The binding wants a group.id even for assign(); with nothing subscribed and nothing
+    # committed the consumer never joins that group.
+    conf = {"bootstrap.servers": bootstrap, "group.id": unique("assign-only"),
+            "enable.auto.commit": False, "enable.auto.offset.store": False,
             "auto.offset.reset": "error", "fetch.wait.max.ms": 100, **(extra or {})}
     c = Consumer(conf)
     try:
@@ -347,23 +346,32 @@ class RawConnection:
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
-def stored_batch_codecs(data_dir: str, topic: str, partition: int) -> list[int]:
-    """The compression codec of every batch stored in a partition's segment files, read from
-    Kafka's on-disk layout (`<topic>-<partition>/<base offset>.log`): base offset int64, batch
-    length int32, then the attributes int16 at byte 21 of each batch."""
-    import struct
+StoredBatch = collections.namedtuple(
+    "StoredBatch", "base_offset codec producer_id producer_epoch base_sequence record_count")
+
+# Record-batch v2 header fields read here (record-batch.md), by byte position: base offset int64
+# at 0, batch length int32 at 8, attributes int16 at 21, producer id int64 at 43, producer epoch
+# int16 at 51, base sequence int32 at 53, record count int32 at 57.
+_BATCH_HEAD = struct.Struct(">qi")
+_BATCH_PRODUCER = struct.Struct(">qhii")
+
+
+def stored_batches(data_dir: str, topic: str, partition: int) -> list[StoredBatch]:
+    """The header of every batch stored in a partition's segment files, read from Kafka's on-disk
+    layout (`<topic>-<partition>/<20-digit base offset>.log`)."""
     directory = os.path.join(data_dir, f"{topic}-{partition}")
-    codecs = []
+    out = []
     for name in sorted(n for n in os.listdir(directory) if n.endswith(".log")):
         with open(os.path.join(directory, name), "rb") as f:
             data = f.read()
         pos = 0
-        while pos + 23 <= len(data):
-            _, length = struct.unpack_from(">qi", data, pos)
+        while pos + 61 <= len(data):
+            base_offset, length = _BATCH_HEAD.unpack_from(data, pos)
             (attributes,) = struct.unpack_from(">h", data, pos + 21)
-            codecs.append(attributes & 0x07)
+            pid, epoch, seq, count = _BATCH_PRODUCER.unpack_from(data, pos + 43)
+            out.append(StoredBatch(base_offset, attributes & 0x07, pid, epoch, seq, count))
             pos += 12 + length
-    return codecs
+    return out
 
 
 def cluster_id_of(b: BrokerProcess) -> str:
@@ -373,3 +381,58 @@ def cluster_id_of(b: BrokerProcess) -> str:
         if m:
             return m.group(1)
     raise AssertionError("no ready line in the broker's output")
+
+
+def advertised_api_versions(bootstrap: str) -> dict[int, tuple[int, int]]:
+    """API key -> (min, max) version, as the broker's ApiVersions (v3) response lists them."""
+    from trioka.wire import protocol
+    from trioka.wire.api_keys import ApiKey
+    request = protocol.request_class(ApiKey.API_VERSIONS)(
+        client_software_name="trioka-compat", client_software_version="1")
+    with RawConnection(bootstrap) as conn:
+        response = conn.request(ApiKey.API_VERSIONS, 3, request)
+    assert response.error_code == 0, response
+    return {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+
+
+def advertised_api_keys(bootstrap: str) -> set[int]:
+    """The API keys the broker's ApiVersions response lists."""
+    return set(advertised_api_versions(bootstrap))
+
+
+def produce_raw(bootstrap: str, topic: str, partition: int, batch: bytes) -> int:
+    """Produce one pre-built batch (e.g. from trioka.log.records.encode_batch) with acks=-1 over
+    Produce v9; its base offset."""
+    from trioka.wire import protocol
+    from trioka.wire.api_keys import ApiKey
+    produce = protocol.request_class(ApiKey.PRODUCE)
+    topic_data = produce.TopicProduceData
+    request = produce(transactional_id=None, acks=-1, timeout_ms=10_000, topic_data=[
+        topic_data(name=topic, partition_data=[
+            topic_data.PartitionProduceData(index=partition, records=batch)])])
+    with RawConnection(bootstrap) as conn:
+        response = conn.request(ApiKey.PRODUCE, 9, request)
+    [part] = response.responses[0].partition_responses
+    assert part.error_code == 0, part
+    return part.base_offset
+
+
+def fetch_raw_batches(bootstrap: str, topic: str, partition: int = 0, offset: int = 0) -> list:
+    """The batches a Fetch (v11) returns for one partition from `offset`, decoded with trioka's
+    record codec (trioka.log.records.Batch), so that what is stored (the codec attribute of each
+    batch, its offsets) can be checked, not only what a client makes of it."""
+    from trioka.log.records import iter_batches
+    from trioka.wire import protocol
+    from trioka.wire.api_keys import ApiKey
+    fetch = protocol.request_class(ApiKey.FETCH)
+    request = fetch(replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=10 << 20,
+                    isolation_level=0, session_id=0, session_epoch=-1,
+                    topics=[fetch.FetchTopic(topic=topic, partitions=[
+                        fetch.FetchTopic.FetchPartition(partition=partition, fetch_offset=offset,
+                                                        partition_max_bytes=10 << 20)])],
+                    forgotten_topics_data=[], rack_id="")
+    with RawConnection(bootstrap) as conn:
+        response = conn.request(ApiKey.FETCH, 11, request)
+    data = response.responses[0].partitions[0]
+    assert data.error_code == 0, data
+    return list(iter_batches(bytes(data.records or b"")))
