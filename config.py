@@ -54,6 +54,8 @@ KEYS: dict[str, tuple[type, object]] = {
     "log.retention.bytes": (int, -1),
     # trioka: every 5 s, not Kafka's 5 minutes, so that development and tests see retention.
     "log.retention.check.interval.ms": (int, 5000),
+    "log.cleaner.enable": (bool, True),
+    "log.cleaner.backoff.ms": (int, 15000),   # the pause between log cleaner passes
     "log.cleanup.policy": (str, "delete"),
     "log.flush.interval.messages": (int, 9223372036854775807),
     "log.flush.interval.ms": (int, 9223372036854775807),

@@ -151,5 +151,9 @@ class Broker:
         """Run a retention pass now; the number of segments deleted."""
         return self.call(lambda b: b.enforce_retention())
 
+    def compact_now(self) -> int:
+        """Run the log cleaner over every compacted topic now; the partitions cleaned."""
+        return self.call(lambda b: b.compact_now())
+
     def unique_topic_name(self, prefix: str = "topic") -> str:
         return f"{prefix}-{os.getpid()}-{next(_names)}"

@@ -30,10 +30,11 @@ from trioka.log.batch import (AppendOrigin, BatchInfo, assign_offsets, set_log_a
                               validate_batches)
 from trioka.log.producer_state import ProducerStateManager
 from trioka.log.txn_index import AbortedTxn, TransactionIndex
+from trioka.log.cleaner import complete_interrupted_swaps
 from trioka.log.checkpoint import (LEADER_EPOCH_CHECKPOINT, CheckpointError,
                                    read_leader_epoch_checkpoint, write_leader_epoch_checkpoint)
-from trioka.log.segment import (INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
-                                LogSegment, parse_segment_file_name)
+from trioka.log.segment import (INDEX_SUFFIX, LOG_SUFFIX, SWAP_FILE_SUFFIX, TIME_INDEX_SUFFIX,
+                                TXN_INDEX_SUFFIX, LogSegment, parse_segment_file_name)
 from trioka.wire.errors import ErrorCode, KafkaError
 
 LONG_MAX = 2**63 - 1
@@ -282,6 +283,8 @@ class PartitionLog:
               now_ms: int) -> None:
         files = self.files
         files.mkdir(self.directory)
+        # A segment swap of the log cleaner cut short by a crash is completed or discarded first.
+        complete_interrupted_swaps(files, self.directory)
         names = files.listdir(self.directory)
         bases = set()
         for name in names:
@@ -787,7 +790,7 @@ class PartitionLog:
         while True:
             segment = self.segments[0]
             is_active = len(self.segments) == 1
-            if segment.size == 0:
+            if segment.size == 0 and is_active:
                 break
             segment_end = self.log_end_offset if is_active else self.segments[1].base_offset
             if segment_end > self.high_watermark:
@@ -809,6 +812,28 @@ class PartitionLog:
         if deleted:
             self.txn_index.drop_below(self.log_start_offset)
         return deleted
+
+    def replace_segments(self, old: list[LogSegment], cleaned: LogSegment) -> None:
+        """Swap in `cleaned`, a segment the log cleaner wrote under `.cleaned` file names with
+        the surviving batches of `old` (consecutive segments, never the active one), in Kafka's
+        steps: fsync it, rename its files to `.swap` (the `.log` first: from then on a restart
+        completes the swap), delete the old segments, rename the `.swap` files to their final
+        names. One synchronous call, so reads see either the old segments or the new one.
+        See log/cleaner.py for what a restart does with each intermediate state."""
+        first = next(i for i, segment in enumerate(self.segments) if segment is old[0])
+        after = first + len(old)
+        if self.segments[first:after] != old or after >= len(self.segments):
+            raise ValueError("replace_segments: not consecutive closed segments of this log")
+        cleaned.flush()
+        cleaned.seal()
+        cleaned.next_offset = self.segments[after].base_offset
+        cleaned.change_file_suffix(SWAP_FILE_SUFFIX)
+        self._set_segments(self.segments[:first] + [cleaned] + self.segments[after:])
+        for segment in old:
+            segment.delete()
+        cleaned.change_file_suffix("")
+        # The aborted transactions of the old segments now live in the cleaned one's .txnindex.
+        self.txn_index.load(self._base_offsets, self.log_end_offset)
 
     # ------------------------------------------------------------------------------ lifecycle
 

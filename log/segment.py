@@ -26,6 +26,11 @@ INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
 TXN_INDEX_SUFFIX = ".txnindex"
 SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX)
+# Appended to all of a segment's file names while the log cleaner writes its replacement
+# (`00000000000000368769.log.cleaned`), then while it is being swapped in (`.swap`); see
+# log/cleaner.py for the steps and how a restart completes or discards them.
+CLEANED_FILE_SUFFIX = ".cleaned"
+SWAP_FILE_SUFFIX = ".swap"
 
 INT32_MAX = 2**31 - 1
 
@@ -56,10 +61,11 @@ class LogSegment:
     disk (whose state is then loaded by `load_tail`, `recover` or lazily on first use)."""
 
     def __init__(self, files, directory: str, base_offset: int, *, index_interval_bytes: int,
-                 segment_index_bytes: int, created_ms: int):
+                 segment_index_bytes: int, created_ms: int, file_suffix: str = ""):
         self.files = files
         self.directory = directory
         self.base_offset = base_offset
+        self.file_suffix = file_suffix  # "" or CLEANED_FILE_SUFFIX / SWAP_FILE_SUFFIX
         self.index_interval_bytes = index_interval_bytes
         self.created_ms = created_ms
         self.log = files.open(self._path(LOG_SUFFIX))
@@ -81,16 +87,19 @@ class LogSegment:
         self.dirty = False  # appended since the last flush (fsync)
 
     def _path(self, suffix: str) -> str:
-        return f"{self.directory}/{segment_file_name(self.base_offset, suffix)}"
+        return f"{self.directory}/{segment_file_name(self.base_offset, suffix)}{self.file_suffix}"
 
     # -------------------------------------------------------------------------------- lifecycle
 
     @classmethod
     def create(cls, files, directory: str, base_offset: int, *, index_interval_bytes: int,
-               segment_index_bytes: int, created_ms: int) -> "LogSegment":
-        """A new, empty active segment (left-over files with that name are emptied)."""
+               segment_index_bytes: int, created_ms: int,
+               file_suffix: str = "") -> "LogSegment":
+        """A new, empty active segment (left-over files with that name are emptied).
+        `file_suffix` names the files of a segment the log cleaner is writing (".cleaned")."""
         segment = cls(files, directory, base_offset, index_interval_bytes=index_interval_bytes,
-                      segment_index_bytes=segment_index_bytes, created_ms=created_ms)
+                      segment_index_bytes=segment_index_bytes, created_ms=created_ms,
+                      file_suffix=file_suffix)
         if segment.log.size:
             segment.log.truncate(0)
         segment.offset_index.create_empty()
@@ -412,6 +421,24 @@ class LogSegment:
     def close(self) -> None:
         self.seal()
         self.log.close()
+
+    def change_file_suffix(self, file_suffix: str) -> None:
+        """Rename every file of the segment that exists from its current suffix to
+        `file_suffix` (Kafka's changeFileSuffixes: `.cleaned` -> `.swap` -> final names while the
+        log cleaner swaps a segment in). The `.log` goes first: its name is what a restart
+        reads to decide whether a swap had committed. Index entries stay in memory."""
+        self.offset_index.close()
+        self.time_index.close()
+        self.log.close()
+        for suffix in SEGMENT_SUFFIXES:
+            source = self._path(suffix)
+            target = f"{self.directory}/{segment_file_name(self.base_offset, suffix)}{file_suffix}"
+            if self.files.exists(source):
+                self.files.rename(source, target)
+        self.file_suffix = file_suffix
+        self.log = self.files.open(self._path(LOG_SUFFIX))
+        self.offset_index.path = self._path(INDEX_SUFFIX)
+        self.time_index.path = self._path(TIME_INDEX_SUFFIX)
 
     def delete(self) -> None:
         """Close and remove all files of the segment."""

@@ -1,0 +1,682 @@
+"""The log cleaner: compaction of `cleanup.policy=compact` logs (Kafka's LogCleaner).
+
+A compacted log keeps, for every key, at least the last record written with it. The cleaner
+gets there by copying segments without the records that a later record of the same key made
+obsolete. Records keep their offsets, so a cleaned log has gaps; consumers skip them.
+
+Sections of a log, in Kafka's words (log-layout.md §11):
+
+* **clean**: from the log start to the `cleaner-offset-checkpoint` of the partition (the "first
+  dirty offset"), already compacted by an earlier pass;
+* **dirty**: after it. Its cleanable part ends at the **first uncleanable offset**: never in or
+  past the active segment, never at or past the last stable offset (an open transaction's records
+  may still be aborted), and not in a segment holding records younger than
+  `min.compaction.lag.ms`. The cleaner works on whole segments only.
+
+The **dirty ratio** is cleanable dirty bytes / (clean bytes + cleanable dirty bytes). The timer
+cleans, once per tick, the log with the highest ratio among those at or above
+`min.cleanable.dirty.ratio`, or one whose oldest dirty record waited longer than
+`max.compaction.lag.ms`, or one holding tombstones whose delete horizon has passed (known from an
+earlier pass of this process). `Broker.compact_now()` cleans every compacted log regardless.
+
+One pass over a log:
+
+1. **Offset map**: read the cleanable dirty section and map each key to the offset of its last
+   record there. Control batches (transaction markers) carry no application key, and records of
+   aborted transactions (found through the `.txnindex` entries) do not count: a record that was
+   never committed must not hide an older committed one. The map is bounded
+   (`max_map_entries`): when it fills, the pass ends at the next segment boundary and the next
+   pass carries on from there.
+2. **Recopy**: every segment from the log start to the end of the mapped section, clean part
+   included, into new segments. A new segment takes one old segment after another while what
+   the next could add (at most its size) keeps it within `segment.bytes` and its offsets within
+   int32 of its base, so runs of small adjacent segments become one; a lone segment that comes
+   out unchanged is left as it is. Per batch, the new segment keeps:
+
+   | batch                                   | kept as                                        |
+   |-----------------------------------------|------------------------------------------------|
+   | control batch (COMMIT / ABORT marker)   | unchanged (markers are never removed here)     |
+   | data of an aborted transaction          | nothing, or an empty batch (see below)         |
+   | records                                 | those whose key has no later offset in the map |
+
+   A record without a key is dropped (a compacted log cannot hold one). A tombstone (null value)
+   that is the last of its key is kept until its batch's **delete horizon** (KIP-534): the first
+   pass that keeps it rewrites the batch with attribute bit 0x40 set and baseTimestamp = now +
+   `delete.retention.ms` (record timestamp deltas follow the new base, so timestamps are
+   unchanged); a pass after that time drops it. A batch whose records all survive and that needs
+   no horizon is copied byte for byte; otherwise it is rebuilt with its original base offset,
+   lastOffsetDelta, producer id, epoch, base sequence, partition leader epoch, codec and
+   attributes. A batch left with no record disappears, unless it is the last batch its producer
+   wrote (per the partition's producer state): then an empty batch stays (recordsCount 0,
+   baseTimestamp -1, the old maxTimestamp, same offsets and sequences), so that a restart that
+   rebuilds producer state from the log still knows the producer's last sequence.
+3. **Swap** (PartitionLog.replace_segments, one synchronous step): the new segment is written
+   under `<base>.log.cleaned` (+ `.index.cleaned`, `.timeindex.cleaned`, and `.txnindex.cleaned`
+   holding the aborted transactions of the group's `.txnindex` files) and fsync'd; then its files
+   are renamed to `.swap`, the `.log` first (**the commit point**); the old segments' files are
+   deleted; the `.swap` files get their final names, the `.log` first.
+4. The checkpoint moves to the end of the cleaned section.
+
+A restart resolves what a crash left (`complete_interrupted_swaps`, called before a partition
+loads its segments), per base offset B:
+
+| left on disk                          | meaning               | done on restart                |
+|---------------------------------------|-----------------------|--------------------------------|
+| `B.log.swap`                          | committed; old files  | delete every old segment file  |
+|                                       | may remain            | in the swap's offset range,    |
+|                                       |                       | then give the new final names  |
+| `B.log.cleaned` (no `B.log.swap`)     | not committed         | delete the new files           |
+| index `.swap` files, `B.log` final    | final renames going   | finish them                    |
+| index `.cleaned` files only           | not committed         | delete them                    |
+
+Old files are deleted before any new file takes a final name, so a final name is never
+ambiguous, and each step of the restart can itself be interrupted and redone.
+
+Work is done in bounded steps (about `step_bytes` of log read per step) by a generator: the
+broker's timer runs one step, lets trio serve requests, and runs the next. Before every step the
+pass checks that the segments it works on are still the log's (retention, DeleteRecords or a
+topic deletion may have removed them meanwhile) and gives up otherwise. Appends only touch the
+active segment, which a pass never cleans. Nothing here waits or imports trio.
+
+Not done: removing transaction markers (Kafka drops a marker once no data of its transaction
+remains and the marker's own delete horizon passed; here markers stay), forcing a roll of the
+active segment when `max.compaction.lag.ms` passes, limits on the size of a group's indexes,
+and Kafka's hashing of keys into a fixed-size dedupe buffer (keys are held as they are).
+"""
+
+import dataclasses
+import logging
+import weakref
+from bisect import bisect_right
+
+from trioka.log.batch import (CURRENT_MAGIC, HEADER_SIZE, LOG_OVERHEAD, MAGIC_OFFSET,
+                              MIN_BATCH_LENGTH, BatchScan, BatchInfo, read_header)
+from trioka.log.checkpoint import (CLEANER_OFFSET_CHECKPOINT, CheckpointError,
+                                   read_offset_checkpoint, write_offset_checkpoint)
+from trioka.log.records import NO_TIMESTAMP, Record, decode_batch, encode_batch
+from trioka.log.segment import (CLEANED_FILE_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
+                                SEGMENT_SUFFIXES, SWAP_FILE_SUFFIX, TIME_INDEX_SUFFIX,
+                                TXN_INDEX_SUFFIX, LogSegment, parse_segment_file_name,
+                                segment_file_name)
+from trioka.wire.errors import ErrorCode, KafkaError
+
+log = logging.getLogger("trioka.cleaner")
+
+LONG_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+# Bytes of log read per step (Kafka's log.cleaner.io.buffer.size is 512 KiB as well).
+STEP_BYTES = 512 * 1024
+# Keys in the offset map of one pass; Kafka sizes its map by log.cleaner.dedupe.buffer.size.
+MAX_MAP_ENTRIES = 1_000_000
+INDEX_SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX)
+DELETED_FILE_SUFFIX = ".deleted"
+
+
+class _Interrupted(Exception):
+    """The log changed under a pass in a way that makes its work invalid; the pass gives up."""
+
+
+@dataclasses.dataclass
+class LogToClean:
+    """A log and the offsets a pass would clean (Kafka's LogToClean)."""
+
+    log: object  # PartitionLog
+    first_dirty_offset: int
+    first_uncleanable_offset: int  # a segment base offset
+    clean_bytes: int
+    cleanable_bytes: int
+    compaction_due: bool = False  # max.compaction.lag.ms or a passed delete horizon
+
+    @property
+    def dirty_ratio(self) -> float:
+        total = self.clean_bytes + self.cleanable_bytes
+        return self.cleanable_bytes / total if total else 0.0
+
+
+@dataclasses.dataclass
+class CleanResult:
+    """What one finished pass did to one partition."""
+
+    topic: str
+    partition: int
+    first_dirty_offset: int
+    end_offset: int  # the new first dirty offset (the checkpoint)
+    segments_before: int
+    segments_after: int
+    bytes_before: int
+    bytes_after: int
+    records_read: int = 0
+    records_kept: int = 0
+    empty_batches_kept: int = 0
+
+
+class LogCleaner:
+    """Compacts the logs that `partitions()` returns (PartitionLogs) when their topic has
+    `cleanup.policy` compact. Keeps `cleaner-offset-checkpoint` in `files`."""
+
+    def __init__(self, files, partitions, *, max_map_entries: int = MAX_MAP_ENTRIES,
+                 step_bytes: int = STEP_BYTES):
+        self.files = files
+        self.partitions = partitions
+        self.max_map_entries = max_map_entries
+        self.step_bytes = step_bytes
+        self._checkpoints: dict[tuple[str, int], int] | None = None
+        # Logs whose pass failed on corrupt data, as Kafka marks them: the timer skips them.
+        self._uncleanable = weakref.WeakSet()
+        # The earliest delete horizon each log's last pass wrote or kept: a pass is due then.
+        self._delete_horizons = weakref.WeakKeyDictionary()
+        self._current = None  # the generator of the pass in progress
+
+    # ---------------------------------------------------------------------------- checkpoint
+
+    def _checkpoint(self) -> dict[tuple[str, int], int]:
+        if self._checkpoints is None:
+            try:
+                self._checkpoints = read_offset_checkpoint(self.files, CLEANER_OFFSET_CHECKPOINT)
+            except CheckpointError:
+                self._checkpoints = {}  # every log is then dirty from its start: only slower
+        return self._checkpoints
+
+    def _write_checkpoint(self) -> None:
+        live = {(p.topic, p.partition) for p in self.partitions()}
+        offsets = {tp: offset for tp, offset in self._checkpoint().items() if tp in live}
+        self._checkpoints = offsets
+        write_offset_checkpoint(self.files, CLEANER_OFFSET_CHECKPOINT, offsets)
+
+    def first_dirty_offset(self, partition_log) -> int:
+        """The checkpointed end of the clean section, within [log start, log end]; the log start
+        when there is none (a checkpoint too high or too low belongs to an older log)."""
+        offset = self._checkpoint().get((partition_log.topic, partition_log.partition))
+        if offset is None or offset > partition_log.log_end_offset:
+            return partition_log.log_start_offset
+        return max(offset, partition_log.log_start_offset)
+
+    # ------------------------------------------------------------------------------ choosing
+
+    def cleanable(self, partition_log, now_ms: int) -> LogToClean | None:
+        """The sections of a compacted log, or None when it has no closed segment to clean."""
+        config = partition_log.config
+        if not config.compact or not partition_log.segments:
+            return None
+        segments = partition_log.segments
+        first_dirty = self.first_dirty_offset(partition_log)
+        limit = min(partition_log.last_stable_offset, partition_log.active_segment.base_offset)
+        lag = config.min_compaction_lag_ms
+        end = segments[0].base_offset
+        clean_bytes = cleanable_bytes = 0
+        earliest_dirty_timestamp = None
+        for segment, following in zip(segments, segments[1:]):
+            segment_end = following.base_offset
+            if segment_end > limit:
+                break
+            if segment_end <= first_dirty:
+                clean_bytes += segment.size
+            else:
+                if lag > 0 and segment.max_timestamp > now_ms - lag:
+                    break  # this segment and everything after it is too recent
+                if earliest_dirty_timestamp is None:
+                    earliest_dirty_timestamp = segment.rolling_based_timestamp()
+                cleanable_bytes += segment.size
+            end = segment_end
+        if end == segments[0].base_offset:
+            return None
+        due = False
+        max_lag = config.max_compaction_lag_ms
+        if max_lag < LONG_MAX and earliest_dirty_timestamp is not None \
+                and 0 <= earliest_dirty_timestamp < now_ms - max_lag:
+            due = True
+        horizon = self._delete_horizons.get(partition_log)
+        if horizon is not None and horizon <= now_ms:
+            due = True
+        return LogToClean(partition_log, min(first_dirty, end), end, clean_bytes,
+                          cleanable_bytes, due)
+
+    def filthiest(self, now_ms: int) -> LogToClean | None:
+        """Kafka's grabFilthiestCompactedLog: the log most worth cleaning now, if any."""
+        best = None
+        for partition_log in self.partitions():
+            if partition_log in self._uncleanable:
+                continue
+            todo = self.cleanable(partition_log, now_ms)
+            if todo is None:
+                continue
+            worth = (todo.cleanable_bytes > 0
+                     and todo.dirty_ratio >= partition_log.config.min_cleanable_dirty_ratio)
+            if not (worth or todo.compaction_due):
+                continue
+            if best is None or (worth, todo.dirty_ratio) > (best[0], best[1].dirty_ratio):
+                best = (worth, todo)
+        return None if best is None else best[1]
+
+    # ----------------------------------------------------------------------------- running
+
+    def clean_steps(self, now_ms: int):
+        """One tick of the timer: a generator that cleans the filthiest log (if any) one bounded
+        step per iteration. Any pass still in progress is abandoned first."""
+        self.abort()
+        todo = self.filthiest(now_ms)
+        if todo is None:
+            return iter(())
+        self._current = self._pass(todo, now_ms)
+        return self._current
+
+    def clean_now(self, now_ms: int) -> list[CleanResult]:
+        """Clean every compacted log up to its first uncleanable offset now, whatever its dirty
+        ratio (the test knob behind Broker.compact_now), in as many passes as the offset map
+        needs. Returns what each finished pass did."""
+        self.abort()
+        results = []
+        for partition_log in list(self.partitions()):
+            self._uncleanable.discard(partition_log)
+            todo = self.cleanable(partition_log, now_ms)
+            while todo is not None:
+                steps = self._pass(todo, now_ms)
+                try:
+                    while True:
+                        next(steps)
+                except StopIteration as done:
+                    result = done.value
+                if result is None:
+                    break
+                results.append(result)
+                if result.end_offset >= todo.first_uncleanable_offset:
+                    break
+                todo = self.cleanable(partition_log, now_ms)  # the offset map was full
+        return results
+
+    def abort(self) -> None:
+        """Abandon the pass in progress, removing its `.cleaned` files."""
+        current, self._current = self._current, None
+        if current is not None:
+            current.close()
+
+    def _pass(self, todo: LogToClean, now_ms: int):
+        partition_log = todo.log
+        try:
+            result = yield from self._clean(todo, now_ms)
+        except _Interrupted as reason:
+            log.info("cleaning of %s-%d given up: %s", partition_log.topic,
+                     partition_log.partition, reason)
+            return None
+        except Exception:
+            # Kafka marks such a partition uncleanable (corrupt data, a storage error) rather
+            # than retrying it forever; the broker and its other logs carry on.
+            log.exception("cleaning of %s-%d failed, marking it uncleanable",
+                          partition_log.topic, partition_log.partition)
+            self._uncleanable.add(partition_log)
+            return None
+        log.info("cleaned %s-%d offsets [%d, %d): %d -> %d bytes, %d -> %d segments, "
+                 "%d of %d records kept", result.topic, result.partition,
+                 result.first_dirty_offset, result.end_offset, result.bytes_before,
+                 result.bytes_after, result.segments_before, result.segments_after,
+                 result.records_kept, result.records_read)
+        return result
+
+    # ------------------------------------------------------------------------------ a pass
+
+    def _clean(self, todo: LogToClean, now_ms: int):
+        plog = todo.log
+        config = plog.config
+        first_dirty = todo.first_dirty_offset
+        end = todo.first_uncleanable_offset
+        watched = _segments_up_to(plog, end)
+        aborted = _AbortedTransactions(plog.txn_index.collect(0, end))
+
+        # 1. The offset map over the cleanable dirty section.
+        offset_map: dict[bytes, int] = {}
+        for index, segment in enumerate(watched[:-1]):
+            segment_end = watched[index + 1].base_offset
+            if segment_end <= first_dirty:
+                continue
+            if len(offset_map) >= self.max_map_entries and segment.base_offset > first_dirty:
+                end = segment.base_offset  # the map is full: stop at this segment
+                break
+            position = 0
+            while True:
+                _check(plog, watched)
+                batches, position = _read_batches(segment, position, self.step_bytes)
+                if not batches:
+                    break
+                for info, data in batches:
+                    if (info.last_offset < first_dirty or info.is_control
+                            or info.records_count == 0 or aborted.holds(info)):
+                        continue
+                    for record in decode_batch(data).records:
+                        if record.key is not None and record.offset >= first_dirty:
+                            offset_map[record.key] = record.offset
+                yield
+        watched = [s for s in watched if s.base_offset <= end]
+        result = CleanResult(plog.topic, plog.partition, first_dirty, end, len(watched) - 1, 0,
+                             sum(s.size for s in watched[:-1]), 0)
+
+        # 2. Recopy from the log start into new segments, each swapped in when full.
+        context = _Context(offset_map, aborted, now_ms,
+                           min(now_ms + config.delete_retention_ms, LONG_MAX),
+                           plog.producer_state, result)
+        i = 0
+        while i < len(watched) - 1:
+            _check(plog, watched)
+            first = i
+            group: list[LogSegment] = []
+            changed = False
+            cleaned = LogSegment.create(
+                plog.files, plog.directory, watched[first].base_offset,
+                index_interval_bytes=config.index_interval_bytes,
+                segment_index_bytes=config.segment_index_bytes,
+                created_ms=watched[first].created_ms, file_suffix=CLEANED_FILE_SUFFIX)
+            try:
+                while i < len(watched) - 1:
+                    segment = watched[i]
+                    # The next segment joins if what it could add keeps the new one within
+                    # segment.bytes and its offsets within int32 of the base.
+                    if group and (cleaned.size + segment.size > config.segment_bytes
+                                  or watched[i + 1].base_offset - 1 - cleaned.base_offset
+                                  > INT32_MAX):
+                        break
+                    group.append(segment)
+                    cleaned.created_ms = max(cleaned.created_ms, segment.created_ms)
+                    i += 1
+                    position = 0
+                    while True:
+                        batches, position = _read_batches(segment, position, self.step_bytes)
+                        if not batches:
+                            break
+                        for info, data in batches:
+                            kept = _clean_batch(info, data, context)
+                            if kept is not data:
+                                changed = True
+                            if kept is not None:
+                                header = read_header(kept)
+                                cleaned.append(kept, header.base_offset, header.last_offset,
+                                               header.max_timestamp, header.base_offset)
+                        yield
+                        _check(plog, watched)
+                if changed or len(group) > 1:
+                    _write_txn_index(plog.files, group, cleaned)
+                    plog.replace_segments(group, cleaned)
+            finally:
+                if cleaned.file_suffix == CLEANED_FILE_SUFFIX:
+                    cleaned.delete()  # not swapped in: unchanged, abandoned or failed
+            watched = _segments_up_to(plog, end)
+            i = first + 1
+            result.bytes_after += watched[first].size
+            yield
+
+        # 3. The clean section now ends where this pass stopped.
+        result.segments_after = len(watched) - 1
+        self._checkpoint()[(plog.topic, plog.partition)] = end
+        self._write_checkpoint()
+        if context.earliest_horizon is None:
+            self._delete_horizons.pop(plog, None)
+        else:
+            self._delete_horizons[plog] = context.earliest_horizon
+        return result
+
+
+# ---------------------------------------------------------------------------------- a batch
+
+class _Context:
+    """What deciding the fate of each batch needs during one pass."""
+
+    def __init__(self, offset_map, aborted, now_ms, new_horizon, producer_state, result):
+        self.offset_map = offset_map
+        self.aborted = aborted
+        self.now_ms = now_ms
+        self.new_horizon = new_horizon  # now + delete.retention.ms
+        self.producer_state = producer_state
+        self.result = result
+        self.earliest_horizon: int | None = None
+
+    def is_last_of_producer(self, info: BatchInfo) -> bool:
+        """Whether this batch is the last one its producer wrote (Kafka keeps it, if need be
+        empty, so producer state rebuilt from the log keeps the last sequence)."""
+        if info.producer_id < 0:
+            return False
+        entry = self.producer_state.producers.get(info.producer_id)
+        return bool(entry is not None and entry.batches
+                    and entry.batches[-1].last_offset == info.last_offset)
+
+    def note_horizon(self, horizon: int) -> None:
+        if self.earliest_horizon is None or horizon < self.earliest_horizon:
+            self.earliest_horizon = horizon
+
+
+def _clean_batch(info: BatchInfo, data, context: _Context):
+    """The bytes to keep of one stored batch, or None to drop it (the table in the module
+    docstring)."""
+    result = context.result
+    if info.is_control:
+        return data
+    if info.records_count == 0 or context.aborted.holds(info):
+        result.records_read += info.records_count
+        if context.is_last_of_producer(info):
+            result.empty_batches_kept += 1
+            return data if info.records_count == 0 else _empty_batch(info)
+        return None
+    batch = decode_batch(data)
+    horizon = batch.delete_horizon_ms
+    offset_map = context.offset_map
+    kept = []
+    tombstones = False
+    for record in batch.records:
+        if record.key is None:
+            continue
+        if offset_map.get(record.key, -1) > record.offset:
+            continue  # a later record of this key exists
+        if record.value is None:
+            if horizon is not None and context.now_ms >= horizon:
+                continue  # the tombstone outlived delete.retention.ms
+            tombstones = True
+        kept.append(record)
+    result.records_read += len(batch.records)
+    result.records_kept += len(kept)
+    if not kept:
+        if context.is_last_of_producer(info):
+            result.empty_batches_kept += 1
+            return _empty_batch(info)
+        return None
+    if tombstones:
+        if horizon is None:
+            horizon = context.new_horizon
+        context.note_horizon(horizon)
+        if len(kept) == len(batch.records) and batch.delete_horizon_ms is not None:
+            return data
+    elif len(kept) == len(batch.records):
+        return data
+    else:
+        horizon = None
+    return _rebuilt_batch(batch, kept, horizon)
+
+
+def _rebuilt_batch(batch, kept: list[Record], horizon: int | None) -> bytes:
+    """The batch with only `kept` records; every header field keeps its value except the
+    record count, the timestamps' base (the horizon, if any) and, for CreateTime, the max."""
+    log_append_time = batch.timestamp_type == 1
+    records = [Record(r.offset_delta, 0, r.key, r.value, r.headers, None,
+                      batch.base_timestamp + r.timestamp_delta) for r in kept]
+    return encode_batch(
+        records, base_offset=batch.base_offset, compression=batch.compression,
+        producer_id=batch.producer_id, producer_epoch=batch.producer_epoch,
+        base_sequence=batch.base_sequence, transactional=batch.is_transactional,
+        timestamp_type=int(batch.timestamp_type),
+        partition_leader_epoch=batch.partition_leader_epoch,
+        max_timestamp=batch.max_timestamp if log_append_time else None,
+        last_offset_delta=batch.last_offset_delta, delete_horizon_ms=horizon)
+
+
+def _empty_batch(info: BatchInfo) -> bytes:
+    """Kafka's empty batch header: no records, baseTimestamp -1, the old maxTimestamp, the same
+    offsets, producer id, epoch and base sequence."""
+    return encode_batch(
+        (), base_offset=info.base_offset, compression=0, base_timestamp=NO_TIMESTAMP,
+        max_timestamp=info.max_timestamp, producer_id=info.producer_id,
+        producer_epoch=info.producer_epoch, base_sequence=info.base_sequence,
+        transactional=info.is_transactional, timestamp_type=int(info.is_log_append_time),
+        partition_leader_epoch=info.partition_leader_epoch,
+        last_offset_delta=info.last_offset_delta)
+
+
+class _AbortedTransactions:
+    """Aborted transactions by producer id: (first offset, marker offset) ranges."""
+
+    def __init__(self, entries):
+        self._ranges: dict[int, list[tuple[int, int]]] = {}
+        for txn in entries:
+            self._ranges.setdefault(txn.producer_id, []).append((txn.first_offset,
+                                                                 txn.last_offset))
+        for ranges in self._ranges.values():
+            ranges.sort()
+
+    def holds(self, info: BatchInfo) -> bool:
+        """Whether a data batch belongs to an aborted transaction."""
+        if not info.is_transactional or info.is_control:
+            return False
+        ranges = self._ranges.get(info.producer_id)
+        if not ranges:
+            return False
+        i = bisect_right(ranges, (info.base_offset, LONG_MAX)) - 1
+        return i >= 0 and ranges[i][0] <= info.base_offset < ranges[i][1]
+
+
+# ---------------------------------------------------------------------------- segment helpers
+
+def _segments_up_to(partition_log, end: int) -> list[LogSegment]:
+    """The log's segments below `end` and the one starting at `end` (a pass checks that this
+    list is still the head of the log before each step)."""
+    return [s for s in partition_log.segments if s.base_offset <= end]
+
+
+def _check(partition_log, watched: list[LogSegment]) -> None:
+    if not partition_log.config.compact:
+        raise _Interrupted("the topic is no longer compacted")
+    if partition_log.segments[:len(watched)] != watched:
+        raise _Interrupted("segments were deleted or replaced meanwhile")
+    if any(segment.log.closed for segment in watched):
+        raise _Interrupted("the log was closed (topic deleted or broker stopping)")
+
+
+def _read_batches(segment: LogSegment, position: int, budget: int):
+    """([(header, bytes)], next position): whole stored batches from byte `position` of the
+    segment, about `budget` bytes of them but at least one. A closed segment was recovered when
+    the broker started, so anything that is not a whole batch here is corruption."""
+    size = segment.size
+    if position >= size:
+        return [], position
+    data = segment.log.pread(position, min(max(budget, HEADER_SIZE), size - position))
+    view = memoryview(data)
+    out = []
+    local = 0
+    while local + HEADER_SIZE <= len(data):
+        if data[local + MAGIC_OFFSET] != CURRENT_MAGIC:
+            raise _corrupt(segment, position + local)
+        info = read_header(data, local)
+        total = LOG_OVERHEAD + info.batch_length
+        if info.batch_length < MIN_BATCH_LENGTH:
+            raise _corrupt(segment, position + local)
+        if local + total > len(data):
+            if out:
+                break
+            data = segment.log.pread(position, total)  # one batch larger than the budget
+            if len(data) < total:
+                raise _corrupt(segment, position)
+            view = memoryview(data)
+        info.position = position + local
+        out.append((info, view[local:local + total]))
+        local += total
+    if not out:
+        raise _corrupt(segment, position)
+    return out, position + local
+
+
+def _corrupt(segment: LogSegment, position: int) -> KafkaError:
+    return KafkaError(ErrorCode.CORRUPT_MESSAGE,
+                      f"no valid batch at byte {position} of segment {segment.base_offset} in "
+                      f"{segment.directory}")
+
+
+def _write_txn_index(files, group: list[LogSegment], cleaned: LogSegment) -> None:
+    """The aborted transactions of the group's `.txnindex` files, for the cleaned segment (its
+    markers are all kept, so every entry still applies)."""
+    name = segment_file_name(cleaned.base_offset, TXN_INDEX_SUFFIX) + CLEANED_FILE_SUFFIX
+    path = f"{cleaned.directory}/{name}"
+    files.remove(path)
+    parts = []
+    for segment in group:
+        source = f"{segment.directory}/{segment_file_name(segment.base_offset, TXN_INDEX_SUFFIX)}"
+        if files.exists(source):
+            parts.append(files.read_small(source))
+    if any(parts):
+        f = files.open(path)
+        try:
+            f.append(b"".join(parts))
+            f.flush()
+        finally:
+            f.close()
+
+
+# ----------------------------------------------------------------------------------- restart
+
+def complete_interrupted_swaps(files, directory: str) -> None:
+    """Resolve what a crash during a segment swap left in a partition directory (the table in
+    the module docstring). Called when a partition is opened, before it lists its segments."""
+    leftovers: dict[int, set[str]] = {}
+    for name in files.listdir(directory):
+        parsed = parse_segment_file_name(name)
+        if parsed is None or not parsed[1].endswith(
+                (CLEANED_FILE_SUFFIX, SWAP_FILE_SUFFIX, DELETED_FILE_SUFFIX)):
+            continue
+        leftovers.setdefault(parsed[0], set()).add(parsed[1])
+    for base in sorted(leftovers):
+        kinds = leftovers[base]
+
+        def path(suffix: str, base=base) -> str:
+            return f"{directory}/{segment_file_name(base, suffix)}"
+
+        for kind in kinds:
+            if kind.endswith(DELETED_FILE_SUFFIX):
+                files.remove(path(kind))
+        if LOG_SUFFIX + SWAP_FILE_SUFFIX in kinds:
+            # Committed. Index files may still be `.cleaned`; they were complete before the
+            # `.log` was renamed, so they join the swap.
+            for suffix in INDEX_SUFFIXES:
+                if suffix + CLEANED_FILE_SUFFIX in kinds:
+                    files.rename(path(suffix + CLEANED_FILE_SUFFIX),
+                                 path(suffix + SWAP_FILE_SUFFIX))
+            end = max(_end_offset(files, path(LOG_SUFFIX + SWAP_FILE_SUFFIX), base), base + 1)
+            for name in files.listdir(directory):
+                parsed = parse_segment_file_name(name)
+                if parsed and parsed[1] in SEGMENT_SUFFIXES and base <= parsed[0] < end:
+                    files.remove(f"{directory}/{name}")  # an old segment the swap replaces
+            files.rename(path(LOG_SUFFIX + SWAP_FILE_SUFFIX), path(LOG_SUFFIX))
+            for suffix in INDEX_SUFFIXES:
+                if files.exists(path(suffix + SWAP_FILE_SUFFIX)):
+                    files.rename(path(suffix + SWAP_FILE_SUFFIX), path(suffix))
+        elif LOG_SUFFIX + CLEANED_FILE_SUFFIX in kinds:
+            # Not committed: the old segments are whole; the new files go.
+            for kind in kinds:
+                if kind.endswith((CLEANED_FILE_SUFFIX, SWAP_FILE_SUFFIX)):
+                    files.remove(path(kind))
+        else:
+            # The `.log` already has its final name (renamed after the old files went): finish
+            # the index renames. A `.cleaned` index without a committed `.log` is an orphan.
+            has_log = files.exists(path(LOG_SUFFIX))
+            for suffix in INDEX_SUFFIXES:
+                if suffix + SWAP_FILE_SUFFIX in kinds:
+                    if has_log:
+                        files.rename(path(suffix + SWAP_FILE_SUFFIX), path(suffix))
+                    else:
+                        files.remove(path(suffix + SWAP_FILE_SUFFIX))
+                if suffix + CLEANED_FILE_SUFFIX in kinds:
+                    files.remove(path(suffix + CLEANED_FILE_SUFFIX))
+
+
+def _end_offset(files, path: str, base: int) -> int:
+    """The offset after the last whole batch of a segment file (its base if it has none)."""
+    f = files.open(path)
+    try:
+        end = base
+        for info in BatchScan(f.pread, 0, f.size, verify_crc=False):
+            end = info.next_offset
+        return end
+    finally:
+        f.close()
