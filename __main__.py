@@ -10,6 +10,9 @@ them), `--override`, then the named flags. Once the listeners are bound the comm
     trioka ready: PLAINTEXT://127.0.0.1:9092 node 1 cluster <id> data <dir>
 
 and serves until SIGTERM or SIGINT, which shut it down gracefully.
+
+The other commands are tools that speak the Kafka protocol to any cluster (trioka/cli/): `topic`,
+`produce`, `consume`, `group` and `txn`; `trioka COMMAND --help` lists their flags.
 """
 
 import argparse
@@ -36,6 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trioka", description="A Kafka-compatible broker on trio.")
     sub = p.add_subparsers(dest="command")
     _serve_args(sub.add_parser("serve", help="run the broker (the default)"))
+    from trioka.cli import add_commands
+    add_commands(sub)
     return p
 
 
@@ -92,11 +97,17 @@ def serve(args) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        parser().print_help()
+        return 0
     if not argv or argv[0].startswith("-"):
         argv = ["serve"] + list(argv)
     args = parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if getattr(args, "run", None) is not None:
+        from trioka.cli import run
+        return run(args)
     parser().print_help()
     return 2
 

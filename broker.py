@@ -15,8 +15,11 @@ import time
 import trio
 
 from trioka.config import DYNAMIC_KEYS, KEYS, Config, topic_defaults
+from trioka.coordinator.group_coordinator import GroupCoordinator
+from trioka.log.cleaner import LogCleaner
 from trioka.log.manager import LogManager, validate_topic_name
 from trioka.log.partition import LogConfig
+from trioka.txn.coordinator import TransactionCoordinator
 from trioka.txn.producer_ids import ProducerIdManager
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -52,6 +55,9 @@ class Broker:
                                default_config=self.topic_config_defaults(),
                                cluster_id=self.config.cluster_id or None)
         self.producer_ids = ProducerIdManager(self.config.data_dir)
+        self.cleaner = LogCleaner(self.logs.files, self.logs.all_partitions)
+        self.groups = GroupCoordinator(self.config, self.logs, on_append=self.notify_data)
+        self.transactions = TransactionCoordinator(self)
         self.shutting_down = trio.Event()
         self.nursery: trio.Nursery | None = None
         self.listeners: list[Listener] = []
@@ -66,15 +72,29 @@ class Broker:
     def open(self) -> None:
         self.logs.open()
         self.producer_ids.open()
+        self.groups.open()
         self._load_dynamic_configs()
+        self.transactions.load(int(time.time() * 1000))
 
     def close(self) -> None:
+        self.cleaner.abort()
         self.logs.close()
 
     def start_background(self, nursery: trio.Nursery) -> None:
-        """Timers owned by the broker: checkpoints and retention."""
+        """Timers owned by the broker: checkpoints, retention, group coordinator deadlines."""
         nursery.start_soon(self._checkpoint_loop)
         nursery.start_soon(self._retention_loop)
+        if self.config.log_cleaner_enable:
+            nursery.start_soon(self._cleaner_loop)
+        nursery.start_soon(self.groups.run_timers)
+        nursery.start_soon(self.groups.unload_when, self.shutting_down)
+        nursery.start_soon(self._transaction_timeout_loop)
+
+    async def _transaction_timeout_loop(self) -> None:
+        interval = self.config.transaction_abort_timed_out_transaction_cleanup_interval_ms
+        while True:
+            await trio.sleep(interval / 1000)
+            self.transactions.expire(int(time.time() * 1000))
 
     async def _checkpoint_loop(self) -> None:
         while True:
@@ -96,6 +116,21 @@ class Broker:
             self.logs.checkpoint()
             self.notify_data()   # fetchers below the new log start offset get the error now
         return deleted
+
+    async def _cleaner_loop(self) -> None:
+        """Kafka's log cleaner thread: every log.cleaner.backoff.ms, clean the compacted log most
+        worth it, in bounded steps with the requests of clients served in between."""
+        while True:
+            await trio.sleep(self.config.log_cleaner_backoff_ms / 1000)
+            for _ in self.cleaner.clean_steps(int(time.time() * 1000)):
+                await trio.sleep(0)
+
+    def compact_now(self, now_ms: int | None = None) -> int:
+        """Clean every compacted log now, whatever its dirty ratio (the active segment and
+        anything past the last stable offset excepted). Tests call it to see compaction without
+        waiting for the timer. Returns the number of partitions cleaned."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        return len({(r.topic, r.partition) for r in self.cleaner.clean_now(now_ms)})
 
     def topic_config_defaults(self) -> LogConfig:
         """Topic configs as the broker's settings make them (log.segment.bytes -> segment.bytes)."""

@@ -11,6 +11,7 @@ closed, requests in flight get `shutdown.grace.ms` to finish, then the logs are 
 """
 
 import logging
+import os
 import struct
 
 import trio
@@ -19,6 +20,7 @@ from trioka.apis import APIS, api_versions
 from trioka.apis.context import Connection, RequestContext
 from trioka.broker import Broker, Listener
 from trioka.config import Config
+from trioka.log.files import FileRegion
 from trioka.wire import protocol
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.types import DecodeError
@@ -27,6 +29,7 @@ log = logging.getLogger("trioka.server")
 
 _SIZE = struct.Struct(">i")
 _READ_CHUNK = 256 * 1024
+_EXACT_ALLOC_LIMIT = 4 * 1024 * 1024
 
 
 class CloseConnection(Exception):
@@ -142,15 +145,15 @@ class Server:
                                     break
                                 if end == len(buf):
                                     # The frame goes past the buffer: move what we have to the
-                                    # front and, when that is not enough, grow by doubling. The
-                                    # buffer grows with the bytes that really arrive, never to
-                                    # a declared size up front, so a client that announces
-                                    # 100 MiB and sends nothing costs nothing.
+                                    # front and, when that is not enough, grow: to the frame's
+                                    # size for frames up to 4 MiB (produce requests: no copy
+                                    # while growing), by doubling beyond, so a client that
+                                    # announces 100 MiB and sends nothing costs little.
                                     if start == 0:
-                                        grown = min(4 + size, max(2 * len(buf), _READ_CHUNK))
+                                        grown = 4 + size if size <= _EXACT_ALLOC_LIMIT else \
+                                            min(4 + size, max(2 * len(buf), _READ_CHUNK))
                                         nbuf = bytearray(grown)
                                         nbuf[:end] = view[:end]
-                                        view.release()
                                         buf, view = nbuf, memoryview(nbuf)
                                     else:
                                         buf[:end - start] = view[start:end]
@@ -171,13 +174,14 @@ class Server:
                     self._idle.discard(scope)
                 if scope.cancelled_caught:
                     return
-                frame = bytes(view[start + 4:start + 4 + size])
+                # A view into the receive buffer, not a copy: the request is handled before the
+                # buffer is touched again, and produced batches are patched and written from it.
+                frame = view[start + 4:start + 4 + size]
                 start += 4 + size
                 if start == end:
                     start = end = 0
                     if len(buf) > 4 * _READ_CHUNK:
                         # Idle again after a large frame: give the memory back.
-                        view.release()
                         buf = bytearray(_READ_CHUNK)
                         view = memoryview(buf)
                 self._busy += 1
@@ -197,7 +201,6 @@ class Server:
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError, OSError):
             pass
         finally:
-            view.release()
             sock.close()
 
     async def _dispatch(self, conn: Connection, frame: bytes):
@@ -240,11 +243,12 @@ _IOV_MAX = 512
 
 def _gather(chunks: list) -> list:
     """Small encoded pieces joined, large ones (stored batches read for a Fetch) kept apart, so a
-    response goes out with one gathered write and no copy of the record data."""
+    response goes out with gathered writes and no copy of the record data; file regions stay
+    apart too, for sendfile."""
     out: list = []
     small: list = []
     for c in chunks:
-        if len(c) >= _BIG_CHUNK:
+        if type(c) is FileRegion or len(c) >= _BIG_CHUNK:
             if small:
                 out.append(b"".join(small))
                 small = []
@@ -257,15 +261,49 @@ def _gather(chunks: list) -> list:
 
 
 async def _send_all(sock, chunks: list) -> None:
-    parts = [memoryview(p) for p in _gather(chunks)]
-    while parts:
-        sent = await sock.sendmsg(parts[:_IOV_MAX])
-        # Drop what went out; a partial write leaves the rest of a part for the next call.
-        while parts and sent >= len(parts[0]):
-            sent -= len(parts[0])
-            parts.pop(0)
-        if sent:
-            parts[0] = parts[0][sent:]
+    parts = _gather(chunks)
+    try:
+        i = 0
+        while i < len(parts):
+            if type(parts[i]) is FileRegion:
+                await _send_region(sock, parts[i])
+                i += 1
+                continue
+            # The run of in-memory parts up to the next file region, in one gathered write.
+            j = i
+            while j < len(parts) and type(parts[j]) is not FileRegion:
+                j += 1
+            views = [memoryview(p) for p in parts[i:j]]
+            while views:
+                sent = await sock.sendmsg(views[:_IOV_MAX])
+                # Drop what went out; a partial write leaves the rest of a part for next time.
+                while views and sent >= len(views[0]):
+                    sent -= len(views[0])
+                    views.pop(0)
+                if sent:
+                    views[0] = views[0][sent:]
+            i = j
+    finally:
+        for p in parts:
+            if type(p) is FileRegion:
+                p.close()
+
+
+async def _send_region(sock, region: FileRegion) -> None:
+    """os.sendfile from the segment file to the socket: the kernel copies, Python does not."""
+    fd = sock.fileno()
+    offset, remaining = region.offset, region.length
+    while remaining:
+        try:
+            n = os.sendfile(fd, region.fd, offset, remaining)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+            continue
+        if n == 0:
+            raise trio.BrokenResourceError("the file region ended early")
+        offset += n
+        remaining -= n
+    await trio.lowlevel.checkpoint()
 
 
 async def serve(config: Config | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -78,7 +78,8 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _
                                  else ErrorCode.UNKNOWN_LEADER_EPOCH)
             limit = min(cp.max_bytes, budget)
             upper = log.last_stable_offset if isolation == READ_COMMITTED else None
-            read = log.read(cp.fetch_offset, limit, min_one_batch=first, isolation_upper=upper)
+            read = log.read(cp.fetch_offset, limit, min_one_batch=first, isolation_upper=upper,
+                            zero_copy=True)
         except KafkaError as e:
             out.errors = True
             out.results.append((cp, _error_partition(cp.partition, e.code), False))
@@ -100,7 +101,7 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _
                            last_stable_offset=read.last_stable_offset,
                            log_start_offset=read.log_start_offset,
                            aborted_transactions=aborted, preferred_read_replica=-1,
-                           records=read.records if size else b"")
+                           records=read.chunks if size else b"")
         out.results.append((cp, pd, bool(size)))
     return out
 

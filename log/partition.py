@@ -496,7 +496,12 @@ class PartitionLog:
         if origin is AppendOrigin.CLIENT and not log_append_time:
             self._check_timestamps(batches, now_ms)
         epoch = self.leader_epoch if leader_epoch is None else leader_epoch
-        buf = bytearray(records)
+        # Patch offsets and leader epoch in place when the records are a writable view of the
+        # request's own buffer (the server hands them so): the batch is written with no copy.
+        if type(records) is memoryview and not records.readonly:
+            buf = records
+        else:
+            buf = bytearray(records)
         first_offset = self.log_end_offset
         next_offset = assign_offsets(buf, batches, first_offset, epoch)
         last_offset = next_offset - 1
@@ -614,7 +619,7 @@ class PartitionLog:
         return max(0, bisect_right(self._base_offsets, offset) - 1)
 
     def read(self, fetch_offset: int, max_bytes: int, *, min_one_batch: bool = True,
-             isolation_upper: int | None = None) -> ReadResult:
+             isolation_upper: int | None = None, zero_copy: bool = False) -> ReadResult:
         """Whole stored batches from the one holding `fetch_offset`, up to `max_bytes` in total,
         below `isolation_upper` (default: the high watermark; pass last_stable_offset for
         READ_COMMITTED). With `min_one_batch` (KIP-74) the first batch is returned even if it is
@@ -624,6 +629,8 @@ class PartitionLog:
         OFFSET_OUT_OF_RANGE if fetch_offset < log_start_offset or > log_end_offset; a fetch at
         log_end_offset returns no records. The first batch may start before fetch_offset (a
         batch is never split); consumers skip the records below the offset they asked for.
+        With `zero_copy`, large reads from disk come back as FileRegions (for sendfile) rather
+        than bytes; only a caller that sends `chunks` to a socket should ask for that.
         """
         if fetch_offset < self.log_start_offset or fetch_offset > self.log_end_offset:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE,
@@ -638,7 +645,7 @@ class PartitionLog:
             i = self._segment_index_for(fetch_offset)
             while i < len(self.segments):
                 data, exhausted = self.segments[i].read(offset, remaining, max_offset=upper,
-                                                        min_one_batch=first)
+                                                        min_one_batch=first, zero_copy=zero_copy)
                 if data:
                     chunks.append(data)
                     remaining -= len(data)

@@ -17,8 +17,10 @@ stored batches as bytes, found through the offset index plus a forward walk over
 """
 
 import struct
+from bisect import bisect_right
 
 from trioka.log.batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, BatchInfo, BatchScan, read_header
+from trioka.log.files import FileRegion
 from trioka.log.index import OffsetIndex, TimeIndex
 
 LOG_SUFFIX = ".log"
@@ -41,6 +43,8 @@ _LAST_OFFSET_DELTA_OFFSET = 23
 
 # How much of the `.log` to read at once when walking headers forward from an index entry.
 _LOOKUP_CHUNK = 16 * 1024
+# Reads smaller than this are copied (pread): sendfile pays off on large transfers.
+_ZERO_COPY_MIN = 64 * 1024
 
 
 def segment_file_name(base_offset: int, suffix: str) -> str:
@@ -323,7 +327,8 @@ class LogSegment:
         return None
 
     def read(self, start_offset: int, max_bytes: int, *, max_offset: int | None = None,
-             max_position: int | None = None, min_one_batch: bool = True) -> tuple[bytes, bool]:
+             max_position: int | None = None, min_one_batch: bool = True,
+             zero_copy: bool = False) -> tuple[bytes, bool]:
         """Whole stored batches from the one holding `start_offset`, at most `max_bytes` of them
         (but the first batch even if larger, when `min_one_batch`: KIP-74), stopping before any
         batch whose base offset is >= `max_offset` or that ends past byte `max_position`.
@@ -344,8 +349,15 @@ class LogSegment:
         if first_size > max_bytes:
             if not min_one_batch:
                 return b"", False
+            if zero_copy and self.log.fileno() is not None:
+                return (FileRegion(self.log.fileno(), position, first_size),
+                        position + first_size >= log_size)
             data = self.log.pread(position, first_size)
             return data, position + first_size >= log_size
+        if zero_copy and max_bytes >= _ZERO_COPY_MIN and self.log.fileno() is not None:
+            region = self._region(position, first_size, max_bytes, limit, max_offset)
+            if region is not None:
+                return region
         data = self.log.pread(position, min(max_bytes, limit - position))
         available = len(data)
         end = first_size
@@ -362,6 +374,31 @@ class LogSegment:
         if end < available:
             data = memoryview(data)[:end]
         return data, not stopped and position + end >= log_size
+
+    def _region(self, position: int, first_size: int, max_bytes: int, limit: int,
+                max_offset: int | None):
+        """(FileRegion of whole batches, exhausted) without reading them, or None to read.
+
+        Batch boundaries come from what is known without touching the data: the end of the log
+        and the upper bound offset's batch are boundaries, and so is every offset-index entry
+        (each points at the start of a batch)."""
+        log_size = self.log.size
+        if max_offset is not None and max_offset < self.next_offset:
+            found = self.translate_offset(max_offset)
+            if found is not None:
+                limit = min(limit, found[0])
+        want = position + max_bytes
+        if want >= limit:
+            end, exhausted = limit, limit >= log_size
+        else:
+            positions = self.offset_index.positions
+            i = bisect_right(positions, want) - 1
+            if i < 0 or positions[i] < position + first_size:
+                return None
+            end, exhausted = positions[i], False
+        if end <= position:
+            return None
+        return FileRegion(self.log.fileno(), position, end - position), exhausted
 
     def find_batch_by_timestamp(self, timestamp: int, start_offset: int) -> BatchInfo | None:
         """The first batch at or after `start_offset` whose max timestamp is >= `timestamp`

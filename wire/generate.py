@@ -8,6 +8,13 @@ described in NEWER below, from the KIPs that introduced them.
 
     python -m trioka.wire.generate ../shared/kafka-protocol/messages > wire/messages.py
 
+Kafka also publishes "data" schemas: the key and value structs of the records its coordinators keep
+in `__consumer_offsets` and `__transaction_state`, and the consumer protocol's subscription and
+assignment payloads. Those become RECORDS. They are read from the folders given after the first one;
+without any, from every folder of `coordinator-records/` next to the messages folder:
+
+    python -m trioka.wire.generate MESSAGES [RECORDS_FOLDER ...] > wire/messages.py
+
 The notation of the output, one field a line, children indented by two spaces:
 
     name  type  [versions]  [null=versions]  [tag=N]  [default=value]
@@ -100,7 +107,35 @@ def apply_newer(key: tuple, lines: list[str]) -> list[str]:
     return lines
 
 
-def main(folder: str) -> None:
+# Data schemas of the messages folder worth compiling: the payloads a group coordinator may read.
+DATA_IN_MESSAGES = ("ConsumerProtocolSubscription", "ConsumerProtocolAssignment")
+
+
+def data_schemas(folders: list[str], names=None) -> dict:
+    """name -> (valid versions, flexible versions, field lines) of the "data" schemas found."""
+    out = {}
+    for folder in folders:
+        for fn in sorted(os.listdir(folder)):
+            if not fn.endswith(".json"):
+                continue
+            spec = load(os.path.join(folder, fn))
+            if spec.get("type") != "data" or (names is not None and spec["name"] not in names):
+                continue
+            common = {c["name"]: c["fields"] for c in spec.get("commonStructs", [])}
+            out[spec["name"]] = (spec["validVersions"], spec.get("flexibleVersions", "none"),
+                                 field_lines(spec["fields"], common, 0))
+    return out
+
+
+def default_record_folders(messages: str) -> list[str]:
+    root = os.path.join(messages, os.pardir, "coordinator-records")
+    if not os.path.isdir(root):
+        return []
+    return [os.path.join(root, d) for d in sorted(os.listdir(root))
+            if os.path.isdir(os.path.join(root, d))]
+
+
+def main(folder: str, record_folders: list[str] | None = None) -> None:
     apis = {}
     for fn in sorted(os.listdir(folder)):
         if not fn.endswith(".json"):
@@ -128,7 +163,10 @@ def main(folder: str) -> None:
     w("Each API key maps to (name, valid versions, flexible versions, unstable latest version,\n")
     w("request fields, response fields). One field a line: `name  type  [versions]  [null=versions]\n")
     w("[tag=N]  [default=value]`; children of a struct are indented by two spaces; versions are\n")
-    w('"0+" when not written. Written by wire/generate.py; edit the generator, not this file.\n"""\n\n')
+    w('"0+" when not written. RECORDS, at the end, holds Kafka\'s "data" schemas (coordinator '
+      'records,\n')
+    w("consumer protocol payloads) in the same notation. Written by wire/generate.py; edit the\n")
+    w('generator, not this file.\n"""\n\n')
     w("MESSAGES = {\n")
     for key in sorted(apis):
         e = apis[key]
@@ -143,7 +181,20 @@ def main(folder: str) -> None:
         w("\n".join(resp) + "\n" if resp else "")
         w('"""),\n')
     w("}\n")
+    records = data_schemas([folder], DATA_IN_MESSAGES)
+    records.update(data_schemas(record_folders if record_folders else
+                                default_record_folders(folder)))
+    w("\n# Persisted and embedded structs (Kafka's \"data\" schemas): name -> (valid versions,\n")
+    w("# flexible versions, fields). Stored as an int16 version and then the struct at that "
+      "version.\n")
+    w("RECORDS = {\n")
+    for name in sorted(records):
+        valid, flex, lines = records[name]
+        w(f"    {name!r}: ({valid!r}, {flex!r}, \"\"\"\n")
+        w("\n".join(lines) + "\n" if lines else "")
+        w('"""),\n')
+    w("}\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/kafka-protocol/messages")
+    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/kafka-protocol/messages", sys.argv[2:])

@@ -3,7 +3,9 @@
 Each API key maps to (name, valid versions, flexible versions, unstable latest version,
 request fields, response fields). One field a line: `name  type  [versions]  [null=versions]
 [tag=N]  [default=value]`; children of a struct are indented by two spaces; versions are
-"0+" when not written. Written by wire/generate.py; edit the generator, not this file.
+"0+" when not written. RECORDS, at the end, holds Kafka's "data" schemas (coordinator records,
+consumer protocol payloads) in the same notation. Written by wire/generate.py; edit the
+generator, not this file.
 """
 
 MESSAGES = {
@@ -1399,5 +1401,219 @@ results  []ReadStateSummaryResult
     error_message  string  null=0+  default=null
     state_epoch  int32
     start_offset  int64
+"""),
+}
+
+# Persisted and embedded structs (Kafka's "data" schemas): name -> (valid versions,
+# flexible versions, fields). Stored as an int16 version and then the struct at that version.
+RECORDS = {
+    'ConsumerGroupCurrentMemberAssignmentKey': ('8', 'none', """
+group_id  string  8
+member_id  string  8
+"""),
+    'ConsumerGroupCurrentMemberAssignmentValue': ('0', '0+', """
+member_epoch  int32
+previous_member_epoch  int32
+state  int8
+assigned_partitions  []TopicPartitions
+  topic_id  uuid
+  partitions  []int32
+partitions_pending_revocation  []TopicPartitions
+  topic_id  uuid
+  partitions  []int32
+"""),
+    'ConsumerGroupMemberMetadataKey': ('5', 'none', """
+group_id  string  5
+member_id  string  5
+"""),
+    'ConsumerGroupMemberMetadataValue': ('0', '0+', """
+instance_id  string  null=0+
+rack_id  string  null=0+
+client_id  string
+client_host  string
+subscribed_topic_names  []string
+subscribed_topic_regex  string  null=0+
+rebalance_timeout_ms  int32  default=-1
+server_assignor  string  null=0+
+classic_member_metadata  ClassicMemberMetadata  null=0+  tag=0
+  session_timeout_ms  int32
+  supported_protocols  []ClassicProtocol
+    name  string
+    metadata  bytes
+"""),
+    'ConsumerGroupMetadataKey': ('3', 'none', """
+group_id  string  3
+"""),
+    'ConsumerGroupMetadataValue': ('0', '0+', """
+epoch  int32
+"""),
+    'ConsumerGroupPartitionMetadataKey': ('4', 'none', """
+group_id  string  4
+"""),
+    'ConsumerGroupPartitionMetadataValue': ('0', '0+', """
+topics  []TopicMetadata
+  topic_id  uuid
+  topic_name  string
+  num_partitions  int32
+  partition_metadata  []PartitionMetadata
+    partition  int32
+    racks  []string
+"""),
+    'ConsumerGroupTargetAssignmentMemberKey': ('7', 'none', """
+group_id  string  7
+member_id  string  7
+"""),
+    'ConsumerGroupTargetAssignmentMemberValue': ('0', '0+', """
+topic_partitions  []TopicPartition
+  topic_id  uuid
+  partitions  []int32
+"""),
+    'ConsumerGroupTargetAssignmentMetadataKey': ('6', 'none', """
+group_id  string  6
+"""),
+    'ConsumerGroupTargetAssignmentMetadataValue': ('0', '0+', """
+assignment_epoch  int32
+"""),
+    'ConsumerProtocolAssignment': ('0-3', 'none', """
+assigned_partitions  []TopicPartition
+  topic  string
+  partitions  []int32
+user_data  bytes  null=0+  default=null
+"""),
+    'ConsumerProtocolSubscription': ('0-3', 'none', """
+topics  []string
+user_data  bytes  null=0+  default=null
+owned_partitions  []TopicPartition  1+
+  topic  string  1+
+  partitions  []int32  1+
+generation_id  int32  2+  default=-1
+rack_id  string  3+  null=3+  default=null
+"""),
+    'GroupMetadataKey': ('2', 'none', """
+group  string  2
+"""),
+    'GroupMetadataValue': ('0-4', '4+', """
+protocol_type  string
+generation  int32
+protocol  string  null=0+
+leader  string  null=0+
+current_state_timestamp  int64  2+  default=-1
+members  []MemberMetadata
+  member_id  string
+  group_instance_id  string  3+  null=3+  default=null
+  client_id  string
+  client_host  string
+  rebalance_timeout  int32  1+  default=-1
+  session_timeout  int32
+  subscription  bytes
+  assignment  bytes
+"""),
+    'OffsetCommitKey': ('0-1', 'none', """
+group  string  0-1
+topic  string  0-1
+partition  int32  0-1
+"""),
+    'OffsetCommitValue': ('0-4', '4+', """
+offset  int64
+leader_epoch  int32  3+  default=-1
+metadata  string
+commit_timestamp  int64
+expire_timestamp  int64  1  default=-1
+"""),
+    'ProducerSnapshot': ('1', 'none', """
+crc  uint32  1
+producer_entries  []ProducerEntry  1
+  producer_id  int64  1
+  epoch  int16  1
+  last_sequence  int32  1
+  last_offset  int64  1
+  offset_delta  int32  1
+  timestamp  int64  1
+  coordinator_epoch  int32  1
+  current_txn_first_offset  int64  1
+"""),
+    'ShareGroupCurrentMemberAssignmentKey': ('14', 'none', """
+group_id  string  14
+member_id  string  14
+"""),
+    'ShareGroupCurrentMemberAssignmentValue': ('0', '0+', """
+member_epoch  int32
+previous_member_epoch  int32
+state  int8
+assigned_partitions  []TopicPartitions
+  topic_id  uuid
+  partitions  []int32
+"""),
+    'ShareGroupMemberMetadataKey': ('10', 'none', """
+group_id  string  10
+member_id  string  10
+"""),
+    'ShareGroupMemberMetadataValue': ('0', '0+', """
+rack_id  string  null=0+
+client_id  string
+client_host  string
+subscribed_topic_names  []string
+"""),
+    'ShareGroupMetadataKey': ('11', 'none', """
+group_id  string  11
+"""),
+    'ShareGroupMetadataValue': ('0', '0+', """
+epoch  int32
+"""),
+    'ShareGroupPartitionMetadataKey': ('9', 'none', """
+group_id  string  9
+"""),
+    'ShareGroupPartitionMetadataValue': ('0', '0+', """
+topics  []TopicMetadata
+  topic_id  uuid
+  topic_name  string
+  num_partitions  int32
+  partition_metadata  []PartitionMetadata
+    partition  int32
+    racks  []string
+"""),
+    'ShareGroupStatePartitionMetadataKey': ('15', 'none', """
+group_id  string  15
+"""),
+    'ShareGroupStatePartitionMetadataValue': ('0', '0+', """
+initialized_topics  []TopicPartitionsInfo
+  topic_id  uuid
+  topic_name  string
+  partitions  []int32
+deleting_topics  []TopicInfo
+  topic_id  uuid
+  topic_name  string
+"""),
+    'ShareGroupTargetAssignmentMemberKey': ('13', 'none', """
+group_id  string  13
+member_id  string  13
+"""),
+    'ShareGroupTargetAssignmentMemberValue': ('0', '0+', """
+topic_partitions  []TopicPartition
+  topic_id  uuid
+  partitions  []int32
+"""),
+    'ShareGroupTargetAssignmentMetadataKey': ('12', 'none', """
+group_id  string  12
+"""),
+    'ShareGroupTargetAssignmentMetadataValue': ('0', '0+', """
+assignment_epoch  int32
+"""),
+    'TransactionLogKey': ('0', 'none', """
+transactional_id  string  0
+"""),
+    'TransactionLogValue': ('0-1', '1+', """
+producer_id  int64
+previous_producer_id  int64  tag=0  tagged=1+  default=-1
+next_producer_id  int64  tag=1  tagged=1+  default=-1
+producer_epoch  int16
+transaction_timeout_ms  int32
+transaction_status  int8
+transaction_partitions  []PartitionsSchema  null=0+
+  topic  string
+  partition_ids  []int32
+transaction_last_update_timestamp_ms  int64
+transaction_start_timestamp_ms  int64
+client_transaction_version  int16  tag=2  tagged=1+  default=0
 """),
 }

@@ -5,12 +5,17 @@ version's fields with their defaults, so handlers read `request.topics` without 
 carried it. For each (api key, direction, version) a decoder and an encoder are generated as Python
 source on first use and cached: runs of fixed-width fields go through one `struct.Struct`, and
 `records` fields stay zero-copy slices of the request frame.
+
+The same machinery compiles Kafka's "data" schemas (RECORDS: the key and value structs kept in
+`__consumer_offsets` and `__transaction_state`, the consumer protocol's payloads): `record(name)`.
+Persisted, each is an int16 version followed by the struct at that version (`encode_record`,
+`decode_record`).
 """
 
 import struct
 
 from trioka.wire import types as t
-from trioka.wire.messages import MESSAGES
+from trioka.wire.messages import MESSAGES, RECORDS
 
 PRIMITIVES = {"bool", "int8", "int16", "uint16", "int32", "uint32", "int64", "float64", "string",
               "bytes", "uuid", "records"}
@@ -491,3 +496,36 @@ def api(key: int) -> Api:
 
 def known(key: int) -> bool:
     return key in MESSAGES
+
+
+_RECORDS: dict[str, MessageType] = {}
+_VERSION = struct.Struct(">h")
+
+
+def record(name: str) -> MessageType:
+    """The compiled definition of a data schema of RECORDS, e.g. "OffsetCommitValue" (built on
+    first use; its class is `record(name).cls`). KeyError if unknown."""
+    r = _RECORDS.get(name)
+    if r is None:
+        valid, flexible, text = RECORDS[name]
+        r = _RECORDS[name] = MessageType(-1, "", name, valid, flexible, text)
+    return r
+
+
+def encode_record(name: str, message, version: int) -> bytes:
+    """The persisted form: int16 version, then the struct encoded at that version."""
+    return _VERSION.pack(version) + record(name).encode(message, version)
+
+
+def decode_record(name: str, data) -> tuple[int, object]:
+    """(version, message) of a persisted struct; DecodeError if it does not parse or the version
+    is not one the schema knows."""
+    try:
+        (version,) = _VERSION.unpack_from(data, 0)
+    except struct.error:
+        raise t.DecodeError(f"{name}: shorter than its int16 version") from None
+    r = record(name)
+    if not within(version, r.valid):
+        raise t.DecodeError(f"{name}: unknown version {version}")
+    message, _ = r.decode(memoryview(data), 2, version)
+    return version, message

@@ -1,0 +1,21 @@
+"""DeleteGroups (key 42), v1-2: delete groups and their committed offsets.
+
+Only a group without members can go: NON_EMPTY_GROUP otherwise, GROUP_ID_NOT_FOUND for one that
+does not exist, INVALID_GROUP_ID for an empty group id. Deleting writes tombstones to
+`__consumer_offsets` for the group's metadata and every offset it committed, so the group stays
+gone after a restart. v2 is the first flexible version; v0 was removed in Kafka 4.0 (KIP-896).
+"""
+
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.protocol import response_class
+
+VERSIONS = (1, 2)
+
+Response = response_class(ApiKey.DELETE_GROUPS)
+Result = Response.DeletableGroupResult
+
+
+async def handle(broker, request, ctx):
+    results = broker.groups.delete_groups(list(request.groups_names))
+    return Response(throttle_time_ms=0, results=[
+        Result(group_id=g, error_code=results[g]) for g in request.groups_names])

@@ -1,0 +1,46 @@
+"""DescribeGroups (key 15), v0-5: the state, protocol and members of groups.
+
+State names as Kafka prints them: Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
+Members come with member id, group instance id (v4+), client id, client host ("/" + IP), and, when
+the group is Stable, the chosen protocol's name and each member's metadata and assignment bytes as
+the clients sent them (in the other states these are empty, as in Kafka). An unknown group is
+described as Dead with no members and no error; an empty group id is INVALID_GROUP_ID.
+
+v3+ may ask for authorized operations; there are no ACLs, so they stay Kafka's "not requested"
+value. v5 is the first flexible version.
+"""
+
+from trioka.coordinator.group_state import GroupState
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode
+from trioka.wire.protocol import response_class
+
+VERSIONS = (0, 5)
+
+Response = response_class(ApiKey.DESCRIBE_GROUPS)
+Described = Response.DescribedGroup
+DescribedMember = Described.DescribedGroupMember
+
+
+def describe(broker, group_id: str) -> object:
+    if not group_id:
+        return Described(error_code=ErrorCode.INVALID_GROUP_ID, group_id=group_id,
+                         group_state=GroupState.DEAD.value, members=[])
+    group = broker.groups.describe_group(group_id)
+    if group is None:
+        return Described(error_code=0, group_id=group_id, group_state=GroupState.DEAD.value,
+                         protocol_type="", protocol_data="", members=[])
+    stable = group.is_in(GroupState.STABLE)
+    protocol = group.protocol_name if stable else ""
+    members = [DescribedMember(member_id=m.member_id, group_instance_id=m.group_instance_id,
+                               client_id=m.client_id, client_host=m.client_host,
+                               member_metadata=m.metadata(protocol) if stable else b"",
+                               member_assignment=m.assignment if stable else b"")
+               for m in group.members.values()]
+    return Described(error_code=0, group_id=group_id, group_state=group.state.value,
+                     protocol_type=group.protocol_type or "", protocol_data=protocol or "",
+                     members=members)
+
+
+async def handle(broker, request, ctx):
+    return Response(throttle_time_ms=0, groups=[describe(broker, g) for g in request.groups])

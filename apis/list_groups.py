@@ -1,0 +1,26 @@
+"""ListGroups (key 16), v0-5: every group of this coordinator.
+
+Each group with its protocol type ("consumer" for consumers; "" for a group that only has
+committed offsets), its state (v4+) and its type (v5+: always "classic", KIP-848 groups are not
+served). v4+ may filter by state names and v5+ by group types (KIP-518, KIP-848), compared without
+regard to case; an empty filter lets every group through. v3 is the first flexible version.
+"""
+
+from trioka.coordinator.classic import GROUP_TYPE
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.protocol import response_class
+
+VERSIONS = (0, 5)
+
+Response = response_class(ApiKey.LIST_GROUPS)
+Listed = Response.ListedGroup
+
+
+async def handle(broker, request, ctx):
+    version = ctx.api_version
+    groups = broker.groups.list_groups(request.states_filter if version >= 4 else None,
+                                       request.types_filter if version >= 5 else None)
+    return Response(throttle_time_ms=0, error_code=0, groups=[
+        Listed(group_id=g.group_id, protocol_type=g.protocol_type or "",
+               group_state=g.state.value, group_type=GROUP_TYPE)
+        for g in sorted(groups, key=lambda g: g.group_id)])

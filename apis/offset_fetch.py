@@ -1,0 +1,70 @@
+"""OffsetFetch (key 9), v1-9: the committed offsets of a group.
+
+For each partition asked for: the committed offset, its leader epoch (v5+) and metadata, or -1,
+-1 and "" when nothing is committed; an unknown group has no offsets and is not an error. A null
+topic list (v2+) asks for every partition the group has committed. v1-7 ask for one group, with a
+top-level error code from v2 (INVALID_GROUP_ID for an empty group id; in v1 the error goes to each
+partition); v8+ (KIP-709) ask for a batch of groups, each answered with its own error code.
+
+`require_stable` (v7+, KIP-447) asks the broker to hold back offsets with a transactional commit
+pending (UNSTABLE_OFFSET_COMMIT); transactional offset commits are not taken yet, so no offset is
+ever pending. v9 adds the KIP-848 member id and epoch, which classic groups do not check.
+v6 is the first flexible version. v0 was removed in Kafka 4.0 (KIP-896).
+"""
+
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode
+from trioka.wire.protocol import response_class
+
+VERSIONS = (1, 9)
+
+Response = response_class(ApiKey.OFFSET_FETCH)
+# v1-7 and v8+ name their structs differently.
+TopicV1 = Response.OffsetFetchResponseTopic
+PartitionV1 = TopicV1.OffsetFetchResponsePartition
+Group = Response.OffsetFetchResponseGroup
+TopicV8 = Group.OffsetFetchResponseTopics
+PartitionV8 = TopicV8.OffsetFetchResponsePartitions
+
+
+def _offsets(broker, group_id: str, topics) -> dict[str, list]:
+    wanted = None if topics is None else [(t.name, list(t.partition_indexes)) for t in topics]
+    return broker.groups.fetch_offsets(group_id, wanted)
+
+
+def _partition(cls, index: int, committed, error: int = ErrorCode.NONE):
+    if committed is None:
+        return cls(partition_index=index, committed_offset=-1, committed_leader_epoch=-1,
+                   metadata="", error_code=error)
+    return cls(partition_index=index, committed_offset=committed.offset,
+               committed_leader_epoch=committed.leader_epoch, metadata=committed.metadata,
+               error_code=error)
+
+
+async def handle(broker, request, ctx):
+    version = ctx.api_version
+    if version < 8:
+        topics = request.topics if version >= 2 else (request.topics or [])
+        if not request.group_id:
+            error = ErrorCode.INVALID_GROUP_ID
+            found = {t.name: [(p, None) for p in t.partition_indexes] for t in topics or []}
+        else:
+            error = ErrorCode.NONE
+            found = _offsets(broker, request.group_id, topics)
+        # v1 has no top-level error code: each partition carries it.
+        part_error = error if version < 2 else ErrorCode.NONE
+        return Response(throttle_time_ms=0, error_code=error, topics=[
+            TopicV1(name=name, partitions=[_partition(PartitionV1, p, c, part_error)
+                                           for p, c in parts])
+            for name, parts in found.items()])
+    groups = []
+    for g in request.groups:
+        if not g.group_id:
+            groups.append(Group(group_id=g.group_id, topics=[],
+                                error_code=ErrorCode.INVALID_GROUP_ID))
+            continue
+        found = _offsets(broker, g.group_id, g.topics)
+        groups.append(Group(group_id=g.group_id, error_code=ErrorCode.NONE, topics=[
+            TopicV8(name=name, partitions=[_partition(PartitionV8, p, c) for p, c in parts])
+            for name, parts in found.items()]))
+    return Response(throttle_time_ms=0, groups=groups)

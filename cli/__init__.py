@@ -1,0 +1,102 @@
+"""The `trioka` tools that speak the Kafka protocol to any Kafka cluster (trioka or not).
+
+    trioka topic  create|list|describe|delete|alter-config   (kafka-topics.sh, kafka-configs.sh)
+    trioka produce TOPIC                                      (kafka-console-producer.sh, kcat -P)
+    trioka consume TOPIC                                      (kafka-console-consumer.sh, kcat -C)
+    trioka group  list|describe|delete|reset-offsets          (kafka-consumer-groups.sh)
+    trioka txn    list|describe                               (kafka-transactions.sh)
+
+Flags are the Kafka tools' names, with kcat's short forms where they fit. Every command takes
+`--bootstrap-server HOST:PORT` (kcat's `-b`; default localhost:9092). Results go to stdout, notices
+and errors to stderr; the exit status is 0 on success, 1 when Kafka or the connection failed, 2 for
+a usage error. The protocol work is in trioka/client.py; these modules parse flags and print.
+"""
+
+import argparse
+import os
+import sys
+
+from trioka.client import DEFAULT_BOOTSTRAP, ClientError, KafkaClient
+from trioka.wire.errors import KafkaError
+
+COMMANDS = ("topic", "produce", "consume", "group", "txn")
+
+
+def add_commands(sub) -> None:
+    """Add the tools' sub-commands to the `trioka` parser's sub-parsers."""
+    from trioka.cli import consume, group, produce, topic, txn
+    for module in (topic, produce, consume, group, txn):
+        module.add_parser(sub)
+
+
+def connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap-server", "-b", dest="bootstrap_server",
+                   default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT",
+                   help=f"a broker to start from, or several comma-separated (default "
+                        f"{DEFAULT_BOOTSTRAP})")
+    p.add_argument("--request-timeout-ms", type=int, default=30000, metavar="MS",
+                   help="how long one request may take (default 30000)")
+
+
+def open_client(args) -> KafkaClient:
+    return KafkaClient(args.bootstrap_server, timeout=args.request_timeout_ms / 1000)
+
+
+def fail(message: str) -> int:
+    print(f"Error: {message}", file=sys.stderr)
+    return 1
+
+
+def run(args) -> int:
+    """Run a tool's command: Kafka's and the connection's failures become a message and exit 1."""
+    try:
+        return args.run(args)
+    except UsageError as e:
+        print(f"trioka {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (KafkaError, ClientError) as e:
+        return fail(str(e))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours. Point stdout at /dev/null so
+        # that the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def print_table(header: list[str], rows: list[list], out=None) -> None:
+    """Columns padded to their widest cell, as Kafka's tools print them."""
+    out = out or sys.stdout
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for r in cells:
+        out.write(" ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+
+
+class UsageError(Exception):
+    """Flags that do not make sense together: reported like argparse's errors, exit 2."""
+
+
+def name_arg(p: argparse.ArgumentParser, what: str, flag: str, *, metavar: str = "NAME") -> None:
+    """A positional name that may also be given with a Kafka tool's flag (`--topic NAME`)."""
+    p.add_argument("name", nargs="?", metavar=metavar, help=what)
+    p.add_argument(flag, dest="name_flag", metavar=metavar, help=f"the same as {metavar}")
+    p.set_defaults(name_flag_text=flag)
+
+
+def resolve_name(args, *, required: bool = True) -> str | None:
+    if args.name and args.name_flag and args.name != args.name_flag:
+        raise UsageError(f"two different names given: {args.name!r} and {args.name_flag!r}")
+    name = args.name or args.name_flag
+    if required and not name:
+        raise UsageError(f"a name is required (positional or {args.name_flag_text})")
+    return name
+
+
+def key_value(text: str, what: str = "KEY=VALUE") -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return key, value

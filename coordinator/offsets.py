@@ -1,0 +1,194 @@
+"""Committed offsets, and `__consumer_offsets`, the topic that keeps them and group metadata.
+
+Kafka keeps a group's state as records of a compacted topic rather than in a database: every offset
+commit, every completed rebalance and every deletion is a record appended to one partition of
+`__consumer_offsets`, and a coordinator that starts reads those partitions back. This broker does
+the same, with Kafka's record formats, so the topic could be read with Kafka's own tools.
+
+- The partition of a group is `abs(hashCode(group id)) % partitions`, where hashCode is Java's
+  String.hashCode (31 * h + each UTF-16 code unit, in 32-bit two's complement) and abs maps
+  Integer.MIN_VALUE to 0. Kafka uses `offsets.topic.num.partitions` (50) partitions.
+- The topic is created on the first write, compacted (`cleanup.policy=compact`), with Kafka's
+  100 MiB segments for it.
+- A record's key and value are an int16 version and then a struct at that version. The key's
+  version says which record it is: 0 and 1 are OffsetCommitKey (group, topic, partition) with an
+  OffsetCommitValue; 2 is GroupMetadataKey (group) with a GroupMetadataValue; 3 and up belong to
+  KIP-848 and share groups (skipped here). Kafka writes OffsetCommitKey v1 + OffsetCommitValue v3
+  (v1 when the commit carries an explicit expiry) and GroupMetadataKey v2 + GroupMetadataValue;
+  this broker writes value v4, the flexible version.
+- A record with a null value (a tombstone) deletes its key: a deleted offset or group.
+- Records written in a transaction (TxnOffsetCommit) count only once a COMMIT marker of their
+  producer follows them; an ABORT marker drops them.
+
+Loading replays each partition from its log start offset in offset order: the last record of a key
+wins, tombstones delete.
+"""
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+
+from trioka.log.batch import AppendOrigin
+from trioka.log.records import ControlRecordType, encode_batch, iter_batches
+from trioka.wire import schema
+from trioka.wire.errors import ErrorCode, KafkaError
+
+log = logging.getLogger("trioka.coordinator")
+
+OFFSETS_TOPIC = "__consumer_offsets"
+# Kafka's offsets.topic.segment.bytes and the topic configs it creates the topic with.
+OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600",
+                         "compression.type": "producer"}
+
+OFFSET_COMMIT_KEY_VERSION = 1
+OFFSET_COMMIT_VALUE_VERSION = 3
+OFFSET_COMMIT_VALUE_VERSION_WITH_EXPIRY = 1   # the only version with expireTimestamp
+GROUP_METADATA_KEY_VERSION = 2
+GROUP_METADATA_VALUE_VERSION = 4
+
+OffsetCommitKey = schema.record("OffsetCommitKey").cls
+OffsetCommitValue = schema.record("OffsetCommitValue").cls
+GroupMetadataKey = schema.record("GroupMetadataKey").cls
+GroupMetadataValue = schema.record("GroupMetadataValue").cls
+
+
+def java_string_hash(text: str) -> int:
+    """Java's String.hashCode: over UTF-16 code units, wrapping as a signed 32-bit int."""
+    data = text.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(group_id: str, num_partitions: int) -> int:
+    """The `__consumer_offsets` partition of a group, as Kafka computes it."""
+    h = java_string_hash(group_id)
+    return (0 if h == -(1 << 31) else abs(h)) % num_partitions
+
+
+@dataclasses.dataclass(slots=True)
+class OffsetAndMetadata:
+    """A committed offset: what OffsetFetch answers and OffsetCommitValue stores."""
+    offset: int
+    leader_epoch: int = -1
+    metadata: str = ""
+    commit_timestamp_ms: int = -1
+    expire_timestamp_ms: int = -1     # -1: expires by offsets.retention.minutes
+
+
+# --- record encoding ---
+
+def offset_commit_key(group_id: str, topic: str, partition: int) -> bytes:
+    return schema.encode_record(
+        "OffsetCommitKey", OffsetCommitKey(group=group_id, topic=topic, partition=partition),
+        OFFSET_COMMIT_KEY_VERSION)
+
+
+def offset_commit_value(committed: OffsetAndMetadata) -> bytes:
+    value = OffsetCommitValue(offset=committed.offset, leader_epoch=committed.leader_epoch,
+                              metadata=committed.metadata or "",
+                              commit_timestamp=committed.commit_timestamp_ms,
+                              expire_timestamp=committed.expire_timestamp_ms)
+    version = (OFFSET_COMMIT_VALUE_VERSION if committed.expire_timestamp_ms == -1
+               else OFFSET_COMMIT_VALUE_VERSION_WITH_EXPIRY)
+    return schema.encode_record("OffsetCommitValue", value, version)
+
+
+def group_metadata_key(group_id: str) -> bytes:
+    return schema.encode_record("GroupMetadataKey", GroupMetadataKey(group=group_id),
+                                GROUP_METADATA_KEY_VERSION)
+
+
+def group_metadata_value(value) -> bytes:
+    """`value` is a GroupMetadataValue (see ClassicGroup.to_record)."""
+    return schema.encode_record("GroupMetadataValue", value, GROUP_METADATA_VALUE_VERSION)
+
+
+def decode_offset_commit_value(data) -> OffsetAndMetadata:
+    _, v = schema.decode_record("OffsetCommitValue", data)
+    return OffsetAndMetadata(v.offset, v.leader_epoch, v.metadata, v.commit_timestamp,
+                             v.expire_timestamp)
+
+
+def decode_key(data) -> tuple[int, object | None]:
+    """(key version, OffsetCommitKey or GroupMetadataKey); None for the record types of KIP-848
+    and share groups, which this coordinator does not keep."""
+    if len(data) < 2:
+        raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "coordinator record key shorter than 2 bytes")
+    version = int.from_bytes(data[:2], "big", signed=True)
+    if version in (0, 1):
+        return version, schema.decode_record("OffsetCommitKey", data)[1]
+    if version == GROUP_METADATA_KEY_VERSION:
+        return version, schema.decode_record("GroupMetadataKey", data)[1]
+    return version, None
+
+
+# --- the topic ---
+
+class OffsetsTopic:
+    """The `__consumer_offsets` partitions of a LogManager: appends and the replay at startup."""
+
+    def __init__(self, logs, num_partitions: int = 50, on_append=None):
+        self.logs = logs
+        self.configured_partitions = num_partitions
+        self.on_append = on_append     # called after every append (wakes long-polling fetches)
+
+    @property
+    def num_partitions(self) -> int:
+        """The topic's partition count once it exists (it is not changed afterwards)."""
+        topic = self.logs.topic(OFFSETS_TOPIC)
+        return topic.num_partitions if topic is not None else self.configured_partitions
+
+    def partition_for(self, group_id: str) -> int:
+        return partition_for(group_id, self.num_partitions)
+
+    def append(self, group_id: str, records: list[tuple[bytes, bytes | None]],
+               now_ms: int) -> None:
+        """Append (key, value) records of one group as one batch; KafkaError if the log fails."""
+        if not records:
+            return
+        if self.logs.topic(OFFSETS_TOPIC) is None:
+            self.logs.create_topic(OFFSETS_TOPIC, self.configured_partitions,
+                                   dict(OFFSETS_TOPIC_CONFIGS), now_ms=now_ms)
+        partition = self.logs.partition(OFFSETS_TOPIC, self.partition_for(group_id))
+        batch = encode_batch([(key, value, [], now_ms) for key, value in records])
+        partition.append(batch, now_ms=now_ms, origin=AppendOrigin.COORDINATOR)
+        if self.on_append is not None:
+            self.on_append()
+
+    def replay(self) -> Iterator[tuple[bytes, bytes | None]]:
+        """Every record that counts, (key, value), partition by partition in offset order."""
+        if self.logs.topic(OFFSETS_TOPIC) is None:
+            return
+        for index in range(self.num_partitions):
+            yield from self._replay_partition(self.logs.partition(OFFSETS_TOPIC, index))
+
+    @staticmethod
+    def _replay_partition(partition) -> Iterator[tuple[bytes, bytes | None]]:
+        pending: dict[int, list] = {}     # producer id -> records of its open transaction
+        offset = partition.log_start_offset
+        while offset < partition.high_watermark:
+            read = partition.read(offset, 1 << 20)
+            try:
+                batches = list(iter_batches(read.records))
+            except KafkaError as e:
+                log.error("%s-%d: cannot read past offset %d: %s", partition.topic,
+                          partition.partition, offset, e.message)
+                return
+            if not batches:
+                return
+            for batch in batches:
+                if batch.next_offset <= offset:
+                    continue
+                offset = batch.next_offset
+                if batch.is_control_batch:
+                    done = pending.pop(batch.producer_id, [])
+                    if batch.control_type() == ControlRecordType.COMMIT:
+                        yield from done
+                    continue
+                records = [(r.key, r.value) for r in batch.records if r.key is not None]
+                if batch.is_transactional:
+                    pending.setdefault(batch.producer_id, []).extend(records)
+                else:
+                    yield from records
