@@ -16,7 +16,7 @@ from trioka.apis import (delete_groups, describe_groups, find_coordinator, heart
                          leave_group, list_groups, offset_commit, offset_delete, offset_fetch,
                          sync_group)
 from trioka.apis import (add_offsets_to_txn, add_partitions_to_txn, describe_producers,
-                         describe_transactions, end_txn, list_transactions)
+                         describe_transactions, end_txn, list_transactions, txn_offset_commit)
 from trioka.wire.api_keys import ApiKey
 
 APIS = {
@@ -42,6 +42,7 @@ APIS = {
     ApiKey.ADD_PARTITIONS_TO_TXN: add_partitions_to_txn,
     ApiKey.ADD_OFFSETS_TO_TXN: add_offsets_to_txn,
     ApiKey.END_TXN: end_txn,
+    ApiKey.TXN_OFFSET_COMMIT: txn_offset_commit,
     ApiKey.DESCRIBE_PRODUCERS: describe_producers,
     ApiKey.DESCRIBE_TRANSACTIONS: describe_transactions,
     ApiKey.LIST_TRANSACTIONS: list_transactions,

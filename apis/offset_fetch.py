@@ -7,8 +7,8 @@ top-level error code from v2 (INVALID_GROUP_ID for an empty group id; in v1 the 
 partition); v8+ (KIP-709) ask for a batch of groups, each answered with its own error code.
 
 `require_stable` (v7+, KIP-447) asks the broker to hold back offsets with a transactional commit
-pending (UNSTABLE_OFFSET_COMMIT); transactional offset commits are not taken yet, so no offset is
-ever pending. v9 adds the KIP-848 member id and epoch, which classic groups do not check.
+pending: such a partition is answered UNSTABLE_OFFSET_COMMIT (offset -1) until the transaction
+ends, and the consumer retries. v9 adds the KIP-848 member id and epoch, which classic groups do not check.
 v6 is the first flexible version. v0 was removed in Kafka 4.0 (KIP-896).
 """
 
@@ -27,9 +27,15 @@ TopicV8 = Group.OffsetFetchResponseTopics
 PartitionV8 = TopicV8.OffsetFetchResponsePartitions
 
 
-def _offsets(broker, group_id: str, topics) -> dict[str, list]:
+def _offsets(broker, group_id: str, topics, require_stable: bool = False) -> dict[str, list]:
+    """topic -> [(partition, committed or None, error)]."""
     wanted = None if topics is None else [(t.name, list(t.partition_indexes)) for t in topics]
-    return broker.groups.fetch_offsets(group_id, wanted)
+    found = broker.groups.fetch_offsets(group_id, wanted)
+    pending = broker.groups.has_pending_offsets
+    return {name: [(p, None, ErrorCode.UNSTABLE_OFFSET_COMMIT)
+                   if require_stable and pending(group_id, name, p) else (p, c, ErrorCode.NONE)
+                   for p, c in parts]
+            for name, parts in found.items()}
 
 
 def _partition(cls, index: int, committed, error: int = ErrorCode.NONE):
@@ -47,15 +53,16 @@ async def handle(broker, request, ctx):
         topics = request.topics if version >= 2 else (request.topics or [])
         if not request.group_id:
             error = ErrorCode.INVALID_GROUP_ID
-            found = {t.name: [(p, None) for p in t.partition_indexes] for t in topics or []}
+            found = {t.name: [(p, None, ErrorCode.NONE) for p in t.partition_indexes]
+                     for t in topics or []}
         else:
             error = ErrorCode.NONE
-            found = _offsets(broker, request.group_id, topics)
+            found = _offsets(broker, request.group_id, topics, request.require_stable)
         # v1 has no top-level error code: each partition carries it.
         part_error = error if version < 2 else ErrorCode.NONE
         return Response(throttle_time_ms=0, error_code=error, topics=[
-            TopicV1(name=name, partitions=[_partition(PartitionV1, p, c, part_error)
-                                           for p, c in parts])
+            TopicV1(name=name, partitions=[_partition(PartitionV1, p, c, e if e else part_error)
+                                           for p, c, e in parts])
             for name, parts in found.items()])
     groups = []
     for g in request.groups:
@@ -63,8 +70,8 @@ async def handle(broker, request, ctx):
             groups.append(Group(group_id=g.group_id, topics=[],
                                 error_code=ErrorCode.INVALID_GROUP_ID))
             continue
-        found = _offsets(broker, g.group_id, g.topics)
+        found = _offsets(broker, g.group_id, g.topics, request.require_stable)
         groups.append(Group(group_id=g.group_id, error_code=ErrorCode.NONE, topics=[
-            TopicV8(name=name, partitions=[_partition(PartitionV8, p, c) for p, c in parts])
+            TopicV8(name=name, partitions=[_partition(PartitionV8, p, c, e) for p, c, e in parts])
             for name, parts in found.items()]))
     return Response(throttle_time_ms=0, groups=groups)

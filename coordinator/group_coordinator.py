@@ -95,6 +95,8 @@ class GroupCoordinator:
         self.topic = OffsetsTopic(logs, config.offsets_topic_num_partitions, on_append)
         self.clock = clock
         self.groups: dict[str, ClassicGroup] = {}
+        # producer id -> group id -> offsets committed in its open transaction (TxnOffsetCommit)
+        self.pending_txn_offsets: dict[int, dict[str, dict]] = {}
         self._wakeup = trio.Event()
         self._armed = math.inf      # when the timer task will next run expire()
 
@@ -129,6 +131,17 @@ class GroupCoordinator:
             if committed:
                 group = self.groups.get(group_id) or self._create_group(group_id)
                 group.offsets.update(committed)
+        # Offsets of transactions still open wait for their marker, as before the restart.
+        for producer_id, records in getattr(self.topic, "open_transactions", {}).items():
+            for key, value in records:
+                try:
+                    version, k = decode_key(key)
+                except (KafkaError, DecodeError):
+                    continue
+                if k is None or version == GROUP_METADATA_KEY_VERSION or value is None:
+                    continue
+                self.pending_txn_offsets.setdefault(producer_id, {}).setdefault(
+                    k.group, {})[(k.topic, k.partition)] = decode_offset_commit_value(value)
 
     def _create_group(self, group_id: str) -> ClassicGroup:
         group = self.groups[group_id] = ClassicGroup(group_id, _now_ms())
@@ -800,3 +813,46 @@ class GroupCoordinator:
                 continue
             out.append(group)
         return out
+
+    # ---------------------------------------------------- transactional offsets (KIP-98/447)
+
+    def txn_offset_commit(self, group_id: str, producer_id: int, producer_epoch: int,
+                          generation_id: int, member_id: str, group_instance_id: str | None,
+                          offsets: dict[tuple[str, int], OffsetAndMetadata]) -> None:
+        """TxnOffsetCommit: offsets written as part of the producer's transaction. They are
+        pending, invisible to OffsetFetch, until the transaction's marker reaches the group's
+        partition: COMMIT applies them, ABORT drops them (`complete_transaction`). From v3 a
+        member and generation may be given (KIP-447): they are checked as OffsetCommit checks
+        them, so a zombie consumer-producer is fenced; the group's state is not."""
+        if not group_id:
+            raise KafkaError(ErrorCode.INVALID_GROUP_ID)
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self._create_group(group_id)
+        elif group.is_in(DEAD):
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        if generation_id >= 0 or member_id or group_instance_id is not None:
+            group.validate_member(member_id, group_instance_id)
+            if generation_id != group.generation_id:
+                raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+        if not offsets:
+            return
+        records = [(offset_commit_key(group_id, topic, partition), offset_commit_value(value))
+                   for (topic, partition), value in offsets.items()]
+        self.topic.append(group_id, records, _now_ms(), producer_id, producer_epoch)
+        self.pending_txn_offsets.setdefault(producer_id, {}).setdefault(group_id, {}).update(
+            offsets)
+
+    def complete_transaction(self, producer_id: int, commit: bool) -> None:
+        """The producer's transaction ended in the offsets partition: apply or drop its offsets."""
+        pending = self.pending_txn_offsets.pop(producer_id, {})
+        if not commit:
+            return
+        for group_id, offsets in pending.items():
+            group = self.groups.get(group_id) or self._create_group(group_id)
+            group.offsets.update(offsets)
+
+    def has_pending_offsets(self, group_id: str, topic: str, partition: int) -> bool:
+        """OffsetFetch with require_stable (KIP-447): is a transactional commit in flight?"""
+        return any((topic, partition) in groups.get(group_id, ())
+                   for groups in self.pending_txn_offsets.values())

@@ -144,28 +144,36 @@ class OffsetsTopic:
         return partition_for(group_id, self.num_partitions)
 
     def append(self, group_id: str, records: list[tuple[bytes, bytes | None]],
-               now_ms: int) -> None:
-        """Append (key, value) records of one group as one batch; KafkaError if the log fails."""
+               now_ms: int, producer_id: int = -1, producer_epoch: int = -1) -> None:
+        """Append (key, value) records of one group as one batch; KafkaError if the log fails.
+        With a producer id the batch is transactional, part of that producer's transaction
+        (TxnOffsetCommit): it counts once the transaction's COMMIT marker follows it."""
         if not records:
             return
         if self.logs.topic(OFFSETS_TOPIC) is None:
             self.logs.create_topic(OFFSETS_TOPIC, self.configured_partitions,
                                    dict(OFFSETS_TOPIC_CONFIGS), now_ms=now_ms)
         partition = self.logs.partition(OFFSETS_TOPIC, self.partition_for(group_id))
-        batch = encode_batch([(key, value, [], now_ms) for key, value in records])
+        batch = encode_batch([(key, value, [], now_ms) for key, value in records],
+                             producer_id=producer_id, producer_epoch=producer_epoch,
+                             transactional=producer_id >= 0)
         partition.append(batch, now_ms=now_ms, origin=AppendOrigin.COORDINATOR)
         if self.on_append is not None:
             self.on_append()
 
     def replay(self) -> Iterator[tuple[bytes, bytes | None]]:
-        """Every record that counts, (key, value), partition by partition in offset order."""
+        """Every record that counts, (key, value), partition by partition in offset order.
+        Records of transactions still open at the end of the log are left in
+        `open_transactions` (producer id -> records), for their marker to decide."""
+        self.open_transactions: dict[int, list] = {}
         if self.logs.topic(OFFSETS_TOPIC) is None:
             return
         for index in range(self.num_partitions):
-            yield from self._replay_partition(self.logs.partition(OFFSETS_TOPIC, index))
+            yield from self._replay_partition(self.logs.partition(OFFSETS_TOPIC, index),
+                                              self.open_transactions)
 
     @staticmethod
-    def _replay_partition(partition) -> Iterator[tuple[bytes, bytes | None]]:
+    def _replay_partition(partition, left_open: dict) -> Iterator[tuple[bytes, bytes | None]]:
         pending: dict[int, list] = {}     # producer id -> records of its open transaction
         offset = partition.log_start_offset
         while offset < partition.high_watermark:
@@ -192,3 +200,5 @@ class OffsetsTopic:
                     pending.setdefault(batch.producer_id, []).extend(records)
                 else:
                     yield from records
+        for producer_id, records in pending.items():
+            left_open.setdefault(producer_id, []).extend(records)

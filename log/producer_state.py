@@ -145,13 +145,14 @@ class ProducerStateManager:
         if entry is None:
             entry = self.producers[info.producer_id] = ProducerStateEntry(info.producer_id)
         if info.base_sequence < 0:
-            # A control batch (transaction marker) or a batch without sequence: only the epoch.
+            # A batch without sequence (the coordinator's transactional offset commits): only
+            # the epoch, and the transaction it may open.
             if info.producer_epoch > entry.producer_epoch:
                 entry.producer_epoch = info.producer_epoch
                 entry.batches = []
-            return
-        entry.add_batch(info.producer_epoch, info.base_sequence, info.last_sequence,
-                        info.base_offset, info.last_offset, info.max_timestamp)
+        else:
+            entry.add_batch(info.producer_epoch, info.base_sequence, info.last_sequence,
+                            info.base_offset, info.last_offset, info.max_timestamp)
         if info.is_transactional and entry.current_txn_first_offset is None:
             # The producer's first batch of a transaction here: the partition becomes unstable.
             entry.current_txn_first_offset = info.base_offset

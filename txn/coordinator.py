@@ -256,7 +256,7 @@ class TransactionCoordinator:
         """AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction."""
         groups = self.broker.groups
         self.add_partitions(transactional_id, producer_id, producer_epoch,
-                            [(OFFSETS_TOPIC, groups.offsets.partition_for(group_id))], now_ms)
+                            [(OFFSETS_TOPIC, groups.topic.partition_for(group_id))], now_ms)
 
     def in_transaction(self, producer_id: int, producer_epoch: int, topic: str,
                        partition: int) -> bool:
