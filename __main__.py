@@ -2,6 +2,7 @@
 
     trioka [serve] [--listeners PLAINTEXT://127.0.0.1:9092] [--data-dir DIR | --memory]
                    [--config server.properties] [--override key=value ...]
+                   [--admin-listener HOST:PORT]
 
 `serve` is the default. Settings are Kafka's keys, read in this order, later winning: defaults,
 `--config` (a server.properties), KAFKA_* environment variables (as the apache/kafka image maps
@@ -9,10 +10,12 @@ them), `--override`, then the named flags. Once the listeners are bound the comm
 
     trioka ready: PLAINTEXT://127.0.0.1:9092 node 1 cluster <id> data <dir>
 
-and serves until SIGTERM or SIGINT, which shut it down gracefully.
+(ending in ` admin http://HOST:PORT` when the fault-injection admin endpoint is on) and serves
+until SIGTERM or SIGINT, which shut it down gracefully.
 
 The other commands are tools that speak the Kafka protocol to any cluster (trioka/cli/): `topic`,
-`produce`, `consume`, `group` and `txn`; `trioka COMMAND --help` lists their flags.
+`produce`, `consume`, `group` and `txn`; `trioka COMMAND --help` lists their flags. `control` talks
+to a trioka broker's admin endpoint instead: fault injection for tests (cli/control.py).
 """
 
 import argparse
@@ -32,15 +35,21 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="set a Kafka config key (repeatable)")
     p.add_argument("--node-id", type=int)
+    p.add_argument("--admin-listener", metavar="HOST:PORT",
+                   help="serve the fault-injection admin endpoint here (port 0 picks one); "
+                        "config key trioka.admin.listener")
     p.add_argument("--log-level", default="WARNING")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(tools: bool = True) -> argparse.ArgumentParser:
+    """The command line; `tools` adds the client tools' sub-commands (not loaded to serve)."""
     p = argparse.ArgumentParser(prog="trioka", description="A Kafka-compatible broker on trio.")
     sub = p.add_subparsers(dest="command")
     _serve_args(sub.add_parser("serve", help="run the broker (the default)"))
-    from trioka.cli import add_commands
-    add_commands(sub)
+    if tools:
+        from trioka.cli import add_commands, control
+        add_commands(sub)
+        control.add_parser(sub)
     return p
 
 
@@ -60,6 +69,8 @@ def load_config(args):
         overrides["log.dirs"] = args.data_dir
     if args.node_id is not None:
         overrides["node.id"] = args.node_id
+    if args.admin_listener:
+        overrides["trioka.admin.listener"] = args.admin_listener
     cfg = Config.load(args.config, overrides=overrides)
     cfg.memory = args.memory
     return cfg
@@ -80,8 +91,11 @@ def serve(args) -> int:
             await nursery.start(server.run)
             listeners = " ".join(repr(lst) for lst in server.listeners)
             where = config.data_dir or "memory"
+            admin = ""
+            if server.admin_address is not None:
+                admin = " admin http://%s:%d" % server.admin_address
             print(f"trioka ready: {listeners} node {server.broker.node_id} "
-                  f"cluster {server.broker.cluster_id} data {where}", flush=True)
+                  f"cluster {server.broker.cluster_id} data {where}{admin}", flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     server.shutdown()
@@ -102,7 +116,7 @@ def main(argv=None) -> int:
         return 0
     if not argv or argv[0].startswith("-"):
         argv = ["serve"] + list(argv)
-    args = parser().parse_args(argv)
+    args = parser(tools=argv[0] != "serve").parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if getattr(args, "run", None) is not None:

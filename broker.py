@@ -15,17 +15,17 @@ import time
 import trio
 
 from trioka.config import DYNAMIC_KEYS, KEYS, Config, topic_defaults
-from trioka.coordinator.group_coordinator import GroupCoordinator
-from trioka.log.cleaner import LogCleaner
+from trioka.controls import Controls
 from trioka.log.manager import LogManager, validate_topic_name
 from trioka.log.partition import LogConfig
-from trioka.txn.coordinator import TransactionCoordinator
 from trioka.txn.producer_ids import ProducerIdManager
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.broker")
 
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+OFFSETS_TOPIC = "__consumer_offsets"            # the group coordinator's state
+TRANSACTION_STATE_TOPIC = "__transaction_state"  # the transaction coordinator's state
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC})
 # Broker configs changed at runtime, by resource: {"cluster": {...}, "broker": {...}}. Kafka keeps
 # them in its metadata log; a single broker keeps them in this file of the data directory.
 DYNAMIC_CONFIGS_FILE = "trioka-dynamic-configs.json"
@@ -55,10 +55,14 @@ class Broker:
                                default_config=self.topic_config_defaults(),
                                cluster_id=self.config.cluster_id or None)
         self.producer_ids = ProducerIdManager(self.config.data_dir)
-        self.cleaner = LogCleaner(self.logs.files, self.logs.all_partitions)
-        self.groups = GroupCoordinator(self.config, self.logs, on_append=self.notify_data)
-        self.transactions = TransactionCoordinator(self)
+        # The coordinators and the log cleaner are built on first use (see their properties).
+        self._cleaner = None
+        self._groups = None
+        self._transactions = None
         self.shutting_down = trio.Event()
+        # Fault injection for tests (controls.py): rules the server applies to requests.
+        self.controls = Controls(
+            topic_name_of=lambda topic_id: getattr(self.logs.topic_by_id(topic_id), "name", None))
         self.nursery: trio.Nursery | None = None
         self.listeners: list[Listener] = []
         self._advertised: dict[str, tuple[str, int]] = {}
@@ -72,29 +76,71 @@ class Broker:
     def open(self) -> None:
         self.logs.open()
         self.producer_ids.open()
-        self.groups.open()
         self._load_dynamic_configs()
-        self.transactions.load(int(time.time() * 1000))
+        # Coordinators with state on disk load now, as Kafka loads its coordinator partitions;
+        # without it they load on their first request.
+        if self.logs.topic(OFFSETS_TOPIC) is not None:
+            self.groups
+        if self.logs.topic(TRANSACTION_STATE_TOPIC) is not None:
+            self.transactions
 
     def close(self) -> None:
-        self.cleaner.abort()
+        if self._cleaner is not None:
+            self._cleaner.abort()
         self.logs.close()
 
+    # Built on first use, so that a broker that has no groups, transactions or compacted topics
+    # never loads their code and starts faster.
+
+    @property
+    def groups(self):
+        """The group coordinator (coordinator/group_coordinator.py)."""
+        if self._groups is None:
+            from trioka.coordinator.group_coordinator import GroupCoordinator
+            groups = GroupCoordinator(self.config, self.logs, on_append=self.notify_data)
+            groups.open()
+            self._groups = groups
+            if self.nursery is not None:
+                self._start_group_timers(self.nursery)
+        return self._groups
+
+    @property
+    def transactions(self):
+        """The transaction coordinator (txn/coordinator.py)."""
+        if self._transactions is None:
+            from trioka.txn.coordinator import TransactionCoordinator
+            self._transactions = TransactionCoordinator(self)
+            self._transactions.load(int(time.time() * 1000))
+        return self._transactions
+
+    @property
+    def cleaner(self):
+        """The log cleaner (log/cleaner.py), for compacted topics."""
+        if self._cleaner is None:
+            from trioka.log.cleaner import LogCleaner
+            self._cleaner = LogCleaner(self.logs.files, self.logs.all_partitions)
+        return self._cleaner
+
     def start_background(self, nursery: trio.Nursery) -> None:
-        """Timers owned by the broker: checkpoints, retention, group coordinator deadlines."""
+        """Timers owned by the broker: checkpoints, retention, the cleaner, coordinators."""
         nursery.start_soon(self._checkpoint_loop)
         nursery.start_soon(self._retention_loop)
         if self.config.log_cleaner_enable:
             nursery.start_soon(self._cleaner_loop)
-        nursery.start_soon(self.groups.run_timers)
-        nursery.start_soon(self.groups.unload_when, self.shutting_down)
+        if self._groups is not None:
+            self._start_group_timers(nursery)
         nursery.start_soon(self._transaction_timeout_loop)
+
+    def _start_group_timers(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._groups.run_timers)
+        nursery.start_soon(self._groups.unload_when, self.shutting_down)
 
     async def _transaction_timeout_loop(self) -> None:
         interval = self.config.transaction_abort_timed_out_transaction_cleanup_interval_ms
         while True:
             await trio.sleep(interval / 1000)
-            self.transactions.expire(int(time.time() * 1000))
+            if self._transactions is not None:
+                self._transactions.expire(int(time.time() * 1000))
 
     async def _checkpoint_loop(self) -> None:
         while True:

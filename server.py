@@ -16,10 +16,11 @@ import struct
 
 import trio
 
-from trioka.apis import APIS, api_versions
+from trioka.apis import APIS
 from trioka.apis.context import Connection, RequestContext
 from trioka.broker import Broker, Listener
 from trioka.config import Config
+from trioka.controls import encode_error_response
 from trioka.log.files import FileRegion
 from trioka.wire import protocol
 from trioka.wire.api_keys import ApiKey
@@ -60,6 +61,10 @@ class Server:
         self._idle: set[trio.CancelScope] = set()
         self._busy = 0
         self._no_busy = trio.Event()
+        # Fault injection (controls.py): one attribute read per request while no rule is set.
+        self.controls = self.broker.controls
+        self._connections: set[trio.CancelScope] = set()   # every client connection's scope
+        self.admin_address: tuple[str, int] | None = None   # the admin endpoint, when enabled
 
     @property
     def bootstrap_servers(self) -> str:
@@ -83,6 +88,11 @@ class Server:
                     listener.port = socks[0].socket.getsockname()[1]
                     sockets.append((listener, socks))
                 self.broker.set_listeners(self.listeners, self.config.advertised_listeners)
+                if self.config.trioka_admin_listener:
+                    from trioka import admin_endpoint
+                    self.admin_address = await nursery.start(
+                        admin_endpoint.serve, self.controls, self.config.trioka_admin_listener)
+                nursery.start_soon(self._close_connections_when_down)
                 async with trio.open_nursery() as conns:
                     for listener, socks in sockets:
                         for s in socks:
@@ -116,7 +126,30 @@ class Server:
                 log.warning("accept failed: %s", e)
                 await trio.sleep(0.01)
                 continue
-            nursery.start_soon(self._connection, stream, listener)
+            if self.controls.is_down:
+                stream.socket.close()    # a down broker (controls.py) refuses every connection
+                continue
+            nursery.start_soon(self._serve_connection, stream, listener)
+
+    async def _serve_connection(self, stream: trio.SocketStream, listener: Listener) -> None:
+        # A scope per connection, so that `controls.down()` can close busy connections too.
+        with trio.CancelScope() as scope:
+            self._connections.add(scope)
+            try:
+                if self.controls.is_down:
+                    stream.socket.close()
+                    return
+                await self._connection(stream, listener)
+            finally:
+                self._connections.discard(scope)
+
+    async def _close_connections_when_down(self) -> None:
+        while True:
+            changed = self.controls.changed()
+            if self.controls.is_down:
+                for scope in list(self._connections):
+                    scope.cancel()
+            await changed.wait()
 
     async def _connection(self, stream: trio.SocketStream, listener: Listener) -> None:
         sock = stream.socket
@@ -210,22 +243,27 @@ class Server:
         except DecodeError as e:
             raise CloseConnection(str(e)) from None
         key, version = header.api_key, header.api_version
-        module = APIS.get(key)
-        if module is None:
+        api = APIS.get(key)
+        if api is None:
             raise CloseConnection(f"API key {key} is not served")
-        lo, hi = module.VERSIONS
+        lo, hi = api.versions
         if not lo <= version <= hi:
             if key == ApiKey.API_VERSIONS and version > hi:
-                return protocol.encode_response(key, 0, header.correlation_id,
-                                                api_versions.unsupported_version_response())
+                return protocol.encode_response(
+                    key, 0, header.correlation_id,
+                    api.module.unsupported_version_response())
             raise CloseConnection(f"{ApiKey(key).name} v{version} is not served")
         try:
             request = protocol.decode_request_body(header, frame, pos)
         except DecodeError as e:
             raise CloseConnection(f"{ApiKey(key).name} v{version}: {e}") from None
         ctx = RequestContext(header, conn)
+        if self.controls.active:
+            fault = self.controls.decide(header, request)
+            if fault is not None:
+                return await self._apply_fault(fault, api, request, ctx)
         try:
-            response = await module.handle(self.broker, request, ctx)
+            response = await api.module.handle(self.broker, request, ctx)
         except trio.Cancelled:
             raise
         except Exception:
@@ -235,6 +273,42 @@ class Server:
         if response is None:
             return None
         return protocol.encode_response(key, version, header.correlation_id, response)
+
+    async def _handle(self, api, request, ctx: RequestContext):
+        """The handler's response message (the same as in _dispatch, for _apply_fault)."""
+        try:
+            return await api.module.handle(self.broker, request, ctx)
+        except trio.Cancelled:
+            raise
+        except Exception:
+            log.exception("handler %s v%d failed on a request from %s",
+                          ApiKey(ctx.header.api_key).name, ctx.api_version, ctx.connection.peer)
+            raise CloseConnection("internal error") from None
+
+    async def _apply_fault(self, fault, api, request, ctx: RequestContext):
+        """Serve a request the way broker.controls decided (controls.py)."""
+        header = ctx.header
+        if fault.delay_ms:
+            with trio.move_on_after(fault.delay_ms / 1000):
+                await self.broker.shutting_down.wait()
+                raise CloseConnection("shutting down while a control held the request")
+        rule = fault.rule
+        if fault.action == "down":
+            raise CloseConnection("the broker is down (controls)")
+        if fault.action == "error":
+            response = encode_error_response(header, request, rule)
+            if response is None:
+                raise CloseConnection(f"control {rule.id}: a failed acks=0 produce")
+            return response
+        if fault.action == "disconnect" and rule.when == "before":
+            raise CloseConnection(f"control {rule.id}: disconnect before handling")
+        response = await self._handle(api, request, ctx)
+        if fault.action == "disconnect":
+            raise CloseConnection(f"control {rule.id}: disconnect after handling")
+        if fault.action == "drop_response" or response is None:
+            return None
+        return protocol.encode_response(header.api_key, header.api_version,
+                                        header.correlation_id, response)
 
 
 _BIG_CHUNK = 32 * 1024

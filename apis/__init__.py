@@ -1,57 +1,70 @@
-"""The handler table: API key -> module. One module per Kafka API, each with:
+"""The handler table: API key -> the module that serves it, and the versions it serves.
 
-- `VERSIONS = (min, max)`: the versions it decodes and serves (ApiVersions advertises these, or
-  `ADVERTISED` where Kafka advertises more than it serves);
-- `async def handle(broker, request, ctx)`: the response message, or None when none is due.
-
-ApiVersions computes its answer from this table, so only what is here is advertised.
+One module per Kafka API, each with `async def handle(broker, request, ctx)` returning the
+response message, or None when none is due. The versions are here, in one table, because
+ApiVersions advertises exactly this table; a module is imported when its API is first used, so
+that the broker answers its first requests without loading every API (startup stays short).
 """
 
-from trioka.apis import (alter_configs, api_versions, create_partitions, create_topics,
-                         delete_records, delete_topics, describe_cluster, describe_configs,
-                         describe_log_dirs, fetch,
-                         incremental_alter_configs, init_producer_id, list_offsets, metadata,
-                         offset_for_leader_epoch, produce)
-from trioka.apis import (delete_groups, describe_groups, find_coordinator, heartbeat, join_group,
-                         leave_group, list_groups, offset_commit, offset_delete, offset_fetch,
-                         sync_group)
-from trioka.apis import (add_offsets_to_txn, add_partitions_to_txn, describe_producers,
-                         describe_transactions, end_txn, list_transactions, txn_offset_commit)
+import importlib
+
 from trioka.wire.api_keys import ApiKey
 
+
+class Api:
+    """One row of the table: the module's name and the versions it decodes and serves."""
+    __slots__ = ("name", "versions", "_module")
+
+    def __init__(self, name: str, min_version: int, max_version: int):
+        self.name = name
+        self.versions = (min_version, max_version)
+        self._module = None
+
+    @property
+    def module(self):
+        if self._module is None:
+            self._module = importlib.import_module(f"trioka.apis.{self.name}")
+        return self._module
+
+    def handle(self, broker, request, ctx):
+        return self.module.handle(broker, request, ctx)
+
+
 APIS = {
-    ApiKey.PRODUCE: produce,
-    ApiKey.FETCH: fetch,
-    ApiKey.LIST_OFFSETS: list_offsets,
-    ApiKey.METADATA: metadata,
-    ApiKey.OFFSET_COMMIT: offset_commit,
-    ApiKey.OFFSET_FETCH: offset_fetch,
-    ApiKey.FIND_COORDINATOR: find_coordinator,
-    ApiKey.JOIN_GROUP: join_group,
-    ApiKey.HEARTBEAT: heartbeat,
-    ApiKey.LEAVE_GROUP: leave_group,
-    ApiKey.SYNC_GROUP: sync_group,
-    ApiKey.DESCRIBE_GROUPS: describe_groups,
-    ApiKey.LIST_GROUPS: list_groups,
-    ApiKey.DELETE_GROUPS: delete_groups,
-    ApiKey.OFFSET_DELETE: offset_delete,
-    ApiKey.API_VERSIONS: api_versions,
-    ApiKey.CREATE_TOPICS: create_topics,
-    ApiKey.DELETE_TOPICS: delete_topics,
-    ApiKey.INIT_PRODUCER_ID: init_producer_id,
-    ApiKey.ADD_PARTITIONS_TO_TXN: add_partitions_to_txn,
-    ApiKey.ADD_OFFSETS_TO_TXN: add_offsets_to_txn,
-    ApiKey.END_TXN: end_txn,
-    ApiKey.TXN_OFFSET_COMMIT: txn_offset_commit,
-    ApiKey.DESCRIBE_PRODUCERS: describe_producers,
-    ApiKey.DESCRIBE_TRANSACTIONS: describe_transactions,
-    ApiKey.LIST_TRANSACTIONS: list_transactions,
-    ApiKey.OFFSET_FOR_LEADER_EPOCH: offset_for_leader_epoch,
-    ApiKey.CREATE_PARTITIONS: create_partitions,
-    ApiKey.DESCRIBE_CLUSTER: describe_cluster,
-    ApiKey.DESCRIBE_CONFIGS: describe_configs,
-    ApiKey.DELETE_RECORDS: delete_records,
-    ApiKey.DESCRIBE_LOG_DIRS: describe_log_dirs,
-    ApiKey.ALTER_CONFIGS: alter_configs,
-    ApiKey.INCREMENTAL_ALTER_CONFIGS: incremental_alter_configs,
+    ApiKey.PRODUCE: Api("produce", 0, 13),
+    ApiKey.FETCH: Api("fetch", 4, 17),
+    ApiKey.LIST_OFFSETS: Api("list_offsets", 1, 10),
+    ApiKey.METADATA: Api("metadata", 0, 13),
+    ApiKey.OFFSET_COMMIT: Api("offset_commit", 2, 9),
+    ApiKey.OFFSET_FETCH: Api("offset_fetch", 1, 9),
+    ApiKey.FIND_COORDINATOR: Api("find_coordinator", 0, 6),
+    ApiKey.JOIN_GROUP: Api("join_group", 2, 9),
+    ApiKey.HEARTBEAT: Api("heartbeat", 0, 4),
+    ApiKey.LEAVE_GROUP: Api("leave_group", 0, 5),
+    ApiKey.SYNC_GROUP: Api("sync_group", 0, 5),
+    ApiKey.DESCRIBE_GROUPS: Api("describe_groups", 0, 5),
+    ApiKey.LIST_GROUPS: Api("list_groups", 0, 5),
+    ApiKey.DELETE_GROUPS: Api("delete_groups", 1, 2),
+    ApiKey.OFFSET_DELETE: Api("offset_delete", 0, 0),
+    ApiKey.API_VERSIONS: Api("api_versions", 0, 4),
+    ApiKey.CREATE_TOPICS: Api("create_topics", 2, 7),
+    ApiKey.DELETE_TOPICS: Api("delete_topics", 1, 6),
+    ApiKey.INIT_PRODUCER_ID: Api("init_producer_id", 0, 5),
+    ApiKey.ADD_PARTITIONS_TO_TXN: Api("add_partitions_to_txn", 0, 5),
+    ApiKey.ADD_OFFSETS_TO_TXN: Api("add_offsets_to_txn", 0, 4),
+    ApiKey.END_TXN: Api("end_txn", 0, 4),
+    ApiKey.TXN_OFFSET_COMMIT: Api("txn_offset_commit", 0, 4),
+    ApiKey.DESCRIBE_PRODUCERS: Api("describe_producers", 0, 0),
+    ApiKey.DESCRIBE_TRANSACTIONS: Api("describe_transactions", 0, 0),
+    ApiKey.LIST_TRANSACTIONS: Api("list_transactions", 0, 1),
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: Api("offset_for_leader_epoch", 2, 4),
+    ApiKey.CREATE_PARTITIONS: Api("create_partitions", 0, 3),
+    ApiKey.DESCRIBE_CLUSTER: Api("describe_cluster", 0, 1),
+    ApiKey.DESCRIBE_CONFIGS: Api("describe_configs", 1, 4),
+    ApiKey.DELETE_RECORDS: Api("delete_records", 0, 2),
+    ApiKey.DESCRIBE_LOG_DIRS: Api("describe_log_dirs", 1, 4),
+    ApiKey.ALTER_CONFIGS: Api("alter_configs", 0, 2),
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: Api("incremental_alter_configs", 0, 1),
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: Api("consumer_group_heartbeat", 0, 1),
+    ApiKey.CONSUMER_GROUP_DESCRIBE: Api("consumer_group_describe", 0, 0),
 }

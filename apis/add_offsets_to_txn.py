@@ -13,8 +13,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 4)
-
 Response = response_class(ApiKey.ADD_OFFSETS_TO_TXN)
 
 

@@ -16,8 +16,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 5)
-
 Response = response_class(ApiKey.ADD_PARTITIONS_TO_TXN)
 TxnResult = Response.AddPartitionsToTxnResult
 TopicResult = TxnResult.AddPartitionsToTxnTopicResult

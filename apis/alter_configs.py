@@ -13,8 +13,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 2)
-
 Response = response_class(ApiKey.ALTER_CONFIGS)
 Result = Response.AlterConfigsResourceResponse
 

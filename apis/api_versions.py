@@ -17,25 +17,22 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 4)
-
 _SOFTWARE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?\Z")
 
 Response = response_class(ApiKey.API_VERSIONS)
 
 
 def supported(apis: dict) -> list:
-    """One ApiVersion entry for each key of the table, advertised range."""
-    out = []
-    for key, module in sorted(apis.items()):
-        lo, hi = getattr(module, "ADVERTISED", module.VERSIONS)
-        out.append(Response.ApiVersion(api_key=key, min_version=lo, max_version=hi))
-    return out
+    """One ApiVersion entry for each key of the table."""
+    return [Response.ApiVersion(api_key=key, min_version=api.versions[0],
+                                max_version=api.versions[1])
+            for key, api in sorted(apis.items())]
 
 
 def unsupported_version_response() -> object:
     """KIP-511: the v0 answer to a too-new ApiVersions request."""
-    lo, hi = VERSIONS
+    from trioka.apis import APIS
+    lo, hi = APIS[ApiKey.API_VERSIONS].versions
     return Response(error_code=ErrorCode.UNSUPPORTED_VERSION, api_keys=[
         Response.ApiVersion(api_key=ApiKey.API_VERSIONS, min_version=lo, max_version=hi)])
 

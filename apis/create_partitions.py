@@ -10,8 +10,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 3)
-
 Response = response_class(ApiKey.CREATE_PARTITIONS)
 Result = Response.CreatePartitionsTopicResult
 

@@ -17,8 +17,6 @@ from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 from trioka.wire.types import ZERO_UUID
 
-VERSIONS = (2, 7)
-
 Response = response_class(ApiKey.CREATE_TOPICS)
 Result = Response.CreatableTopicResult
 ResultConfig = Result.CreatableTopicConfigs

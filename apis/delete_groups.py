@@ -3,13 +3,12 @@
 Only a group without members can go: NON_EMPTY_GROUP otherwise, GROUP_ID_NOT_FOUND for one that
 does not exist, INVALID_GROUP_ID for an empty group id. Deleting writes tombstones to
 `__consumer_offsets` for the group's metadata and every offset it committed, so the group stays
-gone after a restart. v2 is the first flexible version; v0 was removed in Kafka 4.0 (KIP-896).
+gone after a restart. KIP-848 consumer groups alike: only without members, and every record they
+wrote gets a tombstone. v2 is the first flexible version; v0 was removed in Kafka 4.0 (KIP-896).
 """
 
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.protocol import response_class
-
-VERSIONS = (1, 2)
 
 Response = response_class(ApiKey.DELETE_GROUPS)
 Result = Response.DeletableGroupResult

@@ -11,8 +11,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 2)
-
 HIGH_WATERMARK = -1
 
 Response = response_class(ApiKey.DELETE_RECORDS)

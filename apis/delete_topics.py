@@ -13,8 +13,6 @@ from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 from trioka.wire.types import ZERO_UUID
 
-VERSIONS = (1, 6)
-
 Response = response_class(ApiKey.DELETE_TOPICS)
 Result = Response.DeletableTopicResult
 

@@ -9,8 +9,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 1)
-
 Response = response_class(ApiKey.DESCRIBE_CLUSTER)
 
 BROKERS, CONTROLLERS = 1, 2

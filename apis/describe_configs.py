@@ -25,8 +25,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (1, 4)
-
 TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
 
 Response = response_class(ApiKey.DESCRIBE_CONFIGS)

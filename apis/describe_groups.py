@@ -4,7 +4,9 @@ State names as Kafka prints them: Empty, PreparingRebalance, CompletingRebalance
 Members come with member id, group instance id (v4+), client id, client host ("/" + IP), and, when
 the group is Stable, the chosen protocol's name and each member's metadata and assignment bytes as
 the clients sent them (in the other states these are empty, as in Kafka). An unknown group is
-described as Dead with no members and no error; an empty group id is INVALID_GROUP_ID.
+described as Dead with no members and no error; an empty group id is INVALID_GROUP_ID. A KIP-848
+consumer group is not a classic group, and is answered as Kafka answers it at these versions: Dead,
+without members or error (ConsumerGroupDescribe describes it).
 
 v3+ may ask for authorized operations; there are no ACLs, so they stay Kafka's "not requested"
 value. v5 is the first flexible version.
@@ -14,8 +16,6 @@ from trioka.coordinator.group_state import GroupState
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
-
-VERSIONS = (0, 5)
 
 Response = response_class(ApiKey.DESCRIBE_GROUPS)
 Described = Response.DescribedGroup

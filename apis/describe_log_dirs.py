@@ -12,8 +12,6 @@ import os
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.protocol import response_class
 
-VERSIONS = (1, 4)
-
 Response = response_class(ApiKey.DESCRIBE_LOG_DIRS)
 DirResult = Response.DescribeLogDirsResult
 TopicResult = DirResult.DescribeLogDirsTopic

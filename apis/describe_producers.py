@@ -10,8 +10,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 0)
-
 Response = response_class(ApiKey.DESCRIBE_PRODUCERS)
 TopicResponse = Response.TopicResponse
 PartitionResponse = TopicResponse.PartitionResponse

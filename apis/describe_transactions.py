@@ -9,8 +9,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 0)
-
 Response = response_class(ApiKey.DESCRIBE_TRANSACTIONS)
 State = Response.TransactionState
 TopicData = State.TopicData

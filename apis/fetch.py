@@ -26,8 +26,6 @@ from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 from trioka.wire.types import ZERO_UUID
 
-VERSIONS = (4, 17)
-
 Response = response_class(ApiKey.FETCH)
 TopicResponse = Response.FetchableTopicResponse
 PartitionData = TopicResponse.PartitionData

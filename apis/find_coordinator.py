@@ -17,8 +17,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 6)
-
 GROUP, TRANSACTION = 0, 1
 
 Response = response_class(ApiKey.FIND_COORDINATOR)

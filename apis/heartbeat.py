@@ -13,8 +13,6 @@ Versions: v3 adds `group_instance_id` (KIP-345); v4 is the first flexible versio
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 4)
-
 Response = response_class(ApiKey.HEARTBEAT)
 
 

@@ -14,8 +14,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 1)
-
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 
 Response = response_class(ApiKey.INCREMENTAL_ALTER_CONFIGS)

@@ -19,8 +19,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 5)
-
 Response = response_class(ApiKey.INIT_PRODUCER_ID)
 
 

@@ -20,8 +20,6 @@ v0-1 were removed in Kafka 4.0 (KIP-896).
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.protocol import response_class
 
-VERSIONS = (2, 9)
-
 Response = response_class(ApiKey.JOIN_GROUP)
 ResponseMember = Response.JoinGroupResponseMember
 

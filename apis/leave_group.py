@@ -13,8 +13,6 @@ per-member `reason` (KIP-800), which is not kept.
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 5)
-
 Response = response_class(ApiKey.LEAVE_GROUP)
 MemberResponse = Response.MemberResponse
 

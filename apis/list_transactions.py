@@ -12,8 +12,6 @@ from trioka.txn.states import TransactionState
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 1)
-
 Response = response_class(ApiKey.LIST_TRANSACTIONS)
 State = Response.TransactionState
 

@@ -21,8 +21,6 @@ from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 from trioka.wire.types import ZERO_UUID
 
-VERSIONS = (0, 13)
-
 Response = response_class(ApiKey.METADATA)
 Topic = Response.MetadataResponseTopic
 Partition = Topic.MetadataResponsePartition

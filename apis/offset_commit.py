@@ -9,6 +9,9 @@ The group decides first, and its error goes to every partition (apis.md §11):
   (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) of the current generation (ILLEGAL_GENERATION); one that
   names none of them is refused on a group with members (UNKNOWN_MEMBER_ID).
 - REBALANCE_IN_PROGRESS in CompletingRebalance (the member must sync first).
+- A KIP-848 consumer group takes `generation_id_or_member_epoch` as the member epoch: a commit
+  without one (-1) only while it has no members; otherwise from a member (UNKNOWN_MEMBER_ID) using
+  v9+ (UNSUPPORTED_VERSION) at its current epoch (STALE_MEMBER_EPOCH).
 Then per partition: OFFSET_METADATA_TOO_LARGE when the metadata is longer than
 `offset.metadata.max.bytes` (4096), UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist.
 The accepted offsets are written to `__consumer_offsets` in one batch (OffsetCommitKey v1,
@@ -27,8 +30,6 @@ from trioka.coordinator.offsets import OffsetAndMetadata
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
-
-VERSIONS = (2, 9)
 
 Response = response_class(ApiKey.OFFSET_COMMIT)
 TopicResponse = Response.OffsetCommitResponseTopic

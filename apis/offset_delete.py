@@ -12,8 +12,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 0)
-
 Response = response_class(ApiKey.OFFSET_DELETE)
 TopicResponse = Response.OffsetDeleteResponseTopic
 PartitionResponse = TopicResponse.OffsetDeleteResponsePartition

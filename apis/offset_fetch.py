@@ -8,15 +8,15 @@ partition); v8+ (KIP-709) ask for a batch of groups, each answered with its own 
 
 `require_stable` (v7+, KIP-447) asks the broker to hold back offsets with a transactional commit
 pending: such a partition is answered UNSTABLE_OFFSET_COMMIT (offset -1) until the transaction
-ends, and the consumer retries. v9 adds the KIP-848 member id and epoch, which classic groups do not check.
+ends, and the consumer retries. v9 adds the KIP-848 member id and epoch: for a consumer group,
+a request naming a member is answered UNKNOWN_MEMBER_ID unless it is one, STALE_MEMBER_EPOCH unless
+the epoch is its current one (a group-level error); classic groups do not check them.
 v6 is the first flexible version. v0 was removed in Kafka 4.0 (KIP-896).
 """
 
 from trioka.wire.api_keys import ApiKey
-from trioka.wire.errors import ErrorCode
+from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
-
-VERSIONS = (1, 9)
 
 Response = response_class(ApiKey.OFFSET_FETCH)
 # v1-7 and v8+ name their structs differently.
@@ -70,6 +70,13 @@ async def handle(broker, request, ctx):
             groups.append(Group(group_id=g.group_id, topics=[],
                                 error_code=ErrorCode.INVALID_GROUP_ID))
             continue
+        if version >= 9:
+            # KIP-848: a consumer group's member fetches at its current member epoch.
+            try:
+                broker.groups.validate_offset_fetch(g.group_id, g.member_id, g.member_epoch)
+            except KafkaError as e:
+                groups.append(Group(group_id=g.group_id, topics=[], error_code=e.code))
+                continue
         found = _offsets(broker, g.group_id, g.topics, request.require_stable)
         groups.append(Group(group_id=g.group_id, error_code=ErrorCode.NONE, topics=[
             TopicV8(name=name, partitions=[_partition(PartitionV8, p, c, e) for p, c, e in parts])

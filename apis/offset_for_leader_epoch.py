@@ -20,8 +20,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (2, 4)
-
 Response = response_class(ApiKey.OFFSET_FOR_LEADER_EPOCH)
 TopicResult = Response.OffsetForLeaderTopicResult
 EpochEndOffset = TopicResult.EpochEndOffset

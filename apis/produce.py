@@ -32,7 +32,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 13)
 SERVED_FROM = 3
 
 Response = response_class(ApiKey.PRODUCE)

@@ -19,8 +19,6 @@ request and the answer (KIP-559).
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 5)
-
 Response = response_class(ApiKey.SYNC_GROUP)
 
 

@@ -21,8 +21,6 @@ from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
-VERSIONS = (0, 4)
-
 Response = response_class(ApiKey.TXN_OFFSET_COMMIT)
 TopicResult = Response.TxnOffsetCommitResponseTopic
 PartitionResult = TopicResult.TxnOffsetCommitResponsePartition

@@ -30,7 +30,6 @@ from trioka.log.batch import (AppendOrigin, BatchInfo, assign_offsets, set_log_a
                               validate_batches)
 from trioka.log.producer_state import ProducerStateManager
 from trioka.log.txn_index import AbortedTxn, TransactionIndex
-from trioka.log.cleaner import complete_interrupted_swaps
 from trioka.log.checkpoint import (LEADER_EPOCH_CHECKPOINT, CheckpointError,
                                    read_leader_epoch_checkpoint, write_leader_epoch_checkpoint)
 from trioka.log.segment import (INDEX_SUFFIX, LOG_SUFFIX, SWAP_FILE_SUFFIX, TIME_INDEX_SUFFIX,
@@ -283,9 +282,13 @@ class PartitionLog:
               now_ms: int) -> None:
         files = self.files
         files.mkdir(self.directory)
-        # A segment swap of the log cleaner cut short by a crash is completed or discarded first.
-        complete_interrupted_swaps(files, self.directory)
         names = files.listdir(self.directory)
+        if any(name.endswith((".cleaned", ".swap", ".deleted")) for name in names):
+            # A segment swap of the log cleaner cut short by a crash is completed or discarded
+            # first. (The cleaner's code is loaded only then: it is not needed to start.)
+            from trioka.log.cleaner import complete_interrupted_swaps
+            complete_interrupted_swaps(files, self.directory)
+            names = files.listdir(self.directory)
         bases = set()
         for name in names:
             parsed = parse_segment_file_name(name)

