@@ -60,6 +60,8 @@ APIS = {
     ApiKey.OFFSET_FOR_LEADER_EPOCH: Api("offset_for_leader_epoch", 2, 4),
     ApiKey.CREATE_PARTITIONS: Api("create_partitions", 0, 3),
     ApiKey.DESCRIBE_CLUSTER: Api("describe_cluster", 0, 1),
+    ApiKey.ELECT_LEADERS: Api("elect_leaders", 0, 2),
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: Api("describe_topic_partitions", 0, 0),
     ApiKey.DESCRIBE_CONFIGS: Api("describe_configs", 1, 4),
     ApiKey.DELETE_RECORDS: Api("delete_records", 0, 2),
     ApiKey.DESCRIBE_LOG_DIRS: Api("describe_log_dirs", 1, 4),
