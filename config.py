@@ -72,6 +72,15 @@ KEYS: dict[str, tuple[type, object]] = {
     "group.min.session.timeout.ms": (int, 6000),
     "group.max.session.timeout.ms": (int, 1800000),
     "group.max.size": (int, 2147483647),
+    # KIP-848 consumer groups (ConsumerGroupHeartbeat): the interval members are told to heartbeat
+    # at, the session timeout the coordinator applies to them, the server-side assignors (the
+    # first is the default) and the most members a consumer group may have.
+    "group.consumer.heartbeat.interval.ms": (int, 5000),
+    "group.consumer.session.timeout.ms": (int, 45000),
+    "group.consumer.assignors": (str, "uniform,range"),
+    "group.consumer.max.size": (int, 2147483647),
+    # How often committed offsets are checked for expiry (offsets.retention.minutes).
+    "offsets.retention.check.interval.ms": (int, 600000),
     "fetch.max.bytes": (int, 57671680),
     "replica.fetch.max.bytes": (int, 1048576),
     "max.incremental.fetch.session.cache.slots": (int, 1000),
@@ -82,6 +91,9 @@ KEYS: dict[str, tuple[type, object]] = {
     "inter.broker.listener.name": (str, ""),
     "unstable.api.versions.enable": (bool, False),
     "shutdown.grace.ms": (int, 5000),   # trioka: how long in-flight requests may finish on SIGTERM
+    # trioka: HOST:PORT of the admin endpoint (fault injection over HTTP, admin_endpoint.py);
+    # empty: none.
+    "trioka.admin.listener": (str, ""),
 }
 
 
@@ -301,7 +313,8 @@ class ConfigType(enum.IntEnum):
 
 LIST_KEYS = frozenset({"cleanup.policy", "log.cleanup.policy", "leader.replication.throttled.replicas",
                        "follower.replication.throttled.replicas", "listeners",
-                       "advertised.listeners", "log.dirs", "process.roles"})
+                       "advertised.listeners", "log.dirs", "process.roles",
+                       "group.consumer.assignors"})
 _LONG_KEYS = frozenset({"retention.bytes", "local.retention.bytes", "flush.messages",
                         "log.retention.bytes", "log.flush.interval.messages"})
 

@@ -157,3 +157,63 @@ class Broker:
 
     def unique_topic_name(self, prefix: str = "topic") -> str:
         return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+    @property
+    def admin_url(self) -> str | None:
+        """The admin endpoint (`trioka_admin_listener="127.0.0.1:0"`), for `trioka control`."""
+        address = self._server.admin_address
+        return None if address is None else "http://%s:%d" % address
+
+    @property
+    def controls(self) -> "ControlsProxy":
+        """Fault injection (trioka/controls.py): `broker.controls.error("NOT_LEADER_OR_FOLLOWER",
+        api="Produce", count=3)`, run in the broker's thread."""
+        return ControlsProxy(self)
+
+
+class ControlsProxy:
+    """The embedded broker's `broker.controls`, each call made in the broker's thread. Rules come
+    back as dicts (a snapshot: `matched` and `applied` as they were), as from the admin endpoint."""
+
+    def __init__(self, broker: Broker):
+        self._broker = broker
+
+    def add(self, action: str, **fields) -> dict:
+        return self._broker.call(lambda b: b.controls.add(action, **fields).to_dict())
+
+    def error(self, error, **match) -> dict:
+        return self.add("error", error=error, **match)
+
+    def delay(self, delay_ms: int, **match) -> dict:
+        return self.add("delay", delay_ms=delay_ms, **match)
+
+    def disconnect(self, when: str = "before", **match) -> dict:
+        return self.add("disconnect", when=when, **match)
+
+    def drop_response(self, **match) -> dict:
+        return self.add("drop_response", **match)
+
+    def list(self) -> list[dict]:
+        return self._broker.call(lambda b: b.controls.list())
+
+    def rule(self, rule_id: int) -> dict | None:
+        def snapshot(b):
+            rule = b.controls.rule(rule_id)
+            return None if rule is None else rule.to_dict()
+        return self._broker.call(snapshot)
+
+    def remove(self, rule_id: int) -> bool:
+        return self._broker.call(lambda b: b.controls.remove(rule_id))
+
+    def clear(self) -> int:
+        return self._broker.call(lambda b: b.controls.clear())
+
+    @property
+    def is_down(self) -> bool:
+        return self._broker.call(lambda b: b.controls.is_down)
+
+    def down(self) -> None:
+        self._broker.call(lambda b: b.controls.down())
+
+    def up(self) -> None:
+        self._broker.call(lambda b: b.controls.up())

@@ -18,6 +18,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 JS_DIR = os.path.join(HERE, "js")
 _READY = re.compile(r"trioka ready: \S+://([\d.]+):(\d+)")
+_ADMIN = re.compile(r" admin (http://\S+)")
 _names = itertools.count(1)
 
 
@@ -33,6 +34,7 @@ class BrokerProcess:
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
+        self.admin: str | None = None   # the admin endpoint (fault injection), once started
 
     @property
     def bootstrap(self) -> str:
@@ -40,7 +42,8 @@ class BrokerProcess:
 
     def start(self, timeout: float = 15.0) -> "BrokerProcess":
         cmd = [sys.executable, "-m", "trioka", "serve",
-               "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}"]
+               "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}",
+               "--admin-listener", "127.0.0.1:0"]
         cmd += ["--memory"] if self.memory else ["--data-dir", self.data_dir]
         for k, v in self.overrides.items():
             cmd += ["--override", f"{k}={v}"]
@@ -55,6 +58,8 @@ class BrokerProcess:
             m = _READY.search(line)
             if m:
                 self.port = int(m.group(2))
+                admin = _ADMIN.search(line)
+                self.admin = admin.group(1) if admin else None
                 # Keep draining output so the broker never blocks on a full pipe.
                 threading.Thread(target=self._drain, daemon=True).start()
                 return self
@@ -83,6 +88,13 @@ class BrokerProcess:
             self.proc.wait(10)
             self.proc = None
 
+    @property
+    def controls(self) -> "ControlsClient":
+        """The broker's fault injection (trioka/controls.py) over its admin endpoint."""
+        if self.admin is None:
+            raise RuntimeError("the broker is not running with an admin endpoint")
+        return ControlsClient(self.admin)
+
     def restart(self, *, kill: bool = False) -> "BrokerProcess":
         """Stop (gracefully, or SIGKILL) and start again on the same port and data directory."""
         self.kill() if kill else self.stop()
@@ -93,6 +105,65 @@ class BrokerProcess:
             self.kill()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class ControlsClient:
+    """A broker's fault-injection rules through its admin endpoint (trioka/admin_endpoint.py).
+    Rules are dicts as the endpoint answers them: `id`, `action`, `matched`, `applied`, ..."""
+
+    def __init__(self, admin: str, timeout: float = 10.0):
+        self.admin = admin.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        import json
+        import urllib.error
+        import urllib.request
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.admin + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            raise AssertionError(f"admin endpoint: HTTP {e.code} {e.read()!r}") from None
+
+    def add(self, action: str, **fields) -> dict:
+        """A rule: `add("error", api="Produce", error="NOT_LEADER_OR_FOLLOWER", count=3)`."""
+        return self._call("POST", "/controls", {"action": action, **fields})
+
+    def error(self, error, **match) -> dict:
+        return self.add("error", error=error, **match)
+
+    def delay(self, delay_ms: int, **match) -> dict:
+        return self.add("delay", delay_ms=delay_ms, **match)
+
+    def disconnect(self, when: str = "before", **match) -> dict:
+        return self.add("disconnect", when=when, **match)
+
+    def drop_response(self, **match) -> dict:
+        return self.add("drop_response", **match)
+
+    def list(self) -> list:
+        return self._call("GET", "/controls")["rules"]
+
+    def rule(self, rule_id: int) -> dict:
+        return self._call("GET", f"/controls/{rule_id}")
+
+    def is_down(self) -> bool:
+        return self._call("GET", "/controls")["down"]
+
+    def remove(self, rule_id: int) -> None:
+        self._call("DELETE", f"/controls/{rule_id}")
+
+    def clear(self) -> int:
+        return self._call("DELETE", "/controls")["removed"]
+
+    def down(self) -> None:
+        self._call("POST", "/controls/down")
+
+    def up(self) -> None:
+        self._call("POST", "/controls/up")
 
 
 def unique(prefix: str = "t") -> str:
