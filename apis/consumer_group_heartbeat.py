@@ -18,8 +18,8 @@ UNRELEASED_INSTANCE_ID, FENCED_INSTANCE_ID, GROUP_MAX_SIZE_REACHED (`group.consu
 
 Versions: v0 lets the coordinator name a new member (a UUID) when the member id is empty; v1 (Kafka
 4.0, KIP-848 GA) makes clients generate it (an empty one is INVALID_REQUEST) and adds
-`subscribed_topic_regex`. Both are flexible. Member epochs are not checked for rack ids (there
-are no racks).
+`subscribed_topic_regex`. Both are flexible. Rack ids are kept and described but assign nothing
+(one broker has no racks).
 """
 
 from trioka.apis.join_group import client_host
@@ -49,7 +49,7 @@ async def handle(broker, request, ctx):
             client_id=ctx.client_id, client_host=client_host(ctx), api_version=ctx.api_version)
     except KafkaError as e:
         return Response(throttle_time_ms=0, error_code=e.code, error_message=e.message or None,
-                        member_id=None, member_epoch=-1, heartbeat_interval_ms=0,
+                        member_id=None, member_epoch=0, heartbeat_interval_ms=0,
                         assignment=None)
     assignment = None
     if result.assignment is not None:

@@ -798,6 +798,52 @@ def run_latency(broker: BrokerProcess, admin: Admin, tmp: str, *, linger_ms: int
     return out
 
 
+def run_rebalance(broker: BrokerProcess, admin: Admin, repeats: int) -> dict:
+    """How long a second member's joining takes, with each group protocol at its defaults:
+    confluent-kafka consumers, a 6-partition topic, timed from the second member's subscribe()
+    until both hold disjoint halves (their own assignment()). Classic: librdkafka's eager
+    range/roundrobin with heartbeat.interval.ms 3000; consumer (KIP-848): the broker assigns,
+    heartbeats every group.consumer.heartbeat.interval.ms (5000)."""
+    from confluent_kafka import Consumer
+
+    def parts(c):
+        return {tp.partition for tp in c.assignment()}
+
+    def wait(consumers, done, what):
+        deadline = time.monotonic() + 60
+        while not done():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rebalance phase: {what} not reached in 60 s")
+            for c in consumers:
+                c.poll(0.01)
+
+    out = {}
+    for protocol in ("classic", "consumer"):
+        runs = []
+        for _ in range(repeats):
+            topic = f"bench-rebalance-{time.monotonic_ns()}"
+            admin.create(topic, 6)
+            conf = {"bootstrap.servers": broker.bootstrap, "group.id": topic,
+                    "group.protocol": protocol}
+            first, second = Consumer(conf), None
+            try:
+                first.subscribe([topic])
+                wait([first], lambda: len(parts(first)) == 6, "first member")
+                second = Consumer(conf)
+                t0 = time.perf_counter()
+                second.subscribe([topic])
+                wait([first, second], lambda: len(parts(first)) == len(parts(second)) == 3
+                     and not parts(first) & parts(second), "two members")
+                runs.append(time.perf_counter() - t0)
+            finally:
+                for c in (first, second):
+                    if c is not None:
+                        c.close()
+            admin.delete(topic)
+        out[protocol] = {"median_s": statistics.median(runs), "runs_s": runs}
+    return out
+
+
 # --------------------------------------------------------------------------------- reports
 
 def table(results: dict) -> str:
@@ -958,6 +1004,10 @@ def run_benchmark(args) -> dict:
             results["wakeup"] = run_latency(broker, admin, tmp, linger_ms=0, fetch_wait_ms=500,
                                             size=100, gap_ms=(30, 70), warmup=3,
                                             count=30 if args.quick else 100)
+            say("rebalance (a second member joins) ...")
+            r = results["rebalance"] = run_rebalance(broker, admin, 1 if args.quick else 3)
+            say(f"  classic protocol {r['classic']['median_s']:.2f} s, consumer protocol "
+                f"(KIP-848) {r['consumer']['median_s']:.2f} s (median)")
         # Idle again: no client connected, every topic deleted.
         del admin
         results["memory"]["idle_after_run"] = broker.memory()

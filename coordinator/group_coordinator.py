@@ -38,9 +38,21 @@ that has passed; `run_timers()` is the task (in the broker's nursery) that calls
 deadline comes. State changes are plain `def` (atomic under trio); JoinGroup and SyncGroup wait on
 their Waiter's trio.Event, each wait bounded by the deadline that must end it.
 
-Not done: KIP-848 groups (ConsumerGroupHeartbeat), transactional offset commits (only replayed),
-the expiry of offsets (`offsets.retention.minutes`) and of empty groups, `group.max.size` beyond
-refusing new members of a full group.
+KIP-848 consumer groups (ConsumerGroupHeartbeat, `group.protocol=consumer`) live in
+`consumer_groups`, beside the classic ones; their model and reconciliation are consumer_group.py,
+their assignors assignors.py. A group id belongs to one kind at a time: a ConsumerGroupHeartbeat
+for a classic group with members is GROUP_ID_NOT_FOUND, a JoinGroup for a consumer group with
+members INCONSISTENT_GROUP_PROTOCOL; an empty group of the other kind is converted (its records
+get tombstones, its committed offsets stay).
+
+Offset expiry (`offsets.retention.minutes`, checked every `offsets.retention.check.interval.ms`):
+an offset with an explicit expire timestamp (OffsetCommit v2-4 retention) goes when that passes;
+others go `offsets.retention.minutes` after the base time: when the group became Empty for a
+classic group that used group management, the commit time for standalone commits and for the
+topics a live consumer group no longer subscribes to. Groups left empty without offsets go too.
+
+Not done: `group.max.size` beyond refusing new members of a full group; classic members in
+consumer groups (KIP-848 online upgrade).
 """
 
 import logging
@@ -50,7 +62,10 @@ import uuid
 
 import trio
 
+from trioka.coordinator import assignors, consumer_group
 from trioka.coordinator.classic import ClassicGroup, JoinResult, Member, SyncResult, Waiter
+from trioka.coordinator.consumer_group import (ConsumerGroup, ConsumerGroupSettings,
+                                               HeartbeatRequest, HeartbeatResult)
 from trioka.coordinator.group_state import GroupState
 from trioka.coordinator.offsets import (GROUP_METADATA_KEY_VERSION, OFFSETS_TOPIC,
                                         OffsetAndMetadata,
@@ -99,6 +114,20 @@ class GroupCoordinator:
         self.pending_txn_offsets: dict[int, dict[str, dict]] = {}
         self._wakeup = trio.Event()
         self._armed = math.inf      # when the timer task will next run expire()
+        # KIP-848 consumer groups (ConsumerGroupHeartbeat) and their settings.
+        self.consumer_groups: dict[str, ConsumerGroup] = {}
+        self.consumer_settings = ConsumerGroupSettings(
+            heartbeat_interval_ms=config.group_consumer_heartbeat_interval_ms,
+            session_timeout_ms=config.group_consumer_session_timeout_ms,
+            assignors=tuple(name for name in (n.strip() for n in
+                                              config.group_consumer_assignors.split(","))
+                            if name in assignors.ASSIGNORS) or (assignors.UNIFORM,),
+            max_size=config.group_consumer_max_size)
+        # Offset expiry: offsets.retention.minutes, checked every
+        # offsets.retention.check.interval.ms (the next check on the trio clock).
+        self.offsets_retention_ms = config.offsets_retention_minutes * 60_000
+        self.offsets_check_interval_ms = config.offsets_retention_check_interval_ms
+        self._next_offsets_check = math.inf
 
     # ------------------------------------------------------------------------------ loading
 
@@ -107,9 +136,13 @@ class GroupCoordinator:
         now = self.clock()
         groups: dict[str, object] = {}
         offsets: dict[str, dict] = {}
+        consumer_records: dict[tuple, object] = {}
         for key, value in self.topic.replay():
             try:
                 version, k = decode_key(key)
+                if version in consumer_group.KEY_VERSIONS:
+                    self._replay_consumer_group_record(consumer_records, version, key, value)
+                    continue
                 if k is None:
                     continue
                 if version == GROUP_METADATA_KEY_VERSION:
@@ -124,13 +157,17 @@ class GroupCoordinator:
             except (KafkaError, DecodeError) as e:
                 log.warning("skipping a record of %s that does not parse: %s", OFFSETS_TOPIC, e)
         self.groups = {}
+        self.consumer_groups = consumer_group.load(consumer_records, now,
+                                                   self.consumer_settings, _now_ms())
         for group_id, value in groups.items():
-            if value is not None:
+            if value is not None and group_id not in self.consumer_groups:
                 self.groups[group_id] = ClassicGroup.from_record(group_id, value, now)
         for group_id, committed in offsets.items():
             if committed:
-                group = self.groups.get(group_id) or self._create_group(group_id)
+                group = (self.consumer_groups.get(group_id) or self.groups.get(group_id)
+                         or self._create_group(group_id))
                 group.offsets.update(committed)
+        self._next_offsets_check = now + self.offsets_check_interval_ms / 1000
         # Offsets of transactions still open wait for their marker, as before the restart.
         for producer_id, records in getattr(self.topic, "open_transactions", {}).items():
             for key, value in records:
@@ -175,7 +212,9 @@ class GroupCoordinator:
                 soonest = min(soonest, group.join_deadline)
             if group.sync_deadline is not None and group.pending_sync:
                 soonest = min(soonest, group.sync_deadline)
-        return soonest
+        for cgroup in self.consumer_groups.values():
+            soonest = min(soonest, cgroup.next_deadline())
+        return min(soonest, self._next_offsets_check)
 
     async def run_timers(self) -> None:
         """The timer task: sleep until the next deadline (or until an earlier one is set), then
@@ -242,6 +281,10 @@ class GroupCoordinator:
                     for member_id in late:
                         self._drop_member(group, member_id)
                     self._prepare_rebalance(group, now)
+        self._expire_consumer_groups(now)
+        if now >= self._next_offsets_check:
+            self._next_offsets_check = now + self.offsets_check_interval_ms / 1000
+            self.expire_offsets(_now_ms())
 
     async def _wait(self, group: ClassicGroup, waiter: Waiter, phase: GroupState,
                     deadline_of, timed_out):
@@ -302,6 +345,12 @@ class GroupCoordinator:
             return _error_join(ErrorCode.INVALID_GROUP_ID, member_id)
         if not self.min_session_timeout_ms <= session_timeout_ms <= self.max_session_timeout_ms:
             return _error_join(ErrorCode.INVALID_SESSION_TIMEOUT, member_id)
+        if group_id in self.consumer_groups:
+            # A KIP-848 group: classic members may not join it while it has members; an empty
+            # one becomes a classic group (its committed offsets stay).
+            if not self.consumer_groups[group_id].is_empty():
+                return _error_join(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id)
+            self._convert_consumer_group_to_classic(group_id)
         group = self.groups.get(group_id)
         if group is None:
             if member_id:
@@ -687,6 +736,10 @@ class GroupCoordinator:
         creates an Empty "simple" group."""
         if not group_id:
             raise KafkaError(ErrorCode.INVALID_GROUP_ID)
+        if group_id in self.consumer_groups:
+            cgroup = self.consumer_groups[group_id]
+            cgroup.validate_offset_commit(member_id, generation_id, api_version)
+            return cgroup
         group = self.groups.get(group_id)
         if group is None:
             if generation_id < 0:
@@ -724,7 +777,7 @@ class GroupCoordinator:
                       topics: list[tuple[str, list[int]]] | None) -> dict[str, list]:
         """OffsetFetch: topic -> [(partition, OffsetAndMetadata or None)]; `topics` None means
         every committed partition. An unknown group has no offsets (not an error)."""
-        group = self.groups.get(group_id)
+        group = self.groups.get(group_id) or self.consumer_groups.get(group_id)
         committed = group.offsets if group is not None else {}
         out: dict[str, list] = {}
         if topics is None:
@@ -741,11 +794,13 @@ class GroupCoordinator:
         (GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP)."""
         if not group_id:
             raise KafkaError(ErrorCode.INVALID_GROUP_ID)
-        group = self.groups.get(group_id)
-        if group is None or group.is_in(DEAD):
+        group = self.groups.get(group_id) or self.consumer_groups.get(group_id)
+        if group is None or group.state.value == "Dead":
             raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND)
         subscribed: set[str] = set()
-        if not group.is_in(EMPTY):
+        if isinstance(group, ConsumerGroup):
+            subscribed = group.subscribed_topic_names() if group.members else set()
+        elif not group.is_in(EMPTY):
             topics = group.subscribed_topics()
             if topics is None:
                 raise KafkaError(ErrorCode.NON_EMPTY_GROUP)
@@ -765,6 +820,265 @@ class GroupCoordinator:
                 del group.offsets[tp]
         return results
 
+    # ========================================== KIP-848 consumer groups (ConsumerGroupHeartbeat)
+
+    def consumer_group_heartbeat(self, group_id: str, member_id: str, member_epoch: int, *,
+                                 instance_id: str | None = None, rack_id: str | None = None,
+                                 rebalance_timeout_ms: int = -1,
+                                 subscribed_topic_names: list[str] | None = None,
+                                 subscribed_topic_regex: str | None = None,
+                                 server_assignor: str | None = None,
+                                 topic_partitions: list | None = None, client_id: str = "",
+                                 client_host: str = "", api_version: int = 1) -> HeartbeatResult:
+        """Kafka's ConsumerGroupHeartbeat: join (member epoch 0), heartbeat, or leave (-1; -2 for
+        a static member that will come back). `topic_partitions` are (topic id, partitions) pairs;
+        KafkaError for the response's error code. The group's records are written to
+        `__consumer_offsets` before the answer."""
+        self._validate_heartbeat(group_id, member_id, member_epoch, instance_id, rack_id,
+                                 rebalance_timeout_ms, subscribed_topic_names,
+                                 subscribed_topic_regex, server_assignor, topic_partitions,
+                                 api_version)
+        now = self.clock()
+        records: list = []
+        catalog = self._topic_catalog()
+        settings = self.consumer_settings
+        if member_epoch < 0:
+            group = self._consumer_group(group_id)
+            result = group.leave(member_id, instance_id, member_epoch, catalog, settings, records)
+            self._write(group_id, records)
+            return result
+        group = self.consumer_groups.get(group_id)
+        classic = None
+        if group is None:
+            classic = self.groups.get(group_id)
+            if member_epoch != 0:
+                raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND,
+                                 f"Consumer group {group_id} not found.")
+            if classic is not None and not self._classic_group_is_empty(classic):
+                raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND,
+                                 f"Group {group_id} is not a consumer group.")
+            group = ConsumerGroup(group_id, _now_ms())
+        if not member_id:
+            member_id = str(uuid.uuid4())     # v0: the coordinator names new members
+        owned = None
+        if topic_partitions is not None:
+            owned = {}
+            for topic_id, partitions in topic_partitions:
+                owned.setdefault(topic_id, set()).update(partitions)
+        request = HeartbeatRequest(
+            member_id=member_id, member_epoch=member_epoch, instance_id=instance_id,
+            rack_id=rack_id, rebalance_timeout_ms=rebalance_timeout_ms,
+            subscribed_topic_names=subscribed_topic_names,
+            subscribed_topic_regex=subscribed_topic_regex, server_assignor=server_assignor,
+            owned=owned, client_id=client_id, client_host=client_host)
+        result = group.heartbeat(now, request, catalog, settings, records)
+        if group_id not in self.consumer_groups:
+            if classic is not None:
+                # An empty classic group becomes a consumer group; its offsets stay.
+                log.info("group %s: the empty classic group becomes a consumer group", group_id)
+                records[:0] = [(group_metadata_key(group_id), None)]
+                group.offsets.update(classic.offsets)
+                del self.groups[group_id]
+            self.consumer_groups[group_id] = group
+        self._write(group_id, records)
+        self._schedule(group.next_deadline())
+        return result
+
+    def _validate_heartbeat(self, group_id, member_id, member_epoch, instance_id, rack_id,
+                            rebalance_timeout_ms, subscribed_topic_names, subscribed_topic_regex,
+                            server_assignor, topic_partitions, api_version) -> None:
+        """INVALID_REQUEST for a request Kafka refuses as malformed, UNSUPPORTED_ASSIGNOR for an
+        assignor this broker does not have."""
+        def invalid(message: str):
+            return KafkaError(ErrorCode.INVALID_REQUEST, message)
+
+        def blank(value: str | None) -> bool:
+            return value is not None and not value.strip()
+
+        if (api_version >= 1 or member_epoch > 0 or member_epoch == -1) and not member_id.strip():
+            raise invalid("MemberId can't be empty.")
+        if not group_id.strip():
+            raise invalid("GroupId can't be empty.")
+        if blank(instance_id):
+            raise invalid("InstanceId can't be empty.")
+        if blank(rack_id):
+            raise invalid("RackId can't be empty.")
+        if member_epoch == 0:
+            if rebalance_timeout_ms == -1:
+                raise invalid("RebalanceTimeoutMs must be provided in first request.")
+            if topic_partitions is None or any(ps for _, ps in topic_partitions):
+                raise invalid("TopicPartitions must be empty when (re-)joining.")
+            if subscribed_topic_names is None and subscribed_topic_regex is None:
+                raise invalid("Either SubscribedTopicNames or SubscribedTopicRegex must be "
+                              "non-null when (re-)joining.")
+        elif member_epoch == -2:
+            if instance_id is None:
+                raise invalid("InstanceId can't be null.")
+        elif member_epoch < -2:
+            raise invalid("MemberEpoch is invalid.")
+        if server_assignor is not None and server_assignor not in self.consumer_settings.assignors:
+            raise KafkaError(ErrorCode.UNSUPPORTED_ASSIGNOR,
+                             f"ServerAssignor {server_assignor} is not supported. Supported "
+                             f"assignors: {', '.join(self.consumer_settings.assignors)}.")
+
+    def _consumer_group(self, group_id: str) -> ConsumerGroup:
+        group = self.consumer_groups.get(group_id)
+        if group is None:
+            if group_id in self.groups:
+                raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND,
+                                 f"Group {group_id} is not a consumer group.")
+            raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND, f"Consumer group {group_id} not found.")
+        return group
+
+    @staticmethod
+    def _classic_group_is_empty(group: ClassicGroup) -> bool:
+        return group.is_in(EMPTY) and not group.members and not group.pending_members
+
+    def _topic_catalog(self) -> dict:
+        """Every topic a consumer group may subscribe to: name -> (topic id, partitions)."""
+        return {t.name: (t.topic_id, t.num_partitions) for t in self.topic.logs.topics()}
+
+    def _write(self, group_id: str, records: list) -> None:
+        """Append a consumer group's records to its `__consumer_offsets` partition. The state
+        already changed; a failed write is logged (the group then restarts from older records)."""
+        if not records:
+            return
+        try:
+            self.topic.append(group_id, records, _now_ms())
+        except KafkaError as e:
+            log.error("group %s: cannot write its records: %s", group_id, e.message)
+
+    def _expire_consumer_groups(self, now: float) -> None:
+        """Members whose session or revocation ran out leave their groups."""
+        catalog = None
+        for group in list(self.consumer_groups.values()):
+            if group.next_deadline() > now:
+                continue
+            catalog = catalog if catalog is not None else self._topic_catalog()
+            records: list = []
+            group.expire(now, catalog, self.consumer_settings, records)
+            self._write(group.group_id, records)
+
+    def _replay_consumer_group_record(self, out: dict, version: int, key, value) -> None:
+        """Keep the last value of a consumer group record's key (a tombstone removes it)."""
+        group_id, member_id = consumer_group.decode_key(version, key)
+        if value is None:
+            out.pop((version, group_id, member_id), None)
+        else:
+            out[(version, group_id, member_id)] = consumer_group.decode_value(version, value)
+
+    def _convert_consumer_group_to_classic(self, group_id: str) -> None:
+        """An empty consumer group gives its id to a classic group: tombstones for its records,
+        its offsets move over."""
+        group = self.consumer_groups.pop(group_id)
+        self._write(group_id, group.deletion_records())
+        log.info("group %s: the empty consumer group becomes a classic group", group_id)
+        if group.offsets:
+            self._create_group(group_id).offsets.update(group.offsets)
+
+    def _delete_consumer_group(self, group_id: str) -> int:
+        """DeleteGroups of a consumer group: only an empty one, with tombstones for its records
+        and offsets."""
+        group = self.consumer_groups[group_id]
+        if not group.is_empty():
+            return ErrorCode.NON_EMPTY_GROUP
+        records = [(offset_commit_key(group_id, t, p), None) for t, p in group.offsets]
+        records.extend(group.deletion_records())
+        try:
+            self.topic.append(group_id, records, _now_ms())
+        except KafkaError as e:
+            return e.code
+        group.dead = True
+        del self.consumer_groups[group_id]
+        return ErrorCode.NONE
+
+    def describe_consumer_group(self, group_id: str) -> ConsumerGroup:
+        """ConsumerGroupDescribe: the group, or KafkaError (INVALID_GROUP_ID, GROUP_ID_NOT_FOUND
+        also for a classic group)."""
+        if not group_id:
+            raise KafkaError(ErrorCode.INVALID_GROUP_ID)
+        return self._consumer_group(group_id)
+
+    def validate_offset_fetch(self, group_id: str, member_id: str | None,
+                              member_epoch: int) -> None:
+        """OffsetFetch v9 of a consumer group's member: KafkaError unless it is a member at its
+        current epoch. Classic groups do not check (their members send no epoch)."""
+        group = self.consumer_groups.get(group_id)
+        if group is not None:
+            group.validate_offset_fetch(member_id, member_epoch)
+
+    # ------------------------------------------------------------------ offset expiry
+
+    def expire_offsets(self, now_ms: int) -> int:
+        """Remove committed offsets that expired by `now_ms` (wall clock), with tombstones, and
+        the empty groups left without offsets. The number of offsets removed."""
+        removed = 0
+        for group in list(self.groups.values()) + list(self.consumer_groups.values()):
+            base_of, keep = self._offset_expiry(group)
+            if base_of is None:
+                continue
+            expired = [tp for tp, committed in group.offsets.items()
+                       if tp[0] not in keep and self._offset_expired(committed, base_of(committed),
+                                                                     now_ms)]
+            records = [(offset_commit_key(group.group_id, t, p), None) for t, p in expired]
+            empty = (group.is_empty() if isinstance(group, ConsumerGroup)
+                     else self._classic_group_is_empty(group))
+            delete = empty and len(expired) == len(group.offsets)
+            if delete:
+                records.extend(group.deletion_records() if isinstance(group, ConsumerGroup)
+                               else [(group_metadata_key(group.group_id), None)])
+            if not records:
+                continue
+            try:
+                self.topic.append(group.group_id, records, now_ms)
+            except KafkaError as e:
+                log.error("group %s: cannot write offset tombstones: %s", group.group_id,
+                          e.message)
+                continue
+            for tp in expired:
+                del group.offsets[tp]
+            removed += len(expired)
+            if expired:
+                log.info("group %s: %d committed offsets expired", group.group_id, len(expired))
+            if delete:
+                log.info("group %s: removed, empty and without offsets", group.group_id)
+                if isinstance(group, ConsumerGroup):
+                    group.dead = True
+                    del self.consumer_groups[group.group_id]
+                else:
+                    group.transition_to(DEAD, now_ms)
+                    del self.groups[group.group_id]
+        return removed
+
+    def _offset_expiry(self, group):
+        """(the time an offset's retention counts from, topics whose offsets are kept), or
+        (None, ...) when the group's offsets do not expire now. As Kafka: a classic group that
+        used group management counts from when it became Empty, and while Stable expires only
+        topics its consumers no longer subscribe to; standalone commits and consumer groups
+        count from the commit."""
+        def committed_at(committed):
+            return committed.commit_timestamp_ms
+
+        if isinstance(group, ConsumerGroup):
+            return committed_at, group.subscribed_topic_names() if group.members else set()
+        if group.is_in(DEAD):
+            return None, set()
+        if group.protocol_type is None:
+            return committed_at, set()
+        if self._classic_group_is_empty(group):
+            since = group.state_timestamp_ms
+            return (lambda c: since if since >= 0 else c.commit_timestamp_ms), set()
+        if group.is_in(STABLE):
+            topics = group.subscribed_topics()
+            if topics is not None:
+                return committed_at, topics
+        return None, set()
+
+    def _offset_expired(self, committed: OffsetAndMetadata, base_ms: int, now_ms: int) -> bool:
+        if committed.expire_timestamp_ms != -1:
+            return now_ms >= committed.expire_timestamp_ms
+        return now_ms - base_ms >= self.offsets_retention_ms
+
     # ------------------------------------------------------------------------ admin
 
     def delete_groups(self, group_ids: list[str]) -> dict[str, int]:
@@ -773,6 +1087,9 @@ class GroupCoordinator:
         results = {}
         for group_id in group_ids:
             group = self.groups.get(group_id)
+            if group_id in self.consumer_groups:
+                results[group_id] = self._delete_consumer_group(group_id)
+                continue
             if not group_id:
                 results[group_id] = ErrorCode.INVALID_GROUP_ID
             elif group is None or group.is_in(DEAD):
@@ -812,6 +1129,12 @@ class GroupCoordinator:
             if wanted_types and "classic" not in wanted_types:
                 continue
             out.append(group)
+        for cgroup in self.consumer_groups.values():
+            if wanted_states and cgroup.state.value.lower() not in wanted_states:
+                continue
+            if wanted_types and consumer_group.GROUP_TYPE not in wanted_types:
+                continue
+            out.append(cgroup)
         return out
 
     # ---------------------------------------------------- transactional offsets (KIP-98/447)
