@@ -1149,15 +1149,20 @@ class GroupCoordinator:
         them, so a zombie consumer-producer is fenced; the group's state is not."""
         if not group_id:
             raise KafkaError(ErrorCode.INVALID_GROUP_ID)
-        group = self.groups.get(group_id)
-        if group is None:
-            group = self._create_group(group_id)
-        elif group.is_in(DEAD):
-            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        if generation_id >= 0 or member_id or group_instance_id is not None:
-            group.validate_member(member_id, group_instance_id)
-            if generation_id != group.generation_id:
-                raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+        if group_id in self.consumer_groups:
+            # A KIP-848 group: the generation is the member's epoch.
+            self.consumer_groups[group_id].validate_offset_commit(member_id, generation_id, 9,
+                                                                  transactional=True)
+        else:
+            group = self.groups.get(group_id)
+            if group is None:
+                group = self._create_group(group_id)
+            elif group.is_in(DEAD):
+                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+            if generation_id >= 0 or member_id or group_instance_id is not None:
+                group.validate_member(member_id, group_instance_id)
+                if generation_id != group.generation_id:
+                    raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
         if not offsets:
             return
         records = [(offset_commit_key(group_id, topic, partition), offset_commit_value(value))
@@ -1172,7 +1177,8 @@ class GroupCoordinator:
         if not commit:
             return
         for group_id, offsets in pending.items():
-            group = self.groups.get(group_id) or self._create_group(group_id)
+            group = (self.consumer_groups.get(group_id) or self.groups.get(group_id)
+                     or self._create_group(group_id))
             group.offsets.update(offsets)
 
     def has_pending_offsets(self, group_id: str, topic: str, partition: int) -> bool:
