@@ -118,7 +118,8 @@ class Broker:
         """The log cleaner (log/cleaner.py), for compacted topics."""
         if self._cleaner is None:
             from trioka.log.cleaner import LogCleaner
-            self._cleaner = LogCleaner(self.logs.files, self.logs.all_partitions)
+            self._cleaner = LogCleaner(self.logs.files, self.logs.all_partitions,
+                                       step_bytes=self.config.log_cleaner_io_buffer_size)
         return self._cleaner
 
     def start_background(self, nursery: trio.Nursery) -> None:
@@ -168,8 +169,12 @@ class Broker:
         worth it, in bounded steps with the requests of clients served in between."""
         while True:
             await trio.sleep(self.config.log_cleaner_backoff_ms / 1000)
+            # Each step reads up to log.cleaner.io.buffer.size bytes; the pause after it keeps
+            # the pass under log.cleaner.io.max.bytes.per.second, as Kafka's throttle does.
+            pause = self.config.log_cleaner_io_buffer_size / \
+                self.config.log_cleaner_io_max_bytes_per_second
             for _ in self.cleaner.clean_steps(int(time.time() * 1000)):
-                await trio.sleep(0)
+                await trio.sleep(pause)
 
     def compact_now(self, now_ms: int | None = None) -> int:
         """Clean every compacted log now, whatever its dirty ratio (the active segment and

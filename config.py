@@ -55,7 +55,10 @@ KEYS: dict[str, tuple[type, object]] = {
     # trioka: every 5 s, not Kafka's 5 minutes, so that development and tests see retention.
     "log.retention.check.interval.ms": (int, 5000),
     "log.cleaner.enable": (bool, True),
-    "log.cleaner.backoff.ms": (int, 15000),   # the pause between log cleaner passes
+    "log.cleaner.backoff.ms": (int, 15000),
+    "log.cleaner.io.buffer.size": (int, 524288),
+    # Kafka's cleaner I/O throttle; a float there (Double.MAX_VALUE), whole bytes here.
+    "log.cleaner.io.max.bytes.per.second": (int, 2**63 - 1),   # the pause between log cleaner passes
     "log.cleanup.policy": (str, "delete"),
     "log.flush.interval.messages": (int, 9223372036854775807),
     "log.flush.interval.ms": (int, 9223372036854775807),

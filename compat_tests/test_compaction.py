@@ -181,7 +181,10 @@ def test_an_idempotent_producers_last_batch_stays_as_an_empty_batch(cleaner_brok
 
 
 def test_sigkill_during_compaction_loses_nothing(topic_name):
-    b = BrokerProcess(overrides=FAST_CLEANER).start()
+    # The cleaner reads 16 KiB a step at 256 KiB/s: its first pass takes seconds, so the kill
+    # lands in the middle of it however fast or loaded the machine is.
+    b = BrokerProcess(overrides={**FAST_CLEANER, "log.cleaner.io.buffer.size": "16384",
+                                 "log.cleaner.io.max.bytes.per.second": "262144"}).start()
     try:
         # A big log written under the delete policy, then switched to compact: the first
         # cleaner pass has the whole of it to do.
