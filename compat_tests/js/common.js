@@ -2,7 +2,13 @@
 // What the KafkaJS drivers share. Contract with compat_tests/test_kafkajs.py: arguments in argv,
 // one JSON object per line on stdout, KafkaJS's own logs on stderr, a non-zero exit on failure,
 // and a hard deadline for the whole script so a hung request cannot hang the test run.
-const { Kafka, logLevel } = require('kafkajs')
+const { Kafka, logLevel, CompressionTypes, CompressionCodecs } = require('kafkajs')
+
+// KafkaJS implements gzip itself. snappy comes from its codec package kafkajs-snappy (pure
+// JavaScript); lz4 from lz4.js here, since kafkajs-lz4 needs a native build. zstd's only codec
+// package is a native build that does not compile with this Node.js, so KafkaJS sends no zstd.
+CompressionCodecs[CompressionTypes.Snappy] = require('kafkajs-snappy')
+CompressionCodecs[CompressionTypes.LZ4] = require('./lz4')
 
 const toStderr = () => ({ namespace, label, log }) => {
   process.stderr.write(JSON.stringify({ label, namespace, ...log }) + '\n')
