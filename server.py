@@ -12,6 +12,7 @@ closed, requests in flight get `shutdown.grace.ms` to finish, then the logs are 
 
 import logging
 import os
+import socket
 import struct
 
 import trio
@@ -153,6 +154,7 @@ class Server:
 
     async def _connection(self, stream: trio.SocketStream, listener: Listener) -> None:
         sock = stream.socket
+        _set_buffer_sizes(sock, self.config)
         try:
             peer = "%s:%s" % sock.getpeername()[:2]
         except OSError:
@@ -309,6 +311,16 @@ class Server:
             return None
         return protocol.encode_response(header.api_key, header.api_version,
                                         header.correlation_id, response)
+
+
+def _set_buffer_sizes(sock, config: Config) -> None:
+    """Kafka's socket.send.buffer.bytes / socket.receive.buffer.bytes (-1: the OS default).
+    A send buffer that holds a whole fetch response lets the broker hand it to the kernel in
+    one go instead of waiting for the consumer to drain it piece by piece."""
+    for option, size in ((socket.SO_SNDBUF, config.socket_send_buffer_bytes),
+                         (socket.SO_RCVBUF, config.socket_receive_buffer_bytes)):
+        if size > 0:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
 
 
 _BIG_CHUNK = 32 * 1024
