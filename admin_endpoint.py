@@ -8,6 +8,8 @@ printed at the end of the ready line as `admin http://HOST:PORT`).
     DELETE /controls/ID         remove one rule -> {"removed": 1}, or 404
     POST   /controls/down       stop serving clients -> the state, as GET /controls
     POST   /controls/up         serve them again -> the state
+    POST   /retention           run a retention pass now -> {"segments_deleted": N}
+    POST   /compaction          clean every compacted log now -> {"partitions_cleaned": N}
 
 A rule's JSON is controls.Rule's fields: {"action": "error", "api": "Produce",
 "error": "NOT_LEADER_OR_FOLLOWER", "count": 3}; an invalid one is answered 400 with
@@ -70,6 +72,12 @@ def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
 def route(controls: Controls, method: str, path: str, body: bytes) -> tuple[int, object]:
     """(status, JSON value) for one request: the whole API of the endpoint, plain `def`."""
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if len(parts) == 1 and parts[0] in ("retention", "compaction"):
+        if method != "POST":
+            raise HttpError(405, f"{method} /{parts[0]}: use POST")
+        count = controls.operations[parts[0]]()
+        return 200, {"segments_deleted" if parts[0] == "retention" else "partitions_cleaned":
+                     count}
     if not parts or parts[0] != "controls" or len(parts) > 2:
         raise HttpError(404, f"no such resource {path}; see /controls")
     if len(parts) == 1:

@@ -62,7 +62,8 @@ class Broker:
         self.shutting_down = trio.Event()
         # Fault injection for tests (controls.py): rules the server applies to requests.
         self.controls = Controls(
-            topic_name_of=lambda topic_id: getattr(self.logs.topic_by_id(topic_id), "name", None))
+            topic_name_of=lambda topic_id: getattr(self.logs.topic_by_id(topic_id), "name", None),
+            operations={"retention": self.enforce_retention, "compaction": self.compact_now})
         self.nursery: trio.Nursery | None = None
         self.listeners: list[Listener] = []
         self._advertised: dict[str, tuple[str, int]] = {}

@@ -251,9 +251,12 @@ class Controls:
     """The rule list and the down state of one broker. `active` is the one thing the server
     reads per request: true while there is any rule, or the broker is down."""
 
-    def __init__(self, topic_name_of=None):
+    def __init__(self, topic_name_of=None, operations=None):
         # Resolves a topic id (Produce v13+, Fetch v13+) to its name for topic matching.
         self._topic_name_of = topic_name_of or (lambda topic_id: None)
+        # Maintenance a test may run at once rather than wait for its timer:
+        # name -> callable returning a count ("retention", "compaction").
+        self.operations = dict(operations or {})
         self._rules: list[Rule] = []
         self._next_id = 1
         self.is_down = False

@@ -56,9 +56,13 @@ def add_parser(sub) -> None:
     clear.set_defaults(run=clear_rules)
     down = actions.add_parser("down", help="close every client connection, refuse new ones")
     down.set_defaults(run=lambda args: set_state(args, "down"))
+    retention = actions.add_parser("retention", help="run a retention pass now")
+    retention.set_defaults(run=lambda args: run_now(args, "retention"))
+    compaction = actions.add_parser("compaction", help="clean every compacted log now")
+    compaction.set_defaults(run=lambda args: run_now(args, "compaction"))
     up = actions.add_parser("up", help="serve clients again")
     up.set_defaults(run=lambda args: set_state(args, "up"))
-    for q in (add, ls, clear, down, up):
+    for q in (add, ls, clear, down, up, retention, compaction):
         q.add_argument("--admin", default=os.environ.get("TRIOKA_ADMIN"),
                        metavar="http://HOST:PORT",
                        help="the broker's admin endpoint (default: $TRIOKA_ADMIN)")
@@ -177,4 +181,14 @@ def set_state(args, state: str) -> int:
     call(args, "POST", f"/controls/{state}")
     print("The broker is down: client connections are closed until `trioka control up`."
           if state == "down" else "The broker is up.")
+    return 0
+
+
+@_run
+def run_now(args, operation: str) -> int:
+    """Retention or compaction now, instead of at the broker's next timer tick."""
+    result = call(args, "POST", f"/{operation}")
+    count, = result.values()
+    what = "segments deleted" if operation == "retention" else "partitions cleaned"
+    print(f"{operation.capitalize()} done: {count} {what}.")
     return 0

@@ -330,3 +330,59 @@ def test_a_held_request_ends_at_down_and_does_not_hold_up_shutdown():
             assert held.closed_by_broker()
     finally:
         b.close()
+
+
+@pytest.fixture
+def broker_without_timers():
+    """Retention and cleaner timers that never fire during a test: only the commands act."""
+    from harness import BrokerProcess
+    b = BrokerProcess(overrides={"log.retention.check.interval.ms": "3600000",
+                                 "log.cleaner.enable": "false"}).start()
+    yield b
+    b.close()
+
+
+def test_retention_and_compaction_now_from_the_command_line(broker_without_timers, topic_name):
+    """`trioka control retention` / `compaction` run the passes at once, through the admin
+    endpoint: old segments go and a compacted topic keeps each key's latest value."""
+    own_broker = broker_without_timers
+    old = topic_name + "-old"
+    create_topic(own_broker.bootstrap, old, configs={"segment.bytes": "1000",
+                                                     "retention.ms": "1"})
+    table = topic_name + "-table"
+    create_topic(own_broker.bootstrap, table, configs={"segment.bytes": "1000",
+                                                       "cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": own_broker.bootstrap, "linger.ms": 0})
+    for i in range(30):
+        p.produce(old, value=b"x" * 100)
+        p.produce(table, key=b"k%d" % (i % 3), value=b"v%d" % i)
+        p.flush(10)
+
+    def control(*args):
+        return subprocess.run([sys.executable, "-m", "trioka", "control", *args,
+                               "--admin", own_broker.admin],
+                              capture_output=True, text=True, timeout=60)
+
+    r = control("retention")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Retention done: ") and "segments deleted" in r.stdout
+    assert int(r.stdout.split()[2]) > 0
+    r = control("compaction")
+    assert r.returncode == 0 and "1 partitions cleaned" in r.stdout, (r.stdout, r.stderr)
+
+    c = Consumer({"bootstrap.servers": own_broker.bootstrap, "group.id": "now-reader",
+                  "enable.auto.commit": False})
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition(old, 0), timeout=10)
+        assert high == 30 and low > 0
+        c.assign([TopicPartition(table, 0, 0)])
+        latest = {}
+        deadline = time.monotonic() + 20
+        while len(latest) < 3 or max(o for o, _ in latest.values()) < 29:
+            assert time.monotonic() < deadline, latest
+            for m in c.consume(100, 0.5):
+                assert m.error() is None
+                latest[m.key()] = (m.offset(), m.value())
+        assert latest == {b"k0": (27, b"v27"), b"k1": (28, b"v28"), b"k2": (29, b"v29")}
+    finally:
+        c.close()
