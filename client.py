@@ -62,6 +62,7 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
     ApiKey.DESCRIBE_TRANSACTIONS: (0, 0),
     ApiKey.LIST_TRANSACTIONS: (0, 1),
+    ApiKey.CONSUMER_GROUP_DESCRIBE: (0, 0),
 }
 
 # ListOffsets' special timestamps.
@@ -769,6 +770,21 @@ class KafkaClient:
         described = response.groups[0]
         raise_for(described.error_code, what=f"DescribeGroups {group!r}")
         return described
+
+    def describe_consumer_group(self, group: str):
+        """The ConsumerGroupDescribe entry of a KIP-848 consumer group; None when the broker
+        does not serve the API or the group is not a consumer group (a classic group is
+        GROUP_ID_NOT_FOUND there and is described by DescribeGroups)."""
+        Request = protocol.request_class(ApiKey.CONSUMER_GROUP_DESCRIBE)
+        try:
+            response, _ = self.coordinator_call(
+                group, GROUP_KEY, ApiKey.CONSUMER_GROUP_DESCRIBE,
+                Request(group_ids=[group], include_authorized_operations=False),
+                lambda r, v: r.groups[0].error_code)
+        except ClientError:
+            return None
+        described = response.groups[0]
+        return None if described.error_code else described
 
     def delete_groups(self, groups: list[str]) -> dict[str, int]:
         """group -> error code of its deletion."""

@@ -115,15 +115,26 @@ def describe(args) -> int:
     group = _group_name(args)
     with open_client(args) as client:
         described = client.describe_group(group)
+        members = described.members
+        assigned = member_partitions(described)
+        if described.group_state == "Dead":
+            # DescribeGroups knows only classic groups: a KIP-848 group is described by
+            # ConsumerGroupDescribe, whose members carry their assignment by topic name.
+            consumer_group = client.describe_consumer_group(group)
+            if consumer_group is not None:
+                described = consumer_group
+                members = consumer_group.members
+                assigned = {(t.topic_name, p): m for m in members
+                            for t in m.assignment.topic_partitions for p in t.partitions}
         committed = {tp: o for tp, o in client.offset_fetch(group).items() if o >= 0}
         if described.group_state == "Dead" and not committed:
             return fail(f"Consumer group '{group}' does not exist.")
-        assigned = member_partitions(described)
         tps = sorted(set(assigned) | set(committed))
         ends = _log_end_offsets(client, tps)
-    if described.group_state in ("PreparingRebalance", "CompletingRebalance"):
+    if described.group_state in ("PreparingRebalance", "CompletingRebalance", "Reconciling",
+                                 "Assigning"):
         print(f"Warning: Consumer group '{group}' is rebalancing.", file=sys.stderr)
-    elif not described.members:
+    elif not members:
         print(f"Consumer group '{group}' has no active members.", file=sys.stderr)
     rows = []
     for tp in tps:
@@ -136,7 +147,7 @@ def describe(args) -> int:
                      m.member_id if m else "-", m.client_host if m else "-",
                      m.client_id if m else "-"])
     with_partitions = {id(m) for m in assigned.values()}
-    for m in sorted(described.members, key=lambda m: m.member_id):
+    for m in sorted(members, key=lambda m: m.member_id):
         if id(m) not in with_partitions:
             rows.append([group, "-", "-", "-", "-", "-", m.member_id, m.client_host,
                          m.client_id])

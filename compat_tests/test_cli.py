@@ -565,3 +565,29 @@ def test_group_describe_lists_a_member_without_partitions(broker, topic_name):
     finally:
         a.close()
         b.close()
+
+
+def test_group_describe_of_a_kip848_consumer_group(broker, topic_name):
+    """A group of the consumer protocol (group.protocol=consumer) is described through
+    ConsumerGroupDescribe: its member, the partitions it holds and the lag of each."""
+    create_topic(broker.bootstrap, topic_name, 2)
+    _fill(broker, topic_name, 2, 5)
+    group = unique("cli-kip848")
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                  "group.protocol": "consumer", "client.id": "kip848-client",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        c.subscribe([topic_name])
+        deadline = time.monotonic() + TIMEOUT
+        while len(c.assignment()) < 2:
+            assert time.monotonic() < deadline, "no assignment"
+            c.poll(0.1)
+        c.commit(offsets=[TopicPartition(topic_name, 0, 2), TopicPartition(topic_name, 1, 5)],
+                 asynchronous=False)
+        rows = _describe(broker, group)
+        assert {k: (r["CURRENT-OFFSET"], r["LOG-END-OFFSET"], r["LAG"]) for k, r in rows.items()} \
+            == {(topic_name, "0"): ("2", "5", "3"), (topic_name, "1"): ("5", "5", "0")}
+        assert all(r["CONSUMER-ID"] == c.memberid() and r["CLIENT-ID"] == "kip848-client"
+                   for r in rows.values()), rows
+    finally:
+        c.close()
