@@ -185,12 +185,16 @@ class TransactionCoordinator:
             meta.producer_epoch = 0
             self._store(meta, now_ms)
             return meta.producer_id, meta.producer_epoch
+        retry = False
         if producer_id != -1:
-            # KIP-360: a producer resuming after an error names what it had; anything else
-            # is an older incarnation.
+            # KIP-360: a producer resuming after an error names what it had and gets the next
+            # epoch. Sent again because that answer was lost, it names the epoch it had before
+            # the bump (with the old producer id when the epoch overflowed): it gets the
+            # current epoch again. Anything else is an older incarnation.
             current = (producer_id, producer_epoch) == (meta.producer_id, meta.producer_epoch)
-            retry = (producer_id, producer_epoch) == (meta.last_producer_id,
-                                                     meta.last_producer_epoch)
+            retry = meta.last_producer_epoch >= 0 and \
+                producer_epoch == meta.last_producer_epoch and \
+                producer_id in (meta.producer_id, meta.last_producer_id)
             if not (current or retry):
                 raise KafkaError(ErrorCode.PRODUCER_FENCED,
                                  f"Producer {producer_id} epoch {producer_epoch} of "
@@ -204,8 +208,13 @@ class TransactionCoordinator:
             self._abort_with_bumped_epoch(meta, now_ms)
             raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
                              f"Aborted the open transaction of {transactional_id}; retry")
+        if retry:
+            return meta.producer_id, meta.producer_epoch
         old_pid = meta.producer_id
         meta.bump_epoch(self.broker.producer_ids.generate)
+        if producer_id == -1:
+            # A new producer fenced every earlier one: none of them may come back as a retry.
+            meta.last_producer_epoch = -1
         meta.timeout_ms = timeout_ms
         meta.partitions = set()
         meta.start_ms = -1
@@ -316,6 +325,7 @@ class TransactionCoordinator:
         """Fence the current producer (epoch + 1) and abort its open transaction."""
         old_pid = meta.producer_id
         meta.bump_epoch(self.broker.producer_ids.generate)
+        meta.last_producer_epoch = -1       # fenced, not to be resumed as a retry
         if old_pid != meta.producer_id:
             self.by_producer.pop(old_pid, None)
             self.by_producer[meta.producer_id] = meta.transactional_id
