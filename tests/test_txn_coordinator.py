@@ -146,3 +146,16 @@ async def test_prepared_transaction_is_completed_at_startup(broker):
     log = broker.partition("t", 0)
     assert log.last_stable_offset == log.high_watermark == 2
     broker.close()
+
+
+async def test_retried_epoch_bump_gets_the_current_epoch(broker):
+    """KIP-360: a producer asking to bump its own epoch, whose answer was lost, asks again with
+    the epoch it had; it gets the epoch it was given, not PRODUCER_FENCED. Once another producer
+    has taken the id, that retry is fenced."""
+    txn = broker.transactions
+    pid, epoch = txn.init_producer_id("app", 60000, -1, -1, NOW)
+    assert txn.init_producer_id("app", 60000, pid, epoch, NOW) == (pid, epoch + 1)
+    assert txn.init_producer_id("app", 60000, pid, epoch, NOW) == (pid, epoch + 1)   # retry
+    assert txn.init_producer_id("app", 60000, -1, -1, NOW) == (pid, epoch + 2)       # new one
+    assert code_of(lambda: txn.init_producer_id("app", 60000, pid, epoch, NOW)) == \
+        ErrorCode.PRODUCER_FENCED

@@ -231,7 +231,8 @@ class TransactionCoordinator:
 
     # --- the transaction's partitions ---
 
-    def _validate(self, transactional_id: str, producer_id: int, producer_epoch: int):
+    def _producer(self, transactional_id: str, producer_id: int, producer_epoch: int):
+        """The metadata of the transactional id, if this producer is its current one."""
         if not transactional_id:
             raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
         meta = self.transactions.get(transactional_id)
@@ -242,6 +243,11 @@ class TransactionCoordinator:
             raise KafkaError(ErrorCode.PRODUCER_FENCED,
                              f"Epoch {producer_epoch} of {transactional_id} is fenced by epoch "
                              f"{meta.producer_epoch}")
+        return meta
+
+    def _validate(self, transactional_id: str, producer_id: int, producer_epoch: int):
+        """As _producer, and the transaction must not be completing."""
+        meta = self._producer(transactional_id, producer_id, producer_epoch)
         if meta.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT, S.PREPARE_EPOCH_FENCE):
             raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
                              f"Transaction {transactional_id} is completing")
@@ -280,16 +286,7 @@ class TransactionCoordinator:
     def end_transaction(self, transactional_id: str, producer_id: int, producer_epoch: int,
                         commit: bool, now_ms: int) -> None:
         """EndTxn: PrepareCommit/PrepareAbort, markers everywhere, CompleteCommit/Abort."""
-        if not transactional_id:
-            raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
-        meta = self.transactions.get(transactional_id)
-        if meta is None or meta.producer_id != producer_id:
-            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
-                             f"Producer id {producer_id} does not belong to {transactional_id}")
-        if producer_epoch != meta.producer_epoch:
-            raise KafkaError(ErrorCode.PRODUCER_FENCED,
-                             f"Epoch {producer_epoch} of {transactional_id} is fenced by epoch "
-                             f"{meta.producer_epoch}")
+        meta = self._producer(transactional_id, producer_id, producer_epoch)
         state = meta.state
         if (state == S.COMPLETE_COMMIT and commit) or (state == S.COMPLETE_ABORT and not commit):
             return      # a retry of an EndTxn that already finished
