@@ -92,34 +92,11 @@ class AppendOrigin(enum.Enum):
     COORDINATOR = "coordinator"
 
 
-class BatchInfo:
-    """The header fields of one batch plus where it sits in its buffer or file.
+class BatchHeaderFields:
+    """What follows from a batch's header fields; shared by BatchInfo (a header read for the
+    hot path) and records.Batch (a decoded batch)."""
 
-    `position` is the byte position of the batch in the buffer it was read from (a produced
-    `records` blob or a `.log` file). Field names are the header's, in snake_case.
-    """
-
-    __slots__ = ("position", "base_offset", "batch_length", "partition_leader_epoch", "magic",
-                 "crc", "attributes", "last_offset_delta", "base_timestamp", "max_timestamp",
-                 "producer_id", "producer_epoch", "base_sequence", "records_count")
-
-    def __init__(self, position, base_offset, batch_length, partition_leader_epoch, magic, crc,
-                 attributes, last_offset_delta, base_timestamp, max_timestamp, producer_id,
-                 producer_epoch, base_sequence, records_count):
-        self.position = position
-        self.base_offset = base_offset
-        self.batch_length = batch_length
-        self.partition_leader_epoch = partition_leader_epoch
-        self.magic = magic
-        self.crc = crc
-        self.attributes = attributes
-        self.last_offset_delta = last_offset_delta
-        self.base_timestamp = base_timestamp
-        self.max_timestamp = max_timestamp
-        self.producer_id = producer_id
-        self.producer_epoch = producer_epoch
-        self.base_sequence = base_sequence
-        self.records_count = records_count
+    __slots__ = ()
 
     @property
     def size(self) -> int:
@@ -167,6 +144,37 @@ class BatchInfo:
         if self.base_sequence < 0:
             return NO_SEQUENCE
         return (self.base_sequence + self.last_offset_delta) % (1 << 31)
+
+
+
+class BatchInfo(BatchHeaderFields):
+    """The header fields of one batch plus where it sits in its buffer or file.
+
+    `position` is the byte position of the batch in the buffer it was read from (a produced
+    `records` blob or a `.log` file). Field names are the header's, in snake_case.
+    """
+
+    __slots__ = ("position", "base_offset", "batch_length", "partition_leader_epoch", "magic",
+                 "crc", "attributes", "last_offset_delta", "base_timestamp", "max_timestamp",
+                 "producer_id", "producer_epoch", "base_sequence", "records_count")
+
+    def __init__(self, position, base_offset, batch_length, partition_leader_epoch, magic, crc,
+                 attributes, last_offset_delta, base_timestamp, max_timestamp, producer_id,
+                 producer_epoch, base_sequence, records_count):
+        self.position = position
+        self.base_offset = base_offset
+        self.batch_length = batch_length
+        self.partition_leader_epoch = partition_leader_epoch
+        self.magic = magic
+        self.crc = crc
+        self.attributes = attributes
+        self.last_offset_delta = last_offset_delta
+        self.base_timestamp = base_timestamp
+        self.max_timestamp = max_timestamp
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.base_sequence = base_sequence
+        self.records_count = records_count
 
     def __repr__(self) -> str:
         return (f"BatchInfo(position={self.position}, base_offset={self.base_offset}, "

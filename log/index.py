@@ -39,20 +39,43 @@ def _big_endian_int32s(data: bytes) -> array:
     return values
 
 
-class OffsetIndex:
-    """Maps offsets to byte positions in the segment's `.log` (Kafka's OffsetIndex)."""
-
-    ENTRY_SIZE = 8
+class _IndexFile:
+    """What both indexes do with their file: open it only to append or rewrite, flush, close.
+    The entries stay in memory for lookups after close."""
 
     def __init__(self, files, path: str, base_offset: int, max_entries: int):
         self.files = files
         self.path = path
         self.base_offset = base_offset
         self.max_entries = max_entries
-        self.relative_offsets = array("i")
-        self.positions = array("i")
         self.loaded = False
         self._file = None  # opened only to append (active segment) or rewrite
+
+    def _open(self):
+        if self._file is None:
+            self._file = self.files.open(self.path)
+        return self._file
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        """Close the file (the entries stay in memory for lookups)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class OffsetIndex(_IndexFile):
+    """Maps offsets to byte positions in the segment's `.log` (Kafka's OffsetIndex)."""
+
+    ENTRY_SIZE = 8
+
+    def __init__(self, files, path: str, base_offset: int, max_entries: int):
+        super().__init__(files, path, base_offset, max_entries)
+        self.relative_offsets = array("i")
+        self.positions = array("i")
 
     def __len__(self) -> int:
         return len(self.relative_offsets)
@@ -139,36 +162,17 @@ class OffsetIndex:
             del self.positions[keep:]
             self._open().truncate(keep * self.ENTRY_SIZE)
 
-    def _open(self):
-        if self._file is None:
-            self._file = self.files.open(self.path)
-        return self._file
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
-    def close(self) -> None:
-        """Close the file (the entries stay in memory for lookups)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
-class TimeIndex:
+class TimeIndex(_IndexFile):
     """Maps timestamps to offsets (Kafka's TimeIndex)."""
 
     ENTRY_SIZE = 12
 
     def __init__(self, files, path: str, base_offset: int, max_entries: int):
-        self.files = files
-        self.path = path
-        self.base_offset = base_offset
-        self.max_entries = max_entries
+        super().__init__(files, path, base_offset, max_entries)
         self.timestamps = array("q")
         self.relative_offsets = array("i")
-        self.loaded = False
-        self._file = None
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -257,16 +261,3 @@ class TimeIndex:
             del self.relative_offsets[keep:]
             self._open().truncate(keep * self.ENTRY_SIZE)
 
-    def _open(self):
-        if self._file is None:
-            self._file = self.files.open(self.path)
-        return self._file
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None

@@ -49,34 +49,21 @@ from dataclasses import dataclass, field
 
 from trioka.log import batch as _batch   # its crc32c loads the C library on first use
 from trioka.log.compression import decompress, compress
+# The batch header's layout and attribute bits are log/batch.py's; these are their names in
+# Kafka's record classes, for readers of this module.
+from trioka.log.batch import (ATTRIBUTES_OFFSET, COMPRESSION_CODEC_MASK,
+                              CONTROL_FLAG_MASK, CRC_OFFSET, CURRENT_MAGIC,
+                              DELETE_HORIZON_FLAG_MASK, LOG_OVERHEAD, MAGIC_OFFSET,
+                              MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
+                              NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP, TIMESTAMP_TYPE_MASK,
+                              TRANSACTIONAL_FLAG_MASK, BatchHeaderFields)
+from trioka.log.batch import HEADER as BATCH_HEADER
+from trioka.log.batch import HEADER_SIZE as RECORD_BATCH_OVERHEAD
 from trioka.wire.errors import ErrorCode, KafkaError
 
 # ---------------------------------------------------------------------------------------------
 # Constants (Kafka's names)
 # ---------------------------------------------------------------------------------------------
-
-CURRENT_MAGIC = 2
-# baseOffset + batchLength: the part of every batch that precedes what batchLength counts.
-LOG_OVERHEAD = 12
-BATCH_HEADER = struct.Struct(">qiibIhiqqqhii")
-RECORD_BATCH_OVERHEAD = BATCH_HEADER.size  # 61
-MAGIC_OFFSET = 16
-CRC_OFFSET = 17
-ATTRIBUTES_OFFSET = 21
-# batchLength of a batch with no records section at all.
-MIN_BATCH_LENGTH = RECORD_BATCH_OVERHEAD - LOG_OVERHEAD  # 49
-
-COMPRESSION_CODEC_MASK = 0x07
-TIMESTAMP_TYPE_MASK = 0x08
-TRANSACTIONAL_FLAG_MASK = 0x10
-CONTROL_FLAG_MASK = 0x20
-DELETE_HORIZON_FLAG_MASK = 0x40
-
-NO_TIMESTAMP = -1
-NO_PRODUCER_ID = -1
-NO_PRODUCER_EPOCH = -1
-NO_SEQUENCE = -1
-NO_PARTITION_LEADER_EPOCH = -1
 
 _INT32 = struct.Struct(">i")
 
@@ -226,7 +213,7 @@ class Record:
 
 
 @dataclass(slots=True)
-class Batch:
+class Batch(BatchHeaderFields):
     """A decoded v2 record batch: the header fields under Kafka's names, and its records."""
 
     base_offset: int
@@ -245,20 +232,12 @@ class Batch:
     records: list[Record]
 
     @property
-    def compression(self) -> int:
-        return self.attributes & COMPRESSION_CODEC_MASK
-
-    @property
     def timestamp_type(self) -> TimestampType:
         return TimestampType((self.attributes & TIMESTAMP_TYPE_MASK) >> 3)
 
     @property
-    def is_transactional(self) -> bool:
-        return bool(self.attributes & TRANSACTIONAL_FLAG_MASK)
-
-    @property
     def is_control_batch(self) -> bool:
-        return bool(self.attributes & CONTROL_FLAG_MASK)
+        return self.is_control
 
     @property
     def delete_horizon_ms(self) -> int | None:
@@ -268,24 +247,8 @@ class Batch:
         return None
 
     @property
-    def last_offset(self) -> int:
-        return self.base_offset + self.last_offset_delta
-
-    @property
-    def next_offset(self) -> int:
-        return self.base_offset + self.last_offset_delta + 1
-
-    @property
     def size_in_bytes(self) -> int:
-        return LOG_OVERHEAD + self.batch_length
-
-    @property
-    def last_sequence(self) -> int:
-        """Sequence of the last record: baseSequence + lastOffsetDelta, wrapping past int32 max
-        to 0 (not to negative numbers), as producers number their records."""
-        if self.base_sequence == NO_SEQUENCE:
-            return NO_SEQUENCE
-        return increment_sequence(self.base_sequence, self.last_offset_delta)
+        return self.size
 
     def control_type(self) -> int | None:
         """The ControlRecordType of a control batch's record; None for a data batch."""
