@@ -16,6 +16,7 @@ import trio
 
 from trioka.config import DYNAMIC_KEYS, KEYS, Config, topic_defaults
 from trioka.controls import Controls
+from trioka.features import finalized
 from trioka.log.manager import LogManager, validate_topic_name
 from trioka.log.partition import LogConfig
 from trioka.txn.producer_ids import ProducerIdManager
@@ -55,6 +56,11 @@ class Broker:
                                default_config=self.topic_config_defaults(),
                                cluster_id=self.config.cluster_id or None)
         self.producer_ids = ProducerIdManager(self.config.data_dir)
+        # Finalized feature levels (features.py) and their epoch: clients keep the levels of the
+        # highest epoch they have seen, so a restart with other levels must come with a higher
+        # one; the start time in milliseconds is.
+        self.features = finalized(self.config)
+        self.features_epoch = int(time.time() * 1000)
         # The coordinators and the log cleaner are built on first use (see their properties).
         self._cleaner = None
         self._groups = None

@@ -98,6 +98,11 @@ KEYS: dict[str, tuple[type, object]] = {
     "inter.broker.listener.name": (str, ""),
     "unstable.api.versions.enable": (bool, False),
     "shutdown.grace.ms": (int, 5000),   # trioka: how long in-flight requests may finish on SIGTERM
+    # trioka: the finalized level of the `transaction.version` feature (KIP-584), which Kafka
+    # fixes when it formats its storage (`kafka-storage format --feature transaction.version=N`).
+    # 2, Kafka 4.x's default, lets 4.x clients use transactions v2 (KIP-890 part 2); 0 or 1 keep
+    # every client on the classic protocol. See features.py.
+    "trioka.transaction.version": (int, 2),
     # trioka: HOST:PORT of the admin endpoint (fault injection over HTTP, admin_endpoint.py);
     # empty: none.
     "trioka.admin.listener": (str, ""),

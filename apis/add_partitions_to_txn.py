@@ -2,7 +2,9 @@
 
 v0-3 carry one transaction (what clients send); v4+ batch several (`transactions`), with
 `verify_only` for a partition leader asking whether partitions are already in a transaction
-(answered INVALID_TXN_STATE for those that are not). Checks, for the whole transaction: an empty
+(answered TRANSACTION_ABORTABLE for those that are not, INVALID_TXN_STATE before v5); a v4+
+request that adds comes from a leader adding partitions for a transactions v2 producer (KIP-890
+part 2), and the transaction is then a v2 one. Checks, for the whole transaction: an empty
 transactional id is INVALID_REQUEST; an unknown one or another producer id
 INVALID_PRODUCER_ID_MAPPING; another epoch PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v2,
 KIP-588); a transaction being completed CONCURRENT_TRANSACTIONS. An unknown topic partition is
@@ -42,12 +44,14 @@ def add(broker, transactional_id, producer_id, producer_epoch, topics, verify_on
             codes = {tp: (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp in unknown
                           else ErrorCode.OPERATION_NOT_ATTEMPTED) for tp in wanted}
         elif verify_only:
-            txn._validate(transactional_id, producer_id, producer_epoch)
-            codes = {tp: 0 if txn.in_transaction(producer_id, producer_epoch, *tp)
-                     else ErrorCode.INVALID_TXN_STATE for tp in wanted}
+            meta = txn._validate(transactional_id, producer_id, producer_epoch)
+            missing = ErrorCode.TRANSACTION_ABORTABLE if version >= 5 else \
+                ErrorCode.INVALID_TXN_STATE
+            codes = {tp: 0 if tp in meta.partitions else missing for tp in wanted}
         else:
             txn.add_partitions(transactional_id, producer_id, producer_epoch, wanted,
-                               int(time.time() * 1000))
+                               int(time.time() * 1000),
+                               transaction_version=2 if version >= 4 else 0)
     except KafkaError as e:
         code = fenced_code(version, e.code, 2)
         codes = {tp: code for tp in wanted}

@@ -7,8 +7,9 @@ for a version newer than we serve is answered at v0 with UNSUPPORTED_VERSION and
 range, so the client retries with a version we know; the server does that before the body is
 parsed, see server.py.
 
-Tagged fields of the response (supported and finalized features) are left out: librdkafka before
-2.2.0 (Debian's kcat links 2.0.2) mis-parses them, and no feature is advertised yet.
+From v3 the answer also carries the features (features.py): the levels this broker supports and
+the ones it has finalized, with their epoch. Java clients before KAFKA-17011 refuse a supported
+range starting at 0, so below v4 such a range is reported from 1, as Kafka does.
 """
 
 import re
@@ -45,4 +46,22 @@ async def handle(broker, request, ctx):
             return Response(error_code=ErrorCode.INVALID_REQUEST)
         ctx.connection.client_software_name = name
         ctx.connection.client_software_version = version
+        return Response(error_code=ErrorCode.NONE, api_keys=supported(APIS), throttle_time_ms=0,
+                        **features(broker, ctx.api_version))
     return Response(error_code=ErrorCode.NONE, api_keys=supported(APIS), throttle_time_ms=0)
+
+
+def features(broker, version: int) -> dict:
+    """The feature fields of a v3+ answer."""
+    from trioka.features import SUPPORTED
+    return {
+        "supported_features": [
+            Response.SupportedFeatureKey(name=name, min_version=max(lo, 1) if version < 4 else lo,
+                                         max_version=hi)
+            for name, (lo, hi) in sorted(SUPPORTED.items())],
+        "finalized_features_epoch": broker.features_epoch,
+        "finalized_features": [
+            Response.FinalizedFeatureKey(name=name, min_version_level=level,
+                                         max_version_level=level)
+            for name, level in sorted(broker.features.items())],
+    }

@@ -13,8 +13,12 @@ Nothing decodes records here.
   UNSUPPORTED_COMPRESSION_TYPE for zstd before v7; v8+ adds an error message.
 - Idempotent producers: a retried batch already written is answered with its original offsets;
   OUT_OF_ORDER_SEQUENCE_NUMBER and INVALID_PRODUCER_EPOCH as Kafka checks them (log/producer_state.py).
-- Transactional batches must go to partitions added to the producer's ongoing transaction
-  (KIP-890 part 1), else INVALID_TXN_STATE.
+- Transactional batches are checked with the transaction coordinator before they are written
+  (KIP-890). Up to v11 the partition must already be in the producer's ongoing transaction (part
+  1): TRANSACTION_ABORTABLE otherwise, INVALID_TXN_STATE before v11. From v12 (part 2,
+  transactions v2) the write itself adds the partition to the transaction, starting one if none
+  is open, so the producer sends no AddPartitionsToTxn; its first batch in a partition it has no
+  state in must then start at sequence 0. A fenced epoch is INVALID_PRODUCER_EPOCH.
 - The response carries the base offset, the log append time (-1 unless the topic uses
   LogAppendTime) and the log start offset.
 - Versions 0-2 (message formats v0/v1) were removed in Kafka 4.0, but Kafka still advertises
@@ -44,7 +48,32 @@ def _error(index: int, code: int, message: str | None = None) -> object:
                              log_append_time_ms=-1, log_start_offset=-1, error_message=message)
 
 
-def append_partition(broker, topic: str, index: int, records, version: int, acks: int):
+def verify_transaction(broker, transactional_id, log, topic: str, index: int, records,
+                       version: int) -> None:
+    """KIP-890: the coordinator's word on a transactional batch (see the module's docstring)."""
+    header = read_header(records, 0)
+    add = version >= 12
+    if add and header.base_sequence != 0 and \
+            header.producer_id not in log.producer_state.producers:
+        raise KafkaError(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                         f"Invalid sequence number {header.base_sequence} for producer "
+                         f"{header.producer_id} in {topic}-{index}: a transactions v2 producer "
+                         f"with no state here starts at 0")
+    try:
+        broker.transactions.verify_partition(transactional_id, header.producer_id,
+                                             header.producer_epoch, topic, index, add,
+                                             int(time.time() * 1000))
+    except KafkaError as e:
+        # How Kafka's partition leaders pass the coordinator's answer on to producers.
+        if e.code == ErrorCode.PRODUCER_FENCED:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH, e.message) from None
+        if e.code == ErrorCode.TRANSACTION_ABORTABLE and version < 11:
+            raise KafkaError(ErrorCode.INVALID_TXN_STATE, e.message) from None
+        raise
+
+
+def append_partition(broker, topic: str, index: int, records, version: int, acks: int,
+                     transactional_id: str | None = None):
     """Validate and append one partition's batch; the PartitionProduceResponse for it."""
     try:
         if topic in INTERNAL_TOPICS:
@@ -63,14 +92,7 @@ def append_partition(broker, topic: str, index: int, records, version: int, acks
             raise KafkaError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
                              "zstd-compressed batches need Produce v7 or later")
         if len(records) >= 61 and records[22] & TRANSACTIONAL_FLAG_MASK:
-            # KIP-890 part 1: a transactional batch only goes to a partition its producer added
-            # to its ongoing transaction.
-            header = read_header(records, 0)
-            if not broker.transactions.in_transaction(header.producer_id, header.producer_epoch,
-                                                      topic, index):
-                raise KafkaError(ErrorCode.INVALID_TXN_STATE,
-                                 f"Partition {topic}-{index} is not in an ongoing transaction "
-                                 f"of producer {header.producer_id}")
+            verify_transaction(broker, transactional_id, log, topic, index, records, version)
         result = log.append(records, leader_epoch=broker.leader_epoch,
                             now_ms=int(time.time() * 1000))
     except KafkaError as e:
@@ -101,7 +123,8 @@ async def handle(broker, request, ctx):
             elif name is None:
                 pr = _error(pd.index, ErrorCode.UNKNOWN_TOPIC_ID)
             else:
-                pr = append_partition(broker, name, pd.index, pd.records, version, acks)
+                pr = append_partition(broker, name, pd.index, pd.records, version, acks,
+                                      request.transactional_id)
             if pr.error_code:
                 failed = True
             else:

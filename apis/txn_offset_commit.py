@@ -1,4 +1,4 @@
-"""TxnOffsetCommit (key 28), v0-4: a transactional producer commits a consumer group's offsets.
+"""TxnOffsetCommit (key 28), v0-5: a transactional producer commits a consumer group's offsets.
 
 Sent to the group coordinator after AddOffsetsToTxn put the group's `__consumer_offsets` partition
 into the transaction. The offsets are written to that partition as records of the producer's
@@ -6,9 +6,10 @@ transaction and stay pending, invisible to OffsetFetch (UNSTABLE_OFFSET_COMMIT w
 require_stable), until EndTxn's marker reaches the partition: commit applies them, abort drops
 them. This is how consume-transform-produce moves exactly once.
 
-Checks: the group partition must be in the producer's ongoing transaction with this epoch
-(INVALID_TXN_STATE otherwise, KIP-890 part 1; an unknown or older epoch is PRODUCER_FENCED,
-INVALID_PRODUCER_EPOCH before v3); from v3 the consumer's member id, instance id and generation
+Checks: up to v4 the group partition must be in the producer's ongoing transaction with this
+epoch (KIP-890 part 1: TRANSACTION_ABORTABLE otherwise, INVALID_TXN_STATE before v4); from v5
+(transactions v2, KIP-890 part 2) the commit itself adds it, so the producer sends no
+AddOffsetsToTxn. An unknown or older epoch is PRODUCER_FENCED, INVALID_PRODUCER_EPOCH before v3; from v3 the consumer's member id, instance id and generation
 are checked like OffsetCommit's (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, ILLEGAL_GENERATION;
 KIP-447), so a zombie consumer cannot commit; metadata over 4096 bytes is
 OFFSET_METADATA_TOO_LARGE; unknown partitions UNKNOWN_TOPIC_OR_PARTITION.
@@ -36,10 +37,16 @@ def _check_transaction(broker, request, version: int) -> None:
         raise KafkaError(ErrorCode.PRODUCER_FENCED if version >= 3
                          else ErrorCode.INVALID_PRODUCER_EPOCH)
     partition = broker.groups.topic.partition_for(request.group_id)
-    if not txn.in_transaction(request.producer_id, request.producer_epoch, OFFSETS_TOPIC,
-                              partition):
-        raise KafkaError(ErrorCode.INVALID_TXN_STATE,
-                         f"Group {request.group_id} was not added to the transaction")
+    try:
+        txn.verify_partition(request.transactional_id, request.producer_id,
+                             request.producer_epoch, OFFSETS_TOPIC, partition, version >= 5,
+                             int(time.time() * 1000))
+    except KafkaError as e:
+        if e.code == ErrorCode.TRANSACTION_ABORTABLE and version < 4:
+            raise KafkaError(ErrorCode.INVALID_TXN_STATE,
+                             f"Group {request.group_id} was not added to the transaction") \
+                from None
+        raise
 
 
 async def handle(broker, request, ctx):

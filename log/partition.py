@@ -425,10 +425,13 @@ class PartitionLog:
         return min(self.high_watermark, self.first_unstable_offset)
 
     def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
-                      coordinator_epoch: int, now_ms: int) -> int:
+                      coordinator_epoch: int, now_ms: int, transaction_version: int = 0) -> int:
         """Write a transaction's COMMIT or ABORT marker (a control batch) and end the producer's
-        transaction here; an abort is recorded in the transaction index. Returns its offset."""
+        transaction here; an abort is recorded in the transaction index. Returns its offset.
+        A marker older than the producer's epoch is INVALID_PRODUCER_EPOCH (see
+        ProducerStateManager.check_marker for transactions v2's stricter rule)."""
         from trioka.log.records import ControlRecordType, encode_control_batch
+        self.producer_state.check_marker(producer_id, producer_epoch, transaction_version)
         kind = ControlRecordType.COMMIT if commit else ControlRecordType.ABORT
         data = encode_control_batch(kind, producer_id, producer_epoch, coordinator_epoch,
                                     now_ms)

@@ -158,6 +158,28 @@ class ProducerStateManager:
             entry.current_txn_first_offset = info.base_offset
             self.ongoing[info.producer_id] = info.base_offset
 
+    def check_marker(self, producer_id: int, producer_epoch: int,
+                     transaction_version: int) -> None:
+        """May the coordinator write a COMMIT/ABORT marker of this producer at this epoch?
+        Classic markers carry the transaction's epoch: not below the producer's. A
+        transactions v2 marker carries the epoch bumped at the transaction's end, so it must be
+        above the producer's; one equal to it with no transaction open is the same marker
+        written again (the coordinator retrying after a restart), which is allowed."""
+        entry = self.producers.get(producer_id)
+        if entry is None:
+            return
+        current = entry.producer_epoch
+        if transaction_version >= 2:
+            if producer_epoch > current or (producer_epoch == current and
+                                            entry.current_txn_first_offset is None):
+                return
+        elif producer_epoch >= current:
+            return
+        raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH,
+                         f"Marker epoch {producer_epoch} of producer {producer_id} is "
+                         f"{'<=' if transaction_version >= 2 else '<'} its current epoch "
+                         f"{current} (transaction version {transaction_version})")
+
     def end_transaction(self, producer_id: int, producer_epoch: int) -> int | None:
         """A COMMIT or ABORT marker of the producer: its open transaction here is over. The
         transaction's first offset, or None when it had written nothing here."""

@@ -130,3 +130,37 @@ def test_truncation_rebuilds_state(files):
     # Batches at offsets 4 and 6 are gone: sequence 4 is next again, not a duplicate.
     assert log.append(batch(4), now_ms=NOW).base_offset == 4
     assert isinstance(log.producer_state, ProducerStateManager)
+
+
+def txn_batch(seq, pid=7, epoch=0):
+    from trioka.log.batch import TRANSACTIONAL_FLAG_MASK
+    return make_batch([b"t"], producer_id=pid, producer_epoch=epoch, base_sequence=seq,
+                      attributes=TRANSACTIONAL_FLAG_MASK, base_timestamp=NOW)
+
+
+def test_classic_markers_may_not_go_below_the_producers_epoch(files):
+    log = open_log(files)
+    log.append(txn_batch(0, epoch=3), now_ms=NOW)
+    assert code_of(lambda: log.append_marker(7, 2, True, 0, NOW)) == \
+        ErrorCode.INVALID_PRODUCER_EPOCH
+    log.append_marker(7, 3, True, 0, NOW)            # the transaction's own epoch
+    log.append_marker(7, 3, True, 0, NOW)            # and again: classic markers allow it
+
+
+def test_transactions_v2_markers_must_be_above_the_epoch_of_the_data(files):
+    """A v2 marker carries the epoch bumped at the transaction's end: one equal to the data's
+    is a stale marker of an earlier transaction, refused while a transaction is open; once that
+    marker is written, the same marker again (a retry) is accepted."""
+    log = open_log(files)
+    log.append(txn_batch(0, epoch=3), now_ms=NOW)
+    assert code_of(lambda: log.append_marker(7, 3, True, 0, NOW, transaction_version=2)) == \
+        ErrorCode.INVALID_PRODUCER_EPOCH
+    log.append_marker(7, 4, True, 0, NOW, transaction_version=2)
+    assert log.last_stable_offset == log.high_watermark == 2
+    log.append_marker(7, 4, True, 0, NOW, transaction_version=2)       # a retry
+    assert code_of(lambda: log.append_marker(7, 3, False, 0, NOW, transaction_version=2)) == \
+        ErrorCode.INVALID_PRODUCER_EPOCH
+    # The next transaction runs at the marker's epoch from sequence 0; the old epoch is fenced.
+    assert code_of(lambda: log.append(txn_batch(1, epoch=3), now_ms=NOW)) == \
+        ErrorCode.INVALID_PRODUCER_EPOCH
+    assert log.append(txn_batch(0, epoch=4), now_ms=NOW).base_offset == 3

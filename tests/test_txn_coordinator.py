@@ -159,3 +159,155 @@ async def test_retried_epoch_bump_gets_the_current_epoch(broker):
     assert txn.init_producer_id("app", 60000, -1, -1, NOW) == (pid, epoch + 2)       # new one
     assert code_of(lambda: txn.init_producer_id("app", 60000, pid, epoch, NOW)) == \
         ErrorCode.PRODUCER_FENCED
+
+
+# --- transactions v2 (KIP-890 part 2) ---
+
+def test_v2_end_txn_table_covers_every_state():
+    from trioka.txn.coordinator import V2_END_TXN
+    assert set(V2_END_TXN) == {(state, commit) for state in S for commit in (True, False)}
+
+
+async def test_v2_produce_adds_the_partition_and_end_txn_bumps_the_epoch(broker):
+    """No AddPartitionsToTxn: the leader's verification adds the partition (and starts the
+    transaction); EndTxn v5 bumps the epoch, the markers carry the bumped epoch, and the
+    producer's next transaction runs at it."""
+    txn = broker.transactions
+    pid, epoch = txn.init_producer_id("v2", 60000, -1, -1, NOW)
+    txn.verify_partition("v2", pid, epoch, "t", 0, True, NOW)
+    meta = txn.transactions["v2"]
+    assert meta.state == S.ONGOING and meta.partitions == {("t", 0)}
+    assert meta.client_transaction_version == 2
+    log = broker.partition("t", 0)
+    log.append(txn_batch(pid, epoch), now_ms=NOW)
+    assert txn.end_transaction("v2", pid, epoch, True, NOW, transaction_version=2) == \
+        (pid, epoch + 1)
+    assert meta.state == S.COMPLETE_COMMIT and log.last_stable_offset == 2
+    marker = log.read(1, 1 << 20)
+    from trioka.log.records import iter_batches
+    (batch,) = list(iter_batches(marker.records))
+    assert batch.is_control and batch.producer_epoch == epoch + 1
+    # A late batch of the finished transaction (the old epoch) is refused by the partition...
+    with pytest.raises(KafkaError) as info:
+        log.append(txn_batch(pid, epoch, seq=1), now_ms=NOW)
+    assert info.value.code == ErrorCode.INVALID_PRODUCER_EPOCH
+    # ... and by the coordinator, when it would add a partition for it.
+    assert code_of(lambda: txn.verify_partition("v2", pid, epoch, "t", 1, True, NOW)) == \
+        ErrorCode.PRODUCER_FENCED
+    # The next transaction, at the new epoch, from sequence 0.
+    txn.verify_partition("v2", pid, epoch + 1, "t", 0, True, NOW)
+    log.append(txn_batch(pid, epoch + 1, seq=0), now_ms=NOW)
+    assert txn.end_transaction("v2", pid, epoch + 1, False, NOW, transaction_version=2) == \
+        (pid, epoch + 2)
+    assert log.aborted_transactions(0, 10) == [(pid, 2)]
+
+
+async def test_v2_retried_end_txn_gets_the_same_answer(broker):
+    txn = broker.transactions
+    pid, epoch = txn.init_producer_id("v2", 60000, -1, -1, NOW)
+    txn.verify_partition("v2", pid, epoch, "t", 0, True, NOW)
+    assert txn.end_transaction("v2", pid, epoch, True, NOW, 2) == (pid, epoch + 1)
+    # Its answer lost, the producer sends the same EndTxn: the same answer, nothing written.
+    end = broker.partition("t", 0).high_watermark
+    assert txn.end_transaction("v2", pid, epoch, True, NOW, 2) == (pid, epoch + 1)
+    assert broker.partition("t", 0).high_watermark == end
+    # The retry of a commit cannot turn into an abort; an older epoch is fenced.
+    assert code_of(lambda: txn.end_transaction("v2", pid, epoch, False, NOW, 2)) == \
+        ErrorCode.INVALID_TXN_STATE
+    assert code_of(lambda: txn.end_transaction("v2", pid, epoch - 1 if epoch else -5, True,
+                                               NOW, 2)) == ErrorCode.PRODUCER_FENCED
+    # At the current epoch, a commit with nothing open is INVALID_TXN_STATE; an abort is
+    # allowed and bumps the epoch (transactions v2 may abort an empty transaction).
+    assert code_of(lambda: txn.end_transaction("v2", pid, epoch + 1, True, NOW, 2)) == \
+        ErrorCode.INVALID_TXN_STATE
+    assert txn.end_transaction("v2", pid, epoch + 1, False, NOW, 2) == (pid, epoch + 2)
+    assert txn.transactions["v2"].state == S.COMPLETE_ABORT
+
+
+async def test_v2_epoch_overflow_hands_over_a_new_producer_id(broker):
+    """The bump at the end of the transaction at epoch 32766 takes 32767 (for the markers); the
+    producer gets a new producer id at epoch 0, and a retry naming the old id still works."""
+    txn = broker.transactions
+    pid, _ = txn.init_producer_id("v2", 60000, -1, -1, NOW)
+    meta = txn.transactions["v2"]
+    meta.producer_epoch = 32766
+    txn.verify_partition("v2", pid, 32766, "t", 0, True, NOW)
+    log = broker.partition("t", 0)
+    log.append(txn_batch(pid, 32766), now_ms=NOW)
+    new_pid, new_epoch = txn.end_transaction("v2", pid, 32766, True, NOW, 2)
+    assert new_pid != pid and new_epoch == 0
+    assert meta.previous_producer_id == pid and meta.next_producer_id == -1
+    assert txn.by_producer[new_pid] == "v2" and pid not in txn.by_producer
+    assert log.producer_state.producers[pid].producer_epoch == 32767   # the marker's epoch
+    assert txn.end_transaction("v2", pid, 32766, True, NOW, 2) == (new_pid, 0)   # a retry
+    txn.verify_partition("v2", new_pid, 0, "t", 0, True, NOW)
+    assert code_of(lambda: txn.verify_partition("v2", pid, 32766, "t", 0, True, NOW)) == \
+        ErrorCode.INVALID_PRODUCER_ID_MAPPING
+
+
+async def test_v2_fencing_an_open_transaction_bumps_once(broker):
+    """A new producer (InitProducerId) fences a v2 transaction left open: its markers carry the
+    fencing epoch, one above the data, and that epoch is not bumped again (KAFKA-19367)."""
+    txn = broker.transactions
+    pid, epoch = txn.init_producer_id("v2", 60000, -1, -1, NOW)
+    txn.verify_partition("v2", pid, epoch, "t", 0, True, NOW)
+    log = broker.partition("t", 0)
+    log.append(txn_batch(pid, epoch), now_ms=NOW)
+    assert code_of(lambda: txn.init_producer_id("v2", 60000, -1, -1, NOW)) == \
+        ErrorCode.CONCURRENT_TRANSACTIONS
+    assert log.producer_state.producers[pid].producer_epoch == epoch + 1
+    assert log.aborted_transactions(0, 10) == [(pid, 0)]
+    assert txn.init_producer_id("v2", 60000, -1, -1, NOW) == (pid, epoch + 2)
+
+
+async def test_v2_state_survives_restart_as_value_version_1(broker):
+    from trioka.log.records import iter_batches
+    from trioka.wire import schema
+    txn = broker.transactions
+    pid, epoch = txn.init_producer_id("v2", 60000, -1, -1, NOW)
+    txn.verify_partition("v2", pid, epoch, "t", 0, True, NOW)
+    broker = reopen(broker)
+    meta = broker.transactions.transactions["v2"]
+    assert (meta.state, meta.client_transaction_version) == (S.ONGOING, 2)
+    values = []
+    for p in broker.logs.topic(TRANSACTION_STATE_TOPIC).partitions:
+        read = p.read(0, 1 << 20)
+        values += [r.value for b in iter_batches(read.records) for r in b.records]
+    assert values and all(schema.decode_record("TransactionLogValue", v)[0] == 1
+                          for v in values)
+    assert broker.transactions.end_transaction("v2", pid, epoch, True, NOW, 2) == \
+        (pid, epoch + 1)
+    broker.close()
+
+
+async def test_transaction_version_0_writes_value_version_0(tmp_path):
+    from trioka.log.records import iter_batches
+    from trioka.wire import schema
+    b = Broker(Config({"log.dirs": str(tmp_path), "transaction.state.log.num.partitions": "1",
+                       "trioka.transaction.version": "0"}))
+    b.open()
+    assert "transaction.version" not in b.features
+    b.transactions.init_producer_id("old", 60000, -1, -1, NOW)
+    (p,) = b.logs.topic(TRANSACTION_STATE_TOPIC).partitions
+    (batch,) = list(iter_batches(p.read(0, 1 << 20).records))
+    assert schema.decode_record("TransactionLogValue", batch.records[0].value)[0] == 0
+    b.close()
+
+
+def test_transaction_version_out_of_range_is_refused(tmp_path):
+    with pytest.raises(ValueError):
+        Broker(Config({"log.dirs": str(tmp_path), "trioka.transaction.version": "3"}))
+
+
+async def test_part1_verification_answers_transaction_abortable(broker):
+    txn = broker.transactions
+    pid, epoch = txn.init_producer_id("v1", 60000, -1, -1, NOW)
+    assert code_of(lambda: txn.verify_partition("v1", pid, epoch, "t", 0, False, NOW)) == \
+        ErrorCode.TRANSACTION_ABORTABLE
+    txn.add_partitions("v1", pid, epoch, [("t", 0)], NOW)
+    txn.verify_partition("v1", pid, epoch, "t", 0, False, NOW)
+    txn.verify_partition(None, pid, epoch, "t", 0, False, NOW)     # no id sent: by producer id
+    assert code_of(lambda: txn.verify_partition("v1", pid, epoch + 1, "t", 0, False, NOW)) == \
+        ErrorCode.PRODUCER_FENCED
+    assert code_of(lambda: txn.verify_partition("other", pid, epoch, "t", 0, False, NOW)) == \
+        ErrorCode.INVALID_PRODUCER_ID_MAPPING

@@ -864,3 +864,22 @@ def test_live_kcat_first_frame():
                                            r"\d+\.\d+\.\d+(-[0-9A-Za-z.\-]+)?")
     if req.client_software_version == "2.0.2":   # Debian's kcat: the frame is the golden one
         assert frame == bytes.fromhex(GOLDEN_KCAT)
+
+
+def test_transaction_log_value_versions():
+    """TransactionLogValue v0 has no tagged fields at all (Kafka 3.x reads it); v1 is flexible,
+    with the previous and next producer ids and the client's transaction version as tags 0-2,
+    each written only when not its default."""
+    from trioka.wire import schema
+    value = schema.record("TransactionLogValue").cls(
+        producer_id=1, producer_epoch=2, transaction_timeout_ms=3, transaction_status=1,
+        transaction_partitions=[], transaction_last_update_timestamp_ms=5,
+        transaction_start_timestamp_ms=6, previous_producer_id=7, next_producer_id=-1,
+        client_transaction_version=2)
+    assert schema.encode_record("TransactionLogValue", value, 0).hex() == (
+        "0000" "0000000000000001" "0002" "00000003" "01" "00000000"
+        "0000000000000005" "0000000000000006")
+    assert schema.encode_record("TransactionLogValue", value, 1).hex() == (
+        "0001" "0000000000000001" "0002" "00000003" "01" "01"
+        "0000000000000005" "0000000000000006"
+        "02" "00" "08" "0000000000000007" "02" "02" "0002")

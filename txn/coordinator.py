@@ -23,6 +23,7 @@ All methods that change state are plain `def`: under trio each runs without inte
 import logging
 
 from trioka.coordinator.offsets import OFFSETS_TOPIC, partition_for
+from trioka.features import TRANSACTION_VERSION
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import encode_batch, iter_batches
 from trioka.txn.states import TransactionState as S, can_transition
@@ -35,8 +36,30 @@ TRANSACTION_STATE_TOPIC = "__transaction_state"
 TRANSACTION_STATE_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600",
                              "compression.type": "producer"}
 MAX_EPOCH = 32767
+
+# What EndTxn v5+ (transactions v2) does, by state and outcome asked (True: commit), when the
+# request is a retry of one already carried out (its epoch is the one before the bump) and when
+# it is not. Transactions v2 may abort with no partition added: the epoch is bumped all the same.
+_DONE, _END, _END_EMPTY, _INVALID, _CONCURRENT = "done", "end", "end-empty", "invalid", "busy"
+V2_END_TXN: dict[tuple[S, bool], tuple[str, str]] = {
+    (S.ONGOING, True): (_END, _END),
+    (S.ONGOING, False): (_END, _END),
+    (S.EMPTY, True): (_INVALID, _INVALID),
+    (S.EMPTY, False): (_END_EMPTY, _END_EMPTY),
+    (S.COMPLETE_COMMIT, True): (_DONE, _INVALID),
+    (S.COMPLETE_COMMIT, False): (_INVALID, _END_EMPTY),
+    (S.COMPLETE_ABORT, True): (_INVALID, _INVALID),
+    (S.COMPLETE_ABORT, False): (_DONE, _END_EMPTY),
+    (S.PREPARE_COMMIT, True): (_CONCURRENT, _CONCURRENT),
+    (S.PREPARE_COMMIT, False): (_CONCURRENT, _CONCURRENT),
+    (S.PREPARE_ABORT, True): (_CONCURRENT, _CONCURRENT),
+    (S.PREPARE_ABORT, False): (_CONCURRENT, _CONCURRENT),
+    (S.PREPARE_EPOCH_FENCE, True): (_CONCURRENT, _CONCURRENT),
+    (S.PREPARE_EPOCH_FENCE, False): (_CONCURRENT, _CONCURRENT),
+    (S.DEAD, True): (_INVALID, _INVALID),
+    (S.DEAD, False): (_INVALID, _INVALID),
+}
 KEY_VERSION = 0
-VALUE_VERSION = 0
 
 TransactionLogKey = schema.record("TransactionLogKey").cls
 TransactionLogValue = schema.record("TransactionLogValue").cls
@@ -45,14 +68,17 @@ PartitionsSchema = TransactionLogValue.PartitionsSchema
 
 class TransactionMetadata:
     """What the coordinator knows of one transactional id."""
-    __slots__ = ("transactional_id", "producer_id", "last_producer_id", "producer_epoch",
-                 "last_producer_epoch", "timeout_ms", "state", "partitions", "start_ms",
-                 "last_update_ms")
+    __slots__ = ("transactional_id", "producer_id", "previous_producer_id", "next_producer_id",
+                 "producer_epoch", "last_producer_epoch", "timeout_ms", "state", "partitions",
+                 "start_ms", "last_update_ms", "client_transaction_version")
 
     def __init__(self, transactional_id: str, producer_id: int, timeout_ms: int, now_ms: int):
         self.transactional_id = transactional_id
         self.producer_id = producer_id
-        self.last_producer_id = -1
+        self.previous_producer_id = -1
+        # Transactions v2: the producer id the transaction being completed hands over to, when
+        # its epoch bump exhausted the current one.
+        self.next_producer_id = -1
         self.producer_epoch = -1
         self.last_producer_epoch = -1
         self.timeout_ms = timeout_ms
@@ -60,6 +86,9 @@ class TransactionMetadata:
         self.partitions: set[tuple[str, int]] = set()
         self.start_ms = -1
         self.last_update_ms = now_ms
+        # The transaction protocol the producer speaks (the request versions it uses): 2 for
+        # transactions v2, whose markers carry an epoch one above the transaction's data.
+        self.client_transaction_version = 0
 
     def transition(self, target: S, now_ms: int) -> None:
         if not can_transition(self.state, target):
@@ -72,12 +101,18 @@ class TransactionMetadata:
     def bump_epoch(self, new_producer_id) -> None:
         """The next epoch; a new producer id once the epoch would overflow."""
         if self.producer_epoch >= MAX_EPOCH - 1:
-            self.last_producer_id, self.last_producer_epoch = self.producer_id, self.producer_epoch
+            self.previous_producer_id, self.last_producer_epoch = self.producer_id, self.producer_epoch
             self.producer_id = new_producer_id()
             self.producer_epoch = 0
         else:
             self.last_producer_epoch = self.producer_epoch
             self.producer_epoch += 1
+
+    def fence_epoch(self) -> None:
+        """The epoch above the current one, to fence the producer: up to 32767, an epoch no
+        client is ever given (see bump_epoch), so fencing never needs a new producer id."""
+        self.last_producer_epoch = -1
+        self.producer_epoch += 1
 
     def to_record(self):
         by_topic: dict[str, list[int]] = {}
@@ -89,7 +124,10 @@ class TransactionMetadata:
             transaction_partitions=[PartitionsSchema(topic=t, partition_ids=ps)
                                     for t, ps in by_topic.items()],
             transaction_last_update_timestamp_ms=self.last_update_ms,
-            transaction_start_timestamp_ms=self.start_ms)
+            transaction_start_timestamp_ms=self.start_ms,
+            previous_producer_id=self.previous_producer_id,
+            next_producer_id=self.next_producer_id,
+            client_transaction_version=self.client_transaction_version)
 
 
 class TransactionCoordinator:
@@ -117,8 +155,11 @@ class TransactionCoordinator:
         key = schema.encode_record("TransactionLogKey",
                                    TransactionLogKey(transactional_id=meta.transactional_id),
                                    KEY_VERSION)
+        # transaction.version 1+ writes the flexible value (version 1) with the producer ids and
+        # the client's transaction version as tagged fields; level 0, Kafka 3.x's version 0.
+        value_version = 1 if self.broker.features.get(TRANSACTION_VERSION, 0) >= 1 else 0
         value = None if meta.state == S.DEAD else schema.encode_record(
-            "TransactionLogValue", meta.to_record(), VALUE_VERSION)
+            "TransactionLogValue", meta.to_record(), value_version)
         partition = logs.partition(TRANSACTION_STATE_TOPIC,
                                    partition_for(meta.transactional_id, self.num_partitions))
         partition.append(encode_batch([(key, value, [], now_ms)]), now_ms=now_ms,
@@ -161,6 +202,9 @@ class TransactionCoordinator:
         meta.partitions = {(p.topic, i) for p in v.transaction_partitions or [] for i in
                            p.partition_ids}
         meta.start_ms = v.transaction_start_timestamp_ms
+        meta.previous_producer_id = v.previous_producer_id
+        meta.next_producer_id = v.next_producer_id
+        meta.client_transaction_version = v.client_transaction_version
         old = self.transactions.get(tid)
         if old is not None:
             self.by_producer.pop(old.producer_id, None)
@@ -194,7 +238,7 @@ class TransactionCoordinator:
             current = (producer_id, producer_epoch) == (meta.producer_id, meta.producer_epoch)
             retry = meta.last_producer_epoch >= 0 and \
                 producer_epoch == meta.last_producer_epoch and \
-                producer_id in (meta.producer_id, meta.last_producer_id)
+                producer_id in (meta.producer_id, meta.previous_producer_id)
             if not (current or retry):
                 raise KafkaError(ErrorCode.PRODUCER_FENCED,
                                  f"Producer {producer_id} epoch {producer_epoch} of "
@@ -254,13 +298,17 @@ class TransactionCoordinator:
         return meta
 
     def add_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
-                       partitions: list[tuple[str, int]], now_ms: int) -> None:
-        """AddPartitionsToTxn: validated first (KafkaError for the whole request)."""
+                       partitions: list[tuple[str, int]], now_ms: int,
+                       transaction_version: int = 0) -> None:
+        """AddPartitionsToTxn: validated first (KafkaError for the whole request). With
+        transactions v2 (`transaction_version` 2) the partitions come from a Produce or a
+        TxnOffsetCommit that adds them implicitly, and the first one starts the transaction."""
         meta = self._validate(transactional_id, producer_id, producer_epoch)
         new = set(partitions) - meta.partitions
         if not new and meta.state == S.ONGOING:
             return
         meta.transition(S.ONGOING, now_ms)
+        meta.client_transaction_version = transaction_version
         if meta.start_ms < 0 or not meta.partitions:
             meta.start_ms = now_ms
         meta.partitions |= new
@@ -275,21 +323,53 @@ class TransactionCoordinator:
 
     def in_transaction(self, producer_id: int, producer_epoch: int, topic: str,
                        partition: int) -> bool:
-        """KIP-890 part 1: may this transactional batch be written to this partition?"""
+        """Is the partition in this producer's ongoing transaction, at this epoch?"""
         tid = self.by_producer.get(producer_id)
         meta = self.transactions.get(tid) if tid is not None else None
         return (meta is not None and meta.state == S.ONGOING
                 and meta.producer_epoch == producer_epoch and (topic, partition) in meta.partitions)
 
+    def verify_partition(self, transactional_id: str | None, producer_id: int,
+                         producer_epoch: int, topic: str, partition: int, add: bool,
+                         now_ms: int) -> None:
+        """KIP-890: what a partition leader asks the coordinator before it appends a
+        transactional batch (or the group coordinator before it writes transactional offsets).
+        Part 1 (`add` false, the classic protocol) only verifies: the partition must be in the
+        producer's transaction, else TRANSACTION_ABORTABLE. Part 2 (`add` true: Produce v12+,
+        TxnOffsetCommit v5+) adds it, starting the transaction if none is open. Either way an
+        unknown transactional id or another producer id is INVALID_PRODUCER_ID_MAPPING, another
+        epoch PRODUCER_FENCED and a transaction being completed CONCURRENT_TRANSACTIONS.
+        Without a transactional id (a client that sent none) the producer id names it."""
+        if transactional_id is None:
+            transactional_id = self.by_producer.get(producer_id, "")
+            if not transactional_id:
+                raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
+                                 f"Producer {producer_id} has no transactional id")
+        if add:
+            self.add_partitions(transactional_id, producer_id, producer_epoch,
+                                [(topic, partition)], now_ms, transaction_version=2)
+            return
+        meta = self._validate(transactional_id, producer_id, producer_epoch)
+        if (topic, partition) not in meta.partitions:
+            raise KafkaError(ErrorCode.TRANSACTION_ABORTABLE,
+                             f"Partition {topic}-{partition} was not added to the transaction "
+                             f"of {transactional_id}")
+
     # --- ending ---
 
     def end_transaction(self, transactional_id: str, producer_id: int, producer_epoch: int,
-                        commit: bool, now_ms: int) -> None:
-        """EndTxn: PrepareCommit/PrepareAbort, markers everywhere, CompleteCommit/Abort."""
+                        commit: bool, now_ms: int, transaction_version: int = 0
+                        ) -> tuple[int, int]:
+        """EndTxn: PrepareCommit/PrepareAbort, markers everywhere, CompleteCommit/Abort. The
+        producer id and epoch the producer goes on with: new ones only with transactions v2
+        (`transaction_version` 2, EndTxn v5+), which bump the epoch at every transaction's end."""
+        if transaction_version >= 2:
+            return self._end_transaction_v2(transactional_id, producer_id, producer_epoch,
+                                            commit, now_ms)
         meta = self._producer(transactional_id, producer_id, producer_epoch)
         state = meta.state
         if (state == S.COMPLETE_COMMIT and commit) or (state == S.COMPLETE_ABORT and not commit):
-            return      # a retry of an EndTxn that already finished
+            return meta.producer_id, meta.producer_epoch    # a retry of an EndTxn that finished
         if state in (S.PREPARE_COMMIT, S.PREPARE_ABORT, S.PREPARE_EPOCH_FENCE):
             raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
                              f"Transaction {transactional_id} is completing")
@@ -297,9 +377,63 @@ class TransactionCoordinator:
             raise KafkaError(ErrorCode.INVALID_TXN_STATE,
                              f"EndTxn({'commit' if commit else 'abort'}) of {transactional_id} "
                              f"in state {state.display}")
+        meta.client_transaction_version = transaction_version
         meta.transition(S.PREPARE_COMMIT if commit else S.PREPARE_ABORT, now_ms)
         self._persist(meta, now_ms)
         self._write_markers(meta, commit, now_ms)
+        return meta.producer_id, meta.producer_epoch
+
+    def _end_transaction_v2(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                            commit: bool, now_ms: int) -> tuple[int, int]:
+        """EndTxn v5+ (KIP-890 part 2): the epoch goes up by one as the transaction ends, and
+        its markers carry the new epoch, so that nothing the producer sent in this transaction
+        can land in the next one. The same epoch again is the next transaction; a retry of this
+        EndTxn whose answer was lost names the epoch before the bump."""
+        if not transactional_id:
+            raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
+        meta = self.transactions.get(transactional_id)
+        if meta is None:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
+                             f"Unknown transactional id {transactional_id}")
+        state = meta.state
+        retry_on_bump = meta.producer_epoch == producer_epoch + 1
+        # ... or, when that bump exhausted the epochs of the producer id, the id before it.
+        retry_on_overflow = (meta.previous_producer_id == producer_id and meta.producer_epoch == 0
+                             and producer_epoch == MAX_EPOCH - 1)
+        if meta.producer_id != producer_id and not retry_on_overflow:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
+                             f"Producer id {producer_id} does not belong to {transactional_id}")
+        valid = {S.PREPARE_COMMIT: retry_on_bump, S.PREPARE_ABORT: retry_on_bump,
+                 S.COMPLETE_COMMIT: retry_on_bump or retry_on_overflow,
+                 S.COMPLETE_ABORT: retry_on_bump or retry_on_overflow}.get(state, False)
+        if not (valid or producer_epoch == meta.producer_epoch):
+            raise KafkaError(ErrorCode.PRODUCER_FENCED,
+                             f"Epoch {producer_epoch} of {transactional_id} is fenced by epoch "
+                             f"{meta.producer_epoch}")
+        retry = retry_on_bump or retry_on_overflow
+        action = V2_END_TXN[(state, commit)][0 if retry else 1]
+        if action is _DONE:
+            return meta.producer_id, meta.producer_epoch
+        if action is _CONCURRENT:
+            raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
+                             f"Transaction {transactional_id} is completing")
+        if action is _INVALID:
+            raise KafkaError(ErrorCode.INVALID_TXN_STATE,
+                             f"EndTxn({'commit' if commit else 'abort'}) of {transactional_id} "
+                             f"in state {state.display}")
+        if meta.producer_epoch >= MAX_EPOCH - 1:
+            # The bump takes the last epoch (never given to a client); the transaction's end
+            # hands the producer a new id at epoch 0.
+            meta.next_producer_id = self.broker.producer_ids.generate()
+        meta.last_producer_epoch = meta.producer_epoch
+        meta.producer_epoch += 1
+        meta.client_transaction_version = 2
+        if action is _END_EMPTY:
+            meta.start_ms = now_ms
+        meta.transition(S.PREPARE_COMMIT if commit else S.PREPARE_ABORT, now_ms)
+        self._persist(meta, now_ms)
+        self._write_markers(meta, commit, now_ms)
+        return meta.producer_id, meta.producer_epoch
 
     def _write_markers(self, meta: TransactionMetadata, commit: bool, now_ms: int) -> None:
         """Markers to every partition of the transaction, then the Complete state."""
@@ -308,24 +442,34 @@ class TransactionCoordinator:
                 partition = self.broker.logs.partition(topic, index)
             except KafkaError:
                 continue    # the topic was deleted meanwhile: nothing to mark
-            partition.append_marker(meta.producer_id, meta.producer_epoch, commit,
-                                    self.coordinator_epoch, now_ms)
+            try:
+                partition.append_marker(meta.producer_id, meta.producer_epoch, commit,
+                                        self.coordinator_epoch, now_ms,
+                                        transaction_version=meta.client_transaction_version)
+            except KafkaError as e:
+                # A newer epoch of the producer already wrote there: this marker is stale.
+                log.warning("transaction marker of %s for %s-%d refused: %s",
+                            meta.transactional_id, topic, index, e.message)
+                continue
             if topic == OFFSETS_TOPIC:
                 self.broker.groups.complete_transaction(meta.producer_id, commit)
         meta.transition(S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT, now_ms)
         meta.partitions = set()
         meta.start_ms = -1
+        if meta.next_producer_id >= 0:
+            # Transactions v2 ran out of epochs: the next transaction is the new id's, from 0.
+            self.by_producer.pop(meta.producer_id, None)
+            meta.previous_producer_id = meta.producer_id
+            meta.producer_id, meta.producer_epoch = meta.next_producer_id, 0
+            meta.next_producer_id = -1
+            self.by_producer[meta.producer_id] = meta.transactional_id
         self._persist(meta, now_ms)
         self.broker.notify_data()     # the last stable offsets moved
 
     def _abort_with_bumped_epoch(self, meta: TransactionMetadata, now_ms: int) -> None:
-        """Fence the current producer (epoch + 1) and abort its open transaction."""
-        old_pid = meta.producer_id
-        meta.bump_epoch(self.broker.producer_ids.generate)
-        meta.last_producer_epoch = -1       # fenced, not to be resumed as a retry
-        if old_pid != meta.producer_id:
-            self.by_producer.pop(old_pid, None)
-            self.by_producer[meta.producer_id] = meta.transactional_id
+        """Fence the current producer (epoch + 1) and abort its open transaction; the markers
+        carry the fencing epoch."""
+        meta.fence_epoch()
         meta.transition(S.PREPARE_ABORT, now_ms)
         self._persist(meta, now_ms)
         self._write_markers(meta, False, now_ms)

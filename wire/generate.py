@@ -40,6 +40,11 @@ NEWER = {
         ("  name  string", ["  name  string  0-12", "  topic_id  uuid  13+"])]},
     (0, "response"): {"valid": "0-13", "replace": [
         ("  name  string", ["  name  string  0-12", "  topic_id  uuid  13+"])]},
+    # KIP-890 part 2 (Kafka 4.0): EndTxn v5 became stable; TxnOffsetCommit v5 is v4 with the
+    # group's offsets partition added to the transaction implicitly.
+    (26, "request"): {"stable": True},
+    (28, "request"): {"valid": "0-5"},
+    (28, "response"): {"valid": "0-5"},
     # KIP-1102: Metadata v13 adds a top-level error code to the response.
     (3, "request"): {"valid": "0-13"},
     (3, "response"): {"valid": "0-13", "append": ["error_code  int16  13+"]},
@@ -77,7 +82,8 @@ def field_lines(fields: list, common: dict, depth: int) -> list[str]:
         if children is None and base in common:
             children = common[base]
         parts = [name, ftype]
-        versions = f.get("versions", "0+")
+        # A tagged field given only its taggedVersions exists in exactly those versions.
+        versions = f.get("versions") or f.get("taggedVersions") or "0+"
         if versions != "0+":
             parts.append(versions)
         if "nullableVersions" in f:
@@ -158,6 +164,8 @@ def main(folder: str, record_folders: list[str] | None = None) -> None:
         if edit and "valid" in edit:
             v = entry[kind]
             entry[kind] = (edit["valid"],) + v[1:]
+        if edit and edit.get("stable"):
+            entry[kind] = entry[kind][:3] + (False,)
     w = sys.stdout.write
     w('"""Kafka\'s request and response bodies in trioka\'s compact notation (see wire/generate.py).\n\n')
     w("Each API key maps to (name, valid versions, flexible versions, unstable latest version,\n")

@@ -491,7 +491,7 @@ group_id  string
 throttle_time_ms  int32
 error_code  int16
 """),
-    26: ('EndTxn', '0-5', '3+', True, """
+    26: ('EndTxn', '0-5', '3+', False, """
 transactional_id  string
 producer_id  int64
 producer_epoch  int16
@@ -520,7 +520,7 @@ markers  []WritableTxnMarkerResult
       partition_index  int32
       error_code  int16
 """),
-    28: ('TxnOffsetCommit', '0-4', '3+', False, """
+    28: ('TxnOffsetCommit', '0-5', '3+', False, """
 transactional_id  string
 group_id  string
 producer_id  int64
@@ -1604,8 +1604,8 @@ transactional_id  string  0
 """),
     'TransactionLogValue': ('0-1', '1+', """
 producer_id  int64
-previous_producer_id  int64  tag=0  tagged=1+  default=-1
-next_producer_id  int64  tag=1  tagged=1+  default=-1
+previous_producer_id  int64  1+  tag=0  default=-1
+next_producer_id  int64  1+  tag=1  default=-1
 producer_epoch  int16
 transaction_timeout_ms  int32
 transaction_status  int8
@@ -1614,6 +1614,6 @@ transaction_partitions  []PartitionsSchema  null=0+
   partition_ids  []int32
 transaction_last_update_timestamp_ms  int64
 transaction_start_timestamp_ms  int64
-client_transaction_version  int16  tag=2  tagged=1+  default=0
+client_transaction_version  int16  1+  tag=2  default=0
 """),
 }
