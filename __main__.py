@@ -73,6 +73,11 @@ def load_config(args):
         overrides["trioka.admin.listener"] = args.admin_listener
     cfg = Config.load(args.config, overrides=overrides)
     cfg.memory = args.memory
+    from trioka.features import finalized
+    try:
+        finalized(cfg)
+    except ValueError as e:
+        raise SystemExit(f"trioka: {e}") from None
     return cfg
 
 
