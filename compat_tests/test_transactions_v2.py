@@ -71,10 +71,12 @@ class V2Producer:
             self.sequences[(topic, partition)] = seq + len(values)
         return part.error_code, part.base_offset
 
-    def send_offsets(self, group: str, topic: str, offsets: dict[int, int]) -> list[int]:
-        """TxnOffsetCommit v5 straight to the group coordinator; the partitions' error codes."""
+    def send_offsets(self, group: str, topic: str, offsets: dict[int, int], *,
+                     version: int = 5) -> list[int]:
+        """TxnOffsetCommit (v5: with no AddOffsetsToTxn before it) straight to the group
+        coordinator; the partitions' error codes."""
         r = protocol.request_class(ApiKey.TXN_OFFSET_COMMIT)
-        answer = self.conn.request(ApiKey.TXN_OFFSET_COMMIT, 5, r(
+        answer = self.conn.request(ApiKey.TXN_OFFSET_COMMIT, version, r(
             transactional_id=self.transactional_id, group_id=group,
             producer_id=self.producer_id, producer_epoch=self.epoch, generation_id=-1,
             member_id="", group_instance_id=None, topics=[r.TxnOffsetCommitRequestTopic(
@@ -265,16 +267,8 @@ def test_offsets_join_the_transaction_without_add_offsets(v2_broker, topic_name)
         assert producer.end(False)[0] == 0
         assert committed_by_consumers(b.bootstrap, group, topic_name, [0, 1]) == {0: 10, 1: 20}
         # A classic TxnOffsetCommit (v4) for a group not added to the transaction is refused.
-        r = protocol.request_class(ApiKey.TXN_OFFSET_COMMIT)
-        answer = producer.conn.request(ApiKey.TXN_OFFSET_COMMIT, 4, r(
-            transactional_id=producer.transactional_id, group_id=group,
-            producer_id=producer.producer_id, producer_epoch=producer.epoch, generation_id=-1,
-            member_id="", group_instance_id=None, topics=[r.TxnOffsetCommitRequestTopic(
-                name=topic_name, partitions=[
-                    r.TxnOffsetCommitRequestTopic.TxnOffsetCommitRequestPartition(
-                        partition_index=0, committed_offset=5, committed_leader_epoch=-1,
-                        committed_metadata="")])]))
-        assert answer.topics[0].partitions[0].error_code == ErrorCode.TRANSACTION_ABORTABLE
+        assert producer.send_offsets(group, topic_name, {0: 5}, version=4) == \
+            [ErrorCode.TRANSACTION_ABORTABLE]
     finally:
         producer.close()
 
