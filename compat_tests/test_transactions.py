@@ -781,6 +781,50 @@ def test_compaction_keeps_committed_values_over_aborted_ones(topic_name):
         b.close()
 
 
+def test_compaction_removes_markers_of_emptied_transactions(topic_name):
+    """Once compaction has removed every record of a transaction, its marker goes too (after
+    `delete.retention.ms`, here 0): the log keeps no control batch for it and no aborted
+    transaction entry, and read_committed consumers (confluent-kafka, kafka-python) still read
+    exactly the committed values. The marker of each producer's last transaction stays."""
+    b = BrokerProcess(overrides=TXN_OVERRIDES).start()
+    try:
+        create_topic(b.bootstrap, topic_name, partitions=1, configs={
+            "cleanup.policy": "compact", "segment.bytes": "1024", "delete.retention.ms": "0",
+            "min.cleanable.dirty.ratio": "0.01", "retention.ms": "-1"})
+        latest: dict[bytes, bytes] = {}
+        for name in ("one", "two"):
+            producer = ConfluentTxnProducer(b.bootstrap, unique(f"markers-{name}"))
+            producer.init()
+            for i in range(30):     # the same five keys again and again: most transactions empty
+                producer.begin()
+                key, value = b"k%d" % (i % 5), b"%s-%d-" % (name.encode(), i) + b"x" * 40
+                producer.send(topic_name, 0, value, key=key)
+                producer.flush()
+                if i % 4 == 3:
+                    producer.abort()
+                else:
+                    producer.commit()
+                    latest[key] = value
+            producer.close()
+        before = control_offsets(b.bootstrap, topic_name, 0)
+        assert len(before) == 60
+        for _ in range(3):      # keep, stamp with the horizon, remove
+            b.controls._call("POST", "/compaction")
+        after = control_offsets(b.bootstrap, topic_name, 0)
+        active = int(fetch_raw_segments(b, topic_name)[-1][:20])
+        assert len([o for o in after if o < active]) <= 2 + len(latest), sorted(after)
+        assert len(after) < len(before) // 2
+        committed = read_all(b.bootstrap, topic_name, [0], READ_COMMITTED)[0]
+        kept: dict[bytes, bytes] = {}
+        for m in committed:
+            kept[m.key()] = m.value()
+        assert kept == latest
+        assert consume_kafka_python_committed(b.bootstrap, topic_name, [0], len(committed))[0] \
+            == [m.value() for m in committed]
+    finally:
+        b.close()
+
+
 # -------------------------------------------------------------------------- fencing
 
 def test_confluent_second_producer_fences_the_first(txn_broker, topic_name):

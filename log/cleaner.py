@@ -35,7 +35,8 @@ One pass over a log:
 
    | batch                                   | kept as                                        |
    |-----------------------------------------|------------------------------------------------|
-   | control batch (COMMIT / ABORT marker)   | unchanged (markers are never removed here)     |
+   | control batch (COMMIT / ABORT marker)   | unchanged, or gone once its transaction is     |
+   |                                         | (see "Transaction markers" below)              |
    | data of an aborted transaction          | nothing, or an empty batch (see below)         |
    | records                                 | those whose key has no later offset in the map |
 
@@ -50,6 +51,15 @@ One pass over a log:
    wrote (per the partition's producer state): then an empty batch stays (recordsCount 0,
    baseTimestamp -1, the old maxTimestamp, same offsets and sequences), so that a restart that
    rebuilds producer state from the log still knows the producer's last sequence.
+   **Transaction markers** (Kafka's CleanedTransactionMetadata). Walking the log in order, the
+   pass notes, per producer, whether a batch of its open transaction is still in the log (an
+   aborted transaction's data is dropped, but a batch kept as its producer's last still counts).
+   A marker whose transaction has no batch left is empty: the first pass that sees it so stamps
+   it with a delete horizon (now + `delete.retention.ms`, the way tombstones get theirs), and a
+   pass after that time drops it, and with an ABORT marker its `.txnindex` entry, so no
+   read_committed consumer is told of an aborted transaction whose marker it will never see.
+   A marker at the producer's current epoch after its last data batch stays: it is the only
+   record of that epoch left, which a restart needs to keep fencing older epochs.
 3. **Swap** (PartitionLog.replace_segments, one synchronous step): the new segment is written
    under `<base>.log.cleaned` (+ `.index.cleaned`, `.timeindex.cleaned`, and `.txnindex.cleaned`
    holding the aborted transactions of the group's `.txnindex` files) and fsync'd; then its files
@@ -78,14 +88,13 @@ pass checks that the segments it works on are still the log's (retention, Delete
 topic deletion may have removed them meanwhile) and gives up otherwise. Appends only touch the
 active segment, which a pass never cleans. Nothing here waits or imports trio.
 
-Not done: removing transaction markers (Kafka drops a marker once no data of its transaction
-remains and the marker's own delete horizon passed; here markers stay), forcing a roll of the
-active segment when `max.compaction.lag.ms` passes, limits on the size of a group's indexes,
+Not done: forcing a roll of the active segment when `max.compaction.lag.ms` passes, limits on the size of a group's indexes,
 and Kafka's hashing of keys into a fixed-size dedupe buffer (keys are held as they are).
 """
 
 import dataclasses
 import logging
+import struct
 import weakref
 from bisect import bisect_right
 
@@ -93,11 +102,13 @@ from trioka.log.batch import (CURRENT_MAGIC, HEADER_SIZE, LOG_OVERHEAD, MAGIC_OF
                               MIN_BATCH_LENGTH, BatchScan, BatchInfo, read_header)
 from trioka.log.checkpoint import (CLEANER_OFFSET_CHECKPOINT, CheckpointError,
                                    read_offset_checkpoint, write_offset_checkpoint)
-from trioka.log.records import NO_TIMESTAMP, Record, decode_batch, encode_batch
+from trioka.log.records import (NO_TIMESTAMP, ControlRecordType, Record, decode_batch,
+                                decode_control_key, encode_batch)
 from trioka.log.segment import (CLEANED_FILE_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
                                 SEGMENT_SUFFIXES, SWAP_FILE_SUFFIX, TIME_INDEX_SUFFIX,
                                 TXN_INDEX_SUFFIX, LogSegment, parse_segment_file_name,
                                 segment_file_name)
+from trioka.log.txn_index import ENTRY_SIZE
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.cleaner")
@@ -110,6 +121,9 @@ STEP_BYTES = 512 * 1024
 MAX_MAP_ENTRIES = 1_000_000
 INDEX_SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX)
 DELETED_FILE_SUFFIX = ".deleted"
+# A `.txnindex` entry's last offset (its marker's offset): after the version and producer id.
+_LAST_OFFSET = struct.Struct(">q")
+_LAST_OFFSET_AT = 2 + 8 + 8
 
 
 class _Interrupted(Exception):
@@ -352,7 +366,7 @@ class LogCleaner:
         # 2. Recopy from the log start into new segments, each swapped in when full.
         context = _Context(offset_map, aborted, now_ms,
                            min(now_ms + config.delete_retention_ms, LONG_MAX),
-                           plog.producer_state, result)
+                           plog.producer_state, result, plog.txn_index.collect(0, end))
         i = 0
         while i < len(watched) - 1:
             _check(plog, watched)
@@ -392,7 +406,7 @@ class LogCleaner:
                         yield
                         _check(plog, watched)
                 if changed or len(group) > 1:
-                    _write_txn_index(plog.files, group, cleaned)
+                    _write_txn_index(plog.files, group, cleaned, context.dropped_markers)
                     plog.replace_segments(group, cleaned)
             finally:
                 if cleaned.file_suffix == CLEANED_FILE_SUFFIX:
@@ -418,7 +432,8 @@ class LogCleaner:
 class _Context:
     """What deciding the fate of each batch needs during one pass."""
 
-    def __init__(self, offset_map, aborted, now_ms, new_horizon, producer_state, result):
+    def __init__(self, offset_map, aborted, now_ms, new_horizon, producer_state, result,
+                 aborted_entries=()):
         self.offset_map = offset_map
         self.aborted = aborted
         self.now_ms = now_ms
@@ -426,6 +441,48 @@ class _Context:
         self.producer_state = producer_state
         self.result = result
         self.earliest_horizon: int | None = None
+        # The transactions met so far in the walk: producers whose committed transaction still
+        # has a batch, and producers in an aborted transaction -> whether a batch of it is left.
+        self._aborted_queue = sorted(aborted_entries, key=lambda t: t.first_offset)
+        self._next_aborted = 0
+        self.ongoing_committed: set[int] = set()
+        self.ongoing_aborted: dict[int, bool] = {}
+        self.dropped_markers: set[int] = set()   # offsets of the markers this pass removes
+
+    def _enter_aborted_up_to(self, offset: int) -> None:
+        queue = self._aborted_queue
+        while self._next_aborted < len(queue) and \
+                queue[self._next_aborted].first_offset <= offset:
+            self.ongoing_aborted[queue[self._next_aborted].producer_id] = False
+            self._next_aborted += 1
+
+    def on_data_batch(self, info: BatchInfo) -> None:
+        """A data batch met in the walk (whatever becomes of its records)."""
+        self._enter_aborted_up_to(info.last_offset)
+        if info.is_transactional:
+            if info.producer_id in self.ongoing_aborted:
+                self.ongoing_aborted[info.producer_id] = True
+            else:
+                self.ongoing_committed.add(info.producer_id)
+
+    def marker_is_empty(self, info: BatchInfo, kind: int) -> bool:
+        """A marker met in the walk: whether no batch of its transaction is left."""
+        self._enter_aborted_up_to(info.last_offset)
+        if kind == ControlRecordType.ABORT:
+            return not self.ongoing_aborted.pop(info.producer_id, False)
+        if kind == ControlRecordType.COMMIT:
+            if info.producer_id in self.ongoing_committed:
+                self.ongoing_committed.discard(info.producer_id)
+                return False
+            return True
+        return kind < 0     # a marker without a record: already emptied
+
+    def is_current_epoch_marker(self, info: BatchInfo) -> bool:
+        """Whether this marker is all that is left of its producer's current epoch: the
+        producer has no data batch at that epoch (Kafka's "last record of the producer")."""
+        entry = self.producer_state.producers.get(info.producer_id)
+        return bool(entry is not None and entry.last_data_offset is None
+                    and entry.producer_epoch == info.producer_epoch)
 
     def is_last_of_producer(self, info: BatchInfo) -> bool:
         """Whether this batch is the last one its producer wrote (Kafka keeps it, if need be
@@ -446,7 +503,8 @@ def _clean_batch(info: BatchInfo, data, context: _Context):
     docstring)."""
     result = context.result
     if info.is_control:
-        return data
+        return _clean_marker(info, data, context)
+    context.on_data_batch(info)
     if info.records_count == 0 or context.aborted.holds(info):
         result.records_read += info.records_count
         if context.is_last_of_producer(info):
@@ -486,6 +544,30 @@ def _clean_batch(info: BatchInfo, data, context: _Context):
     else:
         horizon = None
     return _rebuilt_batch(batch, kept, horizon)
+
+
+def _clean_marker(info: BatchInfo, data, context: _Context):
+    """A transaction marker: kept, stamped with a delete horizon, or dropped (the module
+    docstring's "Transaction markers")."""
+    batch = decode_batch(data)
+    kind = decode_control_key(batch.records[0].key)[1] if batch.records else -1
+    if not context.marker_is_empty(info, kind) or context.is_current_epoch_marker(info):
+        return data
+    horizon = batch.delete_horizon_ms
+    if horizon is not None and context.now_ms >= horizon:
+        context.dropped_markers.add(info.base_offset)
+        return None
+    if horizon is not None:
+        context.note_horizon(horizon)
+        return data
+    context.note_horizon(context.new_horizon)
+    records = [Record(r.offset_delta, 0, r.key, r.value, r.headers, None,
+                      batch.base_timestamp + r.timestamp_delta) for r in batch.records]
+    return encode_batch(
+        records, base_offset=batch.base_offset, producer_id=batch.producer_id,
+        producer_epoch=batch.producer_epoch, base_sequence=batch.base_sequence,
+        transactional=True, control=True, partition_leader_epoch=batch.partition_leader_epoch,
+        last_offset_delta=batch.last_offset_delta, delete_horizon_ms=context.new_horizon)
 
 
 def _rebuilt_batch(batch, kept: list[Record], horizon: int | None) -> bytes:
@@ -594,9 +676,10 @@ def _corrupt(segment: LogSegment, position: int) -> KafkaError:
                       f"{segment.directory}")
 
 
-def _write_txn_index(files, group: list[LogSegment], cleaned: LogSegment) -> None:
-    """The aborted transactions of the group's `.txnindex` files, for the cleaned segment (its
-    markers are all kept, so every entry still applies)."""
+def _write_txn_index(files, group: list[LogSegment], cleaned: LogSegment,
+                     dropped_markers: set[int] = frozenset()) -> None:
+    """The aborted transactions of the group's `.txnindex` files, for the cleaned segment, but
+    those whose ABORT marker this pass dropped."""
     name = segment_file_name(cleaned.base_offset, TXN_INDEX_SUFFIX) + CLEANED_FILE_SUFFIX
     path = f"{cleaned.directory}/{name}"
     files.remove(path)
@@ -604,7 +687,11 @@ def _write_txn_index(files, group: list[LogSegment], cleaned: LogSegment) -> Non
     for segment in group:
         source = f"{segment.directory}/{segment_file_name(segment.base_offset, TXN_INDEX_SUFFIX)}"
         if files.exists(source):
-            parts.append(files.read_small(source))
+            data = files.read_small(source)
+            data = data[:len(data) - len(data) % ENTRY_SIZE]
+            parts.extend(data[pos:pos + ENTRY_SIZE] for pos in range(0, len(data), ENTRY_SIZE)
+                         if _LAST_OFFSET.unpack_from(data, pos + _LAST_OFFSET_AT)[0]
+                         not in dropped_markers)
     if any(parts):
         f = files.open(path)
         try:

@@ -54,7 +54,7 @@ class BatchMetadata:
 
 class ProducerStateEntry:
     __slots__ = ("producer_id", "producer_epoch", "batches", "coordinator_epoch",
-                 "current_txn_first_offset", "last_timestamp")
+                 "current_txn_first_offset", "last_timestamp", "last_data_offset")
 
     def __init__(self, producer_id: int, producer_epoch: int = NO_PRODUCER_EPOCH):
         self.producer_id = producer_id
@@ -63,6 +63,11 @@ class ProducerStateEntry:
         self.coordinator_epoch = -1
         self.current_txn_first_offset: int | None = None
         self.last_timestamp = -1
+        # The last offset of the producer's last data batch at its current epoch (coordinator
+        # batches without sequences included); None when it has none, as after a transactions
+        # v2 marker raised the epoch. The log cleaner keeps a marker that is all that is left of
+        # an epoch.
+        self.last_data_offset: int | None = None
 
     @property
     def last_seq(self) -> int:
@@ -83,6 +88,7 @@ class ProducerStateEntry:
             self.batches = []
         self.batches.append(BatchMetadata(first_seq, last_seq, first_offset, last_offset,
                                           timestamp))
+        self.last_data_offset = last_offset
         if len(self.batches) > NUM_BATCHES_TO_RETAIN:
             del self.batches[0]
         self.last_timestamp = timestamp
@@ -150,6 +156,7 @@ class ProducerStateManager:
             if info.producer_epoch > entry.producer_epoch:
                 entry.producer_epoch = info.producer_epoch
                 entry.batches = []
+            entry.last_data_offset = info.last_offset
         else:
             entry.add_batch(info.producer_epoch, info.base_sequence, info.last_sequence,
                             info.base_offset, info.last_offset, info.max_timestamp)
@@ -189,6 +196,7 @@ class ProducerStateManager:
         if producer_epoch > entry.producer_epoch:
             entry.producer_epoch = producer_epoch
             entry.batches = []
+            entry.last_data_offset = None
         first = entry.current_txn_first_offset
         entry.current_txn_first_offset = None
         self.ongoing.pop(producer_id, None)
@@ -242,6 +250,7 @@ class ProducerStateManager:
             if last_offset >= 0:
                 e.batches.append(BatchMetadata(last_seq - delta, last_seq,
                                                last_offset - delta, last_offset, timestamp))
+                e.last_data_offset = last_offset
             e.last_timestamp = timestamp
             e.coordinator_epoch = coord_epoch
             e.current_txn_first_offset = None if txn_first < 0 else txn_first

@@ -386,6 +386,73 @@ def test_aborted_transactions_are_removed_and_never_hide_committed_records(files
     assert reopen(files).aborted_transactions(0, 6) == [(5, 1)]
 
 
+def test_markers_of_emptied_transactions_get_a_horizon_then_go(files):
+    """A marker stays while a batch of its transaction is in the log; the first pass that
+    finds none stamps it with a delete horizon, a pass after the horizon drops it, and with an
+    ABORT marker its .txnindex entry, so read_committed consumers are not told of it."""
+    log = open_log(files, compact_config(delete_retention_ms=1000))
+    model = Model()
+    txn = dict(producer_id=5, producer_epoch=0, transactional=True)
+    put(log, model, [(b"a", b"aborted")], base_sequence=0, **txn)               # 0
+    log.append_marker(5, 0, False, 0, NOW)                                      # 1 ABORT
+    put(log, model, [(b"b", b"b1")], base_sequence=1, **txn)                    # 2
+    log.append_marker(5, 0, True, 0, NOW)                                       # 3 COMMIT
+    put(log, model, [(b"c", b"c1")], base_sequence=2, **txn)                    # 4
+    log.append_marker(5, 0, True, 0, NOW)                                       # 5 COMMIT
+    put(log, model, [(b"b", b"b2")])                                            # 6
+    log.roll(NOW)
+    put(log, model, [(b"tail", b"t")])                                          # 7
+    cleaner = cleaner_for(files, log)
+
+    def markers():
+        return [(b.base_offset, b.delete_horizon_ms) for b in stored(log) if b.is_control_batch]
+
+    cleaner.clean_now(NOW)           # the transactions' data was still there: markers kept
+    assert markers() == [(1, None), (3, None), (5, None)]
+    assert [o for o, _, _, _ in visible(log)] == [4, 6, 7]
+    cleaner.clean_now(NOW)           # now their transactions are empty: horizons
+    assert markers() == [(1, NOW + 1000), (3, NOW + 1000), (5, None)]
+    assert log.aborted_transactions(0, 8) == [(5, 0)]
+    assert cleaner.filthiest(NOW + 1000).log is log      # the horizon makes a pass due
+    cleaner.clean_now(NOW + 1000)
+    assert markers() == [(5, None)]
+    assert log.aborted_transactions(0, 8) == []
+    assert [(o, k, v) for o, k, v, _ in visible(log)] == \
+        [(4, b"c", b"c1"), (6, b"b", b"b2"), (7, b"tail", b"t")]
+    log.close()
+    log = reopen(files)
+    assert log.aborted_transactions(0, 8) == [] and log.last_stable_offset == 8
+
+
+def test_the_marker_holding_a_producers_epoch_stays(files):
+    """Transactions v2: the marker of the last transaction carries an epoch no data has. Once
+    the transaction's data is gone it is the only record of that epoch, so it stays, and a
+    restart that rebuilds producer state from the log still fences the older epoch."""
+    log = open_log(files, compact_config(delete_retention_ms=0))
+    model = Model()
+    put(log, model, [(b"x", b"v")], producer_id=9, producer_epoch=0, base_sequence=0,
+        transactional=True)                                                     # 0
+    log.append_marker(9, 1, True, 0, NOW, transaction_version=2)                # 1 COMMIT
+    put(log, model, [(b"x", b"newer")])                                         # 2
+    log.roll(NOW)
+    put(log, model, [(b"tail", b"t")])                                          # 3
+    cleaner = cleaner_for(files, log)
+    for _ in range(3):
+        cleaner.clean_now(NOW + 1)
+    assert [(b.base_offset, b.producer_epoch) for b in stored(log) if b.is_control_batch] == \
+        [(1, 1)]
+    log.close()
+    for name in files.listdir(DIRECTORY):
+        if name.endswith(".snapshot"):
+            files.remove(f"{DIRECTORY}/{name}")
+    log = reopen(files)
+    zombie = encode_batch([(b"x", b"late")], producer_id=9, producer_epoch=0, base_sequence=1,
+                          transactional=True)
+    with pytest.raises(KafkaError) as error:
+        log.append(zombie, now_ms=NOW)
+    assert error.value.code == ErrorCode.INVALID_PRODUCER_EPOCH
+
+
 def test_cleaning_stops_at_the_last_stable_offset(files):
     log = open_log(files)
     model = Model()
