@@ -17,6 +17,7 @@ OFFSET_METADATA_TOO_LARGE; unknown partitions UNKNOWN_TOPIC_OR_PARTITION.
 
 import time
 
+from trioka.apis.add_partitions_to_txn import fenced_code
 from trioka.coordinator.offsets import OFFSETS_TOPIC, OffsetAndMetadata
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -28,25 +29,21 @@ PartitionResult = TopicResult.TxnOffsetCommitResponsePartition
 
 
 def _check_transaction(broker, request, version: int) -> None:
-    txn = broker.transactions
-    tid = txn.by_producer.get(request.producer_id)
-    meta = txn.transactions.get(tid) if tid is not None else None
-    if meta is None or tid != request.transactional_id:
-        raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING)
-    if request.producer_epoch != meta.producer_epoch:
-        raise KafkaError(ErrorCode.PRODUCER_FENCED if version >= 3
-                         else ErrorCode.INVALID_PRODUCER_EPOCH)
+    """The transaction coordinator's word on the group's offsets partition: verified up to v4,
+    added from v5 (the producer checks, then the partition's)."""
+    if not request.transactional_id:
+        raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING, "Empty transactional id")
     partition = broker.groups.topic.partition_for(request.group_id)
     try:
-        txn.verify_partition(request.transactional_id, request.producer_id,
-                             request.producer_epoch, OFFSETS_TOPIC, partition, version >= 5,
-                             int(time.time() * 1000))
+        broker.transactions.verify_partition(
+            request.transactional_id, request.producer_id, request.producer_epoch,
+            OFFSETS_TOPIC, partition, version >= 5, int(time.time() * 1000))
     except KafkaError as e:
         if e.code == ErrorCode.TRANSACTION_ABORTABLE and version < 4:
             raise KafkaError(ErrorCode.INVALID_TXN_STATE,
                              f"Group {request.group_id} was not added to the transaction") \
                 from None
-        raise
+        raise KafkaError(fenced_code(version, e.code, 3), e.message) from None
 
 
 async def handle(broker, request, ctx):

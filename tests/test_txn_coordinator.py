@@ -164,8 +164,8 @@ async def test_retried_epoch_bump_gets_the_current_epoch(broker):
 # --- transactions v2 (KIP-890 part 2) ---
 
 def test_v2_end_txn_table_covers_every_state():
-    from trioka.txn.coordinator import V2_END_TXN
-    assert set(V2_END_TXN) == {(state, commit) for state in S for commit in (True, False)}
+    from trioka.txn.coordinator import END_TXN
+    assert set(END_TXN) == {(state, commit) for state in S for commit in (True, False)}
 
 
 async def test_v2_produce_adds_the_partition_and_end_txn_bumps_the_epoch(broker):

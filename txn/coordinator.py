@@ -37,27 +37,29 @@ TRANSACTION_STATE_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "1048
                              "compression.type": "producer"}
 MAX_EPOCH = 32767
 
-# What EndTxn v5+ (transactions v2) does, by state and outcome asked (True: commit), when the
-# request is a retry of one already carried out (its epoch is the one before the bump) and when
-# it is not. Transactions v2 may abort with no partition added: the epoch is bumped all the same.
+# What EndTxn does, by state and outcome asked (True: commit), in three columns: the classic
+# protocol; transactions v2 (EndTxn v5+) when the request is a retry of one already carried out
+# (its epoch is the one before the bump); transactions v2 when it is not. A classic retry is told
+# apart by the state alone. Transactions v2 may abort with no partition added: the epoch is bumped
+# all the same.
 _DONE, _END, _END_EMPTY, _INVALID, _CONCURRENT = "done", "end", "end-empty", "invalid", "busy"
-V2_END_TXN: dict[tuple[S, bool], tuple[str, str]] = {
-    (S.ONGOING, True): (_END, _END),
-    (S.ONGOING, False): (_END, _END),
-    (S.EMPTY, True): (_INVALID, _INVALID),
-    (S.EMPTY, False): (_END_EMPTY, _END_EMPTY),
-    (S.COMPLETE_COMMIT, True): (_DONE, _INVALID),
-    (S.COMPLETE_COMMIT, False): (_INVALID, _END_EMPTY),
-    (S.COMPLETE_ABORT, True): (_INVALID, _INVALID),
-    (S.COMPLETE_ABORT, False): (_DONE, _END_EMPTY),
-    (S.PREPARE_COMMIT, True): (_CONCURRENT, _CONCURRENT),
-    (S.PREPARE_COMMIT, False): (_CONCURRENT, _CONCURRENT),
-    (S.PREPARE_ABORT, True): (_CONCURRENT, _CONCURRENT),
-    (S.PREPARE_ABORT, False): (_CONCURRENT, _CONCURRENT),
-    (S.PREPARE_EPOCH_FENCE, True): (_CONCURRENT, _CONCURRENT),
-    (S.PREPARE_EPOCH_FENCE, False): (_CONCURRENT, _CONCURRENT),
-    (S.DEAD, True): (_INVALID, _INVALID),
-    (S.DEAD, False): (_INVALID, _INVALID),
+END_TXN: dict[tuple[S, bool], tuple[str, str, str]] = {
+    (S.ONGOING, True): (_END, _END, _END),
+    (S.ONGOING, False): (_END, _END, _END),
+    (S.EMPTY, True): (_INVALID, _INVALID, _INVALID),
+    (S.EMPTY, False): (_INVALID, _END_EMPTY, _END_EMPTY),
+    (S.COMPLETE_COMMIT, True): (_DONE, _DONE, _INVALID),
+    (S.COMPLETE_COMMIT, False): (_INVALID, _INVALID, _END_EMPTY),
+    (S.COMPLETE_ABORT, True): (_INVALID, _INVALID, _INVALID),
+    (S.COMPLETE_ABORT, False): (_DONE, _DONE, _END_EMPTY),
+    (S.PREPARE_COMMIT, True): (_CONCURRENT, _CONCURRENT, _CONCURRENT),
+    (S.PREPARE_COMMIT, False): (_CONCURRENT, _CONCURRENT, _CONCURRENT),
+    (S.PREPARE_ABORT, True): (_CONCURRENT, _CONCURRENT, _CONCURRENT),
+    (S.PREPARE_ABORT, False): (_CONCURRENT, _CONCURRENT, _CONCURRENT),
+    (S.PREPARE_EPOCH_FENCE, True): (_CONCURRENT, _CONCURRENT, _CONCURRENT),
+    (S.PREPARE_EPOCH_FENCE, False): (_CONCURRENT, _CONCURRENT, _CONCURRENT),
+    (S.DEAD, True): (_INVALID, _INVALID, _INVALID),
+    (S.DEAD, False): (_INVALID, _INVALID, _INVALID),
 }
 KEY_VERSION = 0
 
@@ -360,60 +362,20 @@ class TransactionCoordinator:
     def end_transaction(self, transactional_id: str, producer_id: int, producer_epoch: int,
                         commit: bool, now_ms: int, transaction_version: int = 0
                         ) -> tuple[int, int]:
-        """EndTxn: PrepareCommit/PrepareAbort, markers everywhere, CompleteCommit/Abort. The
-        producer id and epoch the producer goes on with: new ones only with transactions v2
-        (`transaction_version` 2, EndTxn v5+), which bump the epoch at every transaction's end."""
+        """EndTxn: PrepareCommit/PrepareAbort, markers everywhere, CompleteCommit/Abort (the
+        END_TXN table). The producer id and epoch the producer goes on with: new ones only with
+        transactions v2 (`transaction_version` 2, EndTxn v5+), where the epoch goes up by one as
+        the transaction ends and its markers carry the new epoch, so that nothing the producer
+        sent in this transaction can land in the next one."""
         if transaction_version >= 2:
-            return self._end_transaction_v2(transactional_id, producer_id, producer_epoch,
-                                            commit, now_ms)
-        meta = self._producer(transactional_id, producer_id, producer_epoch)
+            meta, retry = self._v2_producer(transactional_id, producer_id, producer_epoch)
+            column = 1 if retry else 2
+        else:
+            meta, column = self._producer(transactional_id, producer_id, producer_epoch), 0
         state = meta.state
-        if (state == S.COMPLETE_COMMIT and commit) or (state == S.COMPLETE_ABORT and not commit):
-            return meta.producer_id, meta.producer_epoch    # a retry of an EndTxn that finished
-        if state in (S.PREPARE_COMMIT, S.PREPARE_ABORT, S.PREPARE_EPOCH_FENCE):
-            raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
-                             f"Transaction {transactional_id} is completing")
-        if state != S.ONGOING:
-            raise KafkaError(ErrorCode.INVALID_TXN_STATE,
-                             f"EndTxn({'commit' if commit else 'abort'}) of {transactional_id} "
-                             f"in state {state.display}")
-        meta.client_transaction_version = transaction_version
-        meta.transition(S.PREPARE_COMMIT if commit else S.PREPARE_ABORT, now_ms)
-        self._persist(meta, now_ms)
-        self._write_markers(meta, commit, now_ms)
-        return meta.producer_id, meta.producer_epoch
-
-    def _end_transaction_v2(self, transactional_id: str, producer_id: int, producer_epoch: int,
-                            commit: bool, now_ms: int) -> tuple[int, int]:
-        """EndTxn v5+ (KIP-890 part 2): the epoch goes up by one as the transaction ends, and
-        its markers carry the new epoch, so that nothing the producer sent in this transaction
-        can land in the next one. The same epoch again is the next transaction; a retry of this
-        EndTxn whose answer was lost names the epoch before the bump."""
-        if not transactional_id:
-            raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
-        meta = self.transactions.get(transactional_id)
-        if meta is None:
-            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
-                             f"Unknown transactional id {transactional_id}")
-        state = meta.state
-        retry_on_bump = meta.producer_epoch == producer_epoch + 1
-        # ... or, when that bump exhausted the epochs of the producer id, the id before it.
-        retry_on_overflow = (meta.previous_producer_id == producer_id and meta.producer_epoch == 0
-                             and producer_epoch == MAX_EPOCH - 1)
-        if meta.producer_id != producer_id and not retry_on_overflow:
-            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
-                             f"Producer id {producer_id} does not belong to {transactional_id}")
-        valid = {S.PREPARE_COMMIT: retry_on_bump, S.PREPARE_ABORT: retry_on_bump,
-                 S.COMPLETE_COMMIT: retry_on_bump or retry_on_overflow,
-                 S.COMPLETE_ABORT: retry_on_bump or retry_on_overflow}.get(state, False)
-        if not (valid or producer_epoch == meta.producer_epoch):
-            raise KafkaError(ErrorCode.PRODUCER_FENCED,
-                             f"Epoch {producer_epoch} of {transactional_id} is fenced by epoch "
-                             f"{meta.producer_epoch}")
-        retry = retry_on_bump or retry_on_overflow
-        action = V2_END_TXN[(state, commit)][0 if retry else 1]
+        action = END_TXN[(state, commit)][column]
         if action is _DONE:
-            return meta.producer_id, meta.producer_epoch
+            return meta.producer_id, meta.producer_epoch    # a retry of an EndTxn that finished
         if action is _CONCURRENT:
             raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
                              f"Transaction {transactional_id} is completing")
@@ -421,19 +383,47 @@ class TransactionCoordinator:
             raise KafkaError(ErrorCode.INVALID_TXN_STATE,
                              f"EndTxn({'commit' if commit else 'abort'}) of {transactional_id} "
                              f"in state {state.display}")
-        if meta.producer_epoch >= MAX_EPOCH - 1:
-            # The bump takes the last epoch (never given to a client); the transaction's end
-            # hands the producer a new id at epoch 0.
-            meta.next_producer_id = self.broker.producer_ids.generate()
-        meta.last_producer_epoch = meta.producer_epoch
-        meta.producer_epoch += 1
-        meta.client_transaction_version = 2
+        if transaction_version >= 2:
+            if meta.producer_epoch >= MAX_EPOCH - 1:
+                # The bump takes the last epoch (never given to a client); the transaction's
+                # end hands the producer a new id at epoch 0.
+                meta.next_producer_id = self.broker.producer_ids.generate()
+            meta.last_producer_epoch = meta.producer_epoch
+            meta.producer_epoch += 1
+        meta.client_transaction_version = transaction_version
         if action is _END_EMPTY:
             meta.start_ms = now_ms
         meta.transition(S.PREPARE_COMMIT if commit else S.PREPARE_ABORT, now_ms)
         self._persist(meta, now_ms)
         self._write_markers(meta, commit, now_ms)
         return meta.producer_id, meta.producer_epoch
+
+    def _v2_producer(self, transactional_id: str, producer_id: int, producer_epoch: int):
+        """The metadata an EndTxn v5+ of this producer acts on, and whether the request is a
+        retry: the same epoch is the current transaction; a retry of an EndTxn whose answer was
+        lost names the epoch before the bump or, when that bump exhausted the epochs of the
+        producer id, the id before it."""
+        if not transactional_id:
+            raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
+        meta = self.transactions.get(transactional_id)
+        if meta is None:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
+                             f"Unknown transactional id {transactional_id}")
+        retry_on_bump = meta.producer_epoch == producer_epoch + 1
+        retry_on_overflow = (meta.previous_producer_id == producer_id and meta.producer_epoch == 0
+                             and producer_epoch == MAX_EPOCH - 1)
+        if meta.producer_id != producer_id and not retry_on_overflow:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
+                             f"Producer id {producer_id} does not belong to {transactional_id}")
+        # Which retries each state allows; any other epoch than the current one is fenced.
+        allowed = {S.PREPARE_COMMIT: retry_on_bump, S.PREPARE_ABORT: retry_on_bump,
+                   S.COMPLETE_COMMIT: retry_on_bump or retry_on_overflow,
+                   S.COMPLETE_ABORT: retry_on_bump or retry_on_overflow}.get(meta.state, False)
+        if not (allowed or producer_epoch == meta.producer_epoch):
+            raise KafkaError(ErrorCode.PRODUCER_FENCED,
+                             f"Epoch {producer_epoch} of {transactional_id} is fenced by epoch "
+                             f"{meta.producer_epoch}")
+        return meta, retry_on_bump or retry_on_overflow
 
     def _write_markers(self, meta: TransactionMetadata, commit: bool, now_ms: int) -> None:
         """Markers to every partition of the transaction, then the Complete state."""
