@@ -247,7 +247,31 @@ class Fault:
 _DOWN = Fault(action="down")
 
 
-class Controls:
+class RuleShortcuts:
+    """The one-action forms of `add(action, **fields)`, for every face of the controls: the
+    broker's own (Controls), the embedded broker's proxy and the admin endpoint's client."""
+
+    def add(self, action, **fields):
+        raise NotImplementedError
+
+    def error(self, error, **match):
+        """Answer matching requests with `error` (a name or a code)."""
+        return self.add("error", error=error, **match)
+
+    def delay(self, delay_ms: int, **match):
+        """Hold matching requests `delay_ms` before handling them."""
+        return self.add("delay", delay_ms=delay_ms, **match)
+
+    def disconnect(self, when: str = "before", **match):
+        """Close the connection before (not applied) or after (applied, not answered) handling."""
+        return self.add("disconnect", when=when, **match)
+
+    def drop_response(self, **match):
+        """Handle matching requests and never answer them."""
+        return self.add("drop_response", **match)
+
+
+class Controls(RuleShortcuts):
     """The rule list and the down state of one broker. `active` is the one thing the server
     reads per request: true while there is any rule, or the broker is down."""
 
@@ -277,22 +301,6 @@ class Controls:
         log.info("control %d added: %s", rule.id, rule.describe())
         self._update()
         return rule
-
-    def error(self, error, **match) -> Rule:
-        """Answer matching requests with `error` (a name or a code)."""
-        return self.add("error", error=error, **match)
-
-    def delay(self, delay_ms: int, **match) -> Rule:
-        """Hold matching requests `delay_ms` before handling them."""
-        return self.add("delay", delay_ms=delay_ms, **match)
-
-    def disconnect(self, when: str = "before", **match) -> Rule:
-        """Close the connection before (not applied) or after (applied, not answered) handling."""
-        return self.add("disconnect", when=when, **match)
-
-    def drop_response(self, **match) -> Rule:
-        """Handle matching requests and never answer them."""
-        return self.add("drop_response", **match)
 
     def remove(self, rule_id: int) -> bool:
         """Remove one rule by id; whether it was there."""

@@ -20,6 +20,7 @@ import threading
 import trio
 
 from trioka.config import Config
+from trioka.controls import RuleShortcuts
 from trioka.server import Server
 
 _names = itertools.count(1)
@@ -171,7 +172,7 @@ class Broker:
         return ControlsProxy(self)
 
 
-class ControlsProxy:
+class ControlsProxy(RuleShortcuts):
     """The embedded broker's `broker.controls`, each call made in the broker's thread. Rules come
     back as dicts (a snapshot: `matched` and `applied` as they were), as from the admin endpoint."""
 
@@ -180,18 +181,6 @@ class ControlsProxy:
 
     def add(self, action: str, **fields) -> dict:
         return self._broker.call(lambda b: b.controls.add(action, **fields).to_dict())
-
-    def error(self, error, **match) -> dict:
-        return self.add("error", error=error, **match)
-
-    def delay(self, delay_ms: int, **match) -> dict:
-        return self.add("delay", delay_ms=delay_ms, **match)
-
-    def disconnect(self, when: str = "before", **match) -> dict:
-        return self.add("disconnect", when=when, **match)
-
-    def drop_response(self, **match) -> dict:
-        return self.add("drop_response", **match)
 
     def list(self) -> list[dict]:
         return self._broker.call(lambda b: b.controls.list())

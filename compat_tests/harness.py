@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from trioka.controls import RuleShortcuts
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 JS_DIR = os.path.join(HERE, "js")
 _READY = re.compile(r"trioka ready: \S+://([\d.]+):(\d+)")
@@ -107,7 +109,7 @@ class BrokerProcess:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-class ControlsClient:
+class ControlsClient(RuleShortcuts):
     """A broker's fault-injection rules through its admin endpoint (trioka/admin_endpoint.py).
     Rules are dicts as the endpoint answers them: `id`, `action`, `matched`, `applied`, ..."""
 
@@ -131,18 +133,6 @@ class ControlsClient:
     def add(self, action: str, **fields) -> dict:
         """A rule: `add("error", api="Produce", error="NOT_LEADER_OR_FOLLOWER", count=3)`."""
         return self._call("POST", "/controls", {"action": action, **fields})
-
-    def error(self, error, **match) -> dict:
-        return self.add("error", error=error, **match)
-
-    def delay(self, delay_ms: int, **match) -> dict:
-        return self.add("delay", delay_ms=delay_ms, **match)
-
-    def disconnect(self, when: str = "before", **match) -> dict:
-        return self.add("disconnect", when=when, **match)
-
-    def drop_response(self, **match) -> dict:
-        return self.add("drop_response", **match)
 
     def list(self) -> list:
         return self._call("GET", "/controls")["rules"]

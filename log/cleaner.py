@@ -334,7 +334,8 @@ class LogCleaner:
         first_dirty = todo.first_dirty_offset
         end = todo.first_uncleanable_offset
         watched = _segments_up_to(plog, end)
-        aborted = _AbortedTransactions(plog.txn_index.collect(0, end))
+        aborted_entries = plog.txn_index.collect(0, end)
+        aborted = _AbortedTransactions(aborted_entries)
 
         # 1. The offset map over the cleanable dirty section.
         offset_map: dict[bytes, int] = {}
@@ -366,7 +367,7 @@ class LogCleaner:
         # 2. Recopy from the log start into new segments, each swapped in when full.
         context = _Context(offset_map, aborted, now_ms,
                            min(now_ms + config.delete_retention_ms, LONG_MAX),
-                           plog.producer_state, result, plog.txn_index.collect(0, end))
+                           plog.producer_state, result, aborted_entries)
         i = 0
         while i < len(watched) - 1:
             _check(plog, watched)
