@@ -73,7 +73,7 @@ def load_config(args):
         overrides["trioka.admin.listener"] = args.admin_listener
     cfg = Config.load(args.config, overrides=overrides)
     cfg.memory = args.memory
-    from trioka.features import finalized
+    from trioka.config import finalized
     try:
         finalized(cfg)
     except ValueError as e:

@@ -1,4 +1,5 @@
-"""Broker: the root of all state (logs, topics, fetch sessions, waiters). No sockets here.
+"""BrokerState: the root of all state of one broker (logs, topics, coordinators, fetch sessions,
+controls, the clock, waiters). No sockets here: server.py serves it.
 
 Handlers change state only through the owners' methods. Methods that change state are plain `def`
 with no `await` inside, so under trio each runs to completion without interleaving (no locks).
@@ -10,13 +11,14 @@ only replica and ISR, so the high watermark moves with every append.
 
 import json
 import logging
-import time
 
 import trio
 
-from trioka.config import DYNAMIC_KEYS, KEYS, Config, topic_defaults
-from trioka.controls import Controls
-from trioka.features import finalized
+from trioka.clock import Clock
+from trioka.config import DYNAMIC_KEYS, KEYS, Config, Listener, finalized, parse_listeners, \
+    topic_defaults
+from trioka.controls.rules import Controls
+from trioka.log.fetch_sessions import FetchSessionCache
 from trioka.log.manager import LogManager, validate_topic_name
 from trioka.log.partition import LogConfig
 from trioka.txn.producer_ids import ProducerIdManager
@@ -32,22 +34,11 @@ INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC})
 DYNAMIC_CONFIGS_FILE = "trioka-dynamic-configs.json"
 
 
-class Listener:
-    """A listener from `listeners`: its name (security protocol), bind host and port."""
-    __slots__ = ("name", "host", "port")
-
-    def __init__(self, name: str, host: str, port: int):
-        self.name = name
-        self.host = host
-        self.port = port
-
-    def __repr__(self) -> str:
-        return f"{self.name}://{self.host}:{self.port}"
-
-
-class Broker:
-    def __init__(self, config: Config | None = None):
+class BrokerState:
+    def __init__(self, config: Config | None = None, *, clock: Clock | None = None):
         self.config = config or Config()
+        # Every read of time and every timer of this broker goes through this clock (clock.py).
+        self.clock = clock or Clock()
         self.node_id: int = self.config.node_id_value
         self.rack: str | None = self.config.broker_rack or None
         # A single broker never changes leader, so every partition stays at leader epoch 0.
@@ -60,13 +51,13 @@ class Broker:
         # highest epoch they have seen, so a restart with other levels must come with a higher
         # one; the start time in milliseconds is.
         self.features = finalized(self.config)
-        self.features_epoch = int(time.time() * 1000)
+        self.features_epoch = self.clock.wall_ms()
         # The coordinators and the log cleaner are built on first use (see their properties).
         self._cleaner = None
         self._groups = None
         self._transactions = None
         self.shutting_down = trio.Event()
-        # Fault injection for tests (controls.py): rules the server applies to requests.
+        # Fault injection for tests (controls/rules.py): rules the server applies to requests.
         self.controls = Controls(
             topic_name_of=lambda topic_id: getattr(self.logs.topic_by_id(topic_id), "name", None),
             operations={"retention": self.enforce_retention, "compaction": self.compact_now})
@@ -74,7 +65,6 @@ class Broker:
         self.listeners: list[Listener] = []
         self._advertised: dict[str, tuple[str, int]] = {}
         self._data_event = trio.Event()
-        from trioka.apis.fetch_sessions import FetchSessionCache
         self.fetch_sessions = FetchSessionCache(
             self.config.max_incremental_fetch_session_cache_slots)
 
@@ -117,7 +107,7 @@ class Broker:
         if self._transactions is None:
             from trioka.txn.coordinator import TransactionCoordinator
             self._transactions = TransactionCoordinator(self)
-            self._transactions.load(int(time.time() * 1000))
+            self._transactions.load(self.clock.wall_ms())
         return self._transactions
 
     @property
@@ -146,25 +136,25 @@ class Broker:
     async def _transaction_timeout_loop(self) -> None:
         interval = self.config.transaction_abort_timed_out_transaction_cleanup_interval_ms
         while True:
-            await trio.sleep(interval / 1000)
+            await self.clock.sleep(interval / 1000)
             if self._transactions is not None:
-                self._transactions.expire(int(time.time() * 1000))
+                self._transactions.expire(self.clock.wall_ms())
 
     async def _checkpoint_loop(self) -> None:
         while True:
-            await trio.sleep(60)
+            await self.clock.sleep(60)
             self.logs.checkpoint()
 
     async def _retention_loop(self) -> None:
         while True:
-            await trio.sleep(self.config.log_retention_check_interval_ms / 1000)
+            await self.clock.sleep(self.config.log_retention_check_interval_ms / 1000)
             self.enforce_retention()
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """One retention pass (Kafka runs one every log.retention.check.interval.ms): segments
         older than retention.ms or beyond retention.bytes go, log start offsets move up. Tests
         call it to see retention happen without waiting. Returns the segments deleted."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = self.clock.wall_ms() if now_ms is None else now_ms
         deleted = self.logs.delete_old_segments(now_ms)
         if deleted:
             self.logs.checkpoint()
@@ -175,19 +165,19 @@ class Broker:
         """Kafka's log cleaner thread: every log.cleaner.backoff.ms, clean the compacted log most
         worth it, in bounded steps with the requests of clients served in between."""
         while True:
-            await trio.sleep(self.config.log_cleaner_backoff_ms / 1000)
+            await self.clock.sleep(self.config.log_cleaner_backoff_ms / 1000)
             # Each step reads up to log.cleaner.io.buffer.size bytes; the pause after it keeps
             # the pass under log.cleaner.io.max.bytes.per.second, as Kafka's throttle does.
             pause = self.config.log_cleaner_io_buffer_size / \
                 self.config.log_cleaner_io_max_bytes_per_second
-            for _ in self.cleaner.clean_steps(int(time.time() * 1000)):
-                await trio.sleep(pause)
+            for _ in self.cleaner.clean_steps(self.clock.wall_ms()):
+                await self.clock.sleep(pause)
 
     def compact_now(self, now_ms: int | None = None) -> int:
         """Clean every compacted log now, whatever its dirty ratio (the active segment and
         anything past the last stable offset excepted). Tests call it to see compaction without
         waiting for the timer. Returns the number of partitions cleaned."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = self.clock.wall_ms() if now_ms is None else now_ms
         return len({(r.topic, r.partition) for r in self.cleaner.clean_now(now_ms)})
 
     def topic_config_defaults(self) -> LogConfig:
@@ -285,7 +275,6 @@ class Broker:
         self.listeners = listeners
         adv = {}
         if advertised:
-            from trioka.server import parse_listeners
             for a in parse_listeners(advertised):
                 adv[a.name] = (a.host, a.port)
         for lst in listeners:

@@ -101,9 +101,9 @@ KEYS: dict[str, tuple[type, object]] = {
     # trioka: the finalized level of the `transaction.version` feature (KIP-584), which Kafka
     # fixes when it formats its storage (`kafka-storage format --feature transaction.version=N`).
     # 2, Kafka 4.x's default, lets 4.x clients use transactions v2 (KIP-890 part 2); 0 or 1 keep
-    # every client on the classic protocol. See features.py.
+    # every client on the classic protocol. See `finalized` below.
     "trioka.transaction.version": (int, 2),
-    # trioka: HOST:PORT of the admin endpoint (fault injection over HTTP, admin_endpoint.py);
+    # trioka: HOST:PORT of the admin endpoint (fault injection over HTTP, controls/endpoint.py);
     # empty: none.
     "trioka.admin.listener": (str, ""),
 }
@@ -350,6 +350,74 @@ def config_text(value) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# --- listeners (`listeners`, `advertised.listeners`) ---
+
+class Listener:
+    """A listener from `listeners`: its name (security protocol), bind host and port."""
+    __slots__ = ("name", "host", "port")
+
+    def __init__(self, name: str, host: str, port: int):
+        self.name = name
+        self.host = host
+        self.port = port
+
+    def __repr__(self) -> str:
+        return f"{self.name}://{self.host}:{self.port}"
+
+
+def parse_listeners(text: str) -> list[Listener]:
+    """Kafka's syntax: `NAME://host:port[,NAME://host:port]`; an empty host means all interfaces."""
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, rest = item.partition("://")
+        if not sep:
+            raise ValueError(f"listener {item!r} is not NAME://host:port")
+        host, _, port = rest.rpartition(":")
+        host = host.strip("[]")
+        out.append(Listener(name.upper(), host, int(port)))
+    if not out:
+        raise ValueError("no listeners")
+    return out
+
+
+# --- feature levels (KIP-584) ---
+
+# Feature versions (KIP-584): what ApiVersions (v3+) tells clients the cluster has turned on.
+#
+# A Kafka cluster keeps a finalized level per feature; clients read it from the ApiVersions answer
+# and pick protocols by it. Two features here change what clients do:
+#
+# - `transaction.version`: at level 2, Kafka 4.x producers use transactions v2 (KIP-890 part 2):
+#   no AddPartitionsToTxn or AddOffsetsToTxn (Produce v12+ and TxnOffsetCommit v5+ add the partition
+#   to the transaction), and EndTxn v5+ bumps the producer epoch at the end of every transaction.
+#   Level 1 only changes how `__transaction_state` values are written (flexible, version 1). Its
+#   level is the config `trioka.transaction.version` (Kafka sets it when formatting storage).
+# - `group.version`: level 1 means the KIP-848 consumer group protocol (ConsumerGroupHeartbeat) is
+#   on, which it always is here.
+#
+# `SUPPORTED` is the range this broker could run at; `finalized` the level it runs at. A level of 0
+# is "off" and is not listed among the finalized features, as in Kafka.
+
+TRANSACTION_VERSION = "transaction.version"
+GROUP_VERSION = "group.version"
+
+# feature -> (lowest, highest) level this broker supports
+SUPPORTED: dict[str, tuple[int, int]] = {
+    GROUP_VERSION: (0, 1),
+    TRANSACTION_VERSION: (0, 2),
+}
+
+
+def finalized(config) -> dict[str, int]:
+    """feature -> its finalized level, for the features whose level is above 0."""
+    tv = config.trioka_transaction_version
+    lo, hi = SUPPORTED[TRANSACTION_VERSION]
+    if not lo <= tv <= hi:
+        raise ValueError(f"trioka.transaction.version must be between {lo} and {hi}, not {tv}")
+    levels = {GROUP_VERSION: 1, TRANSACTION_VERSION: tv}
+    return {name: level for name, level in levels.items() if level > 0}
 
 
 # What each topic config does, in a sentence (DescribeConfigs v3+ `documentation`).

@@ -13,56 +13,38 @@ closed, requests in flight get `shutdown.grace.ms` to finish, then the logs are 
 import logging
 import os
 import socket
-import struct
 
 import trio
 
 from trioka.apis import APIS
 from trioka.apis.context import Connection, RequestContext
-from trioka.broker import Broker, Listener
-from trioka.config import Config
-from trioka.controls import encode_error_response
+from trioka.broker import BrokerState
+from trioka.config import Config, Listener, parse_listeners
+from trioka.controls.rules import encode_error_response
 from trioka.log.files import FileRegion
 from trioka.wire import protocol
+from trioka.wire.framing import FrameError, FrameReader
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.types import DecodeError
 
 log = logging.getLogger("trioka.server")
 
-_SIZE = struct.Struct(">i")
-_READ_CHUNK = 256 * 1024
-_EXACT_ALLOC_LIMIT = 4 * 1024 * 1024
 
 
 class CloseConnection(Exception):
     """The peer sent something Kafka answers by closing the connection."""
 
 
-def parse_listeners(text: str) -> list[Listener]:
-    """Kafka's syntax: `NAME://host:port[,NAME://host:port]`; an empty host means all interfaces."""
-    out = []
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, rest = item.partition("://")
-        if not sep:
-            raise ValueError(f"listener {item!r} is not NAME://host:port")
-        host, _, port = rest.rpartition(":")
-        host = host.strip("[]")
-        out.append(Listener(name.upper(), host, int(port)))
-    if not out:
-        raise ValueError("no listeners")
-    return out
-
-
 class Server:
-    def __init__(self, config: Config, broker: Broker | None = None):
+    def __init__(self, config: Config, broker: BrokerState | None = None):
         self.config = config
-        self.broker = broker or Broker(config)
+        self.broker = broker or BrokerState(config)
         self.listeners = parse_listeners(config.listeners)
         self._stop = trio.Event()
         self._idle: set[trio.CancelScope] = set()
         self._busy = 0
         self._no_busy = trio.Event()
-        # Fault injection (controls.py): one attribute read per request while no rule is set.
+        # Fault injection (controls/rules.py): one attribute read per request while no rule is set.
         self.controls = self.broker.controls
         self._connections: set[trio.CancelScope] = set()   # every client connection's scope
         self.admin_address: tuple[str, int] | None = None   # the admin endpoint, when enabled
@@ -90,9 +72,9 @@ class Server:
                     sockets.append((listener, socks))
                 self.broker.set_listeners(self.listeners, self.config.advertised_listeners)
                 if self.config.trioka_admin_listener:
-                    from trioka import admin_endpoint
+                    from trioka.controls import endpoint
                     self.admin_address = await nursery.start(
-                        admin_endpoint.serve, self.controls, self.config.trioka_admin_listener)
+                        endpoint.serve, self.controls, self.config.trioka_admin_listener)
                 nursery.start_soon(self._close_connections_when_down)
                 async with trio.open_nursery() as conns:
                     for listener, socks in sockets:
@@ -108,7 +90,7 @@ class Server:
                     for scope in list(self._idle):
                         scope.cancel()
                     self.broker.shutting_down.set()
-                    with trio.move_on_after(self.config.shutdown_grace_ms / 1000):
+                    with self.broker.clock.move_on_after(self.config.shutdown_grace_ms / 1000):
                         while self._busy:
                             await self._no_busy.wait()
                     conns.cancel_scope.cancel()
@@ -125,10 +107,10 @@ class Server:
                 return
             except OSError as e:
                 log.warning("accept failed: %s", e)
-                await trio.sleep(0.01)
+                await self.broker.clock.sleep(0.01)   # EMFILE and the like: let it ease
                 continue
             if self.controls.is_down:
-                stream.socket.close()    # a down broker (controls.py) refuses every connection
+                stream.socket.close()    # a down broker (controls/rules.py) refuses every connection
                 continue
             nursery.start_soon(self._serve_connection, stream, listener)
 
@@ -160,10 +142,7 @@ class Server:
         except OSError:
             peer = "?"
         conn = Connection(peer, listener)
-        max_size = self.config.socket_request_max_bytes
-        buf = bytearray(_READ_CHUNK)
-        view = memoryview(buf)
-        start = end = 0
+        reader = FrameReader(self.config.socket_request_max_bytes)
         try:
             while not self._stop.is_set():
                 # Read until a whole frame is buffered; only this wait is cancelled on shutdown.
@@ -171,54 +150,18 @@ class Server:
                 self._idle.add(scope)
                 try:
                     with scope:
-                        while True:
-                            if end - start >= 4:
-                                (size,) = _SIZE.unpack_from(buf, start)
-                                if size < 0 or size > max_size:
-                                    raise CloseConnection(f"declared frame size {size}")
-                                if end - start >= 4 + size:
-                                    break
-                                if end == len(buf):
-                                    # The frame goes past the buffer: move what we have to the
-                                    # front and, when that is not enough, grow: to the frame's
-                                    # size for frames up to 4 MiB (produce requests: no copy
-                                    # while growing), by doubling beyond, so a client that
-                                    # announces 100 MiB and sends nothing costs little.
-                                    if start == 0:
-                                        grown = 4 + size if size <= _EXACT_ALLOC_LIMIT else \
-                                            min(4 + size, max(2 * len(buf), _READ_CHUNK))
-                                        nbuf = bytearray(grown)
-                                        nbuf[:end] = view[:end]
-                                        buf, view = nbuf, memoryview(nbuf)
-                                    else:
-                                        buf[:end - start] = view[start:end]
-                                        end -= start
-                                        start = 0
-                            elif end == len(buf):
-                                # Under 4 bytes of the next size prefix, at the very end of a
-                                # full buffer: move them to the front, or the read below gets
-                                # an empty buffer, returns 0 and looks like the peer closing.
-                                buf[:end - start] = view[start:end]
-                                end -= start
-                                start = 0
-                            n = await sock.recv_into(view[end:])
+                        while (frame := reader.next_frame()) is None:
+                            n = await sock.recv_into(reader.free_space())
                             if n == 0:
                                 return
-                            end += n
+                            reader.received(n)
                 finally:
                     self._idle.discard(scope)
                 if scope.cancelled_caught:
                     return
-                # A view into the receive buffer, not a copy: the request is handled before the
-                # buffer is touched again, and produced batches are patched and written from it.
-                frame = view[start + 4:start + 4 + size]
-                start += 4 + size
-                if start == end:
-                    start = end = 0
-                    if len(buf) > 4 * _READ_CHUNK:
-                        # Idle again after a large frame: give the memory back.
-                        buf = bytearray(_READ_CHUNK)
-                        view = memoryview(buf)
+                # `frame` is a view into the reader's buffer, not a copy: the request is handled
+                # before the reader is touched again, and produced batches are patched and
+                # written from it.
                 self._busy += 1
                 try:
                     response = await self._dispatch(conn, frame)
@@ -231,7 +174,7 @@ class Server:
                         self._no_busy = trio.Event()
                 if conn.closing:
                     return
-        except CloseConnection as e:
+        except (CloseConnection, FrameError) as e:
             log.info("closing connection from %s: %s", peer, e)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError, OSError):
             pass
@@ -264,20 +207,14 @@ class Server:
             fault = self.controls.decide(header, request)
             if fault is not None:
                 return await self._apply_fault(fault, api, request, ctx)
-        try:
-            response = await api.module.handle(self.broker, request, ctx)
-        except trio.Cancelled:
-            raise
-        except Exception:
-            log.exception("handler %s v%d failed on a request from %s", ApiKey(key).name,
-                          version, conn.peer)
-            raise CloseConnection("internal error") from None
+        response = await self._handle(api, request, ctx)
         if response is None:
             return None
         return protocol.encode_response(key, version, header.correlation_id, response)
 
     async def _handle(self, api, request, ctx: RequestContext):
-        """The handler's response message (the same as in _dispatch, for _apply_fault)."""
+        """The handler's response message. A bug in a handler is logged and closes this
+        connection; the broker and its other connections carry on."""
         try:
             return await api.module.handle(self.broker, request, ctx)
         except trio.Cancelled:
@@ -288,10 +225,10 @@ class Server:
             raise CloseConnection("internal error") from None
 
     async def _apply_fault(self, fault, api, request, ctx: RequestContext):
-        """Serve a request the way broker.controls decided (controls.py)."""
+        """Serve a request the way broker.controls decided (controls/rules.py)."""
         header = ctx.header
         if fault.delay_ms:
-            with trio.move_on_after(fault.delay_ms / 1000):
+            with self.broker.clock.move_on_after(fault.delay_ms / 1000):
                 await self.broker.shutting_down.wait()
                 raise CloseConnection("shutting down while a control held the request")
         rule = fault.rule

@@ -7,7 +7,7 @@ for a version newer than we serve is answered at v0 with UNSUPPORTED_VERSION and
 range, so the client retries with a version we know; the server does that before the body is
 parsed, see server.py.
 
-From v3 the answer also carries the features (features.py): the levels this broker supports and
+From v3 the answer also carries the features (config.py, KIP-584): the levels this broker supports and
 the ones it has finalized, with their epoch. Java clients before KAFKA-17011 refuse a supported
 range starting at 0, so below v4 such a range is reported from 1, as Kafka does.
 """
@@ -53,7 +53,7 @@ async def handle(broker, request, ctx):
 
 def features(broker, version: int) -> dict:
     """The feature fields of a v3+ answer."""
-    from trioka.features import SUPPORTED
+    from trioka.config import SUPPORTED
     return {
         "supported_features": [
             Response.SupportedFeatureKey(name=name, min_version=max(lo, 1) if version < 4 else lo,

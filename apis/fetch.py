@@ -20,7 +20,7 @@ Versions 0-3 (message formats v0/v1) were removed in Kafka 4.0 and are not serve
 
 import trio
 
-from trioka.apis.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, CachedPartition
+from trioka.log.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, CachedPartition
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class

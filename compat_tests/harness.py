@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from trioka.controls import RuleShortcuts
+from trioka.controls.rules import RuleShortcuts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JS_DIR = os.path.join(HERE, "js")

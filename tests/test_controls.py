@@ -8,10 +8,10 @@ import trio
 import trio.testing
 from hypothesis import given, settings, strategies as st
 
-from trioka import admin_endpoint
 from trioka.apis import APIS
-from trioka.controls import (MAX_DELAY_MS, Controls, Rule, encode_error_response,
-                             error_response, request_topics)
+from trioka.controls import endpoint
+from trioka.controls.rules import MAX_DELAY_MS, Controls, Rule, encode_error_response
+from trioka.wire.error_response import error_response, request_topics
 from trioka.wire import protocol, schema
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
@@ -276,14 +276,14 @@ def test_encoded_error_answers_the_request_and_acks_0_gets_none():
 
 def test_routes_of_the_admin_endpoint():
     c = Controls()
-    status, rule = admin_endpoint.route(c, "POST", "/controls", json.dumps(
+    status, rule = endpoint.route(c, "POST", "/controls", json.dumps(
         {"action": "error", "api": "Produce", "error": "NOT_LEADER_OR_FOLLOWER"}).encode())
     assert status == 201 and rule["id"] == 1 and rule["error"] == "NOT_LEADER_OR_FOLLOWER"
-    assert admin_endpoint.route(c, "GET", "/controls/1", b"")[1]["api"] == "Produce"
-    assert admin_endpoint.route(c, "POST", "/controls/down", b"") == (
+    assert endpoint.route(c, "GET", "/controls/1", b"")[1]["api"] == "Produce"
+    assert endpoint.route(c, "POST", "/controls/down", b"") == (
         200, {"down": True, "rules": c.list()})
     assert c.is_down
-    assert admin_endpoint.route(c, "POST", "/controls/up", b"")[1]["down"] is False
+    assert endpoint.route(c, "POST", "/controls/up", b"")[1]["down"] is False
     for method, path, body, status in [("POST", "/controls", b"{", 400),
                                        ("POST", "/controls", b'{"action": "x"}', 400),
                                        ("GET", "/controls/9", b"", 404),
@@ -291,18 +291,18 @@ def test_routes_of_the_admin_endpoint():
                                        ("GET", "/elsewhere", b"", 404),
                                        ("PUT", "/controls", b"", 405),
                                        ("GET", "/controls/down", b"", 405)]:
-        with pytest.raises(admin_endpoint.HttpError) as e:
-            admin_endpoint.route(c, method, path, body)
+        with pytest.raises(endpoint.HttpError) as e:
+            endpoint.route(c, method, path, body)
         assert e.value.status == status, (method, path)
-    assert admin_endpoint.route(c, "DELETE", "/controls/1", b"") == (200, {"removed": 1})
-    assert admin_endpoint.route(c, "DELETE", "/controls", b"") == (200, {"removed": 0})
+    assert endpoint.route(c, "DELETE", "/controls/1", b"") == (200, {"removed": 1})
+    assert endpoint.route(c, "DELETE", "/controls", b"") == (200, {"removed": 0})
 
 
 async def http(controls, raw: bytes) -> tuple[int, object]:
     """Send raw bytes to the endpoint's connection handler; the status and JSON it answers."""
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(admin_endpoint.handle_connection, controls, server)
+        nursery.start_soon(endpoint.handle_connection, controls, server)
         await client.send_all(raw)
         answer = b""
         while chunk := await client.receive_some():
@@ -329,17 +329,17 @@ async def test_http_requests_are_answered_with_json():
 async def test_a_stalled_http_client_is_dropped(autojump_clock):
     c = Controls()
     client, server = trio.testing.memory_stream_pair()
-    with trio.fail_after(admin_endpoint.REQUEST_TIMEOUT_S + 5):
+    with trio.fail_after(endpoint.REQUEST_TIMEOUT_S + 5):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(admin_endpoint.handle_connection, c, server)
+            nursery.start_soon(endpoint.handle_connection, c, server)
             await client.send_all(b"POST /controls HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")
     assert await client.receive_some() == b""      # closed without an answer
     assert c.list() == []
 
 
 def test_admin_addresses_parse():
-    assert admin_endpoint.parse_address("127.0.0.1:0") == ("127.0.0.1", 0)
-    assert admin_endpoint.parse_address("http://localhost:8080/") == ("localhost", 8080)
-    assert admin_endpoint.parse_address(":9") == ("127.0.0.1", 9)
+    assert endpoint.parse_address("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert endpoint.parse_address("http://localhost:8080/") == ("localhost", 8080)
+    assert endpoint.parse_address(":9") == ("127.0.0.1", 9)
     with pytest.raises(ValueError):
-        admin_endpoint.parse_address("nowhere")
+        endpoint.parse_address("nowhere")

@@ -7,7 +7,7 @@ import trio
 
 from trioka.apis import APIS
 from trioka.apis.context import Connection, RequestContext
-from trioka.broker import Broker
+from trioka.broker import BrokerState
 from trioka.config import Config
 from trioka.coordinator.offsets import OFFSETS_TOPIC
 from trioka.wire import protocol, schema
@@ -18,7 +18,7 @@ K = ApiKey
 
 
 class Wire:
-    def __init__(self, broker: Broker):
+    def __init__(self, broker: BrokerState):
         self.broker = broker
         self.correlation = 0
 
@@ -39,9 +39,9 @@ class Wire:
 
 @pytest.fixture
 async def wire():
-    broker = Broker(Config({"memory": True, "listeners": "PLAINTEXT://127.0.0.1:0"}))
+    broker = BrokerState(Config({"memory": True, "listeners": "PLAINTEXT://127.0.0.1:0"}))
     broker.open()
-    from trioka.broker import Listener
+    from trioka.config import Listener
     broker.set_listeners([Listener("PLAINTEXT", "127.0.0.1", 9999)])
     broker.create_topic("orders", 3)
     yield Wire(broker)

@@ -16,7 +16,8 @@ from hypothesis import given, settings, strategies as st
 
 from trioka.apis import APIS
 from trioka.apis.context import Connection, RequestContext
-from trioka.broker import Broker, Listener
+from trioka.broker import BrokerState
+from trioka.config import Listener
 from trioka.config import Config
 from trioka.coordinator import assignors
 from trioka.coordinator.consumer_group import (ConsumerGroupState, MemberState,
@@ -656,7 +657,7 @@ def test_the_timer_checks_offsets_every_interval():
 # --- the APIs through the wire codec ----------------------------------------------------------
 
 class Wire:
-    def __init__(self, broker: Broker):
+    def __init__(self, broker: BrokerState):
         self.broker = broker
         self.correlation = itertools.count(1)
 
@@ -676,7 +677,7 @@ class Wire:
 
 @pytest.fixture
 async def wire():
-    broker = Broker(Config({"memory": True, "listeners": "PLAINTEXT://127.0.0.1:0"}))
+    broker = BrokerState(Config({"memory": True, "listeners": "PLAINTEXT://127.0.0.1:0"}))
     broker.open()
     broker.set_listeners([Listener("PLAINTEXT", "127.0.0.1", 9999)])
     broker.create_topic("orders", 3)

@@ -714,11 +714,11 @@ def test_leftover_files_without_a_committed_swap_are_removed(files):
 # ------------------------------------------------------------------------------- the broker
 
 def memory_broker(**settings):
-    from trioka.broker import Broker
+    from trioka.broker import BrokerState
     from trioka.config import Config
     config = Config({k.replace("_", "."): v for k, v in settings.items()})
     config.memory = True
-    broker = Broker(config)
+    broker = BrokerState(config)
     broker.open()
     return broker
 

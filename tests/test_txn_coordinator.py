@@ -3,7 +3,7 @@
 import pytest
 
 from test_log_batch import make_batch
-from trioka.broker import Broker
+from trioka.broker import BrokerState
 from trioka.config import Config
 from trioka.log.batch import TRANSACTIONAL_FLAG_MASK
 from trioka.txn.coordinator import TRANSACTION_STATE_TOPIC
@@ -16,7 +16,7 @@ NOW = 1_700_000_000_000
 # The broker's coordinators read trio's clock, so these tests run under trio (pytest-trio).
 @pytest.fixture
 async def broker(tmp_path):
-    b = Broker(Config({"log.dirs": str(tmp_path), "transaction.state.log.num.partitions": "3",
+    b = BrokerState(Config({"log.dirs": str(tmp_path), "transaction.state.log.num.partitions": "3",
                        "offsets.topic.num.partitions": "3"}))
     b.open()
     b.create_topic("t", 2)
@@ -24,9 +24,9 @@ async def broker(tmp_path):
     b.close()
 
 
-def reopen(b: Broker) -> Broker:
+def reopen(b: BrokerState) -> BrokerState:
     b.close()
-    again = Broker(b.config)
+    again = BrokerState(b.config)
     again.open()
     return again
 
@@ -283,7 +283,7 @@ async def test_v2_state_survives_restart_as_value_version_1(broker):
 async def test_transaction_version_0_writes_value_version_0(tmp_path):
     from trioka.log.records import iter_batches
     from trioka.wire import schema
-    b = Broker(Config({"log.dirs": str(tmp_path), "transaction.state.log.num.partitions": "1",
+    b = BrokerState(Config({"log.dirs": str(tmp_path), "transaction.state.log.num.partitions": "1",
                        "trioka.transaction.version": "0"}))
     b.open()
     assert "transaction.version" not in b.features
@@ -296,7 +296,7 @@ async def test_transaction_version_0_writes_value_version_0(tmp_path):
 
 def test_transaction_version_out_of_range_is_refused(tmp_path):
     with pytest.raises(ValueError):
-        Broker(Config({"log.dirs": str(tmp_path), "trioka.transaction.version": "3"}))
+        BrokerState(Config({"log.dirs": str(tmp_path), "trioka.transaction.version": "3"}))
 
 
 async def test_part1_verification_answers_transaction_abortable(broker):

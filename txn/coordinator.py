@@ -23,7 +23,7 @@ All methods that change state are plain `def`: under trio each runs without inte
 import logging
 
 from trioka.coordinator.offsets import OFFSETS_TOPIC, partition_for
-from trioka.features import TRANSACTION_VERSION
+from trioka.config import TRANSACTION_VERSION
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import encode_batch, iter_batches
 from trioka.txn.states import TransactionState as S, can_transition

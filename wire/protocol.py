@@ -1,6 +1,6 @@
-"""Framing and headers: how a request's bytes become (header, message) and a response goes back.
+"""Headers: how a request frame becomes (header, message) and a response goes back as a frame.
 
-Every frame is an int32 size and then the header and body. The request header is v1 (api key,
+Every frame is an int32 size (framing.py) and then the header and body. The request header is v1 (api key,
 version, correlation id, client id as an int16-length string) or, for flexible versions, v2 (the
 same plus a tagged-field section). The response header is v0 (correlation id) or, for flexible
 versions, v1 (plus an empty tagged-field section); ApiVersions answers always use v0 so that a
@@ -9,7 +9,7 @@ client that does not yet know the broker's versions can read them (KIP-511).
 
 import struct
 
-from trioka.wire import schema, types as t
+from trioka.wire import framing, schema, types as t
 from trioka.wire.api_keys import ApiKey
 
 _HEADER = struct.Struct(">hhi")
@@ -64,8 +64,7 @@ def encode_request(api_key: int, version: int, correlation_id: int, client_id: s
     if api.is_flexible(version):
         out.append(b"\x00")
     api.request.encode_into(out, message, version)
-    body = b"".join(out)
-    return _INT32.pack(len(body)) + body
+    return b"".join(framing.frame(out))
 
 
 def decode_request_body(header: RequestHeader, frame, pos: int):
@@ -84,9 +83,7 @@ def encode_response(api_key: int, version: int, correlation_id: int, message) ->
     """The response frame as a list of byte chunks, the int32 size first."""
     out = [response_header(api_key, version, correlation_id)]
     schema.api(api_key).response.encode_into(out, message, version)
-    size = sum(len(c) for c in out)
-    out.insert(0, _INT32.pack(size))
-    return out
+    return framing.frame(out)
 
 
 def decode_response(api_key: int, version: int, frame):

@@ -475,7 +475,7 @@ class MessageType:
         return b"".join(out)
 
 
-class Api:
+class ApiSchema:
     """An API key's request and response message types."""
 
     def __init__(self, key: int):
@@ -491,14 +491,14 @@ class Api:
         return self.request.is_flexible(version)
 
 
-_APIS: dict[int, Api] = {}
+_APIS: dict[int, ApiSchema] = {}
 
 
-def api(key: int) -> Api:
+def api(key: int) -> ApiSchema:
     """The compiled definition of an API key (built on first use). KeyError if unknown."""
     a = _APIS.get(key)
     if a is None:
-        a = _APIS[key] = Api(int(key))
+        a = _APIS[key] = ApiSchema(int(key))
     return a
 
 

@@ -27,7 +27,7 @@ list: a matching request gets the delays of every rule due, then the first due `
 `disconnect` or `drop_response`; each rule counts its own matches whichever rule acted.
 
 The same engine is reached from Python (`broker.controls`, `trioka.Broker().controls`), from the
-admin endpoint (admin_endpoint.py, HTTP and JSON) and from `trioka control` (cli/control.py).
+admin endpoint (controls/endpoint.py, HTTP and JSON) and from `trioka control` (cli/control.py).
 Everything here is plain `def`: the server asks `decide()` once per request while `active` is
 true, and does the waiting and the closing itself.
 """
@@ -40,6 +40,7 @@ import trio
 
 from trioka.wire import protocol, schema
 from trioka.wire.api_keys import ApiKey
+from trioka.wire.error_response import error_response, request_topics
 from trioka.wire.errors import ErrorCode
 
 log = logging.getLogger("trioka.controls")
@@ -395,151 +396,7 @@ class Controls(RuleShortcuts):
         return Fault(delay_ms, outcome.action, outcome)
 
 
-# --- which topics a request names ---
-
-# Request fields that hold the topics a request is about: arrays of topic structs (with `name`,
-# `topic` or `topic_id`) or of topic names. `transactions` (AddPartitionsToTxn v4+) and `groups`
-# (OffsetFetch v8+) hold such arrays one level down.
-_TOPIC_ARRAYS = ("topic_data", "topics", "topic_names", "v3_and_below_topics")
-_NESTING_ARRAYS = ("transactions", "groups")
-
-
-def request_topics(api_key: int, request, topic_name_of=lambda topic_id: None) -> set[str]:
-    """The names of the topics a request names (by name, or by id where it uses ids)."""
-    out: set[str] = set()
-
-    def collect(holder):
-        for field in _TOPIC_ARRAYS:
-            for item in getattr(holder, field, None) or ():
-                if isinstance(item, str):
-                    out.add(item)
-                    continue
-                name = getattr(item, "name", None) or getattr(item, "topic", None)
-                if isinstance(name, str) and name:
-                    out.add(name)
-                elif getattr(item, "topic_id", None) is not None:
-                    resolved = topic_name_of(item.topic_id)
-                    if resolved:
-                        out.add(resolved)
-
-    collect(request)
-    for field in _NESTING_ARRAYS:
-        for item in getattr(request, field, None) or ():
-            if not isinstance(item, str):
-                collect(item)
-    if api_key in (ApiKey.DESCRIBE_CONFIGS, ApiKey.ALTER_CONFIGS,
-                   ApiKey.INCREMENTAL_ALTER_CONFIGS):
-        # Config resources of type 2 are topics.
-        out.update(r.resource_name for r in request.resources if r.resource_type == 2)
-    return out
-
-
 # --- the answer of an `error` rule ---
-
-# Response arrays filled from a request array of another name: (api key, response field) -> the
-# request fields to read, first present wins. Elsewhere a response array mirrors the request
-# array of the same name (`topics` -> `topics`, `partitions` -> `partitions`).
-_MIRRORED_FROM = {
-    (ApiKey.PRODUCE, "responses"): ("topic_data",),
-    (ApiKey.PRODUCE, "partition_responses"): ("partition_data",),
-    (ApiKey.FETCH, "responses"): ("topics",),
-    (ApiKey.OFFSET_FETCH, "partitions"): ("partition_indexes",),
-    (ApiKey.FIND_COORDINATOR, "coordinators"): ("coordinator_keys",),
-    (ApiKey.DESCRIBE_CONFIGS, "results"): ("resources",),
-    (ApiKey.ALTER_CONFIGS, "responses"): ("resources",),
-    (ApiKey.INCREMENTAL_ALTER_CONFIGS, "responses"): ("resources",),
-    (ApiKey.DELETE_TOPICS, "responses"): ("topics", "topic_names"),
-    (ApiKey.DELETE_GROUPS, "results"): ("groups_names",),
-    (ApiKey.CREATE_PARTITIONS, "results"): ("topics",),
-    (ApiKey.ADD_PARTITIONS_TO_TXN, "results_by_transaction"): ("transactions",),
-    (ApiKey.ADD_PARTITIONS_TO_TXN, "topic_results"): ("topics",),
-    (ApiKey.ADD_PARTITIONS_TO_TXN, "results_by_topic_v3_and_below"): ("v3_and_below_topics",),
-    (ApiKey.ADD_PARTITIONS_TO_TXN, "results_by_partition"): ("partitions",),
-    (ApiKey.DESCRIBE_PRODUCERS, "partitions"): ("partition_indexes",),
-    (ApiKey.DESCRIBE_TRANSACTIONS, "transaction_states"): ("transactional_ids",),
-}
-_MIRRORED_SAME_NAME = ("topics", "partitions", "groups", "members")
-
-# What identifies an entry, copied from the request entry to its answer. A partition index has
-# three spellings across the APIs.
-_PARTITION_FIELDS = ("partition_index", "partition", "index")
-_NAME_FIELDS = ("name", "topic", "group_id", "transactional_id", "key", "resource_name")
-_IDENTITY_FIELDS = _NAME_FIELDS + ("topic_id", "resource_type", "member_id",
-                                   "group_instance_id")
-_ERROR_FIELDS = ("error_code", "partition_error_code")
-# Kafka answers -1 for the offsets, ids and epochs it cannot give with an error.
-_UNKNOWN_IS_MINUS_ONE = frozenset({
-    "base_offset", "high_watermark", "last_stable_offset", "log_start_offset", "offset",
-    "timestamp", "leader_epoch", "leader_id", "node_id", "port", "producer_id",
-    "producer_epoch", "generation_id", "end_offset", "committed_offset", "low_watermark",
-    "committed_leader_epoch", "preferred_read_replica"})
-
-
-def error_response(api_key: int, version: int, request, code: int, message: str | None = None):
-    """The response to `request` failing with `code` throughout: top-level error_code where the
-    version has one, and every entry the request names (topic, partition, group, coordinator
-    key, config resource, transactional id) answered with the code."""
-    api = schema.api(api_key)
-    response = api.response.cls()
-    _fill(api_key, version, api.response.fields, response, request, int(code), message)
-    return response
-
-
-def _fill(api_key, version, fields, out, source, code, message) -> None:
-    """Set the error fields of struct `out` and mirror its arrays from the request struct
-    `source` (None where there is no counterpart)."""
-    for f in fields:
-        if not f.present(version):
-            continue
-        if f.name in _ERROR_FIELDS and f.type == "int16":
-            setattr(out, f.name, code)
-        elif f.name == "error_message" and f.type == "string":
-            setattr(out, f.name, message if message is not None or f.is_nullable(version)
-                    else "")
-        elif f.type == "records":
-            # Empty records, not null: Kafka sends an empty set, librdkafka rejects a null one.
-            setattr(out, f.name, b"")
-        elif f.name in _UNKNOWN_IS_MINUS_ONE and f.type in ("int16", "int32", "int64"):
-            setattr(out, f.name, -1)
-        elif f.type == "array" and f.is_struct and source is not None:
-            entries = _entries(api_key, version, f, source)
-            if entries:
-                setattr(out, f.name, [_entry(api_key, version, f, e, code, message)
-                                      for e in entries])
-
-
-def _entries(api_key, version, f, source) -> list:
-    """The request entries a response array answers, or []."""
-    for name in _MIRRORED_FROM.get((api_key, f.name),
-                                   (f.name,) if f.name in _MIRRORED_SAME_NAME else ()):
-        value = getattr(source, name, None)
-        if value:
-            return list(value)
-    return []
-
-
-def _entry(api_key, version, f, item, code, message):
-    """One response entry answering request entry `item` (a struct, a name or an index)."""
-    out = f.struct()
-    present = [c for c in f.children if c.present(version)]
-    names = {c.name for c in present}
-    if isinstance(item, (str, int)):
-        wanted = _NAME_FIELDS if isinstance(item, str) else _PARTITION_FIELDS
-        target = next((n for n in wanted if n in names), None)
-        if target is not None:
-            setattr(out, target, item)
-        item = None
-    else:
-        for name in _IDENTITY_FIELDS:
-            if name in names and hasattr(item, name):
-                setattr(out, name, getattr(item, name))
-        given = next((getattr(item, n) for n in _PARTITION_FIELDS if hasattr(item, n)), None)
-        target = next((n for n in _PARTITION_FIELDS if n in names), None)
-        if given is not None and target is not None:
-            setattr(out, target, given)
-    _fill(api_key, version, present, out, item, code, message)
-    return out
-
 
 def encode_error_response(header, request, rule: Rule) -> list | None:
     """The response frame an `error` rule answers with, or None where no response is due

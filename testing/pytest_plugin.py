@@ -14,7 +14,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def kafka_broker():
-    from trioka.embedded import Broker
+    from trioka.testing.embedded import Broker
     with Broker() as broker:
         yield broker
 

@@ -6,7 +6,9 @@
 The broker runs its own trio loop in a background thread; `Broker` methods are safe to call from
 any other thread. Trio code can instead run it in its own nursery:
 
-    async with trioka.open_broker() as server:
+    from trioka.testing.embedded import open_broker
+
+    async with open_broker() as server:
         ... server.bootstrap_servers ...
 """
 
@@ -20,7 +22,7 @@ import threading
 import trio
 
 from trioka.config import Config
-from trioka.controls import RuleShortcuts
+from trioka.controls.rules import RuleShortcuts
 from trioka.server import Server
 
 _names = itertools.count(1)
@@ -167,7 +169,7 @@ class Broker:
 
     @property
     def controls(self) -> "ControlsProxy":
-        """Fault injection (trioka/controls.py): `broker.controls.error("NOT_LEADER_OR_FOLLOWER",
+        """Fault injection (controls/rules.py): `broker.controls.error("NOT_LEADER_OR_FOLLOWER",
         api="Produce", count=3)`, run in the broker's thread."""
         return ControlsProxy(self)
 

@@ -23,7 +23,7 @@ import logging
 
 import trio
 
-from trioka.controls import Controls, Rule
+from trioka.controls.rules import Controls, Rule
 
 log = logging.getLogger("trioka.admin")
 
