@@ -9,14 +9,15 @@
 Flags are the Kafka tools' names, with kcat's short forms where they fit. Every command takes
 `--bootstrap-server HOST:PORT` (kcat's `-b`; default localhost:9092). Results go to stdout, notices
 and errors to stderr; the exit status is 0 on success, 1 when Kafka or the connection failed, 2 for
-a usage error. The protocol work is in trioka/client.py; these modules parse flags and print.
+a usage error. The protocol work is in the client, cli/client/; these modules parse flags and print.
 """
 
 import argparse
 import os
 import sys
 
-from trioka.client import DEFAULT_BOOTSTRAP, ClientError, KafkaClient
+from trioka.cli.client.cluster import KafkaClient
+from trioka.cli.client.connection import DEFAULT_BOOTSTRAP, ClientError
 from trioka.wire.errors import KafkaError
 
 COMMANDS = ("topic", "produce", "consume", "group", "txn")

@@ -42,8 +42,10 @@ import sys
 import time
 
 from trioka.cli import UsageError, connection_args, key_value, name_arg, open_client, resolve_name
-from trioka.client import (EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, READ_COMMITTED, READ_UNCOMMITTED,
-                           ClientError, GroupMember, RebalanceNeeded, raise_for)
+from trioka.cli.client.cluster import (EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, READ_COMMITTED,
+                                       READ_UNCOMMITTED)
+from trioka.cli.client.connection import ClientError, raise_for
+from trioka.cli.client.group_member import GroupMember, RebalanceNeeded
 from trioka.wire.errors import ErrorCode, KafkaError
 
 AUTO_COMMIT_INTERVAL = 5.0   # Kafka's auto.commit.interval.ms default

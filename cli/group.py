@@ -26,8 +26,8 @@ import datetime
 import sys
 
 from trioka.cli import UsageError, connection_args, fail, name_arg, open_client, print_table
-from trioka.client import (CONSUMER_PROTOCOL_TYPE, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
-                           decode_assignment)
+from trioka.cli.client.cluster import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from trioka.cli.client.consumer_protocol import CONSUMER_PROTOCOL_TYPE, decode_assignment
 from trioka.wire.errors import ErrorCode
 from trioka.wire.types import DecodeError
 

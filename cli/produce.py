@@ -26,7 +26,8 @@ import sys
 import time
 
 from trioka.cli import UsageError, connection_args, key_value, name_arg, open_client, resolve_name
-from trioka.client import ClientError, partition_for_key
+from trioka.cli.client.connection import ClientError
+from trioka.cli.client.partitioner import partition_for_key
 from trioka.log.compression import CompressionType
 
 CODECS = {c.name_in_config: int(c) for c in CompressionType}

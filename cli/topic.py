@@ -19,7 +19,7 @@ import base64
 import sys
 
 from trioka.cli import UsageError, connection_args, key_value, name_arg, open_client, resolve_name
-from trioka.client import DELETE_CONFIG, SET_CONFIG, TOPIC_RESOURCE
+from trioka.cli.client.cluster import DELETE_CONFIG, SET_CONFIG, TOPIC_RESOURCE
 from trioka.wire.errors import ErrorCode, KafkaError
 
 # DescribeConfigs' config_source for a value that is Kafka's default.

@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from harness import (CODEC_IDS, Rec, by_partition, consume_confluent, create_topic,
                      fetch_raw_batches, run_kcat, sample_records, unique)
-from trioka.client import partition_for_key
+from trioka.cli.client.partitioner import partition_for_key
 
 TIMEOUT = 30
 pytestmark = pytest.mark.timeout(180)

@@ -22,7 +22,8 @@ uniform  Balanced and sticky. Every member keeps the partitions it had in the pr
          moves only the partitions needed to get there.
 range    Per topic, like the classic range assignor: the members subscribed to the topic, ordered
          by member id, each get one contiguous range of its partitions; the first P % M members
-         get one more. It does not look at the previous target.
+         get one more. It does not look at the previous target. The tools' consumer
+         (cli/client/group_member.py) uses it as the classic protocol's "range" assignor too.
 """
 
 import uuid

@@ -1,69 +1,28 @@
-"""A small synchronous Kafka client, for the command-line tools; it talks to any Kafka broker.
-
-Plain blocking sockets, every read and write bounded by a deadline. What it does:
+"""The tools' cluster client: connections to the brokers of one cluster, what it knows of them,
+and Kafka's requests, each sent where Kafka says it goes.
 
 - Bootstrap: connect to the first reachable `host:port` of the bootstrap list, ask Metadata for the
   brokers (node id -> advertised address), the controller and the topics' partition leaders.
-- Version negotiation, per connection: the first request is ApiVersions (at our newest; a broker
-  that does not know it answers at v0 with UNSUPPORTED_VERSION and its own range, KIP-511, and we
-  ask again). Each later request goes at min(our newest, the broker's newest) of its API, refused
-  when the two ranges do not meet.
 - Routing: partition requests (Produce, Fetch, ListOffsets) go to the partition's leader; group
   requests to the group's coordinator and transaction requests to the transactional id's (both
   found with FindCoordinator); admin requests to the controller Metadata names, else any broker.
   "Not the leader / not the coordinator" answers refresh what we know and retry until a deadline.
-- Produce: record batches v2 built with `trioka.log.records.encode_batch` in any codec. Fetch:
-  batches decoded with `iter_batches`; control batches are never handed out, and in
-  read_committed the records of aborted transactions are dropped using the aborted-transaction
-  list of the Fetch response (see `_records_of`).
-- Consumer groups: `GroupMember` joins a classic group (JoinGroup, SyncGroup, Heartbeat,
-  LeaveGroup) with the "range" assignor of the consumer protocol, so it shares partitions with Java,
-  librdkafka and other clients in the same group.
+- Produce: the caller's record batches v2 (built with `trioka.log.records.encode_batch` in any
+  codec), one per partition. Fetch: batches decoded with `iter_batches`; control batches are never
+  handed out, and in read_committed the records of aborted transactions are dropped using the
+  aborted-transaction list of the Fetch response (`consumer_records`).
 
-Errors that the broker reports become `KafkaError` (the code and the broker's message, if any);
-failures on our side (no broker reachable, no version in common, a deadline passed) `ClientError`.
+Each connection is a `BrokerConnection` (connection.py), which negotiates the versions.
 """
 
 import collections
-import itertools
-import socket
-import struct
 import time
 
-from trioka.wire import protocol, schema
+from trioka.cli.client.connection import (CLIENT_SOFTWARE_NAME, DEFAULT_BOOTSTRAP, BrokerConnection,
+                                          ClientError, parse_bootstrap, raise_for)
+from trioka.wire import protocol
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
-
-CLIENT_SOFTWARE_NAME = "trioka-cli"
-CLIENT_SOFTWARE_VERSION = "0.1.0"
-DEFAULT_BOOTSTRAP = "localhost:9092"
-
-# The versions of each API this client knows how to fill in and read (min, max). Newer ones are
-# left out where they change the shape we rely on: Produce v13 and Fetch v13+ name topics by id.
-CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
-    ApiKey.PRODUCE: (3, 12),
-    ApiKey.FETCH: (4, 12),
-    ApiKey.LIST_OFFSETS: (1, 10),
-    ApiKey.METADATA: (1, 12),
-    ApiKey.OFFSET_COMMIT: (2, 9),
-    ApiKey.OFFSET_FETCH: (1, 9),
-    ApiKey.FIND_COORDINATOR: (1, 6),
-    ApiKey.JOIN_GROUP: (2, 9),
-    ApiKey.HEARTBEAT: (0, 4),
-    ApiKey.LEAVE_GROUP: (0, 5),
-    ApiKey.SYNC_GROUP: (0, 5),
-    ApiKey.DESCRIBE_GROUPS: (0, 5),
-    ApiKey.LIST_GROUPS: (0, 5),
-    ApiKey.API_VERSIONS: (0, 3),
-    ApiKey.CREATE_TOPICS: (2, 7),
-    ApiKey.DELETE_TOPICS: (1, 6),
-    ApiKey.DESCRIBE_CONFIGS: (1, 4),
-    ApiKey.DELETE_GROUPS: (0, 2),
-    ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
-    ApiKey.DESCRIBE_TRANSACTIONS: (0, 0),
-    ApiKey.LIST_TRANSACTIONS: (0, 1),
-    ApiKey.CONSUMER_GROUP_DESCRIBE: (0, 0),
-}
 
 # ListOffsets' special timestamps.
 EARLIEST_TIMESTAMP = -2
@@ -86,205 +45,7 @@ _STALE_LEADER = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.LEADER_NOT_AVAILABL
 _STALE_COORDINATOR = {ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_NOT_AVAILABLE,
                       ErrorCode.COORDINATOR_LOAD_IN_PROGRESS}
 
-_INT16 = struct.Struct(">h")
-_INT32 = struct.Struct(">i")
 _RETRY_BACKOFF = 0.1
-
-
-class ClientError(Exception):
-    """A failure on the client's side: nothing reachable, no common version, a deadline passed."""
-
-
-def raise_for(code: int, message: str | None = None, what: str = "") -> None:
-    """KafkaError for a non-zero error code, with the broker's message when it gave one."""
-    if code:
-        known = code in ErrorCode._value2member_map_
-        name = ErrorCode(code).name if known else f"error code {code}"
-        text = f"{what}: {name}" if what else name
-        if message:
-            text += f" ({message})"
-        raise KafkaError(code if known else ErrorCode.UNKNOWN_SERVER_ERROR, text)
-
-
-def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
-    """`host:port[,host:port...]` -> addresses; an IPv6 host may be written in brackets."""
-    out = []
-    for item in servers.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "://" in item:    # a listener spec such as PLAINTEXT://host:port
-            item = item.split("://", 1)[1]
-        host, sep, port = item.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ClientError(f"bad bootstrap server {item!r}: expected HOST:PORT")
-        out.append((host.strip("[]") or "localhost", int(port)))
-    if not out:
-        raise ClientError("no bootstrap servers given")
-    return out
-
-
-def negotiate(ours: dict[int, tuple[int, int]],
-              theirs: dict[int, tuple[int, int]]) -> dict[int, int]:
-    """The version to use per API: the newest both sides serve. APIs without a common version
-    are left out."""
-    out = {}
-    for key, (lo, hi) in ours.items():
-        if key not in theirs:
-            continue
-        their_lo, their_hi = theirs[key]
-        if max(lo, their_lo) <= min(hi, their_hi):
-            out[key] = min(hi, their_hi)
-    return out
-
-
-def api_name(key: int) -> str:
-    try:
-        return schema.api(key).name
-    except KeyError:
-        return f"api {key}"
-
-
-# --------------------------------------------------------------------------------------------
-# One connection
-# --------------------------------------------------------------------------------------------
-
-class BrokerConnection:
-    """One TCP connection to one broker; requests go one at a time (Kafka answers in order)."""
-
-    def __init__(self, host: str, port: int, *, client_id: str = CLIENT_SOFTWARE_NAME,
-                 timeout: float = 30.0, sock: socket.socket | None = None):
-        self.host, self.port = host, port
-        self.client_id = client_id
-        self.timeout = timeout
-        self._correlation = itertools.count(1)
-        if sock is None:
-            try:
-                sock = socket.create_connection((host, port), timeout=timeout)
-            except OSError as e:
-                raise ClientError(f"cannot connect to {host}:{port}: {e}") from None
-        self.sock = sock
-        self.broker_versions: dict[int, tuple[int, int]] = {}
-        self.versions: dict[int, int] = {}
-        try:
-            self._api_versions()
-        except BaseException:
-            self.close()
-            raise
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    # -- version negotiation --
-
-    def _api_versions(self) -> None:
-        """KIP-511: ask at our newest; a broker that does not serve it answers at v0 with
-        UNSUPPORTED_VERSION and its own ApiVersions range, and we ask once more within it."""
-        Request = protocol.request_class(ApiKey.API_VERSIONS)
-        request = Request(client_software_name=CLIENT_SOFTWARE_NAME,
-                          client_software_version=CLIENT_SOFTWARE_VERSION)
-        version = CLIENT_VERSIONS[ApiKey.API_VERSIONS][1]
-        for _ in range(2):
-            frame = self._round_trip(ApiKey.API_VERSIONS, version, request)
-            (code,) = _INT16.unpack_from(frame, 4)
-            if code == ErrorCode.UNSUPPORTED_VERSION:
-                # The error answer is always a v0 body: error code and the broker's ranges.
-                _, response = protocol.decode_response(ApiKey.API_VERSIONS, 0, frame)
-                theirs = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
-                common = negotiate({ApiKey.API_VERSIONS: CLIENT_VERSIONS[ApiKey.API_VERSIONS]},
-                                   theirs)
-                if ApiKey.API_VERSIONS not in common or common[ApiKey.API_VERSIONS] == version:
-                    raise ClientError(f"{self.host}:{self.port}: no ApiVersions version in common")
-                version = common[ApiKey.API_VERSIONS]
-                continue
-            _, response = protocol.decode_response(ApiKey.API_VERSIONS, version, frame)
-            raise_for(response.error_code, what="ApiVersions")
-            self.broker_versions = {k.api_key: (k.min_version, k.max_version)
-                                    for k in response.api_keys}
-            self.versions = negotiate(CLIENT_VERSIONS, self.broker_versions)
-            return
-        raise ClientError(f"{self.host}:{self.port}: ApiVersions negotiation failed")
-
-    def version(self, api_key: int) -> int:
-        """The version this connection uses for an API; ClientError when there is none."""
-        v = self.versions.get(api_key)
-        if v is None:
-            if api_key not in self.broker_versions:
-                raise ClientError(f"the broker at {self.host}:{self.port} does not support "
-                                  f"{api_name(api_key)}")
-            lo, hi = self.broker_versions[api_key]
-            ours = CLIENT_VERSIONS.get(api_key)
-            raise ClientError(f"no {api_name(api_key)} version in common with {self.host}:"
-                              f"{self.port} (broker {lo}-{hi}, client "
-                              f"{'none' if ours is None else f'{ours[0]}-{ours[1]}'})")
-        return v
-
-    # -- requests --
-
-    def call(self, api_key: int, message, *, version: int | None = None,
-             timeout: float | None = None, expect_response: bool = True):
-        """Send one request and return the decoded response (None when none is due)."""
-        if version is None:
-            version = self.version(api_key)
-        frame = self._round_trip(api_key, version, message, timeout=timeout,
-                                 expect_response=expect_response)
-        if frame is None:
-            return None
-        _, response = protocol.decode_response(api_key, version, frame)
-        return response
-
-    def _round_trip(self, api_key: int, version: int, message, *, timeout: float | None = None,
-                    expect_response: bool = True):
-        correlation_id = next(self._correlation)
-        data = protocol.encode_request(api_key, version, correlation_id, self.client_id, message)
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        try:
-            self._settimeout(deadline)
-            self.sock.sendall(data)
-            if not expect_response:
-                return None
-            (size,) = _INT32.unpack(self._read_exactly(4, deadline))
-            frame = self._read_exactly(size, deadline)
-        except socket.timeout:
-            self.close()
-            raise ClientError(f"{api_name(api_key)} to {self}: timed out") from None
-        except OSError as e:
-            self.close()
-            raise ClientError(f"{api_name(api_key)} to {self}: {e}") from None
-        except BaseException:
-            # Interrupted (Ctrl-C) between request and answer: the answer would come in front
-            # of the next request's, so this connection is done.
-            self.close()
-            raise
-        (got,) = _INT32.unpack_from(frame, 0)
-        if got != correlation_id:
-            self.close()
-            raise ClientError(f"{self.host}:{self.port} answered correlation id {got}, "
-                              f"expected {correlation_id}")
-        return frame
-
-    def _settimeout(self, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout()
-        self.sock.settimeout(remaining)
-
-    def _read_exactly(self, n: int, deadline: float) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            self._settimeout(deadline)
-            chunk = self.sock.recv(min(n - got, 1 << 20))
-            if not chunk:
-                raise ConnectionError("the broker closed the connection")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,6 +64,10 @@ class TopicInfo:
         self.error = error
         self.partitions: dict[int, PartitionInfo] = partitions
 
+
+# --------------------------------------------------------------------------------------------
+# Fetched records
+# --------------------------------------------------------------------------------------------
 
 ConsumerRecord = collections.namedtuple(
     "ConsumerRecord", "topic partition offset timestamp timestamp_type key value headers")
@@ -324,9 +89,10 @@ class FetchedPartition:
         self.next_offset = next_offset
 
 
-def _records_of(topic: str, partition: int, data, fetch_offset: int, isolation_level: int,
-                aborted) -> tuple[list[ConsumerRecord], int]:
-    """The records of a fetched `records` field from `fetch_offset` on, and the next offset.
+def consumer_records(topic: str, partition: int, data, fetch_offset: int, isolation_level: int,
+                     aborted_transactions) -> tuple[list[ConsumerRecord], int]:
+    """What a consumer hands out of one partition of a Fetch answer: the records of its `records`
+    field from `fetch_offset` on, and the offset to fetch next.
 
     A compressed batch is fetched whole, so records before `fetch_offset` are dropped. Control
     batches (transaction markers) are never records for the application. In read_committed the
@@ -337,7 +103,8 @@ def _records_of(topic: str, partition: int, data, fetch_offset: int, isolation_l
     from trioka.log.records import ControlRecordType, TimestampType, iter_batches
     out: list[ConsumerRecord] = []
     next_offset = fetch_offset
-    pending = sorted(((a.first_offset, a.producer_id) for a in (aborted or ())), reverse=True)
+    pending = sorted(((a.first_offset, a.producer_id) for a in (aborted_transactions or ())),
+                     reverse=True)
     aborting: set[int] = set()
     for batch in iter_batches(bytes(data or b"")):
         next_offset = max(next_offset, batch.next_offset)
@@ -668,9 +435,9 @@ class KafkaClient:
                     position = positions[tp]
                     records, next_offset = [], position
                     if p.error_code == 0:
-                        records, next_offset = _records_of(t.topic, p.partition_index, p.records,
-                                                           position, isolation_level,
-                                                           p.aborted_transactions)
+                        records, next_offset = consumer_records(
+                            t.topic, p.partition_index, p.records, position, isolation_level,
+                            p.aborted_transactions)
                     out[tp] = FetchedPartition(p.error_code, p.high_watermark,
                                                p.last_stable_offset, p.log_start_offset, records,
                                                next_offset)
@@ -884,234 +651,3 @@ class KafkaClient:
             node = next((n for n, addr in self.brokers.items() if addr == (host, port)), -1)
         return node, state
 
-
-# --------------------------------------------------------------------------------------------
-# Partitioning
-# --------------------------------------------------------------------------------------------
-
-def murmur2(data: bytes) -> int:
-    """MurmurHash2 (32-bit, seed 0x9747b28c) as Kafka's default partitioner computes it over a
-    record key, returned as a signed int32 like Java's."""
-    m, mask = 0x5BD1E995, 0xFFFFFFFF
-    length = len(data)
-    h = (0x9747B28C ^ length) & mask
-    whole = length - length % 4
-    for i in range(0, whole, 4):
-        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
-        k = (k * m) & mask
-        k ^= k >> 24
-        k = (k * m) & mask
-        h = ((h * m) & mask) ^ k
-    rest = length % 4
-    if rest == 3:
-        h ^= data[whole + 2] << 16
-    if rest >= 2:
-        h ^= data[whole + 1] << 8
-    if rest >= 1:
-        h ^= data[whole]
-        h = (h * m) & mask
-    h ^= h >> 13
-    h = (h * m) & mask
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_for_key(key: bytes, num_partitions: int) -> int:
-    """The partition Kafka's Java producer picks for a keyed record: the positive part of the
-    key's murmur2 hash modulo the partition count."""
-    return (murmur2(key) & 0x7FFFFFFF) % num_partitions
-
-
-# --------------------------------------------------------------------------------------------
-# Consumer groups: the consumer protocol and the range assignor
-# --------------------------------------------------------------------------------------------
-
-CONSUMER_PROTOCOL_TYPE = "consumer"
-RANGE_ASSIGNOR = "range"
-
-
-def encode_subscription(topics: list[str]) -> bytes:
-    """ConsumerProtocolSubscription v0: the topics a member wants."""
-    cls = schema.record("ConsumerProtocolSubscription").cls
-    return schema.encode_record("ConsumerProtocolSubscription",
-                                cls(topics=list(topics), user_data=None), 0)
-
-
-def decode_subscription(data) -> list[str]:
-    _, sub = schema.decode_record("ConsumerProtocolSubscription", bytes(data))
-    return list(sub.topics)
-
-
-def encode_assignment(partitions: list[tuple[str, int]]) -> bytes:
-    """ConsumerProtocolAssignment v0: the partitions given to a member."""
-    cls = schema.record("ConsumerProtocolAssignment").cls
-    by_topic: dict[str, list[int]] = {}
-    for topic, p in sorted(partitions):
-        by_topic.setdefault(topic, []).append(p)
-    return schema.encode_record("ConsumerProtocolAssignment", cls(
-        assigned_partitions=[cls.TopicPartition(topic=t, partitions=ps)
-                             for t, ps in by_topic.items()], user_data=None), 0)
-
-
-def decode_assignment(data) -> list[tuple[str, int]]:
-    """The (topic, partition) pairs of a ConsumerProtocolAssignment (v0-3: int16 version, then
-    [topic, [partition]], then user data); empty bytes (a member between rebalances) is none."""
-    if not data:
-        return []
-    _, assignment = schema.decode_record("ConsumerProtocolAssignment", bytes(data))
-    return [(tp.topic, p) for tp in assignment.assigned_partitions for p in tp.partitions]
-
-
-def range_assign(subscriptions: dict[str, list[str]],
-                 partition_counts: dict[str, int]) -> dict[str, list[tuple[str, int]]]:
-    """Kafka's "range" assignor: for each topic, its members in member-id order get consecutive
-    runs of partitions, the first (count % members) of them one more than the rest."""
-    out: dict[str, list[tuple[str, int]]] = {m: [] for m in subscriptions}
-    topics = sorted({t for ts in subscriptions.values() for t in ts})
-    for topic in topics:
-        count = partition_counts.get(topic, 0)
-        members = sorted(m for m, ts in subscriptions.items() if topic in ts)
-        if not members or count <= 0:
-            continue
-        each, extra = divmod(count, len(members))
-        start = 0
-        for i, member in enumerate(members):
-            n = each + (1 if i < extra else 0)
-            out[member].extend((topic, p) for p in range(start, start + n))
-            start += n
-    return out
-
-
-class RebalanceNeeded(Exception):
-    """The group is rebalancing (or forgot us): join again."""
-
-
-class GroupMember:
-    """This process as a member of a classic consumer group using the "range" assignor.
-
-    `join()` runs JoinGroup (again with the member id the coordinator hands out, KIP-394) and
-    SyncGroup; when elected leader it assigns every member's subscription. `heartbeat_if_due()`
-    between fetches keeps the membership; it raises RebalanceNeeded when the group rebalances,
-    and the caller commits what it has and joins again. `leave()` on the way out.
-    """
-
-    def __init__(self, client: KafkaClient, group: str, topics: list[str], *,
-                 session_timeout_ms: int = 10000, rebalance_timeout_ms: int = 30000,
-                 heartbeat_interval_ms: int = 3000, group_instance_id: str | None = None):
-        self.client = client
-        self.group = group
-        self.topics = list(topics)
-        self.session_timeout_ms = session_timeout_ms
-        self.rebalance_timeout_ms = rebalance_timeout_ms
-        self.heartbeat_interval = heartbeat_interval_ms / 1000
-        self.group_instance_id = group_instance_id
-        self.member_id = ""
-        self.generation_id = -1
-        self.protocol_name: str | None = None
-        self.assignment: list[tuple[str, int]] = []
-        self._next_heartbeat = 0.0
-
-    def _call(self, api_key: int, message, *, timeout: float | None = None):
-        response, version = self.client.coordinator_call(
-            self.group, GROUP_KEY, api_key, message, lambda r, v: r.error_code, timeout=timeout)
-        return response, version
-
-    def join(self) -> list[tuple[str, int]]:
-        """Join (or rejoin) the group; the partitions assigned to this member."""
-        deadline = time.monotonic() + self.rebalance_timeout_ms / 1000 + self.client.timeout
-        while True:
-            if time.monotonic() >= deadline:
-                raise ClientError(f"could not join group {self.group!r} in time")
-            try:
-                return self._join_once()
-            except RebalanceNeeded:
-                continue
-
-    def _join_once(self) -> list[tuple[str, int]]:
-        Join = protocol.request_class(ApiKey.JOIN_GROUP)
-        request = Join(group_id=self.group, session_timeout_ms=self.session_timeout_ms,
-                       rebalance_timeout_ms=self.rebalance_timeout_ms, member_id=self.member_id,
-                       group_instance_id=self.group_instance_id,
-                       protocol_type=CONSUMER_PROTOCOL_TYPE,
-                       protocols=[Join.JoinGroupRequestProtocol(
-                           name=RANGE_ASSIGNOR, metadata=encode_subscription(self.topics))],
-                       reason=None)
-        wait = self.rebalance_timeout_ms / 1000 + self.client.timeout
-        response, _ = self._call(ApiKey.JOIN_GROUP, request, timeout=wait)
-        code = response.error_code
-        if code == ErrorCode.MEMBER_ID_REQUIRED:
-            self.member_id = response.member_id
-            raise RebalanceNeeded()
-        if code in (ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.ILLEGAL_GENERATION):
-            self.member_id, self.generation_id = "", -1
-            raise RebalanceNeeded()
-        if code == ErrorCode.REBALANCE_IN_PROGRESS:
-            raise RebalanceNeeded()
-        raise_for(code, what=f"JoinGroup {self.group!r}")
-        self.member_id = response.member_id
-        self.generation_id = response.generation_id
-        self.protocol_name = response.protocol_name or RANGE_ASSIGNOR
-        assignments = []
-        if response.leader == self.member_id and not response.skip_assignment:
-            assignments = self._assign(response.members)
-        Sync = protocol.request_class(ApiKey.SYNC_GROUP)
-        sync = Sync(group_id=self.group, generation_id=self.generation_id,
-                    member_id=self.member_id, group_instance_id=self.group_instance_id,
-                    protocol_type=CONSUMER_PROTOCOL_TYPE, protocol_name=self.protocol_name,
-                    assignments=[Sync.SyncGroupRequestAssignment(member_id=m, assignment=a)
-                                 for m, a in assignments])
-        response, _ = self._call(ApiKey.SYNC_GROUP, sync, timeout=wait)
-        code = response.error_code
-        if code in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
-            raise RebalanceNeeded()
-        if code == ErrorCode.UNKNOWN_MEMBER_ID:
-            self.member_id, self.generation_id = "", -1
-            raise RebalanceNeeded()
-        raise_for(code, what=f"SyncGroup {self.group!r}")
-        self.assignment = sorted(decode_assignment(response.assignment))
-        self._next_heartbeat = time.monotonic() + self.heartbeat_interval
-        return self.assignment
-
-    def _assign(self, members) -> list[tuple[str, bytes]]:
-        subscriptions = {m.member_id: decode_subscription(m.metadata) for m in members}
-        topics = sorted({t for ts in subscriptions.values() for t in ts})
-        infos = self.client.metadata(topics)
-        counts = {t: len(i.partitions) for t, i in infos.items() if i.error == 0}
-        plan = range_assign(subscriptions, counts)
-        return [(m, encode_assignment(tps)) for m, tps in plan.items()]
-
-    def heartbeat_if_due(self) -> None:
-        if time.monotonic() < self._next_heartbeat:
-            return
-        Request = protocol.request_class(ApiKey.HEARTBEAT)
-        response, _ = self._call(ApiKey.HEARTBEAT, Request(
-            group_id=self.group, generation_id=self.generation_id, member_id=self.member_id,
-            group_instance_id=self.group_instance_id))
-        self._next_heartbeat = time.monotonic() + self.heartbeat_interval
-        code = response.error_code
-        if code in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
-            raise RebalanceNeeded()
-        if code in (ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.FENCED_INSTANCE_ID):
-            self.member_id, self.generation_id = "", -1
-            raise RebalanceNeeded()
-        raise_for(code, what=f"Heartbeat {self.group!r}")
-
-    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        """Commit as this member of the current generation."""
-        if offsets:
-            self.client.offset_commit(self.group, offsets, generation_id=self.generation_id,
-                                      member_id=self.member_id,
-                                      group_instance_id=self.group_instance_id)
-
-    def leave(self) -> None:
-        if not self.member_id or self.group_instance_id is not None:
-            return   # a static member keeps its place until its session times out
-        Request = protocol.request_class(ApiKey.LEAVE_GROUP)
-        request = Request(group_id=self.group, member_id=self.member_id,
-                          members=[Request.MemberIdentity(member_id=self.member_id,
-                                                          reason="the consumer is closing")])
-        try:
-            self._call(ApiKey.LEAVE_GROUP, request)
-        except (ClientError, KafkaError):
-            pass
-        self.member_id, self.generation_id = "", -1
