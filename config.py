@@ -92,6 +92,11 @@ KEYS: dict[str, tuple[type, object]] = {
     "replica.fetch.max.bytes": (int, 1048576),
     "max.incremental.fetch.session.cache.slots": (int, 1000),
     "connections.max.idle.ms": (int, 600000),
+    # Connection limits (KIP-308, KIP-402): at max.connections the broker stops accepting until
+    # one closes; a client address over its limit has its new connection closed at once.
+    "max.connections": (int, 2147483647),
+    "max.connections.per.ip": (int, 2147483647),
+    "max.connections.per.ip.overrides": (str, ""),   # host:count,host:count
     "process.roles": (str, "broker,controller"),
     "controller.quorum.voters": (str, ""),
     "controller.listener.names": (str, ""),

@@ -47,6 +47,7 @@ class Server:
         # Fault injection (controls/rules.py): one attribute read per request while no rule is set.
         self.controls = self.broker.controls
         self._connections: set[trio.CancelScope] = set()   # every client connection's scope
+        self.limits = ConnectionLimits(config)
         self.admin_address: tuple[str, int] | None = None   # the admin endpoint, when enabled
 
     @property
@@ -101,6 +102,9 @@ class Server:
 
     async def _accept(self, listener_socket, listener: Listener, nursery) -> None:
         while True:
+            # At max.connections, stop accepting until a connection closes (Kafka's acceptor
+            # waits for a slot the same way; the kernel's backlog holds the rest).
+            await self.limits.wait_for_slot()
             try:
                 stream = await listener_socket.accept()
             except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -112,9 +116,16 @@ class Server:
             if self.controls.is_down:
                 stream.socket.close()    # a down broker (controls/rules.py) refuses every connection
                 continue
-            nursery.start_soon(self._serve_connection, stream, listener)
+            host = _peer_host(stream.socket)
+            if not self.limits.admit(host):
+                log.info("closing a connection from %s: over max.connections.per.ip (%d)",
+                         host, self.limits.limit_for(host))
+                stream.socket.close()
+                continue
+            nursery.start_soon(self._serve_connection, stream, listener, host)
 
-    async def _serve_connection(self, stream: trio.SocketStream, listener: Listener) -> None:
+    async def _serve_connection(self, stream: trio.SocketStream, listener: Listener,
+                                host: str) -> None:
         # A scope per connection, so that `controls.down()` can close busy connections too.
         with trio.CancelScope() as scope:
             self._connections.add(scope)
@@ -123,8 +134,15 @@ class Server:
                     stream.socket.close()
                     return
                 await self._connection(stream, listener)
+            except Exception:
+                # The last line of defence, and the reason no client can stop the broker: a
+                # connection's task never lets an error out into the nursery that holds every
+                # other connection. Known failures close the connection earlier with a reason.
+                log.exception("connection from a %s listener failed", listener.name)
+                stream.socket.close()
             finally:
                 self._connections.discard(scope)
+                self.limits.release(host)
 
     async def _close_connections_when_down(self) -> None:
         while True:
@@ -143,10 +161,14 @@ class Server:
             peer = "?"
         conn = Connection(peer, listener)
         reader = FrameReader(self.config.socket_request_max_bytes)
+        clock = self.broker.clock
+        idle_s = self.config.connections_max_idle_ms / 1000
         try:
             while not self._stop.is_set():
-                # Read until a whole frame is buffered; only this wait is cancelled on shutdown.
-                scope = trio.CancelScope()
+                # Read until a whole frame is buffered. Only this wait is cancelled on shutdown,
+                # and it ends the connection after connections.max.idle.ms with no bytes from
+                # the client, as Kafka's selector closes idle connections.
+                scope = clock.move_on_at(clock.monotonic() + idle_s)
                 self._idle.add(scope)
                 try:
                     with scope:
@@ -155,9 +177,13 @@ class Server:
                             if n == 0:
                                 return
                             reader.received(n)
+                            scope.deadline = clock.monotonic() + idle_s
                 finally:
                     self._idle.discard(scope)
                 if scope.cancelled_caught:
+                    if not self._stop.is_set():
+                        log.info("closing connection from %s: idle for %d ms", peer,
+                                 self.config.connections_max_idle_ms)
                     return
                 # `frame` is a view into the reader's buffer, not a copy: the request is handled
                 # before the reader is touched again, and produced batches are patched and
@@ -210,7 +236,20 @@ class Server:
         response = await self._handle(api, request, ctx)
         if response is None:
             return None
-        return protocol.encode_response(key, version, header.correlation_id, response)
+        return self._encode(ctx, response)
+
+    def _encode(self, ctx: RequestContext, response) -> list:
+        """The response frame. A response this version cannot carry (a string over 32767 bytes
+        in a non-flexible version, say) is a broker bug or a hostile request's doing: it closes
+        this connection, as any failure while answering one request does."""
+        header = ctx.header
+        try:
+            return protocol.encode_response(header.api_key, header.api_version,
+                                            header.correlation_id, response)
+        except Exception as e:
+            log.warning("cannot encode the %s v%d response to %s: %s",
+                        ApiKey(header.api_key).name, header.api_version, ctx.connection.peer, e)
+            raise CloseConnection("response could not be encoded") from None
 
     async def _handle(self, api, request, ctx: RequestContext):
         """The handler's response message. A bug in a handler is logged and closes this
@@ -246,8 +285,58 @@ class Server:
             raise CloseConnection(f"control {rule.id}: disconnect after handling")
         if fault.action == "drop_response" or response is None:
             return None
-        return protocol.encode_response(header.api_key, header.api_version,
-                                        header.correlation_id, response)
+        return self._encode(ctx, response)
+
+
+def _peer_host(sock) -> str:
+    try:
+        return sock.getpeername()[0]
+    except OSError:
+        return "?"
+
+
+class ConnectionLimits:
+    """max.connections and max.connections.per.ip (with max.connections.per.ip.overrides):
+    how many client connections are open, in all and per client address."""
+
+    def __init__(self, config: Config):
+        self.max_connections = config.max_connections
+        self.max_per_ip = config.max_connections_per_ip
+        self.overrides: dict[str, int] = {}
+        for item in filter(None, (i.strip() for i in
+                                  config.max_connections_per_ip_overrides.split(","))):
+            host, sep, count = item.rpartition(":")
+            if not sep or not count.strip().isdigit():
+                raise ValueError(f"max.connections.per.ip.overrides: {item!r} is not host:count")
+            self.overrides[host.strip()] = int(count)
+        self.open = 0
+        self.per_host: dict[str, int] = {}
+        self._slot_freed = trio.Event()
+
+    def limit_for(self, host: str) -> int:
+        return self.overrides.get(host, self.max_per_ip)
+
+    def admit(self, host: str) -> bool:
+        """Count a new connection from `host`, or refuse it (False) over the host's limit."""
+        if self.per_host.get(host, 0) >= self.limit_for(host):
+            return False
+        self.per_host[host] = self.per_host.get(host, 0) + 1
+        self.open += 1
+        return True
+
+    def release(self, host: str) -> None:
+        self.open -= 1
+        left = self.per_host[host] - 1
+        if left:
+            self.per_host[host] = left
+        else:
+            del self.per_host[host]
+        self._slot_freed.set()
+        self._slot_freed = trio.Event()
+
+    async def wait_for_slot(self) -> None:
+        while self.open >= self.max_connections:
+            await self._slot_freed.wait()
 
 
 def _set_buffer_sizes(sock, config: Config) -> None:

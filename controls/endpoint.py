@@ -31,7 +31,8 @@ REQUEST_TIMEOUT_S = 10.0
 MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 _REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found",
-            405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large"}
+            405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
+            500: "Internal Server Error"}
 
 
 class HttpError(Exception):
@@ -88,6 +89,9 @@ def route(controls: Controls, method: str, path: str, body: bytes) -> tuple[int,
                 data = json.loads(body or b"null")
             except ValueError as e:
                 raise HttpError(400, f"the body is not JSON: {e}") from None
+            except RecursionError:
+                raise HttpError(400, "the body is not JSON a rule can be: nested too deeply") \
+                    from None
             try:
                 rule = controls.add(Rule.from_dict(data))
             except (ValueError, TypeError) as e:
@@ -114,6 +118,18 @@ def route(controls: Controls, method: str, path: str, body: bytes) -> tuple[int,
             raise HttpError(404, f"no control {what}")
         return 200, {"removed": 1}
     raise HttpError(405, f"{method} /controls/{what}: use GET or DELETE")
+
+
+def answer(controls: Controls, method: str, path: str, body: bytes) -> tuple[int, object]:
+    """`route`, with any failure of the operation answered 500: whatever one request does,
+    the endpoint (and the broker it runs in) stays up."""
+    try:
+        return route(controls, method, path, body)
+    except HttpError:
+        raise
+    except Exception as e:
+        log.exception("admin endpoint: %s %s failed", method, path)
+        return 500, {"error": f"{type(e).__name__}: {e}"}
 
 
 def response_bytes(status: int, value) -> bytes:
@@ -159,7 +175,7 @@ async def handle_connection(controls: Controls, stream) -> None:
             method = target = "?"
             try:
                 method, target, body = await _read_request(stream)
-                status, value = route(controls, method, target, body)
+                status, value = answer(controls, method, target, body)
             except HttpError as e:
                 status, value = e.status, {"error": str(e)}
             log.info("admin endpoint: %s %s -> %d", method, target, status)

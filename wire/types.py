@@ -67,6 +67,13 @@ _SMALL = [bytes([i]) for i in range(0x80)]
 
 # --- readers ---
 
+def _null(n: int, what: str) -> None:
+    """A negative length is null only as -1; anything below is a corrupt frame."""
+    if n != -1:
+        raise DecodeError(f"{what} length {n}: only -1 (null) may be negative")
+    return None
+
+
 def _take(buf, pos, n):
     end = pos + n
     if n < 0 or end > len(buf):
@@ -87,7 +94,7 @@ def read_nullable_string(buf, pos):
     (n,) = INT16.unpack_from(buf, pos)
     pos += 2
     if n < 0:
-        return None, pos
+        return _null(n, "string"), pos
     end = _take(buf, pos, n)
     return str(buf[pos:end], "utf-8"), end
 
@@ -121,7 +128,7 @@ def read_nullable_bytes(buf, pos):
     (n,) = INT32.unpack_from(buf, pos)
     pos += 4
     if n < 0:
-        return None, pos
+        return _null(n, "bytes"), pos
     end = _take(buf, pos, n)
     return bytes(buf[pos:end]), end
 
@@ -147,7 +154,7 @@ def read_records(buf, pos):
     (n,) = INT32.unpack_from(buf, pos)
     pos += 4
     if n < 0:
-        return None, pos
+        return _null(n, "records"), pos
     end = _take(buf, pos, n)
     return buf[pos:end], end
 
@@ -169,6 +176,8 @@ def read_count(buf, pos):
     """A classic array count: int32, -1 for null. Bounded by the bytes left in the frame."""
     (n,) = INT32.unpack_from(buf, pos)
     pos += 4
+    if n < -1:
+        raise DecodeError(f"array count {n}: only -1 (null) may be negative")
     if n > len(buf) - pos:
         raise DecodeError(f"array of {n} elements in {len(buf) - pos} bytes")
     return n, pos
