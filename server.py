@@ -192,7 +192,13 @@ class Server:
                 try:
                     response = await self._dispatch(conn, frame)
                     if response is not None:
-                        await _send_all(sock, response)
+                        # A client that stops reading holds what its response pins (memory,
+                        # the file regions of a fetch) only up to connections.max.idle.ms.
+                        with clock.move_on_after(idle_s) as sending:
+                            await _send_all(sock, response)
+                        if sending.cancelled_caught:
+                            raise CloseConnection(f"the client took no response bytes for "
+                                                  f"{self.config.connections_max_idle_ms} ms")
                 finally:
                     self._busy -= 1
                     if not self._busy:

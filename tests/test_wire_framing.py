@@ -5,7 +5,7 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from trioka.wire.framing import EXACT_ALLOC_LIMIT, READ_CHUNK, FrameError, FrameReader, frame
+from trioka.wire.framing import GROWTH, READ_CHUNK, SHRINK_ABOVE, FrameError, FrameReader, frame
 
 
 def framed(payload: bytes) -> bytes:
@@ -90,26 +90,46 @@ def test_an_empty_reader_has_no_frame():
     assert reader.next_frame() is None
 
 
-def test_a_frame_up_to_the_exact_limit_gets_its_whole_buffer_at_once():
-    size = 1_000_000
-    reader = FrameReader(100 * 1024 * 1024)
-    receive(reader, struct.pack(">i", size) + b"\x01" * (READ_CHUNK - 4))
-    reader.free_space()
-    assert reader.capacity == 4 + size
-
-
-def test_a_large_declared_frame_grows_with_the_bytes_that_arrive():
+def test_memory_follows_the_bytes_that_arrive_not_the_declared_size():
     """A client announcing 100 MiB and sending little holds little memory."""
     reader = FrameReader(200 * 1024 * 1024)
     receive(reader, struct.pack(">i", 100 * 1024 * 1024) + b"\x00" * (READ_CHUNK - 4))
     reader.free_space()
-    assert EXACT_ALLOC_LIMIT < 100 * 1024 * 1024
-    assert reader.capacity == 2 * READ_CHUNK
+    assert reader.capacity == GROWTH * READ_CHUNK
+    receive(reader, b"\x00" * (reader.capacity - reader.buffered))
+    reader.free_space()
+    assert reader.capacity == GROWTH * GROWTH * READ_CHUNK
+
+
+def test_a_buffer_never_grows_past_the_frame_it_holds():
+    size = GROWTH * READ_CHUNK + 10
+    reader = FrameReader(100 * 1024 * 1024)
+    receive(reader, struct.pack(">i", size) + b"\x01" * (GROWTH * READ_CHUNK))
+    reader.free_space()
+    assert reader.capacity == 4 + size
+
+
+def test_a_1_mb_produce_request_is_copied_only_a_few_times():
+    size = 1_000_000
+    reader = FrameReader(100 * 1024 * 1024)
+    wire = struct.pack(">i", size) + b"p" * size
+    capacities = set()
+    pos = 0
+    while pos < len(wire):
+        space = reader.free_space()
+        capacities.add(reader.capacity)
+        n = min(len(space), len(wire) - pos)
+        space[:n] = wire[pos:pos + n]
+        reader.received(n)
+        pos += n
+    assert sorted(capacities) == [READ_CHUNK, GROWTH * READ_CHUNK,
+                                  GROWTH ** 2 * READ_CHUNK, 4 + size]
+    assert drain(reader) == [b"p" * size]
 
 
 def test_memory_is_given_back_after_a_large_frame():
     reader = FrameReader(100 * 1024 * 1024)
-    big = b"b" * (3 * 1024 * 1024)
+    big = b"b" * (3 * SHRINK_ABOVE)
     receive(reader, framed(big))
     assert drain(reader) == [big]
     assert reader.capacity == READ_CHUNK
