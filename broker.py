@@ -18,20 +18,36 @@ from trioka.clock import Clock
 from trioka.config import DYNAMIC_KEYS, KEYS, Config, Listener, finalized, parse_listeners, \
     topic_defaults
 from trioka.controls.rules import Controls
+from trioka.log.config import LogConfig
 from trioka.log.fetch_sessions import FetchSessionCache
-from trioka.log.manager import LogManager, validate_topic_name
-from trioka.log.partition import LogConfig
+from trioka.log.manager import LogManager
+from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, validate_topic_name
 from trioka.txn.producer_ids import ProducerIdManager
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.broker")
 
-OFFSETS_TOPIC = "__consumer_offsets"            # the group coordinator's state
-TRANSACTION_STATE_TOPIC = "__transaction_state"  # the transaction coordinator's state
-INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC})
 # Broker configs changed at runtime, by resource: {"cluster": {...}, "broker": {...}}. Kafka keeps
 # them in its metadata log; a single broker keeps them in this file of the data directory.
 DYNAMIC_CONFIGS_FILE = "trioka-dynamic-configs.json"
+
+
+# A background task that fails is started again after this pause: often enough to recover from a
+# passing fault (a full disk freed), rarely enough not to flood the log.
+RESTART_PAUSE_S = 1.0
+
+
+async def keep_running(name: str, task, clock: Clock, pause_s: float = RESTART_PAUSE_S) -> None:
+    """Run a background loop that must never stop the broker: whatever error escapes one pass
+    (a disk error during a checkpoint, a corrupt batch met by the cleaner) is logged and the loop
+    starts again after `pause_s`, as Kafka's scheduler keeps its periodic tasks."""
+    while True:
+        try:
+            await task()
+            return
+        except Exception:
+            log.exception("%s failed; it starts again in %g s", name, pause_s)
+        await clock.sleep(pause_s)
 
 
 class BrokerState:
@@ -43,7 +59,7 @@ class BrokerState:
         self.rack: str | None = self.config.broker_rack or None
         # A single broker never changes leader, so every partition stays at leader epoch 0.
         self.leader_epoch = 0
-        self.logs = LogManager(self.config.data_dir, node_id=self.node_id,
+        self.logs = LogManager(self.config.data_dir, clock=self.clock, node_id=self.node_id,
                                default_config=self.topic_config_defaults(),
                                cluster_id=self.config.cluster_id or None)
         self.producer_ids = ProducerIdManager(self.config.data_dir)
@@ -94,7 +110,8 @@ class BrokerState:
         """The group coordinator (coordinator/group_coordinator.py)."""
         if self._groups is None:
             from trioka.coordinator.group_coordinator import GroupCoordinator
-            groups = GroupCoordinator(self.config, self.logs, on_append=self.notify_data)
+            groups = GroupCoordinator(self.config, self.logs, clock=self.clock,
+                                      on_append=self.notify_data)
             groups.open()
             self._groups = groups
             if self.nursery is not None:
@@ -121,17 +138,22 @@ class BrokerState:
 
     def start_background(self, nursery: trio.Nursery) -> None:
         """Timers owned by the broker: checkpoints, retention, the cleaner, coordinators."""
-        nursery.start_soon(self._checkpoint_loop)
-        nursery.start_soon(self._retention_loop)
+        nursery.start_soon(self._keep_running, "the checkpoint task", self._checkpoint_loop)
+        nursery.start_soon(self._keep_running, "the retention task", self._retention_loop)
         if self.config.log_cleaner_enable:
-            nursery.start_soon(self._cleaner_loop)
+            nursery.start_soon(self._keep_running, "the log cleaner", self._cleaner_loop)
         if self._groups is not None:
             self._start_group_timers(nursery)
-        nursery.start_soon(self._transaction_timeout_loop)
+        nursery.start_soon(self._keep_running, "the transaction timeout task",
+                           self._transaction_timeout_loop)
 
     def _start_group_timers(self, nursery: trio.Nursery) -> None:
-        nursery.start_soon(self._groups.run_timers)
+        nursery.start_soon(self._keep_running, "the group coordinator's timers",
+                           self._groups.run_timers)
         nursery.start_soon(self._groups.unload_when, self.shutting_down)
+
+    async def _keep_running(self, name: str, task) -> None:
+        await keep_running(name, task, self.clock)
 
     async def _transaction_timeout_loop(self) -> None:
         interval = self.config.transaction_abort_timed_out_transaction_cleanup_interval_ms

@@ -255,7 +255,7 @@ class Config:
 
 # Topic-level configs whose default is a broker setting: topic key -> (broker key, type). A topic
 # created without a value takes the broker's; `topic_defaults()` resolves them. The topic configs
-# themselves, with validation, are log/partition.py's LogConfig.
+# themselves, with validation, are log/config.py's LogConfig.
 TOPIC_CONFIGS: dict[str, tuple[str | None, type]] = {
     "cleanup.policy": ("log.cleanup.policy", str),
     "compression.type": ("compression.type", str),

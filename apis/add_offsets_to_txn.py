@@ -6,8 +6,6 @@ producer then commits with TxnOffsetCommit become visible exactly when the trans
 INVALID_PRODUCER_EPOCH before v2 (KIP-588).
 """
 
-import time
-
 from trioka.apis.add_partitions_to_txn import fenced_code
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import KafkaError
@@ -20,7 +18,7 @@ async def handle(broker, request, ctx):
     try:
         broker.transactions.add_offsets(request.transactional_id, request.producer_id,
                                         request.producer_epoch, request.group_id,
-                                        int(time.time() * 1000))
+                                        broker.clock.wall_ms())
     except KafkaError as e:
         return Response(throttle_time_ms=0, error_code=fenced_code(ctx.api_version, e.code, 2))
     return Response(throttle_time_ms=0, error_code=0)

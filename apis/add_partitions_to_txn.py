@@ -12,8 +12,6 @@ UNKNOWN_TOPIC_OR_PARTITION and then nothing is added: the other partitions get
 OPERATION_NOT_ATTEMPTED. Every error is reported on every partition of the transaction.
 """
 
-import time
-
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -44,13 +42,14 @@ def add(broker, transactional_id, producer_id, producer_epoch, topics, verify_on
             codes = {tp: (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp in unknown
                           else ErrorCode.OPERATION_NOT_ATTEMPTED) for tp in wanted}
         elif verify_only:
-            meta = txn._validate(transactional_id, producer_id, producer_epoch)
+            added = txn.verify_partitions_in_transaction(transactional_id, producer_id,
+                                                         producer_epoch, wanted)
             missing = ErrorCode.TRANSACTION_ABORTABLE if version >= 5 else \
                 ErrorCode.INVALID_TXN_STATE
-            codes = {tp: 0 if tp in meta.partitions else missing for tp in wanted}
+            codes = {tp: 0 if tp in added else missing for tp in wanted}
         else:
             txn.add_partitions(transactional_id, producer_id, producer_epoch, wanted,
-                               int(time.time() * 1000),
+                               broker.clock.wall_ms(),
                                transaction_version=2 if version >= 4 else 0)
     except KafkaError as e:
         code = fenced_code(version, e.code, 2)

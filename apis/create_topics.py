@@ -11,7 +11,7 @@ v5+ answers with the partition count, replication factor and the topic's configs
 topic id. Versions 0-1 were removed in Kafka 4.0.
 """
 
-from trioka.log.partition import LogConfig
+from trioka.log.config import LogConfig
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class

@@ -7,7 +7,7 @@ is what Kafka answers without the right to them; here INVALID_REQUEST with a mes
 renamed `<topic>-<partition>.<id>-delete` and removed, as Kafka does. Version 0 was removed in 4.0.
 """
 
-from trioka.broker import INTERNAL_TOPICS
+from trioka.log.topics import INTERNAL_TOPICS
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class

@@ -28,7 +28,7 @@ def describe(broker, topic: str, index: int) -> object:
                       coordinator_epoch=e.coordinator_epoch,
                       current_txn_start_offset=-1 if e.current_txn_first_offset is None
                       else e.current_txn_first_offset)
-        for e in log.producer_state.producers.values()]
+        for e in log.active_producers()]
     return PartitionResponse(partition_index=index, error_code=0, active_producers=producers)
 
 

@@ -9,7 +9,7 @@ the topic and partition to continue from, and a request with that `cursor` resum
 topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION; an illegal name INVALID_TOPIC_EXCEPTION.
 """
 
-from trioka.broker import INTERNAL_TOPICS
+from trioka.log.topics import INTERNAL_TOPICS
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import KafkaError, ErrorCode
 from trioka.wire.protocol import response_class

@@ -15,7 +15,7 @@ TopicData = State.TopicData
 
 
 def describe(broker, transactional_id: str) -> object:
-    meta = broker.transactions.transactions.get(transactional_id)
+    meta = broker.transactions.describe(transactional_id)
     if meta is None:
         return State(error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND,
                      transactional_id=transactional_id, transaction_state="",

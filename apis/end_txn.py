@@ -14,8 +14,6 @@ which names the epoch before the bump, gets them again. It may also abort when n
 open. The rules are in txn/coordinator.py.
 """
 
-import time
-
 from trioka.apis.add_partitions_to_txn import fenced_code
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import KafkaError
@@ -28,7 +26,7 @@ async def handle(broker, request, ctx):
     try:
         pid, epoch = broker.transactions.end_transaction(
             request.transactional_id, request.producer_id, request.producer_epoch,
-            request.committed, int(time.time() * 1000),
+            request.committed, broker.clock.wall_ms(),
             transaction_version=2 if ctx.api_version >= 5 else 0)
     except KafkaError as e:
         return Response(throttle_time_ms=0, error_code=fenced_code(ctx.api_version, e.code, 2),

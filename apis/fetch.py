@@ -18,8 +18,6 @@ Not done: follower fetching (this broker has no followers), preferred read repli
 Versions 0-3 (message formats v0/v1) were removed in Kafka 4.0 and are not served.
 """
 
-import trio
-
 from trioka.log.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, CachedPartition
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -181,14 +179,14 @@ async def handle(broker, request, ctx):
         incremental = True
 
     # Long poll: answer at once when enough is there, else wait for appends until max_wait_ms.
-    deadline = trio.current_time() + max(0, request.max_wait_ms) / 1000
+    deadline = broker.clock.monotonic() + max(0, request.max_wait_ms) / 1000
     while True:
         event = broker.data_event()
         read = _read_all(broker, wanted, request.max_bytes, request.isolation_level, version)
         if (read.bytes >= request.min_bytes or read.errors or request.max_wait_ms <= 0
-                or trio.current_time() >= deadline or broker.shutting_down.is_set()):
+                or broker.clock.monotonic() >= deadline or broker.shutting_down.is_set()):
             break
-        with trio.move_on_at(deadline):
+        with broker.clock.move_on_at(deadline):
             await event.wait()
 
     results = read.results

@@ -12,8 +12,6 @@ Errors: INVALID_REQUEST for an empty id, INVALID_TRANSACTION_TIMEOUT outside (0,
 producer id and epoch (v3+) that are not the current ones.
 """
 
-import time
-
 from trioka.apis.add_partitions_to_txn import fenced_code
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import KafkaError
@@ -29,7 +27,7 @@ async def handle(broker, request, ctx):
     try:
         pid, epoch = broker.transactions.init_producer_id(
             request.transactional_id, request.transaction_timeout_ms, request.producer_id,
-            request.producer_epoch, int(time.time() * 1000))
+            request.producer_epoch, broker.clock.wall_ms())
     except KafkaError as e:
         return Response(throttle_time_ms=0, error_code=fenced_code(ctx.api_version, e.code, 4),
                         producer_id=-1, producer_epoch=-1)

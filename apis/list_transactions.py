@@ -6,8 +6,6 @@ CompleteCommit, CompleteAbort, PrepareEpochFence; names it does not know come ba
 longer than `duration_filter` ms.
 """
 
-import time
-
 from trioka.txn.states import TransactionState
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.protocol import response_class
@@ -22,7 +20,7 @@ async def handle(broker, request, ctx):
     unknown = [name for name in request.state_filters if name not in _NAMES]
     states = {_NAMES[name] for name in request.state_filters if name in _NAMES}
     pids = set(request.producer_id_filters)
-    now_ms = int(time.time() * 1000)
+    now_ms = broker.clock.wall_ms()
     out = []
     for meta in broker.transactions.list():
         if request.state_filters and meta.state not in states:

@@ -15,7 +15,7 @@ a top-level error code (KIP-1102), always NONE here. Authorized operations are n
 ACLs), so they stay Kafka's "not requested" value.
 """
 
-from trioka.broker import INTERNAL_TOPICS
+from trioka.log.topics import INTERNAL_TOPICS
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class

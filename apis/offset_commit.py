@@ -24,8 +24,6 @@ Versions: v2-4 carry `retention_time_ms`; when it is not -1 the offset gets an e
 v0-1 were removed in Kafka 4.0 (KIP-896).
 """
 
-import time
-
 from trioka.coordinator.offsets import OffsetAndMetadata
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -43,7 +41,7 @@ def _partition_exists(broker, topic: str, partition: int) -> bool:
 
 async def handle(broker, request, ctx):
     version = ctx.api_version
-    now_ms = int(time.time() * 1000)
+    now_ms = broker.clock.wall_ms()
     groups = broker.groups
     group, group_error = None, None
     try:

@@ -27,11 +27,9 @@ Nothing decodes records here.
   transactions v2 (KIP-890); v13 names topics by id (KIP-516), UNKNOWN_TOPIC_ID when unknown.
 """
 
-import time
-
-from trioka.broker import INTERNAL_TOPICS
-from trioka.log.batch import TRANSACTIONAL_FLAG_MASK, read_header
+from trioka.log.batch import BatchInfo, peek_codec, peek_header
 from trioka.log.compression import CompressionType
+from trioka.log.topics import INTERNAL_TOPICS
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -48,13 +46,11 @@ def _error(index: int, code: int, message: str | None = None) -> object:
                              log_append_time_ms=-1, log_start_offset=-1, error_message=message)
 
 
-def verify_transaction(broker, transactional_id, log, topic: str, index: int, records,
-                       version: int) -> None:
+def verify_transaction(broker, transactional_id, log, topic: str, index: int,
+                       header: BatchInfo, version: int) -> None:
     """KIP-890: the coordinator's word on a transactional batch (see the module's docstring)."""
-    header = read_header(records, 0)
     add = version >= 12
-    if add and header.base_sequence != 0 and \
-            header.producer_id not in log.producer_state.producers:
+    if add and header.base_sequence != 0 and not log.has_producer(header.producer_id):
         raise KafkaError(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
                          f"Invalid sequence number {header.base_sequence} for producer "
                          f"{header.producer_id} in {topic}-{index}: a transactions v2 producer "
@@ -62,7 +58,7 @@ def verify_transaction(broker, transactional_id, log, topic: str, index: int, re
     try:
         broker.transactions.verify_partition(transactional_id, header.producer_id,
                                              header.producer_epoch, topic, index, add,
-                                             int(time.time() * 1000))
+                                             broker.clock.wall_ms())
     except KafkaError as e:
         # How Kafka's partition leaders pass the coordinator's answer on to producers.
         if e.code == ErrorCode.PRODUCER_FENCED:
@@ -87,14 +83,15 @@ def append_partition(broker, topic: str, index: int, records, version: int, acks
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS,
                              "The size of the current ISR 1 is insufficient to satisfy the "
                              f"min.isr requirement of {broker.config.min_insync_replicas}")
-        if version < 7 and len(records) > 22 and records[22] & 0x07 == CompressionType.ZSTD:
-            # Attributes are the int16 at byte 21; zstd came with Produce v7 (KIP-110).
+        if version < 7 and peek_codec(records) == CompressionType.ZSTD:
+            # zstd came with Produce v7 (KIP-110).
             raise KafkaError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
                              "zstd-compressed batches need Produce v7 or later")
-        if len(records) >= 61 and records[22] & TRANSACTIONAL_FLAG_MASK:
-            verify_transaction(broker, transactional_id, log, topic, index, records, version)
+        header = peek_header(records)
+        if header is not None and header.is_transactional:
+            verify_transaction(broker, transactional_id, log, topic, index, header, version)
         result = log.append(records, leader_epoch=broker.leader_epoch,
-                            now_ms=int(time.time() * 1000))
+                            now_ms=broker.clock.wall_ms())
     except KafkaError as e:
         return _error(index, e.code, e.message)
     return PartitionResponse(index=index, error_code=0, base_offset=result.base_offset,

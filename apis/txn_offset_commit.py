@@ -15,10 +15,9 @@ KIP-447), so a zombie consumer cannot commit; metadata over 4096 bytes is
 OFFSET_METADATA_TOO_LARGE; unknown partitions UNKNOWN_TOPIC_OR_PARTITION.
 """
 
-import time
-
 from trioka.apis.add_partitions_to_txn import fenced_code
-from trioka.coordinator.offsets import OFFSETS_TOPIC, OffsetAndMetadata
+from trioka.coordinator.offsets import OffsetAndMetadata
+from trioka.log.topics import OFFSETS_TOPIC
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -33,11 +32,11 @@ def _check_transaction(broker, request, version: int) -> None:
     added from v5 (the producer checks, then the partition's)."""
     if not request.transactional_id:
         raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING, "Empty transactional id")
-    partition = broker.groups.topic.partition_for(request.group_id)
+    partition = broker.groups.partition_for(request.group_id)
     try:
         broker.transactions.verify_partition(
             request.transactional_id, request.producer_id, request.producer_epoch,
-            OFFSETS_TOPIC, partition, version >= 5, int(time.time() * 1000))
+            OFFSETS_TOPIC, partition, version >= 5, broker.clock.wall_ms())
     except KafkaError as e:
         if e.code == ErrorCode.TRANSACTION_ABORTABLE and version < 4:
             raise KafkaError(ErrorCode.INVALID_TXN_STATE,
@@ -48,7 +47,7 @@ def _check_transaction(broker, request, version: int) -> None:
 
 async def handle(broker, request, ctx):
     version = ctx.api_version
-    now_ms = int(time.time() * 1000)
+    now_ms = broker.clock.wall_ms()
     codes: dict[tuple[str, int], int] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     limit = broker.groups.offset_metadata_max_bytes

@@ -43,7 +43,8 @@ def wait_for(condition, timeout=20.0):
     raise AssertionError("condition not met in time")
 
 
-def consume_all(bootstrap, topic, start_offset, reset, expect, timeout=20.0):
+def consume_records(bootstrap, topic, start_offset, reset, expect, timeout=20.0):
+    """(offset, key, value) of the records from `start_offset`, until `expect` are read."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "retention-reader",
                   "auto.offset.reset": reset, "enable.auto.commit": False})
     c.assign([TopicPartition(topic, 0, start_offset)])
@@ -53,10 +54,15 @@ def consume_all(bootstrap, topic, start_offset, reset, expect, timeout=20.0):
         while len(got) < expect and time.monotonic() < deadline:
             for m in c.consume(100, 0.5):
                 assert m.error() is None, m.error()
-                got.append(m.offset())
+                got.append((m.offset(), m.key(), m.value()))
     finally:
         c.close()
     return got
+
+
+def consume_all(bootstrap, topic, start_offset, reset, expect, timeout=20.0):
+    return [offset for offset, _, _ in
+            consume_records(bootstrap, topic, start_offset, reset, expect, timeout)]
 
 
 def test_retention_ms_deletes_old_segments(fast_retention_broker, topic_name):
@@ -77,10 +83,15 @@ def test_retention_bytes_keeps_the_newest(fast_retention_broker, topic_name):
     create_topic(b.bootstrap, topic_name, configs={"segment.bytes": "3000",
                                                    "retention.bytes": "6000"})
     produce(b.bootstrap, topic_name, 40)
-    low, high = wait_for(lambda: (lambda lh: lh if lh[0] > 0 else None)(
+    # 40 batches of about 580 bytes, five to a segment: the oldest segments go while what stays
+    # is still at least retention.bytes, so the log start moves to 20 or beyond.
+    low, high = wait_for(lambda: (lambda lh: lh if lh[0] >= 20 else None)(
         earliest(b.bootstrap, topic_name)))
     assert high == 40
-    assert low >= 20   # 40 batches of about 580 bytes, at most 6000 bytes kept (+ active)
+    # ...and no further than that: at least 6000 bytes (ten batches) stay, the newest, whole.
+    assert low <= 30
+    kept = consume_records(b.bootstrap, topic_name, low, "earliest", expect=high - low)
+    assert kept == [(i, str(i).encode(), bytes([i % 256]) * 500) for i in range(low, high)]
 
 
 def test_delete_records_moves_log_start_offset(broker, topic_name):

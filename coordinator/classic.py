@@ -1,11 +1,12 @@
 """A classic consumer group (Kafka's ClassicGroup): its members, generation, protocol and leader.
 
 This is the state of one group and the questions asked of it; the protocol that changes it
-(JoinGroup, SyncGroup, Heartbeat, LeaveGroup, timeouts) is in group_coordinator.py.
+(JoinGroup, SyncGroup, Heartbeat, LeaveGroup, timeouts) is in classic_protocol.py.
 
 - A *member* is one client instance. Its id is chosen by the coordinator: `<client id>-<uuid>`,
   or `<group instance id>-<uuid>` for a static member (KIP-345), which also names itself by a
-  `group.instance.id` that survives restarts. `static_members` maps instance ids to member ids.
+  `group.instance.id` that survives restarts. `static_members` maps instance ids to member ids
+  (static_members.py).
 - A *pending* member (KIP-394) has been given a member id by a JoinGroup (v4+) answered with
   MEMBER_ID_REQUIRED and is not a member until it joins again with that id.
 - Each member lists the *protocols* it can use (for consumers: assignors such as "range" or
@@ -19,11 +20,13 @@ This is the state of one group and the questions asked of it; the protocol that 
 """
 
 import dataclasses
+import math
 
 import trio
 
 from trioka.coordinator.group_state import GroupState, check_transition
-from trioka.coordinator.offsets import GroupMetadataValue, OffsetAndMetadata
+from trioka.coordinator.offsets import GroupMetadataValue, OffsetAndMetadata, group_metadata_key
+from trioka.coordinator.static_members import StaticMembers
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.schema import decode_record
 from trioka.wire.types import DecodeError
@@ -87,7 +90,7 @@ class Member:
         self.assignment = b""
         self.join_waiter: Waiter | None = None   # its JoinGroup, parked until the join phase ends
         self.sync_waiter: Waiter | None = None   # its SyncGroup, parked until the leader's arrives
-        self.session_deadline = 0.0              # trio clock; a heartbeat moves it
+        self.session_deadline = 0.0              # monotonic clock; a heartbeat moves it
 
     def __repr__(self) -> str:
         return f"Member({self.member_id!r}, instance={self.group_instance_id!r})"
@@ -128,8 +131,8 @@ class ClassicGroup:
         self.protocol_name: str | None = None
         self.leader_id: str | None = None
         self.members: dict[str, Member] = {}    # in joining order
-        self.static_members: dict[str, str] = {}        # group instance id -> member id
-        self.pending_members: dict[str, float] = {}     # KIP-394 member id -> expiry (trio clock)
+        self.static_members = StaticMembers()           # group instance id -> member id
+        self.pending_members: dict[str, float] = {}     # KIP-394 member id -> expiry (monotonic)
         self.offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
         # The join phase (PreparingRebalance) ends at `join_deadline` at the latest. The first
         # rebalance of an empty group waits `group.initial.rebalance.delay.ms` for more members,
@@ -157,6 +160,27 @@ class ClassicGroup:
         self.state = target
         self.state_timestamp_ms = now_ms
 
+    def is_empty(self) -> bool:
+        """Empty, without members and without members to be (what may be deleted, converted to
+        a consumer group, or have its offsets expire from when it emptied)."""
+        return self.is_in(GroupState.EMPTY) and not self.members and not self.pending_members
+
+    def next_deadline(self) -> float:
+        """The earliest deadline the timer must act on (math.inf when there is none): a pending
+        member's, the session of a member not parked in JoinGroup or SyncGroup, the end of the
+        join phase, the end of the sync phase."""
+        soonest = math.inf
+        for deadline in self.pending_members.values():
+            soonest = min(soonest, deadline)
+        for m in self.members.values():
+            if not m.awaiting_join and not m.awaiting_sync:
+                soonest = min(soonest, m.session_deadline)
+        if self.is_in(GroupState.PREPARING_REBALANCE) and self.join_deadline is not None:
+            soonest = min(soonest, self.join_deadline)
+        if self.sync_deadline is not None and self.pending_sync:
+            soonest = min(soonest, self.sync_deadline)
+        return soonest
+
     # --- members ---
 
     def has_member(self, member_id: str) -> bool:
@@ -178,8 +202,7 @@ class ClassicGroup:
         member = self.members.pop(member_id, None)
         if member is None:
             return None
-        if self.static_members.get(member.group_instance_id) == member_id:
-            del self.static_members[member.group_instance_id]
+        self.static_members.release(member.group_instance_id, member_id)
         self.pending_sync.discard(member_id)
         if self.leader_id == member_id:
             self.leader_id = next(iter(self.members), None)
@@ -204,17 +227,31 @@ class ClassicGroup:
         """The member a request names; FENCED_INSTANCE_ID when the instance id now belongs to
         another member id, UNKNOWN_MEMBER_ID when there is no such member."""
         if group_instance_id is not None:
-            current = self.static_members.get(group_instance_id)
-            if current is None:
-                raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
-                                 f"unknown group instance id {group_instance_id!r}")
-            if current != member_id:
-                raise KafkaError(ErrorCode.FENCED_INSTANCE_ID,
-                                 f"instance {group_instance_id!r} is now member {current!r}")
+            self.static_members.holder(group_instance_id, member_id)
         member = self.members.get(member_id)
         if member is None:
             raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID, f"unknown member id {member_id!r}")
         return member
+
+    def validate_offset_commit(self, member_id: str, group_instance_id: str | None,
+                               generation_id: int, transactional: bool = False) -> None:
+        """KafkaError unless a commit naming this member and generation may write offsets
+        (apis.md §11). One that names a generation, a member id or an instance id must come from
+        a member of the current generation (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID,
+        ILLEGAL_GENERATION). An OffsetCommit that names none of them is accepted only while the
+        group is Empty (admin clients, consumers using assign()), and none while the group waits
+        for its SyncGroups (REBALANCE_IN_PROGRESS). A TxnOffsetCommit (KIP-447) is checked for
+        its member and generation only, so that a zombie consumer-producer is fenced."""
+        if not transactional and generation_id < 0 and self.is_in(GroupState.EMPTY):
+            return
+        if generation_id >= 0 or member_id or group_instance_id is not None:
+            self.validate_member(member_id, group_instance_id)
+            if generation_id != self.generation_id:
+                raise KafkaError(ErrorCode.ILLEGAL_GENERATION)
+        elif not transactional and not self.is_in(GroupState.EMPTY):
+            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+        if not transactional and self.is_in(GroupState.COMPLETING_REBALANCE):
+            raise KafkaError(ErrorCode.REBALANCE_IN_PROGRESS)
 
     def all_members_joined(self) -> bool:
         return (not self.pending_members
@@ -278,6 +315,10 @@ class ClassicGroup:
         return topics
 
     # --- persistence ---
+
+    def deletion_records(self) -> list:
+        """The tombstone for the group's metadata (not its offsets)."""
+        return [(group_metadata_key(self.group_id), None)]
 
     def to_record(self):
         """The GroupMetadataValue Kafka writes after a rebalance."""

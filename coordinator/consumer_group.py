@@ -60,6 +60,7 @@ from collections.abc import Mapping
 
 from trioka.coordinator import assignors
 from trioka.coordinator.offsets import OffsetAndMetadata
+from trioka.coordinator.static_members import StaticMembers
 from trioka.wire import schema
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -119,6 +120,18 @@ class ConsumerGroupSettings:
     @property
     def default_assignor(self) -> str:
         return self.assignors[0]
+
+    @classmethod
+    def from_config(cls, config) -> "ConsumerGroupSettings":
+        """The broker's group.consumer.* keys; assignors this broker does not have are left
+        out (none left: uniform)."""
+        return cls(
+            heartbeat_interval_ms=config.group_consumer_heartbeat_interval_ms,
+            session_timeout_ms=config.group_consumer_session_timeout_ms,
+            assignors=tuple(name for name in (n.strip() for n in
+                                              config.group_consumer_assignors.split(","))
+                            if name in assignors.ASSIGNORS) or (assignors.UNIFORM,),
+            max_size=config.group_consumer_max_size)
 
 
 @dataclasses.dataclass(slots=True)
@@ -192,7 +205,7 @@ class ConsumerGroupMember:
         self.state = MemberState.STABLE
         self.assigned: Partitions = {}              # its current assignment
         self.pending_revocation: Partitions = {}    # partitions it must still give up
-        self.session_deadline = 0.0                 # trio clock; each heartbeat moves it
+        self.session_deadline = 0.0                 # monotonic clock; each heartbeat moves it
         self.revocation_deadline: float | None = None   # set while UNREVOKED_PARTITIONS
         self._regex: re.Pattern | None = None
 
@@ -233,7 +246,7 @@ class ConsumerGroup:
         self.group_epoch = 0
         self.assignment_epoch = 0
         self.members: dict[str, ConsumerGroupMember] = {}     # in joining order
-        self.static_members: dict[str, str] = {}              # instance id -> member id
+        self.static_members = StaticMembers()                 # instance id -> member id
         self.target: dict[str, Partitions] = {}               # the target assignment
         # The subscribed topics the target was computed from: name -> (topic id, partitions),
         # and each member's subscribed topic names.
@@ -289,8 +302,8 @@ class ConsumerGroup:
 
     # --- ownership of partitions ---
 
-    def _set_assignment(self, member: ConsumerGroupMember, assigned: Partitions,
-                        pending: Partitions) -> None:
+    def set_assignment(self, member: ConsumerGroupMember, assigned: Partitions,
+                       pending: Partitions) -> None:
         """Replace what a member holds (assigned and pending revocation), keeping `owners` in
         step: a partition is held by one member at a time."""
         for tid, ps in list(member.assigned.items()) + list(member.pending_revocation.items()):
@@ -330,7 +343,7 @@ class ConsumerGroup:
         if joining and not is_new and replaced is None:
             # A member that rejoins (after being fenced, or having lost its state) has given up
             # everything it held: it starts again from epoch 0.
-            self._set_assignment(member, {}, {})
+            self.set_assignment(member, {}, {})
             member.member_epoch, member.previous_member_epoch = 0, -1
             member.state = MemberState.STABLE
             member.revocation_deadline = None
@@ -388,32 +401,27 @@ class ConsumerGroup:
             if not joining:
                 self._check_epoch(member, req.member_epoch, req.owned)
             return member, None
+        if not joining:
+            existing = self.members[self.static_members.holder(req.instance_id, req.member_id)]
+            self._check_epoch(existing, req.member_epoch, req.owned)
+            return existing, None
         existing_id = self.static_members.get(req.instance_id)
-        existing = self.members.get(existing_id) if existing_id is not None else None
-        if joining:
-            if existing is None:
-                if req.member_id in self.members:
-                    raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
-                                     f"Member {req.member_id} is not the static member "
-                                     f"{req.instance_id}.")
-                return ConsumerGroupMember(req.member_id), None
-            if existing.member_id == req.member_id:
-                return existing, None
-            if existing.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
-                raise KafkaError(ErrorCode.UNRELEASED_INSTANCE_ID,
-                                 f"Static member {req.member_id} with instance id "
-                                 f"{req.instance_id} cannot join the group because the instance "
-                                 f"id is owned by {existing.member_id} member.")
-            return ConsumerGroupMember(req.member_id), existing
-        if existing is None:
-            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
-                             f"Instance id {req.instance_id} is unknown.")
-        if existing.member_id != req.member_id:
-            raise KafkaError(ErrorCode.FENCED_INSTANCE_ID,
-                             f"Static member {req.member_id} with instance id {req.instance_id} "
-                             f"was fenced by member {existing.member_id}.")
-        self._check_epoch(existing, req.member_epoch, req.owned)
-        return existing, None
+        if existing_id is None:
+            if req.member_id in self.members:
+                raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
+                                 f"Member {req.member_id} is not the static member "
+                                 f"{req.instance_id}.")
+            return ConsumerGroupMember(req.member_id), None
+        existing = self.members[existing_id]
+        if existing.member_id == req.member_id:
+            return existing, None
+        # KIP-848: the instance id is taken over only after its holder left with epoch -2.
+        if existing.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+            raise KafkaError(ErrorCode.UNRELEASED_INSTANCE_ID,
+                             f"Static member {req.member_id} with instance id "
+                             f"{req.instance_id} cannot join the group because the instance "
+                             f"id is owned by {existing.member_id} member.")
+        return ConsumerGroupMember(req.member_id), existing
 
     @staticmethod
     def _check_epoch(member: ConsumerGroupMember, epoch: int, owned: Partitions | None) -> None:
@@ -452,7 +460,7 @@ class ConsumerGroup:
         new.member_epoch, new.previous_member_epoch = 0, 0
         self.members[new.member_id] = new
         self.static_members[new.instance_id] = new.member_id
-        self._set_assignment(new, assigned, {})
+        self.set_assignment(new, assigned, {})
         self.target[new.member_id] = target
         self.member_topics[new.member_id] = topics
         records.append(member_metadata_record(self.group_id, new))
@@ -473,15 +481,7 @@ class ConsumerGroup:
                 raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
                                  f"Member {member_id} is not a member of group {self.group_id}.")
         else:
-            current = self.static_members.get(instance_id)
-            if current is None:
-                raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
-                                 f"Instance id {instance_id} is unknown.")
-            if current != member_id:
-                raise KafkaError(ErrorCode.FENCED_INSTANCE_ID,
-                                 f"Static member {member_id} with instance id {instance_id} was "
-                                 f"fenced by member {current}.")
-            member = self.members[current]
+            member = self.members[self.static_members.holder(instance_id, member_id)]
             if member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
                 # It keeps its partitions (nobody else gets them) until it comes back or its
                 # session runs out.
@@ -490,7 +490,7 @@ class ConsumerGroup:
                 member.member_epoch = LEAVE_GROUP_STATIC_MEMBER_EPOCH
                 member.state = MemberState.STABLE
                 member.revocation_deadline = None
-                self._set_assignment(member, member.assigned, {})
+                self.set_assignment(member, member.assigned, {})
                 records.append(current_assignment_record(self.group_id, member))
                 return HeartbeatResult(member_id, LEAVE_GROUP_STATIC_MEMBER_EPOCH)
         log.info("group %s: member %s leaves", self.group_id, member.member_id)
@@ -505,11 +505,9 @@ class ConsumerGroup:
         self.maybe_bump(topics, settings, records, force=True)
 
     def _remove(self, member: ConsumerGroupMember, records: list) -> None:
-        self._set_assignment(member, {}, {})
+        self.set_assignment(member, {}, {})
         del self.members[member.member_id]
-        if member.instance_id is not None and \
-                self.static_members.get(member.instance_id) == member.member_id:
-            del self.static_members[member.instance_id]
+        self.static_members.release(member.instance_id, member.member_id)
         self.target.pop(member.member_id, None)
         self.member_topics.pop(member.member_id, None)
         records.append((current_assignment_key(self.group_id, member.member_id), None))
@@ -589,7 +587,7 @@ class ConsumerGroup:
         else:
             member.revocation_deadline = None
         member.state = state
-        self._set_assignment(member, assigned, pending)
+        self.set_assignment(member, assigned, pending)
         if (member.member_epoch, member.state, member.assigned,
                 member.pending_revocation) != before:
             records.append(current_assignment_record(self.group_id, member))
@@ -875,7 +873,7 @@ def load(records: Mapping[tuple[int, str, str | None], object], now: float,
                 m.state = MemberState(value.state)
             except ValueError:
                 m.state = MemberState.UNKNOWN
-            group._set_assignment(m, _partitions_of(value.assigned_partitions),
+            group.set_assignment(m, _partitions_of(value.assigned_partitions),
                                   _partitions_of(value.partitions_pending_revocation))
     for group in groups.values():
         for mid, m in group.members.items():

@@ -30,12 +30,12 @@ from collections.abc import Iterator
 
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import ControlRecordType, encode_batch, iter_batches
+from trioka.log.topics import OFFSETS_TOPIC
 from trioka.wire import schema
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.coordinator")
 
-OFFSETS_TOPIC = "__consumer_offsets"
 # Kafka's offsets.topic.segment.bytes and the topic configs it creates the topic with.
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600",
                          "compression.type": "producer"}

@@ -187,6 +187,25 @@ def read_header(buf, position: int = 0) -> BatchInfo:
     return BatchInfo(position, *HEADER.unpack_from(buf, position))
 
 
+# Produce looks at a batch before validating it: at its codec (zstd needs Produce v7) and, for a
+# transactional batch, at the producer in its header (the coordinator is asked first, KIP-890).
+
+def peek_codec(buf) -> int | None:
+    """The codec id of the batch at the start of `buf`, nothing checked; None when `buf` is too
+    short to hold it (the codec bits are in the low byte of the big-endian attributes)."""
+    if len(buf) <= ATTRIBUTES_OFFSET + 1:
+        return None
+    return buf[ATTRIBUTES_OFFSET + 1] & COMPRESSION_CODEC_MASK
+
+
+def peek_header(buf) -> BatchInfo | None:
+    """The header of the batch at the start of `buf`, nothing checked; None when `buf` is
+    shorter than a header."""
+    if len(buf) < HEADER_SIZE:
+        return None
+    return read_header(buf, 0)
+
+
 def _corrupt(message: str) -> KafkaError:
     return KafkaError(ErrorCode.CORRUPT_MESSAGE, message)
 

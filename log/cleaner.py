@@ -481,7 +481,7 @@ class _Context:
     def is_current_epoch_marker(self, info: BatchInfo) -> bool:
         """Whether this marker is all that is left of its producer's current epoch: the
         producer has no data batch at that epoch (Kafka's "last record of the producer")."""
-        entry = self.producer_state.producers.get(info.producer_id)
+        entry = self.producer_state.last_entry(info.producer_id)
         return bool(entry is not None and entry.last_data_offset is None
                     and entry.producer_epoch == info.producer_epoch)
 
@@ -490,7 +490,7 @@ class _Context:
         empty, so producer state rebuilt from the log keeps the last sequence)."""
         if info.producer_id < 0:
             return False
-        entry = self.producer_state.producers.get(info.producer_id)
+        entry = self.producer_state.last_entry(info.producer_id)
         return bool(entry is not None and entry.batches
                     and entry.batches[-1].last_offset == info.last_offset)
 

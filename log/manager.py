@@ -27,8 +27,6 @@ the file lists but whose dir is missing is created empty.
 """
 
 import json
-import re
-import time
 import uuid
 
 from trioka.log.checkpoint import (CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT,
@@ -39,37 +37,19 @@ from trioka.log.checkpoint import (CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECK
                                    uuid_from_base64, uuid_to_base64, write_clean_shutdown_marker,
                                    write_meta_properties, write_offset_checkpoint,
                                    write_partition_metadata)
+from trioka.log.config import LogConfig
 from trioka.log.files import DiskFiles, MemoryFiles
-from trioka.log.partition import LogConfig, PartitionLog
+from trioka.log.partition import PartitionLog
+from trioka.log.topics import has_collision, validate_topic_name
 from trioka.wire.errors import ErrorCode, KafkaError
 
 TOPICS_FILE = "trioka-topics.json"
 TOPICS_FILE_VERSION = 1
 
-MAX_TOPIC_NAME_LENGTH = 249
-_LEGAL_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
-
 
 class LogDirError(Exception):
     """The data dir cannot be used: locked by another broker, or its meta.properties belongs to
     another node or cluster. The broker must not start."""
-
-
-def validate_topic_name(name: str) -> None:
-    """Kafka's topic name rules: 1 to 249 characters from [a-zA-Z0-9._-], and not "." or "..".
-    Raises KafkaError(INVALID_TOPIC_EXCEPTION)."""
-    if not name:
-        raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, "topic name must not be empty")
-    if name in (".", ".."):
-        raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, 'topic name must not be "." or ".."')
-    if len(name) > MAX_TOPIC_NAME_LENGTH:
-        raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                         f"topic name is {len(name)} characters long; at most "
-                         f"{MAX_TOPIC_NAME_LENGTH} are allowed")
-    if not _LEGAL_TOPIC_NAME.fullmatch(name):
-        raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
-                         f"topic name {name!r} may only contain ASCII letters, digits, '.', '_' "
-                         f"and '-'")
 
 
 def partition_dir_name(topic: str, partition: int) -> str:
@@ -108,11 +88,17 @@ class TopicInfo:
 
 
 class LogManager:
-    """Owner of every partition log of the broker. Synchronous; call `open()` first."""
+    """Owner of every partition log of the broker. Synchronous; call `open()` first.
 
-    def __init__(self, data_dir: str | None, *, node_id: int = 1,
+    `clock` is the node's clock (anything with `wall_ms()`, as trioka.clock.Clock): the time
+    partitions are opened and created at, for segment ages, when a call does not pass `now_ms`.
+    Nothing in log/ reads the system clock, so a manager without a clock must be given `now_ms`
+    by every call that opens or creates partitions."""
+
+    def __init__(self, data_dir: str | None, *, clock=None, node_id: int = 1,
                  default_config: LogConfig | None = None, cluster_id: str | None = None):
         self.data_dir = data_dir
+        self.clock = clock
         self.files = DiskFiles(data_dir) if data_dir is not None else MemoryFiles()
         self.node_id = node_id
         self.default_config = default_config or LogConfig()
@@ -137,7 +123,7 @@ class LogManager:
         try:
             self._load_meta_properties()
             self.had_clean_shutdown = files.exists(CLEAN_SHUTDOWN_MARKER)
-            self._load_topics(now_ms if now_ms is not None else int(time.time() * 1000))
+            self._load_topics(now_ms)
             # From now on a crash must be seen as unclean.
             files.remove(CLEAN_SHUTDOWN_MARKER)
         except BaseException:
@@ -172,6 +158,14 @@ class LogManager:
         if "directory.id" in meta:
             self.directory_id = uuid_from_base64(meta["directory.id"])
 
+    def _now_ms(self, now_ms: int | None) -> int:
+        """`now_ms` if the caller gave it, else the clock's wall time."""
+        if now_ms is not None:
+            return now_ms
+        if self.clock is None:
+            raise TypeError("a LogManager without a clock needs now_ms")
+        return self.clock.wall_ms()
+
     def _read_checkpoint(self, path: str) -> dict[tuple[str, int], int]:
         # A damaged checkpoint is not fatal: without recovery points every partition is fully
         # recovered; without log start offsets they fall back to the first segment.
@@ -191,7 +185,7 @@ class LogManager:
             return {}
         return document.get("topics", {})
 
-    def _load_topics(self, now_ms: int) -> None:
+    def _load_topics(self, now_ms: int | None) -> None:
         files = self.files
         clean = self.had_clean_shutdown
         recovery_points = self._read_checkpoint(RECOVERY_POINT_CHECKPOINT)
@@ -230,6 +224,8 @@ class LogManager:
             if name not in stored or count != entry.get("partitions"):
                 changed = True
             partitions = []
+            if count:
+                now_ms = self._now_ms(now_ms)   # once, for every partition opened
             for index in range(count):
                 directory = partition_dir_name(name, index)
                 if not files.exists(f"{directory}/{PARTITION_METADATA}"):
@@ -338,9 +334,8 @@ class LogManager:
         validate_topic_name(name)
         if name in self._topics:
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
-        collision_key = name.replace(".", "_")
         for existing in self._topics:
-            if existing.replace(".", "_") == collision_key:
+            if has_collision(name, existing):
                 raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
                                  f"topic {name!r} collides with existing topic {existing!r}")
         if num_partitions < 1:
@@ -351,7 +346,7 @@ class LogManager:
         topic_id = random_uuid()
         while topic_id in self._topics_by_id:
             topic_id = random_uuid()
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = self._now_ms(now_ms)
         topic = TopicInfo(name, topic_id, overrides, config, [])
         for index in range(num_partitions):
             topic.partitions.append(self._new_partition(topic, index, now_ms))
@@ -382,7 +377,7 @@ class LogManager:
             raise KafkaError(ErrorCode.INVALID_PARTITIONS,
                              f"topic {name!r} has {current} partitions; the count can only grow, "
                              f"{new_total} requested")
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = self._now_ms(now_ms)
         for index in range(current, new_total):
             topic.partitions.append(self._new_partition(topic, index, now_ms))
         self._write_topics_file()

@@ -23,166 +23,18 @@ Everything here is synchronous and does no waiting (no trio): under trio one cal
 """
 
 import dataclasses
-import time
 from bisect import bisect_right
 
 from trioka.log.batch import (AppendOrigin, BatchInfo, assign_offsets, set_log_append_time,
                               validate_batches)
-from trioka.log.producer_state import ProducerStateManager
-from trioka.log.txn_index import AbortedTxn, TransactionIndex
 from trioka.log.checkpoint import (LEADER_EPOCH_CHECKPOINT, CheckpointError,
                                    read_leader_epoch_checkpoint, write_leader_epoch_checkpoint)
+from trioka.log.config import LONG_MAX, LogConfig
+from trioka.log.producer_state import ProducerStateEntry, ProducerStateManager
 from trioka.log.segment import (INDEX_SUFFIX, LOG_SUFFIX, SWAP_FILE_SUFFIX, TIME_INDEX_SUFFIX,
                                 TXN_INDEX_SUFFIX, LogSegment, parse_segment_file_name)
+from trioka.log.txn_index import AbortedTxn, TransactionIndex
 from trioka.wire.errors import ErrorCode, KafkaError
-
-LONG_MAX = 2**63 - 1
-
-# compression.type values that name a codec (attributes & 0x07); "producer" keeps the producer's.
-_TOPIC_CODECS = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
-INT32_MAX = 2**31 - 1
-
-
-# ------------------------------------------------------------------------------------- config
-
-@dataclasses.dataclass(frozen=True)
-class LogConfig:
-    """The topic-level configs of Kafka, with Kafka's defaults; names are the config keys with
-    '.' -> '_' (segment.bytes -> segment_bytes). Build one from AlterConfigs/CreateTopics strings
-    with `LogConfig.from_configs`. Broker-level defaults (log.segment.bytes, ...) are applied by
-    passing them as `base`."""
-
-    cleanup_policy: str = "delete"  # "delete", "compact" or "compact,delete"
-    compression_type: str = "producer"
-    compression_gzip_level: int = -1
-    compression_lz4_level: int = 9
-    compression_zstd_level: int = 3
-    delete_retention_ms: int = 86400000
-    file_delete_delay_ms: int = 60000
-    flush_messages: int = LONG_MAX
-    flush_ms: int = LONG_MAX
-    follower_replication_throttled_replicas: str = ""
-    index_interval_bytes: int = 4096
-    leader_replication_throttled_replicas: str = ""
-    local_retention_bytes: int = -2
-    local_retention_ms: int = -2
-    max_compaction_lag_ms: int = LONG_MAX
-    max_message_bytes: int = 1048588
-    message_timestamp_after_max_ms: int = LONG_MAX
-    message_timestamp_before_max_ms: int = LONG_MAX
-    message_timestamp_type: str = "CreateTime"  # or "LogAppendTime"
-    min_cleanable_dirty_ratio: float = 0.5
-    min_compaction_lag_ms: int = 0
-    min_insync_replicas: int = 1
-    preallocate: bool = False
-    remote_log_copy_disable: bool = False
-    remote_log_delete_on_disable: bool = False
-    remote_storage_enable: bool = False
-    retention_bytes: int = -1
-    retention_ms: int = 604800000
-    segment_bytes: int = 1073741824
-    segment_index_bytes: int = 10485760
-    segment_jitter_ms: int = 0
-    segment_ms: int = 604800000
-    unclean_leader_election_enable: bool = False
-
-    @classmethod
-    def from_configs(cls, configs, base: "LogConfig | None" = None) -> "LogConfig":
-        """`base` (default: Kafka's defaults) overridden by `configs`, a mapping of Kafka topic
-        config keys ("segment.bytes" or "segment_bytes") to strings (or typed values).
-        An unknown key or a bad value raises KafkaError(INVALID_CONFIG)."""
-        values = {}
-        for key, value in configs.items():
-            name = key.replace(".", "_")
-            field = _FIELDS.get(name)
-            if field is None:
-                raise KafkaError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {key}")
-            values[name] = _parse_config_value(name, field.type, value)
-        return dataclasses.replace(base or cls(), **values)
-
-    def to_configs(self) -> dict[str, str]:
-        """Every topic config as Kafka's key -> string value (for DescribeConfigs)."""
-        return {f.name.replace("_", "."): _config_string(getattr(self, f.name))
-                for f in dataclasses.fields(self)}
-
-    @property
-    def compact(self) -> bool:
-        return "compact" in self.cleanup_policy.split(",")
-
-    @property
-    def delete(self) -> bool:
-        return "delete" in self.cleanup_policy.split(",")
-
-    @property
-    def log_append_time(self) -> bool:
-        return self.message_timestamp_type == "LogAppendTime"
-
-
-_FIELDS = {f.name: f for f in dataclasses.fields(LogConfig)}
-
-# Allowed values and ranges, as Kafka validates them (ConfigDef validators of LogConfig).
-_CHOICES = {
-    "compression_type": {"uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"},
-    "message_timestamp_type": {"CreateTime", "LogAppendTime"},
-}
-_MINIMUMS = {
-    "segment_bytes": 14, "segment_ms": 1, "segment_index_bytes": 4, "segment_jitter_ms": 0,
-    "index_interval_bytes": 0, "max_message_bytes": 0, "retention_ms": -1, "flush_messages": 1,
-    "flush_ms": 0, "delete_retention_ms": 0, "file_delete_delay_ms": 0,
-    "min_compaction_lag_ms": 0, "max_compaction_lag_ms": 1, "min_insync_replicas": 1,
-    "message_timestamp_after_max_ms": 0, "message_timestamp_before_max_ms": 0,
-}
-_INT32_FIELDS = {"segment_bytes", "segment_index_bytes", "index_interval_bytes",
-                 "max_message_bytes", "min_insync_replicas"}
-
-
-def _parse_config_value(name: str, kind, value):
-    key = name.replace("_", ".")
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                parsed = value
-            elif str(value).strip().lower() in ("true", "false"):
-                parsed = str(value).strip().lower() == "true"
-            else:
-                raise ValueError(value)
-        elif kind is int:
-            parsed = int(str(value).strip())
-        elif kind is float:
-            parsed = float(str(value).strip())
-        else:
-            parsed = str(value).strip()
-    except (TypeError, ValueError):
-        raise KafkaError(ErrorCode.INVALID_CONFIG,
-                         f"Invalid value {value} for configuration {key}") from None
-    if name in _CHOICES and parsed not in _CHOICES[name]:
-        raise KafkaError(ErrorCode.INVALID_CONFIG,
-                         f"Invalid value {value} for configuration {key}: String must be one of: "
-                         f"{', '.join(sorted(_CHOICES[name]))}")
-    if name == "cleanup_policy":
-        policies = [p.strip() for p in parsed.split(",") if p.strip()]
-        if not policies or any(p not in ("delete", "compact") for p in policies):
-            raise KafkaError(ErrorCode.INVALID_CONFIG,
-                             f"Invalid value {value} for configuration {key}")
-        parsed = ",".join(policies)
-    if name in _MINIMUMS and parsed < _MINIMUMS[name]:
-        raise KafkaError(ErrorCode.INVALID_CONFIG,
-                         f"Invalid value {value} for configuration {key}: Value must be at least "
-                         f"{_MINIMUMS[name]}")
-    if name in _INT32_FIELDS and parsed > INT32_MAX:
-        raise KafkaError(ErrorCode.INVALID_CONFIG,
-                         f"Invalid value {value} for configuration {key}: Not a number of type INT")
-    if name == "min_cleanable_dirty_ratio" and not 0.0 <= parsed <= 1.0:
-        raise KafkaError(ErrorCode.INVALID_CONFIG,
-                         f"Invalid value {value} for configuration {key}: Value must be between 0 "
-                         f"and 1")
-    return parsed
-
-
-def _config_string(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 # ------------------------------------------------------------------------------------ results
@@ -238,11 +90,15 @@ class PartitionLog:
     is recovered: CRC-checked batch by batch, truncated at a torn or corrupt tail, its indexes
     rebuilt. Index files that are missing or insane are rebuilt in any case (lazily, when the
     segment is first used).
+
+    Time comes from the caller: `now_ms` (wall-clock milliseconds, the node's clock) is the
+    creation time of the segments opened or created here, and every method that needs the time
+    takes it the same way. This module never reads a clock.
     """
 
     def __init__(self, topic: str, partition: int, directory: str, files, config=None, *,
-                 recovery_point: int = 0, log_start_offset: int = 0,
-                 clean_shutdown: bool = False, now_ms: int | None = None):
+                 now_ms: int, recovery_point: int = 0, log_start_offset: int = 0,
+                 clean_shutdown: bool = False):
         self.topic = topic
         self.partition = partition
         self.directory = directory
@@ -263,8 +119,7 @@ class PartitionLog:
         self.epoch_entries: list[tuple[int, int]] = []  # (epoch, start offset), increasing
         self.producer_state = ProducerStateManager(files, directory)
         self.txn_index = TransactionIndex(files, directory)
-        self._load(recovery_point, log_start_offset, clean_shutdown,
-                   _now_ms() if now_ms is None else now_ms)
+        self._load(recovery_point, log_start_offset, clean_shutdown, now_ms)
 
     def __repr__(self) -> str:
         return (f"PartitionLog({self.topic}-{self.partition}, log_start_offset="
@@ -332,7 +187,7 @@ class PartitionLog:
         at the log end is the whole state (none was written when no producer had written
         here); otherwise the newest snapshot, then the batch headers after it are replayed."""
         self.txn_index.load(self._base_offsets, self.log_end_offset)
-        if clean_shutdown and not self.producer_state._snapshot_offsets():
+        if clean_shutdown and not self.producer_state.snapshot_offsets():
             return
         self._rebuild_producer_state()
 
@@ -451,6 +306,15 @@ class PartitionLog:
             self.txn_index.append(segment.base_offset,
                                   AbortedTxn(marker.producer_id, first, marker.base_offset, lso))
 
+    def has_producer(self, producer_id: int) -> bool:
+        """Whether this partition keeps state for the producer (it has written here, and that
+        state was not removed with old data)."""
+        return self.producer_state.last_entry(producer_id) is not None
+
+    def active_producers(self) -> list[ProducerStateEntry]:
+        """The producers this partition keeps state for (DescribeProducers)."""
+        return self.producer_state.active_producers()
+
     def aborted_transactions(self, fetch_offset: int, upper_bound: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of aborted transactions overlapping a read_committed
         read of [fetch_offset, upper_bound)."""
@@ -548,7 +412,7 @@ class PartitionLog:
         refuses records without a key (INVALID_RECORD), and a topic whose compression.type
         names a codec stores batches in that codec, recompressing others (Kafka's
         LogValidator). Returns the records and batch headers to append."""
-        codec = _TOPIC_CODECS.get(self.config.compression_type)
+        codec = self.config.compression_codec
         if not self.config.compact and (codec is None or
                                         all(info.compression == codec for info in batches)):
             return records, batches
@@ -598,9 +462,9 @@ class PartitionLog:
             return self.roll(now_ms)
         return segment
 
-    def roll(self, now_ms: int | None = None) -> LogSegment:
-        """Start a new active segment at log_end_offset (no-op if the active one is empty)."""
-        now_ms = _now_ms() if now_ms is None else now_ms
+    def roll(self, now_ms: int) -> LogSegment:
+        """Start a new active segment at log_end_offset (no-op if the active one is empty),
+        created at `now_ms`."""
         active = self.active_segment
         if active.size == 0 and active.base_offset == self.log_end_offset:
             return active
@@ -672,6 +536,7 @@ class PartitionLog:
         found inside that one batch by decoding the records' timestamp deltas (decompressing
         if needed). For LogAppendTime batches every record has the batch's max_timestamp.
         """
+        from trioka.log.records import first_record_at_or_after
         start = self.log_start_offset
         for segment in self.segments[self._segment_index_for(start):]:
             if segment.max_timestamp < timestamp:
@@ -681,8 +546,8 @@ class PartitionLog:
                 info = segment.find_batch_by_timestamp(timestamp, search_from)
                 if info is None:
                     break
-                found = _first_record_at_or_after(segment.read_batch(info), info, timestamp,
-                                                  self.log_start_offset)
+                found = first_record_at_or_after(segment.read_batch(info), info, timestamp,
+                                                 self.log_start_offset)
                 if found is not None:
                     return found
                 search_from = info.next_offset
@@ -724,13 +589,14 @@ class PartitionLog:
 
     # ------------------------------------------------------------------- truncation / deletion
 
-    def truncate_to(self, offset: int) -> None:
+    def truncate_to(self, offset: int, now_ms: int) -> None:
         """Remove everything at and after `offset` (the whole batch holding it goes, as in
-        Kafka; log_end_offset becomes that batch's base offset)."""
+        Kafka; log_end_offset becomes that batch's base offset). When nothing is left, the new
+        empty segment is created at `now_ms`."""
         if offset >= self.log_end_offset:
             return
         if offset <= self.segments[0].base_offset:
-            self.truncate_fully_and_start_at(max(offset, 0))
+            self.truncate_fully_and_start_at(max(offset, 0), now_ms)
             return
         keep = self._segment_index_for(offset)
         if self.segments[keep].base_offset == offset and keep > 0:
@@ -743,11 +609,11 @@ class PartitionLog:
         active.load_tail()
         self._after_truncation()
 
-    def truncate_fully_and_start_at(self, offset: int, now_ms: int | None = None) -> None:
-        """Delete every segment and start an empty log at `offset`."""
+    def truncate_fully_and_start_at(self, offset: int, now_ms: int) -> None:
+        """Delete every segment and start an empty log at `offset`, its segment created at
+        `now_ms`."""
         for segment in self.segments:
             segment.delete()
-        now_ms = _now_ms() if now_ms is None else now_ms
         self._set_segments([LogSegment.create(self.files, self.directory, offset,
                                               **self._segment_params(now_ms))])
         self.log_start_offset = offset
@@ -885,60 +751,3 @@ class PartitionLog:
         self.segments = []
         self._base_offsets = []
         self.files.remove_tree(self.directory)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-# ------------------------------------------------------------------ record timestamps (ListOffsets)
-
-def _read_zigzag(buf, position: int) -> tuple[int, int]:
-    """A zig-zag varint/varlong (the record fields' encoding) at `position`."""
-    raw = 0
-    shift = 0
-    while True:
-        byte = buf[position]
-        position += 1
-        raw |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (raw >> 1) ^ -(raw & 1), position
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _first_record_at_or_after(batch_bytes, info: BatchInfo, timestamp: int,
-                              min_offset: int) -> tuple[int, int] | None:
-    """(offset, timestamp) of the first record of the batch with offset >= min_offset and
-    timestamp >= `timestamp`. Each record starts: length varint, attributes int8,
-    timestampDelta varlong, offsetDelta varint; only those are read."""
-    if info.is_log_append_time:
-        # Every record of a LogAppendTime batch has the batch's max_timestamp.
-        if info.max_timestamp < timestamp or info.last_offset < min_offset:
-            return None
-        return max(info.base_offset, min_offset), info.max_timestamp
-    body = memoryview(batch_bytes)[61:]
-    if info.compression:
-        # Imported here: the codec libraries are only needed on this rare path.
-        from trioka.log.compression import decompress
-        try:
-            body = decompress(info.compression, body)
-        except KafkaError:
-            return max(info.base_offset, min_offset), info.max_timestamp
-    position = 0
-    try:
-        for _ in range(info.records_count):
-            length, position = _read_zigzag(body, position)
-            record_start = position
-            timestamp_delta, position = _read_zigzag(body, position + 1)  # +1: attributes
-            offset_delta, position = _read_zigzag(body, position)
-            offset = info.base_offset + offset_delta
-            record_timestamp = info.base_timestamp + timestamp_delta
-            if offset >= min_offset and record_timestamp >= timestamp:
-                return offset, record_timestamp
-            position = record_start + length
-    except (IndexError, ValueError):
-        # Records we cannot parse: answer at batch granularity.
-        return max(info.base_offset, min_offset), info.max_timestamp
-    return None

@@ -116,6 +116,14 @@ class ProducerStateManager:
     def first_unstable_offset(self) -> int | None:
         return min(self.ongoing.values()) if self.ongoing else None
 
+    def last_entry(self, producer_id: int) -> ProducerStateEntry | None:
+        """What this partition keeps of the producer (Kafka's lastEntry); None if nothing."""
+        return self.producers.get(producer_id)
+
+    def active_producers(self) -> list[ProducerStateEntry]:
+        """Every producer this partition keeps state for (DescribeProducers)."""
+        return list(self.producers.values())
+
     # --- the checks on the produce path ---
 
     def check(self, info) -> BatchMetadata | None:
@@ -204,7 +212,8 @@ class ProducerStateManager:
 
     # --- snapshots ---
 
-    def _snapshot_offsets(self) -> list[int]:
+    def snapshot_offsets(self) -> list[int]:
+        """The offsets of this partition's snapshot files, oldest first."""
         out = []
         for name in self.files.listdir(self.directory):
             if name.endswith(SNAPSHOT_SUFFIX):
@@ -261,7 +270,7 @@ class ProducerStateManager:
         """Write `<offset>.snapshot` with the state as of `offset` and keep the newest `keep`."""
         self.files.write_atomic(f"{self.directory}/{snapshot_file_name(offset)}",
                                 self.encode_snapshot())
-        for old in self._snapshot_offsets()[:-keep]:
+        for old in self.snapshot_offsets()[:-keep]:
             self.files.remove(f"{self.directory}/{snapshot_file_name(old)}")
 
     def load(self, log_start_offset: int, log_end_offset: int) -> int:
@@ -271,7 +280,7 @@ class ProducerStateManager:
         self.producers = {}
         self.ongoing = {}
         start = log_start_offset
-        for offset in reversed(self._snapshot_offsets()):
+        for offset in reversed(self.snapshot_offsets()):
             path = f"{self.directory}/{snapshot_file_name(offset)}"
             if offset > log_end_offset:
                 self.files.remove(path)

@@ -469,6 +469,60 @@ def iter_batches(buf, *, verify_crc: bool = True) -> Iterator[Batch]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Record headers: the first fields of each record, without decoding the rest
+# ---------------------------------------------------------------------------------------------
+
+def record_headers(data, count: int) -> Iterator[tuple[int, int]]:
+    """(offset_delta, timestamp_delta) of each of the `count` records of an uncompressed records
+    section, in order. Only the start of each record is read (length varint, attributes int8,
+    timestampDelta varlong, offsetDelta varint); the rest is skipped by its length. Lazy, so a
+    search that stops at a record reads nothing after it. A record that runs past the data or a
+    varint longer than its type allows raises KafkaError(CORRUPT_MESSAGE)."""
+    pos = 0
+    try:
+        for _ in range(count):
+            length, pos = _read_zigzag(data, pos, 5)
+            record_start = pos
+            timestamp_delta, pos = _read_zigzag(data, pos + 1, 10)  # + 1: attributes
+            offset_delta, pos = _read_zigzag(data, pos, 5)
+            yield offset_delta, timestamp_delta
+            pos = record_start + length
+    except IndexError:
+        raise _corrupt("record runs past the end of the batch") from None
+
+
+def first_record_at_or_after(batch_bytes, header: BatchHeaderFields, timestamp: int,
+                             min_offset: int) -> tuple[int, int] | None:
+    """ListOffsets by timestamp inside one stored batch: (offset, timestamp) of its first record
+    with offset >= `min_offset` and timestamp >= `timestamp`, or None. `header` is the batch's
+    (a BatchInfo or a Batch). Records are walked by their headers (`record_headers`), after
+    decompressing the records section if the batch has a codec. Records that cannot be read, or
+    a stream that does not decompress, are answered at batch granularity: the batch's first
+    offset at or after `min_offset`, with its max timestamp."""
+    at_batch = max(header.base_offset, min_offset), header.max_timestamp
+    if header.is_log_append_time:
+        # Every record of a LogAppendTime batch has the batch's max_timestamp.
+        if header.max_timestamp < timestamp or header.last_offset < min_offset:
+            return None
+        return at_batch
+    body = memoryview(batch_bytes)[RECORD_BATCH_OVERHEAD:]
+    if header.compression:
+        try:
+            body = decompress(header.compression, body)
+        except KafkaError:
+            return at_batch
+    try:
+        for offset_delta, timestamp_delta in record_headers(body, header.records_count):
+            offset = header.base_offset + offset_delta
+            record_timestamp = header.base_timestamp + timestamp_delta
+            if offset >= min_offset and record_timestamp >= timestamp:
+                return offset, record_timestamp
+    except KafkaError:
+        return at_batch
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # Encoding
 # ---------------------------------------------------------------------------------------------
 

@@ -65,7 +65,8 @@ class LogSegment:
     disk (whose state is then loaded by `load_tail`, `recover` or lazily on first use)."""
 
     def __init__(self, files, directory: str, base_offset: int, *, index_interval_bytes: int,
-                 segment_index_bytes: int, created_ms: int, file_suffix: str = ""):
+                 segment_index_bytes: int, created_ms: int, file_suffix: str = "",
+                 existing: bool = False):
         self.files = files
         self.directory = directory
         self.base_offset = base_offset
@@ -81,8 +82,9 @@ class LogSegment:
         # sets it to the next segment's base offset when opening (no scan needed).
         self.next_offset = base_offset
         # Largest batch max_timestamp in the segment and the base offset of the batch where it
-        # was first reached; None until known (loaded lazily from the time index).
-        self._max_timestamp: int | None = -1
+        # was first reached: -1 (none) in a new segment; None in an `existing` one until known
+        # (loaded lazily from the time index).
+        self._max_timestamp: int | None = None if existing else -1
         self._offset_of_max_timestamp = base_offset
         # Kafka's rollingBasedTimestamp: max timestamp of the first appended batch(es), the
         # clock of time-based rolls. None = not read yet; -1 = the segment has no timestamp.
@@ -114,10 +116,8 @@ class LogSegment:
     def open(cls, files, directory: str, base_offset: int, *, index_interval_bytes: int,
              segment_index_bytes: int, created_ms: int) -> "LogSegment":
         """An existing segment. Nothing is read yet; max timestamp and indexes load lazily."""
-        segment = cls(files, directory, base_offset, index_interval_bytes=index_interval_bytes,
-                      segment_index_bytes=segment_index_bytes, created_ms=created_ms)
-        segment._max_timestamp = None
-        return segment
+        return cls(files, directory, base_offset, index_interval_bytes=index_interval_bytes,
+                   segment_index_bytes=segment_index_bytes, created_ms=created_ms, existing=True)
 
     @property
     def size(self) -> int:

@@ -1,7 +1,7 @@
 """KIP-848 consumer groups (coordinator/consumer_group.py, assignors.py) and offset expiry.
 
-The coordinator is driven directly with a clock the test moves (`consumer_group_heartbeat` reads
-`clock`, `expire(now)` applies deadlines, `expire_offsets(now_ms)` takes the wall clock), and the
+The coordinator is driven directly with a ManualClock the test moves (`consumer_group_heartbeat`
+reads it, `expire(now)` applies deadlines, `expire_offsets(now_ms)` takes the wall clock), and the
 APIs through the wire codec (each request encoded as a client sends it, each response decoded as a
 client reads it). Invariant checked after every step of the reconciliation tests: no partition is
 ever in the current assignment of two members.
@@ -18,6 +18,7 @@ from trioka.apis import APIS
 from trioka.apis.context import Connection, RequestContext
 from trioka.broker import BrokerState
 from trioka.config import Listener
+from trioka.clock import Clock, ManualClock
 from trioka.config import Config
 from trioka.coordinator import assignors
 from trioka.coordinator.consumer_group import (ConsumerGroupState, MemberState,
@@ -144,28 +145,30 @@ def test_assignors_are_valid_and_deterministic(counts, subscriptions, name, rnd)
 class Groups:
     """A coordinator over in-memory logs, with a clock the test moves."""
 
-    def __init__(self, logs=None, **settings):
-        self.now = START
+    def __init__(self, logs=None, clock=None, **settings):
+        self.clock = clock if clock is not None else ManualClock(monotonic=START)
         if logs is None:
-            logs = LogManager(None)
+            logs = LogManager(None, clock=self.clock)
             logs.open()
         self.logs = logs
         self.settings = settings
-        self.gc = GroupCoordinator(Config(**settings), logs, clock=lambda: self.now)
+        self.gc = GroupCoordinator(Config(**settings), logs, clock=self.clock)
         self.gc.open()
 
+    @property
+    def now(self) -> float:
+        return self.clock.monotonic()
+
     def reopen(self) -> "Groups":
-        """A new coordinator over the same logs, as after a broker restart."""
-        again = Groups(self.logs, **self.settings)
-        again.now = self.now
-        return again
+        """A new coordinator over the same logs and clock, as after a broker restart."""
+        return Groups(self.logs, self.clock, **self.settings)
 
     def topic(self, name: str, partitions: int) -> uuid.UUID:
         self.logs.create_topic(name, partitions, {})
         return self.logs.topic(name).topic_id
 
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        self.clock.advance(round(seconds * 1000))
         self.gc.expire(self.now)
 
     def hb(self, member, epoch, group="g", *, owned=None, topics=None, regex=None,
@@ -493,16 +496,16 @@ def test_classic_and_consumer_groups_do_not_share_an_id():
     join = dict(client_id="c", client_host="/h", session_timeout_ms=10_000,
                 rebalance_timeout_ms=10_000, protocol_type="consumer",
                 protocols=[("range", b"")], require_known_member_id=False)
-    r = coord.join(g.now, "classic", "", None, **join)
+    r = coord.classic.join(g.now, "classic", "", None, **join)
     assert (r.error, r.generation_id) == (0, 1)
     assert g.error("m", 0, group="classic", topics=["orders"]) == ErrorCode.GROUP_ID_NOT_FOUND
     g.hb("m", 0, topics=["orders"])
-    r = coord.join(g.now, "g", "", None, **join)
+    r = coord.classic.join(g.now, "g", "", None, **join)
     assert r.error == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
     # An empty group of one kind gives its id (and its offsets) to the other.
     g.gc.store_offsets(g.group(), {("orders", 0): OffsetAndMetadata(7, commit_timestamp_ms=1)})
     g.hb("m", -1)
-    coord.join(g.now, "g", "", None, **join)
+    coord.classic.join(g.now, "g", "", None, **join)
     assert "g" not in coord.consumer_groups and coord.groups["g"].offsets[("orders", 0)].offset == 7
     standalone = coord.validate_offset_commit("simple", -1, "", None, 9)
     coord.store_offsets(standalone, {("orders", 0): OffsetAndMetadata(3, commit_timestamp_ms=1)})
@@ -558,10 +561,12 @@ def test_list_and_delete_consumer_groups():
 
 
 async def test_timer_task_expires_consumer_group_sessions(autojump_clock):
-    logs = LogManager(None)
+    clock = Clock()
+    logs = LogManager(None, clock=clock)
     logs.open()
     logs.create_topic("orders", 2, {})
-    gc = GroupCoordinator(Config(**{"group.consumer.session.timeout.ms": 6000}), logs)
+    gc = GroupCoordinator(Config(**{"group.consumer.session.timeout.ms": 6000}), logs,
+                          clock=clock)
     gc.open()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(gc.run_timers)
@@ -623,10 +628,10 @@ def test_offsets_of_an_empty_classic_group_count_from_when_it_emptied():
     join = dict(client_id="c", client_host="/h", session_timeout_ms=10_000,
                 rebalance_timeout_ms=10_000, protocol_type="consumer",
                 protocols=[("range", subscription)], require_known_member_id=False)
-    r = coord.join(g.now, "cg", "", None, **join)
+    r = coord.classic.join(g.now, "cg", "", None, **join)
     group = coord.groups["cg"]
     member = r.member_id
-    coord.sync(g.now, "cg", group.generation_id, member, None, None, None, {})
+    coord.classic.sync(g.now, "cg", group.generation_id, member, None, None, None, {})
     coord.store_offsets(group, {("orders", 0): OffsetAndMetadata(9, commit_timestamp_ms=0),
                                 ("gone", 0): OffsetAndMetadata(8, commit_timestamp_ms=0)})
     # Stable: offsets of topics its members subscribe to stay, the others go.

@@ -1,11 +1,13 @@
 """The classic group protocol of GroupCoordinator (trioka.coordinator): join, sync, heartbeat,
 leave, session and rebalance timeouts, static members. The clock is driven by the test: the
-synchronous halves (`join`, `sync`, `heartbeat_now`, `expire`) take `now`, and the trio tests
-run the timer task under trio.testing.MockClock."""
+synchronous halves (`classic.join`, `classic.sync`, `classic.heartbeat_now`, `expire`) take `now`
+from a ManualClock the test moves, and the trio tests run the timer task with the real Clock
+under trio.testing.MockClock."""
 
 import pytest
 import trio
 
+from trioka.clock import Clock, ManualClock
 from trioka.config import Config
 from trioka.coordinator.classic import JoinResult, SyncResult, Waiter
 from trioka.coordinator.group_coordinator import GroupCoordinator
@@ -24,21 +26,26 @@ class Groups:
     """A coordinator over in-memory logs, with a clock the test moves."""
 
     def __init__(self, **settings):
-        self.now = START
-        self.logs = LogManager(None)
+        self.clock = ManualClock(monotonic=START)
+        self.logs = LogManager(None, clock=self.clock)
         self.logs.open()
-        self.gc = GroupCoordinator(Config(**settings), self.logs, clock=lambda: self.now)
+        self.gc = GroupCoordinator(Config(**settings), self.logs, clock=self.clock)
         self.gc.open()
 
+    @property
+    def now(self) -> float:
+        return self.clock.monotonic()
+
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        self.clock.advance(round(seconds * 1000))
         self.gc.expire(self.now)
 
     def join(self, group, member_id="", *, instance=None, protocols=(("range", b"sub"),),
              session_ms=10_000, rebalance_ms=30_000, v4=True, client_id="client",
              protocol_type="consumer"):
-        return self.gc.join(self.now, group, member_id, instance, client_id, "/127.0.0.1",
-                            session_ms, rebalance_ms, protocol_type, list(protocols), v4)
+        return self.gc.classic.join(self.now, group, member_id, instance, client_id,
+                                    "/127.0.0.1", session_ms, rebalance_ms, protocol_type,
+                                    list(protocols), v4)
 
     def new_member(self, group, **kw) -> str:
         """A member id handed out by KIP-394 (MEMBER_ID_REQUIRED)."""
@@ -48,11 +55,11 @@ class Groups:
 
     def sync(self, group, generation, member_id, assignments=None, *, instance=None,
              protocol_type=None, protocol_name=None):
-        return self.gc.sync(self.now, group, generation, member_id, instance, protocol_type,
-                            protocol_name, assignments or {})
+        return self.gc.classic.sync(self.now, group, generation, member_id, instance,
+                                    protocol_type, protocol_name, assignments or {})
 
     def heartbeat(self, group, generation, member_id, instance=None) -> int:
-        return self.gc.heartbeat_now(self.now, group, generation, member_id, instance)
+        return self.gc.classic.heartbeat_now(self.now, group, generation, member_id, instance)
 
     def group(self, group_id):
         return self.gc.groups[group_id]
@@ -399,9 +406,10 @@ def test_initial_rebalance_delay_waits_for_more_members():
 
 
 async def test_timer_task_expires_sessions_under_mock_clock(autojump_clock):
-    logs = LogManager(None)
+    clock = Clock()
+    logs = LogManager(None, clock=clock)
     logs.open()
-    gc = GroupCoordinator(Config(), logs)
+    gc = GroupCoordinator(Config(), logs, clock=clock)
     gc.open()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(gc.run_timers)
@@ -443,9 +451,10 @@ async def test_timer_task_expires_sessions_under_mock_clock(autojump_clock):
 
 
 async def test_parked_sync_is_answered_by_the_timer_when_leader_vanishes(autojump_clock):
-    logs = LogManager(None)
+    clock = Clock()
+    logs = LogManager(None, clock=clock)
     logs.open()
-    gc = GroupCoordinator(Config(), logs)
+    gc = GroupCoordinator(Config(), logs, clock=clock)
     gc.open()
     kw = dict(session_timeout_ms=30_000, rebalance_timeout_ms=10_000, protocol_type="consumer",
               protocols=[("range", b"")], require_known_member_id=False)
@@ -477,9 +486,10 @@ async def test_parked_sync_is_answered_by_the_timer_when_leader_vanishes(autojum
 
 
 async def test_shutdown_answers_parked_requests_at_once():
-    logs = LogManager(None)
+    clock = Clock()
+    logs = LogManager(None, clock=clock)
     logs.open()
-    gc = GroupCoordinator(Config(), logs)
+    gc = GroupCoordinator(Config(), logs, clock=clock)
     gc.open()
     kw = dict(session_timeout_ms=30_000, rebalance_timeout_ms=300_000, protocol_type="consumer",
               protocols=[("range", b"")], require_known_member_id=False)

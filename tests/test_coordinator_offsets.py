@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from trioka.clock import ManualClock
 from trioka.config import Config
 from trioka.coordinator.group_coordinator import GroupCoordinator
 from trioka.coordinator.group_state import GroupState
@@ -21,25 +22,31 @@ from trioka.wire.errors import ErrorCode, KafkaError
 NOW = 500.0
 
 
+def clock_at_now() -> ManualClock:
+    """A clock that stays at monotonic NOW, its wall time that of the test's start."""
+    return ManualClock(wall_ms=int(time.time() * 1000), monotonic=NOW)
+
+
 def s16(text: str) -> bytes:
     data = text.encode()
     return struct.pack(">h", len(data)) + data
 
 
 def open_coordinator(path, **settings) -> tuple[LogManager, GroupCoordinator]:
-    logs = LogManager(str(path))
+    clock = clock_at_now()
+    logs = LogManager(str(path), clock=clock)
     logs.open()
-    gc = GroupCoordinator(Config(**settings), logs, clock=lambda: NOW)
+    gc = GroupCoordinator(Config(**settings), logs, clock=clock)
     gc.open()
     return logs, gc
 
 
 def form_group(gc, group_id, instance=None) -> str:
     """One member joined and synced (assignment b"assigned"); its member id."""
-    r = gc.join(NOW, group_id, "", instance, "client-1", "/10.0.0.7", 10_000, 30_000, "consumer",
-                [("range", b"subscription")], False)
-    s = gc.sync(NOW, group_id, r.generation_id, r.member_id, instance, None, None,
-                {r.member_id: b"assigned"})
+    r = gc.classic.join(NOW, group_id, "", instance, "client-1", "/10.0.0.7", 10_000, 30_000,
+                        "consumer", [("range", b"subscription")], False)
+    s = gc.classic.sync(NOW, group_id, r.generation_id, r.member_id, instance, None, None,
+                        {r.member_id: b"assigned"})
     assert s.error == 0 and gc.groups[group_id].state is GroupState.STABLE
     return r.member_id
 
@@ -102,9 +109,10 @@ def test_group_metadata_value_v4(tmp_path):
 
 
 def test_commit_validation():
-    logs = LogManager(None)
+    clock = clock_at_now()
+    logs = LogManager(None, clock=clock)
     logs.open()
-    gc = GroupCoordinator(Config(), logs, clock=lambda: NOW)
+    gc = GroupCoordinator(Config(), logs, clock=clock)
     gc.open()
 
     def code(*args):
@@ -123,8 +131,8 @@ def test_commit_validation():
     assert code("g", 1, "stranger", None, 8) == ErrorCode.UNKNOWN_MEMBER_ID
     assert code("g", -1, "", None, 8) == ErrorCode.UNKNOWN_MEMBER_ID   # not empty
     # CompletingRebalance: the member must sync first.
-    gc.join(NOW, "g", member, None, "client-1", "/h", 10_000, 30_000, "consumer",
-            [("range", b"changed")], True)
+    gc.classic.join(NOW, "g", member, None, "client-1", "/h", 10_000, 30_000, "consumer",
+                    [("range", b"changed")], True)
     assert gc.groups["g"].state is GroupState.COMPLETING_REBALANCE
     assert code("g", 2, member, None, 8) == ErrorCode.REBALANCE_IN_PROGRESS
     # Static members: the instance id must still be theirs.
@@ -166,7 +174,7 @@ def test_offsets_and_groups_survive_restart(tmp_path):
     assert gc.fetch_offsets("gone", None) == {}
     assert gc.groups["simple"].state is GroupState.EMPTY
     # The member goes on where it was: same generation, heartbeats accepted.
-    assert gc.heartbeat_now(NOW + 1, "g", 1, member) == ErrorCode.NONE
+    assert gc.classic.heartbeat_now(NOW + 1, "g", 1, member) == ErrorCode.NONE
     # Once it leaves, the group can go, offsets and all.
     assert gc.leave_group("g", [(member, None)]) == (0, [0])
     assert gc.groups["g"].state is GroupState.EMPTY
@@ -211,12 +219,13 @@ def test_transactional_offsets_count_only_when_committed(tmp_path):
 
 
 def test_a_new_coordinator_on_the_same_logs_replays_them():
-    logs = LogManager(None)
+    clock = clock_at_now()
+    logs = LogManager(None, clock=clock)
     logs.open()
-    gc = GroupCoordinator(Config(), logs, clock=lambda: NOW)
+    gc = GroupCoordinator(Config(), logs, clock=clock)
     gc.open()
     gc.store_offsets(gc.validate_offset_commit("g", -1, "", None, 8),
                      {("t", 0): OffsetAndMetadata(3)})
-    again = GroupCoordinator(Config(), logs, clock=lambda: NOW)
+    again = GroupCoordinator(Config(), logs, clock=clock)
     again.open()                  # same logs: everything replays
     assert again.fetch_offsets("g", None) == {"t": [(0, OffsetAndMetadata(3))]}

@@ -202,3 +202,16 @@ def test_batch_scan_garbage_tail():
     scan = BatchScan(pread, 0, len(data), verify_crc=False)
     assert len(list(scan)) == 1
     assert scan.valid_end == len(data) - 100
+
+
+def test_peek_codec_and_header_before_validation():
+    """Produce reads the codec and the header of a batch before validating it."""
+    data = make_batch([b"v"], attributes=4 | 0x10, producer_id=7, producer_epoch=2,
+                      base_sequence=0)
+    assert batch.peek_codec(data) == 4
+    assert batch.peek_codec(data[:23]) == 4       # the attributes are all it needs
+    assert batch.peek_codec(data[:22]) is None
+    info = batch.peek_header(data)
+    assert info.is_transactional and (info.producer_id, info.producer_epoch) == (7, 2)
+    assert batch.peek_header(memoryview(data)[:61]).producer_id == 7
+    assert batch.peek_header(data[:60]) is None

@@ -8,9 +8,11 @@ import uuid
 import pytest
 
 from test_log_batch import make_batch
+from trioka.clock import ManualClock
 from trioka.log import checkpoint
-from trioka.log.manager import LogDirError, LogManager, validate_topic_name
-from trioka.log.partition import LogConfig
+from trioka.log.config import LogConfig
+from trioka.log.manager import LogDirError, LogManager
+from trioka.log.topics import validate_topic_name
 from trioka.wire.errors import ErrorCode, KafkaError
 
 NOW = 1_700_000_000_000
@@ -22,8 +24,8 @@ def produce(log, count, value=b"v" * 30):
 
 
 def opened(path, **kwargs) -> LogManager:
-    manager = LogManager(str(path), **kwargs)
-    manager.open(now_ms=NOW)
+    manager = LogManager(str(path), clock=ManualClock(NOW), **kwargs)
+    manager.open()
     return manager
 
 
@@ -204,7 +206,7 @@ def test_set_topic_configs(tmp_path):
 
 def test_default_config_applies(tmp_path):
     defaults = LogConfig.from_configs({"segment.bytes": "12345"})
-    manager = LogManager(str(tmp_path), default_config=defaults)
+    manager = LogManager(str(tmp_path), clock=ManualClock(NOW), default_config=defaults)
     manager.open()
     manager.create_topic("t", 1, {"retention.ms": "5"})
     assert manager.topic("t").config.segment_bytes == 12345
@@ -225,7 +227,7 @@ def test_data_dir_lock_and_node_id(tmp_path):
 
 
 def test_memory_mode():
-    manager = LogManager(None)
+    manager = LogManager(None, clock=ManualClock(NOW))
     manager.open()
     topic_id = manager.create_topic("t", 2, {"segment.bytes": "1000"})
     log = manager.partition("t", 0)
@@ -254,3 +256,25 @@ def test_open_is_fast(tmp_path):
     assert manager.partition("topic-7", 2).log_end_offset == 80
     manager.close()
     assert elapsed < 0.25, f"open took {elapsed:.3f}s"
+
+
+def test_time_comes_from_the_clock(tmp_path):
+    """Segments are created at the clock's time, or at the now_ms a call passes; a manager
+    without a clock reads no other."""
+    clock = ManualClock(NOW)
+    manager = LogManager(str(tmp_path), clock=clock)
+    manager.open()
+    manager.create_topic("t", 1)
+    clock.advance(5000)
+    manager.create_partitions("t", 2)
+    manager.create_topic("u", 1, now_ms=NOW + 7)
+    assert manager.partition("t", 0).active_segment.created_ms == NOW
+    assert manager.partition("t", 1).active_segment.created_ms == NOW + 5000
+    assert manager.partition("u", 0).active_segment.created_ms == NOW + 7
+    manager.close()
+    clockless = LogManager(None)
+    clockless.open()    # nothing to load: no time needed
+    with pytest.raises(TypeError):
+        clockless.create_topic("t", 1)
+    clockless.create_topic("t", 1, now_ms=NOW)
+    assert clockless.partition("t", 0).active_segment.created_ms == NOW

@@ -11,7 +11,8 @@ from test_log_batch import make_batch
 from trioka.log import batch
 from trioka.log.batch import AppendOrigin
 from trioka.log.files import DiskFiles, MemoryFiles
-from trioka.log.partition import LogConfig, PartitionLog
+from trioka.log.config import LogConfig
+from trioka.log.partition import PartitionLog
 from trioka.wire.errors import ErrorCode, KafkaError
 
 NOW = 1_700_000_000_000
@@ -221,7 +222,8 @@ def test_acknowledged_appends_survive_sigkill(tmp_path):
         from test_log_batch import make_batch
         from trioka.log.files import DiskFiles
         from trioka.log.partition import PartitionLog
-        log = PartitionLog("orders", 0, "orders-0", DiskFiles({root!r}), {{"segment.bytes": "5000"}})
+        log = PartitionLog("orders", 0, "orders-0", DiskFiles({root!r}),
+                           {{"segment.bytes": "5000"}}, now_ms=0)
         for i in range(200):
             log.append(make_batch([b"v%d" % i]), now_ms=0)
         print(log.log_end_offset, flush=True)
@@ -230,7 +232,8 @@ def test_acknowledged_appends_survive_sigkill(tmp_path):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert run.returncode == -9
     assert run.stdout.strip() == b"200"
-    log = PartitionLog("orders", 0, "orders-0", DiskFiles(root), {"segment.bytes": "5000"})
+    log = PartitionLog("orders", 0, "orders-0", DiskFiles(root), {"segment.bytes": "5000"},
+                       now_ms=NOW)
     assert log.log_end_offset == 200
     assert [h.base_offset for h in stored_batches(log.read(0, 10**7).records)] == list(range(200))
 
@@ -286,11 +289,11 @@ def test_truncate_to(files):
     log = open_log(files, {"segment.bytes": "1000"})
     produce(log, 30)
     third = log.segments[2].base_offset
-    log.truncate_to(third + 1)
+    log.truncate_to(third + 1, NOW)
     assert log.log_end_offset == third and log.high_watermark == third
     assert len(log.segments) == 3 and log.active_segment.size == 0
     assert produce(log, 1)[0].base_offset == third
-    log.truncate_to(0)
+    log.truncate_to(0, NOW)
     assert log.log_end_offset == 0 and len(log.segments) == 1
     assert produce(log, 1)[0].base_offset == 0
 
@@ -303,9 +306,19 @@ def test_retention(files):
     assert log.log_start_offset == log.segments[0].base_offset > 0
     assert log.read(log.log_start_offset, 10**6).size > 0
     # retention.bytes removes oldest first until the log fits.
+    bases = [s.base_offset for s in log.segments]
+    log_end = log.log_end_offset
+    data_from = {base: log.read(base, 10**6).records for base in bases}
     log.update_config(LogConfig.from_configs({"segment.bytes": "1000", "retention.bytes": "1500"}))
-    log.delete_old_segments(NOW)
+    assert log.delete_old_segments(NOW) > 0
     assert log.size - log.active_segment.size <= 1500
+    # Only the oldest went: the newest segments stay, at least retention.bytes of them, with
+    # their data unchanged.
+    assert log.size >= 1500
+    assert [s.base_offset for s in log.segments] == bases[-len(log.segments):]
+    assert log.log_start_offset == log.segments[0].base_offset
+    assert log.log_end_offset == log.high_watermark == log_end
+    assert log.read(log.log_start_offset, 10**6).records == data_from[log.log_start_offset]
 
 
 def test_leader_epochs(files):
@@ -351,3 +364,9 @@ def test_config_parsing():
         with pytest.raises(KafkaError) as error:
             LogConfig.from_configs(bad)
         assert error.value.code is ErrorCode.INVALID_CONFIG
+
+
+def test_config_names_the_codec_batches_are_stored_with():
+    assert LogConfig().compression_codec is None                    # "producer": as sent
+    assert [LogConfig.from_configs({"compression.type": name}).compression_codec
+            for name in ("uncompressed", "gzip", "snappy", "lz4", "zstd")] == [0, 1, 2, 3, 4]

@@ -126,7 +126,7 @@ def test_truncation_rebuilds_state(files):
     log = open_log(files)
     for i in range(4):
         log.append(batch(2 * i), now_ms=NOW)
-    log.truncate_to(4)
+    log.truncate_to(4, NOW)
     # Batches at offsets 4 and 6 are gone: sequence 4 is next again, not a duplicate.
     assert log.append(batch(4), now_ms=NOW).base_offset == 4
     assert isinstance(log.producer_state, ProducerStateManager)
@@ -164,3 +164,15 @@ def test_transactions_v2_markers_must_be_above_the_epoch_of_the_data(files):
     assert code_of(lambda: log.append(txn_batch(1, epoch=3), now_ms=NOW)) == \
         ErrorCode.INVALID_PRODUCER_EPOCH
     assert log.append(txn_batch(0, epoch=4), now_ms=NOW).base_offset == 3
+
+
+def test_has_producer_and_active_producers(files):
+    log = open_log(files)
+    assert not log.has_producer(7) and log.active_producers() == []
+    log.append(batch(0, pid=7), now_ms=NOW)
+    log.append(batch(0, pid=8, epoch=3), now_ms=NOW)
+    assert log.has_producer(7) and log.has_producer(8) and not log.has_producer(9)
+    assert sorted((e.producer_id, e.producer_epoch, e.last_seq)
+                  for e in log.active_producers()) == [(7, 0, 1), (8, 3, 1)]
+    assert log.producer_state.last_entry(8).producer_epoch == 3
+    assert log.producer_state.last_entry(9) is None

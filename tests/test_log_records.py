@@ -45,13 +45,16 @@ from trioka.log.records import (
     encode_end_txn_marker,
     encode_varint,
     encode_varlong,
+    first_record_at_or_after,
     increment_sequence,
     is_legacy_message_set,
     iter_batches,
     read_magic,
+    record_headers,
     recompress,
     size_of_varint,
 )
+from trioka.log.batch import read_header
 from trioka.wire.errors import ErrorCode, KafkaError
 
 CODECS = [0, 1, 2, 3, 4]
@@ -598,3 +601,64 @@ def test_batch_is_a_plain_value():
     assert isinstance(batch, Batch)
     assert batch == decode_batch(encode_batch([(b"k", b"v", None, 1)]))
     assert not hasattr(batch, "__dict__") and not hasattr(batch.records[0], "__dict__")
+
+
+# --- record headers and ListOffsets by timestamp inside one batch ---
+
+def _timestamped_batch(codec: int = 0, **kwargs) -> bytes:
+    # Offsets 100, 101, 103 (a compaction gap) with timestamps t, t + 10, t + 5.
+    records = [Record(0, 0, b"a", b"1"), Record(1, 10, b"b", b"2"), Record(3, 5, b"c", b"3")]
+    return encode_batch(records, base_offset=100, base_timestamp=10_000, compression=codec,
+                        **kwargs)
+
+
+def test_record_headers_walk_every_record():
+    data = _timestamped_batch()
+    expected = [(r.offset_delta, r.timestamp_delta) for r in decode_batch(data).records]
+    assert list(record_headers(data[RECORD_BATCH_OVERHEAD:], 3)) == expected == \
+        [(0, 0), (1, 10), (3, 5)]
+
+
+def test_record_headers_stop_where_asked_and_report_truncation():
+    section = _timestamped_batch()[RECORD_BATCH_OVERHEAD:]
+    walk = record_headers(section, 3)
+    assert next(walk) == (0, 0)
+    assert list(record_headers(section[:-4], 2)) == [(0, 0), (1, 10)]
+    with pytest.raises(KafkaError) as error:
+        list(record_headers(section[:-4] + b"\xff", 4))
+    assert error.value.code == ErrorCode.CORRUPT_MESSAGE
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_first_record_at_or_after(codec):
+    data = _timestamped_batch(codec)
+    info = read_header(data)
+    assert first_record_at_or_after(data, info, 0, 0) == (100, 10_000)
+    assert first_record_at_or_after(data, info, 10_001, 0) == (101, 10_010)
+    assert first_record_at_or_after(data, info, 10_003, 102) == (103, 10_005)
+    assert first_record_at_or_after(data, info, 10_011, 0) is None
+    assert first_record_at_or_after(data, info, 0, 104) is None
+
+
+def test_first_record_at_or_after_in_log_append_time_batches():
+    data = _timestamped_batch(timestamp_type=1, max_timestamp=50_000)
+    info = read_header(data)
+    assert first_record_at_or_after(data, info, 20_000, 0) == (100, 50_000)
+    assert first_record_at_or_after(data, info, 20_000, 101) == (101, 50_000)
+    assert first_record_at_or_after(data, info, 50_001, 0) is None
+    assert first_record_at_or_after(data, info, 0, 104) is None
+
+
+def test_first_record_at_or_after_answers_unreadable_records_at_batch_granularity():
+    good = _timestamped_batch()
+    info = read_header(good)
+    # The last record cut after its length: the records before it are still found exactly; a
+    # search that must read it is answered with the batch's first offset and max timestamp.
+    torn = good[:-8]
+    assert first_record_at_or_after(torn, info, 10_001, 0) == (101, 10_010)
+    assert first_record_at_or_after(torn, info, 10_001, 102) == (102, 10_010)
+    # A compressed stream that does not decompress: batch granularity too.
+    gzip_batch = bytearray(_timestamped_batch(1))
+    gzip_batch[RECORD_BATCH_OVERHEAD:] = b"\x00" * (len(gzip_batch) - RECORD_BATCH_OVERHEAD)
+    assert first_record_at_or_after(bytes(gzip_batch), read_header(gzip_batch), 10_006, 0) == \
+        (100, 10_010)

@@ -92,6 +92,6 @@ def test_truncation_forgets_aborts_past_the_end(files):
     log.append(txn_batch(5, 0), now_ms=NOW)
     log.append_marker(5, 0, False, 0, NOW)                   # 2
     log.append(txn_batch(6, 0), now_ms=NOW)                  # 3-4
-    log.truncate_to(2)
+    log.truncate_to(2, NOW)
     assert log.aborted_transactions(0, 10) == []
     assert log.last_stable_offset == 0                       # producer 5 has an open txn again

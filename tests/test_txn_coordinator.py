@@ -6,7 +6,7 @@ from test_log_batch import make_batch
 from trioka.broker import BrokerState
 from trioka.config import Config
 from trioka.log.batch import TRANSACTIONAL_FLAG_MASK
-from trioka.txn.coordinator import TRANSACTION_STATE_TOPIC
+from trioka.log.topics import TRANSACTION_STATE_TOPIC
 from trioka.txn.states import TransactionState as S, VALID_PREVIOUS, can_transition
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -311,3 +311,31 @@ async def test_part1_verification_answers_transaction_abortable(broker):
         ErrorCode.PRODUCER_FENCED
     assert code_of(lambda: txn.verify_partition("other", pid, epoch, "t", 0, False, NOW)) == \
         ErrorCode.INVALID_PRODUCER_ID_MAPPING
+
+
+async def test_verify_only_answers_which_partitions_are_in_the_transaction(broker):
+    txn = broker.transactions
+    pid, epoch = txn.init_producer_id("vo", 60000, -1, -1, NOW)
+    assert txn.verify_partitions_in_transaction("vo", pid, epoch, [("t", 0), ("t", 1)]) == set()
+    txn.add_partitions("vo", pid, epoch, [("t", 0)], NOW)
+    assert txn.verify_partitions_in_transaction("vo", pid, epoch, [("t", 0), ("t", 1)]) == \
+        {("t", 0)}
+    assert code_of(lambda: txn.verify_partitions_in_transaction("vo", pid, epoch + 1,
+                                                                [("t", 0)])) == \
+        ErrorCode.PRODUCER_FENCED
+    assert code_of(lambda: txn.verify_partitions_in_transaction("nope", pid, epoch,
+                                                                [("t", 0)])) == \
+        ErrorCode.INVALID_PRODUCER_ID_MAPPING
+    txn.end_transaction("vo", pid, epoch, True, NOW)
+    assert txn.verify_partitions_in_transaction("vo", pid, epoch, [("t", 0)]) == set()
+
+
+async def test_describe(broker):
+    txn = broker.transactions
+    assert txn.describe("unknown") is None
+    pid, epoch = txn.init_producer_id("d", 60000, -1, -1, NOW)
+    txn.add_partitions("d", pid, epoch, [("t", 1)], NOW)
+    meta = txn.describe("d")
+    assert (meta.producer_id, meta.producer_epoch, meta.state) == (pid, epoch, S.ONGOING)
+    assert meta.partitions == {("t", 1)} and meta.start_ms == NOW
+    assert [m.transactional_id for m in txn.list()] == ["d"]

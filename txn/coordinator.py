@@ -22,17 +22,17 @@ All methods that change state are plain `def`: under trio each runs without inte
 
 import logging
 
-from trioka.coordinator.offsets import OFFSETS_TOPIC, partition_for
 from trioka.config import TRANSACTION_VERSION
+from trioka.coordinator.offsets import partition_for
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import encode_batch, iter_batches
+from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from trioka.txn.states import TransactionState as S, can_transition
 from trioka.wire import schema
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.txn")
 
-TRANSACTION_STATE_TOPIC = "__transaction_state"
 TRANSACTION_STATE_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600",
                              "compression.type": "producer"}
 MAX_EPOCH = 32767
@@ -316,12 +316,22 @@ class TransactionCoordinator:
         meta.partitions |= new
         self._persist(meta, now_ms)
 
+    def verify_partitions_in_transaction(self, transactional_id: str, producer_id: int,
+                                         producer_epoch: int,
+                                         partitions: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """AddPartitionsToTxn with `verify_only` (Kafka's handleVerifyPartitionsInTransaction): a
+        partition leader asks which of `partitions` are in the producer's transaction; those
+        are returned. The producer is checked as for add_partitions (KafkaError for the whole
+        request)."""
+        meta = self._validate(transactional_id, producer_id, producer_epoch)
+        return {tp for tp in partitions if tp in meta.partitions}
+
     def add_offsets(self, transactional_id: str, producer_id: int, producer_epoch: int,
                     group_id: str, now_ms: int) -> None:
         """AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction."""
         groups = self.broker.groups
         self.add_partitions(transactional_id, producer_id, producer_epoch,
-                            [(OFFSETS_TOPIC, groups.topic.partition_for(group_id))], now_ms)
+                            [(OFFSETS_TOPIC, groups.partition_for(group_id))], now_ms)
 
     def in_transaction(self, producer_id: int, producer_epoch: int, topic: str,
                        partition: int) -> bool:
@@ -481,5 +491,10 @@ class TransactionCoordinator:
 
     # --- admin ---
 
+    def describe(self, transactional_id: str) -> TransactionMetadata | None:
+        """DescribeTransactions: what the coordinator knows of the id; None if nothing."""
+        return self.transactions.get(transactional_id)
+
     def list(self) -> list[TransactionMetadata]:
+        """ListTransactions: every transactional id the coordinator knows."""
         return list(self.transactions.values())
