@@ -25,6 +25,7 @@ from trioka.coordinator.consumer_group import (ConsumerGroup, ConsumerGroupSetti
                                                LEAVE_GROUP_MEMBER_EPOCH,
                                                LEAVE_GROUP_STATIC_MEMBER_EPOCH)
 from trioka.coordinator.group_metadata_manager import GroupMetadataManager
+from trioka.coordinator.offsets import check_group_id
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.coordinator")
@@ -73,6 +74,7 @@ class ConsumerGroupProtocol:
             if classic is not None and not classic.is_empty():
                 raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND,
                                  f"Group {group_id} is not a consumer group.")
+            check_group_id(group_id)
             group = ConsumerGroup(group_id, self.clock.wall_ms())
         if not member_id:
             member_id = str(uuid.uuid4())     # v0: the coordinator names new members

@@ -22,7 +22,7 @@ from trioka.clock import Clock
 from trioka.coordinator.classic import ClassicGroup
 from trioka.coordinator.consumer_group import ConsumerGroup
 from trioka.coordinator.group_state import GroupState
-from trioka.coordinator.offsets import OffsetsTopic
+from trioka.coordinator.offsets import OffsetsTopic, check_group_id
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.coordinator")
@@ -60,6 +60,7 @@ class GroupMetadataManager:
 
     def create_classic_group(self, group_id: str) -> ClassicGroup:
         """A new Empty classic group (a JoinGroup's, or one that only keeps offsets)."""
+        check_group_id(group_id)
         group = self.groups[group_id] = ClassicGroup(group_id, self.clock.wall_ms())
         return group
 

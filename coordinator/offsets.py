@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import ControlRecordType, encode_batch, iter_batches
 from trioka.log.topics import OFFSETS_TOPIC
-from trioka.wire import schema
+from trioka.wire import schema, types as t
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.coordinator")
@@ -78,6 +78,16 @@ class OffsetAndMetadata:
 
 
 # --- record encoding ---
+
+def check_group_id(group_id: str) -> None:
+    """A group's records in `__consumer_offsets` are keyed by its id as an int16-length string,
+    so a longer id (only flexible requests can carry one) can never be stored: INVALID_GROUP_ID
+    before anything is created, rather than a group that exists but cannot be written."""
+    if not t.fits_string(group_id):
+        raise KafkaError(ErrorCode.INVALID_GROUP_ID,
+                         f"The group id is longer than {t.MAX_STRING_BYTES} bytes, which "
+                         f"__consumer_offsets cannot hold.")
+
 
 def offset_commit_key(group_id: str, topic: str, partition: int) -> bytes:
     return schema.encode_record(

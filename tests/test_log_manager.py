@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from test_log_batch import make_batch
+from record_batches import make_batch
 from trioka.clock import ManualClock
 from trioka.log import checkpoint
 from trioka.log.config import LogConfig

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from test_log_batch import make_batch
+from record_batches import make_batch
 from trioka.log import batch
 from trioka.log.batch import AppendOrigin
 from trioka.log.files import DiskFiles, MemoryFiles
@@ -219,7 +219,7 @@ def test_acknowledged_appends_survive_sigkill(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from test_log_batch import make_batch
+        from record_batches import make_batch
         from trioka.log.files import DiskFiles
         from trioka.log.partition import PartitionLog
         log = PartitionLog("orders", 0, "orders-0", DiskFiles({root!r}),

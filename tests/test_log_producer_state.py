@@ -2,7 +2,7 @@
 
 import pytest
 
-from test_log_batch import make_batch
+from record_batches import make_batch
 from trioka.log.files import DiskFiles, MemoryFiles
 from trioka.log.partition import PartitionLog
 from trioka.log.producer_state import ProducerStateManager

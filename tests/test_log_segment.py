@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from test_log_batch import make_batch
+from record_batches import make_batch
 from trioka.log import batch
 from trioka.log.batch import AppendOrigin, validate_batches
 from trioka.log.files import DiskFiles, MemoryFiles

@@ -2,7 +2,7 @@
 
 import pytest
 
-from test_log_batch import make_batch
+from record_batches import make_batch
 from trioka.log.batch import TRANSACTIONAL_FLAG_MASK
 from trioka.log.files import DiskFiles, MemoryFiles
 from trioka.log.partition import PartitionLog

@@ -11,24 +11,9 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+import message_values
 from trioka.wire import schema, types as t
 from trioka.wire.api_keys import ApiKey
-
-def schema_tests():
-    """tests/test_wire_schema.py as a module, for its message populator."""
-    try:
-        import test_wire_schema
-    except ImportError:      # pytest's importlib import mode leaves tests/ off sys.path
-        import importlib.util
-        import pathlib
-        import sys
-        path = pathlib.Path(__file__).with_name("test_wire_schema.py")
-        spec = importlib.util.spec_from_file_location("test_wire_schema", path)
-        test_wire_schema = importlib.util.module_from_spec(spec)
-        sys.modules["test_wire_schema"] = test_wire_schema
-        spec.loader.exec_module(test_wire_schema)
-    return test_wire_schema
-
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -350,7 +335,7 @@ def test_random_bytes_only_raise_decode_error(target, data):
 @given(st.sampled_from(TARGETS), st.randoms(use_true_random=False), st.data())
 def test_mutated_encodings_only_raise_decode_error(target, rng, data):
     mt, version = target
-    good = bytearray(mt.encode(schema_tests().populate(mt.cls, mt.fields, version, rng), version))
+    good = bytearray(mt.encode(message_values.populate(mt.cls, mt.fields, version, rng), version))
     if not good:
         return
     # Overwrite a few bytes with edge values (0x00, 0x7f, 0x80, 0xff ...) and maybe cut the end.

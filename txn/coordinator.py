@@ -28,7 +28,7 @@ from trioka.log.batch import AppendOrigin
 from trioka.log.records import encode_batch, iter_batches
 from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from trioka.txn.states import TransactionState as S, can_transition
-from trioka.wire import schema
+from trioka.wire import schema, types as t
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.txn")
@@ -220,6 +220,11 @@ class TransactionCoordinator:
         """(producer id, epoch) for a transactional producer, or KafkaError."""
         if transactional_id == "":
             raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
+        if not t.fits_string(transactional_id):
+            # The key of `__transaction_state` holds the id as an int16-length string.
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"The transactional id is longer than {t.MAX_STRING_BYTES} bytes, "
+                             f"which __transaction_state cannot hold")
         if timeout_ms <= 0 or timeout_ms > self.broker.config.transaction_max_timeout_ms:
             raise KafkaError(ErrorCode.INVALID_TRANSACTION_TIMEOUT,
                              f"Transaction timeout {timeout_ms} ms is not in (0, "

@@ -15,6 +15,8 @@ import uuid
 
 INT8 = struct.Struct(">b")
 INT16 = struct.Struct(">h")
+# The longest string a non-flexible (int16-length) field carries, in UTF-8 bytes.
+MAX_STRING_BYTES = (1 << 15) - 1
 UINT16 = struct.Struct(">H")
 INT32 = struct.Struct(">i")
 UINT32 = struct.Struct(">I")
@@ -79,6 +81,11 @@ def _take(buf, pos, n):
     if n < 0 or end > len(buf):
         raise DecodeError(f"length {n} at {pos} runs past the end of a {len(buf)}-byte frame")
     return end
+
+
+def fits_string(s: str) -> bool:
+    """Whether `s` fits a non-flexible string field (and so every record key that holds it)."""
+    return len(s) <= MAX_STRING_BYTES // 4 or len(s.encode("utf-8")) <= MAX_STRING_BYTES
 
 
 def read_string(buf, pos):

@@ -1,0 +1,96 @@
+"""The pytest fixtures trioka gives its users (testing/pytest_plugin.py, entry point `pytest11`),
+checked the way a user meets them: a small test file run by a pytest of its own (pytest's
+`pytester`, in a subprocess so that the broker thread and librdkafka's threads end with it), with
+nothing but the installed plugin to provide `kafka_broker` and `kafka_topic`.
+"""
+
+import pytest
+
+INNER_TIMEOUT_S = 90
+
+ROUNDTRIP = """
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+
+def test_produce_then_consume(kafka_broker, kafka_topic):
+    servers = kafka_broker.bootstrap_servers
+    producer = Producer({"bootstrap.servers": servers})
+    producer.produce(kafka_topic, key=b"k", value=b"hello")
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": "fixture-check",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(kafka_topic, 0, 0)])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            assert message.error() is None, message.error()
+            assert (message.topic(), message.partition(), message.offset()) == \\
+                (kafka_topic, 0, 0)
+            assert (message.key(), message.value()) == (b"k", b"hello")
+            break
+        else:
+            pytest.fail("the message produced was not consumed within 30 s")
+    finally:
+        consumer.close()
+"""
+
+# Writes what each test got to topics.txt beside it: the topic, its partitions and high
+# watermark as the broker has them, and the broker's address.
+RECORD_TOPIC = """
+import pathlib
+
+import pytest
+
+
+def record(kafka_broker, kafka_topic):
+    partitions, high_watermark = kafka_broker.call(
+        lambda b: (b.topic(kafka_topic).num_partitions,
+                   b.partition(kafka_topic, 0).high_watermark))
+    with open(pathlib.Path(__file__).with_name("topics.txt"), "a") as out:
+        out.write(f"{kafka_topic} {partitions} {high_watermark} "
+                  f"{kafka_broker.bootstrap_servers}\\n")
+
+
+def test_same_name(kafka_broker, kafka_topic):
+    record(kafka_broker, kafka_topic)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_parametrized(kafka_broker, kafka_topic, n):
+    record(kafka_broker, kafka_topic)
+"""
+
+
+def run_inner(pytester: pytest.Pytester) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                         f"--timeout={INNER_TIMEOUT_S}",
+                                         timeout=INNER_TIMEOUT_S + 30)
+
+
+def test_kafka_broker_and_kafka_topic_carry_a_message_end_to_end(pytester):
+    pytester.makepyfile(test_roundtrip=ROUNDTRIP)
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=1)
+
+
+def test_kafka_topic_is_a_fresh_topic_of_its_own_in_every_test(pytester):
+    # Two modules with a test of the same name: the same name prefix for their topics.
+    pytester.makepyfile(test_topics_a=RECORD_TOPIC, test_topics_b=RECORD_TOPIC)
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=6)
+    rows = [line.split() for line in
+            (pytester.path / "topics.txt").read_text().splitlines()]
+    assert len(rows) == 6
+    topics = [topic for topic, _, _, _ in rows]
+    assert len(set(topics)) == 6, topics
+    assert sum(t.startswith("test_same_name") for t in topics) == 2
+    # Each an empty topic with one partition, all on the one broker of the session.
+    assert {(partitions, high_watermark) for _, partitions, high_watermark, _ in rows} == \
+        {("1", "0")}
+    assert len({servers for _, _, _, servers in rows}) == 1
