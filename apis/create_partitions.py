@@ -3,9 +3,14 @@
 The new count must be larger than the current one (INVALID_PARTITIONS otherwise); unknown topics are
 UNKNOWN_TOPIC_OR_PARTITION; manual assignments must name this broker alone, one list per new
 partition (INVALID_REPLICA_ASSIGNMENT); a topic named twice is INVALID_REQUEST. `validate_only`
-checks without changing anything.
+checks without changing anything. More new partitions in one request than Kafka's controller
+writes records for one operation (MAX_RECORDS_PER_USER_OP) fail the whole request with
+POLICY_VIOLATION, as in Kafka.
 """
 
+import collections
+
+from trioka.apis.create_topics import EXCESSIVE_BATCH_MESSAGE, MAX_RECORDS_PER_USER_OP
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -49,7 +54,16 @@ def grow(broker, t, validate_only: bool, duplicated: bool) -> object:
 
 
 async def handle(broker, request, ctx):
-    names = [t.name for t in request.topics]
-    results = [grow(broker, t, request.validate_only, names.count(t.name) > 1)
+    counts = collections.Counter(t.name for t in request.topics)
+    new_partitions = 0
+    for t in request.topics:
+        topic = broker.topic(t.name) if counts[t.name] == 1 else None
+        if topic is not None and t.count > topic.num_partitions:
+            new_partitions += t.count - topic.num_partitions
+    if new_partitions > MAX_RECORDS_PER_USER_OP:
+        return Response(throttle_time_ms=0, results=[
+            Result(name=t.name, error_code=ErrorCode.POLICY_VIOLATION,
+                   error_message=EXCESSIVE_BATCH_MESSAGE) for t in request.topics])
+    results = [grow(broker, t, request.validate_only, counts[t.name] > 1)
                for t in request.topics]
     return Response(throttle_time_ms=0, results=results)

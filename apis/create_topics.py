@@ -9,7 +9,14 @@ unknown config key or a bad value INVALID_CONFIG. -1 means the broker default (`
 `default.replication.factor`). `validate_only` (v1+) runs every check and creates nothing.
 v5+ answers with the partition count, replication factor and the topic's configs; v7+ with the
 topic id. Versions 0-1 were removed in Kafka 4.0.
+
+One request may not make more than MAX_RECORDS_PER_USER_OP metadata records (a topic is one
+record, plus one per partition and one per config): past that Kafka's controller refuses the
+whole request with POLICY_VIOLATION, and so does this broker, so a small request cannot make it
+create millions of partitions.
 """
+
+import collections
 
 from trioka.log.config import LogConfig
 from trioka.wire.api_keys import ApiKey
@@ -20,6 +27,11 @@ from trioka.wire.types import ZERO_UUID
 Response = response_class(ApiKey.CREATE_TOPICS)
 Result = Response.CreatableTopicResult
 ResultConfig = Result.CreatableTopicConfigs
+
+# Kafka's QuorumController: the most records one user operation may generate, and the message of
+# the PolicyViolationException a longer list becomes.
+MAX_RECORDS_PER_USER_OP = 10_000
+EXCESSIVE_BATCH_MESSAGE = "Unable to perform excessively large batch operation."
 
 # DescribeConfigs' config sources: a value set on the topic, or the broker's default.
 DYNAMIC_TOPIC_CONFIG = 1
@@ -83,17 +95,33 @@ def described_configs(broker, configs: dict) -> list:
 
 
 async def handle(broker, request, ctx):
-    results = []
-    counts: dict[str, int] = {}
-    for t in request.topics:
-        counts[t.name] = counts.get(t.name, 0) + 1
-    for t in request.topics:
+    counts = collections.Counter(t.name for t in request.topics)
+    checked: dict[int, tuple[int, dict] | KafkaError] = {}
+    records = 0
+    for i, t in enumerate(request.topics):
         try:
             if counts[t.name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST,
                                  f"Create topics request from client contains a duplicate "
                                  f"topic: {t.name}")
-            n, configs = check(broker, t)
+            checked[i] = n, configs = check(broker, t)
+            # The controller's records for this topic: TopicRecord, one PartitionRecord per
+            # partition, one ConfigRecord per config.
+            records += 1 + n + len(configs)
+        except KafkaError as e:
+            checked[i] = e
+    if records > MAX_RECORDS_PER_USER_OP:
+        # Kafka's controller builds every topic's records in one bounded list; past the bound
+        # the whole request fails (BoundedListTooLongException -> PolicyViolationException).
+        checked = dict.fromkeys(checked, KafkaError(ErrorCode.POLICY_VIOLATION,
+                                                    EXCESSIVE_BATCH_MESSAGE))
+    results = []
+    for i, t in enumerate(request.topics):
+        outcome = checked[i]
+        try:
+            if isinstance(outcome, KafkaError):
+                raise outcome
+            n, configs = outcome
             topic_id = ZERO_UUID
             if not request.validate_only:
                 topic_id = broker.create_topic(t.name, n, configs).topic_id
