@@ -31,6 +31,13 @@ log = logging.getLogger("trioka.server")
 
 
 
+# Frames from this size on are decoded in a worker thread. Decoding costs about 0.35 ms per KiB
+# for frames made of tiny elements (measured: 64 KiB of one-byte topic names, 23 ms on a loaded
+# machine), so this bound keeps a decode on the event loop under the 50 ms stall budget, while
+# the thread hop (about 70 us) is paid only by large requests, where it is small beside the bytes.
+DECODE_IN_THREAD_BYTES = 64 * 1024
+
+
 class CloseConnection(Exception):
     """The peer sent something Kafka answers by closing the connection."""
 
@@ -231,7 +238,14 @@ class Server:
                     api.module.unsupported_version_response())
             raise CloseConnection(f"{ApiKey(key).name} v{version} is not served")
         try:
-            request = protocol.decode_request_body(header, frame, pos)
+            if len(frame) < DECODE_IN_THREAD_BYTES:
+                request = protocol.decode_request_body(header, frame, pos)
+            else:
+                # A large frame may hold hundreds of thousands of tiny elements: decoded in a
+                # worker thread, so other connections are served meanwhile. (Decoding builds
+                # new objects only; nothing of the broker's state is touched.)
+                request = await trio.to_thread.run_sync(protocol.decode_request_body,
+                                                        header, frame, pos)
         except DecodeError as e:
             raise CloseConnection(f"{ApiKey(key).name} v{version}: {e}") from None
         ctx = RequestContext(header, conn)
