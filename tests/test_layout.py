@@ -3,7 +3,8 @@ change that breaks one fails here instead of slowly eroding the layout.
 
 - the root is the composition root: at most six modules;
 - no import cycle between modules at import time (imports at module level);
-- no module imports a name beginning with `_` from another module;
+- no module imports a name beginning with `_` from another module, nor touches another
+  object's `_private` attributes;
 - broker behaviour reads and waits on time only through clock.py;
 - wire/ and log/ import no trio (sans-IO: bytes and files in, values out);
 - dependencies point down: wire/ and log/ import nothing above them.
@@ -169,4 +170,17 @@ def test_wire_and_log_are_sans_io_and_point_down():
                 offenders.append(f"{path.relative_to(ROOT)}:{line} imports trio")
             if name.startswith("trioka") and not name.startswith(allowed):
                 offenders.append(f"{path.relative_to(ROOT)}:{line} imports {name} (up)")
+    assert not offenders, offenders
+
+
+def test_no_module_reaches_into_another_objects_private_state():
+    """`other._name` outside `self`/`cls`: a handler or owner reaching into private state
+    instead of calling the owner's public method."""
+    offenders = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and \
+                    not node.attr.startswith("__") and \
+                    not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
     assert not offenders, offenders
