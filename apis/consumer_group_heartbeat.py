@@ -37,7 +37,7 @@ async def handle(broker, request, ctx):
     if request.topic_partitions is not None:
         owned = [(tp.topic_id, list(tp.partitions)) for tp in request.topic_partitions]
     try:
-        result = broker.groups.consumer_group_heartbeat(
+        result = broker.groups.consumer.consumer_group_heartbeat(
             request.group_id, request.member_id, request.member_epoch,
             instance_id=request.instance_id, rack_id=request.rack_id,
             rebalance_timeout_ms=request.rebalance_timeout_ms,

@@ -17,7 +17,7 @@ Response = response_class(ApiKey.HEARTBEAT)
 
 
 async def handle(broker, request, ctx):
-    error = await broker.groups.heartbeat(
+    error = await broker.groups.classic.heartbeat(
         request.group_id, request.generation_id, request.member_id,
         group_instance_id=request.group_instance_id if ctx.api_version >= 3 else None)
     return Response(throttle_time_ms=0, error_code=error)

@@ -31,7 +31,7 @@ def client_host(ctx) -> str:
 
 async def handle(broker, request, ctx):
     version = ctx.api_version
-    result = await broker.groups.join_group(
+    result = await broker.groups.classic.join_group(
         request.group_id, request.member_id,
         group_instance_id=request.group_instance_id if version >= 5 else None,
         client_id=ctx.client_id, client_host=client_host(ctx),

@@ -19,9 +19,9 @@ MemberResponse = Response.MemberResponse
 
 async def handle(broker, request, ctx):
     if ctx.api_version < 3:
-        error, errors = broker.groups.leave_group(request.group_id, [(request.member_id, None)])
+        error, errors = broker.groups.classic.leave_group(request.group_id, [(request.member_id, None)])
         return Response(throttle_time_ms=0, error_code=error or (errors[0] if errors else 0))
-    error, errors = broker.groups.leave_group(
+    error, errors = broker.groups.classic.leave_group(
         request.group_id, [(m.member_id, m.group_instance_id) for m in request.members])
     members = [MemberResponse(member_id=m.member_id, group_instance_id=m.group_instance_id,
                               error_code=code)

@@ -45,7 +45,7 @@ async def handle(broker, request, ctx):
     groups = broker.groups
     group, group_error = None, None
     try:
-        group = groups.validate_offset_commit(
+        group = groups.offsets.validate_offset_commit(
             request.group_id, request.generation_id_or_member_epoch, request.member_id,
             request.group_instance_id if version >= 7 else None, version)
     except KafkaError as e:
@@ -72,7 +72,7 @@ async def handle(broker, request, ctx):
                 codes[tp] = ErrorCode.NONE
     if accepted:
         try:
-            groups.store_offsets(group, accepted)
+            groups.offsets.store_offsets(group, accepted)
         except KafkaError as e:
             code = (ErrorCode.INVALID_COMMIT_OFFSET_SIZE
                     if e.code in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.RECORD_LIST_TOO_LARGE)

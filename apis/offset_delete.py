@@ -29,7 +29,7 @@ async def handle(broker, request, ctx):
             else:
                 known.append(tp)
     try:
-        codes.update(broker.groups.delete_offsets(request.group_id, known))
+        codes.update(broker.groups.offsets.delete_offsets(request.group_id, known))
     except KafkaError as e:
         return Response(error_code=e.code, throttle_time_ms=0, topics=[])
     return Response(error_code=0, throttle_time_ms=0, topics=[

@@ -30,8 +30,8 @@ PartitionV8 = TopicV8.OffsetFetchResponsePartitions
 def _offsets(broker, group_id: str, topics, require_stable: bool = False) -> dict[str, list]:
     """topic -> [(partition, committed or None, error)]."""
     wanted = None if topics is None else [(t.name, list(t.partition_indexes)) for t in topics]
-    found = broker.groups.fetch_offsets(group_id, wanted)
-    pending = broker.groups.has_pending_offsets
+    found = broker.groups.offsets.fetch_offsets(group_id, wanted)
+    pending = broker.groups.offsets.has_pending_offsets
     return {name: [(p, None, ErrorCode.UNSTABLE_OFFSET_COMMIT)
                    if require_stable and pending(group_id, name, p) else (p, c, ErrorCode.NONE)
                    for p, c in parts]
@@ -73,7 +73,7 @@ async def handle(broker, request, ctx):
         if version >= 9:
             # KIP-848: a consumer group's member fetches at its current member epoch.
             try:
-                broker.groups.validate_offset_fetch(g.group_id, g.member_id, g.member_epoch)
+                broker.groups.offsets.validate_offset_fetch(g.group_id, g.member_id, g.member_epoch)
             except KafkaError as e:
                 groups.append(Group(group_id=g.group_id, topics=[], error_code=e.code))
                 continue

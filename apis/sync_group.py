@@ -24,7 +24,7 @@ Response = response_class(ApiKey.SYNC_GROUP)
 
 async def handle(broker, request, ctx):
     version = ctx.api_version
-    result = await broker.groups.sync_group(
+    result = await broker.groups.classic.sync_group(
         request.group_id, request.generation_id, request.member_id,
         group_instance_id=request.group_instance_id if version >= 3 else None,
         protocol_type=request.protocol_type if version >= 5 else None,

@@ -66,7 +66,7 @@ async def handle(broker, request, ctx):
                 codes[key] = ErrorCode.NONE
     try:
         _check_transaction(broker, request, version)
-        broker.groups.txn_offset_commit(request.group_id, request.producer_id,
+        broker.groups.offsets.txn_offset_commit(request.group_id, request.producer_id,
                                         request.producer_epoch, request.generation_id,
                                         request.member_id, request.group_instance_id, offsets)
     except KafkaError as e:

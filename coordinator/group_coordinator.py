@@ -15,9 +15,9 @@ is the composition of the parts, each in its own module:
     static_members.py           group.instance.id rules both group kinds share (KIP-345)
     offsets.py                  the records of `__consumer_offsets` and the topic itself
 
-What is here: the handlers' entry points (each hands over to its part), the admin operations
-(ListGroups, DescribeGroups, ConsumerGroupDescribe, DeleteGroups), loading and unloading, and the
-timers.
+What is here: the parts as public attributes, which the handlers call directly (`classic`,
+`consumer`, `offsets`), the admin operations (ListGroups, DescribeGroups, ConsumerGroupDescribe,
+DeleteGroups), loading and unloading, and the timers.
 
 Loading. The whole state is replayed from `__consumer_offsets` when the broker starts, so groups
 and offsets survive restarts and crashes: a classic group that was Stable is Stable again with its
@@ -39,10 +39,9 @@ import trio
 
 from trioka.clock import Clock
 from trioka.coordinator import classic, consumer_group
-from trioka.coordinator.classic import ClassicGroup, JoinResult, SyncResult
+from trioka.coordinator.classic import ClassicGroup
 from trioka.coordinator.classic_protocol import ClassicGroupProtocol
-from trioka.coordinator.consumer_group import (ConsumerGroup, ConsumerGroupSettings,
-                                               HeartbeatResult)
+from trioka.coordinator.consumer_group import ConsumerGroup, ConsumerGroupSettings
 from trioka.coordinator.consumer_protocol import ConsumerGroupProtocol
 from trioka.coordinator.group_metadata_manager import GroupMetadataManager
 from trioka.coordinator.group_state import GroupState
@@ -183,108 +182,6 @@ class GroupCoordinator:
         if now >= self._next_offsets_check:
             self._next_offsets_check = now + self.offsets_check_interval_ms / 1000
             self.offsets.expire_offsets(self.clock.wall_ms())
-
-    # --------------------------------------------------- classic groups (classic_protocol.py)
-
-    async def join_group(self, group_id: str, member_id: str, *,
-                         group_instance_id: str | None = None, client_id: str = "",
-                         client_host: str = "", session_timeout_ms: int,
-                         rebalance_timeout_ms: int = -1, protocol_type: str,
-                         protocols: list[tuple[str, bytes]],
-                         require_known_member_id: bool = True) -> JoinResult:
-        """JoinGroup; `require_known_member_id` is v4+ (KIP-394)."""
-        return await self.classic.join_group(
-            group_id, member_id, group_instance_id=group_instance_id, client_id=client_id,
-            client_host=client_host, session_timeout_ms=session_timeout_ms,
-            rebalance_timeout_ms=rebalance_timeout_ms, protocol_type=protocol_type,
-            protocols=protocols, require_known_member_id=require_known_member_id)
-
-    async def sync_group(self, group_id: str, generation_id: int, member_id: str, *,
-                         group_instance_id: str | None = None, protocol_type: str | None = None,
-                         protocol_name: str | None = None,
-                         assignments: dict[str, bytes] | None = None) -> SyncResult:
-        """SyncGroup."""
-        return await self.classic.sync_group(
-            group_id, generation_id, member_id, group_instance_id=group_instance_id,
-            protocol_type=protocol_type, protocol_name=protocol_name, assignments=assignments)
-
-    async def heartbeat(self, group_id: str, generation_id: int, member_id: str, *,
-                        group_instance_id: str | None = None) -> int:
-        """Heartbeat: the error code of the answer."""
-        return await self.classic.heartbeat(group_id, generation_id, member_id,
-                                            group_instance_id=group_instance_id)
-
-    def leave_group(self, group_id: str,
-                    members: list[tuple[str | None, str | None]]) -> tuple[int, list[int]]:
-        """LeaveGroup for (member id, group instance id) pairs: (group error, one error per
-        member)."""
-        return self.classic.leave_group(group_id, members)
-
-    # ------------------------------------------------- consumer groups (consumer_protocol.py)
-
-    def consumer_group_heartbeat(self, group_id: str, member_id: str, member_epoch: int, *,
-                                 instance_id: str | None = None, rack_id: str | None = None,
-                                 rebalance_timeout_ms: int = -1,
-                                 subscribed_topic_names: list[str] | None = None,
-                                 subscribed_topic_regex: str | None = None,
-                                 server_assignor: str | None = None,
-                                 topic_partitions: list | None = None, client_id: str = "",
-                                 client_host: str = "", api_version: int = 1) -> HeartbeatResult:
-        """ConsumerGroupHeartbeat; KafkaError for the response's error code."""
-        return self.consumer.consumer_group_heartbeat(
-            group_id, member_id, member_epoch, instance_id=instance_id, rack_id=rack_id,
-            rebalance_timeout_ms=rebalance_timeout_ms,
-            subscribed_topic_names=subscribed_topic_names,
-            subscribed_topic_regex=subscribed_topic_regex, server_assignor=server_assignor,
-            topic_partitions=topic_partitions, client_id=client_id, client_host=client_host,
-            api_version=api_version)
-
-    # --------------------------------------------------- offsets (offset_metadata_manager.py)
-
-    def validate_offset_commit(self, group_id: str, generation_id: int, member_id: str,
-                               group_instance_id: str | None,
-                               api_version: int) -> ClassicGroup | ConsumerGroup:
-        """OffsetCommit: the group the commit may write to, or KafkaError for every partition."""
-        return self.offsets.validate_offset_commit(group_id, generation_id, member_id,
-                                                   group_instance_id, api_version)
-
-    def store_offsets(self, group: ClassicGroup | ConsumerGroup, offsets: Offsets) -> None:
-        """OffsetCommit: write the accepted offsets, then keep them; KafkaError if the write
-        fails."""
-        self.offsets.store_offsets(group, offsets)
-
-    def fetch_offsets(self, group_id: str,
-                      topics: list[tuple[str, list[int]]] | None) -> dict[str, list]:
-        """OffsetFetch: topic -> [(partition, OffsetAndMetadata or None)]."""
-        return self.offsets.fetch_offsets(group_id, topics)
-
-    def validate_offset_fetch(self, group_id: str, member_id: str | None,
-                              member_epoch: int) -> None:
-        """OffsetFetch v9: KafkaError unless a consumer group's member fetches at its epoch."""
-        self.offsets.validate_offset_fetch(group_id, member_id, member_epoch)
-
-    def has_pending_offsets(self, group_id: str, topic: str, partition: int) -> bool:
-        """OffsetFetch with require_stable (KIP-447): is a transactional commit in flight?"""
-        return self.offsets.has_pending_offsets(group_id, topic, partition)
-
-    def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> dict:
-        """OffsetDelete: (topic, partition) -> error code; KafkaError for the whole group."""
-        return self.offsets.delete_offsets(group_id, partitions)
-
-    def expire_offsets(self, now_ms: int) -> int:
-        """Offset expiry at wall time `now_ms`: the number of offsets removed."""
-        return self.offsets.expire_offsets(now_ms)
-
-    def txn_offset_commit(self, group_id: str, producer_id: int, producer_epoch: int,
-                          generation_id: int, member_id: str, group_instance_id: str | None,
-                          offsets: Offsets) -> None:
-        """TxnOffsetCommit: offsets pending until the transaction's marker."""
-        self.offsets.txn_offset_commit(group_id, producer_id, producer_epoch, generation_id,
-                                       member_id, group_instance_id, offsets)
-
-    def complete_transaction(self, producer_id: int, commit: bool) -> None:
-        """The producer's transaction marker reached the offsets partition."""
-        self.offsets.complete_transaction(producer_id, commit)
 
     # ------------------------------------------------------------------------ admin
 

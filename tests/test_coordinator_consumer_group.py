@@ -180,7 +180,7 @@ class Groups:
             owned = {} if owned is None else owned
             if topics is None and regex is None:
                 topics = []
-        result = self.gc.consumer_group_heartbeat(
+        result = self.gc.consumer.consumer_group_heartbeat(
             group, member, epoch, instance_id=instance,
             rebalance_timeout_ms=-1 if rebalance_ms is None else rebalance_ms,
             subscribed_topic_names=topics, subscribed_topic_regex=regex,
@@ -336,7 +336,7 @@ def test_requests_kafka_refuses():
     ]
     for args, word in cases:
         with pytest.raises(KafkaError) as e:
-            coord.consumer_group_heartbeat(**args)
+            coord.consumer.consumer_group_heartbeat(**args)
         assert e.value.code == ErrorCode.INVALID_REQUEST and word in e.value.message
     assert g.error("m", 0, topics=["orders"], assignor="sticky") == ErrorCode.UNSUPPORTED_ASSIGNOR
     assert g.error("m", 0, regex="orders(") == ErrorCode.INVALID_REGULAR_EXPRESSION
@@ -462,8 +462,8 @@ def test_group_survives_a_restart():
     g.hb("b", 0, topics=["orders"], assignor="uniform")
     g.hb("a", 1, owned={t: [0, 1, 2, 3]}, instance="inst-a")    # a is revoking
     group = g.group()
-    group_ = g.gc.validate_offset_commit("g", 2, "b", None, 9)
-    g.gc.store_offsets(group_, {("orders", 2): OffsetAndMetadata(42, commit_timestamp_ms=1)})
+    group_ = g.gc.offsets.validate_offset_commit("g", 2, "b", None, 9)
+    g.gc.offsets.store_offsets(group_, {("orders", 2): OffsetAndMetadata(42, commit_timestamp_ms=1)})
     g.hb("c", 0, topics=["orders"])
     g.hb("c", -1)                            # c leaves: its records get tombstones
     again = g.reopen()
@@ -503,16 +503,16 @@ def test_classic_and_consumer_groups_do_not_share_an_id():
     r = coord.classic.join(g.now, "g", "", None, **join)
     assert r.error == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
     # An empty group of one kind gives its id (and its offsets) to the other.
-    g.gc.store_offsets(g.group(), {("orders", 0): OffsetAndMetadata(7, commit_timestamp_ms=1)})
+    g.gc.offsets.store_offsets(g.group(), {("orders", 0): OffsetAndMetadata(7, commit_timestamp_ms=1)})
     g.hb("m", -1)
     coord.classic.join(g.now, "g", "", None, **join)
     assert "g" not in coord.consumer_groups and coord.groups["g"].offsets[("orders", 0)].offset == 7
-    standalone = coord.validate_offset_commit("simple", -1, "", None, 9)
-    coord.store_offsets(standalone, {("orders", 0): OffsetAndMetadata(3, commit_timestamp_ms=1)})
+    standalone = coord.offsets.validate_offset_commit("simple", -1, "", None, 9)
+    coord.offsets.store_offsets(standalone, {("orders", 0): OffsetAndMetadata(3, commit_timestamp_ms=1)})
     g.hb("m", 0, group="simple", topics=["orders"])
     assert "simple" not in coord.groups
     assert coord.consumer_groups["simple"].offsets[("orders", 0)].offset == 3
-    assert coord.fetch_offsets("simple", [("orders", [0])])["orders"][0][1].offset == 3
+    assert coord.offsets.fetch_offsets("simple", [("orders", [0])])["orders"][0][1].offset == 3
 
 
 def test_offset_commits_and_fetches_of_members_name_their_epoch():
@@ -521,22 +521,22 @@ def test_offset_commits_and_fetches_of_members_name_their_epoch():
     coord = g.gc
     g.hb("a", 0, topics=["orders"])
     g.hb("b", 0, topics=["orders"])           # a is still at epoch 1, b at 2
-    assert coord.validate_offset_commit("g", 1, "a", None, 9) is g.group()
+    assert coord.offsets.validate_offset_commit("g", 1, "a", None, 9) is g.group()
     for args, code in [(("g", 2, "a", None, 9), ErrorCode.STALE_MEMBER_EPOCH),
                        (("g", 1, "nobody", None, 9), ErrorCode.UNKNOWN_MEMBER_ID),
                        (("g", -1, "", None, 9), ErrorCode.UNKNOWN_MEMBER_ID),
                        (("g", 1, "a", None, 8), ErrorCode.UNSUPPORTED_VERSION)]:
         with pytest.raises(KafkaError) as e:
-            coord.validate_offset_commit(*args)
+            coord.offsets.validate_offset_commit(*args)
         assert e.value.code == code, args
-    coord.validate_offset_fetch("g", None, -1)          # admin clients
-    coord.validate_offset_fetch("g", "b", 2)
+    coord.offsets.validate_offset_fetch("g", None, -1)          # admin clients
+    coord.offsets.validate_offset_fetch("g", "b", 2)
     with pytest.raises(KafkaError) as e:
-        coord.validate_offset_fetch("g", "b", 1)
+        coord.offsets.validate_offset_fetch("g", "b", 1)
     assert e.value.code == ErrorCode.STALE_MEMBER_EPOCH
     g.hb("a", -1)
     g.hb("b", -1)
-    assert coord.validate_offset_commit("g", -1, "", None, 9) is g.group()   # empty: admin
+    assert coord.offsets.validate_offset_commit("g", -1, "", None, 9) is g.group()   # empty: admin
 
 
 def test_list_and_delete_consumer_groups():
@@ -544,7 +544,7 @@ def test_list_and_delete_consumer_groups():
     g.topic("orders", 1)
     coord = g.gc
     g.hb("a", 0, topics=["orders"])
-    coord.store_offsets(coord.validate_offset_commit("classic", -1, "", None, 9),
+    coord.offsets.store_offsets(coord.offsets.validate_offset_commit("classic", -1, "", None, 9),
                         {("orders", 0): OffsetAndMetadata(1, commit_timestamp_ms=1)})
     listed = {x.group_id: x for x in coord.list_groups()}
     assert set(listed) == {"g", "classic"}
@@ -552,7 +552,7 @@ def test_list_and_delete_consumer_groups():
     assert [x.group_id for x in coord.list_groups(types=["classic"])] == ["classic"]
     assert [x.group_id for x in coord.list_groups(states=["stable"])] == ["g"]
     assert coord.delete_groups(["g"]) == {"g": ErrorCode.NON_EMPTY_GROUP}
-    assert coord.delete_offsets("g", [("orders", 0), ("other", 0)]) == {
+    assert coord.offsets.delete_offsets("g", [("orders", 0), ("other", 0)]) == {
         ("orders", 0): ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC, ("other", 0): ErrorCode.NONE}
     g.hb("a", -1)
     assert coord.delete_groups(["g"]) == {"g": ErrorCode.NONE}
@@ -572,7 +572,7 @@ async def test_timer_task_expires_consumer_group_sessions(autojump_clock):
         nursery.start_soon(gc.run_timers)
         join = dict(rebalance_timeout_ms=10_000, subscribed_topic_names=["orders"],
                     topic_partitions=[])
-        gc.consumer_group_heartbeat("g", "a", 0, **join)
+        gc.consumer.consumer_group_heartbeat("g", "a", 0, **join)
         start = trio.current_time()
         with trio.fail_after(60):
             while gc.consumer_groups["g"].members:
@@ -592,8 +592,8 @@ def test_offsets_expire_by_offsets_retention_minutes():
     now_ms = 10 * DAY_MS
 
     def commit(group_id, tp, offset, when, expire=-1):
-        group = coord.validate_offset_commit(group_id, -1, "", None, 9)
-        coord.store_offsets(group, {tp: OffsetAndMetadata(offset, commit_timestamp_ms=when,
+        group = coord.offsets.validate_offset_commit(group_id, -1, "", None, 9)
+        coord.offsets.store_offsets(group, {tp: OffsetAndMetadata(offset, commit_timestamp_ms=when,
                                                           expire_timestamp_ms=expire)})
 
     # Standalone commits: a day after the commit, unless an explicit expiry says otherwise.
@@ -602,20 +602,20 @@ def test_offsets_expire_by_offsets_retention_minutes():
     commit("simple", ("orders", 2), 3, now_ms - 5 * DAY_MS, expire=now_ms + 1000)
     # A consumer group: offsets of topics it still subscribes to stay; others go.
     g.hb("a", 0, topics=["orders"])
-    commit_group = coord.validate_offset_commit("g", 1, "a", None, 9)
-    coord.store_offsets(commit_group, {
+    commit_group = coord.offsets.validate_offset_commit("g", 1, "a", None, 9)
+    coord.offsets.store_offsets(commit_group, {
         ("orders", 0): OffsetAndMetadata(5, commit_timestamp_ms=now_ms - 3 * DAY_MS),
         ("old", 0): OffsetAndMetadata(6, commit_timestamp_ms=now_ms - 3 * DAY_MS)})
-    assert coord.expire_offsets(now_ms) == 2
+    assert coord.offsets.expire_offsets(now_ms) == 2
     assert set(coord.groups["simple"].offsets) == {("orders", 1), ("orders", 2)}
     assert set(g.group().offsets) == {("orders", 0)}
-    assert coord.expire_offsets(now_ms + 2000) == 2
+    assert coord.offsets.expire_offsets(now_ms + 2000) == 2
     # The group is empty and without offsets: it goes too, and stays gone after a restart.
     assert "simple" not in coord.groups
     again = g.reopen().gc
     assert "simple" not in again.groups
     assert set(again.consumer_groups["g"].offsets) == {("orders", 0)}
-    assert again.fetch_offsets("simple", [("orders", [0, 1, 2])])["orders"] == [
+    assert again.offsets.fetch_offsets("simple", [("orders", [0, 1, 2])])["orders"] == [
         (0, None), (1, None), (2, None)]
 
 
@@ -632,16 +632,16 @@ def test_offsets_of_an_empty_classic_group_count_from_when_it_emptied():
     group = coord.groups["cg"]
     member = r.member_id
     coord.classic.sync(g.now, "cg", group.generation_id, member, None, None, None, {})
-    coord.store_offsets(group, {("orders", 0): OffsetAndMetadata(9, commit_timestamp_ms=0),
+    coord.offsets.store_offsets(group, {("orders", 0): OffsetAndMetadata(9, commit_timestamp_ms=0),
                                 ("gone", 0): OffsetAndMetadata(8, commit_timestamp_ms=0)})
     # Stable: offsets of topics its members subscribe to stay, the others go.
-    assert coord.expire_offsets(10 * DAY_MS) == 1
+    assert coord.offsets.expire_offsets(10 * DAY_MS) == 1
     assert set(group.offsets) == {("orders", 0)}
-    coord.leave_group("cg", [(member, None)])
+    coord.classic.leave_group("cg", [(member, None)])
     emptied = group.state_timestamp_ms
     assert group.state.value == "Empty"
-    assert coord.expire_offsets(emptied + 59 * 60_000) == 0
-    assert coord.expire_offsets(emptied + 60 * 60_000) == 1
+    assert coord.offsets.expire_offsets(emptied + 59 * 60_000) == 0
+    assert coord.offsets.expire_offsets(emptied + 60 * 60_000) == 1
     assert "cg" not in coord.groups
 
 
@@ -649,8 +649,8 @@ def test_the_timer_checks_offsets_every_interval():
     g = Groups(**{"offsets.retention.check.interval.ms": 1000, "offsets.retention.minutes": 1})
     g.topic("orders", 1)
     coord = g.gc
-    group = coord.validate_offset_commit("simple", -1, "", None, 9)
-    coord.store_offsets(group, {("orders", 0): OffsetAndMetadata(1, commit_timestamp_ms=1)})
+    group = coord.offsets.validate_offset_commit("simple", -1, "", None, 9)
+    coord.offsets.store_offsets(group, {("orders", 0): OffsetAndMetadata(1, commit_timestamp_ms=1)})
     assert coord.next_deadline() == START + 1
     g.advance(0.5)
     assert "simple" in coord.groups

@@ -235,17 +235,17 @@ def test_protocol_chosen_by_votes():
 def test_leave_group_single_and_batched():
     g = Groups()
     [a, b, c] = g.stable_group("g", 3)
-    assert g.gc.leave_group("g", [(b, None)]) == (ErrorCode.NONE, [ErrorCode.NONE])
+    assert g.gc.classic.leave_group("g", [(b, None)]) == (ErrorCode.NONE, [ErrorCode.NONE])
     assert g.group("g").state is GroupState.PREPARING_REBALANCE
-    assert g.gc.leave_group("g", [(a, None), ("stranger", None), (c, "no-such-instance")]) == \
+    assert g.gc.classic.leave_group("g", [(a, None), ("stranger", None), (c, "no-such-instance")]) == \
         (ErrorCode.NONE, [ErrorCode.NONE, ErrorCode.UNKNOWN_MEMBER_ID,
                           ErrorCode.UNKNOWN_MEMBER_ID])
-    assert g.gc.leave_group("g", [(c, None)]) == (ErrorCode.NONE, [ErrorCode.NONE])
+    assert g.gc.classic.leave_group("g", [(c, None)]) == (ErrorCode.NONE, [ErrorCode.NONE])
     group = g.group("g")
     # Nobody left: the rebalance ends at once with a new, empty generation.
     assert group.state is GroupState.EMPTY and group.generation_id == 4 and not group.members
-    assert g.gc.leave_group("nope", [(a, None)])[0] == ErrorCode.UNKNOWN_MEMBER_ID
-    assert g.gc.leave_group("", [(a, None)])[0] == ErrorCode.INVALID_GROUP_ID
+    assert g.gc.classic.leave_group("nope", [(a, None)])[0] == ErrorCode.UNKNOWN_MEMBER_ID
+    assert g.gc.classic.leave_group("", [(a, None)])[0] == ErrorCode.INVALID_GROUP_ID
 
 
 def test_leaving_member_answers_its_own_parked_join():
@@ -253,7 +253,7 @@ def test_leaving_member_answers_its_own_parked_join():
     [a, b] = g.stable_group("g", 2)
     wa = g.join("g", a)          # the leader rejoins: rebalance, a waits for b
     assert isinstance(wa, Waiter) and wa.result is None
-    g.gc.leave_group("g", [(b, None)])
+    g.gc.classic.leave_group("g", [(b, None)])
     ra = done(wa)                # b's leaving completes the join phase
     assert ra.error == 0 and ra.generation_id == 3 and ra.members == [(a, None, b"sub")]
 
@@ -348,8 +348,8 @@ def test_static_member_restart_gets_old_assignment_without_rebalance():
     assert g.heartbeat("g", 2, new_b, "b") == ErrorCode.NONE
     assert g.heartbeat("g", 2, a, "a") == ErrorCode.NONE
     # LeaveGroup by instance id: a mismatching member id is fenced, the right one leaves.
-    assert g.gc.leave_group("g", [(b, "b")])[1] == [ErrorCode.FENCED_INSTANCE_ID]
-    assert g.gc.leave_group("g", [("", "b")])[1] == [ErrorCode.NONE]
+    assert g.gc.classic.leave_group("g", [(b, "b")])[1] == [ErrorCode.FENCED_INSTANCE_ID]
+    assert g.gc.classic.leave_group("g", [("", "b")])[1] == [ErrorCode.NONE]
     assert list(group.members) == [a]
 
 
@@ -413,24 +413,24 @@ async def test_timer_task_expires_sessions_under_mock_clock(autojump_clock):
     gc.open()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(gc.run_timers)
-        r = await gc.join_group("g", "", client_id="c", session_timeout_ms=6000,
+        r = await gc.classic.join_group("g", "", client_id="c", session_timeout_ms=6000,
                                 rebalance_timeout_ms=20_000, protocol_type="consumer",
                                 protocols=[("range", b"")])
         assert r.error == ErrorCode.MEMBER_ID_REQUIRED
         a = r.member_id
-        r = await gc.join_group("g", a, client_id="c", session_timeout_ms=6000,
+        r = await gc.classic.join_group("g", a, client_id="c", session_timeout_ms=6000,
                                 rebalance_timeout_ms=20_000, protocol_type="consumer",
                                 protocols=[("range", b"")])
         assert (r.error, r.generation_id) == (0, 1)
-        s = await gc.sync_group("g", 1, a, assignments={a: b"x"})
+        s = await gc.classic.sync_group("g", 1, a, assignments={a: b"x"})
         assert s.assignment == b"x"
         joined = {}
 
         async def second():
-            r = await gc.join_group("g", "", client_id="d", session_timeout_ms=6000,
+            r = await gc.classic.join_group("g", "", client_id="d", session_timeout_ms=6000,
                                     rebalance_timeout_ms=20_000, protocol_type="consumer",
                                     protocols=[("range", b"")])
-            joined["b"] = await gc.join_group("g", r.member_id, client_id="d",
+            joined["b"] = await gc.classic.join_group("g", r.member_id, client_id="d",
                                               session_timeout_ms=6000,
                                               rebalance_timeout_ms=20_000,
                                               protocol_type="consumer",
@@ -460,12 +460,12 @@ async def test_parked_sync_is_answered_by_the_timer_when_leader_vanishes(autojum
               protocols=[("range", b"")], require_known_member_id=False)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(gc.run_timers)
-        ra = await gc.join_group("g", "", client_id="a", **kw)
-        await gc.sync_group("g", 1, ra.member_id, assignments={})
+        ra = await gc.classic.join_group("g", "", client_id="a", **kw)
+        await gc.classic.sync_group("g", 1, ra.member_id, assignments={})
         results = {}
 
         async def join(name, member_id):
-            results[name] = await gc.join_group("g", member_id, client_id=name, **kw)
+            results[name] = await gc.classic.join_group("g", member_id, client_id=name, **kw)
 
         nursery.start_soon(join, "b", "")
         await trio.sleep(1)
@@ -477,7 +477,7 @@ async def test_parked_sync_is_answered_by_the_timer_when_leader_vanishes(autojum
         # The follower syncs; the leader never does: after the rebalance timeout the leader is
         # dropped and the follower is told to rejoin.
         start = trio.current_time()
-        s = await gc.sync_group("g", 2, results["b"].member_id)
+        s = await gc.classic.sync_group("g", 2, results["b"].member_id)
         assert s.error == ErrorCode.REBALANCE_IN_PROGRESS
         assert 9 <= trio.current_time() - start <= 12
         assert list(gc.groups["g"].members) == [results["b"].member_id]
@@ -498,11 +498,11 @@ async def test_shutdown_answers_parked_requests_at_once():
     async with trio.open_nursery() as nursery:
         nursery.start_soon(gc.run_timers)
         nursery.start_soon(gc.unload_when, shutting_down)
-        a = await gc.join_group("g", "", client_id="a", **kw)
-        await gc.sync_group("g", 1, a.member_id)
+        a = await gc.classic.join_group("g", "", client_id="a", **kw)
+        await gc.classic.sync_group("g", 1, a.member_id)
 
         async def join_b():
-            answers["b"] = await gc.join_group("g", "", client_id="b", **kw)
+            answers["b"] = await gc.classic.join_group("g", "", client_id="b", **kw)
 
         nursery.start_soon(join_b)
         with trio.fail_after(5):

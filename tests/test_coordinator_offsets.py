@@ -117,16 +117,16 @@ def test_commit_validation():
 
     def code(*args):
         with pytest.raises(KafkaError) as e:
-            gc.validate_offset_commit(*args)
+            gc.offsets.validate_offset_commit(*args)
         return e.value.code
 
     assert code("", -1, "", None, 8) == ErrorCode.INVALID_GROUP_ID
     assert code("nope", 3, "m", None, 8) == ErrorCode.ILLEGAL_GENERATION
     assert code("nope", 3, "m", None, 9) == ErrorCode.GROUP_ID_NOT_FOUND
-    simple = gc.validate_offset_commit("simple", -1, "", None, 8)
+    simple = gc.offsets.validate_offset_commit("simple", -1, "", None, 8)
     assert simple.state is GroupState.EMPTY and gc.groups["simple"] is simple
     member = form_group(gc, "g")
-    assert gc.validate_offset_commit("g", 1, member, None, 8) is gc.groups["g"]
+    assert gc.offsets.validate_offset_commit("g", 1, member, None, 8) is gc.groups["g"]
     assert code("g", 0, member, None, 8) == ErrorCode.ILLEGAL_GENERATION
     assert code("g", 1, "stranger", None, 8) == ErrorCode.UNKNOWN_MEMBER_ID
     assert code("g", -1, "", None, 8) == ErrorCode.UNKNOWN_MEMBER_ID   # not empty
@@ -139,19 +139,19 @@ def test_commit_validation():
     s = form_group(gc, "static", instance="i-1")
     assert code("static", 1, "someone-else", "i-1", 8) == ErrorCode.FENCED_INSTANCE_ID
     assert code("static", 1, s, "i-2", 8) == ErrorCode.UNKNOWN_MEMBER_ID
-    assert gc.validate_offset_commit("static", 1, s, "i-1", 8) is gc.groups["static"]
+    assert gc.offsets.validate_offset_commit("static", 1, s, "i-1", 8) is gc.groups["static"]
 
 
 def test_offsets_and_groups_survive_restart(tmp_path):
     logs, gc = open_coordinator(tmp_path)
     member = form_group(gc, "g")
-    group = gc.validate_offset_commit("g", 1, member, None, 8)
-    gc.store_offsets(group, {("orders", 0): OffsetAndMetadata(10, 3, "m0", 111),
+    group = gc.offsets.validate_offset_commit("g", 1, member, None, 8)
+    gc.offsets.store_offsets(group, {("orders", 0): OffsetAndMetadata(10, 3, "m0", 111),
                              ("orders", 1): OffsetAndMetadata(20, -1, "", 112)})
-    gc.store_offsets(group, {("orders", 0): OffsetAndMetadata(15, 4, "later", 113)})
-    simple = gc.validate_offset_commit("simple", -1, "", None, 8)
-    gc.store_offsets(simple, {("other", 2): OffsetAndMetadata(5)})
-    gc.store_offsets(gc.validate_offset_commit("gone", -1, "", None, 8),
+    gc.offsets.store_offsets(group, {("orders", 0): OffsetAndMetadata(15, 4, "later", 113)})
+    simple = gc.offsets.validate_offset_commit("simple", -1, "", None, 8)
+    gc.offsets.store_offsets(simple, {("other", 2): OffsetAndMetadata(5)})
+    gc.offsets.store_offsets(gc.offsets.validate_offset_commit("gone", -1, "", None, 8),
                      {("orders", 0): OffsetAndMetadata(1)})
     assert gc.delete_groups(["gone", "g", "missing"]) == {
         "gone": 0, "g": ErrorCode.NON_EMPTY_GROUP, "missing": ErrorCode.GROUP_ID_NOT_FOUND}
@@ -166,32 +166,32 @@ def test_offsets_and_groups_survive_restart(tmp_path):
     assert (m.member_id, m.client_id, m.client_host, m.assignment, m.session_timeout_ms,
             m.rebalance_timeout_ms) == (member, "client-1", "/10.0.0.7", b"assigned", 10_000,
                                         30_000)
-    assert gc.fetch_offsets("g", None) == {"orders": [
+    assert gc.offsets.fetch_offsets("g", None) == {"orders": [
         (0, OffsetAndMetadata(15, 4, "later", 113)), (1, OffsetAndMetadata(20, -1, "", 112))]}
-    assert gc.fetch_offsets("g", [("orders", [1, 7])]) == {"orders": [
+    assert gc.offsets.fetch_offsets("g", [("orders", [1, 7])]) == {"orders": [
         (1, OffsetAndMetadata(20, -1, "", 112)), (7, None)]}
-    assert gc.fetch_offsets("simple", None) == {"other": [(2, OffsetAndMetadata(5))]}
-    assert gc.fetch_offsets("gone", None) == {}
+    assert gc.offsets.fetch_offsets("simple", None) == {"other": [(2, OffsetAndMetadata(5))]}
+    assert gc.offsets.fetch_offsets("gone", None) == {}
     assert gc.groups["simple"].state is GroupState.EMPTY
     # The member goes on where it was: same generation, heartbeats accepted.
     assert gc.classic.heartbeat_now(NOW + 1, "g", 1, member) == ErrorCode.NONE
     # Once it leaves, the group can go, offsets and all.
-    assert gc.leave_group("g", [(member, None)]) == (0, [0])
+    assert gc.classic.leave_group("g", [(member, None)]) == (0, [0])
     assert gc.groups["g"].state is GroupState.EMPTY
-    assert gc.delete_offsets("simple", [("other", 2)]) == {("other", 2): 0}
+    assert gc.offsets.delete_offsets("simple", [("other", 2)]) == {("other", 2): 0}
     assert gc.delete_groups(["g"]) == {"g": 0}
     logs.close()
 
     logs, gc = open_coordinator(tmp_path)
     # A group that only ever had offsets leaves nothing once they are deleted.
-    assert set(gc.groups) == set() and gc.fetch_offsets("simple", None) == {}
-    assert gc.fetch_offsets("g", None) == {}
+    assert set(gc.groups) == set() and gc.offsets.fetch_offsets("simple", None) == {}
+    assert gc.offsets.fetch_offsets("g", None) == {}
     logs.close()
 
 
 def test_transactional_offsets_count_only_when_committed(tmp_path):
     logs, gc = open_coordinator(tmp_path)
-    gc.store_offsets(gc.validate_offset_commit("txg", -1, "", None, 8),
+    gc.offsets.store_offsets(gc.offsets.validate_offset_commit("txg", -1, "", None, 8),
                      {("t", 0): OffsetAndMetadata(1)})   # creates the topic
     log = logs.partition(OFFSETS_TOPIC, partition_for("txg", 50))
 
@@ -213,7 +213,7 @@ def test_transactional_offsets_count_only_when_committed(tmp_path):
     txn_commit(9, 90)             # still open
     logs.close()
     logs, gc = open_coordinator(tmp_path)
-    assert gc.fetch_offsets("txg", None) == {"t": [(0, OffsetAndMetadata(1)),
+    assert gc.offsets.fetch_offsets("txg", None) == {"t": [(0, OffsetAndMetadata(1)),
                                                    (7, OffsetAndMetadata(70, -1, "", 5))]}
     logs.close()
 
@@ -224,8 +224,8 @@ def test_a_new_coordinator_on_the_same_logs_replays_them():
     logs.open()
     gc = GroupCoordinator(Config(), logs, clock=clock)
     gc.open()
-    gc.store_offsets(gc.validate_offset_commit("g", -1, "", None, 8),
+    gc.offsets.store_offsets(gc.offsets.validate_offset_commit("g", -1, "", None, 8),
                      {("t", 0): OffsetAndMetadata(3)})
     again = GroupCoordinator(Config(), logs, clock=clock)
     again.open()                  # same logs: everything replays
-    assert again.fetch_offsets("g", None) == {"t": [(0, OffsetAndMetadata(3))]}
+    assert again.offsets.fetch_offsets("g", None) == {"t": [(0, OffsetAndMetadata(3))]}

@@ -457,7 +457,7 @@ class TransactionCoordinator:
                             meta.transactional_id, topic, index, e.message)
                 continue
             if topic == OFFSETS_TOPIC:
-                self.broker.groups.complete_transaction(meta.producer_id, commit)
+                self.broker.groups.offsets.complete_transaction(meta.producer_id, commit)
         meta.transition(S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT, now_ms)
         meta.partitions = set()
         meta.start_ms = -1
