@@ -20,6 +20,7 @@ import uuid
 
 import trio
 
+from message_values import INT_RANGES
 from trioka.apis import APIS
 from trioka.testing.embedded import open_broker
 from trioka.wire import protocol, schema
@@ -37,14 +38,6 @@ CLAMP_MS = 50
 LATE_SHARE = 0.01
 HARD_LIMIT_S = 5.0
 
-INT_EDGES = {
-    "int8": (-(1 << 7), (1 << 7) - 1),
-    "int16": (-(1 << 15), (1 << 15) - 1),
-    "uint16": (0, (1 << 16) - 1),
-    "int32": (-(1 << 31), (1 << 31) - 1),
-    "uint32": (0, (1 << 32) - 1),
-    "int64": (-(1 << 63), (1 << 63) - 1),
-}
 # Fields whose value is a wait the broker honours: clamped so the answer is due soon.
 WAIT_FIELDS = ("max_wait_ms", "timeout_ms", "rebalance_timeout_ms", "session_timeout_ms",
                "transaction_timeout_ms", "throttle_time_ms")
@@ -52,7 +45,7 @@ TEXT = "abcXYZ019-._ éü€中文🙂\x00\n"
 
 
 def hostile_int(kind: str, rng: random.Random) -> int:
-    lo, hi = INT_EDGES[kind]
+    lo, hi = INT_RANGES[kind]
     return rng.choice([lo, hi, -1, 0, 1, 2, -2, rng.randint(lo, hi), rng.randint(-5, 1000)])
 
 
@@ -98,7 +91,7 @@ def hostile_value(f: schema.Field, v: int, rng: random.Random, flexible: bool, d
 
 
 def scalar(kind: str, name: str, rng: random.Random, flexible: bool):
-    if kind in INT_EDGES:
+    if kind in INT_RANGES:
         x = hostile_int(kind, rng)
         if name in WAIT_FIELDS:
             x = min(max(x, -1), CLAMP_MS)
