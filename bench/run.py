@@ -69,7 +69,6 @@ import json
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import socket
@@ -78,12 +77,13 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from trioka.testing import process as testing_process
+from trioka.testing.process import LineReader
 
 MB = 1_000_000
 MIB = 1024 * 1024
-READY = re.compile(r"trioka ready: \S+://([\d.]+):(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Floors this broker must reach on a 2-core machine.
@@ -100,50 +100,14 @@ FLOORS = {
 
 # ------------------------------------------------------------------------------- the broker
 
-class BrokerProcess:
-    """One `python -m trioka serve` process on a free port, with its own data directory."""
+class BrokerProcess(testing_process.BrokerProcess):
+    """The broker process of trioka.testing.process (start, ready line, stop) with what the
+    benchmark reads of it: CPU time and memory from /proc. No admin endpoint, as in production;
+    `profile_to` runs the broker under cProfile (the profile is written at SIGTERM)."""
 
     def __init__(self, data_dir: str, *, profile_to: str | None = None):
-        self.data_dir = data_dir
-        self.profile_to = profile_to
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.spawned_at = 0.0
-        self.ready_at = 0.0
-        self.output: list[str] = []
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def start(self, timeout: float = 30.0) -> "BrokerProcess":
-        cmd = [sys.executable]
-        if self.profile_to:
-            cmd += ["-m", "cProfile", "-o", self.profile_to]
-        cmd += ["-m", "trioka", "serve", "--listeners", "PLAINTEXT://127.0.0.1:0",
-                "--data-dir", self.data_dir]
-        self.spawned_at = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        lines = LineReader(self.proc.stdout)
-        deadline = time.monotonic() + timeout
-        while True:
-            line = lines.readline(deadline)
-            if line is None:
-                self.kill()
-                raise RuntimeError("broker did not become ready:\n" + "\n".join(self.output))
-            self.output.append(line)
-            m = READY.search(line)
-            if m:
-                self.ready_at = time.perf_counter()
-                self.port = int(m.group(2))
-                break
-        # Keep reading its output so the broker never blocks on a full pipe.
-        threading.Thread(target=lines.drain, args=(self.output,), daemon=True).start()
-        return self
+        super().__init__(data_dir, admin_listener=False,
+                         python_options=["-m", "cProfile", "-o", profile_to] if profile_to else ())
 
     def cpu_ticks_seconds(self) -> float:
         """utime + stime of the broker process so far (/proc/PID/stat, 10 ms resolution)."""
@@ -175,54 +139,9 @@ class BrokerProcess:
                     out[key] = int(value.split()[0]) / 1024
         return out
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM: a graceful shutdown (and, under cProfile, the profile gets written)."""
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
-class LineReader:
-    """Lines of a child's pipe, each wait bounded by a deadline."""
-
-    def __init__(self, pipe):
-        self.pipe = pipe
-        self.fd = pipe.fileno()
-        self.buf = b""
-
-    def readline(self, deadline: float) -> str | None:
-        """The next line, or None at end of file; TimeoutError past the deadline."""
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no line from the child process in time")
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                if self.buf:
-                    line, self.buf = self.buf, b""
-                    return line.decode(errors="replace")
-                return None
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.decode(errors="replace")
-
-    def drain(self, sink: list) -> None:
-        for line in self.pipe:
-            sink.append(line.decode(errors="replace").rstrip())
+        return super().stop(timeout)
 
 
 # ------------------------------------------------------------------- startup: a raw Metadata

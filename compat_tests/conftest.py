@@ -1,6 +1,8 @@
-"""Fixtures for stock clients against a real trioka process (helpers are in harness.py).
+"""Fixtures for stock clients against a real trioka process (the process is
+trioka.testing.process.BrokerProcess; the clients are in clients.py, the rest in harness.py).
 
-`broker` is one broker process for the whole session (each test uses its own topics);
+`broker` is one broker process for the whole session (per pytest-xdist worker: each worker is a
+process with its own broker, port and data directory; every test uses topics of its own);
 `own_broker` is a process of the test's own, for tests that stop, kill or restart it.
 Every wait is bounded; nothing sleeps to synchronise.
 """
@@ -9,21 +11,20 @@ import re
 
 import pytest
 
-from harness import BrokerProcess, unique
+from harness import unique
+from trioka.testing.process import BrokerProcess
 
 
 @pytest.fixture(scope="session")
 def broker():
-    b = BrokerProcess().start()
-    yield b
-    b.close()
+    with BrokerProcess() as b:
+        yield b.start()
 
 
 @pytest.fixture
 def own_broker():
-    b = BrokerProcess().start()
-    yield b
-    b.close()
+    with BrokerProcess() as b:
+        yield b.start()
 
 
 @pytest.fixture

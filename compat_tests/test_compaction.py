@@ -11,64 +11,32 @@ in the data directory) until it covers what they produced, with a deadline; noth
 """
 
 import os
-import time
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from harness import (BrokerProcess, consume_confluent, consume_kafka_python, create_topic,
-                     fetch_raw_batches)
+from clients import CONSUMERS, Rec, confluent_assigned, consume_confluent_to, produce_confluent
+from harness import cleaner_checkpoint, create_topic, fetch_raw_batches, wait_for
+from trioka.testing.process import BrokerProcess
 
 FAST_CLEANER = {"log.cleaner.backoff.ms": "100"}
+# How long a test waits for the cleaner (it runs every 100 ms here).
+CLEANER_WAIT = 60
 
 
 @pytest.fixture(scope="module")
 def cleaner_broker():
-    b = BrokerProcess(overrides=FAST_CLEANER).start()
-    yield b
-    b.close()
-
-
-def wait_for(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not met within {timeout} s")
-
-
-def cleaner_checkpoint(data_dir: str, topic: str, partition: int = 0) -> int:
-    """The broker's first dirty offset for the partition (-1 when it has not cleaned it)."""
-    try:
-        with open(os.path.join(data_dir, "cleaner-offset-checkpoint")) as f:
-            lines = f.read().split("\n")
-    except FileNotFoundError:
-        return -1
-    for line in lines[2:]:
-        fields = line.split()
-        if len(fields) == 3 and fields[0] == topic and int(fields[1]) == partition:
-            return int(fields[2])
-    return -1
+    with BrokerProcess(overrides=FAST_CLEANER) as b:
+        yield b.start()
 
 
 def produce(bootstrap: str, topic: str, records, **config) -> list[tuple[int, bytes, bytes]]:
-    """Produce (key, value) pairs in order; (offset, key, value) of each, from the acks."""
-    acked = []
-
-    def on_delivery(err, msg):
-        assert err is None, err
-        acked.append((msg.offset(), msg.key(), msg.value()))
-
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", **config})
-    for key, value in records:
-        p.produce(topic, key=key, value=value, partition=0, on_delivery=on_delivery)
-        p.poll(0)
-    assert p.flush(30) == 0
-    assert len(acked) == len(records)
-    return sorted(acked)
+    """Produce (key, value) pairs in order to partition 0 with acks=all; (offset, key, value)
+    of each, from the acks."""
+    reports = produce_confluent(bootstrap, topic, [Rec(0, None, k, v) for k, v in records],
+                                config={"linger.ms": 5, **config})
+    return sorted((offset, key, value) for (_, offset), (key, value) in zip(reports, records))
 
 
 def updates(keys: int, rounds: int, tombstoned: int, size: int = 40):
@@ -102,23 +70,37 @@ def read_back(consume, bootstrap: str, topic: str, count: int):
     return [(r.offset, r.key, r.value) for r in consume(bootstrap, topic, [0], count)]
 
 
+def fully_compacted(bootstrap: str, topic: str, last_offset: int | None = None):
+    """(offset, key, value) of every record from the beginning of partition 0 through
+    `last_offset` (default: the last one there), read with confluent-kafka: the count is not
+    known beforehand, since compaction leaves gaps."""
+    if last_offset is None:
+        c = confluent_assigned(bootstrap)
+        try:
+            last_offset = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=20)[1] - 1
+        finally:
+            c.close()
+    [records] = consume_confluent_to(bootstrap, topic, {0: last_offset + 1}).values()
+    return [(r.offset, r.key, r.value) for r in records]
+
+
 def compacted_topic(b, name: str, **configs):
     create_topic(b.bootstrap, name, configs={
         "cleanup.policy": "compact", "segment.bytes": "4096",
         "min.cleanable.dirty.ratio": "0.01", **configs})
 
 
-@pytest.mark.parametrize("consume", [consume_confluent, consume_kafka_python],
-                         ids=["confluent", "kafka-python"])
-def test_each_key_keeps_its_latest_value_at_its_offset(cleaner_broker, topic_name, consume):
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_each_key_keeps_its_latest_value_at_its_offset(cleaner_broker, topic_name, consumer):
     b = cleaner_broker
+    consume = CONSUMERS[consumer]
     compacted_topic(b, topic_name)
     acked = produce(b.bootstrap, topic_name,
                     [(b"written-once", b"first")] + updates(keys=40, rounds=15, tombstoned=8))
     last_update = acked[-1][0]
     acked += produce(b.bootstrap, topic_name, fillers(40, "a"))
-    wait_for(lambda: cleaner_checkpoint(b.data_dir, topic_name) > last_update,
-             what="the cleaner reaching the last update")
+    wait_for(lambda: cleaner_checkpoint(b.data_dir, topic_name) > last_update, CLEANER_WAIT,
+             "the cleaner reaching the last update")
 
     expected = latest(acked)
     got = read_back(consume, b.bootstrap, topic_name, len(expected))
@@ -137,17 +119,16 @@ def test_tombstones_go_after_delete_retention_ms(cleaner_broker, topic_name):
     acked = produce(b.bootstrap, topic_name, updates(keys=30, rounds=10, tombstoned=10))
     last_update = acked[-1][0]
     acked += produce(b.bootstrap, topic_name, fillers(40, "b"))
-    wait_for(lambda: cleaner_checkpoint(b.data_dir, topic_name) > last_update,
-             what="the cleaner reaching the last update")
+    wait_for(lambda: cleaner_checkpoint(b.data_dir, topic_name) > last_update, CLEANER_WAIT,
+             "the cleaner reaching the last update")
 
     expected = [r for r in latest(acked) if r[2] is not None]
     tombstoned = {f"key-{i:04d}".encode() for i in range(10)}
     # The first pass keeps the tombstones (and stamps their delete horizon); a pass after the
     # horizon drops them, and with them every record of those keys.
-    wait_for(lambda: read_back(consume_confluent, b.bootstrap, topic_name,
-                               len(expected)) == expected,
-             what="the tombstones being removed")
-    for consume in (consume_confluent, consume_kafka_python):
+    wait_for(lambda: fully_compacted(b.bootstrap, topic_name) == expected, CLEANER_WAIT,
+             "the tombstones being removed")
+    for consume in CONSUMERS.values():
         got = read_back(consume, b.bootstrap, topic_name, len(expected))
         assert got == expected
         assert not tombstoned & {key for _, key, _ in got}
@@ -165,8 +146,8 @@ def test_an_idempotent_producers_last_batch_stays_as_an_empty_batch(cleaner_brok
     second = produce(b.bootstrap, topic_name,
                      [(k, b"second") for k in sorted({k for _, k, _ in first})])
     acked = first + second + produce(b.bootstrap, topic_name, fillers(40, "c"))
-    wait_for(lambda: cleaner_checkpoint(b.data_dir, topic_name) > second[-1][0],
-             what="the cleaner reaching the second producer's records")
+    wait_for(lambda: cleaner_checkpoint(b.data_dir, topic_name) > second[-1][0], CLEANER_WAIT,
+             "the cleaner reaching the second producer's records")
 
     batches = fetch_raw_batches(b.bootstrap, topic_name, 0, 0)
     idempotent = [x for x in batches if x.producer_id >= 0]
@@ -176,16 +157,17 @@ def test_an_idempotent_producers_last_batch_stays_as_an_empty_batch(cleaner_brok
     assert empty.last_offset == first[-1][0]             # it still ends at the last offset
     assert empty.base_sequence + empty.last_offset_delta == len(first) - 1
     expected = latest(acked)
-    for consume in (consume_confluent, consume_kafka_python):
+    for consume in CONSUMERS.values():
         assert read_back(consume, b.bootstrap, topic_name, len(expected)) == expected
 
 
+@pytest.mark.slow
 def test_sigkill_during_compaction_loses_nothing(topic_name):
     # The cleaner reads 16 KiB a step at 256 KiB/s: its first pass takes seconds, so the kill
     # lands in the middle of it however fast or loaded the machine is.
-    b = BrokerProcess(overrides={**FAST_CLEANER, "log.cleaner.io.buffer.size": "16384",
-                                 "log.cleaner.io.max.bytes.per.second": "262144"}).start()
-    try:
+    with BrokerProcess(overrides={**FAST_CLEANER, "log.cleaner.io.buffer.size": "16384",
+                                  "log.cleaner.io.max.bytes.per.second": "262144"}) as b:
+        b.start()
         # A big log written under the delete policy, then switched to compact: the first
         # cleaner pass has the whole of it to do.
         keys, rounds = 150, 40
@@ -207,7 +189,7 @@ def test_sigkill_during_compaction_loses_nothing(topic_name):
             except FileNotFoundError:
                 return []
 
-        assert wait_for(swap_in_progress, what="a cleaner pass writing a segment")
+        assert wait_for(swap_in_progress, CLEANER_WAIT, "a cleaner pass writing a segment")
         b.kill()
         assert swap_in_progress()                       # the crash left a pass half done
         b.start()
@@ -217,34 +199,13 @@ def test_sigkill_during_compaction_loses_nothing(topic_name):
         # nothing else was invented or moved.
         produced = set(acked)
         end = acked[-1][0]
-        c = read_until(b.bootstrap, topic_name, end)
+        c = fully_compacted(b.bootstrap, topic_name, end)
         assert set(c) <= produced
         assert {k: (o, v) for o, k, v in c} == {k: (o, v) for o, k, v in latest(acked)}
 
         # The cleaner finishes after the restart.
         wait_for(lambda: cleaner_checkpoint(b.data_dir, topic_name) > last_update,
-                 what="the cleaner finishing after the restart")
+                 CLEANER_WAIT, "the cleaner finishing after the restart")
         expected = latest(acked)
-        for consume in (consume_confluent, consume_kafka_python):
+        for consume in CONSUMERS.values():
             assert read_back(consume, b.bootstrap, topic_name, len(expected)) == expected
-    finally:
-        b.close()
-
-
-def read_until(bootstrap: str, topic: str, last_offset: int, timeout: float = 60.0):
-    """Every record from the beginning through `last_offset`, with confluent-kafka."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "compaction-reader",
-                  "enable.auto.commit": False, "auto.offset.reset": "error"})
-    out = []
-    try:
-        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + timeout
-        while (not out or out[-1][0] < last_offset) and time.monotonic() < deadline:
-            for m in c.consume(500, 0.2):
-                assert m.error() is None, m.error()
-                out.append((m.offset(), m.key(), m.value()))
-    finally:
-        c.close()
-    assert out and out[-1][0] == last_offset, "did not read to the end"
-    return out

@@ -1,4 +1,7 @@
-"""confluent-kafka (librdkafka) against trioka: admin, produce, fetch, list offsets, restarts.
+"""confluent-kafka (librdkafka) against trioka: what only this client does. Its admin client
+(create, describe, grow and delete topics, describe the cluster), its list-offsets calls, and the
+order of its idempotent producer's delivery reports. The round trips every client makes (every
+codec, acks, idempotence, restarts) are in test_round_trips.py.
 
 Every consumer here is manually assigned (`assign`) and reads from explicit offsets: no group is
 joined and nothing is committed. Every assertion is on what came back from the broker: delivery
@@ -10,8 +13,9 @@ from confluent_kafka import (OFFSET_END, Consumer, KafkaError, KafkaException, P
                              TopicCollection, TopicPartition)
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic, OffsetSpec
 
-from harness import (CODEC_IDS, CONSUMERS, SAMPLE_TIMESTAMP, by_partition, cluster_id_of,
-                     consume_confluent, sample_records, stored_batches, unique)
+from clients import (SAMPLE_TIMESTAMP, by_partition, consume_confluent, offsets_of,
+                     produce_confluent, sample_records)
+from harness import unique
 
 TIMEOUT = 20
 
@@ -26,29 +30,6 @@ def create(bootstrap: str, name: str, partitions: int, **kw) -> None:
     assert futures[name].result(timeout=TIMEOUT) is None
 
 
-def produce(bootstrap: str, topic: str, records, **conf) -> list[tuple[int, int]]:
-    """Produce records (partition, key, value, headers, timestamp as given); the (partition,
-    offset) of each delivery report, in the order the reports came."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                  "message.timeout.ms": TIMEOUT * 1000, **conf})
-    delivered, errors = [], []
-
-    def on_delivery(err, msg):
-        if err is not None:
-            errors.append(err)
-        else:
-            delivered.append((msg.partition(), msg.offset()))
-
-    for r in records:
-        p.produce(topic, value=r.value, key=r.key, partition=r.partition,
-                  timestamp=r.timestamp, headers=list(r.headers) or None,
-                  on_delivery=on_delivery)
-        p.poll(0)
-    assert p.flush(TIMEOUT) == 0, "messages still in flight after flush"
-    assert not errors, errors
-    return delivered
-
-
 def offsets_client(bootstrap: str) -> Consumer:
     """A consumer only used for watermarks and offsets by time (the binding wants a group.id;
     with nothing subscribed or committed it never joins that group)."""
@@ -56,89 +37,7 @@ def offsets_client(bootstrap: str) -> Consumer:
                      "enable.auto.commit": False})
 
 
-def assert_idempotent_batches(data_dir: str, topic: str, partitions) -> None:
-    """Batches of one idempotent producer: one producer id (from InitProducerId), epoch 0, and
-    sequence numbers that start at 0 and run on with the offsets of a fresh partition."""
-    ids = set()
-    for p in partitions:
-        batches = stored_batches(data_dir, topic, p)
-        assert len(batches) > 1
-        for b in batches:
-            ids.add((b.producer_id, b.producer_epoch))
-            assert b.base_sequence == b.base_offset, b
-    assert len(ids) == 1 and next(iter(ids))[0] >= 0 and next(iter(ids))[1] == 0, ids
-
-
-def offsets_of(records) -> list[tuple[int, int]]:
-    return sorted((r.partition, r.offset) for r in records)
-
-
-# --- 1. the round trip --------------------------------------------------------------------------
-
-def test_produce_consume_keys_headers_tombstones_timestamps(broker, topic_name):
-    create(broker.bootstrap, topic_name, 3)
-    records = sample_records(3)
-    delivered = produce(broker.bootstrap, topic_name, records)
-    assert sorted(delivered) == offsets_of(records)
-    got = consume_confluent(broker.bootstrap, topic_name, range(3), len(records))
-    assert by_partition(got) == by_partition(records)
-
-
-def test_consume_from_a_middle_offset(broker, topic_name):
-    create(broker.bootstrap, topic_name, 1)
-    records = sample_records(1)
-    produce(broker.bootstrap, topic_name, records)
-    got = consume_confluent(broker.bootstrap, topic_name, [0], len(records) - 3, start=3)
-    assert got == records[3:]
-
-
-# --- 2. every codec, read back by every client ----------------------------------------------------
-
-@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
-def test_codec_roundtrip_and_cross_client(broker, topic_name, codec):
-    create(broker.bootstrap, topic_name, 2)
-    records = sample_records(2, tag=codec)
-    delivered = produce(broker.bootstrap, topic_name, records, **{"compression.type": codec})
-    assert sorted(delivered) == offsets_of(records)
-    for client, consume in CONSUMERS.items():
-        got = consume(broker.bootstrap, topic_name, range(2), len(records))
-        assert by_partition(got) == by_partition(records), client
-    stored = {b.codec for p in range(2)
-              for b in stored_batches(broker.data_dir, topic_name, p)}
-    # Clients send a batch uncompressed when compressing does not make it smaller; the large
-    # value makes sure at least one batch is compressed. (librdkafka uses lz4 only with brokers
-    # that advertise FindCoordinator, its marker for Kafka 0.8.2 where lz4 arrived; without it
-    # lz4 batches silently go out uncompressed and this check fails.)
-    assert CODEC_IDS[codec] in stored and stored <= {CODEC_IDS["none"], CODEC_IDS[codec]}
-
-
-# --- 3. across a broker restart ------------------------------------------------------------------
-
-@pytest.mark.parametrize("kill", [False, True], ids=["graceful", "kill"])
-def test_restart_keeps_records_and_offsets(own_broker, topic_name, kill):
-    create(own_broker.bootstrap, topic_name, 2)
-    first = sample_records(2, tag="a")
-    produce(own_broker.bootstrap, topic_name, first, **{"compression.type": "zstd"})
-    own_broker.restart(kill=kill)
-    got = consume_confluent(own_broker.bootstrap, topic_name, range(2), len(first))
-    assert by_partition(got) == by_partition(first)
-    # Offsets continue after the restart: none is handed out twice.
-    second = sample_records(2, tag="b", first_offset=6)
-    delivered = produce(own_broker.bootstrap, topic_name, second)
-    assert sorted(delivered) == offsets_of(second)
-    everything = first + second
-    got = consume_confluent(own_broker.bootstrap, topic_name, range(2), len(everything))
-    assert by_partition(got) == by_partition(everything)
-    c = offsets_client(own_broker.bootstrap)
-    try:
-        for p in range(2):
-            assert c.get_watermark_offsets(TopicPartition(topic_name, p),
-                                           timeout=TIMEOUT) == (0, 12)
-    finally:
-        c.close()
-
-
-# --- 4. admin ------------------------------------------------------------------------------------
+# --- admin ----------------------------------------------------------------------------------------
 
 def create_error(admin: AdminClient, topic: NewTopic, **kw) -> int:
     futures = admin.create_topics([topic], request_timeout=TIMEOUT, **kw)
@@ -175,7 +74,7 @@ def test_admin_create_topic_with_configs(broker, topic_name):
            config={"cleanup.policy": "compact", "max.message.bytes": "20000"})
     records = [r for r in sample_records(1) if r.key is not None]
     records = [r._replace(offset=i) for i, r in enumerate(records)]
-    assert sorted(produce(broker.bootstrap, topic_name, records)) == offsets_of(records)
+    assert produce_confluent(broker.bootstrap, topic_name, records) == offsets_of(records)
     p = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": TIMEOUT * 1000})
     errors = []
     # A value bigger than the topic's max.message.bytes is MSG_SIZE_TOO_LARGE, and a compacted
@@ -197,7 +96,7 @@ def test_admin_describe_topics(broker, topic_name):
     assert list(md.brokers) == [1]
     assert (md.brokers[1].host, md.brokers[1].port) == ("127.0.0.1", broker.port)
     assert md.controller_id == 1
-    assert md.cluster_id == cluster_id_of(broker)
+    assert md.cluster_id == broker.cluster_id
     t = md.topics[topic_name]
     assert t.error is None
     assert sorted(t.partitions) == [0, 1, 2]
@@ -235,8 +134,8 @@ def test_admin_create_partitions(broker, topic_name):
     assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
     # The new partitions take records like the old ones.
     records = [r for r in sample_records(5) if r.partition >= 2]
-    delivered = produce(broker.bootstrap, topic_name, records)
-    assert sorted(delivered) == offsets_of(records)
+    delivered = produce_confluent(broker.bootstrap, topic_name, records)
+    assert delivered == offsets_of(records)
     got = consume_confluent(broker.bootstrap, topic_name, [2, 3, 4], len(records))
     assert by_partition(got) == by_partition(records)
 
@@ -244,7 +143,7 @@ def test_admin_create_partitions(broker, topic_name):
 def test_admin_delete_topics(broker, topic_name):
     admin = admin_for(broker.bootstrap)
     create(broker.bootstrap, topic_name, 2)
-    produce(broker.bootstrap, topic_name, sample_records(2))
+    produce_confluent(broker.bootstrap, topic_name, sample_records(2))
     fs = admin.delete_topics([topic_name], request_timeout=TIMEOUT)
     assert fs[topic_name].result(timeout=TIMEOUT) is None
     assert topic_name not in admin.list_topics(timeout=TIMEOUT).topics
@@ -259,24 +158,24 @@ def test_admin_delete_topics(broker, topic_name):
     # The name is free again: a new topic of that name starts from offset 0.
     create(broker.bootstrap, topic_name, 1)
     records = sample_records(1, tag="again")
-    assert sorted(produce(broker.bootstrap, topic_name, records)) == offsets_of(records)
+    assert produce_confluent(broker.bootstrap, topic_name, records) == offsets_of(records)
     assert consume_confluent(broker.bootstrap, topic_name, [0], len(records)) == records
 
 
 def test_admin_describe_cluster(broker):
     admin = admin_for(broker.bootstrap)
     d = admin.describe_cluster(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
-    assert d.cluster_id == cluster_id_of(broker)
+    assert d.cluster_id == broker.cluster_id
     assert d.controller.id == 1
     assert [(n.id, n.host, n.port) for n in d.nodes] == [(1, "127.0.0.1", broker.port)]
 
 
-# --- 5. list offsets -----------------------------------------------------------------------------
+# --- list offsets ---------------------------------------------------------------------------------
 
 def test_list_offsets(broker, topic_name):
     create(broker.bootstrap, topic_name, 2)
     records = sample_records(2)
-    produce(broker.bootstrap, topic_name, records)
+    produce_confluent(broker.bootstrap, topic_name, records)
     p0 = [r for r in records if r.partition == 0]
     c = offsets_client(broker.bootstrap)
     try:
@@ -306,32 +205,18 @@ def test_list_offsets(broker, topic_name):
         assert (result.offset, result.timestamp) == want, spec
 
 
-# --- 6. acks and the idempotent producer ---------------------------------------------------------
+# --- the idempotent producer's delivery reports ------------------------------------------------
 
-@pytest.mark.parametrize("acks", ["0", "1", "all"])
-def test_acks(broker, topic_name, acks):
-    create(broker.bootstrap, topic_name, 3)
-    records = sample_records(3, tag=acks)
-    delivered = produce(broker.bootstrap, topic_name, records, acks=acks)
-    if acks == "0":
-        # Without a response there is no offset to report.
-        assert len(delivered) == len(records) and {o for _, o in delivered} == {None}
-    else:
-        assert sorted(delivered) == offsets_of(records)
-    got = consume_confluent(broker.bootstrap, topic_name, range(3), len(records))
-    assert by_partition(got) == by_partition(records)
-
-
-def test_idempotent_producer(broker, topic_name):
+def test_idempotent_delivery_reports_come_in_offset_order(broker, topic_name):
+    """librdkafka's idempotent producer reports each partition's records in offset order, as
+    idempotence promises, also over many small batches."""
     create(broker.bootstrap, topic_name, 3)
     records = [r for n in range(20) for r in sample_records(3, tag=f"i{n}", first_offset=6 * n)]
     records.sort(key=lambda r: (r.offset, r.partition))
-    delivered = produce(broker.bootstrap, topic_name, records, **{
-        "enable.idempotence": True, "batch.num.messages": 7, "compression.type": "zstd"})
-    assert sorted(delivered) == offsets_of(records)
-    # Each partition's reports come in offset order, as idempotence promises.
+    reported = []
+    reports = produce_confluent(broker.bootstrap, topic_name, records, codec="zstd",
+                                idempotent=True, config={"batch.num.messages": 7},
+                                reported=reported)
+    assert reports == offsets_of(records)
     for p in range(3):
-        assert [o for q, o in delivered if q == p] == list(range(120))
-    assert_idempotent_batches(broker.data_dir, topic_name, range(3))
-    got = consume_confluent(broker.bootstrap, topic_name, range(3), len(records))
-    assert by_partition(got) == by_partition(records)
+        assert [o for q, o in reported if q == p] == list(range(120))

@@ -8,17 +8,16 @@ a deadline. The brokers here answer heartbeats every 300 ms (`group.consumer.hea
 so that rebalances take fractions of a second instead of Kafka's 5 s steps.
 """
 
-import json
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from harness import BrokerProcess, RawConnection, create_topic, unique
+from clients import (next_records, partitions_of, polled, produce_confluent, split_evenly,
+                     value_records)
+from harness import RawConnection, create_topic, group_member, unique, wait_for
+from trioka.testing.process import BrokerProcess
 
 TIMEOUT = 30
 PARTITIONS = 6
@@ -30,16 +29,14 @@ FAST = {"group.consumer.heartbeat.interval.ms": HEARTBEAT_MS,
 
 @pytest.fixture(scope="module")
 def broker848():
-    b = BrokerProcess(overrides=FAST).start()
-    yield b
-    b.close()
+    with BrokerProcess(overrides=FAST) as b:
+        yield b.start()
 
 
 @pytest.fixture
 def own_broker848():
-    b = BrokerProcess(overrides=FAST).start()
-    yield b
-    b.close()
+    with BrokerProcess(overrides=FAST) as b:
+        yield b.start()
 
 
 @pytest.fixture
@@ -54,27 +51,15 @@ def consumer(bootstrap: str, group: str, **conf) -> Consumer:
                      "enable.auto.commit": False, **conf})
 
 
-def partitions_of(c: Consumer) -> list[int]:
-    return sorted(tp.partition for tp in c.assignment())
-
-
 def poll_until(consumers, done, what: str, timeout: float = TIMEOUT):
     """Poll every consumer (librdkafka serves assignment changes from poll) until `done()`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for c in consumers:
-            c.poll(0.02)
-        if done():
-            return
-    raise AssertionError(f"{what}: not reached in {timeout} s; assignments "
-                         f"{[partitions_of(c) for c in consumers]}")
+    wait_for(polled(consumers, done), timeout,
+             lambda: f"{what}; assignments {[partitions_of(c) for c in consumers]}",
+             interval=0)
 
 
-def split(assignments: list[list[int]], total: int = PARTITIONS) -> bool:
-    """Disjoint, covering every partition, everyone with its fair share."""
-    flat = [p for a in assignments for p in a]
-    return sorted(flat) == list(range(total)) and all(
-        len(a) in (total // len(assignments), -(-total // len(assignments))) for a in assignments)
+def split(assignments: list[list[int]]) -> bool:
+    return split_evenly(assignments, PARTITIONS)
 
 
 class Ownership:
@@ -106,15 +91,39 @@ class Ownership:
 
 # --- assignment, rebalances, leaving, dying ---------------------------------------------------
 
+# Heartbeats far apart (the broker tells members the interval), so that a member's heartbeats are
+# easy to count: one that is not answered with the assignment is followed by another only 10 s
+# later.
+SLOW_HEARTBEATS = {"group.consumer.heartbeat.interval.ms": 10_000,
+                   "group.consumer.session.timeout.ms": 45_000}
+
+
+@pytest.fixture(scope="module")
+def slow_heartbeat_broker():
+    with BrokerProcess(overrides=SLOW_HEARTBEATS) as b:
+        yield b.start()
+
+
 @pytest.mark.parametrize("assignor", ["uniform", "range"])
-def test_first_consumer_gets_every_partition_within_a_second(broker848, topic6, assignor):
-    c = consumer(broker848.bootstrap, unique("first"), **{"group.remote.assignor": assignor})
+def test_first_consumer_gets_every_partition_in_the_first_heartbeat_answer(
+        slow_heartbeat_broker, topic_name, assignor):
+    """The broker assigns at once: the answer to a new group's first member's first
+    ConsumerGroupHeartbeat carries every partition, no second heartbeat is needed."""
+    b = slow_heartbeat_broker
+    create_topic(b.bootstrap, topic_name, PARTITIONS)
+    client = unique("first")
+    rule = b.controls.watch(api="ConsumerGroupHeartbeat", client_id=client)["id"]
+    c = consumer(b.bootstrap, unique("first"), **{"group.remote.assignor": assignor,
+                                                  "client.id": client})
+    sent = []
     try:
-        start = time.monotonic()
-        c.subscribe([topic6])
-        poll_until([c], lambda: partitions_of(c) == list(range(PARTITIONS)), "first member")
-        assert time.monotonic() - start < 1.0, f"took {time.monotonic() - start:.2f} s"
+        c.subscribe([topic_name], on_assign=lambda cons, ps: sent.append(
+            (sorted(tp.partition for tp in ps), b.controls.matched(rule))))
+        poll_until([c], lambda: bool(sent), "first member")
+        assert sent[0] == (list(range(PARTITIONS)), 1), \
+            f"assigned {sent[0][0]} after {sent[0][1]} heartbeats"
     finally:
+        b.controls.remove(rule)
         c.close()
 
 
@@ -169,48 +178,15 @@ def test_a_member_that_leaves_hands_its_partitions_back(broker848, topic6):
         a.close()
 
 
-_MEMBER_SCRIPT = """
-import json, sys
-from confluent_kafka import Consumer
-c = Consumer(json.loads(sys.argv[1]))
-c.subscribe([sys.argv[2]])
-last = None
-while True:
-    c.poll(0.05)
-    now = sorted(tp.partition for tp in c.assignment())
-    if now != last:
-        print(json.dumps(now), flush=True)
-        last = now
-"""
-
-
-class MemberProcess:
-    """A confluent-kafka consumer group member in a process of its own, to be killed with
-    SIGKILL; it prints its assignment (a JSON list) whenever it changes."""
-
-    def __init__(self, conf: dict, topic: str):
-        self.proc = subprocess.Popen([sys.executable, "-c", _MEMBER_SCRIPT, json.dumps(conf),
-                                      topic], stdout=subprocess.PIPE, text=True)
-        self.assignment: list[int] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.assignment = json.loads(line)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-
 def test_partitions_of_a_killed_member_move_after_the_session_timeout(broker848, topic6):
     group = unique("killed")
-    child = MemberProcess({"bootstrap.servers": broker848.bootstrap, "group.id": group,
-                           "group.protocol": "consumer"}, topic6)
+    child = group_member({"bootstrap.servers": broker848.bootstrap, "group.id": group,
+                          "group.protocol": "consumer"}, topic6)
     a = consumer(broker848.bootstrap, group)
     try:
         a.subscribe([topic6])
-        poll_until([a], lambda: split([partitions_of(a), child.assignment]),
+        poll_until([a], lambda: child.alive() and split([partitions_of(a),
+                                                         child.latest("assignment", [])]),
                    "a member here and one in a child process")
         child.kill()             # no leave: only the session timeout tells
         killed = time.monotonic()
@@ -241,10 +217,8 @@ def test_regex_subscription_picks_up_new_topics(broker848):
 # --- committed offsets ------------------------------------------------------------------------
 
 def produce(bootstrap: str, topic: str, values, partition: int = 0) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for v in values:
-        p.produce(topic, v, partition=partition)
-    assert p.flush(TIMEOUT) == 0
+    produce_confluent(bootstrap, topic, value_records(values, partition),
+                      config={"linger.ms": 5})
 
 
 def consume_values(bootstrap: str, group: str, topic: str, count: int, *,
@@ -252,20 +226,17 @@ def consume_values(bootstrap: str, group: str, topic: str, count: int, *,
     """(offset, value) of the next `count` records the group reads, then a synchronous commit
     (OffsetCommit v9 with the member epoch) and close."""
     c = consumer(bootstrap, group)
-    got = []
+
+    def committing(m, got):
+        if commit and len(got) == count:
+            c.commit(message=m, asynchronous=False)
+
     try:
         c.subscribe([topic])
-        deadline = time.monotonic() + TIMEOUT
-        while len(got) < count and time.monotonic() < deadline:
-            m = c.poll(0.1)
-            if m is not None and m.error() is None:
-                got.append((m.offset(), m.value()))
-                if commit and len(got) == count:
-                    c.commit(message=m, asynchronous=False)
-        assert len(got) == count, got
+        got = next_records(c, count, TIMEOUT, on_record=committing, skip_errors=True)
     finally:
         c.close()
-    return got
+    return [(m.offset(), m.value()) for m in got]
 
 
 def committed(bootstrap: str, group: str, topic: str) -> int:
@@ -304,13 +275,8 @@ def test_member_carries_on_across_a_broker_restart(own_broker848, topic_name):
         poll_until([c], lambda: partitions_of(c) == [0, 1], "assignment")
         own_broker848.restart()
         produce(own_broker848.bootstrap, topic_name, [b"after"], partition=1)
-        deadline = time.monotonic() + TIMEOUT
-        got = None
-        while got is None and time.monotonic() < deadline:
-            m = c.poll(0.1)
-            if m is not None and m.error() is None:
-                got = (m.partition(), m.offset(), m.value())
-        assert got == (1, 0, b"after")
+        [m] = next_records(c, 1, TIMEOUT, skip_errors=True)
+        assert (m.partition(), m.offset(), m.value()) == (1, 0, b"after")
         assert partitions_of(c) == [0, 1]
         assert [e[1] for e in own.events] == ["assign"], own.events
     finally:

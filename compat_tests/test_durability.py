@@ -15,12 +15,12 @@ Every check reads back over the wire with a stock client (confluent-kafka).
 import glob
 import os
 import random
-import time
 
 import confluent_kafka
 import pytest
 
-from harness import consume_confluent, create_topic
+from clients import confluent_assigned, consume_confluent
+from harness import create_topic, wait_for
 from trioka.log.records import encode_batch
 
 PARTITIONS = 3
@@ -40,9 +40,7 @@ def producer_for(b, **extra) -> confluent_kafka.Producer:
 
 
 def high_watermarks(b, topic: str, partitions: int = PARTITIONS) -> dict[int, int]:
-    c = confluent_kafka.Consumer({"bootstrap.servers": b.bootstrap,
-                                  "group.id": "durability-watermarks",
-                                  "enable.auto.commit": False})
+    c = confluent_assigned(b.bootstrap)
     try:
         out = {}
         for p in range(partitions):
@@ -69,6 +67,7 @@ def read_all(b, topic: str, partitions: int = PARTITIONS) -> dict[tuple[int, int
 # ---------------------------------------------------------------------------------- SIGKILL
 
 @pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
+@pytest.mark.timeout(240)
 def test_acknowledged_records_survive_sigkill(own_broker, topic_name, idempotent):
     b = own_broker
     # Small segments, so that the stream spans several and recovery crosses segment boundaries.
@@ -96,11 +95,13 @@ def test_acknowledged_records_survive_sigkill(own_broker, topic_name, idempotent
         sent.append(value)
 
     def produce_until_acked(count: int) -> None:
-        deadline = time.monotonic() + 60
-        while len(acked) < count:
-            assert time.monotonic() < deadline, f"only {len(acked)} of {count} acknowledged"
+        def acknowledged():
             produce_one("stream")
             producer.poll(0.001 if len(producer) < 200 else 0.05)
+            return len(acked) >= count
+
+        wait_for(acknowledged, 60, lambda: f"{count} acknowledged; {len(acked)} are",
+                 interval=0)
 
     for round_ in range(2):
         produce_until_acked(len(acked) + 300)
@@ -202,8 +203,7 @@ def test_torn_tail_is_truncated(own_broker, topic_name, shutdown):
 def offsets_for_times(b, topic: str, partition: int, timestamps: list[int]) -> list[int]:
     """ListOffsets by timestamp through librdkafka: the first offset whose timestamp is at or
     after each time (-1 where there is none)."""
-    c = confluent_kafka.Consumer({"bootstrap.servers": b.bootstrap,
-                                  "group.id": "durability-times", "enable.auto.commit": False})
+    c = confluent_assigned(b.bootstrap)
     try:
         out = []
         for ts in timestamps:

@@ -1,7 +1,7 @@
 """Fault injection (trioka/controls.py) against stock clients: the faults a CI run needs, applied
 deterministically by the broker, and the clients' recovery checked on what comes back over the
 wire. Each test that injects faults runs its own broker process (`own_broker`), reached through
-its admin endpoint (`own_broker.controls`, harness.ControlsClient)."""
+its admin endpoint (`own_broker.controls`, trioka.testing.process.ControlsClient)."""
 
 import json
 import subprocess
@@ -9,9 +9,12 @@ import sys
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from harness import RawConnection, consume_confluent, create_topic, unique
+from clients import (confluent_assigned, consume_confluent, consume_confluent_to, next_records,
+                     produce_confluent, value_records)
+from harness import RawConnection, create_topic, segment_base_offsets, unique, wait_for
+from trioka.testing.process import BrokerProcess
 from trioka.log.records import encode_batch
 from trioka.wire import protocol
 from trioka.wire.api_keys import ApiKey
@@ -32,14 +35,17 @@ def raw_produce(conn: RawConnection, topic: str, value: bytes, acks: int = -1):
     return part.error_code, part.base_offset
 
 
-def log_end_offset(bootstrap: str, topic: str) -> int:
-    """The partition's high watermark, as ListOffsets (latest) answers it."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("watermarks")})
+def log_start_and_end(bootstrap: str, topic: str) -> tuple[int, int]:
+    """The partition's log start offset and high watermark, as ListOffsets answers them."""
+    c = confluent_assigned(bootstrap)
     try:
-        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        return high
+        return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
     finally:
         c.close()
+
+
+def log_end_offset(bootstrap: str, topic: str) -> int:
+    return log_start_and_end(bootstrap, topic)[1]
 
 
 def delivered_in_order(producer: Producer, topic: str, values: list[bytes], timeout: float):
@@ -73,17 +79,17 @@ def test_idempotent_producer_survives_produces_applied_but_never_acknowledged(ow
     create_topic(own_broker.bootstrap, topic_name, 1)
     rule = own_broker.controls.disconnect("after", api="Produce", topic=topic_name, every=5,
                                           count=20)
-    producer = Producer({"bootstrap.servers": own_broker.bootstrap, "enable.idempotence": True,
-                         "batch.num.messages": 100, "linger.ms": 2,
-                         "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 100,
-                         "retry.backoff.ms": 20, "message.timeout.ms": 180_000})
     values = [b"m%06d" % i for i in range(20_000)]
-    reports = delivered_in_order(producer, topic_name, values, timeout=180)
+    reports = produce_confluent(own_broker.bootstrap, topic_name, value_records(values),
+                                idempotent=True, timeout=150, config={
+                                    "batch.num.messages": 100, "linger.ms": 2,
+                                    "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 100,
+                                    "retry.backoff.ms": 20})
 
     after = own_broker.controls.rule(rule["id"])
     assert after["applied"] == 20, after        # the faults really happened
     # Delivery reports: each message once, at the offset of its place in the sequence.
-    assert sorted(reports) == list(enumerate(values))
+    assert reports == [(0, i) for i in range(len(values))]
     # The log: nothing appended twice, read back by a consumer in order.
     assert log_end_offset(own_broker.bootstrap, topic_name) == len(values)
     got = consume_confluent(own_broker.bootstrap, topic_name, [0], len(values), timeout=60)
@@ -94,9 +100,10 @@ def test_not_leader_errors_make_the_producer_retry(own_broker, topic_name):
     create_topic(own_broker.bootstrap, topic_name, 1)
     rule = own_broker.controls.error("NOT_LEADER_OR_FOLLOWER", api="Produce", topic=topic_name,
                                      count=3)
-    producer = Producer({"bootstrap.servers": own_broker.bootstrap, "retry.backoff.ms": 20})
-    reports = delivered_in_order(producer, topic_name, [b"after three refusals"], timeout=60)
-    assert reports == [(0, b"after three refusals")]
+    reports = produce_confluent(own_broker.bootstrap, topic_name,
+                                value_records([b"after three refusals"]), timeout=60,
+                                config={"retry.backoff.ms": 20})
+    assert reports == [(0, 0)]
     after = own_broker.controls.rule(rule["id"])
     assert (after["applied"], after["matched"]) == (3, 4)    # refused three times, then served
     got = consume_confluent(own_broker.bootstrap, topic_name, [0], 1)
@@ -130,10 +137,14 @@ def test_a_fetch_delay_shows_up_as_latency(own_broker, topic_name):
 
 def test_down_then_up_the_producer_queues_and_delivers(own_broker, topic_name):
     create_topic(own_broker.bootstrap, topic_name, 1)
+    turned_away = []    # librdkafka's reports of its connection being closed or refused
     producer = Producer({"bootstrap.servers": own_broker.bootstrap, "linger.ms": 0,
                          "reconnect.backoff.ms": 20, "reconnect.backoff.max.ms": 200,
-                         "message.timeout.ms": 120_000})
+                         "message.timeout.ms": 120_000,
+                         "error_cb": lambda err: turned_away.append(err) if err.code() in (
+                             KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN) else None})
     assert delivered_in_order(producer, topic_name, [b"before"], timeout=30) == [(0, b"before")]
+    turned_away.clear()
 
     open_before = RawConnection(own_broker.bootstrap)
     assert open_before.request(ApiKey.API_VERSIONS, 0,
@@ -156,9 +167,15 @@ def test_down_then_up_the_producer_queues_and_delivers(own_broker, topic_name):
     for i in range(50):
         producer.produce(topic_name, value=b"while down %d" % i, partition=0,
                          on_delivery=on_delivery)
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:             # nothing is acknowledged while down
+
+    def refused_twice():
         producer.poll(0.1)
+        return len(turned_away) >= 2
+
+    # Nothing is acknowledged while down: the producer has been turned away (its connection
+    # closed at once, twice) and still holds every message.
+    wait_for(refused_twice, 60,
+             lambda: f"the producer to be turned away twice: {turned_away}", interval=0)
     assert (reports, errors) == ([], [])
     assert len(producer) == 50                     # queued in the producer
 
@@ -231,13 +248,7 @@ def test_a_group_consumer_retries_find_coordinator_and_joins(own_broker, topic_n
                          "enable.auto.commit": False, "fetch.wait.max.ms": 100})
     try:
         consumer.subscribe([topic_name])
-        got = []
-        deadline = time.monotonic() + 90
-        while len(got) < 3 and time.monotonic() < deadline:
-            m = consumer.poll(0.2)
-            if m is not None:
-                assert m.error() is None, m.error()
-                got.append((m.offset(), m.value()))
+        got = [(m.offset(), m.value()) for m in next_records(consumer, 3, 90)]
         assert got == [(0, b"g0"), (1, b"g1"), (2, b"g2")]
         assert [(tp.topic, tp.partition) for tp in consumer.assignment()] == [(topic_name, 0)]
     finally:
@@ -300,18 +311,15 @@ def test_embedded_controls_error_disconnect_and_drop_response(embedded):
     assert controls.clear() == 3 and controls.list() == []
 
 
-def wait_until_applied(controls, rule_id: int, applied: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while controls.rule(rule_id)["applied"] < applied:
-        assert time.monotonic() < deadline, controls.rule(rule_id)
-        time.sleep(0.02)
+def wait_until_applied(controls, rule_id: int, applied: int) -> None:
+    wait_for(lambda: controls.rule(rule_id)["applied"] >= applied, 15,
+             lambda: f"rule {rule_id} applied {applied} times: {controls.rule(rule_id)}")
 
 
 def test_a_held_request_ends_at_down_and_does_not_hold_up_shutdown():
-    from harness import BrokerProcess
     # A grace period far longer than stop()'s 15 s wait: only ending the hold lets it return.
-    b = BrokerProcess(memory=True, overrides={"shutdown.grace.ms": 120_000}).start()
-    try:
+    with BrokerProcess(memory=True, overrides={"shutdown.grace.ms": 120_000}) as b:
+        b.start()
         rule = b.controls.delay(600_000, api="Metadata")
         metadata = protocol.request_class(ApiKey.METADATA)(topics=[])
         with RawConnection(b.bootstrap) as held:
@@ -328,18 +336,14 @@ def test_a_held_request_ends_at_down_and_does_not_hold_up_shutdown():
             wait_until_applied(b.controls, rule["id"], 2)
             assert b.stop() == 0
             assert held.closed_by_broker()
-    finally:
-        b.close()
 
 
 @pytest.fixture
 def broker_without_timers():
     """Retention and cleaner timers that never fire during a test: only the commands act."""
-    from harness import BrokerProcess
-    b = BrokerProcess(overrides={"log.retention.check.interval.ms": "3600000",
-                                 "log.cleaner.enable": "false"}).start()
-    yield b
-    b.close()
+    with BrokerProcess(overrides={"log.retention.check.interval.ms": "3600000",
+                                  "log.cleaner.enable": "false"}) as b:
+        yield b.start()
 
 
 def test_retention_and_compaction_now_from_the_command_line(broker_without_timers, topic_name):
@@ -370,19 +374,14 @@ def test_retention_and_compaction_now_from_the_command_line(broker_without_timer
     r = control("compaction")
     assert r.returncode == 0 and "1 partitions cleaned" in r.stdout, (r.stdout, r.stderr)
 
-    c = Consumer({"bootstrap.servers": own_broker.bootstrap, "group.id": "now-reader",
-                  "enable.auto.commit": False})
-    try:
-        low, high = c.get_watermark_offsets(TopicPartition(old, 0), timeout=10)
-        assert high == 30 and low > 0
-        c.assign([TopicPartition(table, 0, 0)])
-        latest = {}
-        deadline = time.monotonic() + 20
-        while len(latest) < 3 or max(o for o, _ in latest.values()) < 29:
-            assert time.monotonic() < deadline, latest
-            for m in c.consume(100, 0.5):
-                assert m.error() is None
-                latest[m.key()] = (m.offset(), m.value())
-        assert latest == {b"k0": (27, b"v27"), b"k1": (28, b"v28"), b"k2": (29, b"v29")}
-    finally:
-        c.close()
+    low, high = log_start_and_end(own_broker.bootstrap, old)
+    assert high == 30 and low > 0
+    # What the compacted log holds: in its closed segments only each key's last record (below
+    # the active segment), then the active segment untouched, which the cleaner leaves alone.
+    active = segment_base_offsets(own_broker.data_dir, table)[-1]
+    assert active > 3, active          # closed segments where keys repeat: work for the cleaner
+    kept = sorted(max(o for o in range(active) if o % 3 == k) for k in range(3))
+    kept += range(active, 30)
+    [present] = consume_confluent_to(own_broker.bootstrap, table, {0: 30}).values()
+    assert [(r.offset, r.key, r.value) for r in present] == [
+        (o, b"k%d" % (o % 3), b"v%d" % o) for o in kept]

@@ -8,17 +8,16 @@ is on what the clients got back from the broker; every wait polls a condition wi
 """
 
 import asyncio
-import json
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
-from harness import create_topic, unique
+from clients import (next_records, partitions_of, polled, produce_confluent, split_evenly,
+                     value_records)
+from harness import create_topic, group_member, unique, wait_for
 
 TIMEOUT = 30
 PARTITIONS = 6
@@ -32,33 +31,19 @@ def consumer(bootstrap: str, group: str, **conf) -> Consumer:
 
 
 def produce(bootstrap: str, topic: str, values, partition: int = 0) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for v in values:
-        p.produce(topic, v, partition=partition)
-    assert p.flush(TIMEOUT) == 0
-
-
-def partitions_of(c: Consumer) -> list[int]:
-    return sorted(tp.partition for tp in c.assignment())
+    produce_confluent(bootstrap, topic, value_records(values, partition),
+                      config={"linger.ms": 5})
 
 
 def poll_until(consumers, done, what: str, timeout: float = TIMEOUT):
     """Poll every consumer (librdkafka serves rebalances from poll) until `done()` holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for c in consumers:
-            c.poll(0.05)
-        if done():
-            return
-    raise AssertionError(f"{what}: not reached in {timeout} s; assignments "
-                         f"{[partitions_of(c) for c in consumers]}")
+    wait_for(polled(consumers, done), timeout,
+             lambda: f"{what}; assignments {[partitions_of(c) for c in consumers]}",
+             interval=0)
 
 
-def split_evenly(assignments: list[list[int]], total: int = PARTITIONS) -> bool:
-    """Disjoint, covering every partition, everyone with its fair share."""
-    flat = [p for a in assignments for p in a]
-    return sorted(flat) == list(range(total)) and all(
-        len(a) in (total // len(assignments), -(-total // len(assignments))) for a in assignments)
+def even(assignments: list[list[int]]) -> bool:
+    return split_evenly(assignments, PARTITIONS)
 
 
 def describe(bootstrap: str, group: str):
@@ -85,7 +70,7 @@ def test_confluent_group_splits_partitions(broker, topic6, strategy, members):
     try:
         for c in cs:
             c.subscribe([topic6])
-        poll_until(cs, lambda: split_evenly([partitions_of(c) for c in cs]),
+        poll_until(cs, lambda: even([partitions_of(c) for c in cs]),
                    f"{members} {strategy} members splitting {PARTITIONS} partitions")
         assignments = [partitions_of(c) for c in cs]
         if strategy == "range":
@@ -113,7 +98,7 @@ def test_partitions_of_a_member_that_leaves_move(broker, topic6, strategy):
     try:
         a.subscribe([topic6])
         b.subscribe([topic6])
-        poll_until([a, b], lambda: split_evenly([partitions_of(a), partitions_of(b)]),
+        poll_until([a, b], lambda: even([partitions_of(a), partitions_of(b)]),
                    "two members")
         b.close()                  # LeaveGroup
         poll_until([a], lambda: partitions_of(a) == list(range(PARTITIONS)),
@@ -122,48 +107,15 @@ def test_partitions_of_a_member_that_leaves_move(broker, topic6, strategy):
         a.close()
 
 
-_MEMBER_SCRIPT = """
-import json, sys
-from confluent_kafka import Consumer
-c = Consumer(json.loads(sys.argv[1]))
-c.subscribe([sys.argv[2]])
-last = None
-while True:
-    c.poll(0.05)
-    now = sorted(tp.partition for tp in c.assignment())
-    if now != last:
-        print(json.dumps(now), flush=True)
-        last = now
-"""
-
-
-class MemberProcess:
-    """A confluent-kafka group member in a process of its own, to be killed with SIGKILL; it
-    prints its assignment (a JSON list) whenever it changes."""
-
-    def __init__(self, conf: dict, topic: str):
-        self.proc = subprocess.Popen([sys.executable, "-c", _MEMBER_SCRIPT, json.dumps(conf),
-                                      topic], stdout=subprocess.PIPE, text=True)
-        self.assignment: list[int] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.assignment = json.loads(line)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-
 def test_partitions_of_a_killed_member_move_after_session_timeout(broker, topic6):
     group = unique("killed")
     conf = {"bootstrap.servers": broker.bootstrap, "group.id": group, **GROUP_CONF}
-    child = MemberProcess(conf, topic6)
+    child = group_member(conf, topic6)
     a = consumer(broker.bootstrap, group)
     try:
         a.subscribe([topic6])
-        poll_until([a], lambda: split_evenly([partitions_of(a), child.assignment]),
+        poll_until([a], lambda: child.alive() and even([partitions_of(a),
+                                                        child.latest("assignment", [])]),
                    "member in this process and member in a child process")
         child.kill()               # no LeaveGroup: only the session timeout tells
         killed = time.monotonic()
@@ -178,47 +130,69 @@ def test_partitions_of_a_killed_member_move_after_session_timeout(broker, topic6
 
 def test_static_member_restart_gets_its_partitions_back_without_rebalance(broker, topic6):
     group = unique("static")
+    a_client = unique("static-a")
     events = []
-    a = consumer(broker.bootstrap, group, **{"group.instance.id": "instance-a"})
+    a = consumer(broker.bootstrap, group, **{"group.instance.id": "instance-a",
+                                             "client.id": a_client})
     b = consumer(broker.bootstrap, group, **{"group.instance.id": "instance-b"})
+    rules = []
     try:
         a.subscribe([topic6], on_assign=lambda c, ps: events.append("assign"),
                     on_revoke=lambda c, ps: events.append("revoke"))
         b.subscribe([topic6])
-        poll_until([a, b], lambda: split_evenly([partitions_of(a), partitions_of(b)]),
+        poll_until([a, b], lambda: even([partitions_of(a), partitions_of(b)]),
                    "two static members")
         before_a, before_b = partitions_of(a), partitions_of(b)
         seen = list(events)
+        # What the other member sends from now on (the broker counts it).
+        rules += [broker.controls.watch(api=api, client_id=a_client)["id"]
+                  for api in ("JoinGroup", "Heartbeat")]
+        joins, heartbeats = rules
         b.close()                  # a static member sends no LeaveGroup
         b = consumer(broker.bootstrap, group, **{"group.instance.id": "instance-b"})
         b.subscribe([topic6])
         poll_until([a, b], lambda: partitions_of(b) == before_b, "restarted static member")
-        # Give a rebalance, were one started, the time to show (heartbeats come every 0.2 s).
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            a.poll(0.05)
-            b.poll(0.05)
+        # Had the broker started a rebalance, the answer to the other member's next heartbeat
+        # would have said so, and it would have joined again: three heartbeats later it has not.
+        after = broker.controls.matched(heartbeats)
+        poll_until([a, b], lambda: broker.controls.matched(heartbeats) >= after + 3,
+                   "three more heartbeats of the other member")
+        assert broker.controls.matched(joins) == 0, "the other member joined again"
         assert events == seen, "the other member was rebalanced"
         assert partitions_of(a) == before_a and partitions_of(b) == before_b
         desc = describe(broker.bootstrap, group)
         assert desc.state.name == "STABLE"
         assert sorted(m.group_instance_id for m in desc.members) == ["instance-a", "instance-b"]
     finally:
+        for rule in rules:
+            broker.controls.remove(rule)
         a.close()
         b.close()
 
 
-def test_first_assignment_is_fast(broker, topic_name):
+def test_first_assignment_takes_one_join_round(broker, topic_name):
+    """The first member of a new group is assigned without waiting for others: the broker's
+    group.initial.rebalance.delay.ms is 0, and the member joins once (its JoinGroup answered
+    MEMBER_ID_REQUIRED, KIP-394, then the JoinGroup with its member id) and syncs once."""
     create_topic(broker.bootstrap, topic_name, 1)
-    c = consumer(broker.bootstrap, unique("fast"))
-    assigned = []
+    client = unique("first")
+    rules = [broker.controls.watch(api=api, client_id=client)["id"]
+             for api in ("JoinGroup", "SyncGroup")]
+    c = consumer(broker.bootstrap, unique("fast"), **{"client.id": client})
+    sent = []
     try:
-        start = time.monotonic()
-        c.subscribe([topic_name], on_assign=lambda cons, ps: assigned.append(time.monotonic()))
-        poll_until([c], lambda: bool(assigned), "first assignment")
-        assert assigned[0] - start < 0.3, f"first assignment took {assigned[0] - start:.3f} s"
+        c.subscribe([topic_name], on_assign=lambda cons, ps: sent.append(
+            [broker.controls.matched(rule) for rule in rules]))
+        poll_until([c], lambda: bool(sent), "first assignment")
+        assert sent[0] == [2, 1], f"JoinGroup and SyncGroup requests before it: {sent[0]}"
     finally:
+        for rule in rules:
+            broker.controls.remove(rule)
         c.close()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    resource = ConfigResource("broker", "1")
+    configs = admin.describe_configs([resource])[resource].result(timeout=TIMEOUT)
+    assert configs["group.initial.rebalance.delay.ms"].value == "0"
 
 
 # --- kafka-python and aiokafka groups -----------------------------------------------------
@@ -251,13 +225,10 @@ def test_kafka_python_group(broker, topic6):
     for t in threads:
         t.start()
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline and not failures:
-            if split_evenly([assignments.get(0, []), assignments.get(1, [])]):
-                break
-            time.sleep(0.05)
+        wait_for(lambda: failures or even([assignments.get(0, []), assignments.get(1, [])]),
+                 TIMEOUT, lambda: f"two kafka-python members splitting: {assignments}")
         assert not failures, failures
-        assert split_evenly([assignments.get(0, []), assignments.get(1, [])]), assignments
+        assert even([assignments.get(0, []), assignments.get(1, [])]), assignments
     finally:
         stop.set()
         for t in threads:
@@ -268,25 +239,39 @@ def test_aiokafka_group(broker, topic6):
     from aiokafka import AIOKafkaConsumer
     group = unique("aiokafka")
 
-    async def main():
+    # The members' event loop, driven by this thread one round of getmany() at a time.
+    loop = asyncio.new_event_loop()
+
+    def run(coro):
+        return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
+
+    async def started():
         cs = [AIOKafkaConsumer(topic6, bootstrap_servers=broker.bootstrap, group_id=group,
                                session_timeout_ms=6000, heartbeat_interval_ms=200,
                                auto_offset_reset="earliest") for _ in range(2)]
         for c in cs:
             await c.start()
-        try:
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline:
-                await asyncio.gather(*(c.getmany(timeout_ms=100) for c in cs))
-                got = [sorted(tp.partition for tp in c.assignment()) for c in cs]
-                if split_evenly(got):
-                    return got
-            raise AssertionError(f"aiokafka members did not split the partitions: {got}")
-        finally:
-            for c in cs:
-                await c.stop()
+        return cs
 
-    assert split_evenly(asyncio.run(main()))
+    cs = []
+    got = []
+
+    async def fetch_round():
+        await asyncio.gather(*(c.getmany(timeout_ms=100) for c in cs))
+
+    def split():
+        run(fetch_round())
+        got[:] = [sorted(tp.partition for tp in c.assignment()) for c in cs]
+        return even(got)
+
+    try:
+        cs = run(started())
+        wait_for(split, TIMEOUT, lambda: f"aiokafka members splitting the partitions: {got}",
+                 interval=0)
+    finally:
+        for c in cs:
+            run(c.stop())
+        loop.close()
 
 
 # --- committed offsets ----------------------------------------------------------------------
@@ -296,20 +281,17 @@ def consume_values(bootstrap: str, group: str, topic: str, count: int, *,
     """(offset, value) of the next `count` records the group's consumer reads (then commits
     synchronously after the last one, if asked) before it closes."""
     c = consumer(bootstrap, group, **conf)
-    got = []
+
+    def committing(m, got):
+        if commit and len(got) == count:
+            c.commit(message=m, asynchronous=False)
+
     try:
         c.subscribe([topic])
-        deadline = time.monotonic() + TIMEOUT
-        while len(got) < count and time.monotonic() < deadline:
-            m = c.poll(0.1)
-            if m is not None and m.error() is None:
-                got.append((m.offset(), m.value()))
-                if commit and len(got) == count:
-                    c.commit(message=m, asynchronous=False)
-        assert len(got) == count, got
+        got = next_records(c, count, TIMEOUT, on_record=committing, skip_errors=True)
     finally:
         c.close()
-    return got
+    return [(m.offset(), m.value()) for m in got]
 
 
 def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int:
@@ -368,13 +350,8 @@ def test_group_keeps_running_across_broker_restart(own_broker, topic_name):
         poll_until([c], lambda: partitions_of(c) == [0, 1], "assignment")
         own_broker.restart()
         produce(own_broker.bootstrap, topic_name, [b"after"], partition=1)
-        deadline = time.monotonic() + TIMEOUT
-        got = None
-        while got is None and time.monotonic() < deadline:
-            m = c.poll(0.1)
-            if m is not None and m.error() is None:
-                got = (m.partition(), m.offset(), m.value())
-        assert got == (1, 0, b"after")
+        [m] = next_records(c, 1, TIMEOUT, skip_errors=True)
+        assert (m.partition(), m.offset(), m.value()) == (1, 0, b"after")
         assert events == ["assign"]
     finally:
         c.close()
@@ -386,27 +363,29 @@ def test_new_group_follows_auto_offset_reset(broker, topic_name, reset):
     produce(broker.bootstrap, topic_name, [b"old-0", b"old-1", b"old-2"])
     c = consumer(broker.bootstrap, unique("reset"), **{"auto.offset.reset": reset})
     p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
-    first = None
+    got, sent = [], []
+
+    def first_record():
+        if reset == "latest" and c.assignment():
+            # Keep producing until the consumer, positioned at the end, sees one.
+            sent.append(f"new-{len(sent)}".encode())
+            p.produce(topic_name, sent[-1], partition=0)
+            p.poll(0)
+        m = c.poll(0.1)
+        if m is not None and m.error() is None:
+            got.append((m.offset(), m.value()))
+        return got
+
     try:
         c.subscribe([topic_name])
-        deadline = time.monotonic() + TIMEOUT
-        n = 0
-        while first is None and time.monotonic() < deadline:
-            if reset == "latest" and c.assignment():
-                # Keep producing until the consumer, positioned at the end, sees one.
-                p.produce(topic_name, f"new-{n}".encode(), partition=0)
-                p.poll(0)
-                n += 1
-            m = c.poll(0.1)
-            if m is not None and m.error() is None:
-                first = (m.offset(), m.value())
+        [first] = wait_for(first_record, TIMEOUT, "the group's first record", interval=0)
         p.flush(TIMEOUT)
     finally:
         c.close()
     if reset == "earliest":
         assert first == (0, b"old-0")
     else:
-        assert first is not None and first[0] >= 3 and first[1].startswith(b"new-")
+        assert first[0] >= 3 and first[1].startswith(b"new-"), first
 
 
 # --- admin clients ------------------------------------------------------------------------
@@ -462,9 +441,11 @@ def test_kafka_python_admin_lists_describes_and_deletes_groups(broker, topic_nam
                        client_id="kp-admin-member", enable_auto_commit=False)
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while not kc.assignment() and time.monotonic() < deadline:
+        def assigned():
             kc.poll(timeout_ms=1000)    # see test_kafka_python_group
+            return kc.assignment()
+
+        wait_for(assigned, TIMEOUT, "an assignment for the kafka-python member", interval=0)
         assert sorted(tp.partition for tp in kc.assignment()) == [0, 1]
         groups = {g["group_id"]: g for g in admin.list_groups()}
         assert groups[group]["protocol_type"] == "consumer"

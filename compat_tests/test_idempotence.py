@@ -18,10 +18,12 @@ import asyncio
 import time
 
 import confluent_kafka
+import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaProducer
 
-from harness import RawConnection, consume_confluent, create_topic, unique
+from clients import confluent_assigned, consume_confluent
+from harness import RawConnection, create_topic, wait_for
 from trioka.log.records import encode_batch
 from trioka.wire import protocol
 from trioka.wire.api_keys import ApiKey
@@ -40,8 +42,7 @@ def expected_values(total: int) -> dict[int, list[bytes]]:
 
 
 def high_watermarks(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> dict[int, int]:
-    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": unique("hw"),
-                                  "enable.auto.commit": False})
+    c = confluent_assigned(bootstrap)
     try:
         return {p: c.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p),
                                            timeout=10)[1] for p in range(partitions)}
@@ -71,7 +72,7 @@ def produce_all(producer, topic: str, expected: dict[int, list[bytes]],
                 during=None) -> dict[bytes, tuple[int, int]]:
     """Send `expected` with a confluent-kafka producer, record i to partition i % 3, and flush;
     the (partition, offset) of every delivery report. `during(i, reports)` is called after each
-    record is queued. Fails on a delivery error or what is undelivered after 120 s."""
+    record is queued. Fails on a delivery error or what is undelivered after 100 s."""
     reports: dict[bytes, tuple[int, int]] = {}
     errors = []
 
@@ -95,10 +96,7 @@ def produce_all(producer, topic: str, expected: dict[int, list[bytes]],
                 producer.poll(0.05)
         if during is not None:
             during(i, reports)
-    deadline = time.monotonic() + 120
-    while producer.flush(1) and time.monotonic() < deadline:
-        pass
-    assert producer.flush(0) == 0, "records still undelivered after 120 s"
+    wait_for(lambda: producer.flush(1) == 0, 100, "every record delivered", interval=0)
     assert not errors, errors[:5]
     return reports
 
@@ -109,6 +107,7 @@ def assert_reports_in_order(reports: dict, expected: dict[int, list[bytes]]) -> 
         assert [reports[v] for v in expected[p]] == [(p, o) for o in range(len(expected[p]))], p
 
 
+@pytest.mark.timeout(240)
 def test_confluent_idempotent_100k_with_lost_answers(own_broker, topic_name):
     """100k records from librdkafka's idempotent producer while one Produce answer in four is
     lost (up to 40 times): each record once, in order, at the offset of its delivery report."""
@@ -147,7 +146,7 @@ def test_kafka_python_idempotent_with_lost_answers(own_broker, topic_name):
             p = i % PARTITIONS
             futures.append(producer.send(topic_name, value=expected[p][sent[p]], partition=p))
             sent[p] += 1
-        producer.flush(timeout=120)
+        producer.flush(timeout=90)
         metadata = [f.get(timeout=10) for f in futures]
     finally:
         producer.close(timeout=10)
@@ -181,10 +180,12 @@ def test_idempotent_producer_continues_across_broker_sigkill(own_broker, topic_n
         if i != total // 2:
             return
         # Half queued: once the broker sits on a few written, unanswered batches, it dies.
-        deadline = time.monotonic() + 30
-        while b.controls.rule(rule["id"])["applied"] < 3 and time.monotonic() < deadline:
+
+        def unanswered():
             producer.poll(0.05)
-        assert b.controls.rule(rule["id"])["applied"] >= 3
+            return b.controls.rule(rule["id"])["applied"] >= 3
+
+        wait_for(unanswered, 30, "three written batches left unanswered", interval=0)
         assert reports
         b.restart(kill=True)        # the rules die with the process
 

@@ -1,4 +1,6 @@
-"""kafka-python against trioka: KafkaAdminClient, KafkaProducer, KafkaConsumer (manually assigned).
+"""kafka-python against trioka: what only this client does, its KafkaAdminClient (topics by name
+and by id, partitions, the cluster) and its list-offsets calls. The round trips every client
+makes (every codec, acks, idempotence, restarts) are in test_round_trips.py.
 
 Consumers use `assign` with explicit positions: no group is joined, nothing is committed. Every
 assertion is on what the broker sent back: record metadata of sends, fetched records, admin
@@ -8,12 +10,13 @@ responses and their error codes.
 import uuid
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import TopicAlreadyExistsError
 
-from harness import (CODEC_IDS, CONSUMERS, SAMPLE_TIMESTAMP, by_partition, cluster_id_of,
-                     consume_kafka_python, sample_records, stored_batches, unique)
+from clients import (SAMPLE_TIMESTAMP, by_partition, consume_kafka_python, offsets_of,
+                     produce_kafka_python, sample_records)
+from harness import unique
 
 TIMEOUT = 20
 
@@ -42,79 +45,7 @@ def create(bootstrap: str, name: str, partitions: int, configs: dict | None = No
         admin.close()
 
 
-def produce(bootstrap: str, topic: str, records, **conf) -> list[tuple[int, int]]:
-    """Send records as given (partition, key, value, headers, timestamp); the (partition,
-    offset) of each acknowledged send in send order."""
-    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
-                      request_timeout_ms=TIMEOUT * 1000, **conf)
-    try:
-        futures = [p.send(topic, value=r.value, key=r.key, partition=r.partition,
-                          headers=list(r.headers), timestamp_ms=r.timestamp) for r in records]
-        p.flush(timeout=TIMEOUT)
-        return [(m.partition, m.offset) for m in (f.get(timeout=TIMEOUT) for f in futures)]
-    finally:
-        p.close(timeout=TIMEOUT)
-
-
-def offsets_of(records) -> list[tuple[int, int]]:
-    return [(r.partition, r.offset) for r in records]
-
-
-# --- 1. the round trip --------------------------------------------------------------------------
-
-def test_produce_consume_keys_headers_tombstones_timestamps(broker, topic_name):
-    create(broker.bootstrap, topic_name, 3)
-    records = sample_records(3)
-    assert produce(broker.bootstrap, topic_name, records) == offsets_of(records)
-    got = consume_kafka_python(broker.bootstrap, topic_name, range(3), len(records))
-    assert by_partition(got) == by_partition(records)
-
-
-def test_consume_from_a_middle_offset(broker, topic_name):
-    create(broker.bootstrap, topic_name, 1)
-    records = sample_records(1)
-    produce(broker.bootstrap, topic_name, records)
-    got = consume_kafka_python(broker.bootstrap, topic_name, [0], len(records) - 4, start=4)
-    assert got == records[4:]
-
-
-# --- 2. every codec, read back by every client ----------------------------------------------------
-
-@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
-def test_codec_roundtrip_and_cross_client(broker, topic_name, codec):
-    create(broker.bootstrap, topic_name, 2)
-    records = sample_records(2, tag=codec)
-    sent = produce(broker.bootstrap, topic_name, records,
-                   compression_type=None if codec == "none" else codec)
-    assert sent == offsets_of(records)
-    for client, consume in CONSUMERS.items():
-        got = consume(broker.bootstrap, topic_name, range(2), len(records))
-        assert by_partition(got) == by_partition(records), client
-    stored = {b.codec for p in range(2)
-              for b in stored_batches(broker.data_dir, topic_name, p)}
-    # Clients send a batch uncompressed when compressing does not make it smaller; the large
-    # value makes sure at least one batch is compressed.
-    assert CODEC_IDS[codec] in stored and stored <= {CODEC_IDS["none"], CODEC_IDS[codec]}
-
-
-# --- 3. across a broker restart ------------------------------------------------------------------
-
-@pytest.mark.parametrize("kill", [False, True], ids=["graceful", "kill"])
-def test_restart_keeps_records_and_offsets(own_broker, topic_name, kill):
-    create(own_broker.bootstrap, topic_name, 2)
-    first = sample_records(2, tag="a")
-    produce(own_broker.bootstrap, topic_name, first, compression_type="snappy")
-    own_broker.restart(kill=kill)
-    got = consume_kafka_python(own_broker.bootstrap, topic_name, range(2), len(first))
-    assert by_partition(got) == by_partition(first)
-    second = sample_records(2, tag="b", first_offset=6)
-    assert produce(own_broker.bootstrap, topic_name, second) == offsets_of(second)
-    everything = first + second
-    got = consume_kafka_python(own_broker.bootstrap, topic_name, range(2), len(everything))
-    assert by_partition(got) == by_partition(everything)
-
-
-# --- 4. admin ------------------------------------------------------------------------------------
+# --- admin ----------------------------------------------------------------------------------------
 
 def create_codes(admin, topics: dict, **kw) -> list[tuple[str, int]]:
     result = admin.create_topics(topics, raise_errors=False, **kw)
@@ -213,14 +144,14 @@ def test_admin_create_partitions(broker, topic_name):
     finally:
         admin.close()
     records = [r for r in sample_records(3) if r.partition > 0]
-    assert produce(broker.bootstrap, topic_name, records) == offsets_of(records)
+    assert produce_kafka_python(broker.bootstrap, topic_name, records) == offsets_of(records)
     got = consume_kafka_python(broker.bootstrap, topic_name, [1, 2], len(records))
     assert by_partition(got) == by_partition(records)
 
 
 def test_admin_delete_topics(broker, topic_name):
     create(broker.bootstrap, topic_name, 2)
-    produce(broker.bootstrap, topic_name, sample_records(2))
+    produce_kafka_python(broker.bootstrap, topic_name, sample_records(2))
     admin = admin_for(broker.bootstrap)
     try:
         r = admin.delete_topics([topic_name])
@@ -238,7 +169,7 @@ def test_admin_describe_cluster(broker):
     admin = admin_for(broker.bootstrap)
     try:
         d = admin.describe_cluster()
-        assert d["cluster_id"] == cluster_id_of(broker)
+        assert d["cluster_id"] == broker.cluster_id
         assert d["controller_id"] == 1
         assert [(b["broker_id"], b["host"], b["port"]) for b in d["brokers"]] \
             == [(1, "127.0.0.1", broker.port)]
@@ -246,12 +177,12 @@ def test_admin_describe_cluster(broker):
         admin.close()
 
 
-# --- 5. list offsets -----------------------------------------------------------------------------
+# --- list offsets ---------------------------------------------------------------------------------
 
 def test_list_offsets(broker, topic_name):
     create(broker.bootstrap, topic_name, 2)
     records = sample_records(2)
-    produce(broker.bootstrap, topic_name, records)
+    produce_kafka_python(broker.bootstrap, topic_name, records)
     p0 = [r for r in records if r.partition == 0]
     tp0, tp1 = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
     c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None,
@@ -277,39 +208,3 @@ def test_list_offsets(broker, topic_name):
         assert (got[tp0].offset, got[tp0].timestamp) == (5, p0[5].timestamp)
     finally:
         admin.close()
-
-
-# --- 6. acks and the idempotent producer ---------------------------------------------------------
-
-@pytest.mark.parametrize("acks", [0, 1, "all"])
-def test_acks(broker, topic_name, acks):
-    create(broker.bootstrap, topic_name, 3)
-    records = sample_records(3, tag=str(acks))
-    sent = produce(broker.bootstrap, topic_name, records, acks=acks,
-                   enable_idempotence=acks == "all")
-    pids = {b.producer_id for p in range(3) for b in stored_batches(broker.data_dir, topic_name, p)}
-    assert (min(pids) >= 0) if acks == "all" else (pids == {-1}), pids
-    if acks == 0:
-        # No response, so the broker gave no offsets: only the partitions are known.
-        assert [p for p, _ in sent] == [r.partition for r in records]
-    else:
-        assert sent == offsets_of(records)
-    got = consume_kafka_python(broker.bootstrap, topic_name, range(3), len(records))
-    assert by_partition(got) == by_partition(records)
-
-
-def test_idempotent_producer(broker, topic_name):
-    create(broker.bootstrap, topic_name, 3)
-    records = [r for n in range(10) for r in sample_records(3, tag=f"i{n}", first_offset=6 * n)]
-    records.sort(key=lambda r: (r.offset, r.partition))
-    sent = produce(broker.bootstrap, topic_name, records, enable_idempotence=True,
-                   compression_type="gzip", max_in_flight_requests_per_connection=5)
-    assert sent == offsets_of(records)
-    ids = set()
-    for p in range(3):
-        for b in stored_batches(broker.data_dir, topic_name, p):
-            ids.add((b.producer_id, b.producer_epoch))
-            assert b.base_sequence == b.base_offset, b   # sequences run with a fresh log's offsets
-    assert len(ids) == 1 and min(ids)[0] >= 0, ids
-    got = consume_kafka_python(broker.bootstrap, topic_name, range(3), len(records))
-    assert by_partition(got) == by_partition(records)

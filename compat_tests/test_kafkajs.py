@@ -1,88 +1,38 @@
-"""KafkaJS 2.2 (pure JavaScript, its own protocol code) against trioka.
+"""KafkaJS 2.2 (pure JavaScript, its own protocol code) against trioka: what only KafkaJS does.
 
-The node drivers in compat_tests/js take their arguments on the command line and print JSON lines:
-admin.js runs admin calls, produce.js sends messages, fetch.js reads a partition with KafkaJS's own
-Fetch and record decoder. KafkaJS's public consumer always joins a consumer group, so records are
-read back through fetch.js and through confluent-kafka; both check every byte, header and
-timestamp that KafkaJS sent.
+The node drivers in compat_tests/js take their arguments on the command line (or stdin) and print
+JSON lines: admin.js runs admin calls, produce.js sends messages, fetch.js reads a partition with
+KafkaJS's own Fetch and record decoder (no group), consume.js is KafkaJS's public consumer, which
+always joins a consumer group. The round trips every client makes, KafkaJS among them (every codec
+it has, acks, idempotence, restarts), are in test_round_trips.py; here are KafkaJS's admin calls,
+what its sends and batches look like, and its group consumer.
 """
 
-import base64
 import json
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
-from harness import (Rec, advertised_api_keys, cluster_id_of, consume_confluent, create_topic,
-                     fetch_raw_batches, produce_raw, run_kafkajs, unique)
+from clients import (Rec, consume_confluent, fetch_kafkajs, kafkajs, kafkajs_message,
+                     kafkajs_record, produce_kafkajs, produce_kafkajs_sends)
+from harness import create_topic, fetch_raw_batches, unique
 
-FIND_COORDINATOR = 10
 # Records here carry fixed timestamps from years ago, and retention (retention.ms, 7 days, judged
 # by record timestamps and checked every few seconds) would delete them mid-test: keep them.
 KEEP = {"retention.ms": "-1"}
 
 
-def driver(script: str, *args: str) -> list[dict]:
-    r = run_kafkajs(script, *args)
-    assert r.returncode == 0, (script, r.stdout.decode(), r.stderr.decode()[-3000:])
-    return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
-
-
 def admin(bootstrap: str, *ops: dict) -> list[dict]:
-    out = driver("admin.js", bootstrap, json.dumps(list(ops)))
+    out = kafkajs("admin.js", bootstrap, json.dumps(list(ops)))
     assert [o["op"] for o in out] == [o["op"] for o in ops], out
     return out
 
 
-def produce(bootstrap: str, topic: str, sends: list[list[dict]], *, acks: int = -1,
-            compression: str = "none") -> list[list[dict]]:
-    """Each inner list is one producer.send(); the RecordMetadata list of each."""
-    spec = {"topic": topic, "acks": acks, "compression": compression, "sends": sends}
-    out = driver("produce.js", bootstrap, json.dumps(spec))
-    assert [o["send"] for o in out] == list(range(len(sends))), out
-    return [o["result"] for o in out]
-
-
-def unb64(text):
-    return None if text is None else base64.b64decode(text)
-
-
-def kafkajs_fetch(bootstrap: str, topic: str, partition: int, count: int,
-                  start: int = 0) -> tuple[list[Rec], int]:
-    """Records read by KafkaJS's Fetch, and the high watermark it was told."""
-    out = driver("fetch.js", bootstrap, topic, str(partition), str(start), str(count))
-    records = []
-    for line in out[:-1]:
-        r = line["record"]
-        assert r["timestampType"] == 0, r   # CreateTime
-        records.append(Rec(r["partition"], r["offset"], unb64(r["key"]), unb64(r["value"]),
-                           [(k, unb64(v)) for k, v in r["headers"]], r["timestamp"]))
-    done = out[-1]["done"]
-    assert done["count"] == len(records) == count, out
-    return records, int(done["highWatermark"])
-
-
-def spec_of(rec: Rec) -> dict:
-    """A produce.js message for a Rec (bytes as base64; repeated header names as a list)."""
-    headers: dict = {}
-    for name, value in rec.headers:
-        entry = {"b64": base64.b64encode(value).decode()}
-        if name in headers:
-            if not isinstance(headers[name], list):
-                headers[name] = [headers[name]]
-            headers[name].append(entry)
-        else:
-            headers[name] = entry
-
-    def b(v):
-        return None if v is None else {"b64": base64.b64encode(v).decode()}
-    return {"key": b(rec.key), "value": b(rec.value), "partition": rec.partition,
-            "timestamp": rec.timestamp, "headers": headers}
-
-
 def expected_records(tag: str) -> list[Rec]:
     """Three partitions of records with keys, null keys and values, empty values, binary bytes,
-    repeated and empty headers and explicit timestamps. KafkaJS gathers repeated header names in
-    one list, so repeated names are kept adjacent (the order KafkaJS can express)."""
+    repeated and empty headers, a binary header value and explicit timestamps. KafkaJS gathers
+    repeated header names in one list, so repeated names are kept adjacent (the order KafkaJS
+    can express)."""
     out = []
     for p in range(3):
         ts = 1_700_000_000_000 + p * 100_000
@@ -128,7 +78,7 @@ def test_admin_topic_lifecycle(broker, topic_name):
         (i, 0, 1, [1], [1]) for i in range(3)]
     host, port = broker.bootstrap.split(":")
     assert cluster["result"] == {"brokers": [{"nodeId": 1, "host": host, "port": int(port)}],
-                                 "controller": 1, "clusterId": cluster_id_of(broker)}
+                                 "controller": 1, "clusterId": broker.cluster_id}
     assert sorted((o["partition"], o["low"], o["high"]) for o in offsets["result"]) == [
         (i, "0", "0") for i in range(3)]
 
@@ -155,9 +105,8 @@ def test_create_partitions_and_offsets_by_timestamp(broker, topic_name):
     assert sorted(p["partitionId"] for p in metadata["result"]["topics"][0]["partitions"]) \
         == [0, 1, 2]
     base_ts = 1_650_000_000_000
-    produce(broker.bootstrap, topic_name, [[
-        {"key": f"k{i}", "value": f"v{i}", "partition": 1, "timestamp": base_ts + i * 1000}
-        for i in range(6)]])
+    produce_kafkajs(broker.bootstrap, topic_name, [
+        Rec(1, i, f"k{i}".encode(), f"v{i}".encode(), [], base_ts + i * 1000) for i in range(6)])
     by_time, offsets = admin(broker.bootstrap,
                              {"op": "fetchTopicOffsetsByTimestamp", "topic": topic_name,
                               "timestamp": base_ts + 2500},
@@ -171,15 +120,19 @@ def test_create_partitions_and_offsets_by_timestamp(broker, topic_name):
 
 # ------------------------------------------------------------------------------------- produce
 
-@pytest.mark.parametrize("acks", [-1, 1])
+@pytest.mark.parametrize("acks", ["all", 1])
 @pytest.mark.parametrize("compression", ["none", "gzip", "snappy", "lz4"])
-def test_produce_and_read_back(broker, topic_name, acks, compression):
+def test_each_send_is_one_batch_per_partition(broker, topic_name, acks, compression):
+    """Two producer.send() calls: KafkaJS reports each send's base offset per partition, and
+    writes each send as one batch per partition; its Fetch, started inside a batch, drops the
+    records before the offset asked for."""
     create_topic(broker.bootstrap, topic_name, partitions=3, configs=KEEP)
     expected = expected_records("js")
     first, second = [r for r in expected if r.offset < 3], [r for r in expected if r.offset >= 3]
-    results = produce(broker.bootstrap, topic_name, [[spec_of(r) for r in first],
-                                                     [spec_of(r) for r in second]],
-                      acks=acks, compression=compression)
+    results = produce_kafkajs_sends(broker.bootstrap, topic_name,
+                                    [[kafkajs_message(r) for r in first],
+                                     [kafkajs_message(r) for r in second]],
+                                    acks=acks, codec=compression)
     # One RecordMetadata per partition and send: the base offset of what was appended.
     for result, base in zip(results, (0, 3)):
         assert sorted((m["partition"], m["errorCode"], m["baseOffset"]) for m in result) == [
@@ -189,11 +142,11 @@ def test_produce_and_read_back(broker, topic_name, acks, compression):
     assert sorted(got) == sorted(expected)
 
     for p in range(3):
-        records, high = kafkajs_fetch(broker.bootstrap, topic_name, p, 6)
+        records, high = fetch_kafkajs(broker.bootstrap, topic_name, p, 6)
         assert records == [r for r in expected if r.partition == p]
         assert high == 6
         # Starting inside a batch: KafkaJS drops the records before the offset asked for.
-        records, _ = kafkajs_fetch(broker.bootstrap, topic_name, p, 2, start=4)
+        records, _ = fetch_kafkajs(broker.bootstrap, topic_name, p, 2, start=4)
         assert records == [r for r in expected if r.partition == p and r.offset >= 4]
 
     codec = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3}[compression]
@@ -207,69 +160,23 @@ def test_produce_and_read_back(broker, topic_name, acks, compression):
         (p, "0", "6") for p in range(3)]
 
 
-def test_acks_zero(broker, topic_name):
-    """With acks=0 the broker sends no response and KafkaJS reports no metadata; the records
-    still arrive, in order."""
-    create_topic(broker.bootstrap, topic_name, partitions=2, configs=KEEP)
-    sends = [[{"key": f"k{s}{i}", "value": f"v{s}{i}", "partition": i % 2,
-               "timestamp": 1_700_000_000_000 + s * 10 + i} for i in range(4)]
-             for s in range(3)]
-    results = produce(broker.bootstrap, topic_name, sends, acks=0)
-    assert results == [[], [], []]
-    got = consume_confluent(broker.bootstrap, topic_name, [0, 1], 12)
-    expected = []
-    for p in (0, 1):
-        mine = [m for send in sends for m in send if m["partition"] == p]
-        expected += [Rec(p, i, m["key"].encode(), m["value"].encode(), [], m["timestamp"])
-                     for i, m in enumerate(mine)]
-    assert sorted(got) == sorted(expected)
-
-
 # ------------------------------------------------------------------------------------- consume
 
-def test_kafkajs_reads_what_other_clients_wrote(broker, topic_name):
-    import confluent_kafka
-
-    from trioka.log.records import encode_batch
-    create_topic(broker.bootstrap, topic_name, partitions=1, configs=KEEP)
-    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap,
-                                         "compression.type": "gzip", "linger.ms": 50})
-    expected = []
-    for i in range(5):
-        rec = Rec(0, i, f"ck{i}".encode() if i != 2 else None,
-                  (f"confluent-{i}-" * 50).encode() if i != 3 else None,
-                  [("from", b"confluent"), ("i", str(i).encode())], 1_660_000_000_000 + i)
-        producer.produce(topic_name, key=rec.key, value=rec.value, partition=0,
-                         timestamp=rec.timestamp, headers=list(rec.headers))
-        expected.append(rec)
-    assert producer.flush(15) == 0
-    # An uncompressed batch built byte by byte, with a gap-free run of three records.
-    raw = [(f"raw{i}".encode(), f"raw-value-{i}".encode(), [("from", b"trioka")],
-            1_660_000_001_000 + i) for i in range(3)]
-    base = produce_raw(broker.bootstrap, topic_name, 0, encode_batch(raw))
-    assert base == 5
-    expected += [Rec(0, base + i, k, v, h, ts) for i, (k, v, h, ts) in enumerate(raw)]
-
-    records, high = kafkajs_fetch(broker.bootstrap, topic_name, 0, len(expected))
-    assert records == expected
-    assert high == len(expected)
-    records, _ = kafkajs_fetch(broker.bootstrap, topic_name, 0, 2, start=6)
-    assert records == expected[6:]
-
-
 def test_consumer_group(broker, topic_name):
-    if FIND_COORDINATOR not in advertised_api_keys(broker.bootstrap):
-        pytest.skip("KafkaJS's consumer (consumer.run) always joins a consumer group, and "
-                    "trioka does not serve groups yet (FindCoordinator, JoinGroup, SyncGroup, "
-                    "Heartbeat, OffsetCommit/OffsetFetch: issue 3). Until then KafkaJS reads "
-                    "through its Fetch (fetch.js), tested above.")
+    """KafkaJS's public consumer (consumer.run) joins a group (FindCoordinator, JoinGroup,
+    SyncGroup, Heartbeat), reads every partition from the beginning and commits what it read
+    (OffsetCommit), as another client of the group then finds."""
     create_topic(broker.bootstrap, topic_name, partitions=3, configs=KEEP)
     expected = expected_records("grp")
-    produce(broker.bootstrap, topic_name, [[spec_of(r) for r in expected]])
-    out = driver("consume.js", broker.bootstrap, topic_name, unique("kafkajs-group"),
-                 str(len(expected)))
+    produce_kafkajs(broker.bootstrap, topic_name, expected)
+    group = unique("kafkajs-group")
+    out = kafkajs("consume.js", broker.bootstrap, topic_name, group, str(len(expected)))
     assert out[-1] == {"done": {"count": len(expected), "highWatermark": None}}
-    got = [Rec(r["partition"], r["offset"], unb64(r["key"]), unb64(r["value"]),
-               [(k, unb64(v)) for k, v in r["headers"]], r["timestamp"])
-           for r in (line["record"] for line in out[:-1])]
+    got = [kafkajs_record(line["record"]) for line in out[:-1]]
     assert sorted(got) == sorted(expected)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    try:
+        committed = c.committed([TopicPartition(topic_name, p) for p in range(3)], timeout=20)
+    finally:
+        c.close()
+    assert {tp.partition: tp.offset for tp in committed} == {p: 6 for p in range(3)}

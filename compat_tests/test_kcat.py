@@ -1,10 +1,12 @@
-"""kcat (librdkafka 2.0 underneath) against trioka: metadata, producing and consuming.
+"""kcat (librdkafka 2.0 underneath) against trioka: what only kcat does.
 
 kcat is the tool people reach for first: `-L` lists what Metadata says, `-P` produces lines from
 stdin (or whole files) with keys (-K), headers (-H), null values (-Z), a chosen partition (-p) and a
-compression codec (-z), and `-C` consumes from an offset (-o) and prints records with a format
-(-f). Every assertion is on what came back from the broker: kcat's output, a confluent-kafka
-consumer's records, or the batches of a raw Fetch.
+compression codec (-z), `-C` consumes from an offset (-o: absolute, relative, by time, the end)
+and `-G` joins a consumer group. The round trips every client makes, kcat among them (every codec,
+acks, restarts, batches built byte by byte), are in test_round_trips.py. Every assertion is on
+what came back from the broker: kcat's output, a confluent-kafka consumer's records, or the
+batches of a raw Fetch.
 """
 
 import json
@@ -15,10 +17,9 @@ import time
 import confluent_kafka
 import pytest
 
-from harness import consume_confluent, create_topic, fetch_raw_batches, produce_raw, run_kcat
-
-# %K / %S are the key / value sizes, -1 for null; fields are separated by '|', records by '\n'.
-FORMAT = "%p|%o|%T|%K|%k|%S|%s|%h\\n"
+from clients import (KCAT_FORMAT, Rec, consume_confluent, consume_kcat, kcat_ok, parse_kcat,
+                     produce_confluent, value_records)
+from harness import create_topic, fetch_raw_batches, wait_for
 
 # kcat's -z names and the codec ids in a batch's attributes (record-batch.md).
 CODECS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -31,31 +32,8 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def kcat_ok(*args, input: bytes | None = None) -> bytes:
-    r = run_kcat(*args, input=input)
-    assert r.returncode == 0, (args, r.stderr.decode(errors="replace"))
-    return r.stdout
-
-
-def parse_format(stdout: bytes) -> list[dict]:
-    """kcat's FORMAT output as dicts; keys and values as bytes, None when null."""
-    out = []
-    for line in stdout.split(b"\n"):
-        if not line:
-            continue
-        p, o, ts, ksize, key, vsize, value, headers = line.split(b"|", 7)
-        out.append({
-            "partition": int(p), "offset": int(o), "timestamp": int(ts),
-            "key": None if int(ksize) == -1 else key,
-            "value": None if int(vsize) == -1 else value,
-            "headers": headers.decode(),
-        })
-        assert int(ksize) in (-1, len(key)) and int(vsize) in (-1, len(value)), line
-    return out
-
-
-def kcat_consume(bootstrap: str, topic: str, *args: str) -> list[dict]:
-    return parse_format(kcat_ok("-C", "-b", bootstrap, "-t", topic, "-f", FORMAT, *args))
+def kcat_consume(bootstrap: str, topic: str, *args: str) -> list[Rec]:
+    return parse_kcat(kcat_ok("-C", "-b", bootstrap, "-t", topic, "-f", KCAT_FORMAT, *args))
 
 
 # ------------------------------------------------------------------------------------ metadata
@@ -90,33 +68,34 @@ def test_keys_headers_null_values_and_explicit_partitions(broker, topic_name):
                 "-H", f"origin=kcat-{p}", "-H", "empty=", input=lines)
     after = now_ms()
 
+    def sent(p):
+        return [(f"k{p}a".encode(), f"v{p}a".encode()), (f"k{p}b".encode(), None),
+                (None, f"nokey{p}".encode())]
+
     got = kcat_consume(broker.bootstrap, topic_name, "-o", "beginning", "-e")
     assert len(got) == 9, got
     by_p = {}
     for r in got:
-        by_p.setdefault(r["partition"], []).append(r)
+        by_p.setdefault(r.partition, []).append(r)
     for p in range(3):
         records = by_p[p]
-        assert [r["offset"] for r in records] == [0, 1, 2]
-        assert [(r["key"], r["value"]) for r in records] == [
-            (f"k{p}a".encode(), f"v{p}a".encode()),
-            (f"k{p}b".encode(), None),
-            (None, f"nokey{p}".encode())]
+        assert [r.offset for r in records] == [0, 1, 2]
+        assert [(r.key, r.value) for r in records] == sent(p)
         for r in records:
-            assert r["headers"] == f"origin=kcat-{p},empty="
-            assert before - 1000 <= r["timestamp"] <= after + 1000
+            assert r.headers == (("origin", f"kcat-{p}".encode()), ("empty", b""))
+            assert before - 1000 <= r.timestamp <= after + 1000
 
     # The same records through another client: the headers as bytes, nulls as None.
     recs = consume_confluent(broker.bootstrap, topic_name, [0, 1, 2], 9)
     assert sorted((r.partition, r.offset, r.key, r.value, r.headers) for r in recs) == sorted(
         (p, i, k, v, (("origin", f"kcat-{p}".encode()), ("empty", b"")))
-        for p in range(3)
-        for i, (k, v) in enumerate([(f"k{p}a".encode(), f"v{p}a".encode()),
-                                    (f"k{p}b".encode(), None), (None, f"nokey{p}".encode())]))
+        for p in range(3) for i, (k, v) in enumerate(sent(p)))
 
 
 @pytest.mark.parametrize("codec", sorted(CODECS))
-def test_every_codec(broker, topic_name, codec):
+def test_every_codec_of_a_line_stream(broker, topic_name, codec):
+    """-z with lines from stdin, batched (linger.ms 200): every batch the broker keeps and
+    serves is compressed with the codec, as kcat sent it."""
     create_topic(broker.bootstrap, topic_name, configs=KEEP)
     # Compressible values: librdkafka sends a batch uncompressed if the codec does not shrink it.
     values = [f"{codec}-{i}-" + "abcdefgh" * 40 for i in range(50)]
@@ -124,39 +103,15 @@ def test_every_codec(broker, topic_name, codec):
     kcat_ok("-P", "-b", broker.bootstrap, "-t", topic_name, "-p", "0", "-K\t", "-z", codec,
             "-X", "linger.ms=200", input=lines)
 
-    # The broker keeps and serves the producer's batches as they are: compressed with the codec.
     batches = fetch_raw_batches(broker.bootstrap, topic_name)
     # kcat's librdkafka (2.0.2) takes FindCoordinator v0 as its sign that a broker knows lz4
     # (both came with Kafka 0.8.2); Kafka 4.x and this broker serve it, so lz4 stays lz4.
-    expected_codec = CODECS[codec]
-    assert batches and {b.compression for b in batches} == {expected_codec}
+    assert batches and {b.compression for b in batches} == {CODECS[codec]}
     stored = [(r.offset, r.key, r.value) for b in batches for r in b.records]
     assert stored == [(i, f"key{i}".encode(), v.encode()) for i, v in enumerate(values)]
-
-    got = kcat_consume(broker.bootstrap, topic_name, "-o", "beginning", "-e")
-    assert [(r["offset"], r["key"], r["value"]) for r in got] == stored
-    recs = consume_confluent(broker.bootstrap, topic_name, [0], 50)
-    assert [(r.offset, r.key, r.value) for r in recs] == stored
-
-
-def test_kcat_reads_batches_of_every_codec(broker, topic_name):
-    """Batches compressed with each codec (built with trioka's record codec, so lz4 is really
-    lz4 whatever librdkafka's producer decides) come back to kcat's consumer intact."""
-    from trioka.log.records import encode_batch
-    create_topic(broker.bootstrap, topic_name, configs=KEEP)
-    expected = []
-    for codec, codec_id in sorted(CODECS.items()):
-        records = [(f"{codec}-k{i}".encode(), (f"{codec}-v{i}-" * 30).encode(),
-                    [("codec", codec.encode())], 1_690_000_000_000 + len(expected) + i)
-                   for i in range(5)]
-        base = produce_raw(broker.bootstrap, topic_name, 0,
-                           encode_batch(records, compression=codec_id))
-        assert base == len(expected)
-        expected += [(base + i, k, v, f"codec={codec}", ts)
-                     for i, (k, v, _, ts) in enumerate(records)]
-    got = kcat_consume(broker.bootstrap, topic_name, "-o", "beginning", "-e")
-    assert [(r["offset"], r["key"], r["value"], r["headers"], r["timestamp"]) for r in got] \
-        == expected
+    for consume in (consume_kcat, consume_confluent):
+        got = consume(broker.bootstrap, topic_name, [0], 50)
+        assert [(r.offset, r.key, r.value) for r in got] == stored, consume.__name__
 
 
 def test_file_as_one_binary_message(broker, topic_name, tmp_path):
@@ -171,26 +126,20 @@ def test_file_as_one_binary_message(broker, topic_name, tmp_path):
 
 # ------------------------------------------------------------------------------------ consume
 
-def produce_timestamped(bootstrap: str, topic: str, count: int, base_ts: int) -> None:
-    p = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-    for i in range(count):
-        p.produce(topic, key=f"k{i}".encode(), value=f"m{i}".encode(), partition=0,
-                  timestamp=base_ts + i * 1000, headers=[("n", str(i).encode())])
-    assert p.flush(15) == 0
-
-
 def test_consume_from_offsets(broker, topic_name):
     create_topic(broker.bootstrap, topic_name, configs=KEEP)
     base_ts = 1_600_000_000_000
-    produce_timestamped(broker.bootstrap, topic_name, 10, base_ts)
+    produce_confluent(broker.bootstrap, topic_name, [
+        Rec(0, i, f"k{i}".encode(), f"m{i}".encode(), [("n", str(i).encode())],
+            base_ts + i * 1000) for i in range(10)])
 
     def values(*args):
-        return [r["value"].decode() for r in kcat_consume(broker.bootstrap, topic_name, *args)]
+        return [r.value.decode() for r in kcat_consume(broker.bootstrap, topic_name, *args)]
 
     everything = kcat_consume(broker.bootstrap, topic_name, "-o", "beginning", "-e")
-    assert [(r["offset"], r["key"], r["value"], r["timestamp"], r["headers"]) for r in everything] \
-        == [(i, f"k{i}".encode(), f"m{i}".encode(), base_ts + i * 1000, f"n={i}")
-            for i in range(10)]
+    assert [(r.offset, r.key, r.value, r.timestamp, r.headers) for r in everything] == [
+        (i, f"k{i}".encode(), f"m{i}".encode(), base_ts + i * 1000, (("n", str(i).encode()),))
+        for i in range(10)]
     assert values("-o", "7", "-e") == ["m7", "m8", "m9"]            # an absolute offset
     assert values("-o", "-3", "-e") == ["m7", "m8", "m9"]           # relative to the end
     assert values("-o", "4", "-c", "2") == ["m4", "m5"]             # a count, no -e
@@ -203,25 +152,27 @@ def test_consume_from_offsets(broker, topic_name):
 def test_consume_from_end_sees_only_new_records(broker, topic_name):
     """`-o end` without -e waits for records produced after it started, and only those."""
     create_topic(broker.bootstrap, topic_name, configs=KEEP)
-    produce_timestamped(broker.bootstrap, topic_name, 3, now_ms())
+    produce_confluent(broker.bootstrap, topic_name, value_records([b"old-0", b"old-1", b"old-2"]))
     proc = subprocess.Popen(["kcat", "-C", "-b", broker.bootstrap, "-t", topic_name, "-o", "end",
-                             "-c", "1", "-f", FORMAT], stdout=subprocess.PIPE,
+                             "-c", "1", "-f", KCAT_FORMAT], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     produced = []
-    try:
+
+    def printed_one():
         # kcat gives no sign of when it has looked up the end offset, so keep producing (each
         # round waits for output or half a second) until it prints one record.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            value = f"new-{len(produced)}"
-            producer.produce(topic_name, value=value.encode(), partition=0)
-            assert producer.flush(10) == 0
-            produced.append(value)
-            if sel.select(timeout=0.5):
-                break
+        value = f"new-{len(produced)}"
+        producer.produce(topic_name, value=value.encode(), partition=0)
+        assert producer.flush(10) == 0
+        produced.append(value)
+        return bool(sel.select(timeout=0.5))
+
+    try:
+        wait_for(printed_one, 30, "kcat -o end to print a record produced after it started",
+                 interval=0)
         out, err = proc.communicate(timeout=15)
     finally:
         sel.close()
@@ -229,68 +180,9 @@ def test_consume_from_end_sees_only_new_records(broker, topic_name):
             proc.kill()
             proc.wait(10)
     assert proc.returncode == 0, err
-    [rec] = parse_format(out)
-    assert rec["value"].decode() in produced
-    assert rec["offset"] == 3 + produced.index(rec["value"].decode())
-
-
-# ---------------------------------------------------------------------- kcat <-> confluent-kafka
-
-def test_kcat_and_confluent_kafka_read_each_other(broker, topic_name):
-    create_topic(broker.bootstrap, topic_name, partitions=2, configs=KEEP)
-    kcat_ok("-P", "-b", broker.bootstrap, "-t", topic_name, "-p", "1", "-K=", "-H", "via=kcat",
-            "-z", "snappy", input=b"a=1\nb=2\nc=3\n")
-    recs = consume_confluent(broker.bootstrap, topic_name, [1], 3)
-    assert [(r.partition, r.offset, r.key, r.value, r.headers) for r in recs] == [
-        (1, i, k, v, (("via", b"kcat"),)) for i, (k, v) in
-        enumerate([(b"a", b"1"), (b"b", b"2"), (b"c", b"3")])]
-
-    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap,
-                                         "compression.type": "zstd"})
-    sent = [(b"x", b"10", 1_650_000_000_000), (b"y", None, 1_650_000_000_500),
-            (None, b"30", 1_650_000_001_000)]
-    for key, value, ts in sent:
-        producer.produce(topic_name, key=key, value=value, partition=0, timestamp=ts,
-                         headers=[("via", b"confluent"), ("ts", str(ts).encode())])
-    assert producer.flush(15) == 0
-    got = kcat_consume(broker.bootstrap, topic_name, "-p", "0", "-o", "beginning", "-e")
-    assert [(r["partition"], r["offset"], r["key"], r["value"], r["timestamp"], r["headers"])
-            for r in got] == [(0, i, k, v, ts, f"via=confluent,ts={ts}")
-                              for i, (k, v, ts) in enumerate(sent)]
-
-
-# ------------------------------------------------------------------------------------ restart
-
-def test_data_survives_restarts(own_broker, topic_name):
-    b = own_broker
-    create_topic(b.bootstrap, topic_name, partitions=2, configs=KEEP)
-    for p in (0, 1):
-        kcat_ok("-P", "-b", b.bootstrap, "-t", topic_name, "-p", str(p), "-K:", "-z", "gzip",
-                input=b"".join(f"k{p}{i}:before-{p}-{i}\n".encode() for i in range(5)))
-    expected = {(p, i, f"k{p}{i}".encode(), f"before-{p}-{i}".encode())
-                for p in (0, 1) for i in range(5)}
-
-    def stored():
-        got = kcat_consume(b.bootstrap, topic_name, "-o", "beginning", "-e")
-        return {(r["partition"], r["offset"], r["key"], r["value"]) for r in got}
-
-    assert stored() == expected
-    b.restart()                      # SIGTERM: a clean shutdown
-    assert stored() == expected
-
-    kcat_ok("-P", "-b", b.bootstrap, "-t", topic_name, "-p", "1", "-K:",
-            input=b"k1x:after-clean\n")
-    expected.add((1, 5, b"k1x", b"after-clean"))
-    b.restart(kill=True)             # SIGKILL: recovery from the segment files
-    assert stored() == expected
-
-    kcat_ok("-P", "-b", b.bootstrap, "-t", topic_name, "-p", "0", "-K:",
-            input=b"k0y:after-kill\n")
-    expected.add((0, 5, b"k0y", b"after-kill"))
-    assert stored() == expected
-    meta = json.loads(kcat_ok("-L", "-J", "-b", b.bootstrap, "-t", topic_name))
-    assert meta["brokers"] == [{"id": 1, "name": b.bootstrap}]
-    assert [p["partition"] for p in meta["topics"][0]["partitions"]] == [0, 1]
+    [rec] = parse_kcat(out)
+    assert rec.value.decode() in produced
+    assert rec.offset == 3 + produced.index(rec.value.decode())
 
 
 def test_kcat_balanced_consumer_group(broker, topic_name):

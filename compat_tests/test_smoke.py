@@ -1,6 +1,6 @@
 """The first stock-client round trip: kcat lists metadata, produces and consumes."""
 
-from harness import run_kcat
+from clients import run_kcat
 
 
 def test_kcat_metadata_produce_consume(broker, topic_name):

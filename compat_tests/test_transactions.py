@@ -14,22 +14,21 @@ Every check reads what came back over the wire: records through stock consumers,
 ListOffsets, the coordinator's state through `trioka txn list|describe` and DescribeProducers.
 """
 
-import json
-import os
 import random
 import subprocess
 import sys
 import threading
-import time
 
 import confluent_kafka
 import pytest
 from confluent_kafka import KafkaException, TopicPartition
 
+from clients import (Rec, consume_aiokafka, consume_confluent, consume_confluent_to,
+                     consume_kafka_python, produce_confluent, value_records)
+from harness import (ClientProcess, RawConnection, cleaner_checkpoint, create_topic,
+                     fetch_raw_batches, segment_base_offsets, unique, wait_for)
+from trioka.testing.process import BrokerProcess
 from trioka.wire.errors import ErrorCode
-
-from harness import BrokerProcess, RawConnection, consume_confluent, create_topic, \
-    fetch_raw_batches, unique
 
 READ_UNCOMMITTED, READ_COMMITTED = 0, 1
 # librdkafka 2.10+ re-bootstraps when it has lost every broker connection (KIP-1102), which with a
@@ -44,21 +43,8 @@ TXN_OVERRIDES = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": 
 
 @pytest.fixture(scope="module")
 def txn_broker():
-    b = BrokerProcess(overrides=TXN_OVERRIDES).start()
-    yield b
-    b.close()
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll `predicate` until it returns something true; AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    with BrokerProcess(overrides=TXN_OVERRIDES) as b:
+        yield b.start()
 
 
 def bounded(fn, timeout: float = 30.0):
@@ -107,92 +93,25 @@ def end_offsets(bootstrap: str, topic: str, partitions, isolation: int) -> dict[
 def read_all(bootstrap: str, topic: str, partitions, isolation: int,
              timeout: float = 30.0) -> dict[int, list]:
     """Everything a confluent-kafka consumer with this isolation level gets, per partition in
-    order: it reads from the beginning until its position reaches ListOffsets' latest offset
-    (librdkafka moves its position past control records and aborted transactions)."""
-    partitions = list(partitions)
-    ends = end_offsets(bootstrap, topic, partitions, isolation)
-    c = confluent_kafka.Consumer({
-        "bootstrap.servers": bootstrap, "group.id": unique("reader"),
-        "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 100,
+    order (Recs): it reads from the beginning until its position reaches ListOffsets' latest
+    offset (librdkafka moves its position past control records and aborted transactions)."""
+    ends = end_offsets(bootstrap, topic, list(partitions), isolation)
+    return consume_confluent_to(bootstrap, topic, ends, timeout=timeout, config={
         "isolation.level": "read_committed" if isolation else "read_uncommitted"})
-    out: dict[int, list] = {p: [] for p in partitions}
-    try:
-        c.assign([TopicPartition(topic, p, 0) for p in partitions])
-        deadline = time.monotonic() + timeout
-        while True:
-            for m in c.consume(num_messages=1000, timeout=0.2):
-                if m.error():
-                    raise AssertionError(f"consumer error: {m.error()}")
-                out[m.partition()].append(m)
-            positions = {tp.partition: tp.offset
-                         for tp in c.position([TopicPartition(topic, p) for p in partitions])}
-            if all(ends[p] == 0 or positions[p] >= ends[p] for p in partitions):
-                break
-            assert time.monotonic() < deadline, (positions, ends)
-    finally:
-        c.close()
-    return out
 
 
 def values(read: dict[int, list]) -> dict[int, list[bytes]]:
-    return {p: [m.value() for m in msgs] for p, msgs in read.items()}
+    return {p: [r.value for r in records] for p, records in read.items()}
 
 
-def consume_kafka_python_committed(bootstrap: str, topic: str, partitions, count: int,
-                                   timeout: float = 30.0,
-                                   fetch_bytes: int = 1 << 20) -> dict[int, list[bytes]]:
-    """`count` records with kafka-python in read_committed, manually assigned, fetching at most
-    `fetch_bytes` per partition at a time."""
-    from kafka import KafkaConsumer
-    from kafka import TopicPartition as KTP
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="earliest", isolation_level="read_committed",
-                      fetch_max_wait_ms=100, request_timeout_ms=10_000,
-                      max_partition_fetch_bytes=fetch_bytes)
-    out: dict[int, list[bytes]] = {p: [] for p in partitions}
-    try:
-        c.assign([KTP(topic, p) for p in partitions])
-        deadline = time.monotonic() + timeout
-        got = 0
-        while got < count and time.monotonic() < deadline:
-            for _, msgs in c.poll(timeout_ms=200).items():
-                for m in msgs:
-                    out[m.partition].append(m.value)
-                    got += 1
-    finally:
-        c.close()
-    return out
-
-
-def consume_aiokafka_committed(bootstrap: str, topic: str, partitions, count: int,
-                               timeout: float = 30.0,
-                               fetch_bytes: int = 1 << 20) -> dict[int, list[bytes]]:
-    """`count` records with aiokafka in read_committed, manually assigned."""
-    import asyncio
-
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka import TopicPartition as ATP
-
-    async def run():
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                             isolation_level="read_committed", auto_offset_reset="earliest",
-                             fetch_max_wait_ms=100, max_partition_fetch_bytes=fetch_bytes)
-        await c.start()
-        out: dict[int, list[bytes]] = {p: [] for p in partitions}
-        try:
-            c.assign([ATP(topic, p) for p in partitions])
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            got = 0
-            while got < count and loop.time() < deadline:
-                for tp, msgs in (await c.getmany(timeout_ms=200)).items():
-                    out[tp.partition].extend(m.value for m in msgs)
-                    got += len(msgs)
-        finally:
-            await c.stop()
-        return out
-
-    return asyncio.run(asyncio.wait_for(run(), timeout + 20))
+def read_committed(consume, bootstrap: str, topic: str, partitions, count: int,
+                   fetch_bytes: int = 1 << 20) -> dict[int, list[bytes]]:
+    """`count` records read by kafka-python or aiokafka (`consume`, clients.py) in
+    read_committed, fetching at most `fetch_bytes` per partition at a time: their values per
+    partition."""
+    got = consume(bootstrap, topic, partitions, count, config={
+        "isolation_level": "read_committed", "max_partition_fetch_bytes": fetch_bytes})
+    return {p: [r.value for r in got if r.partition == p] for p in partitions}
 
 
 def control_offsets(bootstrap: str, topic: str, partition: int) -> set[int]:
@@ -396,20 +315,20 @@ def test_committed_visible_aborted_hidden(txn_broker, topic_name, client):
         # Four markers per partition (commit, commit, abort, commit), none delivered.
         markers = control_offsets(b.bootstrap, topic_name, p)
         assert len(markers) == 4
-        delivered = {m.offset() for m in uncommitted[p]}
+        delivered = {r.offset for r in uncommitted[p]}
         assert not delivered & markers
         assert delivered | markers == set(range(highs[p]))
     # kafka-python's read_committed consumer filters the aborted records the same way.
     count = sum(len(v) for v in committed.values())
-    assert consume_kafka_python_committed(b.bootstrap, topic_name, partitions, count) == committed
+    assert read_committed(consume_kafka_python, b.bootstrap, topic_name, partitions,
+                          count) == committed
 
 
 def test_aiokafka_transactions(txn_broker, topic_name):
     """aiokafka's transactional producer and read_committed consumer."""
     import asyncio
 
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-    from aiokafka import TopicPartition as ATP
+    from aiokafka import AIOKafkaProducer
     b = txn_broker
     create_topic(b.bootstrap, topic_name, partitions=1)
 
@@ -430,24 +349,10 @@ def test_aiokafka_transactions(txn_broker, topic_name):
                 await producer.send(topic_name, b"d0", partition=0)
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=b.bootstrap, group_id=None,
-                                    isolation_level="read_committed",
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=100)
-        await consumer.start()
-        got = []
-        try:
-            consumer.assign([ATP(topic_name, 0)])
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 20
-            while len(got) < 6 and loop.time() < deadline:
-                for msgs in (await consumer.getmany(timeout_ms=200)).values():
-                    got.extend(m.value for m in msgs)
-        finally:
-            await consumer.stop()
-        return got
 
-    got = asyncio.run(asyncio.wait_for(run(), 60))
-    assert got == [b"c0", b"c1", b"c2", b"c3", b"c4", b"d0"]
+    asyncio.run(asyncio.wait_for(run(), 60))
+    got = read_committed(consume_aiokafka, b.bootstrap, topic_name, [0], 6)
+    assert got == {0: [b"c0", b"c1", b"c2", b"c3", b"c4", b"d0"]}
     assert values(read_all(b.bootstrap, topic_name, [0], READ_COMMITTED)) == \
         {0: [b"c0", b"c1", b"c2", b"c3", b"c4", b"d0"]}
     assert len(values(read_all(b.bootstrap, topic_name, [0], READ_UNCOMMITTED))[0]) == 11
@@ -467,13 +372,16 @@ class ConfluentGroupConsumer:
         self.consumer.subscribe([topic])
 
     def poll(self, n: int) -> list[tuple[int, int, bytes]]:
-        deadline = time.monotonic() + 30
+        """(partition, offset, value) of up to `n` records, once there are some."""
         out = []
-        while not out and time.monotonic() < deadline:
+
+        def some():
             for m in self.consumer.consume(num_messages=n, timeout=0.2):
                 assert not m.error(), m.error()
                 out.append((m.partition(), m.offset(), m.value()))
-        return out
+            return out
+
+        return wait_for(some, 30, "records for the group's consumer", interval=0)
 
     def seek(self, offsets: dict[int, int]):
         for p, o in offsets.items():
@@ -500,12 +408,15 @@ class KafkaPythonGroupConsumer:
         self.consumer.subscribe([topic])
 
     def poll(self, n: int) -> list[tuple[int, int, bytes]]:
-        deadline = time.monotonic() + 30
+        """(partition, offset, value) of up to `n` records, once there are some."""
         out = []
-        while not out and time.monotonic() < deadline:
+
+        def some():
             for _, msgs in self.consumer.poll(timeout_ms=200, max_records=n).items():
                 out.extend((m.partition, m.offset, m.value) for m in msgs)
-        return out
+            return out
+
+        return wait_for(some, 30, "records for the group's consumer", interval=0)
 
     def seek(self, offsets: dict[int, int]):
         from kafka import TopicPartition as KTP
@@ -563,11 +474,8 @@ def test_consume_transform_produce_exactly_once(txn_broker, topic_name, client, 
     create_topic(b.bootstrap, source, partitions=2)
     create_topic(b.bootstrap, sink, partitions=2)
     inputs = {p: [f"r-{p}-{i}".encode() for i in range(40)] for p in partitions}
-    plain = confluent_kafka.Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 5})
-    for p, vs in inputs.items():
-        for v in vs:
-            plain.produce(source, value=v, partition=p)
-    assert plain.flush(30) == 0
+    produce_confluent(b.bootstrap, source, [r for p, vs in inputs.items()
+                                            for r in value_records(vs, p)])
 
     group = unique(f"ctp-{client}")
     consumer = GROUP_CONSUMERS[client](b.bootstrap, group, source)
@@ -628,6 +536,7 @@ def test_consume_transform_produce_exactly_once(txn_broker, topic_name, client, 
     assert sum(len(v) for v in uncommitted.values()) > sum(len(v) for v in inputs.values())
 
 
+@pytest.mark.timeout(240)
 def test_interleaved_transactions_across_segments_and_a_restart(topic_name):
     """Four transactional producers (three librdkafka, one kafka-python) and an idempotent one
     write one partition, their transactions interleaved and committed or aborted as a seeded
@@ -700,35 +609,13 @@ def test_interleaved_transactions_across_segments_and_a_restart(topic_name):
         assert sorted(everything) == sorted(outcome)          # each record once
         committed = [v for v in everything if outcome[v] is True]
         assert 0 < len(committed) < len(everything)
-        assert len(fetch_raw_segments(b, topic_name)) > 3
+        assert len(segment_base_offsets(b.data_dir, topic_name)) > 3
         assert values(read_all(b.bootstrap, topic_name, [0], READ_COMMITTED))[0] == committed
-        assert consume_kafka_python_committed(b.bootstrap, topic_name, [0], len(committed),
-                                              fetch_bytes=512)[0] == committed
-        assert consume_aiokafka_committed(b.bootstrap, topic_name, [0], len(committed),
-                                          fetch_bytes=512)[0] == committed
+        for consume in (consume_kafka_python, consume_aiokafka):
+            assert read_committed(consume, b.bootstrap, topic_name, [0], len(committed),
+                                  fetch_bytes=512)[0] == committed
     finally:
         b.close()
-
-
-def fetch_raw_segments(b, topic: str) -> list[str]:
-    """The segment files of partition 0 in the broker's data directory."""
-    return sorted(n for n in os.listdir(os.path.join(b.data_dir, f"{topic}-0"))
-                  if n.endswith(".log"))
-
-
-def cleaner_checkpoint(data_dir: str, topic: str) -> int:
-    """Partition 0's first dirty offset in the broker's `cleaner-offset-checkpoint` (Kafka's file:
-    version line, count line, then `topic partition offset` lines); -1 before its first cleaning."""
-    try:
-        with open(os.path.join(data_dir, "cleaner-offset-checkpoint")) as f:
-            lines = f.read().splitlines()[2:]
-    except FileNotFoundError:
-        return -1
-    for line in lines:
-        fields = line.split()
-        if len(fields) == 3 and fields[0] == topic and fields[1] == "0":
-            return int(fields[2])
-    return -1
 
 
 def test_compaction_keeps_committed_values_over_aborted_ones(topic_name):
@@ -761,22 +648,22 @@ def test_compaction_keeps_committed_values_over_aborted_ones(topic_name):
         for i in range(60):     # enough to fill several 1 KiB segments
             transaction([(b"f%d" % (i % 5), b"%d-" % i + b"x" * 50)], i % 3 != 0)
         producer.close()
-        active = int(fetch_raw_segments(b, topic_name)[-1][:20])
-        wait_until(lambda: cleaner_checkpoint(b.data_dir, topic_name) >= active, 30,
+        active = segment_base_offsets(b.data_dir, topic_name)[-1]
+        wait_for(lambda: cleaner_checkpoint(b.data_dir, topic_name) >= active, 30,
                    "the cleaner to clean every closed segment")
         committed = read_all(b.bootstrap, topic_name, [0], READ_COMMITTED)[0]
         everything = read_all(b.bootstrap, topic_name, [0], READ_UNCOMMITTED)[0]
         kept: dict[bytes, bytes] = {}
-        for m in committed:
-            kept[m.key()] = m.value()
+        for r in committed:
+            kept[r.key] = r.value
         assert kept == latest
-        assert b"ABORTED" not in [m.value() for m in everything]
-        assert b"k3" not in [m.key() for m in everything]
+        assert b"ABORTED" not in [r.value for r in everything]
+        assert b"k3" not in [r.key for r in everything]
         # Below the active segment each key is there once.
-        cleaned = [m.key() for m in committed if m.offset() < active]
+        cleaned = [r.key for r in committed if r.offset < active]
         assert len(cleaned) == len(set(cleaned))
-        assert consume_kafka_python_committed(b.bootstrap, topic_name, [0], len(committed))[0] \
-            == [m.value() for m in committed]
+        assert read_committed(consume_kafka_python, b.bootstrap, topic_name, [0],
+                              len(committed))[0] == [r.value for r in committed]
     finally:
         b.close()
 
@@ -809,18 +696,18 @@ def test_compaction_removes_markers_of_emptied_transactions(topic_name):
         before = control_offsets(b.bootstrap, topic_name, 0)
         assert len(before) == 60
         for _ in range(3):      # keep, stamp with the horizon, remove
-            b.controls._call("POST", "/compaction")
+            b.controls.compaction()
         after = control_offsets(b.bootstrap, topic_name, 0)
-        active = int(fetch_raw_segments(b, topic_name)[-1][:20])
+        active = segment_base_offsets(b.data_dir, topic_name)[-1]
         assert len([o for o in after if o < active]) <= 2 + len(latest), sorted(after)
         assert len(after) < len(before) // 2
         committed = read_all(b.bootstrap, topic_name, [0], READ_COMMITTED)[0]
         kept: dict[bytes, bytes] = {}
-        for m in committed:
-            kept[m.key()] = m.value()
+        for r in committed:
+            kept[r.key] = r.value
         assert kept == latest
-        assert consume_kafka_python_committed(b.bootstrap, topic_name, [0], len(committed))[0] \
-            == [m.value() for m in committed]
+        assert read_committed(consume_kafka_python, b.bootstrap, topic_name, [0],
+                              len(committed))[0] == [r.value for r in committed]
     finally:
         b.close()
 
@@ -917,7 +804,7 @@ def test_init_producer_id_epoch_bumps_over_the_wire(txn_broker):
 # ------------------------------------------------- a producer that crashed mid-transaction
 
 CRASHING_PRODUCER = r"""
-import sys, time
+import json, signal, sys
 import confluent_kafka
 bootstrap, topic, tid = sys.argv[1:4]
 p = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "transactional.id": tid,
@@ -927,33 +814,24 @@ p.begin_transaction()
 for i in range(20):
     p.produce(topic, value=b"lost-%d" % i, partition=0)
 assert p.flush(30) == 0
-print("open", flush=True)
-time.sleep(120)     # until the test kills this process
+print(json.dumps({"open": tid}), flush=True)
+signal.pause()      # until the test kills this process
 """
 
 
-def test_transaction_of_crashed_producer_is_aborted_after_its_timeout(txn_broker, topic_name,
-                                                                      tmp_path):
+def test_transaction_of_crashed_producer_is_aborted_after_its_timeout(txn_broker, topic_name):
     """A producer SIGKILLed with a transaction open holds the last stable offset back until the
     coordinator aborts the transaction after transaction.timeout.ms (3 s); then read_committed
     consumers get the later committed data and never the crashed producer's records."""
     b = txn_broker
     create_topic(b.bootstrap, topic_name)
     tid = unique("crashed")
-    script = tmp_path / "crashing_producer.py"
-    script.write_text(CRASHING_PRODUCER)
-    proc = subprocess.Popen([sys.executable, str(script), b.bootstrap, topic_name, tid],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    producer = ClientProcess(CRASHING_PRODUCER, b.bootstrap, topic_name, tid)
     try:
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-        reader.start()
-        wait_until(lambda: "open\n" in lines, 30, "the producer's open transaction")
-        proc.kill()
-        proc.wait(10)
+        wait_for(lambda: producer.alive() and producer.latest("open"), 30,
+                 "the producer's open transaction")
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        producer.kill()
     assert end_offsets(b.bootstrap, topic_name, [0], READ_UNCOMMITTED) == {0: 20}
     assert txn_state(b.bootstrap, tid)["TransactionState"] == "Ongoing"
     later = ConfluentTxnProducer(b.bootstrap, unique("after-crash"))
@@ -966,7 +844,7 @@ def test_transaction_of_crashed_producer_is_aborted_after_its_timeout(txn_broker
     assert end_offsets(b.bootstrap, topic_name, [0], READ_COMMITTED) == {0: 0}
     assert open_transactions_in(b.bootstrap, topic_name, [0])[0][0][1] == 0
     # Aborted by the coordinator after 3 s (checked every 0.5 s): the LSO reaches the end.
-    wait_until(lambda: end_offsets(b.bootstrap, topic_name, [0], READ_COMMITTED) ==
+    wait_for(lambda: end_offsets(b.bootstrap, topic_name, [0], READ_COMMITTED) ==
                end_offsets(b.bootstrap, topic_name, [0], READ_UNCOMMITTED), 20,
                "the timed-out transaction to be aborted")
     state = txn_state(b.bootstrap, tid)
@@ -976,7 +854,7 @@ def test_transaction_of_crashed_producer_is_aborted_after_its_timeout(txn_broker
     assert values(read_all(b.bootstrap, topic_name, [0], READ_COMMITTED)) == \
         {0: [b"later-%d" % i for i in range(5)]}
     got = consume_confluent(b.bootstrap, topic_name, [0], 5, timeout=15,
-                            extra={"isolation.level": "read_committed"})
+                            config={"isolation.level": "read_committed"})
     assert [r.value for r in got] == [b"later-%d" % i for i in range(5)]
 
 
@@ -992,7 +870,7 @@ def test_producer_outliving_its_transaction_timeout_is_fenced(txn_broker, topic_
     producer.begin()
     producer.send(topic_name, 0, b"too late")
     producer.flush()
-    wait_until(lambda: txn_state(b.bootstrap, tid)["TransactionState"] == "CompleteAbort", 20,
+    wait_for(lambda: txn_state(b.bootstrap, tid)["TransactionState"] == "CompleteAbort", 20,
                "the coordinator to abort the transaction")
     with pytest.raises(KafkaException) as raised:
         producer.commit()
@@ -1006,6 +884,7 @@ def test_producer_outliving_its_transaction_timeout_is_fenced(txn_broker, topic_
 
 # ------------------------------------------------------------- broker SIGKILL
 
+@pytest.mark.timeout(240)
 def test_broker_sigkill_in_the_middle_of_transactions(topic_name):
     """SIGKILL the broker with transactions committed, aborted and open, and an idempotent
     producer mid-stream. After the restart: committed data visible, aborted hidden, the open
@@ -1063,12 +942,10 @@ def test_broker_sigkill_in_the_middle_of_transactions(topic_name):
                 def acknowledged():
                     stream.poll(0.05)
                     return len(reports) >= 1000
-                wait_until(acknowledged, 30, "the first acknowledgements", interval=0)
+                wait_for(acknowledged, 30, "the first acknowledgements", interval=0)
                 b.restart(kill=True)
-        deadline = time.monotonic() + 60
-        while stream.flush(1) and time.monotonic() < deadline:
-            pass
-        assert stream.flush(0) == 0
+        wait_for(lambda: stream.flush(1) == 0, 60, "the idempotent stream to be delivered",
+                 interval=0)
         assert [reports[v] for v in sent] == list(range(len(sent)))
 
         # Recovered from the log: the open transactions still hold the last stable offset.
@@ -1084,7 +961,7 @@ def test_broker_sigkill_in_the_middle_of_transactions(topic_name):
         expected = {p: [f"{t}-{p}-{i}".encode() for t in ("a1", "a2", "a3") for i in range(5)]
                     for p in partitions}
         # C's transaction times out (4 s) and is aborted: nothing is left open.
-        wait_until(lambda: txn_list(b.bootstrap).get(tids["c"]) == "CompleteAbort", 30,
+        wait_for(lambda: txn_list(b.bootstrap).get(tids["c"]) == "CompleteAbort", 30,
                    "the abandoned transaction to be aborted")
         states = txn_list(b.bootstrap)
         assert states[tids["a"]] == "CompleteCommit"
@@ -1202,43 +1079,14 @@ while True:
 """
 
 
-class Copier:
-    """The copier in a subprocess; its progress lines are collected by a thread."""
-
-    def __init__(self, script, *args: str):
-        self.proc = subprocess.Popen([sys.executable, str(script), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.copied = 0
-        self.holding: int | None = None
-        self.aborts: list[str] = []
-        self.errors: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=lambda: self.errors.extend(self.proc.stderr),
-                         daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            event = json.loads(line)
-            self.copied = event.get("copied", self.copied)
-            self.holding = event.get("holding", self.holding)
-            if "aborted" in event:
-                self.aborts.append(event["aborted"])
-
-    def alive(self) -> bool:
-        assert self.proc.poll() is None, "copier died:\n" + "".join(self.errors[-30:])
-        return True
-
-    def wait_holding(self, at_least: int, timeout: float):
-        wait_until(lambda: self.alive() and self.holding is not None and
-                   self.holding >= at_least, timeout,
-                   f"the copier to hold a transaction after {at_least} records")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
+def wait_holding(copier: ClientProcess, at_least: int, timeout: float) -> int:
+    """Wait until the copier holds a transaction open after `at_least` records; how many."""
+    return wait_for(lambda: copier.alive() and copier.latest("holding", -1) >= at_least and
+                    copier.latest("holding"), timeout,
+                    f"the copier to hold a transaction after {at_least} records")
 
 
+@pytest.mark.timeout(360)
 def test_slow_copier_exactly_once_across_broker_and_client_kills(topic_name, tmp_path):
     """A copier reads topic A (3 partitions, 20k records) read_committed in a group and writes
     topic B in transactions with send_offsets_to_transaction. The broker is SIGKILLed while the
@@ -1254,40 +1102,32 @@ def test_slow_copier_exactly_once_across_broker_and_client_kills(topic_name, tmp
         create_topic(b.bootstrap, source, partitions=3)
         create_topic(b.bootstrap, sink, partitions=3)
         total = 20_000
-        plain = confluent_kafka.Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 5,
-                                          "enable.idempotence": True})
-        for i in range(total):
-            plain.produce(source, key=b"k%05d" % i, value=b"v%05d" % i, partition=i % 3)
-            if i % 1000 == 0:
-                plain.poll(0)
-        assert plain.flush(30) == 0
-        script = tmp_path / "copier.py"
-        script.write_text(COPIER)
+        produce_confluent(b.bootstrap, source, [Rec(i % 3, None, b"k%05d" % i, b"v%05d" % i)
+                                                for i in range(total)], idempotent=True)
         gate = tmp_path / "gate"
         gate.write_text("5000 hold")
         group = unique("copier-group")
         args = (b.bootstrap, source, sink, group, unique("copier"), str(gate))
 
-        copiers.append(Copier(script, *args))
-        copiers[-1].wait_holding(5000, 60)
+        copiers.append(ClientProcess(COPIER, *args))
+        wait_holding(copiers[-1], 5000, 60)
         b.restart(kill=True)
         gate.write_text("12000 hold")
-        copiers[-1].wait_holding(12000, 90)
-        assert copiers[-1].holding < total
+        assert wait_holding(copiers[-1], 12000, 90) < total
         copiers[-1].kill()
         gate.write_text("none")
-        copiers.append(Copier(script, *args))
+        copiers.append(ClientProcess(COPIER, *args))
         ends = end_offsets(b.bootstrap, source, [0, 1, 2], READ_UNCOMMITTED)
         assert sum(ends.values()) == total
-        wait_until(lambda: copiers[-1].alive() and
+        wait_for(lambda: copiers[-1].alive() and
                    committed_offsets(b.bootstrap, group, source, [0, 1, 2]) == ends, 90,
                    "the copier to commit the end of A", interval=0.5)
         copiers[-1].kill()
         source_records = read_all(b.bootstrap, source, [0, 1, 2], READ_COMMITTED)
         sink_records = read_all(b.bootstrap, sink, [0, 1, 2], READ_COMMITTED)
         for p in range(3):
-            want = [(m.key(), m.value()) for m in source_records[p]]
-            got = [(m.key(), m.value()) for m in sink_records[p]]
+            want = [(r.key, r.value) for r in source_records[p]]
+            got = [(r.key, r.value) for r in sink_records[p]]
             assert len(want) == ends[p]
             assert got == want, (p, len(got), len(want))
         assert open_transactions_in(b.bootstrap, sink, [0, 1, 2]) == {0: [], 1: [], 2: []}

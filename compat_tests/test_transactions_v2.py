@@ -20,10 +20,12 @@ from trioka.wire import protocol
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 
-from harness import BrokerProcess, RawConnection, create_topic, unique
+from clients import consume_kafka_python
+from harness import RawConnection, create_topic, unique
 from test_transactions import (READ_COMMITTED, READ_UNCOMMITTED, TXN_OVERRIDES,
-                               consume_kafka_python_committed, control_offsets, end_offsets,
-                               read_all, txn_state, values)
+                               control_offsets, end_offsets, read_all, read_committed,
+                               txn_state, values)
+from trioka.testing.process import BrokerProcess
 
 
 def request(api_key, **fields):
@@ -101,9 +103,8 @@ class V2Producer:
 
 @pytest.fixture(scope="module")
 def v2_broker():
-    b = BrokerProcess(overrides=TXN_OVERRIDES).start()
-    yield b
-    b.close()
+    with BrokerProcess(overrides=TXN_OVERRIDES) as b:
+        yield b.start()
 
 
 def test_api_versions_advertise_transaction_version(v2_broker):
@@ -167,7 +168,8 @@ def test_v2_transactions_read_back_by_stock_consumers(v2_broker, topic_name):
         end_offsets(b.bootstrap, topic_name, partitions, READ_UNCOMMITTED)
     for p in partitions:
         assert len(control_offsets(b.bootstrap, topic_name, p)) == 3
-    assert consume_kafka_python_committed(b.bootstrap, topic_name, partitions, 20) == committed
+    assert read_committed(consume_kafka_python, b.bootstrap, topic_name, partitions,
+                          20) == committed
 
 
 def test_late_write_of_a_finished_transaction_is_fenced(v2_broker, topic_name):
@@ -301,7 +303,7 @@ def test_v2_transaction_survives_a_broker_kill(topic_name):
             again.close()
         got = read_all(b.bootstrap, topic_name, [0], READ_COMMITTED)
         assert values(got) == {0: [b"one", b"two", b"three"]}
-        assert consume_kafka_python_committed(b.bootstrap, topic_name, [0], 3) == \
+        assert read_committed(consume_kafka_python, b.bootstrap, topic_name, [0], 3) == \
             {0: [b"one", b"two", b"three"]}
     finally:
         b.close()

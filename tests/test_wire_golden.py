@@ -19,46 +19,30 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import pytest
 
+import message_values
 from trioka.wire import protocol, schema
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.messages import MESSAGES
 
-kafka_protocol = pytest.importorskip("kafka.protocol")
-# kafka-python 3 has the JSON-driven codec these tests drive (2.x only has the classic structs).
-pytest.importorskip("kafka.protocol.api_message", reason="needs kafka-python >= 3")
-
-from kafka.protocol.admin import (  # noqa: E402
+# kafka-python 3 (the test extra's floor) has the JSON-driven codec these tests drive; 2.x only
+# has the classic structs. A missing or older kafka-python fails here, it does not skip.
+import kafka.protocol as kafka_protocol
+from kafka.protocol.admin import (
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse)
-from kafka.protocol.api_message import ApiMessage  # noqa: E402
-from kafka.protocol.consumer import (  # noqa: E402
+from kafka.protocol.api_message import ApiMessage
+from kafka.protocol.consumer import (
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse)
-from kafka.protocol.metadata import (  # noqa: E402
+from kafka.protocol.metadata import (
     ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse)
-from kafka.protocol.producer import ProduceRequest, ProduceResponse  # noqa: E402
-from kafka.record.default_records import DefaultRecordBatchBuilder  # noqa: E402
-
-
-def schema_tests():
-    """tests/test_wire_schema.py as a module, for its message populator."""
-    try:
-        import test_wire_schema
-    except ImportError:      # pytest's importlib import mode leaves tests/ off sys.path
-        import importlib.util
-        import pathlib
-        path = pathlib.Path(__file__).with_name("test_wire_schema.py")
-        spec = importlib.util.spec_from_file_location("test_wire_schema", path)
-        test_wire_schema = importlib.util.module_from_spec(spec)
-        sys.modules["test_wire_schema"] = test_wire_schema
-        spec.loader.exec_module(test_wire_schema)
-    return test_wire_schema
+from kafka.protocol.producer import ProduceRequest, ProduceResponse
+from kafka.record.default_records import DefaultRecordBatchBuilder
 
 
 TOPIC_ID = uuid.UUID("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
@@ -672,7 +656,7 @@ def _ours(key, o, fields, v) -> list:
     """(name, value) pairs in wire order, recursively."""
     out = []
     for f in fields:
-        if not schema_tests().in_version(f, v):
+        if not message_values.in_version(f, v):
             continue
         x = getattr(o, f.name)
         if f.type == "array" and f.is_struct and x is not None:
@@ -705,7 +689,7 @@ def test_sweep_agrees_with_kafka_python(key, kind, version):
     kc = KP[(key, kind)]
     for seed, nulls in ((11, False), (12, True)):
         rng = random.Random(f"{key}/{kind}/{version}/{seed}")
-        msg = schema_tests().populate(mt.cls, mt.fields, version, rng, nulls)
+        msg = message_values.populate(mt.cls, mt.fields, version, rng, nulls)
         if (key, kind) == (ApiKey.API_VERSIONS, "response"):
             msg.error_code = 0   # kafka-python reads any failed ApiVersions answer as v0
         ours = mt.encode(msg, version)
@@ -822,7 +806,7 @@ def capture_first_frame(start, timeout: float = 10.0) -> bytes:
 
 
 def test_live_confluent_kafka_first_frame():
-    confluent_kafka = pytest.importorskip("confluent_kafka")
+    import confluent_kafka
     import logging
     quiet = logging.getLogger("trioka.tests.librdkafka")
     quiet.addHandler(logging.NullHandler())
@@ -846,8 +830,9 @@ def test_live_confluent_kafka_first_frame():
                              re.escape(f"{version}-rdkafka-{lib}"))
 
 
-@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
 def test_live_kcat_first_frame():
+    if shutil.which("kcat") is None:
+        pytest.fail("kcat is not installed (.ci/run installs it with apt)")
     procs = []
 
     def start(port):

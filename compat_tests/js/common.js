@@ -60,13 +60,16 @@ function main (fn, deadlineMs = 50000) {
     process.stderr.write(`driver deadline of ${deadlineMs} ms passed\n`)
     process.exit(3)
   }, deadlineMs)
+  // Writes to a pipe are asynchronous in Node.js, and process.exit() drops what is still
+  // queued: exit only once stdout has taken every line.
+  const exit = (code) => process.stdout.write('', () => process.exit(code))
   fn().then(() => {
     clearTimeout(timer)
-    process.exit(0)
+    exit(0)
   }, (e) => {
     process.stderr.write(`driver failed: ${e && e.stack ? e.stack : e}\n`)
     emit({ fatal: describeError(e || {}) })
-    process.exit(1)
+    exit(1)
   })
 }
 

@@ -1,6 +1,7 @@
 'use strict'
-// node fetch.js BOOTSTRAP TOPIC PARTITION FROM_OFFSET COUNT
-// Reads COUNT records of one partition from FROM_OFFSET with KafkaJS's own Fetch (its broker
+// node fetch.js BOOTSTRAP TOPIC PARTITION FROM_OFFSET COUNT|end
+// Reads COUNT records of one partition from FROM_OFFSET (or, with "end", every record up to the
+// high watermark of the first answer) with KafkaJS's own Fetch (its broker
 // connection and record-batch decoder), without a consumer group: KafkaJS's public consumer
 // always joins a group, so this uses the cluster object that its producer, consumer and admin
 // are built on. Prints one {"record": ...} line per record, then {"done": {...}} with the last
@@ -9,7 +10,7 @@ const { client, emit, b64, main } = require('./common')
 
 const [bootstrap, topic, partitionArg, fromArg, countArg] = process.argv.slice(2)
 const partition = Number(partitionArg)
-const count = Number(countArg)
+const count = countArg === 'end' ? null : Number(countArg)
 
 function headersOf (headers) {
   // KafkaJS decodes headers into an object; a repeated header name becomes an array.
@@ -35,8 +36,10 @@ main(async () => {
     let offset = BigInt(fromArg)
     let got = 0
     let highWatermark = null
+    let end = null
     const deadline = Date.now() + 30000
-    while (got < count && Date.now() < deadline) {
+    const more = () => count === null ? (end === null || offset < end) : got < count
+    while (more() && Date.now() < deadline) {
       const response = await broker.fetch({
         maxWaitTime: 500,
         minBytes: 1,
@@ -49,6 +52,7 @@ main(async () => {
       const data = response.responses[0].partitions[0]
       if (data.errorCode !== 0) throw new Error(`fetch error code ${data.errorCode}`)
       highWatermark = data.highWatermark
+      if (end === null) end = BigInt(highWatermark)
       for (const m of data.messages) {
         const at = BigInt(m.offset)
         // A fetch returns whole batches, which may start before the offset asked for.
@@ -66,7 +70,7 @@ main(async () => {
         })
         offset = at + 1n
         got += 1
-        if (got >= count) break
+        if (!more()) break
       }
     }
     emit({ done: { count: got, highWatermark } })

@@ -1,7 +1,8 @@
 'use strict'
-// node produce.js BOOTSTRAP SPEC_JSON
+// node produce.js BOOTSTRAP SPEC_JSON   (or - to read SPEC_JSON from stdin: big specs)
 // SPEC: {"topic", "acks": -1|1|0, "compression": "none"|"gzip"|"snappy"|"lz4"|"zstd",
-//        "sends": [[message, ...], ...]}   (each inner list is one producer.send call)
+//        "idempotent"?: true|false, "sends": [[message, ...], ...]}
+//        (each inner list is one producer.send call)
 // message: {"key", "value", "partition"?, "timestamp"? (ms, string or number),
 //           "headers"? {name: value or [values]}}; key / value / header values are strings,
 //           null, or {"b64": ...}.
@@ -10,7 +11,7 @@ const { CompressionTypes } = require('kafkajs')
 const { client, emit, bytesOf, main } = require('./common')
 
 const [bootstrap, specJson] = process.argv.slice(2)
-const spec = JSON.parse(specJson)
+const spec = JSON.parse(specJson === '-' ? require('fs').readFileSync(0, 'utf8') : specJson)
 
 const CODECS = {
   none: CompressionTypes.None,
@@ -36,6 +37,9 @@ function toMessage (m) {
 main(async () => {
   const producer = client(bootstrap, 'trioka-compat-producer').producer({
     allowAutoTopicCreation: false,
+    // KafkaJS's idempotent producer allows one request in flight (and needs acks -1).
+    idempotent: Boolean(spec.idempotent),
+    maxInFlightRequests: spec.idempotent ? 1 : undefined,
     // KafkaJS 2's default partitioner warns when none is chosen; explicit partitions are used.
     createPartitioner: require('kafkajs').Partitioners.DefaultPartitioner
   })
