@@ -73,9 +73,10 @@ def load_config(args):
         overrides["trioka.admin.listener"] = args.admin_listener
     cfg = Config.load(args.config, overrides=overrides)
     cfg.memory = args.memory
-    from trioka.config import finalized
+    from trioka.config import finalized, parse_connection_overrides
     try:
         finalized(cfg)
+        parse_connection_overrides(cfg.max_connections_per_ip_overrides)
     except ValueError as e:
         raise SystemExit(f"trioka: {e}") from None
     return cfg

@@ -3,7 +3,9 @@ controls, the clock, waiters). No sockets here: server.py serves it.
 
 Handlers change state only through the owners' methods. Methods that change state are plain `def`
 with no `await` inside, so under trio each runs to completion without interleaving (no locks).
-Waiters (long-poll Fetch) wait on `data_event()`, a trio.Event that appends set and replace.
+Waiters (long-poll Fetch) register a trio.Event with each partition they read
+(`PartitionLog.add_waiter`); the partition sets it at its next append or log start change, so an
+append wakes only the fetchers of the partition appended to.
 
 This broker is a whole single-node cluster: it is the controller, and every partition's leader,
 only replica and ISR, so the high watermark moves with every append.
@@ -80,7 +82,6 @@ class BrokerState:
         self.nursery: trio.Nursery | None = None
         self.listeners: list[Listener] = []
         self._advertised: dict[str, tuple[str, int]] = {}
-        self._data_event = trio.Event()
         self.fetch_sessions = FetchSessionCache(
             self.config.max_incremental_fetch_session_cache_slots)
 
@@ -110,8 +111,7 @@ class BrokerState:
         """The group coordinator (coordinator/group_coordinator.py)."""
         if self._groups is None:
             from trioka.coordinator.group_coordinator import GroupCoordinator
-            groups = GroupCoordinator(self.config, self.logs, clock=self.clock,
-                                      on_append=self.notify_data)
+            groups = GroupCoordinator(self.config, self.logs, clock=self.clock)
             groups.open()
             self._groups = groups
             if self.nursery is not None:
@@ -132,12 +132,16 @@ class BrokerState:
         """The log cleaner (log/cleaner.py), for compacted topics."""
         if self._cleaner is None:
             from trioka.log.cleaner import LogCleaner
-            self._cleaner = LogCleaner(self.logs.files, self.logs.all_partitions,
-                                       step_bytes=self.config.log_cleaner_io_buffer_size)
+            self._cleaner = LogCleaner(
+                self.logs.files, self.logs.all_partitions,
+                step_bytes=self.config.log_cleaner_io_buffer_size,
+                dedupe_buffer_size=self.config.log_cleaner_dedupe_buffer_size //
+                max(1, self.config.log_cleaner_threads))
         return self._cleaner
 
     def start_background(self, nursery: trio.Nursery) -> None:
-        """Timers owned by the broker: checkpoints, retention, the cleaner, coordinators."""
+        """Timers owned by the broker: checkpoints, retention, the cleaner, coordinators,
+        producer and transactional id expiration."""
         nursery.start_soon(self._keep_running, "the checkpoint task", self._checkpoint_loop)
         nursery.start_soon(self._keep_running, "the retention task", self._retention_loop)
         if self.config.log_cleaner_enable:
@@ -146,6 +150,10 @@ class BrokerState:
             self._start_group_timers(nursery)
         nursery.start_soon(self._keep_running, "the transaction timeout task",
                            self._transaction_timeout_loop)
+        nursery.start_soon(self._keep_running, "the producer expiration task",
+                           self._producer_expiration_loop)
+        nursery.start_soon(self._keep_running, "the transactional id expiration task",
+                           self._transactional_id_expiration_loop)
 
     def _start_group_timers(self, nursery: trio.Nursery) -> None:
         nursery.start_soon(self._keep_running, "the group coordinator's timers",
@@ -161,6 +169,25 @@ class BrokerState:
             await self.clock.sleep(interval / 1000)
             if self._transactions is not None:
                 self._transactions.expire(self.clock.wall_ms())
+
+    async def _producer_expiration_loop(self) -> None:
+        """Kafka's PeriodicProducerExpirationCheck: every
+        producer.id.expiration.check.interval.ms, every partition forgets the producers idle
+        for producer.id.expiration.ms with no transaction open."""
+        while True:
+            await self.clock.sleep(self.config.producer_id_expiration_check_interval_ms / 1000)
+            self.logs.remove_expired_producers(self.clock.wall_ms(),
+                                               self.config.producer_id_expiration_ms)
+
+    async def _transactional_id_expiration_loop(self) -> None:
+        """Kafka's transactionalId-expiration task: every
+        transaction.remove.expired.transaction.cleanup.interval.ms, the coordinator (if loaded)
+        expires the ids idle for transactional.id.expiration.ms."""
+        interval = self.config.transaction_remove_expired_transaction_cleanup_interval_ms
+        while True:
+            await self.clock.sleep(interval / 1000)
+            if self._transactions is not None:
+                self._transactions.expire_transactional_ids(self.clock.wall_ms())
 
     async def _checkpoint_loop(self) -> None:
         while True:
@@ -180,7 +207,6 @@ class BrokerState:
         deleted = self.logs.delete_old_segments(now_ms)
         if deleted:
             self.logs.checkpoint()
-            self.notify_data()   # fetchers below the new log start offset get the error now
         return deleted
 
     async def _cleaner_loop(self) -> None:
@@ -344,25 +370,23 @@ class BrokerState:
 
     def delete_topic(self, name: str) -> None:
         self.logs.delete_topic(name)
-        self.notify_data()   # fetchers waiting on it re-read and report the error
 
     def create_partitions(self, name: str, total: int) -> None:
         self.logs.create_partitions(name, total)
 
-    def partition(self, name: str, index: int):
-        """The PartitionLog of a topic partition, or UNKNOWN_TOPIC_OR_PARTITION."""
+    def partition(self, name: str, index: int, *, reading: bool = False):
+        """The PartitionLog of a topic partition, or UNKNOWN_TOPIC_OR_PARTITION;
+        KAFKA_STORAGE_ERROR for writers (not `reading`) once the log dir is offline."""
         topic = self.logs.topic(name)
         if topic is None or not 0 <= index < topic.num_partitions:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                              "This server does not host this topic-partition.")
-        return self.logs.partition(name, index)
+        return self.logs.partition(name, index, reading=reading)
 
     # --- waiting for data (long-poll Fetch) ---
 
-    def data_event(self) -> trio.Event:
-        """Set at the next append anywhere; fetchers re-check their partitions when it fires."""
-        return self._data_event
-
     def notify_data(self) -> None:
-        self._data_event.set()
-        self._data_event = trio.Event()
+        """Nothing to do: every change a fetcher waits for (an append, a marker, the log start
+        offset moving, a truncation, a deletion) wakes the fetchers of that partition only, from
+        the partition itself (PartitionLog.add_waiter / wake_waiters). Handlers that still call
+        this after appending may drop the call."""

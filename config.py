@@ -61,6 +61,10 @@ KEYS: dict[str, tuple[type, object]] = {
     "log.cleaner.enable": (bool, True),
     "log.cleaner.backoff.ms": (int, 15000),
     "log.cleaner.io.buffer.size": (int, 524288),
+    # The log cleaner's offset map (16-byte key hashes and offsets) takes at most this memory,
+    # split across log.cleaner.threads (one cleaner runs here; the split is Kafka's).
+    "log.cleaner.dedupe.buffer.size": (int, 134217728),
+    "log.cleaner.threads": (int, 1),
     # Kafka's cleaner I/O throttle; a float there (Double.MAX_VALUE), whole bytes here.
     "log.cleaner.io.max.bytes.per.second": (int, 2**63 - 1),   # the pause between log cleaner passes
     "log.cleanup.policy": (str, "delete"),
@@ -75,6 +79,13 @@ KEYS: dict[str, tuple[type, object]] = {
     "transaction.state.log.min.isr": (int, 1),
     "transaction.max.timeout.ms": (int, 900000),
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": (int, 10000),
+    # A transactional id with no transaction in progress expires after this long without an
+    # update, checked every ...cleanup.interval.ms; idle producers' state in each partition
+    # likewise after producer.id.expiration.ms, checked every ...check.interval.ms.
+    "transactional.id.expiration.ms": (int, 604800000),
+    "transaction.remove.expired.transaction.cleanup.interval.ms": (int, 3600000),
+    "producer.id.expiration.ms": (int, 86400000),
+    "producer.id.expiration.check.interval.ms": (int, 600000),
     "group.initial.rebalance.delay.ms": (int, 0),
     "group.min.session.timeout.ms": (int, 6000),
     "group.max.session.timeout.ms": (int, 1800000),
@@ -111,6 +122,11 @@ KEYS: dict[str, tuple[type, object]] = {
     # trioka: HOST:PORT of the admin endpoint (fault injection over HTTP, controls/endpoint.py);
     # empty: none.
     "trioka.admin.listener": (str, ""),
+    # trioka: walk every record of every produced batch, as Kafka's LogValidator does (count
+    # against the header, per-record timestamps; log/validator.py). Off, produce checks each
+    # batch's header and CRC in constant time and walks records only where a topic needs it
+    # (compaction, a compression.type to recompress to), so batches stay zero-copy.
+    "trioka.strict.validation": (bool, False),
 }
 
 
@@ -384,6 +400,17 @@ def parse_listeners(text: str) -> list[Listener]:
         out.append(Listener(name.upper(), host, int(port)))
     if not out:
         raise ValueError("no listeners")
+    return out
+
+
+def parse_connection_overrides(text: str) -> dict[str, int]:
+    """`max.connections.per.ip.overrides`: `host:count[,host:count]` -> {host: count}."""
+    out = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        host, sep, count = item.rpartition(":")
+        if not sep or not host.strip() or not count.strip().isdigit():
+            raise ValueError(f"max.connections.per.ip.overrides: {item!r} is not host:count")
+        out[host.strip()] = int(count)
     return out
 
 

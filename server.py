@@ -19,7 +19,7 @@ import trio
 from trioka.apis import APIS
 from trioka.apis.context import Connection, RequestContext
 from trioka.broker import BrokerState
-from trioka.config import Config, Listener, parse_listeners
+from trioka.config import Config, Listener, parse_connection_overrides, parse_listeners
 from trioka.controls.rules import encode_error_response
 from trioka.log.files import FileRegion
 from trioka.wire import protocol
@@ -322,13 +322,7 @@ class ConnectionLimits:
     def __init__(self, config: Config):
         self.max_connections = config.max_connections
         self.max_per_ip = config.max_connections_per_ip
-        self.overrides: dict[str, int] = {}
-        for item in filter(None, (i.strip() for i in
-                                  config.max_connections_per_ip_overrides.split(","))):
-            host, sep, count = item.rpartition(":")
-            if not sep or not count.strip().isdigit():
-                raise ValueError(f"max.connections.per.ip.overrides: {item!r} is not host:count")
-            self.overrides[host.strip()] = int(count)
+        self.overrides = parse_connection_overrides(config.max_connections_per_ip_overrides)
         self.open = 0
         self.per_host: dict[str, int] = {}
         self._slot_freed = trio.Event()

@@ -4,12 +4,14 @@ This broker has one log directory (`log.dirs`, or "memory" with --memory). Each 
 its size in bytes (all segments), an offset lag of 0 (there is no replica movement between
 directories) and is_future_key false. `topics` null asks for every partition. v4 adds the
 directory's total and usable bytes (from the file system; -1 in memory). Version 0 was removed in
-Kafka 4.0.
+Kafka 4.0. A log directory that an I/O error took offline answers KAFKA_STORAGE_ERROR and no
+partitions, as Kafka reports an offline dir.
 """
 
 import os
 
 from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
 
 Response = response_class(ApiKey.DESCRIBE_LOG_DIRS)
@@ -34,10 +36,15 @@ async def handle(broker, request, ctx):
         if parts:
             topics.append(TopicResult(name=name, partitions=parts))
     data_dir = broker.config.data_dir
+    log_dir = os.path.abspath(data_dir) if data_dir else "memory"
+    if broker.logs.offline:
+        result = DirResult(error_code=ErrorCode.KAFKA_STORAGE_ERROR, log_dir=log_dir, topics=[],
+                           total_bytes=-1, usable_bytes=-1)
+        return Response(throttle_time_ms=0, error_code=0, results=[result])
     total = usable = -1
     if data_dir is not None:
         st = os.statvfs(data_dir)
         total, usable = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
-    result = DirResult(error_code=0, log_dir=os.path.abspath(data_dir) if data_dir else "memory",
-                       topics=topics, total_bytes=total, usable_bytes=usable)
+    result = DirResult(error_code=0, log_dir=log_dir, topics=topics, total_bytes=total,
+                       usable_bytes=usable)
     return Response(throttle_time_ms=0, error_code=0, results=[result])

@@ -18,7 +18,7 @@ ProducerState = PartitionResponse.ProducerState
 
 def describe(broker, topic: str, index: int) -> object:
     try:
-        log = broker.partition(topic, index)
+        log = broker.partition(topic, index, reading=True)
     except KafkaError as e:
         return PartitionResponse(partition_index=index, error_code=e.code,
                                  error_message=e.message)

@@ -3,14 +3,25 @@
 Served as Kafka serves a consumer (replica id -1):
 - Data starts at the stored batch that contains `fetch_offset` (clients skip the records before
   it) and is whole batches, never decoded: the bytes go from the segment to the socket as stored.
-- Limits: `partition_max_bytes` per partition, `max_bytes` for the response, partitions filled in
-  request order. KIP-74: the first partition with data returns at least one whole batch even when
-  that batch is larger than the limits, so a consumer always makes progress.
+- Limits, as Kafka's KafkaApis and ReplicaManager.readFromLog apply them: the response's budget is
+  the request's `max_bytes` capped by the broker's `fetch.max.bytes` (55 MiB), and `min_bytes` is
+  capped by that budget; each partition reads up to min(`partition_max_bytes`, what is left of the
+  budget), partitions filled in request order. KIP-74: until a partition has returned data, the
+  first batch is returned even when it is larger than the limits (up to the topic's
+  `max.message.bytes`), so a consumer always makes progress; after that the limits are hard. A
+  response is thus at most about `fetch.max.bytes` plus one batch, never the 2 GiB a frame allows.
 - The upper bound is the high watermark (read_uncommitted) or the last stable offset
   (read_committed, isolation level 1). A fetch offset below the log start offset or above the log
-  end offset is OFFSET_OUT_OF_RANGE.
+  end offset is OFFSET_OUT_OF_RANGE. Partitions of a log dir an I/O error took offline are
+  KAFKA_STORAGE_ERROR, as in Kafka (log/manager.py).
 - Long polling: the answer goes back as soon as `min_bytes` are available or any partition has an
-  error; otherwise the request waits up to `max_wait_ms` and is woken by every append.
+  error; otherwise the request waits up to `max_wait_ms`, registered with each partition it reads
+  (PartitionLog.add_waiter), and is woken only by a change of those partitions (an append, a
+  marker, the log start offset moving, a deletion), as Kafka's fetch purgatory is keyed by
+  partition. It then reads its partitions again.
+- Stored batches read from disk go out with sendfile: the response holds file regions that share
+  one duplicated descriptor per segment file (log/files.py), so descriptors do not grow with the
+  number of fetches waiting to be sent.
 - KIP-227 sessions (v7+): see fetch_sessions.py. v13+ name topics by id (UNKNOWN_TOPIC_ID).
 - v9+ `current_leader_epoch`: older than ours is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
 
@@ -18,7 +29,10 @@ Not done: follower fetching (this broker has no followers), preferred read repli
 Versions 0-3 (message formats v0/v1) were removed in Kafka 4.0 and are not served.
 """
 
+import trio
+
 from trioka.log.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, CachedPartition
+from trioka.log.files import FileRegion
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -54,6 +68,15 @@ class _Read:
         self.bytes = 0
         self.errors = False
         self.results = []   # (CachedPartition, PartitionData, has_records)
+        self.logs = []      # the PartitionLogs read, to wait on when there is not enough
+
+    def release(self) -> None:
+        """Let go of the file regions of a pass whose answer is not sent."""
+        for _, pd, has_records in self.results:
+            if has_records:
+                for chunk in pd.records:
+                    if type(chunk) is FileRegion:
+                        chunk.close()
 
 
 def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _Read:
@@ -67,7 +90,7 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _
             out.results.append((cp, pd, False))
             continue
         try:
-            log = broker.partition(cp.topic, cp.partition)
+            log = broker.partition(cp.topic, cp.partition, reading=True)
             if cp.current_leader_epoch not in (-1, broker.leader_epoch):
                 raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH
                                  if cp.current_leader_epoch < broker.leader_epoch
@@ -76,6 +99,7 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _
             upper = log.last_stable_offset if isolation == READ_COMMITTED else None
             read = log.read(cp.fetch_offset, limit, min_one_batch=first, isolation_upper=upper,
                             zero_copy=True)
+            out.logs.append(log)
         except KafkaError as e:
             out.errors = True
             out.results.append((cp, _error_partition(cp.partition, e.code), False))
@@ -178,16 +202,27 @@ async def handle(broker, request, ctx):
         wanted = list(session.partitions.values())
         incremental = True
 
-    # Long poll: answer at once when enough is there, else wait for appends until max_wait_ms.
+    # KafkaApis: fetch.max.bytes caps the request's max_bytes, and min_bytes is capped by that.
+    max_bytes = min(request.max_bytes, broker.config.fetch_max_bytes)
+    min_bytes = min(request.min_bytes, max_bytes)
+    # Long poll: answer at once when enough is there, else wait for a change of the partitions
+    # read until max_wait_ms.
     deadline = broker.clock.monotonic() + max(0, request.max_wait_ms) / 1000
     while True:
-        event = broker.data_event()
-        read = _read_all(broker, wanted, request.max_bytes, request.isolation_level, version)
-        if (read.bytes >= request.min_bytes or read.errors or request.max_wait_ms <= 0
+        read = _read_all(broker, wanted, max_bytes, request.isolation_level, version)
+        if (read.bytes >= min_bytes or read.errors or request.max_wait_ms <= 0
                 or broker.clock.monotonic() >= deadline or broker.shutting_down.is_set()):
             break
-        with broker.clock.move_on_at(deadline):
-            await event.wait()
+        read.release()
+        changed = trio.Event()
+        for log in read.logs:
+            log.add_waiter(changed)
+        try:
+            with broker.clock.move_on_at(deadline):
+                await changed.wait()
+        finally:
+            for log in read.logs:
+                log.remove_waiter(changed)
 
     results = read.results
     if session is not None:

@@ -27,7 +27,7 @@ EpochEndOffset = TopicResult.EpochEndOffset
 
 def end_offset(broker, topic: str, p) -> object:
     try:
-        log = broker.partition(topic, p.partition)
+        log = broker.partition(topic, p.partition, reading=True)
         current = broker.leader_epoch
         if p.current_leader_epoch not in (-1, current):
             raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < current

@@ -1,8 +1,12 @@
 """Produce (key 0), v3-13 served; v0-13 advertised.
 
 Each partition's `records` is one record batch (magic 2) that stays bytes: the log validates its
-header and CRC-32C, patches the base offset and leader epoch into it and appends it (log/batch.py).
-Nothing decodes records here.
+header and CRC-32C (with constant-time checks that its records count can be true), patches the
+base offset and leader epoch into it and appends it (log/batch.py). Records are walked only where
+Kafka's LogValidator rules need them (log/validator.py: compacted topics, a topic
+`compression.type` other than the batch's codec, the broker's `trioka.strict.validation`); that
+walk, with any recompression, runs in a worker thread, since a small compressed batch may
+decompress to a great deal, and the append then happens on the event loop.
 
 - `acks`: 1 and -1 answer after the append (this broker is the whole ISR, so "all" is reached at
   once, unless `min.insync.replicas` > 1: NOT_ENOUGH_REPLICAS); 0 sends no response at all, and
@@ -10,7 +14,13 @@ Nothing decodes records here.
   is INVALID_REQUIRED_ACKS.
 - Per partition: UNKNOWN_TOPIC_OR_PARTITION (Produce never creates topics), INVALID_TOPIC_EXCEPTION
   for internal topics, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE (`max.message.bytes`),
-  UNSUPPORTED_COMPRESSION_TYPE for zstd before v7; v8+ adds an error message.
+  UNSUPPORTED_COMPRESSION_TYPE for zstd before v7; v8+ adds an error message. Records refused one
+  by one (a record without a key on a compacted topic, a CreateTime timestamp out of bounds in a
+  walk) refuse the whole batch, and v8+ lists them in `record_errors` (KIP-467) with Kafka's
+  summary as the error message, so clients fail only those records with INVALID_RECORD (or
+  INVALID_TIMESTAMP).
+- KAFKA_STORAGE_ERROR once an I/O error took the log dir offline (log/files.py): the failed write
+  and every later one, until a restart recovers the dir.
 - Idempotent producers: a retried batch already written is answered with its original offsets;
   OUT_OF_ORDER_SEQUENCE_NUMBER and INVALID_PRODUCER_EPOCH as Kafka checks them (log/producer_state.py).
 - Transactional batches are checked with the transaction coordinator before they are written
@@ -27,9 +37,12 @@ Nothing decodes records here.
   transactions v2 (KIP-890); v13 names topics by id (KIP-516), UNKNOWN_TOPIC_ID when unknown.
 """
 
+import trio
+
 from trioka.log.batch import BatchInfo, peek_codec, peek_header
 from trioka.log.compression import CompressionType
 from trioka.log.topics import INTERNAL_TOPICS
+from trioka.log.validator import RecordRules, RecordValidationError, conform
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -41,9 +54,14 @@ TopicResponse = Response.TopicProduceResponse
 PartitionResponse = TopicResponse.PartitionProduceResponse
 
 
-def _error(index: int, code: int, message: str | None = None) -> object:
-    return PartitionResponse(index=index, error_code=code, base_offset=-1,
-                             log_append_time_ms=-1, log_start_offset=-1, error_message=message)
+def _error(index: int, code: int, message: str | None = None, record_errors=(),
+           log_start_offset: int = -1) -> object:
+    return PartitionResponse(
+        index=index, error_code=code, base_offset=-1, log_append_time_ms=-1,
+        log_start_offset=log_start_offset, error_message=message,
+        record_errors=[PartitionResponse.BatchIndexAndErrorMessage(
+            batch_index=e.batch_index, batch_index_error_message=e.message)
+            for e in record_errors])
 
 
 def verify_transaction(broker, transactional_id, log, topic: str, index: int,
@@ -68,9 +86,10 @@ def verify_transaction(broker, transactional_id, log, topic: str, index: int,
         raise
 
 
-def append_partition(broker, topic: str, index: int, records, version: int, acks: int,
-                     transactional_id: str | None = None):
+async def append_partition(broker, topic: str, index: int, records, version: int, acks: int,
+                           transactional_id: str | None = None):
     """Validate and append one partition's batch; the PartitionProduceResponse for it."""
+    log = None
     try:
         if topic in INTERNAL_TOPICS:
             raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
@@ -88,10 +107,23 @@ def append_partition(broker, topic: str, index: int, records, version: int, acks
             raise KafkaError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
                              "zstd-compressed batches need Produce v7 or later")
         header = peek_header(records)
+        strict = broker.config.trioka_strict_validation
+        batches, conformed = None, False
+        if header is not None and RecordRules.walk_needed(log.config, [header], strict=strict):
+            # Kafka's LogValidator record walk, off the event loop (mutate in def: the thread
+            # only computes; the log is looked up again and appended to here).
+            rules = RecordRules.of(log.config, strict=strict)
+            batches = log.validate(records)
+            records, batches = await trio.to_thread.run_sync(
+                conform, records, batches, rules, f"{topic}-{index}", broker.clock.wall_ms())
+            log = broker.partition(topic, index)
+            conformed = RecordRules.of(log.config, strict=strict) == rules
         if header is not None and header.is_transactional:
             verify_transaction(broker, transactional_id, log, topic, index, header, version)
         result = log.append(records, leader_epoch=broker.leader_epoch,
-                            now_ms=broker.clock.wall_ms())
+                            now_ms=broker.clock.wall_ms(), batches=batches, conformed=conformed)
+    except RecordValidationError as e:
+        return _error(index, e.code, e.message, e.record_errors, log.log_start_offset)
     except KafkaError as e:
         return _error(index, e.code, e.message)
     return PartitionResponse(index=index, error_code=0, base_offset=result.base_offset,
@@ -120,8 +152,8 @@ async def handle(broker, request, ctx):
             elif name is None:
                 pr = _error(pd.index, ErrorCode.UNKNOWN_TOPIC_ID)
             else:
-                pr = append_partition(broker, name, pd.index, pd.records, version, acks,
-                                      request.transactional_id)
+                pr = await append_partition(broker, name, pd.index, pd.records, version, acks,
+                                            request.transactional_id)
             if pr.error_code:
                 failed = True
             else:

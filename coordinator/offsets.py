@@ -36,6 +36,18 @@ from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.coordinator")
 
+# What the group coordinator answers when `__consumer_offsets` refuses a write, as Kafka's
+# (CoordinatorOperationExceptionHelper, GroupMetadataManager) maps the log's error; other codes
+# (a batch too large: INVALID_COMMIT_OFFSET_SIZE for OffsetCommit) pass as they are.
+LOG_APPEND_ERRORS = {
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
+}
+
 # Kafka's offsets.topic.segment.bytes and the topic configs it creates the topic with.
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600",
                          "compression.type": "producer"}
@@ -155,19 +167,27 @@ class OffsetsTopic:
 
     def append(self, group_id: str, records: list[tuple[bytes, bytes | None]],
                now_ms: int, producer_id: int = -1, producer_epoch: int = -1) -> None:
-        """Append (key, value) records of one group as one batch; KafkaError if the log fails.
-        With a producer id the batch is transactional, part of that producer's transaction
-        (TxnOffsetCommit): it counts once the transaction's COMMIT marker follows it."""
+        """Append (key, value) records of one group as one batch; KafkaError if the log fails
+        (with the coordinator's code, LOG_APPEND_ERRORS). With a producer id the batch is
+        transactional, part of that producer's transaction (TxnOffsetCommit): it counts once
+        the transaction's COMMIT marker follows it."""
         if not records:
             return
-        if self.logs.topic(OFFSETS_TOPIC) is None:
-            self.logs.create_topic(OFFSETS_TOPIC, self.configured_partitions,
-                                   dict(OFFSETS_TOPIC_CONFIGS), now_ms=now_ms)
-        partition = self.logs.partition(OFFSETS_TOPIC, self.partition_for(group_id))
-        batch = encode_batch([(key, value, [], now_ms) for key, value in records],
-                             producer_id=producer_id, producer_epoch=producer_epoch,
-                             transactional=producer_id >= 0)
-        partition.append(batch, now_ms=now_ms, origin=AppendOrigin.COORDINATOR)
+        try:
+            if self.logs.topic(OFFSETS_TOPIC) is None:
+                self.logs.create_topic(OFFSETS_TOPIC, self.configured_partitions,
+                                       dict(OFFSETS_TOPIC_CONFIGS), now_ms=now_ms)
+            partition = self.logs.partition(OFFSETS_TOPIC, self.partition_for(group_id))
+            batch = encode_batch([(key, value, [], now_ms) for key, value in records],
+                                 producer_id=producer_id, producer_epoch=producer_epoch,
+                                 transactional=producer_id >= 0)
+            partition.append(batch, now_ms=now_ms, origin=AppendOrigin.COORDINATOR)
+        except KafkaError as e:
+            code = LOG_APPEND_ERRORS.get(e.code)
+            if code is None:
+                raise
+            raise KafkaError(code, f"Cannot write the records of group {group_id} to "
+                                   f"{OFFSETS_TOPIC}: {e.message or e.code.name}") from e
         if self.on_append is not None:
             self.on_append()
 

@@ -30,6 +30,7 @@ I/O except through the `pread` callable handed to `BatchScan`.
 import enum
 import struct
 
+from trioka.log.compression import MAX_COMPRESSION_RATIO
 from trioka.wire.errors import ErrorCode, KafkaError
 
 
@@ -68,6 +69,12 @@ TRANSACTIONAL_FLAG_MASK = 0x10
 CONTROL_FLAG_MASK = 0x20
 DELETE_HORIZON_FLAG_MASK = 0x40  # set by the log cleaner only (KIP-534)
 MAX_COMPRESSION_CODEC = 4
+
+# The smallest record a v2 batch can hold: one byte each for its length varint, attributes,
+# timestampDelta, offsetDelta, key length, value length and header count. So an uncompressed
+# batch of N records has at least 7 * N bytes after its header (Kafka finds the same lie only
+# by walking the records: "Incorrect declared batch size, premature EOF reached").
+MIN_RECORD_SIZE = 7
 
 NO_TIMESTAMP = -1
 NO_PRODUCER_ID = -1
@@ -262,6 +269,7 @@ def validate_batches(buf, *, origin: AppendOrigin = AppendOrigin.CLIENT) -> list
         if info.records_count < 0 or info.last_offset_delta < 0:
             raise _corrupt(f"negative records_count ({info.records_count}) or last_offset_delta "
                            f"({info.last_offset_delta})")
+        _check_records_fit(info)
         if origin is AppendOrigin.CLIENT:
             _check_client_batch(info)
         batches.append(info)
@@ -271,6 +279,22 @@ def validate_batches(buf, *, origin: AppendOrigin = AppendOrigin.CLIENT) -> list
                          f"a produce request may carry exactly one record batch per partition, "
                          f"got {len(batches)}")
     return batches
+
+
+def _check_records_fit(info: BatchInfo) -> None:
+    """Constant time: can the records section hold records_count records at all? Uncompressed,
+    each record takes at least MIN_RECORD_SIZE bytes; compressed, the section inflates at most
+    MAX_COMPRESSION_RATIO times. A batch that passes may still lie (only a walk of its records
+    tells), but one that fails cannot be read: Kafka's answer when it walks it is INVALID_RECORD,
+    "Incorrect declared batch size, premature EOF reached"."""
+    section = info.batch_length - MIN_BATCH_LENGTH
+    codec = info.attributes & COMPRESSION_CODEC_MASK
+    capacity = section * MAX_COMPRESSION_RATIO[codec] if codec else section
+    if info.records_count * MIN_RECORD_SIZE > capacity:
+        raise KafkaError(ErrorCode.INVALID_RECORD,
+                         f"Incorrect declared batch size, premature EOF reached: "
+                         f"{info.records_count} records cannot fit in the {section} bytes of "
+                         f"the batch at byte {info.position}")
 
 
 def _check_client_batch(info: BatchInfo) -> None:

@@ -24,9 +24,15 @@ One pass over a log:
 1. **Offset map**: read the cleanable dirty section and map each key to the offset of its last
    record there. Control batches (transaction markers) carry no application key, and records of
    aborted transactions (found through the `.txnindex` entries) do not count: a record that was
-   never committed must not hide an older committed one. The map is bounded
-   (`max_map_entries`): when it fills, the pass ends at the next segment boundary and the next
-   pass carries on from there.
+   never committed must not hide an older committed one. The map is Kafka's SkimpyOffsetMap:
+   each key is held as its MD5 hash (16 bytes) beside its offset (8 bytes) in one block of
+   `log.cleaner.dedupe.buffer.size` bytes (split across `log.cleaner.threads`), filled to 90%
+   at most. When it fills inside a batch, the pass ends before that batch (at its segment's base
+   offset if it is the segment's first): this pass cleans below that offset, its checkpoint, and
+   the next pass carries on from there, as Kafka's endOffset = map.latestOffset + 1. The map
+   never holds more than that (only the first batch of a pass may go past the load factor, so
+   that every pass makes progress); keys of the cut batch already mapped point at records that
+   exist past the end, so they drop only what those records replace.
 2. **Recopy**: every segment from the log start to the end of the mapped section, clean part
    included, into new segments. A new segment takes one old segment after another while what
    the next could add (at most its size) keeps it within `segment.bytes` and its offsets within
@@ -88,12 +94,21 @@ pass checks that the segments it works on are still the log's (retention, Delete
 topic deletion may have removed them meanwhile) and gives up otherwise. Appends only touch the
 active segment, which a pass never cleans. Nothing here waits or imports trio.
 
-Not done: forcing a roll of the active segment when `max.compaction.lag.ms` passes, limits on the size of a group's indexes,
-and Kafka's hashing of keys into a fixed-size dedupe buffer (keys are held as they are).
+Records are read one at a time out of each batch's (decompressing) stream (records.iter_records),
+and a step also ends every RECORDS_PER_STEP records, so a batch that decompresses to far more
+than it stores costs neither memory nor a stalled event loop. A batch that cannot be read
+(corrupt, or a decompression bomb past the limit of log/compression.py) fails the pass: the
+partition is marked uncleanable, as Kafka's cleaner does (`uncleanable-partitions`), its data is
+left as it is, and the broker and its other logs carry on; after a restart its first pass marks
+it again.
+
+Not done: forcing a roll of the active segment when `max.compaction.lag.ms` passes, limits on the size of a group's indexes.
 """
 
 import dataclasses
+import hashlib
 import logging
+import mmap
 import struct
 import weakref
 from bisect import bisect_right
@@ -103,7 +118,7 @@ from trioka.log.batch import (CURRENT_MAGIC, HEADER_SIZE, LOG_OVERHEAD, MAGIC_OF
 from trioka.log.checkpoint import (CLEANER_OFFSET_CHECKPOINT, CheckpointError,
                                    read_offset_checkpoint, write_offset_checkpoint)
 from trioka.log.records import (NO_TIMESTAMP, ControlRecordType, Record, decode_batch,
-                                decode_control_key, encode_batch)
+                                decode_control_key, encode_batch, iter_records)
 from trioka.log.segment import (CLEANED_FILE_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
                                 SEGMENT_SUFFIXES, SWAP_FILE_SUFFIX, TIME_INDEX_SUFFIX,
                                 TXN_INDEX_SUFFIX, LogSegment, parse_segment_file_name,
@@ -117,8 +132,14 @@ LONG_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
 # Bytes of log read per step (Kafka's log.cleaner.io.buffer.size is 512 KiB as well).
 STEP_BYTES = 512 * 1024
-# Keys in the offset map of one pass; Kafka sizes its map by log.cleaner.dedupe.buffer.size.
-MAX_MAP_ENTRIES = 1_000_000
+# Records read per step inside one batch: a batch written by a client may hold far more than a
+# step's worth once decompressed (it is read one record at a time, records.iter_records), so
+# the walk gives the event loop back in between.
+RECORDS_PER_STEP = 4096
+# Kafka's log.cleaner.dedupe.buffer.size (128 MiB): the memory of the offset map of one pass.
+DEDUPE_BUFFER_SIZE = 128 * 1024 * 1024
+# Kafka's log.cleaner.io.buffer.load.factor: how full the offset map's slots may get.
+DEDUPE_BUFFER_LOAD_FACTOR = 0.9
 INDEX_SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX)
 DELETED_FILE_SUFFIX = ".deleted"
 # A `.txnindex` entry's last offset (its marker's offset): after the version and producer id.
@@ -164,15 +185,93 @@ class CleanResult:
     empty_batches_kept: int = 0
 
 
+class SkimpyOffsetMap:
+    """Kafka's SkimpyOffsetMap: key -> offset of the key's last record, for one cleaning pass,
+    in a fixed block of `memory` bytes whatever the keys' sizes.
+
+    A slot is a key's MD5 hash (16 bytes) then the offset (int64); a slot whose hash is all zero
+    is empty. A key's slot is found by probing as Kafka's positionOf: attempt n reads a 4-byte
+    big-endian int at byte min(n, 12) of the hash, plus max(0, n - 12), modulo the slots. Keys
+    whose hashes collide count as one key, as in Kafka (for MD5, never in practice). The block is
+    an anonymous mapping: untouched slots cost no memory, and it is given back with the map."""
+
+    HASH_SIZE = 16
+    ENTRY_SIZE = HASH_SIZE + 8
+    _EMPTY = bytes(HASH_SIZE)
+    _OFFSET = struct.Struct(">q")
+    _PROBE = struct.Struct(">i")
+
+    def __init__(self, memory: int, load_factor: float = DEDUPE_BUFFER_LOAD_FACTOR):
+        self.slots = max(0, memory) // self.ENTRY_SIZE
+        if self.slots * load_factor <= 1:
+            raise ValueError("offset map is too small to fit in even a single message, so log "
+                             "cleaning will never make progress. You can increase "
+                             "log.cleaner.dedupe.buffer.size or decrease log.cleaner.threads")
+        # Kafka's maxDesiredMapSize: the map counts as full beyond this many keys.
+        self.max_entries = int(self.slots * load_factor)
+        self.size = 0
+        self._bytes = mmap.mmap(-1, self.slots * self.ENTRY_SIZE, flags=mmap.MAP_PRIVATE)
+
+    def fits(self, keys: int) -> bool:
+        """Whether `keys` more keys (at most; some may be in already) keep it within its
+        load factor."""
+        return self.size + keys <= self.max_entries
+
+    def _slot(self, digest: bytes) -> tuple[int, bool]:
+        """(byte position of the key's slot, whether it holds the key already); position -1
+        when every slot holds another key. From attempt 12 on the probe moves one slot at a
+        time, so `slots` more attempts have seen them all."""
+        data = self._bytes
+        for attempt in range(self.slots + self.HASH_SIZE):
+            at = min(attempt, self.HASH_SIZE - 4)
+            probe = self._PROBE.unpack_from(digest, at)[0] + max(0, attempt - self.HASH_SIZE + 4)
+            position = (abs(probe) % self.slots) * self.ENTRY_SIZE
+            stored = data[position:position + self.HASH_SIZE]
+            if stored == digest:
+                return position, True
+            if stored == self._EMPTY:
+                return position, False
+        return -1, False
+
+    @staticmethod
+    def _hash(key) -> bytes:
+        return hashlib.md5(key, usedforsecurity=False).digest()
+
+    def put(self, key, offset: int) -> None:
+        digest = self._hash(key)
+        position, found = self._slot(digest)
+        if position < 0:
+            raise ValueError("the offset map is full")
+        if not found:
+            self._bytes[position:position + self.HASH_SIZE] = digest
+            self.size += 1
+        self._OFFSET.pack_into(self._bytes, position + self.HASH_SIZE, offset)
+
+    def get(self, key, default: int = -1) -> int:
+        """The offset of the key's last record in the mapped section, or `default`."""
+        position, found = self._slot(self._hash(key))
+        if not found:
+            return default
+        return self._OFFSET.unpack_from(self._bytes, position + self.HASH_SIZE)[0]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def close(self) -> None:
+        self._bytes.close()
+
+
 class LogCleaner:
     """Compacts the logs that `partitions()` returns (PartitionLogs) when their topic has
-    `cleanup.policy` compact. Keeps `cleaner-offset-checkpoint` in `files`."""
+    `cleanup.policy` compact. Keeps `cleaner-offset-checkpoint` in `files`. Each pass maps keys
+    in a SkimpyOffsetMap of `dedupe_buffer_size` bytes (capped at 2^31 - 1, as Kafka caps it)."""
 
-    def __init__(self, files, partitions, *, max_map_entries: int = MAX_MAP_ENTRIES,
+    def __init__(self, files, partitions, *, dedupe_buffer_size: int = DEDUPE_BUFFER_SIZE,
                  step_bytes: int = STEP_BYTES):
         self.files = files
         self.partitions = partitions
-        self.max_map_entries = max_map_entries
+        self.dedupe_buffer_size = min(dedupe_buffer_size, INT32_MAX)
+        SkimpyOffsetMap(self.dedupe_buffer_size).close()   # too small: refused, as Kafka does
         self.step_bytes = step_bytes
         self._checkpoints: dict[tuple[str, int], int] | None = None
         # Logs whose pass failed on corrupt data, as Kafka marks them: the timer skips them.
@@ -337,17 +436,15 @@ class LogCleaner:
         aborted_entries = plog.txn_index.collect(0, end)
         aborted = _AbortedTransactions(aborted_entries)
 
-        # 1. The offset map over the cleanable dirty section.
-        offset_map: dict[bytes, int] = {}
+        # 1. The offset map over the cleanable dirty section, as far as it holds.
+        offset_map = SkimpyOffsetMap(self.dedupe_buffer_size)
+        full = False
         for index, segment in enumerate(watched[:-1]):
             segment_end = watched[index + 1].base_offset
             if segment_end <= first_dirty:
                 continue
-            if len(offset_map) >= self.max_map_entries and segment.base_offset > first_dirty:
-                end = segment.base_offset  # the map is full: stop at this segment
-                break
             position = 0
-            while True:
+            while not full:
                 _check(plog, watched)
                 batches, position = _read_batches(segment, position, self.step_bytes)
                 if not batches:
@@ -356,11 +453,29 @@ class LogCleaner:
                     if (info.last_offset < first_dirty or info.is_control
                             or info.records_count == 0 or aborted.holds(info)):
                         continue
-                    for record in decode_batch(data).records:
+                    # Where the pass ends if the map fills in this batch: before it (before its
+                    # segment when it is the segment's first). Records of the batch already
+                    # mapped then stay: they are later records that exist, past the end.
+                    stop_at = segment.base_offset if info.position == 0 else info.base_offset
+                    for n, record in enumerate(iter_records(data), 1):
                         if record.key is not None and record.offset >= first_dirty:
-                            offset_map[record.key] = record.offset
+                            if stop_at > first_dirty and not offset_map.fits(1):
+                                full = True   # Kafka's maxDesiredMapSize reached
+                                break
+                            offset_map.put(record.key, record.offset)
+                        if n % RECORDS_PER_STEP == 0:
+                            yield
+                    if full:
+                        end = stop_at
+                        break
                 yield
-        watched = [s for s in watched if s.base_offset <= end]
+            if full:
+                break
+        # The segments holding offsets below `end` (the last only in part when the map filled
+        # inside it), then the one after them: the bound of this pass.
+        bound = next(i for i, s in enumerate(watched) if s.base_offset >= end)
+        watched = watched[:bound + 1]
+        limit = watched[-1].base_offset
         result = CleanResult(plog.topic, plog.partition, first_dirty, end, len(watched) - 1, 0,
                              sum(s.size for s in watched[:-1]), 0)
 
@@ -397,7 +512,7 @@ class LogCleaner:
                         if not batches:
                             break
                         for info, data in batches:
-                            kept = _clean_batch(info, data, context)
+                            kept = yield from _clean_batch(info, data, context)
                             if kept is not data:
                                 changed = True
                             if kept is not None:
@@ -412,7 +527,7 @@ class LogCleaner:
             finally:
                 if cleaned.file_suffix == CLEANED_FILE_SUFFIX:
                     cleaned.delete()  # not swapped in: unchanged, abandoned or failed
-            watched = _segments_up_to(plog, end)
+            watched = _segments_up_to(plog, limit)
             i = first + 1
             result.bytes_after += watched[first].size
             yield
@@ -501,7 +616,8 @@ class _Context:
 
 def _clean_batch(info: BatchInfo, data, context: _Context):
     """The bytes to keep of one stored batch, or None to drop it (the table in the module
-    docstring)."""
+    docstring). A generator: the records are read one at a time out of the (decompressing)
+    stream, and the pass yields every RECORDS_PER_STEP of them."""
     result = context.result
     if info.is_control:
         return _clean_marker(info, data, context)
@@ -512,12 +628,15 @@ def _clean_batch(info: BatchInfo, data, context: _Context):
             result.empty_batches_kept += 1
             return data if info.records_count == 0 else _empty_batch(info)
         return None
-    batch = decode_batch(data)
-    horizon = batch.delete_horizon_ms
+    horizon = info.base_timestamp if info.has_delete_horizon else None
     offset_map = context.offset_map
     kept = []
+    read = 0
     tombstones = False
-    for record in batch.records:
+    for record in iter_records(data):
+        read += 1
+        if read % RECORDS_PER_STEP == 0:
+            yield
         if record.key is None:
             continue
         if offset_map.get(record.key, -1) > record.offset:
@@ -527,7 +646,7 @@ def _clean_batch(info: BatchInfo, data, context: _Context):
                 continue  # the tombstone outlived delete.retention.ms
             tombstones = True
         kept.append(record)
-    result.records_read += len(batch.records)
+    result.records_read += read
     result.records_kept += len(kept)
     if not kept:
         if context.is_last_of_producer(info):
@@ -538,13 +657,13 @@ def _clean_batch(info: BatchInfo, data, context: _Context):
         if horizon is None:
             horizon = context.new_horizon
         context.note_horizon(horizon)
-        if len(kept) == len(batch.records) and batch.delete_horizon_ms is not None:
+        if len(kept) == read and info.has_delete_horizon:
             return data
-    elif len(kept) == len(batch.records):
+    elif len(kept) == read:
         return data
     else:
         horizon = None
-    return _rebuilt_batch(batch, kept, horizon)
+    return _rebuilt_batch(info, kept, horizon)
 
 
 def _clean_marker(info: BatchInfo, data, context: _Context):
@@ -571,17 +690,17 @@ def _clean_marker(info: BatchInfo, data, context: _Context):
         last_offset_delta=batch.last_offset_delta, delete_horizon_ms=context.new_horizon)
 
 
-def _rebuilt_batch(batch, kept: list[Record], horizon: int | None) -> bytes:
+def _rebuilt_batch(batch: BatchInfo, kept: list[Record], horizon: int | None) -> bytes:
     """The batch with only `kept` records; every header field keeps its value except the
     record count, the timestamps' base (the horizon, if any) and, for CreateTime, the max."""
-    log_append_time = batch.timestamp_type == 1
+    log_append_time = batch.is_log_append_time
     records = [Record(r.offset_delta, 0, r.key, r.value, r.headers, None,
                       batch.base_timestamp + r.timestamp_delta) for r in kept]
     return encode_batch(
         records, base_offset=batch.base_offset, compression=batch.compression,
         producer_id=batch.producer_id, producer_epoch=batch.producer_epoch,
         base_sequence=batch.base_sequence, transactional=batch.is_transactional,
-        timestamp_type=int(batch.timestamp_type),
+        timestamp_type=int(log_append_time),
         partition_leader_epoch=batch.partition_leader_epoch,
         max_timestamp=batch.max_timestamp if log_append_time else None,
         last_offset_delta=batch.last_offset_delta, delete_horizon_ms=horizon)

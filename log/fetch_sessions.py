@@ -16,11 +16,14 @@ records, a changed high watermark, last stable offset or log start offset, or an
 
 The cache holds `max.incremental.fetch.session.cache.slots` sessions; when it is full the least
 recently used session is evicted, so a new full fetch can always get one.
+
+Session ids are drawn at random, as Kafka's FetchSessionCache draws them: a positive int32 not
+0 and not in use. An id is all an incremental fetch presents, so a sequence would let any client
+guess, read through and disturb another consumer's session.
 """
 
 import collections
-import itertools
-import random
+import secrets
 
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -79,14 +82,20 @@ class FetchSessionCache:
     def __init__(self, slots: int):
         self.slots = slots
         self.sessions: collections.OrderedDict[int, FetchSession] = collections.OrderedDict()
-        self._ids = itertools.count(random.randint(1, 1 << 20))
+
+    def new_session_id(self) -> int:
+        """A random id in [1, 2^31 - 1] that no session in the cache has."""
+        while True:
+            session_id = secrets.randbelow(0x7FFFFFFF) + 1
+            if session_id not in self.sessions:
+                return session_id
 
     def new_session(self, uses_topic_ids: bool) -> FetchSession | None:
         if self.slots <= 0:
             return None
         while len(self.sessions) >= self.slots:
             self.sessions.popitem(last=False)
-        session_id = next(self._ids) & 0x7FFFFFFF or next(self._ids)
+        session_id = self.new_session_id()
         session = FetchSession(session_id, uses_topic_ids)
         self.sessions[session_id] = session
         return session

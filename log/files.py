@@ -11,25 +11,131 @@ LogManager code:
 * `MemoryFiles()`: bytearrays in a dict. Nothing survives the process.
 
 Paths are relative to the root and use '/' (e.g. "orders-0/00000000000000000000.log").
+
+A failed disk operation takes the whole data dir offline, as Kafka's LogDirFailureChannel does:
+every OSError of a DiskFiles or of a file it opened (ENOSPC, EFBIG, EMFILE, EIO, EACCES, ...) is
+reported to its `failure_channel` and raised as KafkaError(KAFKA_STORAGE_ERROR), and from then on
+every operation on the dir is refused the same way, so nothing more is written there (no append
+can reuse the offsets of a batch half-recorded before the failure) until the broker restarts and
+recovers the dir. The check sits here, under every caller, so that no write path can forget it.
+A FileNotFoundError that answers "is it there?" (`read_small`, `size_of`) is not a failure.
 """
 
 import errno
+import logging
 import os
 import shutil
+
+from trioka.wire.errors import ErrorCode, KafkaError
+
+log = logging.getLogger("trioka.log")
+
+
+class LogDirFailureChannel:
+    """Kafka's LogDirFailureChannel for this broker's one log dir: the first I/O error reported
+    takes the dir offline, and it stays offline until the broker restarts. The partitions of an
+    offline dir answer KAFKA_STORAGE_ERROR; the broker itself stays up and keeps serving every
+    other request.
+
+    (Kafka halts a broker whose every log dir has failed; a single-node trioka keeps answering
+    Metadata and the coordinators' requests instead, so clients see the error, not a dead node.)
+    """
+
+    def __init__(self, log_dir: str):
+        self.log_dir = log_dir
+        self.failure: str | None = None   # what failed first; None while the dir is online
+
+    @property
+    def offline(self) -> bool:
+        return self.failure is not None
+
+    def maybe_add_offline_log_dir(self, message: str, exc: OSError) -> KafkaError:
+        """Report an I/O error `message` (Kafka's "Error while ... in dir ..."); the first one
+        takes the dir offline. Returns the KafkaError for the caller to raise."""
+        log.error("%s: %s", message, exc)
+        if self.failure is None:
+            self.failure = f"{message}: {exc}"
+            log.warning("Stopping serving logs in dir %s: the log directory has failed; its "
+                        "partitions are offline until the broker restarts", self.log_dir)
+        return self.storage_error()
+
+    def storage_error(self) -> KafkaError:
+        return KafkaError(ErrorCode.KAFKA_STORAGE_ERROR,
+                          f"Log directory {self.log_dir} is offline ({self.failure})")
+
+    def check(self) -> None:
+        """KafkaError(KAFKA_STORAGE_ERROR) if the dir is offline."""
+        if self.failure is not None:
+            raise self.storage_error()
+
+
+class SharedDescriptor:
+    """One duplicate of a segment file's descriptor, shared by every FileRegion of that file
+    that is waiting to be sent, and closed when the last of them is.
+
+    A region needs a descriptor of its own: retention or the log cleaner may close (and the
+    kernel reuse the number of) the segment's descriptor before the response is written. One
+    duplicate per file rather than per region keeps the descriptors a broker holds bounded by
+    its segment files, whatever the number of fetches waiting to be sent: a client that never
+    reads its socket holds one response, and its regions share the descriptors every other
+    fetch of those segments uses. (Kafka's FileRecords slices share the segment's FileChannel
+    the same way.)
+
+    `by_source` maps an open segment descriptor to its shared duplicate; DiskFile.close forgets
+    the entry (`source_closed`), so a number the kernel reuses never finds a stale duplicate."""
+    __slots__ = ("source", "fd", "users")
+
+    by_source: dict[int, "SharedDescriptor"] = {}
+
+    def __init__(self, source: int):
+        self.source = source
+        self.fd = os.dup(source)
+        self.users = 0
+
+    @classmethod
+    def acquire(cls, source: int) -> "SharedDescriptor":
+        """The shared duplicate of the open descriptor `source`, with one more user."""
+        shared = cls.by_source.get(source)
+        if shared is None:
+            shared = cls.by_source[source] = cls(source)
+        shared.users += 1
+        return shared
+
+    def release(self) -> None:
+        """One user fewer; the duplicate is closed with its last user."""
+        self.users -= 1
+        if self.users <= 0:
+            if self.by_source.get(self.source) is self:
+                del self.by_source[self.source]
+            os.close(self.fd)
+            self.fd = -1
+
+    @classmethod
+    def source_closed(cls, source: int) -> None:
+        """The segment descriptor `source` is being closed: later regions of a file opened under
+        the same number get a new duplicate (regions already made keep theirs)."""
+        cls.by_source.pop(source, None)
 
 
 class FileRegion:
     """A byte range of a segment file, sent to a socket with `os.sendfile` instead of being read
     into memory: how a Fetch response carries stored batches from a disk log (Kafka's zero-copy
-    transfer). It holds its own duplicate of the file descriptor, so the range stays readable
-    even if retention deletes or compaction replaces the file before the response is sent.
+    transfer). It reads through the file's SharedDescriptor, so the range stays readable even if
+    retention deletes or compaction replaces the file before the response is sent. `close()`
+    (the server calls it once the region is sent or given up) lets go of the descriptor.
     """
-    __slots__ = ("fd", "offset", "length")
+    __slots__ = ("shared", "offset", "length")
 
     def __init__(self, fd: int, offset: int, length: int):
-        self.fd = os.dup(fd)
+        self.shared = None
+        self.shared = SharedDescriptor.acquire(fd)
         self.offset = offset
         self.length = length
+
+    @property
+    def fd(self) -> int:
+        """The descriptor to sendfile from; -1 once closed."""
+        return self.shared.fd if self.shared is not None else -1
 
     def __len__(self) -> int:
         return self.length
@@ -39,24 +145,37 @@ class FileRegion:
         return os.pread(self.fd, self.length, self.offset)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        shared, self.shared = self.shared, None
+        if shared is not None:
+            shared.release()
 
     def __del__(self):
         self.close()
 
 
 class DiskFile:
-    """One open file of a segment (`.log`, `.index`, `.timeindex`)."""
+    """One open file of a segment (`.log`, `.index`, `.timeindex`). Every operation but
+    `fileno` and `close` is refused once the dir is offline, and an OSError takes it offline
+    (see the module docstring)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, failure_channel: LogDirFailureChannel):
         self.path = path
+        self.failure_channel = failure_channel
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        self.size = os.fstat(self._fd).st_size
+        try:
+            self.size = os.fstat(self._fd).st_size
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    def _failed(self, action: str, exc: OSError) -> KafkaError:
+        return self.failure_channel.maybe_add_offline_log_dir(
+            f"Error while {action} {self.path}", exc)
 
     def append(self, data) -> int:
         """Write all of data at the end of the file; return the position it starts at."""
+        if self.failure_channel.failure is not None:
+            raise self.failure_channel.storage_error()
         position = self.size
         view = memoryview(data)
         length = len(view)
@@ -64,11 +183,15 @@ class DiskFile:
         try:
             while written < length:
                 written += os.write(self._fd, view[written:])
-        except OSError:
-            # Keep the file whole-batch: drop a partial write (e.g. ENOSPC) before reporting.
+        except OSError as exc:
+            # Keep the file whole-batch: drop a partial write (ENOSPC, EFBIG after a short
+            # write) before reporting. If even that fails, recovery cuts the torn tail.
             if written:
-                os.ftruncate(self._fd, position)
-            raise
+                try:
+                    os.ftruncate(self._fd, position)
+                except OSError:
+                    pass
+            raise self._failed("appending to", exc) from exc
         finally:
             view.release()
         self.size = position + length
@@ -78,34 +201,49 @@ class DiskFile:
         """Up to `length` bytes from `position` (fewer only at the end of the file)."""
         if length <= 0:
             return b""
-        data = os.pread(self._fd, length, position)
-        if len(data) < length and position + len(data) < self.size:
-            # A regular file returns short reads only at EOF; loop in case of a signal.
-            parts = [data]
-            got = len(data)
-            while got < length:
-                more = os.pread(self._fd, length - got, position + got)
-                if not more:
-                    break
-                parts.append(more)
-                got += len(more)
-            data = b"".join(parts)
+        # Reads go on when the dir is offline (a full disk stops writes, not reads); a read
+        # that fails itself reports the failure as any I/O error does.
+        try:
+            data = os.pread(self._fd, length, position)
+            if len(data) < length and position + len(data) < self.size:
+                # A regular file returns short reads only at EOF; loop in case of a signal.
+                parts = [data]
+                got = len(data)
+                while got < length:
+                    more = os.pread(self._fd, length - got, position + got)
+                    if not more:
+                        break
+                    parts.append(more)
+                    got += len(more)
+                data = b"".join(parts)
+        except OSError as exc:
+            raise self._failed("reading", exc) from exc
         return data
 
     def truncate(self, size: int) -> None:
-        os.ftruncate(self._fd, size)
+        self.failure_channel.check()
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as exc:
+            raise self._failed("truncating", exc) from exc
         self.size = size
 
     def flush(self) -> None:
         """fsync: make the file's contents survive a machine crash."""
-        os.fsync(self._fd)
+        self.failure_channel.check()
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise self._failed("flushing", exc) from exc
 
     def fileno(self) -> int | None:
         """The descriptor, for `os.sendfile` from the server. Valid until `close()`."""
         return self._fd
 
     def close(self) -> None:
+        """Close the descriptor (allowed on an offline dir: it releases, it writes nothing)."""
         if self._fd >= 0:
+            SharedDescriptor.source_closed(self._fd)   # file regions keep their duplicate
             os.close(self._fd)
             self._fd = -1
 
@@ -115,57 +253,95 @@ class DiskFile:
 
 
 class DiskFiles:
-    """Files under the directory `root` (created if missing)."""
+    """Files under the directory `root` (created if missing). `failure_channel` is the dir's
+    LogDirFailureChannel (a new one by default)."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, *, failure_channel: LogDirFailureChannel | None = None):
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
+        self.failure_channel = failure_channel or LogDirFailureChannel(self.root)
         self._lock_fd = -1
 
     def _abs(self, path: str) -> str:
         return os.path.join(self.root, path) if path else self.root
 
+    def _do(self, action: str, path: str, operation, *args):
+        """`operation(*args)` on the dir: refused when it is offline; an OSError takes it
+        offline (Kafka's maybeHandleIOException)."""
+        channel = self.failure_channel
+        if channel.failure is not None:
+            raise channel.storage_error()
+        try:
+            return operation(*args)
+        except OSError as exc:
+            raise channel.maybe_add_offline_log_dir(
+                f"Error while {action} {self._abs(path)} in dir {self.root}", exc) from exc
+
     def open(self, path: str) -> DiskFile:
         """Open (creating if needed) a file for appends and positional reads."""
-        return DiskFile(self._abs(path))
+        return self._do("opening", path, DiskFile, self._abs(path), self.failure_channel)
 
     def exists(self, path: str) -> bool:
+        self.failure_channel.check()
         return os.path.exists(self._abs(path))
 
     def is_dir(self, path: str) -> bool:
+        self.failure_channel.check()
         return os.path.isdir(self._abs(path))
 
     def size_of(self, path: str) -> int:
-        return os.path.getsize(self._abs(path))
+        self.failure_channel.check()
+        try:
+            return os.path.getsize(self._abs(path))
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise self.failure_channel.maybe_add_offline_log_dir(
+                f"Error while reading the size of {self._abs(path)}", exc) from exc
 
     def listdir(self, path: str = "") -> list[str]:
-        return os.listdir(self._abs(path))
+        return self._do("listing", path, os.listdir, self._abs(path))
 
     def mkdir(self, path: str) -> None:
-        os.makedirs(self._abs(path), exist_ok=True)
+        self._do("creating", path, os.makedirs, self._abs(path), 0o777, True)
 
     def rename(self, source: str, target: str) -> None:
-        os.rename(self._abs(source), self._abs(target))
+        self._do("renaming", source, os.rename, self._abs(source), self._abs(target))
 
     def remove(self, path: str) -> None:
+        self._do("deleting", path, self._remove, self._abs(path))
+
+    @staticmethod
+    def _remove(path: str) -> None:
         try:
-            os.remove(self._abs(path))
+            os.remove(path)
         except FileNotFoundError:
             pass
 
     def remove_tree(self, path: str) -> None:
+        self.failure_channel.check()
         shutil.rmtree(self._abs(path), ignore_errors=True)
 
     def read_small(self, path: str) -> bytes:
         """The whole content of a small file; FileNotFoundError if it does not exist."""
-        with open(self._abs(path), "rb") as f:
-            return f.read()
+        self.failure_channel.check()
+        try:
+            with open(self._abs(path), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise self.failure_channel.maybe_add_offline_log_dir(
+                f"Error while reading {self._abs(path)}", exc) from exc
 
     def write_atomic(self, path: str, data: bytes) -> None:
         """Replace a small file atomically: write `<path>.tmp`, fsync it, rename over `path`,
         fsync the directory. Readers see the old or the new content, never a mix (Kafka writes
         its checkpoint files this way)."""
-        target = self._abs(path)
+        self._do("writing", path, self._write_atomic, self._abs(path), data)
+
+    @classmethod
+    def _write_atomic(cls, target: str, data: bytes) -> None:
         tmp = target + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -177,17 +353,18 @@ class DiskFiles:
         finally:
             os.close(fd)
         os.replace(tmp, target)
-        self._fsync_dir(os.path.dirname(target))
+        cls._fsync_dir(os.path.dirname(target))
 
-    def _fsync_dir(self, directory: str) -> None:
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return
+    @staticmethod
+    def _fsync_dir(directory: str) -> None:
+        """fsync a directory, so a rename in it survives a machine crash. File systems that
+        cannot fsync a directory (EINVAL) are let be; any other error is a failure."""
+        fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
-        except OSError:
-            pass
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
         finally:
             os.close(fd)
 
@@ -248,10 +425,12 @@ class MemoryFile:
 
 
 class MemoryFiles:
-    """The same interface as DiskFiles over a dict of bytearrays (`--memory` mode)."""
+    """The same interface as DiskFiles over a dict of bytearrays (`--memory` mode). Memory does
+    not fail, so its failure channel never takes it offline."""
 
     def __init__(self):
         self.root = None
+        self.failure_channel = LogDirFailureChannel("memory")
         self._files: dict[str, bytearray] = {}
         self._dirs: set[str] = {""}
 

@@ -92,11 +92,12 @@ class OffsetIndex(_IndexFile):
         self.positions = array("i")
         self.loaded = True
 
-    def load(self, log_size: int) -> bool:
+    def load(self, log_size: int, end_offset: int | None = None) -> bool:
         """Read the entries from the file; False if it is missing or not sane (rebuild it).
 
         Sane means: a whole number of entries, offsets and positions strictly increasing and
-        non-negative, and every position inside the `.log` (of `log_size` bytes).
+        non-negative, every position inside the `.log` (of `log_size` bytes) and, when the
+        segment's end offset is known, every offset below it.
         """
         try:
             data = self.files.read_small(self.path)
@@ -113,6 +114,8 @@ class OffsetIndex(_IndexFile):
                 return False
             previous_offset, previous_position = offset, position
         if positions and positions[-1] >= log_size:
+            return False
+        if offsets and end_offset is not None and self.base_offset + offsets[-1] >= end_offset:
             return False
         return self._accept(offsets, positions)
 
@@ -188,9 +191,10 @@ class TimeIndex(_IndexFile):
         self.relative_offsets = array("i")
         self.loaded = True
 
-    def load(self, log_size: int) -> bool:
+    def load(self, log_size: int, end_offset: int | None = None) -> bool:
         """Read the entries; False if missing or not sane (timestamps strictly increasing,
-        offsets non-decreasing and non-negative)."""
+        offsets non-decreasing and non-negative and, when the segment's end offset is known,
+        below it)."""
         try:
             data = self.files.read_small(self.path)
         except FileNotFoundError:
@@ -208,6 +212,8 @@ class TimeIndex(_IndexFile):
             timestamps.append(timestamp)
             offsets.append(offset)
             previous_timestamp, previous_offset = timestamp, offset
+        if offsets and end_offset is not None and self.base_offset + offsets[-1] >= end_offset:
+            return False
         return self._accept(timestamps, offsets)
 
     def _accept(self, timestamps: array, offsets: array) -> bool:

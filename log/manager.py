@@ -10,23 +10,43 @@ The data dir follows Kafka's log dir layout (see log-layout.md):
       log-start-offset-checkpoint        per partition: log start offset (if past segment 0)
       replication-offset-checkpoint      per partition: high watermark
       trioka-topics.json                 topic ids, partition counts and config overrides
+      trioka-topics.journal              the topic changes made since trioka-topics.json
       <topic>-<partition>/               segments, partition.metadata, leader-epoch-checkpoint
 
 `trioka-topics.json` is this broker's own file: Kafka keeps topic metadata in its KRaft metadata
-log, which a single broker does not need. It is JSON, replaced atomically on every change:
+log, which a single broker does not need. It is JSON, replaced atomically (temp file, fsync,
+rename, directory fsync):
 
     {"version": 1,
      "topics": {"orders": {"topic_id": "<base64url uuid>", "partitions": 3,
                            "configs": {"retention.ms": "3600000"}}}}
 
+A change of one topic (created, grown, its configs altered, deleted) is not a rewrite of that
+file but one line appended to `trioka-topics.journal` and fsync'd before the change is
+acknowledged, as Kafka appends a record to its metadata log: the topic's whole entry, or
+`{"topic": name, "deleted": true}`. Creating N topics thus writes O(N) bytes, where rewriting the
+file each time wrote O(N^2). Opening replays the journal over the file. Once the journal holds
+as many lines as the file has topics, and at every start and clean shutdown, the file is
+rewritten with everything and the journal emptied, in that order: a crash between the two
+replays lines the file already has, which changes nothing. A line cut short by a crash was never
+acknowledged and is skipped.
+
 The partition dirs stay the truth about what data exists: a `<topic>-<p>` dir missing from the
 file is adopted (topic id from its `partition.metadata`, no config overrides), and a partition
 the file lists but whose dir is missing is created empty.
+
+Nothing in the file is lost to a value this broker cannot read: an override that fails validation
+stays in `configs` verbatim (the topic runs on the default meanwhile), a file that cannot be read
+at all is left as it is and set aside as `trioka-topics.json.unreadable` before it is next
+rewritten, and a topic whose overrides are so unknown is written with `"configs_unknown": true`.
+Retention leaves such a topic alone (a default retention.ms or cleanup.policy in place of its own
+could delete what it was meant to keep) until its configs are altered.
 
 `data_dir=None` runs the very same code over MemoryFiles (`--memory`).
 """
 
 import json
+import logging
 import uuid
 
 from trioka.log.checkpoint import (CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT,
@@ -38,13 +58,21 @@ from trioka.log.checkpoint import (CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECK
                                    write_meta_properties, write_offset_checkpoint,
                                    write_partition_metadata)
 from trioka.log.config import LogConfig
-from trioka.log.files import DiskFiles, MemoryFiles
+from trioka.log.files import DiskFiles, LogDirFailureChannel, MemoryFiles
 from trioka.log.partition import PartitionLog
 from trioka.log.topics import has_collision, validate_topic_name
 from trioka.wire.errors import ErrorCode, KafkaError
 
 TOPICS_FILE = "trioka-topics.json"
 TOPICS_FILE_VERSION = 1
+TOPICS_JOURNAL = "trioka-topics.journal"
+# The journal is folded into the file once it has as many lines as this and as the file has
+# topics: the file is rewritten after as many changes as it holds, O(1) bytes a change.
+TOPICS_JOURNAL_MIN_LINES = 64
+# Where an unreadable trioka-topics.json is kept, verbatim, before the file is next replaced.
+UNREADABLE_TOPICS_FILE = TOPICS_FILE + ".unreadable"
+
+log = logging.getLogger("trioka.log")
 
 
 class LogDirError(Exception):
@@ -67,17 +95,30 @@ def parse_partition_dir_name(name: str) -> tuple[str, int] | None:
 
 class TopicInfo:
     """A topic: its id, its config overrides (the strings as given) and effective LogConfig,
-    and its partition logs (index = partition number)."""
+    and its partition logs (index = partition number).
 
-    __slots__ = ("name", "topic_id", "configs", "config", "partitions")
+    `ignored_configs` are overrides stored in trioka-topics.json that this broker cannot apply
+    (an unknown key, a value that fails validation): the topic runs on its defaults for them,
+    but they stay in the file verbatim until an AlterConfigs sets those keys, so that a broker
+    that cannot read one value never writes the topic back with less than it had.
+    `overrides_unknown` is true while some of its stored overrides could not be applied (those,
+    or all of them when the file could not be read): retention then leaves the topic alone,
+    since a default in place of its own retention.ms or cleanup.policy could delete what it was
+    meant to keep."""
+
+    __slots__ = ("name", "topic_id", "configs", "config", "partitions", "ignored_configs",
+                 "overrides_unknown")
 
     def __init__(self, name: str, topic_id: uuid.UUID, configs: dict[str, str],
-                 config: LogConfig, partitions: list[PartitionLog]):
+                 config: LogConfig, partitions: list[PartitionLog],
+                 ignored_configs: dict | None = None, overrides_unknown: bool = False):
         self.name = name
         self.topic_id = topic_id
         self.configs = configs
         self.config = config
         self.partitions = partitions
+        self.ignored_configs = ignored_configs or {}
+        self.overrides_unknown = overrides_unknown
 
     @property
     def num_partitions(self) -> int:
@@ -100,6 +141,8 @@ class LogManager:
         self.data_dir = data_dir
         self.clock = clock
         self.files = DiskFiles(data_dir) if data_dir is not None else MemoryFiles()
+        # Kafka's LogDirFailureChannel: every I/O error of the files takes the dir offline.
+        self.failure_channel: LogDirFailureChannel = self.files.failure_channel
         self.node_id = node_id
         self.default_config = default_config or LogConfig()
         self.cluster_id = cluster_id
@@ -107,6 +150,13 @@ class LogManager:
         self.had_clean_shutdown: bool | None = None  # known after open()
         self._topics: dict[str, TopicInfo] = {}
         self._topics_by_id: dict[uuid.UUID, TopicInfo] = {}
+        # The bytes of a trioka-topics.json this broker could not wholly read, kept aside
+        # (UNREADABLE_TOPICS_FILE) before the file is next replaced.
+        self._unreadable_topics_file: bytes | None = None
+        # The open topics journal (appended to) and how many changes it holds.
+        self._journal = None
+        self._journal_lines = 0
+        self._topics_in_file = 0
         self._opened = False
 
     # -------------------------------------------------------------------------------- startup
@@ -114,7 +164,9 @@ class LogManager:
     def open(self, now_ms: int | None = None) -> None:
         """Lock the data dir, read meta.properties (creating it and a cluster id on first start),
         load every topic and partition log. After a clean shutdown nothing is CRC-scanned;
-        otherwise each partition recovers from its recovery point."""
+        otherwise each partition recovers from its recovery point. An I/O error while loading
+        is LogDirError: the broker does not start (Kafka shuts down when all its log dirs
+        failed)."""
         if self._opened:
             return
         files = self.files
@@ -126,6 +178,12 @@ class LogManager:
             self._load_topics(now_ms)
             # From now on a crash must be seen as unclean.
             files.remove(CLEAN_SHUTDOWN_MARKER)
+        except KafkaError as exc:
+            files.unlock()
+            if exc.code != ErrorCode.KAFKA_STORAGE_ERROR:
+                raise
+            raise LogDirError(f"data dir {self.data_dir} cannot be loaded: {exc.message}") \
+                from exc
         except BaseException:
             files.unlock()
             raise
@@ -175,22 +233,64 @@ class LogManager:
             return {}
 
     def _read_topics_file(self) -> dict:
+        """The topics of trioka-topics.json. A file that cannot be read (not JSON, another
+        version) gives none: the topics are adopted from their partition dirs, and the file is
+        kept as it is (then aside, before it is next replaced)."""
         try:
-            document = json.loads(self.files.read_small(TOPICS_FILE))
+            raw = self.files.read_small(TOPICS_FILE)
         except FileNotFoundError:
             return {}
-        except ValueError:
-            return {}  # rebuilt from the partition dirs
-        if not isinstance(document, dict) or document.get("version") != TOPICS_FILE_VERSION:
+        try:
+            document = json.loads(raw)
+            if not isinstance(document, dict) or document.get("version") != TOPICS_FILE_VERSION:
+                raise ValueError(f"not a version {TOPICS_FILE_VERSION} topics document")
+            topics = document.get("topics", {})
+            if not isinstance(topics, dict):
+                raise ValueError("'topics' is not an object")
+        except ValueError as exc:
+            log.warning("%s cannot be read (%s): topics are loaded from their partition dirs "
+                        "without their config overrides; the file is kept as it is",
+                        TOPICS_FILE, exc)
+            self._unreadable_topics_file = raw
             return {}
-        return document.get("topics", {})
+        return topics
+
+    def _entry_damaged(self, name: str, what: str) -> None:
+        """Part of a topic's entry in trioka-topics.json cannot be used: say so, and keep the
+        file's bytes so that they are set aside before it is replaced."""
+        log.warning("topic %s: %s in %s; the file is kept aside as %s before it is next "
+                    "written", name, what, TOPICS_FILE, UNREADABLE_TOPICS_FILE)
+        if self._unreadable_topics_file is None:
+            self._unreadable_topics_file = self.files.read_small(TOPICS_FILE)
+
+    def _stored_overrides(self, name: str, stored) -> tuple[dict, dict, bool]:
+        """(overrides, ignored, complete): the topic's stored config overrides that pass
+        validation, as strings; those that do not, verbatim (each named in a warning); whether
+        all of them could be applied."""
+        if not isinstance(stored, dict):
+            self._entry_damaged(name, f"'configs' is not an object ({stored!r}); retention "
+                                      f"leaves the topic alone until its configs are altered")
+            return {}, {}, False
+        overrides, ignored = {}, {}
+        for key, value in stored.items():
+            try:
+                LogConfig.from_configs({str(key): str(value)}, base=self.default_config)
+            except KafkaError as exc:
+                log.warning("topic %s: config override %s=%r in %s is ignored: %s; the file "
+                            "keeps the value, and retention leaves the topic alone until its "
+                            "configs are altered", name, key, value, TOPICS_FILE, exc.message)
+                ignored[str(key)] = value
+                continue
+            overrides[str(key)] = str(value)
+        return overrides, ignored, not ignored
 
     def _load_topics(self, now_ms: int | None) -> None:
         files = self.files
         clean = self.had_clean_shutdown
         recovery_points = self._read_checkpoint(RECOVERY_POINT_CHECKPOINT)
         log_start_offsets = self._read_checkpoint(LOG_START_OFFSET_CHECKPOINT)
-        stored = self._read_topics_file()
+        stored = self._replay_topics_journal(self._read_topics_file())
+        unreadable = self._unreadable_topics_file is not None
         self._topics = {}
         self._topics_by_id = {}
         found: dict[str, set[int]] = {}
@@ -202,25 +302,45 @@ class LogManager:
             if parsed is None or not files.is_dir(name):
                 continue
             found.setdefault(parsed[0], set()).add(parsed[1])
-        changed = False
+        where = self.data_dir if self.data_dir is not None else "memory"
+        count = sum(len(partitions) for partitions in found.values())
+        if not count:
+            log.info("No logs found to be loaded in %s", where)
+        elif clean:
+            log.info("Skipping recovery of %d logs from %s since clean shutdown file was found",
+                     count, where)
+        else:
+            log.info("Recovering %d logs from %s since no clean shutdown file was found",
+                     count, where)
+        changed = self._journal_lines > 0   # folded into the file now
         for name in sorted(set(stored) | set(found)):
             entry = stored.get(name, {})
+            if not isinstance(entry, dict):
+                self._entry_damaged(name, f"the entry is not an object ({entry!r})")
+                entry = {}
             topic_id = None
             if entry.get("topic_id"):
                 try:
-                    topic_id = uuid_from_base64(entry["topic_id"])
+                    topic_id = uuid_from_base64(str(entry["topic_id"]))
                 except CheckpointError:
-                    topic_id = None
+                    self._entry_damaged(name, f"topic_id {entry['topic_id']!r} is not a UUID")
             if topic_id is None:
                 topic_id = self._topic_id_from_dirs(name, found.get(name, ()))
                 changed = True
-            overrides = {str(k): str(v) for k, v in entry.get("configs", {}).items()}
-            try:
-                config = LogConfig.from_configs(overrides, base=self.default_config)
-            except KafkaError:
-                overrides, config = {}, self.default_config
-                changed = True
-            count = max([int(entry.get("partitions", 0))] + [p + 1 for p in found.get(name, ())])
+            overrides, ignored, complete = self._stored_overrides(name,
+                                                                  entry.get("configs", {}))
+            if (name not in stored and unreadable) or entry.get("configs_unknown") is True:
+                # Its overrides, if it had any, were in a file that could not be read.
+                log.warning("topic %s: its config overrides are unknown (%s could not be read; "
+                            "see %s); retention leaves the topic alone until its configs are "
+                            "altered", name, TOPICS_FILE, UNREADABLE_TOPICS_FILE)
+                complete = False
+            config = LogConfig.from_configs(overrides, base=self.default_config)
+            stored_count = entry.get("partitions", 0)
+            if type(stored_count) is not int or stored_count < 0:
+                self._entry_damaged(name, f"partitions {stored_count!r} is not a count")
+                stored_count = 0
+            count = max([stored_count] + [p + 1 for p in found.get(name, ())])
             if name not in stored or count != entry.get("partitions"):
                 changed = True
             partitions = []
@@ -236,9 +356,14 @@ class LogManager:
                     recovery_point=recovery_points.get((name, index), 0),
                     log_start_offset=log_start_offsets.get((name, index), 0),
                     clean_shutdown=clean, now_ms=now_ms))
-            self._register(TopicInfo(name, topic_id, overrides, config, partitions))
-        if changed:
+            self._register(TopicInfo(name, topic_id, overrides, config, partitions, ignored,
+                                     overrides_unknown=not complete))
+        # The file is rewritten only to add what it lacked; one that could not be wholly read is
+        # kept as it is until something changes (and then kept aside first).
+        if changed and self._unreadable_topics_file is None:
             self._write_topics_file()
+        log.info("Loaded %d logs in %s", sum(t.num_partitions for t in self._topics.values()),
+                 where)
 
     def _topic_id_from_dirs(self, name: str, partitions) -> uuid.UUID:
         for index in sorted(partitions):
@@ -256,20 +381,94 @@ class LogManager:
         self._topics_by_id[topic.topic_id] = topic
 
     def _write_topics_file(self) -> None:
+        if self._unreadable_topics_file is not None:
+            self.files.write_atomic(UNREADABLE_TOPICS_FILE, self._unreadable_topics_file)
+            log.warning("the %s this broker could not wholly read is kept as %s", TOPICS_FILE,
+                        UNREADABLE_TOPICS_FILE)
+            self._unreadable_topics_file = None
         document = {"version": TOPICS_FILE_VERSION, "topics": {
-            topic.name: {"topic_id": uuid_to_base64(topic.topic_id),
-                         "partitions": topic.num_partitions,
-                         "configs": topic.configs}
-            for topic in self._topics.values()}}
+            topic.name: self._topic_entry(topic) for topic in self._topics.values()}}
         text = json.dumps(document, indent=1, sort_keys=True)
         self.files.write_atomic(TOPICS_FILE, text.encode("utf-8"))
+        self._empty_topics_journal()
+
+    @staticmethod
+    def _topic_entry(topic: TopicInfo) -> dict:
+        """A topic as trioka-topics.json and its journal keep it."""
+        entry = {"topic_id": uuid_to_base64(topic.topic_id), "partitions": topic.num_partitions,
+                 "configs": {**topic.ignored_configs, **topic.configs}}
+        if topic.overrides_unknown:
+            entry["configs_unknown"] = True
+        return entry
+
+    # The topics journal (module docstring): one fsync'd line per topic change.
+
+    def _replay_topics_journal(self, stored: dict) -> dict:
+        """`stored` (the topics of trioka-topics.json) with the journal's lines applied in
+        order; lines that are not whole JSON objects (cut short by a crash) are skipped."""
+        self._journal_lines = 0
+        self._topics_in_file = len(stored)
+        try:
+            raw = self.files.read_small(TOPICS_JOURNAL)
+        except FileNotFoundError:
+            return stored
+        stored = dict(stored)
+        for line in raw.split(b"\n"):
+            if not line:
+                continue
+            try:
+                change = json.loads(line)
+                name = change["topic"]
+            except (ValueError, TypeError, KeyError):
+                log.warning("skipping a damaged line of %s (a write cut short by a crash)",
+                            TOPICS_JOURNAL)
+                continue
+            self._journal_lines += 1
+            if change.get("deleted"):
+                stored.pop(name, None)
+            else:
+                stored[name] = {k: v for k, v in change.items() if k != "topic"}
+        return stored
+
+    def _record_topic(self, name: str) -> None:
+        """Make the current state of topic `name` (or its deletion) durable: one line appended
+        to the journal and fsync'd; the file is rewritten instead once the journal is longer
+        the file."""
+        if self._journal_lines >= max(TOPICS_JOURNAL_MIN_LINES, self._topics_in_file):
+            self._write_topics_file()
+            return
+        topic = self._topics.get(name)
+        change = {"topic": name, **self._topic_entry(topic)} if topic is not None else \
+            {"topic": name, "deleted": True}
+        if self._journal is None:
+            if not self.files.exists(TOPICS_JOURNAL):
+                self.files.write_atomic(TOPICS_JOURNAL, b"")   # its name made durable first
+            self._journal = self.files.open(TOPICS_JOURNAL)
+            if self._journal.size and self._journal.pread(self._journal.size - 1, 1) != b"\n":
+                self._journal.append(b"\n")   # end a line a crash cut short, so it stays apart
+        self._journal.append(json.dumps(change, sort_keys=True).encode("utf-8") + b"\n")
+        self._journal.flush()
+        self._journal_lines += 1
+
+    def _empty_topics_journal(self) -> None:
+        """After the file was rewritten with everything: start an empty journal."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self._journal_lines or self.files.exists(TOPICS_JOURNAL):
+            self.files.write_atomic(TOPICS_JOURNAL, b"")
+        self._journal_lines = 0
+        self._topics_in_file = len(self._topics)
 
     # ------------------------------------------------------------------------------- shutdown
 
     def checkpoint(self) -> None:
         """Periodic (Kafka: every log.flush.offset.checkpoint.interval.ms, default 60 s): fsync
         what was appended since the last time, then write the recovery points, log start offsets
-        and high watermarks."""
+        and high watermarks. Nothing is written to an offline dir (Kafka checkpoints only its
+        live dirs)."""
+        if self.failure_channel.offline:
+            return
         for partition in self.all_partitions():
             partition.flush()
         self._write_checkpoints()
@@ -290,8 +489,24 @@ class LogManager:
 
     def close(self) -> None:
         """Clean shutdown: flush and close every log, write the checkpoints, then the
-        clean-shutdown marker (so the next open skips recovery), and release the lock."""
+        clean-shutdown marker (so the next open skips recovery), and release the lock.
+        An offline dir gets none of that: its files are closed as they are, and without the
+        marker the next start recovers it."""
         if not self._opened:
+            return
+        if self._journal_lines and not self.failure_channel.offline:
+            self._write_topics_file()   # a clean shutdown leaves every topic in the file
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self.failure_channel.offline:
+            for info in self._topics.values():
+                for partition in info.partitions:
+                    partition.close_handlers()
+            log.warning("Log dir %s was offline: no checkpoint or clean-shutdown marker is "
+                        "written, so the next start recovers it", self.failure_channel.log_dir)
+            self.files.unlock()
+            self._opened = False
             return
         for partition in self.all_partitions():
             partition.close()
@@ -311,15 +526,34 @@ class LogManager:
     def topics(self) -> list[TopicInfo]:
         return list(self._topics.values())
 
-    def partition(self, topic: str, index: int) -> PartitionLog:
-        """The log of topic-partition; KafkaError(UNKNOWN_TOPIC_OR_PARTITION) if there is none."""
+    def partition(self, topic: str, index: int, *, reading: bool = False) -> PartitionLog:
+        """The log of topic-partition; KafkaError(UNKNOWN_TOPIC_OR_PARTITION) if there is none,
+        KAFKA_STORAGE_ERROR once the log dir is offline. Every request that writes a partition
+        (Produce, DeleteRecords, the coordinators' writes) gets its log here, so all of them
+        answer that error. Readers (`reading=True`: Fetch, ListOffsets, OffsetForLeaderEpoch,
+        DescribeProducers) keep reading what was stored: a full disk stops writes, not reads
+        (where Kafka stops both, this broker's acceptance asks that what was acknowledged stays
+        readable); a read that fails itself still answers KAFKA_STORAGE_ERROR."""
         info = self._topics.get(topic)
         if info is None or not 0 <= index < len(info.partitions):
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                              f"this server does not host {topic}-{index}")
+        if self.failure_channel.failure is not None and not reading:
+            # Kafka's words for a partition of an offline log dir (ReplicaManager).
+            raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR,
+                             f"Partition {topic}-{index} is in an offline log directory")
         return info.partitions[index]
 
+    @property
+    def offline(self) -> bool:
+        """Whether the log dir is offline (an I/O error took it; until the broker restarts)."""
+        return self.failure_channel.offline
+
     def all_partitions(self):
+        """Every partition log of the live dir; none once it is offline, so that checkpoints,
+        retention and the cleaner leave it alone (Kafka drops an offline dir's logs)."""
+        if self.failure_channel.failure is not None:
+            return
         for info in self._topics.values():
             yield from info.partitions
 
@@ -343,6 +577,7 @@ class LogManager:
                              f"number of partitions must be at least 1, got {num_partitions}")
         overrides = {str(k): str(v) for k, v in (configs or {}).items() if v is not None}
         config = LogConfig.from_configs(overrides, base=self.default_config)
+        self.failure_channel.check()
         topic_id = random_uuid()
         while topic_id in self._topics_by_id:
             topic_id = random_uuid()
@@ -351,7 +586,7 @@ class LogManager:
         for index in range(num_partitions):
             topic.partitions.append(self._new_partition(topic, index, now_ms))
         self._register(topic)
-        self._write_topics_file()
+        self._record_topic(name)
         return topic_id
 
     def _new_partition(self, topic: TopicInfo, index: int, now_ms: int) -> PartitionLog:
@@ -377,22 +612,26 @@ class LogManager:
             raise KafkaError(ErrorCode.INVALID_PARTITIONS,
                              f"topic {name!r} has {current} partitions; the count can only grow, "
                              f"{new_total} requested")
+        self.failure_channel.check()
         now_ms = self._now_ms(now_ms)
         for index in range(current, new_total):
             topic.partitions.append(self._new_partition(topic, index, now_ms))
-        self._write_topics_file()
+        self._record_topic(name)
 
     def delete_topic(self, name: str) -> uuid.UUID:
         """Delete a topic and its data; returns its id. As Kafka does, each partition dir is
         first renamed to `<topic>-<p>.<random uuid hex>-delete` (so a crash midway leaves no
-        half-deleted partition that could be loaded again), then removed."""
-        topic = self._topics.pop(name, None)
-        if topic is None:
+        half-deleted partition that could be loaded again), then removed. KAFKA_STORAGE_ERROR
+        once the log dir is offline."""
+        if name not in self._topics:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"unknown topic {name!r}")
+        self.failure_channel.check()
+        topic = self._topics.pop(name)
         self._topics_by_id.pop(topic.topic_id, None)
-        self._write_topics_file()
+        self._record_topic(name)
         for partition in topic.partitions:
             partition.close(flush=False)
+            partition.wake_waiters()   # its fetchers look it up again: UNKNOWN_TOPIC_OR_PARTITION
             suffix = f"-{partition.partition}.{uuid.uuid4().hex}-delete"
             doomed = name[:255 - len(suffix)] + suffix
             self.files.rename(partition.directory, doomed)
@@ -411,20 +650,39 @@ class LogManager:
     def set_topic_configs(self, name: str, configs: dict) -> LogConfig:
         """Replace the topic's config overrides (AlterConfigs; an incremental alter computes the
         new full set first). INVALID_CONFIG leaves everything unchanged. Returns the effective
-        config, which applies to the partitions' next appends and rolls."""
+        config, which applies to the partitions' next appends and rolls.
+
+        Stored overrides this broker could not apply (TopicInfo.ignored_configs) stay in the
+        file unless the new set names their key; once none is left the topic's overrides are
+        known again (and retention applies to it again)."""
         topic = self._topics.get(name)
         if topic is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"unknown topic {name!r}")
         overrides = {str(k): str(v) for k, v in configs.items() if v is not None}
         config = LogConfig.from_configs(overrides, base=self.default_config)
+        self.failure_channel.check()
         topic.configs = overrides
         topic.config = config
+        topic.ignored_configs = {k: v for k, v in topic.ignored_configs.items()
+                                 if k not in configs}
+        topic.overrides_unknown = bool(topic.ignored_configs)
         for partition in topic.partitions:
             partition.update_config(config)
-        self._write_topics_file()
+        self._record_topic(name)
         return config
 
+    def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> int:
+        """Kafka's periodic producer expiration check over every partition (every
+        producer.id.expiration.check.interval.ms): producers idle longer than `expiration_ms`
+        with no transaction open are forgotten. Returns how many entries went."""
+        return sum(len(p.remove_expired_producers(now_ms, expiration_ms))
+                   for p in self.all_partitions())
+
     def delete_old_segments(self, now_ms: int) -> int:
-        """Retention pass over every partition (Kafka: every log.retention.check.interval.ms).
-        Returns the number of segments deleted."""
-        return sum(p.delete_old_segments(now_ms) for p in self.all_partitions())
+        """Retention pass over every partition (Kafka: every log.retention.check.interval.ms),
+        but those of topics whose stored overrides could not all be applied
+        (TopicInfo.overrides_unknown). Returns the number of segments deleted."""
+        if self.failure_channel.offline:
+            return 0
+        return sum(p.delete_old_segments(now_ms) for info in self._topics.values()
+                   if not info.overrides_unknown for p in info.partitions)

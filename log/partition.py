@@ -23,6 +23,7 @@ Everything here is synchronous and does no waiting (no trio): under trio one cal
 """
 
 import dataclasses
+import logging
 from bisect import bisect_right
 
 from trioka.log.batch import (AppendOrigin, BatchInfo, assign_offsets, set_log_append_time,
@@ -35,6 +36,8 @@ from trioka.log.segment import (INDEX_SUFFIX, LOG_SUFFIX, SWAP_FILE_SUFFIX, TIME
                                 TXN_INDEX_SUFFIX, LogSegment, parse_segment_file_name)
 from trioka.log.txn_index import AbortedTxn, TransactionIndex
 from trioka.wire.errors import ErrorCode, KafkaError
+
+log = logging.getLogger("trioka.log")
 
 
 # ------------------------------------------------------------------------------------ results
@@ -119,12 +122,36 @@ class PartitionLog:
         self.epoch_entries: list[tuple[int, int]] = []  # (epoch, start offset), increasing
         self.producer_state = ProducerStateManager(files, directory)
         self.txn_index = TransactionIndex(files, directory)
+        # Long-polling readers of this partition (Kafka's delayed fetches keyed by partition):
+        # anything with a `set()` method, set at the next change they must see.
+        self.waiters: set = set()
         self._load(recovery_point, log_start_offset, clean_shutdown, now_ms)
 
     def __repr__(self) -> str:
         return (f"PartitionLog({self.topic}-{self.partition}, log_start_offset="
                 f"{self.log_start_offset}, log_end_offset={self.log_end_offset}, "
                 f"segments={len(self.segments)})")
+
+    # ------------------------------------------------------------------------ waiting readers
+
+    def add_waiter(self, waiter) -> None:
+        """Have `waiter.set()` called (a long-polling Fetch's trio.Event) at the next change a
+        reader of this partition must see: an append (a transaction marker included, so the
+        last stable offset too), the log start offset moving (DeleteRecords, retention),
+        truncation, the partition's deletion. Only this partition's readers wake, as Kafka's
+        purgatory completes the delayed fetches watching the partition appended to."""
+        self.waiters.add(waiter)
+
+    def remove_waiter(self, waiter) -> None:
+        self.waiters.discard(waiter)
+
+    def wake_waiters(self) -> None:
+        """Set every registered waiter once and forget it (a waiter registers again for the
+        next change)."""
+        if self.waiters:
+            waiters, self.waiters = self.waiters, set()
+            for waiter in waiters:
+                waiter.set()
 
     # ------------------------------------------------------------------------------- loading
 
@@ -240,18 +267,30 @@ class PartitionLog:
         i = start
         while i < len(self.segments):
             segment = self.segments[i]
+            log.info("Recovering unflushed segment %d of %s-%d (%d/%d, recovery point %d)",
+                     segment.base_offset, self.topic, self.partition, i - start + 1,
+                     len(self.segments) - start, recovery_point)
             truncated = segment.recover()
             removed += truncated
             if truncated and i < len(self.segments) - 1:
-                for later in self.segments[i + 1:]:
-                    removed += later.size
-                    later.delete()
+                later = self.segments[i + 1:]
+                log.warning("Corruption found in segment %d of %s-%d, truncating to offset %d; "
+                            "deleting the %d segments after it as part of log recovery: %s",
+                            segment.base_offset, self.topic, self.partition,
+                            segment.next_offset, len(later),
+                            ", ".join(str(s.base_offset) for s in later))
+                for doomed in later:
+                    removed += doomed.size
+                    doomed.delete()
                 self._set_segments(self.segments[:i + 1])
             i += 1
         for segment in self.segments[start:]:
             segment.flush()
         self.log_end_offset = self.active_segment.next_offset
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
+        (log.warning if removed else log.info)(
+            "Recovered %s-%d: log end offset %d, %d bytes removed", self.topic, self.partition,
+            self.log_end_offset, removed)
         return removed
 
     def _load_epoch_entries(self) -> None:
@@ -296,7 +335,8 @@ class PartitionLog:
         return result.base_offset
 
     def _end_transaction(self, segment: LogSegment, marker: BatchInfo, kind: int) -> None:
-        first = self.producer_state.end_transaction(marker.producer_id, marker.producer_epoch)
+        first = self.producer_state.end_transaction(marker.producer_id, marker.producer_epoch,
+                                                    marker.max_timestamp)
         self.first_unstable_offset = self.producer_state.first_unstable_offset()
         if kind == 0 and first is not None and not self.txn_index.has(marker.base_offset):
             # ABORT: read_committed consumers must skip this producer's records from `first`
@@ -314,6 +354,11 @@ class PartitionLog:
     def active_producers(self) -> list[ProducerStateEntry]:
         """The producers this partition keeps state for (DescribeProducers)."""
         return self.producer_state.active_producers()
+
+    def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> list[int]:
+        """Forget the producers idle for `producer.id.expiration.ms` with no transaction open
+        here (ProducerStateManager.remove_expired_producers); their ids."""
+        return self.producer_state.remove_expired_producers(now_ms, expiration_ms)
 
     def aborted_transactions(self, fetch_offset: int, upper_bound: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of aborted transactions overlapping a read_committed
@@ -338,22 +383,26 @@ class PartitionLog:
     def append(self, records, *, now_ms: int, leader_epoch: int | None = None,
                log_append_time: bool | None = None,
                origin: AppendOrigin = AppendOrigin.CLIENT,
-               batches: list[BatchInfo] | None = None) -> AppendResult:
+               batches: list[BatchInfo] | None = None,
+               conformed: bool = False) -> AppendResult:
         """Append the batches of a produced `records` blob; all or nothing.
 
-        Validates them (unless `batches` from `validate()` are given), enforces
+        Validates them (unless `batches` from `validate()` are given), applies the topic's record
+        rules (log/validator.py; unless `conformed`: the caller already did, from a worker
+        thread, with this log's current config), enforces
         max.message.bytes per batch (MESSAGE_TOO_LARGE) and the CreateTime bounds
         message.timestamp.before/after.max.ms (INVALID_TIMESTAMP, checked on the batch's
         base and max timestamps), assigns offsets from log_end_offset, stamps
         `leader_epoch` (default: self.leader_epoch) and, for LogAppendTime (default: the topic's
         message.timestamp.type), the append time; rolls a new segment if due; writes the bytes
-        with one unbuffered write. A storage failure is KAFKA_STORAGE_ERROR and leaves the log
-        as it was.
+        with one unbuffered write. A storage failure is KAFKA_STORAGE_ERROR and takes the log
+        dir offline (log/files.py): the log is not written again until a restart recovers it.
         """
         if batches is None:
             batches = self.validate(records, origin=origin)
         if origin is AppendOrigin.CLIENT:
-            records, batches = self._conform(records, batches)
+            if not conformed:
+                records, batches = self._conform(records, batches, now_ms)
             for info in batches:
                 if info.producer_id >= 0:
                     duplicate = self.producer_state.check(info)
@@ -382,16 +431,12 @@ class PartitionLog:
         for info in batches:
             if info.max_timestamp > max_timestamp:
                 max_timestamp, offset_of_max_timestamp = info.max_timestamp, info.base_offset
-        try:
-            segment = self._maybe_roll(len(buf), max_timestamp, last_offset, now_ms)
-            try:
-                segment.append(buf, first_offset, last_offset, max_timestamp,
-                               offset_of_max_timestamp)
-            except OSError:
-                segment.truncate_to(first_offset)
-                raise
-        except OSError as exc:
-            raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, f"append failed: {exc}") from exc
+        # A storage failure anywhere from here on (the roll, the `.log` write, an index entry,
+        # the leader-epoch checkpoint) raises KAFKA_STORAGE_ERROR from the files layer and takes
+        # the log dir offline, so no later append can reuse these offsets; the restart's
+        # recovery then keeps or cuts what reached the `.log` (log/files.py).
+        segment = self._maybe_roll(len(buf), max_timestamp, last_offset, now_ms)
+        segment.append(buf, first_offset, last_offset, max_timestamp, offset_of_max_timestamp)
         if not self.epoch_entries or epoch > self.epoch_entries[-1][0]:
             self.epoch_entries.append((epoch, first_offset))
             self._write_epoch_entries()
@@ -404,35 +449,19 @@ class PartitionLog:
         self.log_end_offset = next_offset
         # The leader is the whole ISR, so what it has written is committed.
         self.high_watermark = next_offset
+        self.wake_waiters()
         return AppendResult(first_offset, last_offset, now_ms if log_append_time else -1,
                             self.log_start_offset, batches)
 
-    def _conform(self, records, batches: list[BatchInfo]):
-        """What needs the records decoded, and only on topics that ask for it: a compacted topic
-        refuses records without a key (INVALID_RECORD), and a topic whose compression.type
-        names a codec stores batches in that codec, recompressing others (Kafka's
-        LogValidator). Returns the records and batch headers to append."""
-        codec = self.config.compression_codec
-        if not self.config.compact and (codec is None or
-                                        all(info.compression == codec for info in batches)):
+    def _conform(self, records, batches: list[BatchInfo], now_ms: int):
+        """Kafka's LogValidator where the records must be walked, on topics that ask for it
+        (compacted: keys; compression.type: recompression; see log/validator.py). Returns the
+        records and batch headers to append."""
+        from trioka.log.validator import RecordRules, conform
+        if not RecordRules.walk_needed(self.config, batches):
             return records, batches
-        from trioka.log import records as codec_module
-        out = []
-        for info in batches:
-            data = bytes(records[info.position:info.position + info.size])
-            if self.config.compact:
-                decoded = codec_module.decode_batch(data, verify_crc=False)
-                for i, record in enumerate(decoded.records):
-                    if record.key is None:
-                        raise KafkaError(ErrorCode.INVALID_RECORD,
-                                         f"Compacted topic cannot accept message without key "
-                                         f"in topic partition {self.topic}-{self.partition}. "
-                                         f"(record {i} of the batch)")
-            if codec is not None and info.compression != codec:
-                data = codec_module.recompress(data, codec)
-            out.append(data)
-        new_records = b"".join(out)
-        return new_records, validate_batches(new_records, origin=AppendOrigin.CLIENT)
+        return conform(records, batches, RecordRules.of(self.config),
+                       f"{self.topic}-{self.partition}", now_ms)
 
     def _check_timestamps(self, batches: list[BatchInfo], now_ms: int) -> None:
         """Kafka rejects CreateTime timestamps outside [now - before.max, now + after.max]. It
@@ -532,33 +561,48 @@ class PartitionLog:
         """ListOffsets by timestamp: (offset, timestamp) of the earliest record at or after
         log_start_offset whose timestamp is >= `timestamp`; None if there is none.
 
-        The time index finds the first batch whose max_timestamp >= target; the record is then
-        found inside that one batch by decoding the records' timestamp deltas (decompressing
-        if needed). For LogAppendTime batches every record has the batch's max_timestamp.
+        The time index finds the first batch whose max_timestamp >= target (`timestamp_batch`);
+        the record is then found inside that one batch by walking its records' timestamp
+        deltas (records.first_record_at_or_after, streaming if compressed). For LogAppendTime
+        batches every record has the batch's max_timestamp. apis/list_offsets.py runs the same
+        steps with the walk in a worker thread.
         """
         from trioka.log.records import first_record_at_or_after
-        start = self.log_start_offset
+        search_from = self.log_start_offset
+        while (candidate := self.timestamp_batch(timestamp, search_from)) is not None:
+            info, data = candidate
+            found = first_record_at_or_after(data, info, timestamp, self.log_start_offset)
+            if found is not None:
+                return found
+            search_from = info.next_offset
+        return None
+
+    def timestamp_batch(self, timestamp: int, search_from: int) -> tuple[BatchInfo, bytes] | None:
+        """One step of ListOffsets by timestamp: the first stored batch holding offsets at or
+        after `search_from` (and the log start offset) whose max timestamp is >= `timestamp`,
+        with its bytes; None if there is none. When the batch's records hold no match, the search
+        goes on from its next_offset."""
+        start = max(search_from, self.log_start_offset)
         for segment in self.segments[self._segment_index_for(start):]:
             if segment.max_timestamp < timestamp:
                 continue
-            search_from = start
-            while True:
-                info = segment.find_batch_by_timestamp(timestamp, search_from)
-                if info is None:
-                    break
-                found = first_record_at_or_after(segment.read_batch(info), info, timestamp,
-                                                 self.log_start_offset)
-                if found is not None:
-                    return found
-                search_from = info.next_offset
+            info = segment.find_batch_by_timestamp(timestamp, start)
+            if info is not None:
+                return info, segment.read_batch(info)
         return None
+
+    def largest_timestamp(self) -> int:
+        """The largest record timestamp in the log (from the segments' max timestamps); -1 if
+        no record has one."""
+        best = -1
+        for segment in self.segments[self._segment_index_for(self.log_start_offset):]:
+            best = max(best, segment.max_timestamp)
+        return best
 
     def max_timestamp_offset(self) -> tuple[int, int] | None:
         """ListOffsets MAX_TIMESTAMP (-3, KIP-734): (offset, timestamp) of the first record with
         the largest timestamp in the log; None if no record has a timestamp."""
-        best = -1
-        for segment in self.segments[self._segment_index_for(self.log_start_offset):]:
-            best = max(best, segment.max_timestamp)
+        best = self.largest_timestamp()
         if best < 0:
             return None
         return self.offset_for_timestamp(best)
@@ -595,6 +639,8 @@ class PartitionLog:
         empty segment is created at `now_ms`."""
         if offset >= self.log_end_offset:
             return
+        log.info("Truncating %s-%d to offset %d (log end offset %d)", self.topic, self.partition,
+                 offset, self.log_end_offset)
         if offset <= self.segments[0].base_offset:
             self.truncate_fully_and_start_at(max(offset, 0), now_ms)
             return
@@ -630,6 +676,7 @@ class PartitionLog:
         if kept != self.epoch_entries:
             self.epoch_entries = kept
             self._write_epoch_entries()
+        self.wake_waiters()
 
     def delete_records_before(self, offset: int) -> int:
         """DeleteRecords: move log_start_offset up to `offset` and delete the segments that are
@@ -643,6 +690,7 @@ class PartitionLog:
             self.log_start_offset = offset
             self._delete_segments_below_log_start()
             self.txn_index.drop_below(self.log_start_offset)
+            self.wake_waiters()   # readers below the new log start get OFFSET_OUT_OF_RANGE
         return self.log_start_offset
 
     def _delete_segments_below_log_start(self) -> int:
@@ -690,6 +738,7 @@ class PartitionLog:
             deleted += 1
         if deleted:
             self.txn_index.drop_below(self.log_start_offset)
+            self.wake_waiters()   # readers below the new log start get OFFSET_OUT_OF_RANGE
         return deleted
 
     def replace_segments(self, old: list[LogSegment], cleaned: LogSegment) -> None:
@@ -744,6 +793,12 @@ class PartitionLog:
         for segment in self.segments:
             segment.close()
 
+    def close_handlers(self) -> None:
+        """Close every file without writing anything (Kafka's closeHandlers): a log of an
+        offline dir is let go this way, with no flush and no producer snapshot."""
+        for segment in self.segments:
+            segment.close_handlers()
+
     def delete(self) -> None:
         """Close and remove the partition directory with all its files."""
         for segment in self.segments:
@@ -751,3 +806,4 @@ class PartitionLog:
         self.segments = []
         self._base_offsets = []
         self.files.remove_tree(self.directory)
+        self.wake_waiters()   # they look the partition up again and report it gone

@@ -18,6 +18,12 @@ The state survives restarts the way Kafka keeps it: a `<offset>.snapshot` file (
 v1: int16 version, uint32 CRC-32C of what follows, then the entries) written at segment roll and
 clean shutdown; on open the newest snapshot at or below the log end offset is loaded and the batch
 headers after it are replayed. A snapshot keeps only each producer's last batch, as Kafka's does.
+
+Expiry (Kafka's ProducerStateManager.removeExpiredProducers): a producer whose last batch or
+marker here is older than `producer.id.expiration.ms` (by its timestamp, the batch's max
+timestamp) and that has no transaction open here is forgotten; the broker checks every
+`producer.id.expiration.check.interval.ms`. Its next batch is then taken as a new producer's.
+
 No trio here: plain synchronous code, called from PartitionLog.
 """
 
@@ -165,6 +171,7 @@ class ProducerStateManager:
                 entry.producer_epoch = info.producer_epoch
                 entry.batches = []
             entry.last_data_offset = info.last_offset
+            entry.last_timestamp = info.max_timestamp
         else:
             entry.add_batch(info.producer_epoch, info.base_sequence, info.last_sequence,
                             info.base_offset, info.last_offset, info.max_timestamp)
@@ -195,12 +202,16 @@ class ProducerStateManager:
                          f"{'<=' if transaction_version >= 2 else '<'} its current epoch "
                          f"{current} (transaction version {transaction_version})")
 
-    def end_transaction(self, producer_id: int, producer_epoch: int) -> int | None:
-        """A COMMIT or ABORT marker of the producer: its open transaction here is over. The
-        transaction's first offset, or None when it had written nothing here."""
+    def end_transaction(self, producer_id: int, producer_epoch: int,
+                        timestamp: int | None = None) -> int | None:
+        """A COMMIT or ABORT marker of the producer (written at `timestamp`): its open
+        transaction here is over. The transaction's first offset, or None when it had written
+        nothing here."""
         entry = self.producers.get(producer_id)
         if entry is None:
             entry = self.producers[producer_id] = ProducerStateEntry(producer_id, producer_epoch)
+        if timestamp is not None:
+            entry.last_timestamp = timestamp
         if producer_epoch > entry.producer_epoch:
             entry.producer_epoch = producer_epoch
             entry.batches = []
@@ -209,6 +220,22 @@ class ProducerStateManager:
         entry.current_txn_first_offset = None
         self.ongoing.pop(producer_id, None)
         return first
+
+    # --- expiry ---
+
+    def is_expired(self, entry: ProducerStateEntry, now_ms: int, expiration_ms: int) -> bool:
+        """Kafka's isProducerExpired: no transaction open here, and the last timestamp at
+        least `expiration_ms` old."""
+        return (entry.current_txn_first_offset is None
+                and now_ms - entry.last_timestamp >= expiration_ms)
+
+    def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> list[int]:
+        """Forget every expired producer; their ids."""
+        expired = [pid for pid, entry in self.producers.items()
+                   if self.is_expired(entry, now_ms, expiration_ms)]
+        for pid in expired:
+            del self.producers[pid]
+        return expired
 
     # --- snapshots ---
 

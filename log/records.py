@@ -38,6 +38,18 @@ structs rather than application data: key = version int16 + type int16 (0 ABORT,
 rest belong to KRaft), and for ABORT/COMMIT the value is the end transaction marker, version int16
 + coordinatorEpoch int32. Consumers never hand control records to applications.
 
+Two ways in. `decode_batch` decodes a whole batch at once (the records section decompressed
+whole, within compression.MAX_DECOMPRESSED_BYTES): for control batches, the coordinators' own
+topics, tools and tests. `iter_records` walks the records of a batch one at a time out of a
+decompressing stream, as Kafka's RecordIterator does, so memory stays at one record whatever the
+batch claims: for everything that meets batches written by clients (the log cleaner, ListOffsets,
+Kafka's LogValidator in log/validator.py). Its size rule: the records of one batch decompress to
+at most MAX_DECOMPRESSED_BYTES; a record's length is checked against what is left of that, less
+the MIN_RECORD_SIZE bytes each record still declared after it needs, before a byte of it is
+decompressed. So a bomb is refused after at most one 64 KiB piece of output, and a batch whose
+records do not match its header gets Kafka's answers (INVALID_RECORD, "Incorrect declared batch
+size, premature EOF reached" / "records still remaining in file").
+
 Legacy message sets (magic 0 and 1, before Kafka 0.11) are not decoded here: Produce v3 and
 later must carry magic 2, and this broker rejects the older format. Only detection is offered.
 """
@@ -48,13 +60,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from trioka.log import batch as _batch   # its crc32c loads the C library on first use
-from trioka.log.compression import decompress, compress
+from trioka.log.compression import (MAX_DECOMPRESSED_BYTES, compress, decompress,
+                                    decompress_stream)
 # The batch header's layout and attribute bits are log/batch.py's; these are their names in
 # Kafka's record classes, for readers of this module.
 from trioka.log.batch import (ATTRIBUTES_OFFSET, COMPRESSION_CODEC_MASK,
                               CONTROL_FLAG_MASK, CRC_OFFSET, CURRENT_MAGIC,
                               DELETE_HORIZON_FLAG_MASK, LOG_OVERHEAD, MAGIC_OFFSET,
-                              MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
+                              MIN_BATCH_LENGTH, MIN_RECORD_SIZE, NO_PARTITION_LEADER_EPOCH,
+                              NO_PRODUCER_EPOCH,
                               NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP, TIMESTAMP_TYPE_MASK,
                               TRANSACTIONAL_FLAG_MASK, BatchHeaderFields)
 from trioka.log.batch import HEADER as BATCH_HEADER
@@ -469,6 +483,126 @@ def iter_batches(buf, *, verify_crc: bool = True) -> Iterator[Batch]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Streaming: one record at a time out of a (decompressing) stream
+# ---------------------------------------------------------------------------------------------
+
+# Kafka's words (DefaultRecordBatch.RecordIterator) for a records count that lies.
+PREMATURE_EOF = "Incorrect declared batch size, premature EOF reached"
+RECORDS_REMAINING = "Incorrect declared batch size, records still remaining in file"
+
+
+def _invalid(message: str) -> KafkaError:
+    return KafkaError(ErrorCode.INVALID_RECORD, message)
+
+
+def _more(chunks: Iterator, buf, pos: int, need: int):
+    """(buffer, 0) holding the unread bytes buf[pos:] and enough further pieces of `chunks` to
+    make `need` bytes, or all there are when the stream ends first."""
+    have = len(buf) - pos
+    parts = [buf[pos:]] if have else []
+    for chunk in chunks:
+        parts.append(chunk)
+        have += len(chunk)
+        if have >= need:
+            break
+    if len(parts) == 1:
+        return parts[0], 0
+    return b"".join(parts), 0
+
+
+def _record_slices(chunks: Iterator, count: int, limit: int) -> Iterator:
+    """The bytes of each of the `count` records (length prefix included) that the pieces of a
+    records section, as `chunks` yields them, hold; then a check that nothing follows. Pieces
+    are pulled only as the records need them, so a decompressing stream decompresses no further
+    than the record being read (plus one piece). A records count that does not match is
+    INVALID_RECORD with Kafka's words; a record whose length would take the records past `limit`
+    bytes in all (counting MIN_RECORD_SIZE for each record still to come) is INVALID_RECORD
+    before its bytes are pulled."""
+    buf = b""
+    pos = 0
+    left = limit
+    for index in range(count):
+        if len(buf) - pos < 5:
+            buf, pos = _more(chunks, buf, pos, 5)
+            if pos >= len(buf):
+                raise _invalid(PREMATURE_EOF)
+        try:
+            length, after = decode_varint(buf, pos)
+        except KafkaError:
+            if len(buf) - pos < 5:
+                raise _invalid(PREMATURE_EOF) from None   # a length cut by the end
+            raise
+        if length < MIN_RECORD_SIZE - 1:
+            raise _invalid(f"Invalid record size {length} of record {index}")
+        size = after - pos + length
+        left -= size
+        if left < (count - index - 1) * MIN_RECORD_SIZE:
+            raise _invalid(f"record {index} of {length} bytes takes the records of the batch "
+                           f"past {limit} bytes decompressed, the most this broker reads")
+        if len(buf) - pos < size:
+            buf, pos = _more(chunks, buf, pos, size)
+            if len(buf) < size:
+                raise _invalid(PREMATURE_EOF)
+        yield buf[pos:pos + size]
+        pos += size
+    if pos < len(buf) or any(chunks):
+        raise _invalid(RECORDS_REMAINING)
+
+
+def _section_stream(view, codec: int, count: int) -> Iterator:
+    """The pieces of a batch's records section (`view`: what follows the header)."""
+    if codec == 0:
+        return iter((view,))
+    if count == 0 and not len(view):
+        return iter(())   # an empty batch (kept by compaction) has no stream at all
+    return decompress_stream(codec, view)
+
+
+def _batch_view(batch_bytes, verify_crc: bool):
+    """(view of exactly one batch, its header fields), checked as _parse checks them."""
+    view = memoryview(batch_bytes).cast("B")
+    if len(view) > MAGIC_OFFSET and view[MAGIC_OFFSET] != CURRENT_MAGIC:
+        raise _bad_magic(view[MAGIC_OFFSET])
+    if len(view) < RECORD_BATCH_OVERHEAD:
+        raise _corrupt(f"record batch of {len(view)} bytes is shorter than its 61-byte header")
+    header = BATCH_HEADER.unpack_from(view)
+    if LOG_OVERHEAD + header[1] != len(view):
+        raise _corrupt(f"batchLength {header[1]} does not match the {len(view)} bytes given")
+    if verify_crc:
+        actual = _batch.crc32c(view[ATTRIBUTES_OFFSET:])
+        if actual != header[4]:
+            raise _corrupt(f"record batch CRC {header[4]:#010x} does not match contents "
+                           f"({actual:#010x})")
+    if header[12] < 0:
+        raise _corrupt(f"negative recordsCount {header[12]}")
+    return view, header
+
+
+def iter_records(batch_bytes, *, verify_crc: bool = True,
+                 limit: int = MAX_DECOMPRESSED_BYTES) -> Iterator[Record]:
+    """The records of exactly one v2 batch (bytes-like of 12 + batchLength bytes), one at a time
+    (see the module docstring), offsets and timestamps filled in as decode_batch does. The
+    header (and its CRC, with verify_crc) is checked at the first step; then errors come as the
+    walk meets them: INVALID_RECORD for a records count that does not match or the size limit,
+    CORRUPT_MESSAGE for a stream that does not decompress or a record that does not parse."""
+    view, header = _batch_view(batch_bytes, verify_crc)
+    base_offset, attributes, base_timestamp, count = header[0], header[5], header[7], header[12]
+    log_append_time = header[8] if attributes & TIMESTAMP_TYPE_MASK else None
+    chunks = _section_stream(view[RECORD_BATCH_OVERHEAD:], attributes & COMPRESSION_CODEC_MASK,
+                             count)
+    for raw in _record_slices(chunks, count, limit):
+        yield _decode_records(bytes(raw), 1, base_offset, base_timestamp, log_append_time)[0]
+
+
+def _record_deltas(raw) -> tuple[int, int]:
+    """(offset_delta, timestamp_delta) of one record's bytes (length prefix included)."""
+    _, pos = decode_varint(raw, 0)
+    timestamp_delta, pos = decode_varlong(raw, pos + 1)   # + 1: attributes
+    offset_delta, _ = decode_varint(raw, pos)
+    return offset_delta, timestamp_delta
+
+
+# ---------------------------------------------------------------------------------------------
 # Record headers: the first fields of each record, without decoding the rest
 # ---------------------------------------------------------------------------------------------
 
@@ -495,9 +629,9 @@ def first_record_at_or_after(batch_bytes, header: BatchHeaderFields, timestamp: 
                              min_offset: int) -> tuple[int, int] | None:
     """ListOffsets by timestamp inside one stored batch: (offset, timestamp) of its first record
     with offset >= `min_offset` and timestamp >= `timestamp`, or None. `header` is the batch's
-    (a BatchInfo or a Batch). Records are walked by their headers (`record_headers`), after
-    decompressing the records section if the batch has a codec. Records that cannot be read, or
-    a stream that does not decompress, are answered at batch granularity: the batch's first
+    (a BatchInfo or a Batch). Records are walked one at a time out of the (decompressing) stream
+    and stop at the one found, so nothing after it is decompressed. Records that cannot be read,
+    or a stream that does not decompress, are answered at batch granularity: the batch's first
     offset at or after `min_offset`, with its max timestamp."""
     at_batch = max(header.base_offset, min_offset), header.max_timestamp
     if header.is_log_append_time:
@@ -505,14 +639,11 @@ def first_record_at_or_after(batch_bytes, header: BatchHeaderFields, timestamp: 
         if header.max_timestamp < timestamp or header.last_offset < min_offset:
             return None
         return at_batch
-    body = memoryview(batch_bytes)[RECORD_BATCH_OVERHEAD:]
-    if header.compression:
-        try:
-            body = decompress(header.compression, body)
-        except KafkaError:
-            return at_batch
+    view = memoryview(batch_bytes).cast("B")[RECORD_BATCH_OVERHEAD:header.size]
     try:
-        for offset_delta, timestamp_delta in record_headers(body, header.records_count):
+        chunks = _section_stream(view, header.compression, header.records_count)
+        for raw in _record_slices(chunks, header.records_count, MAX_DECOMPRESSED_BYTES):
+            offset_delta, timestamp_delta = _record_deltas(raw)
             offset = header.base_offset + offset_delta
             record_timestamp = header.base_timestamp + timestamp_delta
             if offset >= min_offset and record_timestamp >= timestamp:

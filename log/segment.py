@@ -16,12 +16,15 @@ Batches are never decoded here: appends take already-patched bytes and reads ret
 stored batches as bytes, found through the offset index plus a forward walk over batch headers.
 """
 
+import logging
 import struct
 from bisect import bisect_right
 
 from trioka.log.batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, BatchInfo, BatchScan, read_header
 from trioka.log.files import FileRegion
 from trioka.log.index import OffsetIndex, TimeIndex
+
+log = logging.getLogger("trioka.log")
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -144,7 +147,15 @@ class LogSegment:
         if self.offset_index.loaded and self.time_index.loaded:
             return
         size = self.log.size
-        if not (self.offset_index.load(size) and self.time_index.load(size)):
+        # The end offset is known for a segment that is not the last one (the next one's base).
+        end = self.next_offset if self.next_offset > self.base_offset else None
+        if not self.offset_index.load(size, end):
+            log.warning("Found a missing or corrupted offset index %s of log file %s, "
+                        "rebuilding index files...", self.offset_index.path, self.log.path)
+            self._rebuild(verify_crc=False)
+        elif not self.time_index.load(size, end):
+            log.warning("Found a missing or corrupted time index %s of log file %s, "
+                        "rebuilding index files...", self.time_index.path, self.log.path)
             self._rebuild(verify_crc=False)
 
     def load_tail(self) -> int:
@@ -165,7 +176,7 @@ class LogSegment:
         first = True
         for info in scan:
             if first and has_entry and not (self.base_offset <= info.base_offset <= entry_offset):
-                return self._rebuild(verify_crc=False)
+                return self._rebuild_disagreeing_indexes()
             first = False
             if info.base_offset < next_offset or info.last_offset - self.base_offset > INT32_MAX:
                 break
@@ -173,16 +184,24 @@ class LogSegment:
                 max_timestamp, offset_of_max = info.max_timestamp, info.base_offset
             next_offset = info.next_offset
         if has_entry and entry_offset >= next_offset:
-            return self._rebuild(verify_crc=False)
+            return self._rebuild_disagreeing_indexes()
         if len(self.time_index) and self.time_index.last_entry()[1] >= next_offset:
-            return self._rebuild(verify_crc=False)
+            return self._rebuild_disagreeing_indexes()
         truncated = size - scan.valid_end
         if truncated:
+            log.warning("Found invalid messages in log segment %s at byte offset %d: "
+                        "truncating to offset %d (%d bytes removed)", self.log.path,
+                        scan.valid_end, next_offset, truncated)
             self._truncate_files(scan.valid_end, next_offset)
         self.next_offset = next_offset
         self._max_timestamp, self._offset_of_max_timestamp = max_timestamp, offset_of_max
         self.bytes_since_last_index_entry = scan.valid_end - position
         return truncated
+
+    def _rebuild_disagreeing_indexes(self) -> int:
+        log.warning("Found index files of log file %s that do not match it, rebuilding index "
+                    "files...", self.log.path)
+        return self._rebuild(verify_crc=False)
 
     def recover(self) -> int:
         """Kafka's segment recovery after an unclean shutdown: walk every batch checking its
@@ -217,6 +236,9 @@ class LogSegment:
         valid_end = scan.valid_end
         truncated = size - valid_end
         if truncated:
+            log.warning("Found invalid messages in log segment %s at byte offset %d: "
+                        "truncating to offset %d (%d bytes removed)", self.log.path, valid_end,
+                        next_offset, truncated)
             self.log.truncate(valid_end)
         self.offset_index.replace(offset_entries)
         self.time_index.replace(time_entries)
@@ -240,6 +262,10 @@ class LogSegment:
         self._ensure_indexes()
         position = self.log.append(data)
         self.dirty = True
+        # The segment holds these offsets from now on, even if an index write below fails (and
+        # takes the dir offline): reads bound by the partition's log end offset then stop
+        # before them, as they are not the partition's.
+        self.next_offset = last_offset + 1
         if position == 0:
             self._rolling_based_timestamp = max_timestamp
         if max_timestamp > self.max_timestamp:
@@ -250,7 +276,6 @@ class LogSegment:
             self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp)
             self.bytes_since_last_index_entry = 0
         self.bytes_since_last_index_entry += len(data)
-        self.next_offset = last_offset + 1
         return position
 
     def rolling_based_timestamp(self) -> int:
@@ -457,6 +482,13 @@ class LogSegment:
 
     def close(self) -> None:
         self.seal()
+        self.log.close()
+
+    def close_handlers(self) -> None:
+        """Close the files without writing anything (Kafka's closeHandlers): how the segments
+        of an offline log dir are let go."""
+        self.offset_index.close()
+        self.time_index.close()
         self.log.close()
 
     def change_file_suffix(self, file_suffix: str) -> None:

@@ -1,5 +1,6 @@
 """Fetch long polling (apis/fetch.py): a Fetch answers as soon as `min_bytes` are there or a
-partition has an error, and otherwise waits up to `max_wait_ms`, woken by every append.
+partition has an error, and otherwise waits up to `max_wait_ms`, woken only by changes of the
+partitions it reads (PartitionLog.add_waiter): an append, a transaction marker, a deletion.
 
 Time is trio's MockClock (the `mock_clock` fixture, which moves only when the test jumps it), so
 "it is still waiting" and "it answered at the deadline" are exact statements, and nothing sleeps.
@@ -134,7 +135,7 @@ async def test_an_append_wakes_a_waiting_fetch(client, mock_clock):
     assert p.high_watermark == 1 and len(p.records) == len(BATCH)
 
 
-async def test_appends_elsewhere_wake_the_fetch_but_do_not_answer_it(client, mock_clock):
+async def test_appends_elsewhere_do_not_answer_the_fetch(client, mock_clock):
     async with trio.open_nursery() as nursery:
         pending = start_fetch(nursery, client, min_bytes=1, max_wait_ms=2_000)
         await trio.testing.wait_all_tasks_blocked()
@@ -207,3 +208,112 @@ async def test_a_partition_error_is_answered_at_once(client, mock_clock, spec, c
     codes = {(t.topic, p.partition_index): p.error_code
              for t in pending.response.responses for p in t.partitions}
     assert codes == {("events", 1): 0, (spec[0], spec[1]): code}
+
+
+# --- wake-ups per partition ---
+
+def waiting_on(client, topic: str, index: int) -> set:
+    """The waiters registered with a partition: one trio.Event per Fetch waiting on it."""
+    return set(client.broker.partition(topic, index).waiters)
+
+
+async def test_an_append_elsewhere_does_not_make_the_fetch_read_again(client, mock_clock):
+    # A Fetch that read its partitions registers one fresh event with each of them, and does so
+    # again after every read: an event still registered and unset after appends elsewhere means
+    # the Fetch did no work for them.
+    async with trio.open_nursery() as nursery:
+        pending = start_fetch(nursery, client, min_bytes=1, max_wait_ms=2_000,
+                              specs=(("events", 0, 0),))
+        await trio.testing.wait_all_tasks_blocked()
+        (event,) = waiting_on(client, "events", 0)
+        assert waiting_on(client, "events", 1) == set() and waiting_on(client, "other", 0) == set()
+        for _ in range(3):
+            await produce(client, "other", 0)
+            await produce(client, "events", 1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not event.is_set() and waiting_on(client, "events", 0) == {event}
+        assert not pending.answered
+        mock_clock.jump(2.0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert pending.answered
+    # Once answered, the Fetch leaves nothing registered.
+    assert waiting_on(client, "events", 0) == set()
+
+
+async def test_an_append_wakes_only_the_fetches_of_its_partition(client, mock_clock):
+    async with trio.open_nursery() as nursery:
+        on_a = start_fetch(nursery, client, min_bytes=1, max_wait_ms=30_000,
+                           specs=(("events", 0, 0), ("events", 1, 0)))
+        on_b = start_fetch(nursery, client, min_bytes=1, max_wait_ms=30_000,
+                           specs=(("other", 0, 0),))
+        await trio.testing.wait_all_tasks_blocked()
+        (b_event,) = waiting_on(client, "other", 0)
+        mock_clock.jump(0.5)
+        await produce(client, "events", 1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert on_a.answered and on_a.answered_at == 0.5
+        assert not on_b.answered and not b_event.is_set()
+        assert waiting_on(client, "other", 0) == {b_event}
+        assert waiting_on(client, "events", 0) == set() == waiting_on(client, "events", 1)
+        mock_clock.jump(0.5)
+        await produce(client, "other", 0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert on_b.answered and on_b.answered_at == 1.0
+    (topic,) = on_a.response.responses
+    assert [(p.partition_index, len(p.records)) for p in topic.partitions] == \
+        [(0, 0), (1, len(BATCH))]
+
+
+async def test_an_append_below_min_bytes_rereads_and_waits_again(client, mock_clock):
+    async with trio.open_nursery() as nursery:
+        pending = start_fetch(nursery, client, min_bytes=2 * len(BATCH), max_wait_ms=5_000)
+        await trio.testing.wait_all_tasks_blocked()
+        (first,) = waiting_on(client, "events", 0)
+        await produce(client, "events", 0)
+        await trio.testing.wait_all_tasks_blocked()
+        (second,) = waiting_on(client, "events", 0)
+        assert first.is_set() and second is not first and not pending.answered
+        await produce(client, "events", 0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert pending.answered
+    assert len(only_partition(pending.response).records) == 2 * len(BATCH)
+
+
+async def test_deleting_the_topic_wakes_its_fetches_with_the_error(client, mock_clock):
+    async with trio.open_nursery() as nursery:
+        pending = start_fetch(nursery, client, min_bytes=1, max_wait_ms=60_000)
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(3.0)
+        client.broker.delete_topic("events")
+        await trio.testing.wait_all_tasks_blocked()
+        assert pending.answered and pending.answered_at == 3.0
+    assert only_partition(pending.response).error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+async def test_a_commit_marker_wakes_a_read_committed_fetch(client, mock_clock):
+    broker = client.broker
+    txn = broker.transactions
+    pid, epoch = txn.init_producer_id("app", 60_000, -1, -1, 0)
+    txn.add_partitions("app", pid, epoch, [("events", 0)], 0)
+    broker.partition("events", 0).append(
+        make_batch([b"t"], producer_id=pid, producer_epoch=epoch, base_sequence=0,
+                   attributes=0x10), now_ms=0)
+    pending = PendingFetch()
+
+    async def run():
+        pending.response = await client.call(
+            K.FETCH, FETCH_VERSION, replica_id=-1, max_wait_ms=60_000, min_bytes=1,
+            max_bytes=50 << 20, isolation_level=1, session_id=0, session_epoch=-1,
+            topics=partitions(("events", 0, 0)), forgotten_topics_data=[])
+        pending.answered_at = trio.current_time()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not pending.answered                 # the open transaction holds the LSO at 0
+        mock_clock.jump(2.0)
+        txn.end_transaction("app", pid, epoch, True, 0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert pending.answered and pending.answered_at == 2.0
+    p = only_partition(pending.response)
+    assert p.last_stable_offset == 2 and len(p.records) > 0

@@ -260,16 +260,18 @@ def test_checkpoint_records_the_end_of_the_clean_section(files):
     assert todo.cleanable_bytes == 0 and todo.clean_bytes > 0
 
 
-def test_a_full_offset_map_ends_the_pass_at_a_segment_boundary(files):
+def test_a_full_offset_map_ends_the_pass_where_it_filled(files):
     log = open_log(files)
     model = Model()
     fill_rounds(log, model, keys=10, rounds=6)
-    cleaner = cleaner_for(files, log, max_map_entries=3)
+    # 4 slots of 24 bytes (a 16-byte key hash and an offset), 90% usable: 3 keys a pass.
+    cleaner = cleaner_for(files, log, dedupe_buffer_size=4 * 24)
     for _ in cleaner.clean_steps(NOW):                  # one pass of the timer
         pass
     first_end = cleaner.first_dirty_offset(log)
-    assert first_end in [s.base_offset for s in log.segments]
-    assert 0 < first_end < log.active_segment.base_offset
+    # Kafka's endOffset: after the last batch the map took (one record a batch here), which may
+    # be inside a segment; the next pass goes on from there.
+    assert first_end == 3
     # compact_now goes on, pass after pass, to the active segment.
     results = cleaner.clean_now(NOW)
     assert len(results) > 1 and results[0].first_dirty_offset == first_end

@@ -103,3 +103,22 @@ def test_partitions_that_returned_data_go_to_the_back():
     session.rotate([("events", 0), ("events", 2), ("gone", 9)])
     assert list(session.partitions) == [("events", 1), ("events", 3), ("events", 0),
                                         ("events", 2)]
+
+
+def test_session_ids_are_random_positive_int32s_unique_in_the_cache():
+    # Kafka draws session ids at random: one client cannot guess the next one another gets.
+    cache = FetchSessionCache(slots=2000)
+    ids = [cache.new_session(False).session_id for _ in range(2000)]
+    assert len(set(ids)) == 2000
+    assert all(0 < i <= 0x7FFFFFFF for i in ids)
+    steps = {b - a for a, b in zip(ids, ids[1:])}
+    assert len(steps) > 1000          # a counter would give one step
+    assert max(ids) - min(ids) > 1 << 28
+
+
+def test_a_new_session_id_is_never_one_in_use():
+    cache = FetchSessionCache(slots=10)
+    in_use = {cache.new_session(False).session_id for _ in range(10)}
+    for _ in range(1000):
+        assert cache.new_session_id() not in set(cache.sessions)
+    assert set(cache.sessions) == in_use

@@ -10,6 +10,7 @@ from trioka.apis import APIS
 from trioka.apis.context import Connection, RequestContext
 from trioka.broker import BrokerState
 from trioka.config import Config, Listener
+from trioka.log.files import FileRegion
 from trioka.wire import protocol
 
 # Advertised in Metadata and FindCoordinator answers; nothing listens there.
@@ -23,6 +24,17 @@ def memory_broker(configs: dict | None = None, *, clock=None) -> BrokerState:
     broker.open()
     broker.set_listeners([ADVERTISED])
     return broker
+
+
+def sent_bytes(chunk) -> bytes:
+    """A response chunk as the socket would carry it: a disk log's file region (sendfile) is
+    read, then let go of, as the server does once it is sent."""
+    if isinstance(chunk, FileRegion):
+        try:
+            return chunk.read()
+        finally:
+            chunk.close()
+    return chunk
 
 
 class WireClient:
@@ -42,7 +54,8 @@ class WireClient:
         response = await APIS[api_key].handle(self.broker, decoded, ctx)
         if response is None:
             return None
-        data = b"".join(protocol.encode_response(api_key, version, self.correlation, response))
+        chunks = protocol.encode_response(api_key, version, self.correlation, response)
+        data = b"".join(sent_bytes(c) for c in chunks)
         correlation, message = protocol.decode_response(api_key, version, data[4:])
         assert correlation == self.correlation
         return message

@@ -8,14 +8,21 @@ a transaction such a zombie left open. Each transaction then adds its partitions
 partition), and ends with EndTxn: the coordinator moves to PrepareCommit/PrepareAbort, writes a
 COMMIT or ABORT marker to every partition of the transaction, and moves to
 CompleteCommit/CompleteAbort. On one broker the markers are written directly (in Kafka they go
-to the partitions' leaders with WriteTxnMarkers), so EndTxn returns with the transaction complete.
+to the partitions' leaders with WriteTxnMarkers), so EndTxn usually returns with the transaction
+complete. A marker that cannot be written (KAFKA_STORAGE_ERROR) keeps the transaction prepared
+and is retried on a timer until it is, as Kafka's TransactionMarkerChannelManager retries; a
+state `__transaction_state` refuses is not applied (the client gets NOT_COORDINATOR and retries).
 
 Every state change is first written to the compacted internal topic `__transaction_state`
 (partition `abs(hashCode(transactional id)) % 50`, TransactionLogKey/TransactionLogValue records,
 as Kafka writes them); at startup the coordinator reads it back and finishes any transaction that
 was in PrepareCommit/PrepareAbort when the broker stopped. Transactions left open longer than
 their timeout are aborted by `expire(now)` with the producer's epoch bumped, so the zombie is
-fenced. The state machine is in txn/states.py.
+fenced. A transactional id with no transaction in progress and no update for
+`transactional.id.expiration.ms` (7 days) expires: a tombstone in `__transaction_state` and it
+is forgotten (`expire_transactional_ids(now)`, every
+`transaction.remove.expired.transaction.cleanup.interval.ms`). The state machine is in
+txn/states.py.
 
 All methods that change state are plain `def`: under trio each runs without interleaving.
 """
@@ -36,6 +43,35 @@ log = logging.getLogger("trioka.txn")
 TRANSACTION_STATE_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600",
                              "compression.type": "producer"}
 MAX_EPOCH = 32767
+
+# What the coordinator answers when `__transaction_state` refuses a write, as Kafka's
+# TransactionStateManager.appendTransactionToLog maps the log's error (other codes pass as they
+# are): NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE send the client to look for the
+# coordinator again and retry.
+LOG_APPEND_ERRORS = {
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.MESSAGE_TOO_LARGE: ErrorCode.UNKNOWN_SERVER_ERROR,
+    ErrorCode.RECORD_LIST_TOO_LARGE: ErrorCode.UNKNOWN_SERVER_ERROR,
+}
+
+# Transaction markers, as Kafka's TransactionMarkerChannelManager and its completion handler
+# treat a marker's failure: a newer epoch of the producer (or of the coordinator) already wrote
+# there, so this marker is stale and dropped; any other error (KAFKA_STORAGE_ERROR, ...) leaves
+# the marker pending, and it is written again until it is, while the transaction stays in
+# PrepareCommit/PrepareAbort (its partitions' last stable offsets wait for it). A partition
+# whose topic is gone needs no marker.
+STALE_MARKER_ERRORS = frozenset({ErrorCode.INVALID_PRODUCER_EPOCH,
+                                 ErrorCode.TRANSACTION_COORDINATOR_FENCED})
+# The pause between two tries of pending markers (Kafka's clients' retry.backoff.ms).
+MARKER_RETRY_BACKOFF_MS = 100
+# The states in which a transactional id may expire (Kafka's TransactionState.isExpirationAllowed):
+# no transaction in progress.
+EXPIRATION_ALLOWED = frozenset({S.EMPTY, S.COMPLETE_COMMIT, S.COMPLETE_ABORT})
 
 # What EndTxn does, by state and outcome asked (True: commit), in three columns: the classic
 # protocol; transactions v2 (EndTxn v5+) when the request is a retry of one already carried out
@@ -92,6 +128,16 @@ class TransactionMetadata:
         # transactions v2, whose markers carry an epoch one above the transaction's data.
         self.client_transaction_version = 0
 
+    def saved(self) -> tuple:
+        """Every field, for `restore` to put back when `__transaction_state` refuses a change:
+        Kafka applies a transition only once its log has it."""
+        return tuple(set(value) if type(value) is set else value
+                     for value in (getattr(self, name) for name in self.__slots__))
+
+    def restore(self, saved: tuple) -> None:
+        for name, value in zip(self.__slots__, saved):
+            setattr(self, name, value)
+
     def transition(self, target: S, now_ms: int) -> None:
         if not can_transition(self.state, target):
             raise KafkaError(ErrorCode.INVALID_TXN_STATE,
@@ -140,6 +186,10 @@ class TransactionCoordinator:
         # transaction" check (KIP-890 part 1).
         self.by_producer: dict[int, str] = {}
         self.coordinator_epoch = 0
+        # Transactions in PrepareCommit/PrepareAbort with markers still to write (their
+        # `partitions` are the partitions still without one), and whether a timer retries them.
+        self.pending_markers: set[str] = set()
+        self._marker_retry_scheduled = False
 
     # --- the internal topic ---
 
@@ -150,6 +200,18 @@ class TransactionCoordinator:
             self.broker.config.transaction_state_log_num_partitions
 
     def _persist(self, meta: TransactionMetadata, now_ms: int) -> None:
+        """Write the transactional id's state to `__transaction_state`; the coordinator's error
+        (LOG_APPEND_ERRORS) if the log refuses it."""
+        try:
+            self._append_to_log(meta, now_ms)
+        except KafkaError as e:
+            code = LOG_APPEND_ERRORS.get(e.code)
+            if code is None:
+                raise
+            raise KafkaError(code, f"Cannot write the state of {meta.transactional_id} to "
+                                   f"{TRANSACTION_STATE_TOPIC}: {e.message or e.code.name}") from e
+
+    def _append_to_log(self, meta: TransactionMetadata, now_ms: int) -> None:
         logs = self.broker.logs
         if logs.topic(TRANSACTION_STATE_TOPIC) is None:
             logs.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions,
@@ -255,7 +317,6 @@ class TransactionCoordinator:
                              f"Transaction {transactional_id} is completing")
         if meta.state == S.ONGOING:
             # Fence the previous producer and abort what it left open; the client retries.
-            meta.transition(S.PREPARE_EPOCH_FENCE, now_ms)
             self._abort_with_bumped_epoch(meta, now_ms)
             raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
                              f"Aborted the open transaction of {transactional_id}; retry")
@@ -314,12 +375,14 @@ class TransactionCoordinator:
         new = set(partitions) - meta.partitions
         if not new and meta.state == S.ONGOING:
             return
+        saved = meta.saved()
         meta.transition(S.ONGOING, now_ms)
         meta.client_transaction_version = transaction_version
         if meta.start_ms < 0 or not meta.partitions:
             meta.start_ms = now_ms
         meta.partitions |= new
-        self._persist(meta, now_ms)
+        # Refused, the partitions are not in the transaction: a retry must write them.
+        self._persist_or_restore(meta, saved, now_ms)
 
     def verify_partitions_in_transaction(self, transactional_id: str, producer_id: int,
                                          producer_epoch: int,
@@ -398,6 +461,7 @@ class TransactionCoordinator:
             raise KafkaError(ErrorCode.INVALID_TXN_STATE,
                              f"EndTxn({'commit' if commit else 'abort'}) of {transactional_id} "
                              f"in state {state.display}")
+        saved = meta.saved()
         if transaction_version >= 2:
             if meta.producer_epoch >= MAX_EPOCH - 1:
                 # The bump takes the last epoch (never given to a client); the transaction's
@@ -409,9 +473,18 @@ class TransactionCoordinator:
         if action is _END_EMPTY:
             meta.start_ms = now_ms
         meta.transition(S.PREPARE_COMMIT if commit else S.PREPARE_ABORT, now_ms)
-        self._persist(meta, now_ms)
+        self._persist_or_restore(meta, saved, now_ms)
         self._write_markers(meta, commit, now_ms)
         return meta.producer_id, meta.producer_epoch
+
+    def _persist_or_restore(self, meta: TransactionMetadata, saved: tuple, now_ms: int) -> None:
+        """Write the state; if the log refuses it, the metadata is as it was (`saved`) and the
+        error goes to the caller (the client retries, as with Kafka's NOT_COORDINATOR)."""
+        try:
+            self._persist(meta, now_ms)
+        except KafkaError:
+            meta.restore(saved)
+            raise
 
     def _v2_producer(self, transactional_id: str, producer_id: int, producer_epoch: int):
         """The metadata an EndTxn v5+ of this producer acts on, and whether the request is a
@@ -441,58 +514,165 @@ class TransactionCoordinator:
         return meta, retry_on_bump or retry_on_overflow
 
     def _write_markers(self, meta: TransactionMetadata, commit: bool, now_ms: int) -> None:
-        """Markers to every partition of the transaction, then the Complete state."""
+        """A marker to every partition of the transaction that has none yet (they leave
+        `meta.partitions` as they get one), then the Complete state. A marker that cannot be
+        written now stays pending (STALE_MARKER_ERRORS above): the transaction stays in
+        PrepareCommit/PrepareAbort and `retry_markers` tries again on a timer."""
+        first_try = meta.transactional_id not in self.pending_markers
+        written = False
         for topic, index in sorted(meta.partitions):
             try:
                 partition = self.broker.logs.partition(topic, index)
-            except KafkaError:
-                continue    # the topic was deleted meanwhile: nothing to mark
-            try:
                 partition.append_marker(meta.producer_id, meta.producer_epoch, commit,
                                         self.coordinator_epoch, now_ms,
                                         transaction_version=meta.client_transaction_version)
             except KafkaError as e:
-                # A newer epoch of the producer already wrote there: this marker is stale.
-                log.warning("transaction marker of %s for %s-%d refused: %s",
-                            meta.transactional_id, topic, index, e.message)
+                if e.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                    meta.partitions.discard((topic, index))  # deleted meanwhile: nothing to mark
+                elif e.code in STALE_MARKER_ERRORS:
+                    log.warning("transaction marker of %s for %s-%d refused: %s",
+                                meta.transactional_id, topic, index, e.message)
+                    meta.partitions.discard((topic, index))
+                else:
+                    (log.warning if first_try else log.debug)(
+                        "transaction marker of %s for %s-%d not written (%s); the transaction "
+                        "stays in %s and the marker is retried", meta.transactional_id, topic,
+                        index, e.message or e.code.name, meta.state.display)
                 continue
+            meta.partitions.discard((topic, index))
+            written = True
             if topic == OFFSETS_TOPIC:
                 self.broker.groups.offsets.complete_transaction(meta.producer_id, commit)
+        if meta.partitions:
+            if written:
+                self.broker.notify_data()     # some last stable offsets moved
+            self.pending_markers.add(meta.transactional_id)
+            self._schedule_marker_retry()
+            return
+        saved, producer_id = meta.saved(), meta.producer_id
         meta.transition(S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT, now_ms)
         meta.partitions = set()
         meta.start_ms = -1
         if meta.next_producer_id >= 0:
             # Transactions v2 ran out of epochs: the next transaction is the new id's, from 0.
-            self.by_producer.pop(meta.producer_id, None)
             meta.previous_producer_id = meta.producer_id
             meta.producer_id, meta.producer_epoch = meta.next_producer_id, 0
             meta.next_producer_id = -1
-            self.by_producer[meta.producer_id] = meta.transactional_id
-        self._persist(meta, now_ms)
+        try:
+            self._persist(meta, now_ms)
+        except KafkaError as e:
+            # Every marker is written but not the Complete state: the transaction stays
+            # prepared, and the completion is retried with the markers (Kafka's
+            # retryLogAppends); the client's EndTxn was answered once Prepare* was written.
+            meta.restore(saved)
+            log.warning("transaction %s: its markers are written but not its completion (%s); "
+                        "retried", meta.transactional_id, e.message or e.code.name)
+            self.pending_markers.add(meta.transactional_id)
+            self._schedule_marker_retry()
+        else:
+            self.pending_markers.discard(meta.transactional_id)
+            if meta.producer_id != producer_id:
+                self.by_producer.pop(producer_id, None)
+                self.by_producer[meta.producer_id] = meta.transactional_id
         self.broker.notify_data()     # the last stable offsets moved
 
     def _abort_with_bumped_epoch(self, meta: TransactionMetadata, now_ms: int) -> None:
-        """Fence the current producer (epoch + 1) and abort its open transaction; the markers
-        carry the fencing epoch."""
+        """Fence the current producer of an Ongoing transaction (epoch + 1, through
+        PrepareEpochFence) and abort the transaction; the markers carry the fencing epoch. If
+        the log refuses the PrepareAbort state, nothing has changed (KafkaError)."""
+        saved = meta.saved()
+        meta.transition(S.PREPARE_EPOCH_FENCE, now_ms)
         meta.fence_epoch()
         meta.transition(S.PREPARE_ABORT, now_ms)
-        self._persist(meta, now_ms)
+        self._persist_or_restore(meta, saved, now_ms)
         self._write_markers(meta, False, now_ms)
+
+    def retry_markers(self, now_ms: int) -> int:
+        """Write the pending markers of every transaction left in PrepareCommit/PrepareAbort,
+        and then the Complete state of those that have all of theirs. Returns how many
+        transactions still wait."""
+        for tid in sorted(self.pending_markers):
+            meta = self.transactions.get(tid)
+            if meta is None or meta.state not in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
+                self.pending_markers.discard(tid)
+                continue
+            self._write_markers(meta, meta.state == S.PREPARE_COMMIT, now_ms)
+        return len(self.pending_markers)
+
+    def _schedule_marker_retry(self) -> None:
+        """Start the timer that retries pending markers, once, in the broker's nursery (none
+        yet while the broker opens: `expire`, the coordinator's periodic task, starts it
+        then)."""
+        nursery = self.broker.nursery
+        if self._marker_retry_scheduled or nursery is None:
+            return
+        self._marker_retry_scheduled = True
+        nursery.start_soon(self._retry_markers_until_written)
+
+    async def _retry_markers_until_written(self) -> None:
+        clock = self.broker.clock
+        try:
+            while self.pending_markers:
+                await clock.sleep(MARKER_RETRY_BACKOFF_MS / 1000)
+                try:
+                    self.retry_markers(clock.wall_ms())
+                except Exception:
+                    log.exception("retrying transaction markers failed")
+        finally:
+            self._marker_retry_scheduled = False
 
     # --- timeouts ---
 
     def expire(self, now_ms: int) -> int:
-        """Abort every transaction open longer than its timeout; the number aborted."""
+        """Abort every transaction open longer than its timeout; the number aborted. (It also
+        makes sure pending markers are being retried.)"""
+        if self.pending_markers:
+            self._schedule_marker_retry()
         aborted = 0
         for meta in list(self.transactions.values()):
             if meta.state == S.ONGOING and meta.start_ms >= 0 and \
                     now_ms - meta.start_ms > meta.timeout_ms:
                 log.info("aborting transaction %s: open for more than %d ms",
                          meta.transactional_id, meta.timeout_ms)
-                meta.transition(S.PREPARE_EPOCH_FENCE, now_ms)
-                self._abort_with_bumped_epoch(meta, now_ms)
+                try:
+                    self._abort_with_bumped_epoch(meta, now_ms)
+                except KafkaError as e:
+                    log.warning("transaction %s not aborted (%s); tried again at the next check",
+                                meta.transactional_id, e.message or e.code.name)
+                    continue
                 aborted += 1
         return aborted
+
+    # --- transactional id expiration ---
+
+    def expire_transactional_ids(self, now_ms: int) -> int:
+        """Kafka's TransactionStateManager.removeExpiredTransactionalIds: every id whose state
+        allows expiry (no transaction in progress) and whose last update is at least
+        `transactional.id.expiration.ms` old goes Dead, is written as a tombstone to
+        `__transaction_state` (so a restart and the log cleaner forget it too) and leaves the
+        cache. An id whose tombstone cannot be written stays, for the next check. Returns the
+        number expired."""
+        expiration_ms = self.broker.config.transactional_id_expiration_ms
+        expired = 0
+        for meta in list(self.transactions.values()):
+            if meta.state not in EXPIRATION_ALLOWED or \
+                    meta.last_update_ms > now_ms - expiration_ms:
+                continue
+            saved, last_update_ms = meta.saved(), meta.last_update_ms
+            meta.transition(S.DEAD, now_ms)
+            try:
+                self._persist_or_restore(meta, saved, now_ms)
+            except KafkaError as e:
+                log.warning("transactional id %s not expired: %s", meta.transactional_id,
+                            e.message)
+                continue
+            log.info("transactional id %s expired: no update for %d ms", meta.transactional_id,
+                     now_ms - last_update_ms)
+            del self.transactions[meta.transactional_id]
+            if self.by_producer.get(meta.producer_id) == meta.transactional_id:
+                del self.by_producer[meta.producer_id]
+            expired += 1
+        return expired
 
     # --- admin ---
 

@@ -2,37 +2,42 @@
 
 Kafka's controller hands brokers blocks of 1000 producer ids and remembers the highest block given.
 Here the broker reserves a block at a time the same way and keeps the end of the last reserved block
-in the file `producer-id-block` of the data directory (one decimal number, replaced atomically), so
-ids are never reused after a restart, clean or not: a restart simply starts a new block.
+in the file `producer-id-block` of the data directory (one decimal number, replaced atomically:
+temp file, fsync, rename, directory fsync, by log/files.py), so ids are never reused after a
+restart, clean or not, nor after a power cut: a restart simply starts a new block. A block is
+used only once its end is durable.
 """
 
-import os
+from trioka.log.files import DiskFiles
 
 BLOCK_SIZE = 1000
 FILE_NAME = "producer-id-block"
 
 
 class ProducerIdManager:
-    def __init__(self, data_dir: str | None):
-        self.path = os.path.join(data_dir, FILE_NAME) if data_dir else None
+    """Producer ids of the data dir `data_dir` (None: in memory, from 0 at every start). `files`
+    are the data dir's files, when the broker shares its log manager's (and so its log dir
+    failure channel); by default the manager opens the dir itself."""
+
+    def __init__(self, data_dir: str | None, *, files=None):
+        self.files = files if files is not None else \
+            (DiskFiles(data_dir) if data_dir else None)
         self._next = 0
         self._block_end = 0     # first id past the reserved block
 
     def open(self) -> None:
-        if self.path and os.path.exists(self.path):
-            with open(self.path, encoding="ascii") as f:
-                text = f.read().strip()
-            self._next = self._block_end = int(text) if text else 0
+        if self.files is None:
+            return
+        try:
+            text = self.files.read_small(FILE_NAME).decode("ascii").strip()
+        except FileNotFoundError:
+            return
+        self._next = self._block_end = int(text) if text else 0
 
     def _reserve(self) -> None:
         end = self._block_end + BLOCK_SIZE
-        if self.path:
-            tmp = self.path + ".tmp"
-            with open(tmp, "w", encoding="ascii") as f:
-                f.write(f"{end}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+        if self.files is not None:
+            self.files.write_atomic(FILE_NAME, f"{end}\n".encode("ascii"))
         self._next = self._block_end
         self._block_end = end
 
