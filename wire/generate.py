@@ -15,6 +15,18 @@ without any, from every folder of `coordinator-records/` next to the messages fo
 
     python -m trioka.wire.generate MESSAGES [RECORDS_FOLDER ...] > wire/messages.py
 
+The folders used for the committed file:
+
+    python -m trioka.wire.generate ../shared/kafka-protocol/messages \
+        ../shared/kafka-protocol/coordinator-records/group-coordinator \
+        ../shared/kafka-protocol/coordinator-records/transaction-coordinator \
+        ../shared/kafka-protocol/coordinator-records/storage > wire/messages.py
+
+KRaft's metadata records (the `__cluster_metadata` log: RegisterBrokerRecord, TopicRecord,
+PartitionRecord, ...) become METADATA_RECORDS, keyed by their record type (the schema's apiKey),
+read from `metadata-records/` next to the messages folder. Unlike coordinator records, they are
+framed by KRaft's serde (frame version, type and version as unsigned varints: wire/schema.py).
+
 The notation of the output, one field a line, children indented by two spaces:
 
     name  type  [versions]  [null=versions]  [tag=N]  [default=value]
@@ -27,10 +39,12 @@ import os
 import re
 import sys
 
-# Only what a client-facing broker can be asked; KRaft-internal and ZooKeeper inter-broker calls
-# are left out.
-LISTENERS = {"broker", "zkBroker"}
-SKIP = {4, 5, 6, 7, 56, 58, 67}
+# What a broker or a KRaft controller can be asked: the client APIs and the nodes' own (KRaft
+# quorum, BrokerRegistration, BrokerHeartbeat, AlterPartition, ...). ZooKeeper's inter-broker
+# calls (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown) and Envelope (forwarding
+# through a ZooKeeper-mode broker) are left out.
+LISTENERS = {"broker", "zkBroker", "controller"}
+SKIP = {4, 5, 6, 7, 58}
 
 # Kafka 4.x versions newer than the schemas in the reference folder: (api key, kind) -> edits.
 NEWER = {
@@ -133,6 +147,26 @@ def data_schemas(folders: list[str], names=None) -> dict:
     return out
 
 
+def metadata_records(messages: str) -> dict:
+    """record type -> (name, valid versions, flexible versions, field lines) of KRaft's metadata
+    records, from `metadata-records/` next to the messages folder."""
+    folder = os.path.join(messages, os.pardir, "metadata-records")
+    out = {}
+    if not os.path.isdir(folder):
+        return out
+    for fn in sorted(os.listdir(folder)):
+        if not fn.endswith(".json"):
+            continue
+        spec = load(os.path.join(folder, fn))
+        if spec.get("type") != "metadata":
+            continue
+        common = {c["name"]: c["fields"] for c in spec.get("commonStructs", [])}
+        out[spec["apiKey"]] = (spec["name"], spec["validVersions"],
+                               spec.get("flexibleVersions", "none"),
+                               field_lines(spec["fields"], common, 0))
+    return out
+
+
 def default_record_folders(messages: str) -> list[str]:
     root = os.path.join(messages, os.pardir, "coordinator-records")
     if not os.path.isdir(root):
@@ -199,6 +233,14 @@ def main(folder: str, record_folders: list[str] | None = None) -> None:
     for name in sorted(records):
         valid, flex, lines = records[name]
         w(f"    {name!r}: ({valid!r}, {flex!r}, \"\"\"\n")
+        w("\n".join(lines) + "\n" if lines else "")
+        w('"""),\n')
+    w("}\n")
+    w("\n# KRaft metadata records (`__cluster_metadata`): record type -> (name, valid versions,\n")
+    w("# flexible versions, fields).\n")
+    w("METADATA_RECORDS = {\n")
+    for key, (name, valid, flex, lines) in sorted(metadata_records(folder).items()):
+        w(f"    {key}: ({name!r}, {valid!r}, {flex!r}, \"\"\"\n")
         w("\n".join(lines) + "\n" if lines else "")
         w('"""),\n')
     w("}\n")

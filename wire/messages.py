@@ -923,6 +923,92 @@ results  []AlterUserScramCredentialsResult
   error_code  int16
   error_message  string  null=0+
 """),
+    52: ('Vote', '0-1', '0+', False, """
+cluster_id  string  null=0+  default=null
+voter_id  int32  1+  default=-1
+topics  []TopicData
+  topic_name  string
+  partitions  []PartitionData
+    partition_index  int32
+    candidate_epoch  int32
+    candidate_id  int32
+    candidate_directory_id  uuid  1+
+    voter_directory_id  uuid  1+
+    last_offset_epoch  int32
+    last_offset  int64
+""", """
+error_code  int16
+topics  []TopicData
+  topic_name  string
+  partitions  []PartitionData
+    partition_index  int32
+    error_code  int16
+    leader_id  int32
+    leader_epoch  int32
+    vote_granted  bool
+node_endpoints  []NodeEndpoint  1+  tag=0
+  node_id  int32  1+
+  host  string  1+
+  port  uint16  1+
+"""),
+    53: ('BeginQuorumEpoch', '0-1', '1+', False, """
+cluster_id  string  null=0+  default=null
+voter_id  int32  1+  default=-1
+topics  []TopicData
+  topic_name  string
+  partitions  []PartitionData
+    partition_index  int32
+    voter_directory_id  uuid  1+
+    leader_id  int32
+    leader_epoch  int32
+leader_endpoints  []LeaderEndpoint  1+
+  name  string  1+
+  host  string  1+
+  port  uint16  1+
+""", """
+error_code  int16
+topics  []TopicData
+  topic_name  string
+  partitions  []PartitionData
+    partition_index  int32
+    error_code  int16
+    leader_id  int32
+    leader_epoch  int32
+node_endpoints  []NodeEndpoint  1+  tag=0
+  node_id  int32  1+
+  host  string  1+
+  port  uint16  1+
+"""),
+    54: ('EndQuorumEpoch', '0-1', '1+', False, """
+cluster_id  string  null=0+  default=null
+topics  []TopicData
+  topic_name  string
+  partitions  []PartitionData
+    partition_index  int32
+    leader_id  int32
+    leader_epoch  int32
+    preferred_successors  []int32  0
+    preferred_candidates  []ReplicaInfo  1+
+      candidate_id  int32  1+
+      candidate_directory_id  uuid  1+
+leader_endpoints  []LeaderEndpoint  1+
+  name  string  1+
+  host  string  1+
+  port  uint16  1+
+""", """
+error_code  int16
+topics  []TopicData
+  topic_name  string
+  partitions  []PartitionData
+    partition_index  int32
+    error_code  int16
+    leader_id  int32
+    leader_epoch  int32
+node_endpoints  []NodeEndpoint  1+  tag=0
+  node_id  int32  1+
+  host  string  1+
+  port  uint16  1+
+"""),
     55: ('DescribeQuorum', '0-2', '0+', False, """
 topics  []TopicData
   topic_name  string
@@ -959,6 +1045,36 @@ nodes  []Node  2+
     host  string  2+
     port  uint16  2+
 """),
+    56: ('AlterPartition', '0-3', '0+', False, """
+broker_id  int32
+broker_epoch  int64  default=-1
+topics  []TopicData
+  topic_name  string  0-1
+  topic_id  uuid  2+
+  partitions  []PartitionData
+    partition_index  int32
+    leader_epoch  int32
+    new_isr  []int32  0-2
+    new_isr_with_epochs  []BrokerState  3+
+      broker_id  int32  3+
+      broker_epoch  int64  3+  default=-1
+    leader_recovery_state  int8  1+  default=0
+    partition_epoch  int32
+""", """
+throttle_time_ms  int32
+error_code  int16
+topics  []TopicData
+  topic_name  string  0-1
+  topic_id  uuid  2+
+  partitions  []PartitionData
+    partition_index  int32
+    error_code  int16
+    leader_id  int32
+    leader_epoch  int32
+    isr  []int32
+    leader_recovery_state  int8  1+  default=0
+    partition_epoch  int32
+"""),
     57: ('UpdateFeatures', '0-2', '0+', False, """
 timeout_ms  int32  default=60000
 feature_updates  []FeatureUpdateKey
@@ -975,6 +1091,42 @@ results  []UpdatableFeatureResult  0-1
   feature  string
   error_code  int16
   error_message  string  null=0+
+"""),
+    59: ('FetchSnapshot', '0-1', '0+', False, """
+cluster_id  string  null=0+  tag=0  default=null
+replica_id  int32  default=-1
+max_bytes  int32  default=0x7fffffff
+topics  []TopicSnapshot
+  name  string
+  partitions  []PartitionSnapshot
+    partition  int32
+    current_leader_epoch  int32
+    snapshot_id  SnapshotId
+      end_offset  int64
+      epoch  int32
+    position  int64
+    replica_directory_id  uuid  1+  tag=0
+""", """
+throttle_time_ms  int32
+error_code  int16
+topics  []TopicSnapshot
+  name  string
+  partitions  []PartitionSnapshot
+    index  int32
+    error_code  int16
+    snapshot_id  SnapshotId
+      end_offset  int64
+      epoch  int32
+    current_leader  LeaderIdAndEpoch  tag=0
+      leader_id  int32
+      leader_epoch  int32
+    size  int64
+    position  int64
+    unaligned_records  records
+node_endpoints  []NodeEndpoint  1+  tag=0
+  node_id  int32  1+
+  host  string  1+
+  port  uint16  1+
 """),
     60: ('DescribeCluster', '0-1', '0+', False, """
 include_cluster_authorized_operations  bool
@@ -1013,6 +1165,42 @@ topics  []TopicResponse
       coordinator_epoch  int32
       current_txn_start_offset  int64  default=-1
 """),
+    62: ('BrokerRegistration', '0-4', '0+', False, """
+broker_id  int32
+cluster_id  string
+incarnation_id  uuid
+listeners  []Listener
+  name  string
+  host  string
+  port  uint16
+  security_protocol  int16
+features  []Feature
+  name  string
+  min_supported_version  int16
+  max_supported_version  int16
+rack  string  null=0+
+is_migrating_zk_broker  bool  1+  default=false
+log_dirs  []uuid  2+
+previous_broker_epoch  int64  3+  default=-1
+""", """
+throttle_time_ms  int32
+error_code  int16
+broker_epoch  int64  default=-1
+"""),
+    63: ('BrokerHeartbeat', '0-1', '0+', False, """
+broker_id  int32
+broker_epoch  int64  default=-1
+current_metadata_offset  int64
+want_fence  bool
+want_shut_down  bool
+offline_log_dirs  []uuid  1+  tag=0
+""", """
+throttle_time_ms  int32
+error_code  int16
+is_caught_up  bool  default=false
+is_fenced  bool  default=true
+should_shut_down  bool
+"""),
     64: ('UnregisterBroker', '0', '0+', False, """
 broker_id  int32
 """, """
@@ -1048,6 +1236,15 @@ transaction_states  []TransactionState
   transactional_id  string
   producer_id  int64
   transaction_state  string
+"""),
+    67: ('AllocateProducerIds', '0', '0+', False, """
+broker_id  int32
+broker_epoch  int64  default=-1
+""", """
+throttle_time_ms  int32
+error_code  int16
+producer_id_start  int64
+producer_id_len  int32
 """),
     68: ('ConsumerGroupHeartbeat', '0-1', '0+', True, """
 group_id  string
@@ -1108,6 +1305,24 @@ groups  []DescribedGroup
         partitions  []int32
   authorized_operations  int32  default=-2147483648
 """),
+    70: ('ControllerRegistration', '0', '0+', False, """
+controller_id  int32
+incarnation_id  uuid
+zk_migration_ready  bool
+listeners  []Listener
+  name  string
+  host  string
+  port  uint16
+  security_protocol  int16
+features  []Feature
+  name  string
+  min_supported_version  int16
+  max_supported_version  int16
+""", """
+throttle_time_ms  int32
+error_code  int16
+error_message  string  null=0+
+"""),
     71: ('GetTelemetrySubscriptions', '0', '0+', False, """
 client_instance_id  uuid
 """, """
@@ -1130,6 +1345,26 @@ metrics  bytes
 """, """
 throttle_time_ms  int32
 error_code  int16
+"""),
+    73: ('AssignReplicasToDirs', '0', '0+', False, """
+broker_id  int32
+broker_epoch  int64  default=-1
+directories  []DirectoryData
+  id  uuid
+  topics  []TopicData
+    topic_id  uuid
+    partitions  []PartitionData
+      partition_index  int32
+""", """
+throttle_time_ms  int32
+error_code  int16
+directories  []DirectoryData
+  id  uuid
+  topics  []TopicData
+    topic_id  uuid
+    partitions  []PartitionData
+      partition_index  int32
+      error_code  int16
 """),
     74: ('ListClientMetricsResources', '0', '0+', False, """
 """, """
@@ -1310,6 +1545,27 @@ voter_directory_id  uuid
 throttle_time_ms  int32
 error_code  int16
 error_message  string  null=0+
+"""),
+    82: ('UpdateRaftVoter', '0', '0+', False, """
+cluster_id  string  null=0+
+current_leader_epoch  int32
+voter_id  int32
+voter_directory_id  uuid
+listeners  []Listener
+  name  string
+  host  string
+  port  uint16
+k_raft_version_feature  KRaftVersionFeature
+  min_supported_version  int16
+  max_supported_version  int16
+""", """
+throttle_time_ms  int32
+error_code  int16
+current_leader  CurrentLeader  tag=0
+  leader_id  int32  default=-1
+  leader_epoch  int32  default=-1
+  host  string
+  port  int32
 """),
     83: ('InitializeShareGroupState', '0', '0+', True, """
 group_id  string
@@ -1615,5 +1871,170 @@ transaction_partitions  []PartitionsSchema  null=0+
 transaction_last_update_timestamp_ms  int64
 transaction_start_timestamp_ms  int64
 client_transaction_version  int16  1+  tag=2  default=0
+"""),
+}
+
+# KRaft metadata records (`__cluster_metadata`): record type -> (name, valid versions,
+# flexible versions, fields).
+METADATA_RECORDS = {
+    0: ('RegisterBrokerRecord', '0-3', '0+', """
+broker_id  int32
+is_migrating_zk_broker  bool  2+  default=false
+incarnation_id  uuid
+broker_epoch  int64
+end_points  []BrokerEndpoint
+  name  string
+  host  string
+  port  uint16
+  security_protocol  int16
+features  []BrokerFeature
+  name  string
+  min_supported_version  int16
+  max_supported_version  int16
+rack  string  null=0+
+fenced  bool  default=true
+in_controlled_shutdown  bool  1+  default=false
+log_dirs  []uuid  3+  tag=0
+"""),
+    1: ('UnregisterBrokerRecord', '0', '0+', """
+broker_id  int32
+broker_epoch  int64
+"""),
+    2: ('TopicRecord', '0', '0+', """
+name  string
+topic_id  uuid
+"""),
+    3: ('PartitionRecord', '0-2', '0+', """
+partition_id  int32  default=-1
+topic_id  uuid
+replicas  []int32
+isr  []int32
+removing_replicas  []int32
+adding_replicas  []int32
+leader  int32  default=-1
+leader_recovery_state  int8  tag=0  default=0
+leader_epoch  int32  default=-1
+partition_epoch  int32  default=-1
+directories  []uuid  1+
+eligible_leader_replicas  []int32  2+  null=2+  tag=1  default=null
+last_known_elr  []int32  2+  null=2+  tag=2  default=null
+"""),
+    4: ('ConfigRecord', '0', '0+', """
+resource_type  int8
+resource_name  string
+name  string
+value  string  null=0+
+"""),
+    5: ('PartitionChangeRecord', '0-2', '0+', """
+partition_id  int32  default=-1
+topic_id  uuid
+isr  []int32  null=0+  tag=0  default=null
+leader  int32  tag=1  default=-2
+replicas  []int32  null=0+  tag=2  default=null
+removing_replicas  []int32  null=0+  tag=3  default=null
+adding_replicas  []int32  null=0+  tag=4  default=null
+leader_recovery_state  int8  tag=5  default=-1
+directories  []uuid  1+  null=1+  tag=8  default=null
+eligible_leader_replicas  []int32  2+  null=2+  tag=6  default=null
+last_known_elr  []int32  2+  null=2+  tag=7  default=null
+"""),
+    7: ('FenceBrokerRecord', '0', '0+', """
+id  int32
+epoch  int64
+"""),
+    8: ('UnfenceBrokerRecord', '0', '0+', """
+id  int32
+epoch  int64
+"""),
+    9: ('RemoveTopicRecord', '0', '0+', """
+topic_id  uuid
+"""),
+    10: ('DelegationTokenRecord', '0', '0+', """
+owner  string
+requester  string
+renewers  []string
+issue_timestamp  int64
+max_timestamp  int64
+expiration_timestamp  int64
+token_id  string
+"""),
+    11: ('UserScramCredentialRecord', '0', '0+', """
+name  string
+mechanism  int8
+salt  bytes
+stored_key  bytes
+server_key  bytes
+iterations  int32
+"""),
+    12: ('FeatureLevelRecord', '0', '0+', """
+name  string
+feature_level  int16
+"""),
+    14: ('ClientQuotaRecord', '0', '0+', """
+entity  []EntityData
+  entity_type  string
+  entity_name  string  null=0+
+key  string
+value  float64
+remove  bool
+"""),
+    15: ('ProducerIdsRecord', '0', '0+', """
+broker_id  int32
+broker_epoch  int64  default=-1
+next_producer_id  int64
+"""),
+    17: ('BrokerRegistrationChangeRecord', '0-2', '0+', """
+broker_id  int32
+broker_epoch  int64
+fenced  int8  tag=0
+in_controlled_shutdown  int8  1+  tag=1
+log_dirs  []uuid  2+  tag=2
+"""),
+    18: ('AccessControlEntryRecord', '0', '0+', """
+id  uuid
+resource_type  int8
+resource_name  string
+pattern_type  int8
+principal  string
+host  string
+operation  int8
+permission_type  int8
+"""),
+    19: ('RemoveAccessControlEntryRecord', '0', '0+', """
+id  uuid
+"""),
+    20: ('NoOpRecord', '0', '0+', """
+"""),
+    21: ('ZkMigrationStateRecord', '0', '0+', """
+zk_migration_state  int8
+"""),
+    22: ('RemoveUserScramCredentialRecord', '0', '0+', """
+name  string
+mechanism  int8
+"""),
+    23: ('BeginTransactionRecord', '0', '0+', """
+name  string  null=0+  tag=0  default=null
+"""),
+    24: ('EndTransactionRecord', '0', '0+', """
+"""),
+    25: ('AbortTransactionRecord', '0', '0+', """
+reason  string  null=0+  tag=0  default=null
+"""),
+    26: ('RemoveDelegationTokenRecord', '0', '0+', """
+token_id  string
+"""),
+    27: ('RegisterControllerRecord', '0', '0+', """
+controller_id  int32
+incarnation_id  uuid
+zk_migration_ready  bool
+end_points  []ControllerEndpoint
+  name  string
+  host  string
+  port  uint16
+  security_protocol  int16
+features  []ControllerFeature
+  name  string
+  min_supported_version  int16
+  max_supported_version  int16
 """),
 }

@@ -9,13 +9,15 @@ source on first use and cached: runs of fixed-width fields go through one `struc
 The same machinery compiles Kafka's "data" schemas (RECORDS: the key and value structs kept in
 `__consumer_offsets` and `__transaction_state`, the consumer protocol's payloads): `record(name)`.
 Persisted, each is an int16 version followed by the struct at that version (`encode_record`,
-`decode_record`).
+`decode_record`). KRaft's metadata records (METADATA_RECORDS: RegisterBrokerRecord, TopicRecord,
+PartitionRecord, ... of `__cluster_metadata`) compile the same way, keyed by record type, framed
+as KRaft frames them (`encode_metadata_record`, `decode_metadata_record`).
 """
 
 import struct
 
 from trioka.wire import types as t
-from trioka.wire.messages import MESSAGES, RECORDS
+from trioka.wire.messages import MESSAGES, METADATA_RECORDS, RECORDS
 
 PRIMITIVES = {"bool", "int8", "int16", "uint16", "int32", "uint32", "int64", "float64", "string",
               "bytes", "uuid", "records"}
@@ -537,3 +539,59 @@ def decode_record(name: str, data) -> tuple[int, object]:
         raise t.DecodeError(f"{name}: unknown version {version}")
     message, _ = r.decode(memoryview(data), 2, version)
     return version, message
+
+
+# --- KRaft metadata records (`__cluster_metadata`) ---
+
+# Kafka's AbstractApiMessageSerde: a record value is the frame version, the record type and its
+# version as unsigned varints, then the record (flexible in every version so far).
+METADATA_FRAME_VERSION = 1
+_METADATA: dict[int, MessageType] = {}
+
+
+def metadata_record(record_type: int) -> MessageType:
+    """The compiled definition of a metadata record type (3 is PartitionRecord; its class is
+    `metadata_record(3).cls`). KeyError if unknown."""
+    r = _METADATA.get(record_type)
+    if r is None:
+        name, valid, flexible, text = METADATA_RECORDS[record_type]
+        r = _METADATA[record_type] = MessageType(record_type, "", name, valid, flexible, text)
+    return r
+
+
+def metadata_record_type(name: str) -> int:
+    """The record type of a metadata record's name ("PartitionRecord" -> 3)."""
+    for record_type, (record_name, *_rest) in METADATA_RECORDS.items():
+        if record_name == name:
+            return record_type
+    raise KeyError(name)
+
+
+def encode_metadata_record(record_type: int, message, version: int) -> bytes:
+    """A `__cluster_metadata` record value: framed as KRaft frames it."""
+    return (t.uvarint(METADATA_FRAME_VERSION) + t.uvarint(record_type) + t.uvarint(version)
+            + metadata_record(record_type).encode(message, version))
+
+
+def decode_metadata_record(data) -> tuple[int, int, object]:
+    """(record type, version, message) of a `__cluster_metadata` record value; DecodeError for
+    an unknown frame version, record type or version, or a body that does not parse."""
+    view = memoryview(data)
+    try:
+        frame, pos = t.read_uvarint(view, 0)
+        record_type, pos = t.read_uvarint(view, pos)
+        version, pos = t.read_uvarint(view, pos)
+    except IndexError:
+        raise t.DecodeError("metadata record: truncated header") from None
+    if frame != METADATA_FRAME_VERSION:
+        raise t.DecodeError(f"metadata record: unknown frame version {frame}")
+    if record_type not in METADATA_RECORDS:
+        raise t.DecodeError(f"metadata record: unknown record type {record_type}")
+    r = metadata_record(record_type)
+    name = METADATA_RECORDS[record_type][0]
+    if not within(version, r.valid):
+        raise t.DecodeError(f"{name}: unknown version {version}")
+    message, end = r.decode(view, pos, version)
+    if end != len(view):
+        raise t.DecodeError(f"{name}: {len(view) - end} bytes after the record")
+    return record_type, version, message
