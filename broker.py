@@ -383,10 +383,3 @@ class BrokerState:
                              "This server does not host this topic-partition.")
         return self.logs.partition(name, index, reading=reading)
 
-    # --- waiting for data (long-poll Fetch) ---
-
-    def notify_data(self) -> None:
-        """Nothing to do: every change a fetcher waits for (an append, a marker, the log start
-        offset moving, a truncation, a deletion) wakes the fetchers of that partition only, from
-        the partition itself (PartitionLog.add_waiter / wake_waiters). Handlers that still call
-        this after appending may drop the call."""

@@ -48,5 +48,4 @@ async def handle(broker, request, ctx):
     topics = [TopicResult(name=t.name, partitions=[delete_before(broker, t.name, p)
                                                    for p in t.partitions])
               for t in request.topics]
-    broker.notify_data()   # waiting fetchers re-check and see their offsets out of range
     return Response(throttle_time_ms=0, topics=topics)

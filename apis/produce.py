@@ -136,7 +136,6 @@ async def handle(broker, request, ctx):
     acks = request.acks
     topics = []
     failed = False
-    appended = False
     for td in request.topic_data:
         name = td.name
         if version >= 13:
@@ -156,12 +155,8 @@ async def handle(broker, request, ctx):
                                             request.transactional_id)
             if pr.error_code:
                 failed = True
-            else:
-                appended = True
             parts.append(pr)
         topics.append(TopicResponse(name=td.name, topic_id=td.topic_id, partition_responses=parts))
-    if appended:
-        broker.notify_data()
     if acks == 0:
         if failed:
             ctx.connection.closing = True

@@ -519,7 +519,6 @@ class TransactionCoordinator:
         written now stays pending (STALE_MARKER_ERRORS above): the transaction stays in
         PrepareCommit/PrepareAbort and `retry_markers` tries again on a timer."""
         first_try = meta.transactional_id not in self.pending_markers
-        written = False
         for topic, index in sorted(meta.partitions):
             try:
                 partition = self.broker.logs.partition(topic, index)
@@ -540,12 +539,9 @@ class TransactionCoordinator:
                         index, e.message or e.code.name, meta.state.display)
                 continue
             meta.partitions.discard((topic, index))
-            written = True
             if topic == OFFSETS_TOPIC:
                 self.broker.groups.offsets.complete_transaction(meta.producer_id, commit)
         if meta.partitions:
-            if written:
-                self.broker.notify_data()     # some last stable offsets moved
             self.pending_markers.add(meta.transactional_id)
             self._schedule_marker_retry()
             return
@@ -574,7 +570,6 @@ class TransactionCoordinator:
             if meta.producer_id != producer_id:
                 self.by_producer.pop(producer_id, None)
                 self.by_producer[meta.producer_id] = meta.transactional_id
-        self.broker.notify_data()     # the last stable offsets moved
 
     def _abort_with_bumped_epoch(self, meta: TransactionMetadata, now_ms: int) -> None:
         """Fence the current producer of an Ongoing transaction (epoch + 1, through
