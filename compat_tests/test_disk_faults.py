@@ -192,7 +192,11 @@ def test_a_full_disk_fails_new_writes_and_loses_nothing_acknowledged(limited, to
                              partition=sent % partitions, on_delivery=on_delivery)
             sent += 1
         producer.poll(0.01)
-    producer.flush(30)
+    try:
+        producer.flush(30)
+    except confluent_kafka.KafkaException as e:
+        pytest.fail(f"the producer failed: {e}; its log: {log.lines[-10:]}; "
+                    f"the broker's: {b.output[-10:]}")
     assert len(acked) > 100
     # The broker answered KAFKA_STORAGE_ERROR ("Disk error ..."), which the idempotent producer
     # retries (not persisted) until message.timeout.ms, then fails the records.
