@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import ControlRecordType, encode_batch, iter_batches
-from trioka.log.topics import OFFSETS_TOPIC
+from trioka.log.topics import COORDINATOR_APPEND_ERRORS, OFFSETS_TOPIC
 from trioka.wire import schema, types as t
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -39,14 +39,7 @@ log = logging.getLogger("trioka.coordinator")
 # What the group coordinator answers when `__consumer_offsets` refuses a write, as Kafka's
 # (CoordinatorOperationExceptionHelper, GroupMetadataManager) maps the log's error; other codes
 # (a batch too large: INVALID_COMMIT_OFFSET_SIZE for OffsetCommit) pass as they are.
-LOG_APPEND_ERRORS = {
-    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: ErrorCode.COORDINATOR_NOT_AVAILABLE,
-    ErrorCode.NOT_ENOUGH_REPLICAS: ErrorCode.COORDINATOR_NOT_AVAILABLE,
-    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
-    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.COORDINATOR_NOT_AVAILABLE,
-    ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
-    ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
-}
+LOG_APPEND_ERRORS = COORDINATOR_APPEND_ERRORS
 
 # Kafka's offsets.topic.segment.bytes and the topic configs it creates the topic with.
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600",

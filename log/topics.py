@@ -42,3 +42,18 @@ def validate_topic_name(name: str) -> None:
 def has_collision(name: str, other: str) -> bool:
     """Whether two topic names differ only by '.' against '_' (Kafka's Topic.hasCollision)."""
     return name.replace(".", "_") == other.replace(".", "_")
+
+
+# What a coordinator answers when its internal topic's partition refuses a write, as Kafka's
+# coordinators map the log's error (the group coordinator's CoordinatorOperationExceptionHelper,
+# the transaction coordinator's TransactionStateManager): NOT_COORDINATOR and
+# COORDINATOR_NOT_AVAILABLE send the client to find the coordinator again and retry. Each
+# coordinator adds its own entries; other codes pass as they are.
+COORDINATOR_APPEND_ERRORS = {
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
+}

@@ -33,7 +33,8 @@ from trioka.config import TRANSACTION_VERSION
 from trioka.coordinator.offsets import partition_for
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import encode_batch, iter_batches
-from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from trioka.log.topics import (COORDINATOR_APPEND_ERRORS, OFFSETS_TOPIC,
+                               TRANSACTION_STATE_TOPIC)
 from trioka.txn.states import TransactionState as S, can_transition
 from trioka.wire import schema, types as t
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -45,16 +46,10 @@ TRANSACTION_STATE_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "1048
 MAX_EPOCH = 32767
 
 # What the coordinator answers when `__transaction_state` refuses a write, as Kafka's
-# TransactionStateManager.appendTransactionToLog maps the log's error (other codes pass as they
-# are): NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE send the client to look for the
-# coordinator again and retry.
+# TransactionStateManager.appendTransactionToLog maps the log's error: the coordinators' common
+# map (log/topics.py), and a batch too large is UNKNOWN_SERVER_ERROR.
 LOG_APPEND_ERRORS = {
-    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: ErrorCode.COORDINATOR_NOT_AVAILABLE,
-    ErrorCode.NOT_ENOUGH_REPLICAS: ErrorCode.COORDINATOR_NOT_AVAILABLE,
-    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
-    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.COORDINATOR_NOT_AVAILABLE,
-    ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
-    ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
+    **COORDINATOR_APPEND_ERRORS,
     ErrorCode.MESSAGE_TOO_LARGE: ErrorCode.UNKNOWN_SERVER_ERROR,
     ErrorCode.RECORD_LIST_TOO_LARGE: ErrorCode.UNKNOWN_SERVER_ERROR,
 }
