@@ -1,7 +1,8 @@
 """trioka's benchmark: a real broker process driven by confluent-kafka (librdkafka) clients.
 
-    python bench/run.py                  # the whole matrix (a few minutes)
-    python bench/run.py --quick          # a subset with less data (under a minute)
+    python bench/run.py                  # the whole matrix and the scale phase (several minutes)
+    python bench/run.py --quick          # a subset with less data, a small scale phase (< 2 min)
+    python bench/run.py --scale          # only the scale phase (with --quick: its small version)
     python bench/run.py --json out.json  # also write every number as JSON
     python bench/run.py --only "10KB p1" # only the throughput cases whose name contains this
     python bench/run.py --profile DIR    # profile the broker: 10 KB acks=all produce, then consume
@@ -46,6 +47,36 @@ What is measured:
   The producer uses linger.ms 0 here, so the number is the broker's and not the producer's
   batching delay; `ack` is the producer's produce -> delivery report time of the same messages.
 
+* loop lag: a probe process (this script with --worker loop-lag) sends ApiVersions v0 on a
+  connection of its own every 10 ms, one request in flight, throughout the run: on the main
+  broker from just after its start to just before its stop, and likewise on the scale phase's
+  broker (the startup samples' brokers live too briefly to probe). A round trip longer than 10 ms
+  delays the next probe instead of queueing more, so one stall is one long round trip. The
+  orchestrator names the phases (each case's produce and consume, the latencies, the rebalance,
+  each scale step, topic creation and deletion) as CLOCK_MONOTONIC windows; every probe counts in
+  the phase it was sent in, and the report gives p50, p99 and max per phase and overall and the
+  count of round trips over 50 ms. The round trip is what a client process sees, so on a busy
+  2-core machine it includes the probe's own wait for a CPU: it is an upper bound on the
+  broker's event-loop stall. The target (issue 10): max under 50 ms over the whole run.
+* scale: a broker of its own, with 10, 1,000 and 10,000 partitions (topics of at most 1,000: one
+  CreateTopics may not create more than 10,000 records, in Kafka as here) and 1, 100 and 1,000
+  long-polling consumers (--quick: 10 and 1,000 partitions, 1 and 100 consumers). A step never
+  has more consumers than partitions: consumer k of C reads the partitions g with g mod C == k,
+  as members of one group hold partitions of their own (extra members would hold nothing and
+  send no Fetch), so every message is read exactly once. One confluent-kafka producer sends 100 B
+  messages at a fixed 1,000 msg/s (linger.ms 5, acks=all), message i to partition i mod P, for
+  10 s (5 s with --quick). The consumers are not librdkafka: 1,000 librdkafka consumers are
+  about 4,000 threads that wake on their own timers, more than two cores can run beside the
+  broker. They are raw Fetch v11 clients, up to 500 a process on one selector, each on its own
+  connection with one Fetch in flight, behaving as a Java consumer does: a KIP-227 incremental
+  fetch session, fetch.max.wait.ms 500 (the default in librdkafka and Java), min bytes 1, max
+  bytes 50 MiB, 1 MiB a partition, read_uncommitted; they count records from the batch headers
+  without decoding them. Each step reports the produce and consume rates, the broker's CPU and
+  its CPU-microseconds per message (produced and read once), the loop lag during the step, the
+  Fetch answers (empty ones, session resets) and the broker's RSS. The target (issue 10): the
+  per-message broker CPU at 10,000 partitions within 20% of the 10-partition figure, both with
+  one consumer (the only consumer count every partition count runs).
+
 Client settings that differ from librdkafka's defaults, and why:
 * producer: linger.ms 5, batch.size 1000000, queue.buffering.max.messages 1000000 (the default
   100000 throttles a 100-byte loop), delivery.report.only.error (no Python callback per message;
@@ -64,6 +95,8 @@ batches' attributes, and marks with `!` a case whose batches are not compressed 
 """
 
 import argparse
+import bisect
+import contextlib
 import itertools
 import json
 import os
@@ -95,6 +128,9 @@ FLOORS = {
     "produce_100B_msgps": 1_000_000,
     "e2e_p50_ms": 6,
     "e2e_p99_ms": 12,
+    # The issue's targets for the loop-lag probe and the scale phase.
+    "loop_lag_max_ms": 50,
+    "scale_cpu_per_msg_ratio": 1.2,
 }
 
 
@@ -233,6 +269,11 @@ class Worker:
 
     def go(self) -> None:
         self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        """For the workers that run until told (the loop-lag probe)."""
+        self.proc.stdin.write(b"stop\n")
         self.proc.stdin.flush()
 
     def result(self, timeout: float) -> dict:
@@ -484,9 +525,295 @@ def worker_latency_consumer(spec: dict) -> None:
            is not None and first_warm < first_measured_sent})
 
 
+# ------------------------------------------------------------------ the loop-lag probe (worker)
+
+def worker_loop_lag(spec: dict) -> None:
+    """ApiVersions v0 over one raw connection every `interval_ms`, one request in flight at a
+    time, until `stop` on stdin: each probe's send time and round trip. A round trip that takes
+    longer than the interval delays the next probe (no catch-up burst), so a stall shows as one
+    long round trip, not as a queue of them."""
+    import select
+    interval_ns = int(spec["interval_ms"] * 1_000_000)
+    sock = socket.create_connection(("127.0.0.1", spec["port"]), timeout=120)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    correlation = itertools.count(1)
+
+    def round_trip() -> int:
+        cid = next(correlation)
+        t0 = time.monotonic_ns()
+        sock.sendall(_frame(18, 0, cid))
+        answer = _read_frame(sock)
+        rtt = time.monotonic_ns() - t0
+        if struct.unpack_from(">ih", answer) != (cid, 0):
+            raise RuntimeError(f"ApiVersions answered {struct.unpack_from('>ih', answer)}")
+        return rtt
+
+    round_trip()
+    _wait_for_go()
+    sent_ns, rtt_ns = [], []
+    error = None
+    due = time.monotonic_ns()
+    while True:
+        # Pacing the probes; stdin is watched for `stop` meanwhile.
+        left = max(0, due - time.monotonic_ns()) / 1e9
+        if select.select([0], [], [], left)[0]:
+            data = os.read(0, 64)
+            if not data or b"stop" in data:
+                break
+            continue
+        now = time.monotonic_ns()
+        try:
+            rtt = round_trip()
+        except (OSError, RuntimeError) as e:   # the broker closed or stalled past 120 s
+            error = repr(e)
+            break
+        sent_ns.append(now)
+        rtt_ns.append(rtt)
+        due = max(due + interval_ns, time.monotonic_ns())
+    sock.close()
+    _done({"sent_ns": sent_ns, "rtt_ns": rtt_ns, "error": error})
+
+
+# ------------------------------------------------------------------- the scale phase (workers)
+
+def worker_scale_producer(spec: dict) -> None:
+    """confluent-kafka at a fixed rate: message i goes to partition i mod P of the topics (1,000
+    partitions a topic), so every partition gets the same share; then flush()."""
+    from confluent_kafka import Producer
+    errors = []
+    p = Producer({"bootstrap.servers": spec["bootstrap"], "acks": "all", "linger.ms": 5,
+                  "queue.buffering.max.messages": 1_000_000, "delivery.report.only.error": True,
+                  "on_delivery": lambda err, msg: errors.append(str(err))})
+    topics, per_topic = spec["topics"], spec["per_topic"]
+    for topic in topics:
+        p.list_topics(topic, timeout=30)   # connected, metadata known
+    targets = [(topics[g // per_topic], g % per_topic) for g in range(spec["partitions"])]
+    pool = payload_pool(spec["size"], "random")
+    count, rate, partitions = spec["count"], spec["rate"], spec["partitions"]
+    produce, poll = p.produce, p.poll
+    _wait_for_go()
+    cpu0, t0 = _cpu(), time.monotonic()
+    i = 0
+    while i < count:
+        due = min(count, int((time.monotonic() - t0) * rate) + 1)
+        while i < due:
+            topic, partition = targets[i % partitions]
+            try:
+                produce(topic, pool[i % len(pool)], partition=partition)
+            except BufferError:
+                poll(0.001)
+                continue
+            i += 1
+        poll(0)
+        time.sleep(0.002)   # pacing the stream, not waiting for anything
+    produced = time.monotonic() - t0
+    left = p.flush(120)
+    _done({"count": count, "seconds": produced, "flushed_s": time.monotonic() - t0,
+           "undelivered": left, "errors": len(errors), "first_errors": errors[:5],
+           "client_cpu_s": _cpu() - cpu0})
+
+
+FETCH_PARTITION = struct.Struct(">iiqqi")   # Fetch v11 request: partition, current leader epoch,
+#                                             fetch offset, log start offset, partition max bytes
+FETCH_PARTITION_HEAD = struct.Struct(">ihqqqi")   # response: index, error, high watermark, last
+#                                                 stable offset, log start offset, aborted count
+BATCH_HEAD = struct.Struct(">qi")   # a stored batch: base offset, length of the rest
+
+
+class LongPollFetcher:
+    """One consumer over a raw connection: Fetch v11 as a Java consumer sends it (KIP-227
+    incremental fetch session; fetch.max.wait.ms 500, fetch.min.bytes 1, fetch.max.bytes 50 MiB,
+    max.partition.fetch.bytes 1 MiB, read_uncommitted), one request in flight at a time, the next
+    sent as soon as the answer is read. It counts records by batch headers (base offset and last
+    offset delta) and never decodes them."""
+
+    def __init__(self, port: int, positions: dict, max_wait_ms: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.positions = positions          # (topic, partition) -> [fetch offset, end offset]
+        self.remaining = sum(1 for off, end in positions.values() if off < end)
+        self.expected = sum(end - off for off, end in positions.values())
+        self.changed: set = set()           # partitions whose offset moved since the last request
+        self.max_wait_ms = max_wait_ms
+        self.session_id, self.epoch = 0, 0  # epoch 0: a full fetch that opens a session
+        self.correlation = 0
+        self.inbuf = bytearray()
+        self.responses = self.empty = self.consumed = 0
+        self.session_resets = self.sessionless = self.partition_errors = 0
+        self.last_ns = 0
+
+    def request(self) -> bytes:
+        if self.epoch == 0:
+            wanted = self.positions
+        else:
+            wanted = {tp: self.positions[tp] for tp in self.changed}
+        self.changed.clear()
+        by_topic: dict = {}
+        for (topic, partition), (offset, _) in wanted.items():
+            by_topic.setdefault(topic, []).append(
+                FETCH_PARTITION.pack(partition, -1, offset, -1, 1 << 20))
+        body = [struct.pack(">iiiibiii", -1, self.max_wait_ms, 1, 50 * MIB, 0, self.session_id,
+                            self.epoch, len(by_topic))]
+        for topic, parts in by_topic.items():
+            name = topic.encode()
+            body.append(struct.pack(">h", len(name)) + name + struct.pack(">i", len(parts)))
+            body.extend(parts)
+        body.append(struct.pack(">ih", 0, 0))   # no forgotten topics, rack id ""
+        self.correlation += 1
+        return _frame(1, 11, self.correlation, b"".join(body))
+
+    def send_next(self) -> None:
+        self.sock.sendall(self.request())
+
+    def readable(self, counting: bool) -> bool:
+        """Read what arrived; True once a whole answer was handled (and the next Fetch sent)."""
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("the broker closed a consumer's connection")
+        self.inbuf += data
+        if len(self.inbuf) < 4:
+            return False
+        (size,) = struct.unpack_from(">i", self.inbuf)
+        if len(self.inbuf) < 4 + size:
+            return False
+        frame = memoryview(bytes(self.inbuf[4:4 + size]))
+        del self.inbuf[:4 + size]
+        self.answer(frame, counting)
+        self.send_next()
+        return True
+
+    def answer(self, frame: memoryview, counting: bool) -> None:
+        self.responses += 1
+        _, _, error, session_id = struct.unpack_from(">iihi", frame)
+        if error:
+            # FETCH_SESSION_ID_NOT_FOUND (the session was evicted from the broker's cache),
+            # INVALID_FETCH_SESSION_EPOCH, or another top-level error: a full fetch opens another.
+            self.session_resets += 1
+            self.session_id, self.epoch = 0, 0
+            return
+        if self.epoch == 0:
+            if session_id:
+                self.session_id, self.epoch = session_id, 1
+            else:
+                self.sessionless += 1   # no session slot: the next fetch is full again
+        else:
+            self.epoch = self.epoch + 1 if self.epoch < 0x7FFFFFFF else 1
+        pos = 14
+        (topics,) = struct.unpack_from(">i", frame, pos)
+        pos += 4
+        got = 0
+        for _ in range(topics):
+            (n,) = struct.unpack_from(">h", frame, pos)
+            topic = bytes(frame[pos + 2:pos + 2 + n]).decode()
+            (partitions,) = struct.unpack_from(">i", frame, pos + 2 + n)
+            pos += 6 + n
+            for _ in range(partitions):
+                index, perr, _, _, _, aborted = FETCH_PARTITION_HEAD.unpack_from(frame, pos)
+                pos += FETCH_PARTITION_HEAD.size + 16 * max(aborted, 0) + 4  # + preferred replica
+                (size,) = struct.unpack_from(">i", frame, pos)
+                pos += 4
+                if perr:
+                    self.partition_errors += 1
+                if size <= 0:
+                    continue
+                entry = self.positions.get((topic, index))
+                if entry is not None:
+                    offset = new = entry[0]
+                    q, end = pos, pos + size
+                    while q + 61 <= end:   # whole batches only; a cut-off last one is skipped
+                        base, length = BATCH_HEAD.unpack_from(frame, q)
+                        if q + 12 + length > end:
+                            break
+                        (last_delta,) = struct.unpack_from(">i", frame, q + 23)
+                        new = max(new, base + last_delta + 1)
+                        q += 12 + length
+                    if new > offset:
+                        if offset < entry[1] <= new:
+                            self.remaining -= 1
+                        entry[0] = new
+                        self.changed.add((topic, index))
+                        got += new - offset
+                pos += size
+        if got:
+            if counting:
+                self.consumed += got
+                self.last_ns = time.monotonic_ns()
+        else:
+            self.empty += 1
+
+
+def worker_scale_consumers(spec: dict) -> None:
+    """Many long-polling consumers in one process (LongPollFetcher each, one selector): consumer
+    k of C reads the partitions g with g mod C == k from where the earlier steps left them, and
+    is done when it has read the step's messages. Says `ready` once every consumer has had its
+    first answer (its session is open), counts from `go`, and says `done` when all are done or
+    at the deadline."""
+    import resource
+    import selectors
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    topics, per_topic = spec["topics"], spec["per_topic"]
+    partitions, consumers = spec["partitions"], spec["consumers"]
+
+    def share(count: int, g: int) -> int:   # messages partition g got of a step of `count`
+        return count // partitions + (1 if g < count % partitions else 0)
+
+    fetchers = []
+    for k in spec["indices"]:
+        positions = {}
+        for g in range(k, partitions, consumers):
+            start = sum(share(n, g) for n in spec["before"])
+            positions[(topics[g // per_topic], g % per_topic)] = [start,
+                                                                   start + share(spec["count"], g)]
+        fetchers.append(LongPollFetcher(spec["port"], positions, spec["max_wait_ms"]))
+    sel = selectors.DefaultSelector()
+    for f in fetchers:
+        f.send_next()
+        sel.register(f.sock, selectors.EVENT_READ, f)
+    sel.register(0, selectors.EVENT_READ, None)
+    waiting_first = set(range(len(fetchers)))
+    index = {id(f): i for i, f in enumerate(fetchers)}
+    counting, go_ns, deadline, cpu0 = False, 0, None, 0.0
+    complete = False
+    while True:
+        for key, _ in sel.select(timeout=0.2):
+            if key.data is None:
+                line = os.read(0, 64)
+                if b"go" in line:
+                    counting, go_ns, cpu0 = True, time.monotonic_ns(), _cpu()
+                    deadline = time.monotonic() + spec["deadline_s"]
+                elif not line:
+                    raise SystemExit("the orchestrator went away")
+                continue
+            f = key.data
+            if f.readable(counting) and waiting_first:
+                waiting_first.discard(index[id(f)])
+                if not waiting_first:
+                    print("ready", flush=True)
+        if counting:
+            if all(f.remaining == 0 for f in fetchers):
+                complete = True
+                break
+            if time.monotonic() > deadline:
+                break
+    done_ns = time.monotonic_ns()
+    _done({"consumers": len(fetchers), "consumed": sum(f.consumed for f in fetchers),
+           "expected": sum(f.expected for f in fetchers), "complete": complete,
+           "go_ns": go_ns, "done_ns": done_ns,
+           "last_ns": max(f.last_ns for f in fetchers),
+           "responses": sum(f.responses for f in fetchers),
+           "empty_responses": sum(f.empty for f in fetchers),
+           "session_resets": sum(f.session_resets for f in fetchers),
+           "sessionless_answers": sum(f.sessionless for f in fetchers),
+           "partition_errors": sum(f.partition_errors for f in fetchers),
+           "client_cpu_s": _cpu() - cpu0})
+
+
 WORKERS = {"produce": worker_produce, "consume": worker_consume,
            "latency-producer": worker_latency_producer,
-           "latency-consumer": worker_latency_consumer}
+           "latency-consumer": worker_latency_consumer,
+           "loop-lag": worker_loop_lag, "scale-producer": worker_scale_producer,
+           "scale-consumers": worker_scale_consumers}
 
 
 # ------------------------------------------------------------------------------ the phases
@@ -627,8 +954,10 @@ def broker_said(broker: BrokerProcess, since: int) -> list:
 
 
 def run_case(broker: BrokerProcess, admin: Admin, case: Case, tmp: str,
-             client_configs: dict | None = None, prewarm: bool = True) -> dict:
+             client_configs: dict | None = None, prewarm: bool = True,
+             lag: "LoopLag | None" = None) -> dict:
     client_configs = client_configs or {}
+    lag = lag or LoopLag(tmp)
     said = len(broker.output)
     topic = "bench-" + re.sub(r"[^a-z0-9]+", "-", case.name.lower()) + f"-{time.monotonic_ns()}"
     admin.create(topic, case.partitions)
@@ -642,9 +971,10 @@ def run_case(broker: BrokerProcess, admin: Admin, case: Case, tmp: str,
     # appends land in page-cache pages the VM already backs (as on a long-running server) and
     # the phase measures the broker rather than the hypervisor's first-touch cost.
     warm = (lambda: write_file(tmp, int(case.count * case.size * 1.2))) if prewarm else None
-    out["produce"] = run_phase(broker, "produce",
-                               dict(spec, client_config=client_configs.get("producer", {})),
-                               tmp, timeout=300, before_go=warm)
+    with lag.phase(f"{case.name}: produce"):
+        out["produce"] = run_phase(broker, "produce",
+                                   dict(spec, client_config=client_configs.get("producer", {})),
+                                   tmp, timeout=300, before_go=warm)
     out["prewarmed"] = prewarm
     size, codecs = stored(broker.data_dir, topic, case.partitions)
     out["stored_per_value_byte"] = size / out["produce"]["total_bytes"]
@@ -653,7 +983,8 @@ def run_case(broker: BrokerProcess, admin: Admin, case: Case, tmp: str,
     out["stored_codec"] = max(codecs, key=codecs.get) if codecs else "-"
     consume_spec = dict(spec, count=out["produce"]["total_count"],
                         client_config=client_configs.get("consumer", {}))
-    got = out["consume"] = run_phase(broker, "consume", consume_spec, tmp, timeout=300)
+    with lag.phase(f"{case.name}: consume"):
+        got = out["consume"] = run_phase(broker, "consume", consume_spec, tmp, timeout=300)
     out["broker_log"] = broker_said(broker, said)
     if (got["count"], got["bytes"], got["high_watermarks"]) != (
             out["produce"]["total_count"], out["produce"]["total_bytes"],
@@ -763,6 +1094,211 @@ def run_rebalance(broker: BrokerProcess, admin: Admin, repeats: int) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------- the loop-lag probe
+
+LAG_INTERVAL_MS = 10
+STALL_MS = 50
+
+
+class LoopLag:
+    """The loop-lag probe, seen from the orchestrator: a `loop-lag` worker against each broker
+    process of the run, from just after its start to just before its stop, and the named phases
+    of the run as time.monotonic_ns() windows (CLOCK_MONOTONIC is one clock for every process of
+    the machine), so that each probe counts in the phase during which it was sent."""
+
+    def __init__(self, tmp: str):
+        self.tmp = tmp
+        self.worker: Worker | None = None
+        self.sent_ns: list[int] = []
+        self.rtt_ns: list[int] = []
+        self.phases: list[tuple[str, int, int]] = []
+        self.errors: list[str] = []
+
+    def attach(self, broker: BrokerProcess) -> None:
+        self.worker = Worker("loop-lag", {"port": broker.port, "interval_ms": LAG_INTERVAL_MS},
+                             self.tmp)
+        self.worker.expect("ready", 30)
+        self.worker.go()
+
+    def detach(self) -> None:
+        """Stop the probe (before its broker stops) and keep its samples."""
+        if self.worker is None:
+            return
+        worker, self.worker = self.worker, None
+        worker.stop()
+        r = worker.result(60)
+        self.sent_ns += r["sent_ns"]
+        self.rtt_ns += r["rtt_ns"]
+        if r["error"]:
+            self.errors.append(r["error"])
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        t0 = time.monotonic_ns()
+        try:
+            yield
+        finally:
+            self.phases.append((name, t0, time.monotonic_ns()))
+
+    def stats(self, t0: int | None = None, t1: int | None = None) -> dict:
+        """Round trips of the probes sent in [t0, t1] (all of them without bounds)."""
+        lo = 0 if t0 is None else bisect.bisect_left(self.sent_ns, t0)
+        hi = len(self.sent_ns) if t1 is None else bisect.bisect_right(self.sent_ns, t1)
+        rtts = self.rtt_ns[lo:hi]
+        out = percentiles(rtts)
+        out["stalls"] = sum(1 for r in rtts if r > STALL_MS * 1_000_000)
+        return out
+
+    def phase_stats(self, name: str) -> dict:
+        return next(self.stats(t0, t1) for n, t0, t1 in self.phases if n == name)
+
+    def phase_at(self, t: int) -> str:
+        return next((n for n, t0, t1 in self.phases if t0 <= t <= t1), "between phases")
+
+    def summary(self) -> dict:
+        worst = sorted(range(len(self.rtt_ns)), key=self.rtt_ns.__getitem__)[-10:][::-1]
+        return {"interval_ms": LAG_INTERVAL_MS, "stall_ms": STALL_MS, "overall": self.stats(),
+                "phases": [{"phase": n, **self.stats(t0, t1)} for n, t0, t1 in self.phases],
+                "worst": [{"rtt_ms": self.rtt_ns[i] / 1e6, "phase": self.phase_at(self.sent_ns[i])}
+                          for i in worst],
+                "probe_errors": self.errors}
+
+
+# ------------------------------------------------------------------------------ scale phase
+
+SCALE_RATE = 1000             # messages a second, over all partitions together
+SCALE_SIZE = 100              # value bytes
+# One CreateTopics may not create more than 10,000 records in Kafka (POLICY_VIOLATION "Unable to
+# perform excessively large batch operation"), and trioka refuses it too: 10,000 partitions are
+# ten topics of 1,000.
+PARTITIONS_PER_TOPIC = 1000
+CONSUMERS_PER_PROCESS = 500
+
+
+def scale_steps(quick: bool) -> list[tuple[int, list[int]]]:
+    """(partitions, consumer counts). A consumer reads partitions of its own, as in a consumer
+    group, so a step never has more consumers than partitions (the extra members of a group hold
+    nothing and send no Fetch)."""
+    if quick:
+        return [(10, [1]), (1_000, [1, 100])]
+    return [(10, [1]), (1_000, [1, 100, 1_000]), (10_000, [1, 100, 1_000])]
+
+
+def run_scale_step(broker: BrokerProcess, base: dict, partitions: int, consumers: int,
+                   before: list[int], seconds: float, tmp: str) -> dict:
+    """One step: long-polling consumers in place (their sessions open), then the producer at
+    SCALE_RATE for `seconds`; broker CPU from `go` until every consumer has read every message."""
+    count = int(SCALE_RATE * seconds)
+    processes = -(-consumers // CONSUMERS_PER_PROCESS)
+    readers, producer = [], None
+    try:
+        for j in range(processes):
+            readers.append(Worker("scale-consumers", dict(
+                base, consumers=consumers, indices=list(range(j, consumers, processes)),
+                before=before, count=count, max_wait_ms=500, deadline_s=seconds + 60), tmp))
+        for r in readers:
+            r.expect("ready", 120)
+        producer = Worker("scale-producer", dict(base, count=count, rate=SCALE_RATE,
+                                                 size=SCALE_SIZE), tmp)
+        producer.expect("ready", 60)
+        cpu0, t0 = broker.cpu_seconds(), time.perf_counter()
+        for r in readers:
+            r.go()
+        producer.go()
+        sent = producer.result(seconds + 150)
+        got = [r.result(seconds + 90) for r in readers]
+        wall = time.perf_counter() - t0
+        cpu = broker.cpu_seconds() - cpu0
+    except Exception:
+        for w in readers + [producer]:
+            if w is not None:
+                w.close()
+        raise
+    consumed = sum(g["consumed"] for g in got)
+    reading = (max(g["last_ns"] for g in got) - min(g["go_ns"] for g in got)) / 1e9
+    complete = (all(g["complete"] for g in got) and consumed == count
+                and not sent["undelivered"] and not sent["errors"])
+    if not complete:
+        say(f"  incomplete: consumed {consumed} of {count}; producer {sent['undelivered']} "
+            f"undelivered, {sent['errors']} errors {sent['first_errors']}")
+    return {"partitions": partitions, "consumers": consumers, "consumer_processes": processes,
+            "count": count, "consumed": consumed, "complete": complete,
+            "produce_msgps": count / sent["flushed_s"], "consume_msgps": consumed / reading
+            if reading > 0 else 0.0, "seconds": wall, "broker_cpu_s": cpu,
+            "broker_cpu_pct": 100 * cpu / wall, "broker_cpu_us_per_msg": cpu / count * 1e6,
+            "producer_cpu_pct": 100 * sent["client_cpu_s"] / sent["flushed_s"],
+            "consumers_cpu_pct": 100 * sum(g["client_cpu_s"] for g in got) / wall,
+            "fetch_responses": sum(g["responses"] for g in got),
+            "empty_responses": sum(g["empty_responses"] for g in got),
+            "session_resets": sum(g["session_resets"] for g in got),
+            "sessionless_answers": sum(g["sessionless_answers"] for g in got),
+            "partition_errors": sum(g["partition_errors"] for g in got),
+            "rss_mib": broker.memory()}
+
+
+def run_scale(quick: bool, tmp: str, lag: LoopLag) -> dict:
+    """The scale phase on a broker of its own (see the module's docstring)."""
+    seconds = 5 if quick else 10
+    out: dict = {"rate_msgps": SCALE_RATE, "size": SCALE_SIZE, "seconds": seconds, "steps": [],
+                 "create_topics_s": {}, "delete_topics_s": {}}
+    broker = BrokerProcess(os.path.join(tmp, "scale-data")).start()
+    try:
+        first_metadata(broker.port, time.monotonic() + 10)
+        lag.attach(broker)
+        admin = Admin(broker.bootstrap)
+        for partitions, consumer_counts in scale_steps(quick):
+            per_topic = min(partitions, PARTITIONS_PER_TOPIC)
+            topics = [f"bench-scale-p{partitions}-{i}-{time.monotonic_ns()}"
+                      for i in range(partitions // per_topic)]
+            base = {"bootstrap": broker.bootstrap, "port": broker.port, "topics": topics,
+                    "per_topic": per_topic, "partitions": partitions}
+            say(f"scale: creating {partitions:,} partitions ...")
+            t0 = time.perf_counter()
+            with lag.phase(f"scale: create {partitions:,} partitions"):
+                for topic in topics:
+                    admin.create(topic, per_topic)
+            out["create_topics_s"][partitions] = time.perf_counter() - t0
+            before: list[int] = []
+            for consumers in consumer_counts:
+                name = (f"scale: {partitions:,} partitions, {consumers:,} consumer"
+                        + ("s" if consumers > 1 else ""))
+                say(f"{name} ...")
+                with lag.phase(name):
+                    step = run_scale_step(broker, base, partitions, consumers, before, seconds,
+                                          tmp)
+                step["phase"] = name
+                out["steps"].append(step)
+                before.append(step["count"])
+                say(f"  produce {step['produce_msgps']:,.0f} msg/s, consume "
+                    f"{step['consume_msgps']:,.0f} msg/s, broker CPU "
+                    f"{step['broker_cpu_pct']:.0f}% = {step['broker_cpu_us_per_msg']:.0f} us/msg")
+            t0 = time.perf_counter()
+            with lag.phase(f"scale: delete {partitions:,} partitions"):
+                for topic in topics:
+                    admin.delete(topic)
+            out["delete_topics_s"][partitions] = time.perf_counter() - t0
+        del admin
+        lag.detach()
+    finally:
+        lag.close()
+        broker.stop()
+    for step in out["steps"]:
+        step["loop_lag"] = lag.phase_stats(step["phase"])
+    # The target: per-message broker CPU at the most partitions within 20% of 10 partitions,
+    # with the same consumer count (1: the only one every partition count runs).
+    one = [s for s in out["steps"] if s["consumers"] == 1]
+    if len(one) >= 2:
+        out["cpu_per_msg_ratio"] = {
+            "partitions": [one[0]["partitions"], one[-1]["partitions"]], "consumers": 1,
+            "ratio": one[-1]["broker_cpu_us_per_msg"] / one[0]["broker_cpu_us_per_msg"]}
+    return out
+
+
 # --------------------------------------------------------------------------------- reports
 
 def table(results: dict) -> str:
@@ -771,6 +1307,18 @@ def table(results: dict) -> str:
     lines.append(f"machine: {m['cpus']} CPUs, load average {m['loadavg_at_start'][0]:.2f} at the "
                  f"start, {m.get('loadavg_at_end', (0,))[0]:.2f} at the end (other work on the "
                  f"machine makes every number noisier)")
+    if "startup" in results:     # not with --scale alone
+        lines += main_run_lines(results)
+    lines += scale_lines(results.get("scale"))
+    lines += loop_lag_lines(results.get("loop_lag"))
+    for name, (ok, text) in results["floors"].items():
+        lines.append(f"{'PASS' if ok else 'FAIL'}  {name}: {text}")
+    return "\n".join(lines)
+
+
+def main_run_lines(results: dict) -> list[str]:
+    """Startup, memory, the throughput table and the latencies."""
+    lines = []
     s = results["startup"]
     lines.append(f"startup to first Metadata: median {s['median_s'] * 1000:.0f} ms "
                  f"(ready line {s['ready_line_median_s'] * 1000:.0f} ms; samples "
@@ -837,12 +1385,94 @@ def table(results: dict) -> str:
             line += f"; produce->ack p50 {r['ack']['p50_ms']:.2f} ms"
         lines.append(line)
     lines.append("")
-    for name, (ok, text) in results["floors"].items():
-        lines.append(f"{'PASS' if ok else 'FAIL'}  {name}: {text}")
-    return "\n".join(lines)
+    return lines
+
+
+def scale_lines(sc: dict | None) -> list[str]:
+    """The scale phase: one row a step."""
+    if not sc:
+        return []
+    lines = [f"scale: {sc['rate_msgps']:,} msg/s of {sc['size']} B from one confluent-kafka "
+             f"producer, spread evenly over every partition; raw long-polling consumers (Fetch "
+             f"v11, KIP-227 sessions, max wait 500 ms), each reading its own share; "
+             f"{sc['seconds']} s a step",
+             f"{'partitions':>10}{'consumers':>10} | {'produce':>8}{'consume':>8} | "
+             f"{'broker CPU':>11}{'us/msg':>7}{'ratio':>6} | {'loop lag ms: p50':>16}{'p99':>7}"
+             f"{'max':>7}{'>50ms':>6} | {'fetches':>8}{'empty':>7}{'resets':>7}{'RSS':>5} |"]
+    lines.append(f"{'':>10}{'':>10} | {'msg/s':>8}{'msg/s':>8} | {'%':>11}{'':>7}{'':>6} | "
+                 f"{'':>16}{'':>7}{'':>7}{'':>6} | {'':>8}{'':>7}{'':>7}{'MiB':>5} |")
+    lines.append("-" * len(lines[1]))
+    first = sc["steps"][0]["broker_cpu_us_per_msg"] if sc["steps"] else 0
+    for s in sc["steps"]:
+        lag = s["loop_lag"]
+        lines.append(
+            f"{s['partitions']:>10,}{s['consumers']:>10,} | {s['produce_msgps']:>8,.0f}"
+            f"{s['consume_msgps']:>8,.0f} | {s['broker_cpu_pct']:>11.0f}"
+            f"{s['broker_cpu_us_per_msg']:>7.0f}{s['broker_cpu_us_per_msg'] / first:>6.2f} | "
+            f"{lag.get('p50_ms', 0):>16.2f}"
+            f"{lag.get('p99_ms', 0):>7.2f}{lag.get('max_ms', 0):>7.1f}{lag['stalls']:>6} | "
+            f"{s['fetch_responses']:>8,}{s['empty_responses']:>7,}{s['session_resets']:>7,}"
+            f"{s['rss_mib']['VmRSS']:>5.0f} |" + ("" if s["complete"] else " INCOMPLETE"))
+    lines.append("us/msg: broker CPU-microseconds per message produced and read once; ratio: "
+                 "to the first step's. fetches: Fetch answers (empty: with no records; resets: "
+                 "fetch sessions lost).\nTopic creation: " + ", ".join(
+                     f"{int(p):,} partitions {t:.1f} s" for p, t in sc["create_topics_s"].items())
+                 + "; deletion: " + ", ".join(
+                     f"{int(p):,} partitions {t:.1f} s" for p, t in sc["delete_topics_s"].items()))
+    r = sc.get("cpu_per_msg_ratio")
+    if r:
+        lines.append(f"per-message broker CPU, {r['partitions'][1]:,} vs {r['partitions'][0]:,} "
+                     f"partitions (1 consumer): x{r['ratio']:.2f}")
+    lines.append("")
+    return lines
+
+
+def loop_lag_lines(lag: dict | None) -> list[str]:
+    """The loop-lag probe: overall, each phase, the worst probes."""
+    if not lag:
+        return []
+    o = lag["overall"]
+    if not o["count"]:
+        return ["loop lag: no probe answered", ""]
+    lines = [f"loop lag (ApiVersions v0 every {lag['interval_ms']} ms on a connection of its own, "
+             f"the round trip the probe process sees): {o['count']:,} probes, p50 "
+             f"{o['p50_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms, max {o['max_ms']:.1f} ms, "
+             f"{o['stalls']} over {lag['stall_ms']} ms",
+             f"{'phase':<48}{'probes':>7}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+             f"{'>' + str(lag['stall_ms']) + 'ms':>7}"]
+    for p in lag["phases"]:
+        if p["count"]:
+            lines.append(f"{p['phase'][:47]:<48}{p['count']:>7,}{p['p50_ms']:>8.2f}"
+                         f"{p['p99_ms']:>8.2f}{p['max_ms']:>8.1f}{p['stalls']:>7}")
+    lines.append("worst: " + ", ".join(f"{w['rtt_ms']:.0f} ms ({w['phase']})"
+                                       for w in lag["worst"][:5]))
+    if lag["probe_errors"]:
+        lines.append(f"probe errors: {lag['probe_errors']}")
+    lines.append("")
+    return lines
 
 
 def check_floors(results: dict) -> dict:
+    out = main_run_floors(results) if "startup" in results else {}
+    lag = results.get("loop_lag")
+    if lag and lag["overall"]["count"]:
+        o, limit = lag["overall"], FLOORS["loop_lag_max_ms"]
+        where = lag["worst"][0]["phase"]
+        out["loop lag max (whole run)"] = (
+            o["max_ms"] < limit and not lag["probe_errors"],
+            f"{o['max_ms']:.1f} ms < {limit} ms ({o['count']:,} probes, {o['stalls']} over "
+            f"{lag['stall_ms']} ms; the worst during {where})")
+    ratio = (results.get("scale") or {}).get("cpu_per_msg_ratio")
+    if ratio:
+        limit = FLOORS["scale_cpu_per_msg_ratio"]
+        small, large = ratio["partitions"]
+        out[f"scale: broker CPU per message at {large:,} partitions"] = (
+            ratio["ratio"] <= limit,
+            f"x{ratio['ratio']:.2f} the {small}-partition figure <= x{limit} (1 consumer)")
+    return out
+
+
+def main_run_floors(results: dict) -> dict:
     out = {}
     s = results["startup"]["median_s"]
     out["startup"] = (s < FLOORS["startup_s"],
@@ -891,23 +1521,43 @@ def run_benchmark(args) -> dict:
                       "consumer": dict(args.consumer_config)}
     results["client_config_overrides"] = client_configs
     results["prewarmed"] = not args.no_prewarm
-    broker = None
+    lag = LoopLag(tmp)
     try:
-        say("startup ...")
-        results["startup"] = measure_startup(3 if args.quick else 5, tmp)
-        say("page-cache write ceiling ...")
-        results["write_ceiling"] = write_ceiling(tmp, (256 if args.quick else 512) * MIB)
-        data_dir = os.path.join(tmp, "data")
-        broker = BrokerProcess(data_dir).start()
+        if not args.scale:
+            run_main(args, results, tmp, lag, client_configs)
+        if not args.only:
+            say("scale ...")
+            results["scale"] = run_scale(args.quick, tmp, lag)
+        results["loop_lag"] = lag.summary()
+        results["floors"] = check_floors(results)
+        results["machine"]["loadavg_at_end"] = os.getloadavg()
+    finally:
+        lag.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def run_main(args, results: dict, tmp: str, lag: LoopLag, client_configs: dict) -> None:
+    """Startup, then on one broker: the throughput cases, the latencies and the rebalance, with
+    the loop-lag probe on that broker throughout."""
+    say("startup ...")
+    results["startup"] = measure_startup(3 if args.quick else 5, tmp)
+    say("page-cache write ceiling ...")
+    results["write_ceiling"] = write_ceiling(tmp, (256 if args.quick else 512) * MIB)
+    data_dir = os.path.join(tmp, "data")
+    broker = BrokerProcess(data_dir).start()
+    try:
         first_metadata(broker.port, time.monotonic() + 10)
         results["memory"] = {"idle_after_startup": broker.memory()}
+        lag.attach(broker)
         admin = Admin(broker.bootstrap)
         results["throughput"] = []
         for case in cases(args.quick):
             if args.only and args.only not in case.name:
                 continue
             say(f"{case.name} ...")
-            r = run_case(broker, admin, case, tmp, client_configs, prewarm=not args.no_prewarm)
+            r = run_case(broker, admin, case, tmp, client_configs, prewarm=not args.no_prewarm,
+                         lag=lag)
             results["throughput"].append(r)
             admin.delete(r["topic"])
             say(f"  produce {r['produce']['msgps']:,.0f} msg/s {r['produce']['MBps']:,.0f} MB/s"
@@ -915,28 +1565,28 @@ def run_benchmark(args) -> dict:
         if not args.only:
             say("end-to-end latency ...")
             seconds = 2 if args.quick else 5
-            results["e2e"] = run_latency(broker, admin, tmp, linger_ms=5, fetch_wait_ms=10,
-                                         size=100, rate=args.e2e_rate,
-                                         warmup=int(args.e2e_rate // 2),
-                                         count=int(args.e2e_rate * seconds))
+            with lag.phase("end-to-end latency"):
+                results["e2e"] = run_latency(broker, admin, tmp, linger_ms=5, fetch_wait_ms=10,
+                                             size=100, rate=args.e2e_rate,
+                                             warmup=int(args.e2e_rate // 2),
+                                             count=int(args.e2e_rate * seconds))
             say("wake-up latency ...")
-            results["wakeup"] = run_latency(broker, admin, tmp, linger_ms=0, fetch_wait_ms=500,
-                                            size=100, gap_ms=(30, 70), warmup=3,
-                                            count=30 if args.quick else 100)
+            with lag.phase("wake-up latency"):
+                results["wakeup"] = run_latency(broker, admin, tmp, linger_ms=0,
+                                                fetch_wait_ms=500, size=100, gap_ms=(30, 70),
+                                                warmup=3, count=30 if args.quick else 100)
             say("rebalance (a second member joins) ...")
-            r = results["rebalance"] = run_rebalance(broker, admin, 1 if args.quick else 3)
+            with lag.phase("rebalance"):
+                r = results["rebalance"] = run_rebalance(broker, admin, 1 if args.quick else 3)
             say(f"  classic protocol {r['classic']['median_s']:.2f} s, consumer protocol "
                 f"(KIP-848) {r['consumer']['median_s']:.2f} s (median)")
         # Idle again: no client connected, every topic deleted.
         del admin
+        lag.detach()
         results["memory"]["idle_after_run"] = broker.memory()
-        results["floors"] = check_floors(results)
-        results["machine"]["loadavg_at_end"] = os.getloadavg()
     finally:
-        if broker:
-            broker.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return results
+        lag.close()
+        broker.stop()
 
 
 def run_profile(args) -> None:
@@ -1042,10 +1692,13 @@ def say(text: str) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a subset with less data (< 1 min)")
+    p.add_argument("--quick", action="store_true", help="a subset with less data, and a scale "
+                   "phase of 10 and 1,000 partitions with 1 and 100 consumers (< 2 min)")
+    p.add_argument("--scale", action="store_true", help="only the scale phase (with the "
+                   "loop-lag probe); with --quick its small version")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--only", metavar="TEXT", help="only throughput cases whose name has TEXT "
-                   "(skips the latency phases)")
+                   "(skips the latency and scale phases)")
     p.add_argument("--no-prewarm", action="store_true", help="do not pre-warm page-cache pages "
                    "before each produce phase (see the write ceiling line)")
     p.add_argument("--e2e-rate", type=float, default=2000, help="end-to-end stream, msg/s")
