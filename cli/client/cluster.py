@@ -319,6 +319,39 @@ class KafkaClient:
             refresh = True
             time.sleep(_RETRY_BACKOFF)
 
+    def _to_leaders(self, action: str, todo: dict, send, *,
+                    retriable=frozenset(_STALE_LEADER)) -> dict:
+        """Send each partition's value in `todo` ((topic, partition) -> value) to that
+        partition's leader: `send(node, {tp: value})` returns (tp, error code, message, result)
+        for each partition it answered. A partition whose answer is `retriable` (its leader
+        moved) is sent again, to the new leader, until the client's timeout; any other error
+        raises, named by `action` ("produce to", "ListOffsets"). (topic, partition) -> result."""
+        results: dict = {}
+        deadline = time.monotonic() + self.timeout
+        while todo:
+            retry: dict = {}
+            for node, tps in self._by_leader(todo).items():
+                for tp, code, message, result in send(node, {tp: todo[tp] for tp in tps}):
+                    if code in retriable and time.monotonic() < deadline:
+                        retry[tp] = todo[tp]
+                        continue
+                    raise_for(code, message, what=f"{action} {tp[0]}-{tp[1]}")
+                    results[tp] = result
+            todo = retry
+            if todo:
+                time.sleep(_RETRY_BACKOFF)
+                for topic in {t for t, _ in todo}:
+                    self.topic(topic, deadline=deadline)
+        return results
+
+    @staticmethod
+    def _by_topic(values: dict, make) -> dict[str, list]:
+        """topic -> [make(partition, value), ...] for (topic, partition) -> value."""
+        out: dict[str, list] = {}
+        for (topic, p), value in values.items():
+            out.setdefault(topic, []).append(make(p, value))
+        return out
+
     # -- producing --
 
     def produce(self, batches: dict[tuple[str, int], bytes], *, acks: int = -1,
@@ -329,41 +362,23 @@ class KafkaClient:
         Request = protocol.request_class(ApiKey.PRODUCE)
         TopicData = Request.TopicProduceData
         PartitionData = TopicData.PartitionProduceData
-        results: dict = {}
-        todo = dict(batches)
-        deadline = time.monotonic() + self.timeout
-        while todo:
-            retry: dict = {}
-            for node, tps in self._by_leader(todo).items():
-                by_topic: dict[str, list] = {}
-                for topic, p in tps:
-                    by_topic.setdefault(topic, []).append(
-                        PartitionData(index=p, records=todo[(topic, p)]))
-                request = Request(transactional_id=transactional_id, acks=acks,
-                                  timeout_ms=timeout_ms,
-                                  topic_data=[TopicData(name=t, partition_data=ps)
-                                              for t, ps in by_topic.items()])
-                response = self.node(node).call(ApiKey.PRODUCE, request,
-                                                expect_response=acks != 0,
-                                                timeout=self.timeout + timeout_ms / 1000)
-                if response is None:
-                    results.update({tp: -1 for tp in tps})
-                    continue
-                for t in response.responses:
-                    for p in t.partition_responses:
-                        tp = (t.name, p.index)
-                        if p.error_code in _STALE_LEADER and time.monotonic() < deadline:
-                            retry[tp] = todo[tp]
-                            continue
-                        raise_for(p.error_code, p.error_message,
-                                  what=f"produce to {t.name}-{p.index}")
-                        results[tp] = p.base_offset
-            todo = retry
-            if todo:
-                time.sleep(_RETRY_BACKOFF)
-                for topic in {t for t, _ in todo}:
-                    self.topic(topic, deadline=deadline)
-        return results
+
+        def send(node: int, batch: dict):
+            by_topic = self._by_topic(batch, lambda p, records: PartitionData(index=p,
+                                                                              records=records))
+            request = Request(transactional_id=transactional_id, acks=acks,
+                              timeout_ms=timeout_ms,
+                              topic_data=[TopicData(name=t, partition_data=ps)
+                                          for t, ps in by_topic.items()])
+            response = self.node(node).call(ApiKey.PRODUCE, request,
+                                            expect_response=acks != 0,
+                                            timeout=self.timeout + timeout_ms / 1000)
+            if response is None:
+                return [(tp, 0, None, -1) for tp in batch]
+            return [((t.name, p.index), p.error_code, p.error_message, p.base_offset)
+                    for t in response.responses for p in t.partition_responses]
+
+        return self._to_leaders("produce to", dict(batches), send)
 
     # -- offsets and fetching --
 
@@ -374,36 +389,20 @@ class KafkaClient:
         Request = protocol.request_class(ApiKey.LIST_OFFSETS)
         Topic = Request.ListOffsetsTopic
         Partition = Topic.ListOffsetsPartition
-        out: dict = {}
-        todo = dict(specs)
-        deadline = time.monotonic() + self.timeout
-        while todo:
-            retry = {}
-            for node, tps in self._by_leader(todo).items():
-                by_topic: dict[str, list] = {}
-                for topic, p in tps:
-                    by_topic.setdefault(topic, []).append(
-                        Partition(partition_index=p, timestamp=todo[(topic, p)]))
-                request = Request(replica_id=-1, isolation_level=isolation_level,
-                                  topics=[Topic(name=t, partitions=ps)
-                                          for t, ps in by_topic.items()],
-                                  timeout_ms=int(self.timeout * 1000))
-                response = self.node(node).call(ApiKey.LIST_OFFSETS, request)
-                for t in response.topics:
-                    for p in t.partitions:
-                        tp = (t.name, p.partition_index)
-                        if (p.error_code in _STALE_LEADER | {ErrorCode.OFFSET_NOT_AVAILABLE}
-                                and time.monotonic() < deadline):
-                            retry[tp] = todo[tp]
-                            continue
-                        raise_for(p.error_code, what=f"ListOffsets {t.name}-{p.partition_index}")
-                        out[tp] = (p.offset, p.timestamp)
-            todo = retry
-            if todo:
-                time.sleep(_RETRY_BACKOFF)
-                for topic in {t for t, _ in todo}:
-                    self.topic(topic, deadline=deadline)
-        return out
+
+        def send(node: int, timestamps: dict):
+            by_topic = self._by_topic(timestamps, lambda p, timestamp: Partition(
+                partition_index=p, timestamp=timestamp))
+            request = Request(replica_id=-1, isolation_level=isolation_level,
+                              topics=[Topic(name=t, partitions=ps) for t, ps in by_topic.items()],
+                              timeout_ms=int(self.timeout * 1000))
+            response = self.node(node).call(ApiKey.LIST_OFFSETS, request)
+            return [((t.name, p.partition_index), p.error_code, None, (p.offset, p.timestamp))
+                    for t in response.topics for p in t.partitions]
+
+        # OFFSET_NOT_AVAILABLE: a new leader not caught up yet (KIP-207); ask again.
+        return self._to_leaders("ListOffsets", dict(specs), send, retriable=frozenset(
+            _STALE_LEADER | {ErrorCode.OFFSET_NOT_AVAILABLE}))
 
     def fetch(self, positions: dict[tuple[str, int], int], *, max_wait_ms: int = 500,
               isolation_level: int = READ_UNCOMMITTED, max_bytes: int = 50 << 20,
