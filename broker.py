@@ -75,6 +75,8 @@ class BrokerState:
         self._groups = None
         self._transactions = None
         self.shutting_down = trio.Event()
+        # One checkpoint at a time: the checkpoint files are replaced from a worker thread.
+        self._checkpoint_lock = trio.Lock()
         # Fault injection for tests (controls/rules.py): rules the server applies to requests.
         self.controls = Controls(
             topic_name_of=lambda topic_id: getattr(self.logs.topic_by_id(topic_id), "name", None),
@@ -143,6 +145,7 @@ class BrokerState:
         """Timers owned by the broker: checkpoints, retention, the cleaner, coordinators,
         producer and transactional id expiration."""
         nursery.start_soon(self._keep_running, "the checkpoint task", self._checkpoint_loop)
+        nursery.start_soon(self._keep_running, "the log flusher", self._log_flusher_loop)
         nursery.start_soon(self._keep_running, "the retention task", self._retention_loop)
         if self.config.log_cleaner_enable:
             nursery.start_soon(self._keep_running, "the log cleaner", self._cleaner_loop)
@@ -189,25 +192,114 @@ class BrokerState:
             if self._transactions is not None:
                 self._transactions.expire_transactional_ids(self.clock.wall_ms())
 
-    async def _checkpoint_loop(self) -> None:
+    # --- flushing and checkpoints: every fsync runs in a worker thread ---
+    #
+    # A flush is begun on the event loop (PartitionLog.begin_flush duplicates the descriptors
+    # to flush), run in a worker thread (LogFlush.run) and ended on the event loop
+    # (PartitionLog.end_flush moves the recovery point), so state changes only in `def`s and
+    # the loop never waits for a disk. One flush per partition runs at a time; whoever needs
+    # one meanwhile waits for it and then shares the next (group commit).
+
+    async def _flush_round(self, partition) -> None:
+        """Wait for the partition's flush in flight, or run one over everything appended."""
+        running = partition.flushing
+        if running is not None:
+            done = trio.Event()
+            running.add_waiter(done)
+            await done.wait()
+            return
+        flush = partition.begin_flush()
+        if flush is None:
+            return
+        completed = False
+        try:
+            await trio.to_thread.run_sync(flush.run)
+            completed = True
+        finally:
+            partition.end_flush(flush, self.clock.wall_ms(), completed=completed)
+
+    async def flush_partition(self, partition, upto: int | None = None) -> None:
+        """Make the partition durable below `upto` (default: its log end offset now): Kafka's
+        UnifiedLog.flush. KafkaError(KAFKA_STORAGE_ERROR) if the log dir is or goes offline."""
+        upto = partition.log_end_offset if upto is None else upto
+        while partition.recovery_point < min(upto, partition.log_end_offset):
+            await self._flush_round(partition)
+
+    async def flush_appended(self, partition, upto: int) -> None:
+        """Kafka's flush on append, for an append of the offsets below `upto`: flush while it
+        waits for one (PartitionLog.awaits_flush: flush.messages unflushed, or its high
+        watermark held back for a flush). With flush.messages=1 the append is durable when
+        this returns; appends that arrive during a flush share the next one (group commit)."""
+        while partition.awaits_flush(upto):
+            await self._flush_round(partition)
+
+    async def _log_flusher_loop(self) -> None:
+        """Kafka's kafka-log-flusher task: every log.flush.scheduler.interval.ms (Kafka's
+        default: never), flush the logs whose last flush is flush.ms old. It also flushes, as
+        soon as they are due, the logs an append left with flush.messages unflushed (the
+        coordinators' writes; a produce request flushes its own) and those that rolled a
+        segment (Kafka flushes a rolled segment in the background)."""
+        interval = self.config.log_flush_scheduler_interval_ms / 1000
+        next_check = self.clock.monotonic() + interval
+        self.logs.schedule_flushes()
         while True:
-            await self.clock.sleep(60)
-            self.logs.checkpoint()
+            wakeup = trio.Event()
+            self.logs.flush_wakeup = wakeup
+            if not self.logs.flush_due:
+                with self.clock.move_on_at(next_check):
+                    await wakeup.wait()
+            due = self.logs.take_flush_due()
+            if self.clock.monotonic() >= next_check:
+                due += self.logs.flush_due_by_time(self.clock.wall_ms())
+                next_check = self.clock.monotonic() + interval
+            for partition in due:
+                await self._flush_logged(partition)
+
+    async def _flush_logged(self, partition) -> None:
+        """flush_partition for a background task: a failure (the dir goes offline) is logged
+        and the task goes on with the next partition, as Kafka's flushDirtyLogs does."""
+        try:
+            await self.flush_partition(partition)
+        except KafkaError as e:
+            log.error("Error flushing %s-%d: %s", partition.topic, partition.partition,
+                      e.message)
+
+    async def checkpoint(self, *, flush: bool = True) -> None:
+        """Kafka's recovery-point checkpoint (every log.flush.offset.checkpoint.interval.ms),
+        with the log start offsets and high watermarks. Unlike Kafka, which leaves fsyncs to
+        flush.messages, flush.ms and rolls, it first flushes (`flush`) every log written since
+        its last flush: a power cut then loses at most one interval of acknowledged writes,
+        and a restart recovers at most that much, where Kafka's defaults risk a whole segment.
+        The fsyncs and the files' writes run in worker threads."""
+        async with self._checkpoint_lock:
+            if flush:
+                for partition in list(self.logs.all_partitions()):
+                    if partition.unflushed_messages > 0:
+                        await self._flush_logged(partition)
+            offsets = self.logs.checkpoint_offsets()
+            if offsets is not None:
+                await trio.to_thread.run_sync(self.logs.write_checkpoint_offsets, offsets)
+
+    async def _checkpoint_loop(self) -> None:
+        interval = self.config.log_flush_offset_checkpoint_interval_ms / 1000
+        while True:
+            await self.clock.sleep(interval)
+            await self.checkpoint()
 
     async def _retention_loop(self) -> None:
         while True:
             await self.clock.sleep(self.config.log_retention_check_interval_ms / 1000)
-            self.enforce_retention()
+            if self.enforce_retention():
+                await self.checkpoint(flush=False)   # the new log start offsets
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """One retention pass (Kafka runs one every log.retention.check.interval.ms): segments
         older than retention.ms or beyond retention.bytes go, log start offsets move up. Tests
-        call it to see retention happen without waiting. Returns the segments deleted."""
+        call it to see retention happen without waiting. Returns the segments deleted. (The
+        log start offsets reach their checkpoint file at the next checkpoint; until then a
+        restart finds them from the first remaining segment.)"""
         now_ms = self.clock.wall_ms() if now_ms is None else now_ms
-        deleted = self.logs.delete_old_segments(now_ms)
-        if deleted:
-            self.logs.checkpoint()
-        return deleted
+        return self.logs.delete_old_segments(now_ms)
 
     async def _cleaner_loop(self) -> None:
         """Kafka's log cleaner thread: every log.cleaner.backoff.ms, clean the compacted log most
@@ -366,6 +458,27 @@ class BrokerState:
             raise KafkaError(ErrorCode.INVALID_PARTITIONS,
                              "Number of partitions must be larger than 0.")
         self.logs.create_topic(name, n, dict(configs or {}))
+        return self.logs.topic(name)
+
+    async def create_topic_async(self, name: str, num_partitions: int | None = None,
+                                 configs: dict | None = None):
+        """create_topic with its disk work (partition dirs, files, fsyncs: about 3 ms a
+        partition) in a worker thread, so that a request creating many topics does not stall
+        the event loop: CreateTopics and Metadata's auto-creation call this."""
+        self.validate_topic_name(name)
+        if self.logs.topic(name) is not None:
+            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        n = self.config.num_partitions if num_partitions in (None, -1) else num_partitions
+        if n <= 0:
+            raise KafkaError(ErrorCode.INVALID_PARTITIONS,
+                             "Number of partitions must be larger than 0.")
+        creation = self.logs.begin_topic_creation(name, n, dict(configs or {}))
+        try:
+            await trio.to_thread.run_sync(creation.make_dirs)
+        finally:
+            # Registered even if this task was cancelled once its dirs were made, so that no
+            # dir is left that a restart would adopt as a topic nobody created.
+            self.logs.end_topic_creation(creation, now_ms=self.clock.wall_ms())
         return self.logs.topic(name)
 
     def delete_topic(self, name: str) -> None:

@@ -68,8 +68,16 @@ KEYS: dict[str, tuple[type, object]] = {
     # Kafka's cleaner I/O throttle; a float there (Double.MAX_VALUE), whole bytes here.
     "log.cleaner.io.max.bytes.per.second": (int, 2**63 - 1),   # the pause between log cleaner passes
     "log.cleanup.policy": (str, "delete"),
+    # Flushing (fsync), as Kafka: after an append leaves log.flush.interval.messages (topic:
+    # flush.messages) unflushed, before the produce answer (1: every acknowledged batch is
+    # durable, with group commit); the flusher flushes logs whose last flush is
+    # log.flush.interval.ms (flush.ms) old, checking every log.flush.scheduler.interval.ms
+    # (Kafka's default: never); the recovery points are checkpointed every
+    # log.flush.offset.checkpoint.interval.ms, and trioka flushes every written log first.
     "log.flush.interval.messages": (int, 9223372036854775807),
     "log.flush.interval.ms": (int, 9223372036854775807),
+    "log.flush.scheduler.interval.ms": (int, 9223372036854775807),
+    "log.flush.offset.checkpoint.interval.ms": (int, 60000),
     "compression.type": (str, "producer"),
     "offsets.topic.num.partitions": (int, 50),
     "offsets.topic.replication.factor": (int, 1),

@@ -124,7 +124,7 @@ async def handle(broker, request, ctx):
             n, configs = outcome
             topic_id = ZERO_UUID
             if not request.validate_only:
-                topic_id = broker.create_topic(t.name, n, configs).topic_id
+                topic_id = (await broker.create_topic_async(t.name, n, configs)).topic_id
         except KafkaError as e:
             results.append(Result(name=t.name, topic_id=ZERO_UUID, error_code=e.code,
                                   error_message=e.message, num_partitions=-1,

@@ -66,7 +66,7 @@ async def handle(broker, request, ctx):
             try:
                 broker.validate_topic_name(name)
                 if allow and broker.config.auto_create_topics_enable:
-                    broker.create_topic(name)
+                    await broker.create_topic_async(name)
                     topics.append(describe_topic(broker, name))
                     continue
             except KafkaError as e:

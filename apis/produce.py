@@ -12,6 +12,11 @@ decompress to a great deal, and the append then happens on the event loop.
   once, unless `min.insync.replicas` > 1: NOT_ENOUGH_REPLICAS); 0 sends no response at all, and
   as in Kafka a partition error then closes the connection so the client notices. Any other value
   is INVALID_REQUIRED_ACKS.
+- Flushing: as Kafka's append flushes before it returns once `flush.messages` are unflushed
+  (`log.flush.interval.messages`), the answer waits for the flush covering the batch; the fsync
+  runs in a worker thread, the partitions of one request flush concurrently, and requests that
+  append meanwhile share the next flush (group commit). `flush.messages=1` thus answers only
+  what is on disk. A failed flush answers KAFKA_STORAGE_ERROR.
 - Per partition: UNKNOWN_TOPIC_OR_PARTITION (Produce never creates topics), INVALID_TOPIC_EXCEPTION
   for internal topics, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE (`max.message.bytes`),
   UNSUPPORTED_COMPRESSION_TYPE for zstd before v7; v8+ adds an error message. Records refused one
@@ -87,8 +92,10 @@ def verify_transaction(broker, transactional_id, log, topic: str, index: int,
 
 
 async def append_partition(broker, topic: str, index: int, records, version: int, acks: int,
-                           transactional_id: str | None = None):
-    """Validate and append one partition's batch; the PartitionProduceResponse for it."""
+                           transactional_id: str | None = None, flushes: list | None = None):
+    """Validate and append one partition's batch; the PartitionProduceResponse for it. When the
+    append waits for a flush (see the module's docstring), (response, log, end offset) is added
+    to `flushes`."""
     log = None
     try:
         if topic in INTERNAL_TOPICS:
@@ -126,9 +133,32 @@ async def append_partition(broker, topic: str, index: int, records, version: int
         return _error(index, e.code, e.message, e.record_errors, log.log_start_offset)
     except KafkaError as e:
         return _error(index, e.code, e.message)
-    return PartitionResponse(index=index, error_code=0, base_offset=result.base_offset,
-                             log_append_time_ms=result.log_append_time_ms,
-                             log_start_offset=result.log_start_offset)
+    response = PartitionResponse(index=index, error_code=0, base_offset=result.base_offset,
+                                 log_append_time_ms=result.log_append_time_ms,
+                                 log_start_offset=result.log_start_offset)
+    if flushes is not None and log.awaits_flush(result.last_offset + 1):
+        flushes.append((response, log, result.last_offset + 1))
+    return response
+
+
+async def flush_appended(broker, flushes: list) -> None:
+    """Wait for the flushes the appends of `flushes` wait for (broker.flush_appended), each
+    partition in a task of its own; a partition whose flush fails answers KAFKA_STORAGE_ERROR."""
+    async def flush_one(response, log, upto: int) -> None:
+        try:
+            await broker.flush_appended(log, upto)
+        except KafkaError as e:
+            response.error_code = e.code
+            response.error_message = e.message
+            response.base_offset = -1
+            response.log_append_time_ms = -1
+
+    if len(flushes) == 1:
+        await flush_one(*flushes[0])
+        return
+    async with trio.open_nursery() as nursery:
+        for item in flushes:
+            nursery.start_soon(flush_one, *item)
 
 
 async def handle(broker, request, ctx):
@@ -136,6 +166,7 @@ async def handle(broker, request, ctx):
     acks = request.acks
     topics = []
     failed = False
+    flushes = []
     for td in request.topic_data:
         name = td.name
         if version >= 13:
@@ -152,11 +183,14 @@ async def handle(broker, request, ctx):
                 pr = _error(pd.index, ErrorCode.UNKNOWN_TOPIC_ID)
             else:
                 pr = await append_partition(broker, name, pd.index, pd.records, version, acks,
-                                            request.transactional_id)
+                                            request.transactional_id, flushes)
             if pr.error_code:
                 failed = True
             parts.append(pr)
         topics.append(TopicResponse(name=td.name, topic_id=td.topic_id, partition_responses=parts))
+    if flushes:
+        await flush_appended(broker, flushes)
+        failed = failed or any(response.error_code for response, _, _ in flushes)
     if acks == 0:
         if failed:
             ctx.connection.closing = True

@@ -8,7 +8,15 @@ LogManager code:
   survive the broker process being killed (SIGKILL). Only `flush()` (fsync) protects them from a
   machine crash; Kafka likewise relies on the page cache and flushes on its own schedule
   (`log.flush.interval.*` default to never; the recovery point records what was flushed).
-* `MemoryFiles()`: bytearrays in a dict. Nothing survives the process.
+* `MemoryFiles()`: bytearrays in a dict. Nothing survives the process. It counts the flushes
+  asked of it (`flushes`, by path) and can run a hook at each (`on_flush`), so tests see when
+  and from where the log flushes without touching a disk.
+
+Flushes run in worker threads (the broker's flusher and checkpoint tasks, the produce requests
+that wait for `flush.messages`): the event loop takes a `duplicate()` of each file to flush (and
+`open_directory` for the partition dir), so a segment rolled, deleted or closed meanwhile is
+safe, and the thread calls only `flush()` and `close()` on those handles. A failure there is
+reported to the same failure channel as any other.
 
 Paths are relative to the root and use '/' (e.g. "orders-0/00000000000000000000.log").
 
@@ -21,10 +29,13 @@ recovers the dir. The check sits here, under every caller, so that no write path
 A FileNotFoundError that answers "is it there?" (`read_small`, `size_of`) is not a failure.
 """
 
+import collections
 import errno
 import logging
 import os
 import shutil
+import stat
+import threading
 
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -35,7 +46,8 @@ class LogDirFailureChannel:
     """Kafka's LogDirFailureChannel for this broker's one log dir: the first I/O error reported
     takes the dir offline, and it stays offline until the broker restarts. The partitions of an
     offline dir answer KAFKA_STORAGE_ERROR; the broker itself stays up and keeps serving every
-    other request.
+    other request. Worker threads (flushes, checkpoint writes) report here too, so the first
+    failure is recorded under a lock, as Kafka's channel is a concurrent queue.
 
     (Kafka halts a broker whose every log dir has failed; a single-node trioka keeps answering
     Metadata and the coordinators' requests instead, so clients see the error, not a dead node.)
@@ -44,6 +56,7 @@ class LogDirFailureChannel:
     def __init__(self, log_dir: str):
         self.log_dir = log_dir
         self.failure: str | None = None   # what failed first; None while the dir is online
+        self._lock = threading.Lock()
 
     @property
     def offline(self) -> bool:
@@ -53,8 +66,11 @@ class LogDirFailureChannel:
         """Report an I/O error `message` (Kafka's "Error while ... in dir ..."); the first one
         takes the dir offline. Returns the KafkaError for the caller to raise."""
         log.error("%s: %s", message, exc)
-        if self.failure is None:
-            self.failure = f"{message}: {exc}"
+        with self._lock:
+            first = self.failure is None
+            if first:
+                self.failure = f"{message}: {exc}"
+        if first:
             log.warning("Stopping serving logs in dir %s: the log directory has failed; its "
                         "partitions are offline until the broker restarts", self.log_dir)
         return self.storage_error()
@@ -156,17 +172,23 @@ class FileRegion:
 class DiskFile:
     """One open file of a segment (`.log`, `.index`, `.timeindex`). Every operation but
     `fileno` and `close` is refused once the dir is offline, and an OSError takes it offline
-    (see the module docstring)."""
+    (see the module docstring). `fd`: adopt an open descriptor (a duplicate, a directory)
+    instead of opening `path`."""
 
-    def __init__(self, path: str, failure_channel: LogDirFailureChannel):
+    def __init__(self, path: str, failure_channel: LogDirFailureChannel, *,
+                 fd: int | None = None):
         self.path = path
         self.failure_channel = failure_channel
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        if fd is None:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._fd = fd
         try:
-            self.size = os.fstat(self._fd).st_size
+            status = os.fstat(self._fd)
         except OSError:
             os.close(self._fd)
             raise
+        self.size = status.st_size
+        self.is_directory = stat.S_ISDIR(status.st_mode)
 
     def _failed(self, action: str, exc: OSError) -> KafkaError:
         return self.failure_channel.maybe_add_offline_log_dir(
@@ -229,12 +251,27 @@ class DiskFile:
         self.size = size
 
     def flush(self) -> None:
-        """fsync: make the file's contents survive a machine crash."""
+        """fsync: make the file's contents survive a machine crash (for a directory: the names
+        created or renamed in it). File systems that cannot fsync a directory (EINVAL) are let
+        be, as in `write_atomic`."""
         self.failure_channel.check()
         try:
             os.fsync(self._fd)
         except OSError as exc:
+            if self.is_directory and exc.errno == errno.EINVAL:
+                return
             raise self._failed("flushing", exc) from exc
+
+    def duplicate(self) -> "DiskFile":
+        """Another handle on the same open file (`os.dup`), to be flushed and closed by a worker
+        thread: it stays valid whatever happens to this one (closed at a roll, deleted by
+        retention), and fsync through it covers everything written through this one."""
+        self.failure_channel.check()
+        try:
+            fd = os.dup(self._fd)
+        except OSError as exc:
+            raise self._failed("duplicating the descriptor of", exc) from exc
+        return DiskFile(self.path, self.failure_channel, fd=fd)
 
     def fileno(self) -> int | None:
         """The descriptor, for `os.sendfile` from the server. Valid until `close()`."""
@@ -305,6 +342,16 @@ class DiskFiles:
     def mkdir(self, path: str) -> None:
         self._do("creating", path, os.makedirs, self._abs(path), 0o777, True)
 
+    def open_directory(self, path: str = "") -> DiskFile:
+        """A handle on a directory, to `flush()` (fsync) the names created in it, e.g. a
+        partition dir's new segment files (Kafka's Utils.flushDir). Opened here, so that a
+        worker thread can flush it even if the dir is renamed meanwhile (a topic deletion)."""
+        return self._do("opening", path, self._open_directory, self._abs(path))
+
+    def _open_directory(self, path: str) -> DiskFile:
+        return DiskFile(path, self.failure_channel,
+                        fd=os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+
     def rename(self, source: str, target: str) -> None:
         self._do("renaming", source, os.rename, self._abs(source), self._abs(target))
 
@@ -337,7 +384,9 @@ class DiskFiles:
     def write_atomic(self, path: str, data: bytes) -> None:
         """Replace a small file atomically: write `<path>.tmp`, fsync it, rename over `path`,
         fsync the directory. Readers see the old or the new content, never a mix (Kafka writes
-        its checkpoint files this way)."""
+        its checkpoint files this way). It blocks for two fsyncs: the broker calls it from a
+        worker thread where that matters (the checkpoint files), one writer at a time per path
+        (they share `<path>.tmp`)."""
         self._do("writing", path, self._write_atomic, self._abs(path), data)
 
     @classmethod
@@ -391,11 +440,13 @@ class DiskFiles:
 
 
 class MemoryFile:
-    """A segment file held in a bytearray shared with its MemoryFiles (reopening sees the data)."""
+    """A segment file held in a bytearray shared with its MemoryFiles (reopening sees the data).
+    `owner`, that MemoryFiles, counts its flushes."""
 
-    def __init__(self, path: str, data: bytearray):
+    def __init__(self, path: str, data: bytearray, owner: "MemoryFiles | None" = None):
         self.path = path
         self._data = data
+        self.owner = owner
         self.closed = False
 
     @property
@@ -415,7 +466,12 @@ class MemoryFile:
         del self._data[size:]
 
     def flush(self) -> None:
-        pass
+        if self.owner is not None:
+            self.owner.flushed(self.path)
+
+    def duplicate(self) -> "MemoryFile":
+        """Another handle on the same bytes (DiskFile.duplicate)."""
+        return MemoryFile(self.path, self._data, self.owner)
 
     def fileno(self) -> int | None:
         return None
@@ -426,13 +482,30 @@ class MemoryFile:
 
 class MemoryFiles:
     """The same interface as DiskFiles over a dict of bytearrays (`--memory` mode). Memory does
-    not fail, so its failure channel never takes it offline."""
+    not fail, so its failure channel never takes it offline.
+
+    Flushes have nothing to do here, but they are counted: `flushes[path]` is how many times
+    the file or directory `path` was flushed (from any thread), and `on_flush(path)`, if set,
+    is called at each flush, in the thread doing it; tests use it to see a flush happen, or to
+    make one slow. The names change under a lock, as the broker's worker threads (topic
+    creation, checkpoint writes) use them too."""
 
     def __init__(self):
         self.root = None
         self.failure_channel = LogDirFailureChannel("memory")
         self._files: dict[str, bytearray] = {}
         self._dirs: set[str] = {""}
+        self._lock = threading.RLock()
+        self.flushes: collections.Counter = collections.Counter()
+        self.on_flush = None
+        self._flush_lock = threading.Lock()
+
+    def flushed(self, path: str) -> None:
+        """Count one flush of `path` (a MemoryFile's or directory's), then run `on_flush`."""
+        with self._flush_lock:
+            self.flushes[path] += 1
+        if self.on_flush is not None:
+            self.on_flush(path)
 
     @staticmethod
     def _norm(path: str) -> str:
@@ -447,12 +520,20 @@ class MemoryFiles:
             raise FileNotFoundError(errno.ENOENT, "no such directory", self._parent(path))
 
     def open(self, path: str) -> MemoryFile:
+        with self._lock:
+            path = self._norm(path)
+            data = self._files.get(path)
+            if data is None:
+                self._require_parent(path)
+                data = self._files[path] = bytearray()
+            return MemoryFile(path, data, self)
+
+    def open_directory(self, path: str = "") -> MemoryFile:
+        """A handle whose flush() counts as a flush of the directory (DiskFiles.open_directory)."""
         path = self._norm(path)
-        data = self._files.get(path)
-        if data is None:
-            self._require_parent(path)
-            data = self._files[path] = bytearray()
-        return MemoryFile(path, data)
+        if path not in self._dirs:
+            raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+        return MemoryFile(path, bytearray(), self)
 
     def exists(self, path: str) -> bool:
         path = self._norm(path)
@@ -468,43 +549,48 @@ class MemoryFiles:
         return len(self._files[path])
 
     def listdir(self, path: str = "") -> list[str]:
-        path = self._norm(path)
-        if path not in self._dirs:
-            raise FileNotFoundError(errno.ENOENT, "no such directory", path)
-        names = [p.rpartition("/")[2] for p in self._files if self._parent(p) == path]
-        names += [d.rpartition("/")[2] for d in self._dirs if d and self._parent(d) == path]
-        return names
+        with self._lock:
+            path = self._norm(path)
+            if path not in self._dirs:
+                raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+            names = [p.rpartition("/")[2] for p in self._files if self._parent(p) == path]
+            names += [d.rpartition("/")[2] for d in self._dirs if d and self._parent(d) == path]
+            return names
 
     def mkdir(self, path: str) -> None:
-        path = self._norm(path)
-        while path and path not in self._dirs:
-            self._dirs.add(path)
-            path = self._parent(path)
+        with self._lock:
+            path = self._norm(path)
+            while path and path not in self._dirs:
+                self._dirs.add(path)
+                path = self._parent(path)
 
     def rename(self, source: str, target: str) -> None:
-        source, target = self._norm(source), self._norm(target)
-        if source in self._files:
-            self._require_parent(target)
-            self._files[target] = self._files.pop(source)
-            return
-        if source not in self._dirs:
-            raise FileNotFoundError(errno.ENOENT, "no such file", source)
-        prefix = source + "/"
-        for old in [d for d in self._dirs if d == source or d.startswith(prefix)]:
-            self._dirs.remove(old)
-            self._dirs.add(target + old[len(source):])
-        for old in [f for f in self._files if f.startswith(prefix)]:
-            self._files[target + old[len(source):]] = self._files.pop(old)
+        with self._lock:
+            source, target = self._norm(source), self._norm(target)
+            if source in self._files:
+                self._require_parent(target)
+                self._files[target] = self._files.pop(source)
+                return
+            if source not in self._dirs:
+                raise FileNotFoundError(errno.ENOENT, "no such file", source)
+            prefix = source + "/"
+            for old in [d for d in self._dirs if d == source or d.startswith(prefix)]:
+                self._dirs.remove(old)
+                self._dirs.add(target + old[len(source):])
+            for old in [f for f in self._files if f.startswith(prefix)]:
+                self._files[target + old[len(source):]] = self._files.pop(old)
 
     def remove(self, path: str) -> None:
-        self._files.pop(self._norm(path), None)
+        with self._lock:
+            self._files.pop(self._norm(path), None)
 
     def remove_tree(self, path: str) -> None:
-        path = self._norm(path)
-        prefix = path + "/"
-        for name in [f for f in self._files if f.startswith(prefix)]:
-            del self._files[name]
-        self._dirs -= {d for d in self._dirs if d == path or d.startswith(prefix)}
+        with self._lock:
+            path = self._norm(path)
+            prefix = path + "/"
+            for name in [f for f in self._files if f.startswith(prefix)]:
+                del self._files[name]
+            self._dirs -= {d for d in self._dirs if d == path or d.startswith(prefix)}
 
     def read_small(self, path: str) -> bytes:
         path = self._norm(path)
@@ -513,10 +599,11 @@ class MemoryFiles:
         return bytes(self._files[path])
 
     def write_atomic(self, path: str, data: bytes) -> None:
-        path = self._norm(path)
-        self._require_parent(path)
-        # A new bytearray: handles opened on the old content keep the old content.
-        self._files[path] = bytearray(data)
+        with self._lock:
+            path = self._norm(path)
+            self._require_parent(path)
+            # A new bytearray: handles opened on the old content keep the old content.
+            self._files[path] = bytearray(data)
 
     def lock(self) -> bool:
         return True

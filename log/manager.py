@@ -60,6 +60,7 @@ from trioka.log.checkpoint import (CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECK
 from trioka.log.config import LogConfig
 from trioka.log.files import DiskFiles, LogDirFailureChannel, MemoryFiles
 from trioka.log.partition import PartitionLog
+from trioka.log.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_file_name
 from trioka.log.topics import has_collision, validate_topic_name
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -128,6 +129,46 @@ class TopicInfo:
         return f"TopicInfo({self.name!r}, {uuid_to_base64(self.topic_id)}, {len(self.partitions)})"
 
 
+class TopicCreation:
+    """A topic being created with its disk work in a worker thread (Kafka's controller answers
+    CreateTopics only once the topic's records are durable; its brokers then create the logs):
+    LogManager.begin_topic_creation checks it and reserves its name, `make_dirs` (blocking, for
+    a worker thread) makes its partition dirs, LogManager.end_topic_creation registers it."""
+    __slots__ = ("name", "topic_id", "overrides", "config", "num_partitions", "files",
+                 "dirs_made")
+
+    def __init__(self, name: str, topic_id: uuid.UUID, overrides: dict, config: LogConfig,
+                 num_partitions: int, files):
+        self.name = name
+        self.topic_id = topic_id
+        self.overrides = overrides
+        self.config = config
+        self.num_partitions = num_partitions
+        self.files = files
+        self.dirs_made = False
+
+    def make_dirs(self) -> None:
+        """Each partition dir with its empty first segment's files and `partition.metadata`
+        (whose directory fsync makes every name in the dir durable), then the data dir flushed
+        for the new dirs themselves (Kafka's LogManager.createLog flushes the parent dir). It
+        touches nothing but files no one else uses yet; an I/O error takes the dir offline."""
+        files = self.files
+        for index in range(self.num_partitions):
+            directory = partition_dir_name(self.name, index)
+            if files.exists(directory):
+                files.remove_tree(directory)   # left over from an interrupted deletion
+            files.mkdir(directory)
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                files.open(f"{directory}/{segment_file_name(0, suffix)}").close()
+            write_partition_metadata(files, f"{directory}/{PARTITION_METADATA}", self.topic_id)
+        data_dir = files.open_directory("")
+        try:
+            data_dir.flush()
+        finally:
+            data_dir.close()
+        self.dirs_made = True
+
+
 class LogManager:
     """Owner of every partition log of the broker. Synchronous; call `open()` first.
 
@@ -158,6 +199,13 @@ class LogManager:
         self._journal_lines = 0
         self._topics_in_file = 0
         self._opened = False
+        # Partitions due for a flush, for the broker's flusher (see schedule_flushes); it sets
+        # `flush_wakeup` (anything with `set()`) to be told when one is added.
+        self.flush_due: set[PartitionLog] = set()
+        self.flush_wakeup = None
+        self._flushes_scheduled = False
+        # Topics being created (TopicCreation), by name: reserved until registered.
+        self._creating: dict[str, TopicCreation] = {}
 
     # -------------------------------------------------------------------------------- startup
 
@@ -379,6 +427,9 @@ class LogManager:
     def _register(self, topic: TopicInfo) -> None:
         self._topics[topic.name] = topic
         self._topics_by_id[topic.topic_id] = topic
+        if self._flushes_scheduled:
+            for partition in topic.partitions:
+                partition.on_flush_due = self._flush_due
 
     def _write_topics_file(self) -> None:
         if self._unreadable_topics_file is not None:
@@ -460,20 +511,55 @@ class LogManager:
         self._journal_lines = 0
         self._topics_in_file = len(self._topics)
 
+    # ------------------------------------------------------------------------------- flushing
+
+    def schedule_flushes(self) -> None:
+        """The broker's flusher runs from now on: a partition due for a flush (an append left
+        flush.messages unflushed, or it rolled a segment) is added to `flush_due` and
+        `flush_wakeup` is set; such an append's high watermark waits for that flush, as Kafka's
+        does. Without a flusher (a log manager used on its own) nothing waits."""
+        self._flushes_scheduled = True
+        for info in self._topics.values():
+            for partition in info.partitions:
+                partition.on_flush_due = self._flush_due
+
+    def _flush_due(self, partition: PartitionLog) -> None:
+        self.flush_due.add(partition)
+        if self.flush_wakeup is not None:
+            self.flush_wakeup.set()
+
+    def take_flush_due(self) -> list[PartitionLog]:
+        """The partitions due for a flush since the last call (see schedule_flushes)."""
+        due, self.flush_due = self.flush_due, set()
+        return [partition for partition in due if not self.failure_channel.offline]
+
+    def flush_due_by_time(self, now_ms: int) -> list[PartitionLog]:
+        """Kafka's flushDirtyLogs test: the partitions with unflushed messages whose last flush
+        is at least their flush.ms old."""
+        return [partition for partition in self.all_partitions()
+                if partition.unflushed_messages > 0
+                and now_ms - partition.last_flush_ms >= partition.config.flush_ms]
+
     # ------------------------------------------------------------------------------- shutdown
 
     def checkpoint(self) -> None:
-        """Periodic (Kafka: every log.flush.offset.checkpoint.interval.ms, default 60 s): fsync
-        what was appended since the last time, then write the recovery points, log start offsets
-        and high watermarks. Nothing is written to an offline dir (Kafka checkpoints only its
-        live dirs)."""
+        """fsync what was appended since the last flush, then write the recovery points, log
+        start offsets and high watermarks, all here and now (tests, tools). The broker does the
+        same every log.flush.offset.checkpoint.interval.ms with the disk work in worker threads
+        (BrokerState.checkpoint). Nothing is written to an offline dir (Kafka checkpoints only
+        its live dirs)."""
         if self.failure_channel.offline:
             return
         for partition in self.all_partitions():
             partition.flush()
         self._write_checkpoints()
 
-    def _write_checkpoints(self) -> None:
+    def checkpoint_offsets(self) -> dict[str, dict[tuple[str, int], int]] | None:
+        """What the checkpoint files hold now, by file: the recovery points, the log start
+        offsets (past their first segment) and the high watermarks. None once the dir is
+        offline (nothing is written to it)."""
+        if self.failure_channel.offline:
+            return None
         recovery_points = {}
         log_start_offsets = {}
         high_watermarks = {}
@@ -483,9 +569,21 @@ class LogManager:
             high_watermarks[key] = partition.high_watermark
             if partition.log_start_offset > partition.segments[0].base_offset:
                 log_start_offsets[key] = partition.log_start_offset
-        write_offset_checkpoint(self.files, RECOVERY_POINT_CHECKPOINT, recovery_points)
-        write_offset_checkpoint(self.files, LOG_START_OFFSET_CHECKPOINT, log_start_offsets)
-        write_offset_checkpoint(self.files, REPLICATION_OFFSET_CHECKPOINT, high_watermarks)
+        return {RECOVERY_POINT_CHECKPOINT: recovery_points,
+                LOG_START_OFFSET_CHECKPOINT: log_start_offsets,
+                REPLICATION_OFFSET_CHECKPOINT: high_watermarks}
+
+    def write_checkpoint_offsets(self, offsets: dict[str, dict[tuple[str, int], int]]) -> None:
+        """Write `checkpoint_offsets()`, each file replaced atomically (temp file, fsync,
+        rename, directory fsync): blocking, so the broker calls it from a worker thread. It
+        reads nothing but `offsets`; a failure takes the dir offline (KAFKA_STORAGE_ERROR)."""
+        for path, entries in offsets.items():
+            write_offset_checkpoint(self.files, path, entries)
+
+    def _write_checkpoints(self) -> None:
+        offsets = self.checkpoint_offsets()
+        if offsets is not None:
+            self.write_checkpoint_offsets(offsets)
 
     def close(self) -> None:
         """Clean shutdown: flush and close every log, write the checkpoints, then the
@@ -564,11 +662,24 @@ class LogManager:
         INVALID_TOPIC_EXCEPTION (illegal name, or one that differs from an existing topic only
         by '.' vs '_', which Kafka forbids because metric names would collide),
         TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS (< 1), INVALID_CONFIG (unknown key, bad
-        value). Config entries whose value is None are ignored."""
+        value). Config entries whose value is None are ignored. The partition dirs are made
+        here and now; begin_topic_creation makes them in a worker thread instead."""
+        overrides, config, topic_id = self._check_new_topic(name, num_partitions, configs)
+        now_ms = self._now_ms(now_ms)
+        topic = TopicInfo(name, topic_id, overrides, config, [])
+        for index in range(num_partitions):
+            topic.partitions.append(self._new_partition(topic, index, now_ms))
+        self._register(topic)
+        self._record_topic(name)
+        return topic_id
+
+    def _check_new_topic(self, name: str, num_partitions: int,
+                         configs: dict | None) -> tuple[dict, LogConfig, uuid.UUID]:
+        """create_topic's checks (its errors); the overrides, config and a new topic id."""
         validate_topic_name(name)
-        if name in self._topics:
+        if name in self._topics or name in self._creating:
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
-        for existing in self._topics:
+        for existing in (*self._topics, *self._creating):
             if has_collision(name, existing):
                 raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
                                  f"topic {name!r} collides with existing topic {existing!r}")
@@ -581,13 +692,38 @@ class LogManager:
         topic_id = random_uuid()
         while topic_id in self._topics_by_id:
             topic_id = random_uuid()
+        return overrides, config, topic_id
+
+    def begin_topic_creation(self, name: str, num_partitions: int,
+                             configs: dict | None = None) -> TopicCreation:
+        """create_topic in three steps, so that the disk work (about 3 ms a partition: files
+        created, fsyncs) runs in a worker thread: this checks the topic as create_topic does
+        and reserves its name (TOPIC_ALREADY_EXISTS for anyone else meanwhile); then
+        `creation.make_dirs()` in a worker thread; then end_topic_creation."""
+        overrides, config, topic_id = self._check_new_topic(name, num_partitions, configs)
+        creation = TopicCreation(name, topic_id, overrides, config, num_partitions, self.files)
+        self._creating[name] = creation
+        return creation
+
+    def end_topic_creation(self, creation: TopicCreation, *,
+                           now_ms: int | None = None) -> uuid.UUID | None:
+        """Register a topic whose dirs `make_dirs` made (opening its logs, the journal line
+        fsync'd) and return its id; None, with the name free again, if they were not made."""
+        if self._creating.get(creation.name) is creation:
+            del self._creating[creation.name]
+        if not creation.dirs_made:
+            return None
+        self.failure_channel.check()
         now_ms = self._now_ms(now_ms)
-        topic = TopicInfo(name, topic_id, overrides, config, [])
-        for index in range(num_partitions):
-            topic.partitions.append(self._new_partition(topic, index, now_ms))
+        topic = TopicInfo(creation.name, creation.topic_id, creation.overrides, creation.config,
+                          [])
+        for index in range(creation.num_partitions):
+            topic.partitions.append(PartitionLog(
+                creation.name, index, partition_dir_name(creation.name, index), self.files,
+                creation.config, clean_shutdown=True, now_ms=now_ms))
         self._register(topic)
-        self._record_topic(name)
-        return topic_id
+        self._record_topic(creation.name)
+        return creation.topic_id
 
     def _new_partition(self, topic: TopicInfo, index: int, now_ms: int) -> PartitionLog:
         directory = partition_dir_name(topic.name, index)
@@ -616,6 +752,8 @@ class LogManager:
         now_ms = self._now_ms(now_ms)
         for index in range(current, new_total):
             topic.partitions.append(self._new_partition(topic, index, now_ms))
+            if self._flushes_scheduled:
+                topic.partitions[-1].on_flush_due = self._flush_due
         self._record_topic(name)
 
     def delete_topic(self, name: str) -> uuid.UUID:

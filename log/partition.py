@@ -20,6 +20,15 @@ Appends and reads never decode records: a produced batch is checked by its heade
 are appended; a fetch returns whole stored batches as bytes.
 
 Everything here is synchronous and does no waiting (no trio): under trio one call is atomic.
+
+Flushing (fsync) follows Kafka's UnifiedLog: the `recovery_point` is the offset below which the
+log is known durable; `flush.messages` makes an append due for a flush once that many messages
+are unflushed, and `flush.ms` (checked by the broker's flusher) once the last flush is that old.
+The fsyncs themselves are blocking, so a flush is split in three: `begin_flush` (on the event
+loop: duplicate the descriptors of the segments to flush, note what they cover), `LogFlush.run`
+(in a worker thread: fsync them), `end_flush` (on the event loop: move the recovery point up).
+Appends made while a flush runs are covered by the next one, which every waiter then shares
+(group commit).
 """
 
 import dataclasses
@@ -82,6 +91,39 @@ class ReadResult:
         return b"".join(self.chunks)
 
 
+class LogFlush:
+    """One flush of a partition log in flight (PartitionLog.begin_flush): it makes everything
+    below `upto` durable by flushing `handles` (duplicated descriptors: a segment rolled, deleted
+    or closed meanwhile stays safe to flush). `waiters` (anything with `set()`) are set when it
+    ends, completed or not."""
+    __slots__ = ("upto", "handles", "truncations", "waiters")
+
+    def __init__(self, upto: int, handles: list, truncations: int):
+        self.upto = upto
+        self.handles = handles
+        self.truncations = truncations
+        self.waiters: list = []
+
+    def run(self) -> None:
+        """The blocking part, for a worker thread: fsync every handle, then close them all. It
+        touches nothing else; a failure takes the log dir offline (log/files.py) and raises
+        KAFKA_STORAGE_ERROR."""
+        try:
+            for handle in self.handles:
+                handle.flush()
+        finally:
+            for handle in self.handles:
+                handle.close()
+
+    def add_waiter(self, waiter) -> None:
+        self.waiters.append(waiter)
+
+    def wake_waiters(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            waiter.set()
+
+
 # -------------------------------------------------------------------------------- the log
 
 class PartitionLog:
@@ -125,6 +167,16 @@ class PartitionLog:
         # Long-polling readers of this partition (Kafka's delayed fetches keyed by partition):
         # anything with a `set()` method, set at the next change they must see.
         self.waiters: set = set()
+        # Flushing (see the module docstring). `on_flush_due(log)`, set by the log manager while
+        # the broker's flusher runs, is called when an append leaves flush.messages unflushed
+        # (the high watermark then waits for the flush), and at every roll (Kafka flushes the
+        # rolled segment in the background).
+        self.on_flush_due = None
+        self.flushing: LogFlush | None = None   # the flush in flight, begun and not ended
+        self.flushes = 0                        # flushes completed (begin_flush .. end_flush)
+        self.flush_required_upto = 0            # the high watermark waits for a flush to here
+        self.last_flush_ms = now_ms             # Kafka's lastFlushTime, for flush.ms
+        self._truncations = 0                   # a flush begun before one covers nothing
         self._load(recovery_point, log_start_offset, clean_shutdown, now_ms)
 
     def __repr__(self) -> str:
@@ -447,8 +499,16 @@ class PartitionLog:
                 self.producer_state.update(info)
         self.first_unstable_offset = self.producer_state.first_unstable_offset()
         self.log_end_offset = next_offset
-        # The leader is the whole ISR, so what it has written is committed.
-        self.high_watermark = next_offset
+        if self.on_flush_due is not None and \
+                next_offset - self.recovery_point >= self.config.flush_messages and \
+                self._due_for_flush(next_offset):
+            # Kafka's UnifiedLog.append: unflushedMessages >= flushInterval -> flush, before the
+            # high watermark moves; here end_flush moves it, once these offsets are durable.
+            self.flush_required_upto = next_offset
+            self.on_flush_due(self)
+        elif self.recovery_point >= self.flush_required_upto:
+            # The leader is the whole ISR, so what it has written is committed.
+            self.high_watermark = next_offset
         self.wake_waiters()
         return AppendResult(first_offset, last_offset, now_ms if log_append_time else -1,
                             self.log_start_offset, batches)
@@ -510,6 +570,8 @@ class PartitionLog:
         segment = LogSegment.create(self.files, self.directory, new_base,
                                     **self._segment_params(now_ms))
         self._set_segments(self.segments + [segment])
+        if self.on_flush_due is not None:
+            self.on_flush_due(self)   # Kafka's roll: flush up to the new segment, in the background
         return segment
 
     # ---------------------------------------------------------------------------------- reads
@@ -666,10 +728,12 @@ class PartitionLog:
         self._after_truncation()
 
     def _after_truncation(self) -> None:
+        self._truncations += 1
         self.log_end_offset = self.active_segment.next_offset
         self.high_watermark = self.log_end_offset
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        self.flush_required_upto = min(self.flush_required_upto, self.log_end_offset)
         self.txn_index.truncate_to(self.log_end_offset)
         self._rebuild_producer_state()
         kept = [(e, s) for e, s in self.epoch_entries if s < self.log_end_offset]
@@ -775,13 +839,89 @@ class PartitionLog:
         for segment in self.segments:
             segment.index_interval_bytes = self.config.index_interval_bytes
 
+    @property
+    def unflushed_messages(self) -> int:
+        """Kafka's unflushedMessages: offsets written above the recovery point."""
+        return self.log_end_offset - self.recovery_point
+
+    def _due_for_flush(self, next_offset: int) -> bool:
+        """Whether an append ending at `next_offset` leaves flush.messages unflushed, not
+        counting what a flush in flight covers (in Kafka such an append waits for that flush,
+        behind the log's lock, and counts after it)."""
+        covered = self.recovery_point
+        if self.flushing is not None and self.flushing.upto > covered:
+            covered = self.flushing.upto
+        return next_offset - covered >= self.config.flush_messages
+
+    def awaits_flush(self, upto: int) -> bool:
+        """Whether an append of the offsets below `upto` waits for a flush before it is
+        answered, as Kafka's append flushes before it returns once flush.messages are
+        unflushed: they are not committed yet (the high watermark waits for a flush), or
+        flush.messages are unflushed and they are among them."""
+        upto = min(upto, self.log_end_offset)
+        return self.high_watermark < upto or (
+            self.recovery_point < upto and
+            self.log_end_offset - self.recovery_point >= self.config.flush_messages)
+
     def flush(self) -> None:
-        """fsync every segment written since the last flush; everything below log_end_offset is
-        then durable, so the recovery point moves there."""
-        for segment in self.segments:
-            if segment.dirty:
+        """fsync, here and now, every segment written since the last flush (those from the one
+        holding the recovery point on, and any other written since); everything below
+        log_end_offset is then durable, so the recovery point moves there. For shutdown and
+        tests: at run time the broker flushes with begin_flush/end_flush, off the event loop."""
+        first = self._segment_index_for(self.recovery_point)
+        for i, segment in enumerate(self.segments):
+            if segment.dirty or i >= first:
                 segment.flush()
         self.recovery_point = self.log_end_offset
+        self._commit_flushed()
+
+    def begin_flush(self) -> "LogFlush | None":
+        """Start a flush of everything below the log end offset (Kafka's flush(false)): the
+        LogFlush to `run()` in a worker thread, then to hand to `end_flush`. It covers the
+        segments from the one holding the recovery point on, and the partition directory if
+        one of them is new since then (Kafka's LocalLog.flush). None when nothing is unflushed,
+        or while another flush runs (`flushing`: wait for it, then ask again).
+        KAFKA_STORAGE_ERROR once the log dir is offline."""
+        if self.flushing is not None or self.recovery_point >= self.log_end_offset:
+            return None
+        handles = []
+        try:
+            new_segment = False
+            for segment in self.segments[self._segment_index_for(self.recovery_point):]:
+                handles.extend(segment.flush_handles())
+                new_segment = new_segment or segment.base_offset >= self.recovery_point
+            if new_segment and handles:
+                handles.append(self.files.open_directory(self.directory))
+        except BaseException:
+            for handle in handles:
+                handle.close()
+            raise
+        self.flushing = LogFlush(self.log_end_offset, handles, self._truncations)
+        return self.flushing
+
+    def end_flush(self, flush: "LogFlush", now_ms: int, *, completed: bool = True) -> None:
+        """The flush from `begin_flush` is over; `completed` if its fsyncs all returned. Then
+        the recovery point moves up to what it covered (Kafka's markFlushed; not if the log was
+        truncated meanwhile) and whoever waited for it is woken."""
+        if self.flushing is flush:
+            self.flushing = None
+        if completed:
+            self.flushes += 1
+            self.last_flush_ms = now_ms
+            if flush.truncations == self._truncations:
+                self.recovery_point = max(self.recovery_point,
+                                          min(flush.upto, self.log_end_offset))
+                self._commit_flushed()
+        flush.wake_waiters()
+
+    def _commit_flushed(self) -> None:
+        """Move the high watermark held back for a flush (flush.messages): everything once the
+        flush it waited for is done (appends after it were not due one), else what is durable."""
+        committed = self.log_end_offset if self.recovery_point >= self.flush_required_upto \
+            else self.recovery_point
+        if committed > self.high_watermark:
+            self.high_watermark = committed
+            self.wake_waiters()
 
     def close(self, *, flush: bool = True) -> None:
         """Flush (unless told not to, e.g. before deleting) and close all files; the caller then

@@ -94,6 +94,8 @@ class LogSegment:
         self._rolling_based_timestamp: int | None = None
         self.bytes_since_last_index_entry = 0
         self.dirty = False  # appended since the last flush (fsync)
+        # Index entries written since the last flush (a new segment's empty files included).
+        self.indexes_dirty = not existing
 
     def _path(self, suffix: str) -> str:
         return f"{self.directory}/{segment_file_name(self.base_offset, suffix)}{self.file_suffix}"
@@ -240,6 +242,7 @@ class LogSegment:
                         "truncating to offset %d (%d bytes removed)", self.log.path, valid_end,
                         next_offset, truncated)
             self.log.truncate(valid_end)
+        self.indexes_dirty = True
         self.offset_index.replace(offset_entries)
         self.time_index.replace(time_entries)
         self.next_offset = next_offset
@@ -272,6 +275,7 @@ class LogSegment:
             self._max_timestamp = max_timestamp
             self._offset_of_max_timestamp = offset_of_max_timestamp
         if self.bytes_since_last_index_entry > self.index_interval_bytes:
+            self.indexes_dirty = True
             self.offset_index.append(last_offset, position)
             self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp)
             self.bytes_since_last_index_entry = 0
@@ -319,6 +323,7 @@ class LogSegment:
         time-index entry for its max timestamp and close the index files (entries stay in
         memory for lookups)."""
         if self.offset_index.loaded and self.time_index.loaded:
+            self.indexes_dirty = True
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
         self.offset_index.close()
         self.time_index.close()
@@ -466,6 +471,7 @@ class LogSegment:
         return removed
 
     def _truncate_files(self, position: int, next_offset: int) -> None:
+        self.indexes_dirty = True
         self.log.truncate(position)
         self.offset_index.truncate_to(next_offset, position)
         self.time_index.truncate_to(next_offset)
@@ -474,11 +480,33 @@ class LogSegment:
     # --------------------------------------------------------------------------- flush / close
 
     def flush(self) -> None:
-        """fsync the `.log` (and any open index file)."""
+        """fsync the `.log` (and any open index file), here and now: for shutdown, recovery
+        and the cleaner. The broker's flushes at run time take `flush_handles()` instead."""
         self.log.flush()
         self.offset_index.flush()
         self.time_index.flush()
         self.dirty = False
+
+    def flush_handles(self) -> list:
+        """What a worker thread must flush, then close, to make everything written to this
+        segment so far durable (Kafka's LogSegment.flush: the log and its indexes): a duplicate
+        of the `.log` descriptor, and handles on the index files when entries were written
+        since the last flush. A segment whose files are closed (deleted meanwhile) has none."""
+        if self.log.closed:
+            return []
+        handles = [self.log.duplicate()]
+        try:
+            if self.indexes_dirty:
+                for path in (self.offset_index.path, self.time_index.path):
+                    if self.files.exists(path):
+                        handles.append(self.files.open(path))
+        except BaseException:
+            for handle in handles:
+                handle.close()
+            raise
+        self.indexes_dirty = False
+        self.dirty = False
+        return handles
 
     def close(self) -> None:
         self.seal()
