@@ -15,10 +15,14 @@ Served as Kafka serves a consumer (replica id -1):
   end offset is OFFSET_OUT_OF_RANGE. Partitions of a log dir an I/O error took offline are
   KAFKA_STORAGE_ERROR, as in Kafka (log/manager.py).
 - Long polling: the answer goes back as soon as `min_bytes` are available or any partition has an
-  error; otherwise the request waits up to `max_wait_ms`, registered with each partition it reads
-  (PartitionLog.add_waiter), and is woken only by a change of those partitions (an append, a
-  marker, the log start offset moving, a deletion), as Kafka's fetch purgatory is keyed by
-  partition. It then reads its partitions again.
+  error; otherwise the request waits up to `max_wait_ms`, and is woken only by a change of the
+  partitions it reads (an append, a marker, the log start offset moving, a deletion), as Kafka's
+  fetch purgatory is keyed by partition. It then reads its partitions again. A sessionless fetch
+  registers with each partition it reads (PartitionLog.add_waiter); a fetch of a session
+  registers once with its session, whose partitions stay registered with their logs.
+- An incremental fetch reads only the session's partitions that changed since its last response
+  and those the request names (fetch_sessions.py), so its cost follows the changes, not the
+  number of partitions in the session; the response is the one reading them all would give.
 - Stored batches read from disk go out with sendfile: the response holds file regions that share
   one duplicated descriptor per segment file (log/files.py), so descriptors do not grow with the
   number of fetches waiting to be sent.
@@ -68,7 +72,7 @@ class _Read:
         self.bytes = 0
         self.errors = False
         self.results = []   # (CachedPartition, PartitionData, has_records)
-        self.logs = []      # the PartitionLogs read, to wait on when there is not enough
+        self.logs = []      # (CachedPartition, its PartitionLog or None when it had an error)
 
     def release(self) -> None:
         """Let go of the file regions of a pass whose answer is not sent."""
@@ -88,7 +92,9 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _
             pd = _error_partition(cp.partition, ErrorCode.UNKNOWN_TOPIC_ID)
             out.errors = True
             out.results.append((cp, pd, False))
+            out.logs.append((cp, None))
             continue
+        log = None
         try:
             log = broker.partition(cp.topic, cp.partition, reading=True)
             if cp.current_leader_epoch not in (-1, broker.leader_epoch):
@@ -99,11 +105,12 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _
             upper = log.last_stable_offset if isolation == READ_COMMITTED else None
             read = log.read(cp.fetch_offset, limit, min_one_batch=first, isolation_upper=upper,
                             zero_copy=True)
-            out.logs.append(log)
         except KafkaError as e:
+            out.logs.append((cp, log))
             out.errors = True
             out.results.append((cp, _error_partition(cp.partition, e.code), False))
             continue
+        out.logs.append((cp, log))
         size = read.size
         if size:
             first = False
@@ -170,12 +177,12 @@ async def handle(broker, request, ctx):
         # A full fetch; it may close an old session and open a new one.
         if session_id:
             cache.remove(session_id)
-        wanted = _requested(broker, request, uses_ids)
+        wanted = requested = _requested(broker, request, uses_ids)
         if epoch == INITIAL_EPOCH and version >= 7:
             session = cache.new_session(uses_ids)
             if session is not None:
                 for w in wanted:
-                    session.partitions[(w.topic_id if uses_ids else w.topic, w.partition)] = w
+                    session.add((w.topic_id if uses_ids else w.topic, w.partition), w)
         incremental = False
     else:
         try:
@@ -189,17 +196,15 @@ async def handle(broker, request, ctx):
             key = (w.topic_id if uses_ids else w.topic, w.partition)
             cached = session.partitions.get(key)
             if cached is None:
-                session.partitions[key] = w
+                session.add(key, w)
             else:
-                cached.fetch_offset = w.fetch_offset
-                cached.max_bytes = w.max_bytes
+                session.update(cached, w.fetch_offset, w.max_bytes)
                 cached.current_leader_epoch = w.current_leader_epoch
         for f in request.forgotten_topics_data:
             name, tid = _resolve(broker, f.topic, f.topic_id, uses_ids)
             for p in f.partitions:
-                session.partitions.pop((tid if uses_ids else f.topic, p), None)
+                session.forget((tid if uses_ids else f.topic, p))
         session.next_epoch()
-        wanted = list(session.partitions.values())
         incremental = True
 
     # KafkaApis: fetch.max.bytes caps the request's max_bytes, and min_bytes is capped by that.
@@ -209,19 +214,34 @@ async def handle(broker, request, ctx):
     # read until max_wait_ms.
     deadline = broker.clock.monotonic() + max(0, request.max_wait_ms) / 1000
     while True:
+        # An incremental fetch reads what changed in its session; one whose session was closed
+        # meanwhile (evicted) no longer hears of changes, so it reads all the session holds.
+        listening = session is not None and not session.closed
+        if listening:
+            wanted = session.to_examine(broker.leader_epoch, None if incremental else requested)
+        elif incremental:
+            wanted = list(session.partitions.values())
         read = _read_all(broker, wanted, max_bytes, request.isolation_level, version)
+        if listening:
+            for cp, log in read.logs:
+                session.listen(cp, log)
         if (read.bytes >= min_bytes or read.errors or request.max_wait_ms <= 0
                 or broker.clock.monotonic() >= deadline or broker.shutting_down.is_set()):
             break
         read.release()
         changed = trio.Event()
-        for log in read.logs:
+        logs = () if listening else [log for _, log in read.logs if log is not None]
+        if listening:
+            session.waiters.add(changed)
+        for log in logs:
             log.add_waiter(changed)
         try:
             with broker.clock.move_on_at(deadline):
                 await changed.wait()
         finally:
-            for log in read.logs:
+            if listening:
+                session.waiters.discard(changed)
+            for log in logs:
                 log.remove_waiter(changed)
 
     results = read.results
@@ -232,6 +252,7 @@ async def handle(broker, request, ctx):
         for cp, pd, has in results:
             must = cp.must_report(has, pd.error_code, pd.high_watermark, pd.last_stable_offset,
                                   pd.log_start_offset)
+            session.answered(cp, pd.error_code, pd.high_watermark)
             if must or not incremental:
                 reported.append((cp, pd, has))
         results = reported
