@@ -484,6 +484,13 @@ class BrokerState:
     def delete_topic(self, name: str) -> None:
         self.logs.delete_topic(name)
 
+    async def delete_topic_async(self, name: str) -> None:
+        """delete_topic with the removal of its files (thousands of them for a large topic) in
+        a worker thread: the topic is gone at once, its renamed dirs go in the background."""
+        self.logs.delete_topic(name, remove_now=False)
+        for directory in self.logs.take_deleted_dirs():
+            await trio.to_thread.run_sync(self.logs.files.remove_tree, directory)
+
     def create_partitions(self, name: str, total: int) -> None:
         self.logs.create_partitions(name, total)
 

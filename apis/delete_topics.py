@@ -17,7 +17,7 @@ Response = response_class(ApiKey.DELETE_TOPICS)
 Result = Response.DeletableTopicResult
 
 
-def delete(broker, name: str | None, topic_id) -> object:
+async def delete(broker, name: str | None, topic_id) -> object:
     try:
         if name is not None and topic_id not in (None, ZERO_UUID):
             raise KafkaError(ErrorCode.INVALID_REQUEST,
@@ -37,7 +37,7 @@ def delete(broker, name: str | None, topic_id) -> object:
         if topic.name in INTERNAL_TOPICS:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
                              f"Internal topic {topic.name} cannot be deleted")
-        broker.delete_topic(topic.name)
+        await broker.delete_topic_async(topic.name)
     except KafkaError as e:
         return Result(name=name, topic_id=topic_id or ZERO_UUID, error_code=e.code,
                       error_message=e.message)
@@ -46,7 +46,7 @@ def delete(broker, name: str | None, topic_id) -> object:
 
 async def handle(broker, request, ctx):
     if ctx.api_version >= 6:
-        results = [delete(broker, t.name, t.topic_id) for t in request.topics]
+        results = [await delete(broker, t.name, t.topic_id) for t in request.topics]
     else:
-        results = [delete(broker, name, None) for name in request.topic_names]
+        results = [await delete(broker, name, None) for name in request.topic_names]
     return Response(throttle_time_ms=0, responses=results)

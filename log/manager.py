@@ -49,17 +49,18 @@ import json
 import logging
 import uuid
 
-from trioka.log.checkpoint import (CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT,
-                                   META_PROPERTIES, PARTITION_METADATA,
+from trioka.log.checkpoint import (CLEAN_SHUTDOWN_MARKER, LEADER_EPOCH_CHECKPOINT,
+                                   LOG_START_OFFSET_CHECKPOINT, META_PROPERTIES,
+                                   PARTITION_METADATA,
                                    RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
                                    CheckpointError, random_uuid, read_meta_properties,
                                    read_offset_checkpoint, read_partition_metadata,
                                    uuid_from_base64, uuid_to_base64, write_clean_shutdown_marker,
-                                   write_meta_properties, write_offset_checkpoint,
-                                   write_partition_metadata)
+                                   write_leader_epoch_checkpoint, write_meta_properties,
+                                   write_offset_checkpoint, write_partition_metadata)
 from trioka.log.config import LogConfig
 from trioka.log.files import DiskFiles, LogDirFailureChannel, MemoryFiles
-from trioka.log.partition import PartitionLog
+from trioka.log.partition import INITIAL_LEADER_EPOCH, PartitionLog
 from trioka.log.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_file_name
 from trioka.log.topics import has_collision, validate_topic_name
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -161,6 +162,11 @@ class TopicCreation:
             for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
                 files.open(f"{directory}/{segment_file_name(0, suffix)}").close()
             write_partition_metadata(files, f"{directory}/{PARTITION_METADATA}", self.topic_id)
+            # Becoming the leader of the new partition starts its leader epoch at its log end
+            # offset (Kafka's makeLeader -> maybeAssignEpochStartOffset), here and not at the
+            # first append, so produce never writes this checkpoint on the event loop.
+            write_leader_epoch_checkpoint(files, f"{directory}/{LEADER_EPOCH_CHECKPOINT}",
+                                          [(INITIAL_LEADER_EPOCH, 0)])
         data_dir = files.open_directory("")
         try:
             data_dir.flush()
@@ -206,6 +212,8 @@ class LogManager:
         self._flushes_scheduled = False
         # Topics being created (TopicCreation), by name: reserved until registered.
         self._creating: dict[str, TopicCreation] = {}
+        # Dirs of deleted partitions, renamed `...-delete`, for the caller to remove.
+        self._deleted_dirs: list[str] = []
 
     # -------------------------------------------------------------------------------- startup
 
@@ -756,11 +764,13 @@ class LogManager:
                 topic.partitions[-1].on_flush_due = self._flush_due
         self._record_topic(name)
 
-    def delete_topic(self, name: str) -> uuid.UUID:
+    def delete_topic(self, name: str, *, remove_now: bool = True) -> uuid.UUID:
         """Delete a topic and its data; returns its id. As Kafka does, each partition dir is
         first renamed to `<topic>-<p>.<random uuid hex>-delete` (so a crash midway leaves no
-        half-deleted partition that could be loaded again), then removed. KAFKA_STORAGE_ERROR
-        once the log dir is offline."""
+        half-deleted partition that could be loaded again), then removed: here, or, with
+        `remove_now=False`, by whoever takes `take_deleted_dirs()` (the broker, in a worker
+        thread, as Kafka's scheduler deletes them later). KAFKA_STORAGE_ERROR once the log dir
+        is offline."""
         if name not in self._topics:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"unknown topic {name!r}")
         self.failure_channel.check()
@@ -773,8 +783,17 @@ class LogManager:
             suffix = f"-{partition.partition}.{uuid.uuid4().hex}-delete"
             doomed = name[:255 - len(suffix)] + suffix
             self.files.rename(partition.directory, doomed)
-            self.files.remove_tree(doomed)
+            if remove_now:
+                self.files.remove_tree(doomed)
+            else:
+                self._deleted_dirs.append(doomed)
         return topic.topic_id
+
+    def take_deleted_dirs(self) -> list[str]:
+        """The renamed dirs of deleted partitions not removed yet (delete_topic with
+        `remove_now=False`); removing them is the caller's. A restart removes any left."""
+        taken, self._deleted_dirs = self._deleted_dirs, []
+        return taken
 
     def set_default_config(self, default_config: LogConfig) -> None:
         """New broker-level defaults (a dynamic broker config change): every topic's effective

@@ -51,6 +51,10 @@ log = logging.getLogger("trioka.log")
 
 # ------------------------------------------------------------------------------------ results
 
+# A new partition's first leader epoch (Kafka's PartitionRecord starts at 0).
+INITIAL_LEADER_EPOCH = 0
+
+
 @dataclasses.dataclass(slots=True)
 class AppendResult:
     """What a Produce response needs for one partition.
@@ -160,7 +164,7 @@ class PartitionLog:
         # Offset of the first batch of the oldest open transaction (set by the transaction
         # layer); None when there is none, and then last_stable_offset == high_watermark.
         self.first_unstable_offset: int | None = None
-        self.leader_epoch = 0
+        self.leader_epoch = INITIAL_LEADER_EPOCH
         self.epoch_entries: list[tuple[int, int]] = []  # (epoch, start offset), increasing
         self.producer_state = ProducerStateManager(files, directory)
         self.txn_index = TransactionIndex(files, directory)

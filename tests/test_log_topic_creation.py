@@ -16,7 +16,8 @@ import trio.testing
 from record_batches import make_batch
 from trioka.broker import BrokerState
 from trioka.config import Config
-from trioka.log.checkpoint import PARTITION_METADATA, read_partition_metadata
+from trioka.log.checkpoint import (LEADER_EPOCH_CHECKPOINT, PARTITION_METADATA,
+                                   read_leader_epoch_checkpoint, read_partition_metadata)
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire import protocol
@@ -95,7 +96,10 @@ async def test_a_topic_created_off_the_loop_is_on_disk_and_survives_a_restart(tm
         directory = tmp_path / f"t-{index}"
         assert sorted(p.name for p in directory.iterdir()) == [
             "00000000000000000000.index", "00000000000000000000.log",
-            "00000000000000000000.timeindex", PARTITION_METADATA]
+            "00000000000000000000.timeindex", LEADER_EPOCH_CHECKPOINT, PARTITION_METADATA]
+        # The new leader's epoch starts at offset 0 (written here, not by the first append).
+        assert read_leader_epoch_checkpoint(broker.logs.files,
+                                            f"t-{index}/{LEADER_EPOCH_CHECKPOINT}") == [(0, 0)]
         assert read_partition_metadata(broker.logs.files,
                                        f"t-{index}/{PARTITION_METADATA}") == topic.topic_id
     broker.partition("t", 2).append(make_batch([b"kept"]), now_ms=broker.clock.wall_ms())
