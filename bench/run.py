@@ -13,7 +13,8 @@ started again with --worker), so the client, the broker and this orchestrator ne
 A worker connects and warms up, says `ready`, and starts only when the orchestrator answers `go`:
 the broker's CPU time is read at `go` and at `done`, so each phase's broker CPU-seconds cover
 exactly the measured window. CPU time is user + system time, read from /proc/PID/task/*/schedstat
-(nanoseconds); the JSON also has the /proc/PID/stat utime + stime figure (10 ms ticks).
+(nanoseconds) for live threads plus, from /proc/PID/stat (10 ms ticks), the time of worker threads
+that have exited; the JSON also has the plain /proc/PID/stat utime + stime figure.
 
 What is measured:
 
@@ -153,17 +154,29 @@ class BrokerProcess(testing_process.BrokerProcess):
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def cpu_seconds(self) -> float:
-        """The same CPU time (user + system) with nanosecond resolution: the sum over the
-        process's threads of /proc/PID/task/TID/schedstat's first field (time on a CPU). Phases
-        of a fraction of a second need that; /proc/PID/stat counts in 10 ms ticks."""
-        total = 0
+        """The same CPU time (user + system) with nanosecond resolution where it can be had: the
+        sum over the process's live threads of /proc/PID/task/TID/schedstat's first field (time
+        on a CPU), plus, in 10 ms ticks, the time of threads that have exited (the process's
+        /proc/PID/stat utime + stime counts them; the live threads' own ticks are taken off).
+        The broker's worker threads come and go (disk syncs, large decodes), so a sum over live
+        threads alone would lose their time, and could even go down between two readings."""
+        live_ns = live_ticks = 0
         try:
             for tid in os.listdir(f"/proc/{self.pid}/task"):
-                with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
+                try:
+                    with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
+                        ns = int(f.read().split()[0])
+                    with open(f"/proc/{self.pid}/task/{tid}/stat") as f:
+                        text = f.read()
+                except FileNotFoundError:
+                    continue        # exited between the listing and the reading
+                fields = text[text.rindex(")") + 2:].split()
+                live_ns += ns
+                live_ticks += int(fields[11]) + int(fields[12])
+            process_ticks = self.cpu_ticks_seconds() * CLK_TCK
         except (FileNotFoundError, ProcessLookupError):
             return self.cpu_ticks_seconds()
-        return total / 1e9
+        return live_ns / 1e9 + max(0, process_ticks - live_ticks) / CLK_TCK
 
     def memory(self) -> dict:
         """VmRSS (resident now) and VmHWM (the peak) in MiB."""

@@ -136,17 +136,19 @@ class TopicCreation:
     LogManager.begin_topic_creation checks it and reserves its name, `make_dirs` (blocking, for
     a worker thread) makes its partition dirs, LogManager.end_topic_creation registers it."""
     __slots__ = ("name", "topic_id", "overrides", "config", "num_partitions", "files",
-                 "dirs_made")
+                 "created_ms", "dirs_made", "partitions")
 
     def __init__(self, name: str, topic_id: uuid.UUID, overrides: dict, config: LogConfig,
-                 num_partitions: int, files):
+                 num_partitions: int, files, created_ms: int):
         self.name = name
         self.topic_id = topic_id
         self.overrides = overrides
         self.config = config
         self.num_partitions = num_partitions
         self.files = files
+        self.created_ms = created_ms
         self.dirs_made = False
+        self.partitions: list[PartitionLog] = []
 
     def make_dirs(self) -> None:
         """Each partition dir with its empty first segment's files and `partition.metadata`
@@ -172,6 +174,12 @@ class TopicCreation:
             data_dir.flush()
         finally:
             data_dir.close()
+        # The partition logs are opened here too (their files, their first segment): objects
+        # nobody else sees until end_topic_creation registers them, so the thread may build them.
+        self.partitions = [PartitionLog(self.name, index, partition_dir_name(self.name, index),
+                                        files, self.config, clean_shutdown=True,
+                                        now_ms=self.created_ms)
+                           for index in range(self.num_partitions)]
         self.dirs_made = True
 
 
@@ -702,33 +710,28 @@ class LogManager:
             topic_id = random_uuid()
         return overrides, config, topic_id
 
-    def begin_topic_creation(self, name: str, num_partitions: int,
-                             configs: dict | None = None) -> TopicCreation:
+    def begin_topic_creation(self, name: str, num_partitions: int, configs: dict | None = None,
+                             *, now_ms: int | None = None) -> TopicCreation:
         """create_topic in three steps, so that the disk work (about 3 ms a partition: files
         created, fsyncs) runs in a worker thread: this checks the topic as create_topic does
         and reserves its name (TOPIC_ALREADY_EXISTS for anyone else meanwhile); then
         `creation.make_dirs()` in a worker thread; then end_topic_creation."""
         overrides, config, topic_id = self._check_new_topic(name, num_partitions, configs)
-        creation = TopicCreation(name, topic_id, overrides, config, num_partitions, self.files)
+        creation = TopicCreation(name, topic_id, overrides, config, num_partitions, self.files,
+                                 self._now_ms(now_ms))
         self._creating[name] = creation
         return creation
 
-    def end_topic_creation(self, creation: TopicCreation, *,
-                           now_ms: int | None = None) -> uuid.UUID | None:
-        """Register a topic whose dirs `make_dirs` made (opening its logs, the journal line
-        fsync'd) and return its id; None, with the name free again, if they were not made."""
+    def end_topic_creation(self, creation: TopicCreation) -> uuid.UUID | None:
+        """Register a topic whose dirs and logs `make_dirs` made (the journal line fsync'd) and
+        return its id; None, with the name free again, if they were not made."""
         if self._creating.get(creation.name) is creation:
             del self._creating[creation.name]
         if not creation.dirs_made:
             return None
         self.failure_channel.check()
-        now_ms = self._now_ms(now_ms)
         topic = TopicInfo(creation.name, creation.topic_id, creation.overrides, creation.config,
-                          [])
-        for index in range(creation.num_partitions):
-            topic.partitions.append(PartitionLog(
-                creation.name, index, partition_dir_name(creation.name, index), self.files,
-                creation.config, clean_shutdown=True, now_ms=now_ms))
+                          creation.partitions)
         self._register(topic)
         self._record_topic(creation.name)
         return creation.topic_id
@@ -788,6 +791,10 @@ class LogManager:
             else:
                 self._deleted_dirs.append(doomed)
         return topic.topic_id
+
+    def partition_count(self) -> int:
+        """How many partition logs this manager holds."""
+        return sum(len(info.partitions) for info in self._topics.values())
 
     def take_deleted_dirs(self) -> list[str]:
         """The renamed dirs of deleted partitions not removed yet (delete_topic with
