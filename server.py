@@ -33,9 +33,13 @@ log = logging.getLogger("trioka.server")
 
 # Frames from this size on are decoded in a worker thread. Decoding costs about 0.35 ms per KiB
 # for frames made of tiny elements (measured: 64 KiB of one-byte topic names, 23 ms on a loaded
-# machine), so this bound keeps a decode on the event loop under the 50 ms stall budget, while
-# the thread hop (about 70 us) is paid only by large requests, where it is small beside the bytes.
+# machine), so this bound keeps a decode on the event loop under the 50 ms stall budget. Produce
+# is the exception up to 1.1 MB: clients send requests of up to about 1 MB (message.max.bytes,
+# max.request.size), made of record batches kept as bytes, each partition entry at least 8 bytes,
+# and the thread hop (start, GIL hand-over) measurably cost the 10 KB produce benchmark; a 1.1 MB
+# produce frame of the smallest entries decodes in well under 100 ms.
 DECODE_IN_THREAD_BYTES = 64 * 1024
+PRODUCE_DECODE_IN_THREAD_BYTES = 1_100_000
 
 
 class CloseConnection(Exception):
@@ -238,7 +242,8 @@ class Server:
                     api.module.unsupported_version_response())
             raise CloseConnection(f"{ApiKey(key).name} v{version} is not served")
         try:
-            if len(frame) < DECODE_IN_THREAD_BYTES:
+            if len(frame) < (PRODUCE_DECODE_IN_THREAD_BYTES if key == ApiKey.PRODUCE
+                             else DECODE_IN_THREAD_BYTES):
                 request = protocol.decode_request_body(header, frame, pos)
             else:
                 # A large frame may hold hundreds of thousands of tiny elements: decoded in a
