@@ -467,8 +467,9 @@ class BrokerState:
     def topic_by_id(self, topic_id):
         return self.logs.topic_by_id(topic_id)
 
-    def create_topic(self, name: str, num_partitions: int | None = None,
-                     configs: dict | None = None):
+    def _partitions_of_new_topic(self, name: str, num_partitions: int | None) -> int:
+        """The partition count a new topic gets (-1 or None: num.partitions), or Kafka's error
+        for the name or the count."""
         self.validate_topic_name(name)
         if self.logs.topic(name) is not None:
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
@@ -476,6 +477,11 @@ class BrokerState:
         if n <= 0:
             raise KafkaError(ErrorCode.INVALID_PARTITIONS,
                              "Number of partitions must be larger than 0.")
+        return n
+
+    def create_topic(self, name: str, num_partitions: int | None = None,
+                     configs: dict | None = None):
+        n = self._partitions_of_new_topic(name, num_partitions)
         self.logs.create_topic(name, n, dict(configs or {}))
         return self.logs.topic(name)
 
@@ -484,13 +490,7 @@ class BrokerState:
         """create_topic with its disk work (partition dirs, files, fsyncs: about 3 ms a
         partition) in a worker thread, so that a request creating many topics does not stall
         the event loop: CreateTopics and Metadata's auto-creation call this."""
-        self.validate_topic_name(name)
-        if self.logs.topic(name) is not None:
-            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
-        n = self.config.num_partitions if num_partitions in (None, -1) else num_partitions
-        if n <= 0:
-            raise KafkaError(ErrorCode.INVALID_PARTITIONS,
-                             "Number of partitions must be larger than 0.")
+        n = self._partitions_of_new_topic(name, num_partitions)
         creation = self.logs.begin_topic_creation(name, n, dict(configs or {}))
         try:
             await trio.to_thread.run_sync(creation.make_dirs)

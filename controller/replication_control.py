@@ -233,17 +233,18 @@ class ReplicationControlManager:
         except KafkaError as e:
             raise KafkaError(e.code, f"Unable to replicate the partition {replication_factor} "
                                      f"time(s): {e.message}") from None
-        parts = {}
-        for partition_id, replicas in enumerate(placements):
-            isr = [b for b in replicas if self.cluster.is_active(b)]
-            if not isr:
-                # Every placed broker is fenced or shutting down: refused as the placer would.
-                raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR,
-                                 f"Unable to replicate the partition {replication_factor} "
-                                 f"time(s): All brokers are currently fenced or in controlled "
-                                 f"shutdown.")
-            parts[partition_id] = (replicas, isr)
-        return parts
+        return {partition_id: (replicas, self._initial_isr(replicas, replication_factor))
+                for partition_id, replicas in enumerate(placements)}
+
+    def _initial_isr(self, replicas: list[int], replication_factor: int) -> list[int]:
+        """A new partition's ISR: its active replicas. None active (every placed broker fenced
+        or shutting down) is refused as the placer refuses it."""
+        isr = [b for b in replicas if self.cluster.is_active(b)]
+        if not isr:
+            raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR,
+                             f"Unable to replicate the partition {replication_factor} time(s): "
+                             f"All brokers are currently fenced or in controlled shutdown.")
+        return isr
 
     def validate_manual_assignment(self, broker_ids, replication_factor: int | None) -> None:
         if not broker_ids:
@@ -311,12 +312,7 @@ class ReplicationControlManager:
                                            self.cluster.usable_brokers())
         out = []
         for i, replicas in enumerate(placements):
-            isr = [b for b in replicas if self.cluster.is_active(b)]
-            if not isr:
-                raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR,
-                                 f"Unable to replicate the partition {replication_factor} "
-                                 f"time(s): All brokers are currently fenced or in controlled "
-                                 f"shutdown.")
+            isr = self._initial_isr(replicas, replication_factor)
             out.append(r.partition_record(topic.topic_id, current + i, replicas, isr,
                                           leader=isr[0]))
         return out
