@@ -204,8 +204,16 @@ async def handle(broker, request, ctx):
             name, tid = _resolve(broker, f.topic, f.topic_id, uses_ids)
             for p in f.partitions:
                 session.forget((tid if uses_ids else f.topic, p))
-        session.next_epoch()
-        incremental = True
+        if session.partitions:
+            session.next_epoch()
+            incremental = True
+        else:
+            # Kafka's FetchManager.newContext: a session left without partitions is closed and
+            # the request served sessionless (session id 0), with nothing to fetch.
+            cache.remove(session.session_id)
+            session = None
+            wanted = requested = []
+            incremental = False
 
     # KafkaApis: fetch.max.bytes caps the request's max_bytes, and min_bytes is capped by that.
     max_bytes = min(request.max_bytes, broker.config.fetch_max_bytes)

@@ -1,9 +1,10 @@
 """ListTransactions (key 66), v0-1: transactional ids known to the coordinator, filtered.
 
 Filters combine: by state names (Kafka's: Empty, Ongoing, PrepareCommit, PrepareAbort,
-CompleteCommit, CompleteAbort, PrepareEpochFence; names it does not know come back in
+CompleteCommit, CompleteAbort, PrepareEpochFence, Dead; names it does not know come back in
 `unknown_state_filters`), by producer id, and (v1, KIP-994) by duration: only transactions open for
-longer than `duration_filter` ms.
+longer than `duration_filter` ms. A Dead id is never listed, as in Kafka, so "Dead" is a known
+filter that lists nothing.
 """
 
 from trioka.txn.states import TransactionState
@@ -13,7 +14,7 @@ from trioka.wire.protocol import response_class
 Response = response_class(ApiKey.LIST_TRANSACTIONS)
 State = Response.TransactionState
 
-_NAMES = {s.display: s for s in TransactionState if s != TransactionState.DEAD}
+_NAMES = {s.display: s for s in TransactionState}
 
 
 async def handle(broker, request, ctx):
@@ -23,6 +24,8 @@ async def handle(broker, request, ctx):
     now_ms = broker.clock.wall_ms()
     out = []
     for meta in broker.transactions.list():
+        if meta.state == TransactionState.DEAD:
+            continue
         if request.state_filters and meta.state not in states:
             continue
         if pids and meta.producer_id not in pids:

@@ -280,15 +280,27 @@ class PartitionLog:
             if info.producer_id < 0:
                 continue
             if info.is_control:
-                self._end_transaction(segment, info, self._control_type(segment, info))
+                self._end_transaction(segment, info, *self._control_marker(segment, info))
             else:
                 self.producer_state.update(info)
         self.first_unstable_offset = self.producer_state.first_unstable_offset()
 
-    def _control_type(self, segment: LogSegment, info: BatchInfo) -> int:
-        from trioka.log.records import decode_batch, decode_control_key
+    def _control_marker(self, segment: LogSegment, info: BatchInfo) -> tuple[int, int]:
+        """(control record type, coordinator epoch) of a stored control batch; the epoch is
+        -1 where the record is not a transaction marker."""
+        from trioka.log.records import (ControlRecordType, decode_batch, decode_control_key,
+                                        decode_end_txn_marker)
         batch = decode_batch(segment.read_batch(info), verify_crc=False)
-        return decode_control_key(batch.records[0].key)[1] if batch.records else -1
+        if not batch.records:
+            return -1, -1
+        record = batch.records[0]
+        kind = decode_control_key(record.key)[1]
+        if kind not in (ControlRecordType.COMMIT, ControlRecordType.ABORT) or record.value is None:
+            return kind, -1
+        try:
+            return kind, decode_end_txn_marker(record.value).coordinator_epoch
+        except KafkaError:
+            return kind, -1
 
     def batches_from(self, offset: int):
         """(segment, header) of the stored batches from the one holding `offset` on, in order."""
@@ -387,12 +399,13 @@ class PartitionLog:
                                     now_ms)
         result = self.append(data, now_ms=now_ms, origin=AppendOrigin.COORDINATOR,
                              log_append_time=False)
-        self._end_transaction(self.active_segment, result.batches[0], kind)
+        self._end_transaction(self.active_segment, result.batches[0], kind, coordinator_epoch)
         return result.base_offset
 
-    def _end_transaction(self, segment: LogSegment, marker: BatchInfo, kind: int) -> None:
+    def _end_transaction(self, segment: LogSegment, marker: BatchInfo, kind: int,
+                         coordinator_epoch: int) -> None:
         first = self.producer_state.end_transaction(marker.producer_id, marker.producer_epoch,
-                                                    marker.max_timestamp)
+                                                    marker.max_timestamp, coordinator_epoch)
         self.first_unstable_offset = self.producer_state.first_unstable_offset()
         if kind == 0 and first is not None and not self.txn_index.has(marker.base_offset):
             # ABORT: read_committed consumers must skip this producer's records from `first`

@@ -203,15 +203,18 @@ class ProducerStateManager:
                          f"{current} (transaction version {transaction_version})")
 
     def end_transaction(self, producer_id: int, producer_epoch: int,
-                        timestamp: int | None = None) -> int | None:
-        """A COMMIT or ABORT marker of the producer (written at `timestamp`): its open
-        transaction here is over. The transaction's first offset, or None when it had written
-        nothing here."""
+                        timestamp: int | None = None, coordinator_epoch: int = -1) -> int | None:
+        """A COMMIT or ABORT marker of the producer (written at `timestamp` by the coordinator
+        of `coordinator_epoch`): its open transaction here is over. As Kafka's
+        appendEndTxnMarker, the producer's last timestamp and coordinator epoch become the
+        marker's. The transaction's first offset, or None when it had written nothing here."""
         entry = self.producers.get(producer_id)
         if entry is None:
             entry = self.producers[producer_id] = ProducerStateEntry(producer_id, producer_epoch)
         if timestamp is not None:
             entry.last_timestamp = timestamp
+        if coordinator_epoch >= 0:
+            entry.coordinator_epoch = coordinator_epoch
         if producer_epoch > entry.producer_epoch:
             entry.producer_epoch = producer_epoch
             entry.batches = []

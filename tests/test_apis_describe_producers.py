@@ -129,10 +129,6 @@ async def test_an_open_transaction_shows_its_first_offset_until_it_ends(client):
             producer.current_txn_start_offset) == (pid, epoch, 2, -1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Kafka's ProducerAppendInfo.appendEndTxnMarker sets the producer's coordinator epoch and "
-    "last timestamp from the COMMIT/ABORT marker (ProducerStateEntry.update); "
-    "log/producer_state.py's end_transaction keeps -1 and the last data batch's timestamp"))
 async def test_a_transaction_marker_sets_coordinator_epoch_and_last_timestamp(client):
     pid, epoch = await begin_transaction(client, "tx", 1)
     await produce(client, 1, make_batch([b"t"], producer_id=pid, producer_epoch=epoch,

@@ -186,18 +186,24 @@ async def test_a_closed_or_evicted_session_lets_go_of_its_logs(client):
                                         {("events", p): 0 for p in range(3)}))
     assert [len(log.waiters) for log in logs] == [1, 1, 1]
     # A new full fetch naming the old session closes it and opens another.
-    second = Session(client, await fetch(client, first.id, INITIAL_EPOCH, {("events", 0): 0}))
-    assert [len(log.waiters) for log in logs] == [1, 0, 0]
+    second = Session(client, await fetch(client, first.id, INITIAL_EPOCH,
+                                         {("events", 0): 0, ("events", 1): 0}))
+    assert [len(log.waiters) for log in logs] == [1, 1, 0]
     r = await fetch(client, second.id, 1, forgotten=[ForgottenTopic(topic="events",
                                                                    partitions=[0])])
-    assert r.error_code == 0
-    assert [len(log.waiters) for log in logs] == [0, 0, 0]
+    assert (r.error_code, r.session_id) == (0, second.id)
+    assert [len(log.waiters) for log in logs] == [0, 1, 0]
     # A forgotten partition's changes are not reported (nor examined).
     await produce(client, "events", 0)
     before = second.state.partitions_examined
     second.epoch = 2
     assert reported(await second.fetch()) == {}
     assert second.examined_by(before) == 0
+    # Forgetting the last partition closes the session (Kafka's FetchManager): session id 0.
+    r = await fetch(client, second.id, 3, forgotten=[ForgottenTopic(topic="events",
+                                                                   partitions=[1])])
+    assert (r.error_code, r.session_id) == (0, 0)
+    assert [len(log.waiters) for log in logs] == [0, 0, 0]
 
 
 async def test_eviction_releases_registrations(client):

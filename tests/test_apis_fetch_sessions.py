@@ -221,10 +221,6 @@ async def test_no_cache_slots_means_every_full_fetch_is_sessionless():
         client.broker.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Kafka (FetchManager.newContext) closes a session that an incremental fetch leaves without "
-    "partitions and serves that request sessionless (session id 0); apis/fetch.py keeps the "
-    "empty session"))
 async def test_forgetting_every_partition_closes_the_session(client):
     session = await open_session(client, p0=0)
     r = await fetch(client, session, 1, forgotten=[ForgottenTopic(topic="events",

@@ -107,10 +107,6 @@ async def test_unknown_state_names_are_answered_back(txns):
     assert r.unknown_state_filters == ["Running"] and listed(r) == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Kafka knows \"Dead\" (TransactionState.fromName covers AllStates), so it is not in "
-    "unknown_state_filters, and lists nothing (Dead ids are never listed); "
-    "apis/list_transactions.py answers it as unknown"))
 async def test_dead_is_a_known_state_that_lists_nothing(txns):
     r = await list_transactions(txns, state_filters=["Dead"])
     assert r.unknown_state_filters == [] and listed(r) == {}
