@@ -374,6 +374,29 @@ class PartitionLog:
         if kept != entries:
             self._write_epoch_entries()
 
+    def assign_epoch_start_offset(self, epoch: int, start_offset: int) -> bool:
+        """Kafka's LeaderEpochFileCache.assign: record that leader `epoch` starts at
+        `start_offset` (a new leader does this before it writes anything in its epoch, so that
+        followers asking OffsetForLeaderEpoch get an answer). Entries that the new one makes
+        non-monotonic (an epoch at or above it, or a start offset at or above its start) are
+        dropped, as Kafka drops them. Nothing changes when the latest entry is the same epoch
+        with a start no later; returns whether the entries (and their checkpoint) changed."""
+        if epoch < 0 or start_offset < 0:
+            raise ValueError(f"leader epoch {epoch} at offset {start_offset}: both must be >= 0")
+        if self.epoch_entries:
+            latest_epoch, latest_start = self.epoch_entries[-1]
+            if epoch == latest_epoch and start_offset >= latest_start:
+                return False
+        kept = [(e, s) for e, s in self.epoch_entries if e < epoch and s < start_offset]
+        if len(kept) < len(self.epoch_entries):
+            log.warning("%s-%d: leader epoch %d at offset %d removes the entries %s",
+                        self.topic, self.partition, epoch, start_offset,
+                        self.epoch_entries[len(kept):])
+        self.epoch_entries = kept + [(epoch, start_offset)]
+        self.leader_epoch = max(self.leader_epoch, epoch)
+        self._write_epoch_entries()
+        return True
+
     def _write_epoch_entries(self) -> None:
         write_leader_epoch_checkpoint(self.files, f"{self.directory}/{LEADER_EPOCH_CHECKPOINT}",
                                       self.epoch_entries)
@@ -507,8 +530,7 @@ class PartitionLog:
         segment = self._maybe_roll(len(buf), max_timestamp, last_offset, now_ms)
         segment.append(buf, first_offset, last_offset, max_timestamp, offset_of_max_timestamp)
         if not self.epoch_entries or epoch > self.epoch_entries[-1][0]:
-            self.epoch_entries.append((epoch, first_offset))
-            self._write_epoch_entries()
+            self.assign_epoch_start_offset(epoch, first_offset)
         if epoch > self.leader_epoch:
             self.leader_epoch = epoch
         for info in batches:
