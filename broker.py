@@ -85,7 +85,7 @@ class BrokerState:
         self.nursery: trio.Nursery | None = None
         self.listeners: list[Listener] = []
         self._advertised: dict[str, tuple[str, int]] = {}
-        self._partitions_at_freeze = 0    # see _settle_long_lived_objects
+        self._partitions_since_freeze = 0    # see _settle_long_lived_objects
         self.fetch_sessions = FetchSessionCache(
             self.config.max_incremental_fetch_session_cache_slots)
 
@@ -112,11 +112,11 @@ class BrokerState:
 
     def _settle_long_lived_objects(self) -> None:
         gc.freeze()
-        self._partitions_at_freeze = self.logs.partition_count()
+        self._partitions_since_freeze = 0
 
-    def _maybe_settle_long_lived_objects(self) -> None:
-        if self.logs.partition_count() - self._partitions_at_freeze >= \
-                self.FREEZE_EVERY_PARTITIONS:
+    def _partitions_added(self, count: int) -> None:
+        self._partitions_since_freeze += count
+        if self._partitions_since_freeze >= self.FREEZE_EVERY_PARTITIONS:
             self._settle_long_lived_objects()
 
     def close(self) -> None:
@@ -498,7 +498,7 @@ class BrokerState:
             # Registered even if this task was cancelled once its dirs were made, so that no
             # dir is left that a restart would adopt as a topic nobody created.
             self.logs.end_topic_creation(creation)
-        self._maybe_settle_long_lived_objects()
+        self._partitions_added(n)
         return self.logs.topic(name)
 
     def delete_topic(self, name: str) -> None:

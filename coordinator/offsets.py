@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import ControlRecordType, encode_batch, iter_batches
-from trioka.log.topics import COORDINATOR_APPEND_ERRORS, OFFSETS_TOPIC
+from trioka.log.topics import COORDINATOR_APPEND_ERRORS, OFFSETS_TOPIC, coordinator_append_error
 from trioka.wire import schema, types as t
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -176,11 +176,12 @@ class OffsetsTopic:
                                  transactional=producer_id >= 0)
             partition.append(batch, now_ms=now_ms, origin=AppendOrigin.COORDINATOR)
         except KafkaError as e:
-            code = LOG_APPEND_ERRORS.get(e.code)
-            if code is None:
+            mapped = coordinator_append_error(
+                e, f"Cannot write the records of group {group_id} to {OFFSETS_TOPIC}",
+                LOG_APPEND_ERRORS)
+            if mapped is e:
                 raise
-            raise KafkaError(code, f"Cannot write the records of group {group_id} to "
-                                   f"{OFFSETS_TOPIC}: {e.message or e.code.name}") from e
+            raise mapped from e
         if self.on_append is not None:
             self.on_append()
 

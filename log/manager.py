@@ -61,7 +61,6 @@ from trioka.log.checkpoint import (CLEAN_SHUTDOWN_MARKER, LEADER_EPOCH_CHECKPOIN
 from trioka.log.config import LogConfig
 from trioka.log.files import DiskFiles, LogDirFailureChannel, MemoryFiles
 from trioka.log.partition import INITIAL_LEADER_EPOCH, PartitionLog
-from trioka.log.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_file_name
 from trioka.log.topics import has_collision, validate_topic_name
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -151,36 +150,39 @@ class TopicCreation:
         self.partitions: list[PartitionLog] = []
 
     def make_dirs(self) -> None:
-        """Each partition dir with its empty first segment's files and `partition.metadata`
-        (whose directory fsync makes every name in the dir durable), then the data dir flushed
-        for the new dirs themselves (Kafka's LogManager.createLog flushes the parent dir). It
-        touches nothing but files no one else uses yet; an I/O error takes the dir offline."""
+        """Each partition dir (make_partition_dir), the data dir flushed for the new dirs
+        themselves (Kafka's LogManager.createLog flushes the parent dir), then the partition
+        logs, which create their first segment's files. It touches nothing but files and objects
+        no one else sees until end_topic_creation registers them; an I/O error takes the dir
+        offline."""
         files = self.files
-        for index in range(self.num_partitions):
-            directory = partition_dir_name(self.name, index)
-            if files.exists(directory):
-                files.remove_tree(directory)   # left over from an interrupted deletion
-            files.mkdir(directory)
-            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
-                files.open(f"{directory}/{segment_file_name(0, suffix)}").close()
-            write_partition_metadata(files, f"{directory}/{PARTITION_METADATA}", self.topic_id)
-            # Becoming the leader of the new partition starts its leader epoch at its log end
-            # offset (Kafka's makeLeader -> maybeAssignEpochStartOffset), here and not at the
-            # first append, so produce never writes this checkpoint on the event loop.
-            write_leader_epoch_checkpoint(files, f"{directory}/{LEADER_EPOCH_CHECKPOINT}",
-                                          [(INITIAL_LEADER_EPOCH, 0)])
+        directories = [make_partition_dir(files, self.name, index, self.topic_id)
+                       for index in range(self.num_partitions)]
         data_dir = files.open_directory("")
         try:
             data_dir.flush()
         finally:
             data_dir.close()
-        # The partition logs are opened here too (their files, their first segment): objects
-        # nobody else sees until end_topic_creation registers them, so the thread may build them.
-        self.partitions = [PartitionLog(self.name, index, partition_dir_name(self.name, index),
-                                        files, self.config, clean_shutdown=True,
-                                        now_ms=self.created_ms)
-                           for index in range(self.num_partitions)]
+        self.partitions = [PartitionLog(self.name, index, directory, files, self.config,
+                                        clean_shutdown=True, now_ms=self.created_ms)
+                           for index, directory in enumerate(directories)]
         self.dirs_made = True
+
+
+def make_partition_dir(files, topic: str, index: int, topic_id: uuid.UUID) -> str:
+    """A new partition's dir (replacing one left by an interrupted deletion) with its
+    `partition.metadata` (whose directory fsync makes every name in the dir durable) and its
+    leader-epoch checkpoint: becoming the leader of a new partition starts its leader epoch at
+    offset 0 (Kafka's makeLeader -> maybeAssignEpochStartOffset), here and not at the first
+    append, so produce never writes this checkpoint. Returns the dir's path."""
+    directory = partition_dir_name(topic, index)
+    if files.exists(directory):
+        files.remove_tree(directory)
+    files.mkdir(directory)
+    write_partition_metadata(files, f"{directory}/{PARTITION_METADATA}", topic_id)
+    write_leader_epoch_checkpoint(files, f"{directory}/{LEADER_EPOCH_CHECKPOINT}",
+                                  [(INITIAL_LEADER_EPOCH, 0)])
+    return directory
 
 
 class LogManager:
@@ -737,11 +739,7 @@ class LogManager:
         return creation.topic_id
 
     def _new_partition(self, topic: TopicInfo, index: int, now_ms: int) -> PartitionLog:
-        directory = partition_dir_name(topic.name, index)
-        if self.files.exists(directory):
-            self.files.remove_tree(directory)  # left over from an interrupted deletion
-        self.files.mkdir(directory)
-        write_partition_metadata(self.files, f"{directory}/{PARTITION_METADATA}", topic.topic_id)
+        directory = make_partition_dir(self.files, topic.name, index, topic.topic_id)
         return PartitionLog(topic.name, index, directory, self.files, topic.config,
                             clean_shutdown=True, now_ms=now_ms)
 
@@ -791,10 +789,6 @@ class LogManager:
             else:
                 self._deleted_dirs.append(doomed)
         return topic.topic_id
-
-    def partition_count(self) -> int:
-        """How many partition logs this manager holds."""
-        return sum(len(info.partitions) for info in self._topics.values())
 
     def take_deleted_dirs(self) -> list[str]:
         """The renamed dirs of deleted partitions not removed yet (delete_topic with

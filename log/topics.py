@@ -57,3 +57,13 @@ COORDINATOR_APPEND_ERRORS = {
     ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
     ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
 }
+
+
+def coordinator_append_error(error: KafkaError, what: str,
+                             errors: dict = COORDINATOR_APPEND_ERRORS) -> KafkaError:
+    """The error a coordinator answers for `error` from its internal topic's log (`errors`
+    maps the codes; others pass as they are), with `what` it could not write in the message."""
+    code = errors.get(error.code)
+    if code is None:
+        return error
+    return KafkaError(code, f"{what}: {error.message or error.code.name}")

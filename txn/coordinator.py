@@ -34,7 +34,7 @@ from trioka.coordinator.offsets import partition_for
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import encode_batch, iter_batches
 from trioka.log.topics import (COORDINATOR_APPEND_ERRORS, OFFSETS_TOPIC,
-                               TRANSACTION_STATE_TOPIC)
+                               TRANSACTION_STATE_TOPIC, coordinator_append_error)
 from trioka.txn.states import TransactionState as S, can_transition
 from trioka.wire import schema, types as t
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -200,11 +200,12 @@ class TransactionCoordinator:
         try:
             self._append_to_log(meta, now_ms)
         except KafkaError as e:
-            code = LOG_APPEND_ERRORS.get(e.code)
-            if code is None:
+            mapped = coordinator_append_error(
+                e, f"Cannot write the state of {meta.transactional_id} to "
+                   f"{TRANSACTION_STATE_TOPIC}", LOG_APPEND_ERRORS)
+            if mapped is e:
                 raise
-            raise KafkaError(code, f"Cannot write the state of {meta.transactional_id} to "
-                                   f"{TRANSACTION_STATE_TOPIC}: {e.message or e.code.name}") from e
+            raise mapped from e
 
     def _append_to_log(self, meta: TransactionMetadata, now_ms: int) -> None:
         logs = self.broker.logs
