@@ -118,8 +118,26 @@ KEYS: dict[str, tuple[type, object]] = {
     "max.connections.per.ip.overrides": (str, ""),   # host:count,host:count
     "process.roles": (str, "broker,controller"),
     "controller.quorum.voters": (str, ""),
+    "controller.quorum.bootstrap.servers": (str, ""),
     "controller.listener.names": (str, ""),
     "inter.broker.listener.name": (str, ""),
+    # The cluster (KRaft, replication). A node is part of a cluster when
+    # controller.quorum.voters (or controller.quorum.bootstrap.servers) is set; without it the
+    # broker is a whole single-node cluster, as fast as it ever was, and these keys are unused.
+    "metadata.log.dir": (str, ""),
+    "broker.session.timeout.ms": (int, 9000),
+    "broker.heartbeat.interval.ms": (int, 2000),
+    "initial.broker.registration.timeout.ms": (int, 60000),
+    "replica.lag.time.max.ms": (int, 30000),
+    "replica.fetch.wait.max.ms": (int, 500),
+    "replica.fetch.min.bytes": (int, 1),
+    "replica.fetch.response.max.bytes": (int, 10485760),
+    "replica.fetch.backoff.ms": (int, 1000),
+    "replica.socket.timeout.ms": (int, 30000),
+    "request.timeout.ms": (int, 30000),
+    "auto.leader.rebalance.enable": (bool, True),
+    "leader.imbalance.check.interval.seconds": (int, 300),
+    "leader.imbalance.per.broker.percentage": (int, 10),
     "unstable.api.versions.enable": (bool, False),
     "shutdown.grace.ms": (int, 5000),   # trioka: how long in-flight requests may finish on SIGTERM
     # trioka: the finalized level of the `transaction.version` feature (KIP-584), which Kafka
