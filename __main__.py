@@ -2,7 +2,7 @@
 
     trioka [serve] [--listeners PLAINTEXT://127.0.0.1:9092] [--data-dir DIR | --memory]
                    [--config server.properties] [--override key=value ...]
-                   [--admin-listener HOST:PORT]
+                   [--admin-listener HOST:PORT] [--nodes N]
 
 `serve` is the default. Settings are Kafka's keys, read in this order, later winning: defaults,
 `--config` (a server.properties), KAFKA_* environment variables (as the apache/kafka image maps
@@ -12,6 +12,12 @@ them), `--override`, then the named flags. Once the listeners are bound the comm
 
 (ending in ` admin http://HOST:PORT` when the fault-injection admin endpoint is on) and serves
 until SIGTERM or SIGINT, which shut it down gracefully.
+
+`--nodes N` runs a cluster of N nodes in this one process (node/cluster.py): node ids 1..N, node 1
+also the KRaft controller (on a CONTROLLER listener of its own), each node with its own listener
+(ports consecutive from the one given; port 0 picks a free one per node) and its own log directory
+`<data dir>/node-<id>/`. Each node prints its ready line, in node order; the admin endpoint, when
+on, serves the whole process (node controls under /nodes) and ends every line.
 
 The other commands are tools that speak the Kafka protocol to any cluster (trioka/cli/): `topic`,
 `produce`, `consume`, `group` and `txn`; `trioka COMMAND --help` lists their flags. `control` talks
@@ -35,6 +41,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="set a Kafka config key (repeatable)")
     p.add_argument("--node-id", type=int)
+    p.add_argument("--nodes", type=int, metavar="N",
+                   help="run a cluster of N nodes in this process (node 1 is also the "
+                        "controller)")
     p.add_argument("--admin-listener", metavar="HOST:PORT",
                    help="serve the fault-injection admin endpoint here (port 0 picks one); "
                         "config key trioka.admin.listener")
@@ -82,11 +91,59 @@ def load_config(args):
     return cfg
 
 
+def ready_line(server, admin_address) -> str:
+    """The line printed once a node's listeners are bound."""
+    listeners = " ".join(repr(lst) for lst in server.listeners)
+    where = server.config.data_dir or "memory"
+    admin = "" if admin_address is None else " admin http://%s:%d" % admin_address
+    return (f"trioka ready: {listeners} node {server.broker.node_id} "
+            f"cluster {server.broker.cluster_id} data {where}{admin}")
+
+
+def serve_nodes(args, config) -> int:
+    """`trioka serve --nodes N`: N nodes in this process (node/cluster.py)."""
+    if args.node_id is not None:
+        raise SystemExit("trioka: --node-id cannot be used with --nodes (the nodes are 1..N)")
+    import trio
+    from trioka.node.cluster import LocalCluster, cluster_configs, os_error_in
+    try:
+        configs = cluster_configs(config, args.nodes)
+    except ValueError as e:
+        raise SystemExit(f"trioka: --nodes {args.nodes}: {e}") from None
+    except OSError as e:
+        raise SystemExit(f"trioka: {e}") from None
+    cluster = LocalCluster(configs, admin_listener=config.trioka_admin_listener or None)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(cluster.run)
+            for node in cluster.nodes:
+                print(ready_line(node.server, cluster.admin_address), flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    cluster.shutdown()
+                    break
+
+    try:
+        trio.run(main)
+    except (OSError, BaseExceptionGroup) as e:
+        failure = os_error_in(e)    # a node that could not start: a port in use, say
+        if failure is None:
+            raise
+        print(f"trioka: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def serve(args) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.nodes is not None and args.nodes < 1:
+        raise SystemExit(f"trioka: --nodes must be 1 or more, not {args.nodes}")
     config = load_config(args)
     config.warn()
+    if args.nodes is not None:
+        return serve_nodes(args, config)
 
     import trio
     from trioka.server import Server
@@ -95,13 +152,7 @@ def serve(args) -> int:
         server = Server(config)
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run)
-            listeners = " ".join(repr(lst) for lst in server.listeners)
-            where = config.data_dir or "memory"
-            admin = ""
-            if server.admin_address is not None:
-                admin = " admin http://%s:%d" % server.admin_address
-            print(f"trioka ready: {listeners} node {server.broker.node_id} "
-                  f"cluster {server.broker.cluster_id} data {where}{admin}", flush=True)
+            print(ready_line(server, server.admin_address), flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     server.shutdown()

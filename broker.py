@@ -22,8 +22,10 @@ from trioka.config import DYNAMIC_KEYS, KEYS, Config, Listener, finalized, parse
     topic_defaults
 from trioka.controls.rules import Controls
 from trioka.log.config import LogConfig
+from trioka.apis.purgatory import FetchPurgatory
 from trioka.log.fetch_sessions import FetchSessionCache
 from trioka.log.manager import LogManager
+from trioka.node.controls import NodeControls
 from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, validate_topic_name
 from trioka.txn.producer_ids import ProducerIdManager
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -54,17 +56,32 @@ async def keep_running(name: str, task, clock: Clock, pause_s: float = RESTART_P
 
 
 class BrokerState:
-    def __init__(self, config: Config | None = None, *, clock: Clock | None = None):
+    def __init__(self, config: Config | None = None, *, clock: Clock | None = None,
+                 node_controls: NodeControls | None = None):
         self.config = config or Config()
         # Every read of time and every timer of this broker goes through this clock (clock.py).
         self.clock = clock or Clock()
+        # The faults injected into this node's links to the other nodes (node/controls.py); a
+        # node of a LocalCluster keeps the same one across its restarts.
+        self.node_controls = node_controls or NodeControls()
         self.node_id: int = self.config.node_id_value
         self.rack: str | None = self.config.broker_rack or None
         # A single broker never changes leader, so every partition stays at leader epoch 0.
         self.leader_epoch = 0
+        # A node of a KRaft cluster (node/cluster_link.py): topics come from the metadata log
+        # and only the partitions assigned here are held; None on a single broker.
+        from trioka.node.cluster_link import in_cluster
+        clustered = in_cluster(self.config) and "broker" in self.config.process_roles
         self.logs = LogManager(self.config.data_dir, clock=self.clock, node_id=self.node_id,
                                default_config=self.topic_config_defaults(),
-                               cluster_id=self.config.cluster_id or None)
+                               cluster_id=self.config.cluster_id or None, replicated=clustered)
+        self.cluster = None
+        # The KRaft controller of a node whose process.roles hold `controller`
+        # (controller/quorum_controller.py), opened with the logs; None otherwise.
+        self.controller = None
+        if clustered:
+            from trioka.node.cluster_link import ClusterLink
+            self.cluster = ClusterLink(self)
         self.producer_ids = ProducerIdManager(self.config.data_dir)
         # Finalized feature levels (features.py) and their epoch: clients keep the levels of the
         # highest epoch they have seen, so a restart with other levels must come with a higher
@@ -88,18 +105,22 @@ class BrokerState:
         self._partitions_since_freeze = 0    # see _settle_long_lived_objects
         self.fetch_sessions = FetchSessionCache(
             self.config.max_incremental_fetch_session_cache_slots)
+        # Waiting Fetch requests' deadlines and the reaper that answers them (apis/purgatory.py).
+        self.fetch_purgatory = FetchPurgatory(self.clock)
 
     # --- lifecycle ---
 
     def open(self) -> None:
         self.logs.open()
+        self._open_controller()
         self.producer_ids.open()
         self._load_dynamic_configs()
         # Coordinators with state on disk load now, as Kafka loads its coordinator partitions;
-        # without it they load on their first request.
-        if self.logs.topic(OFFSETS_TOPIC) is not None:
+        # without it they load on their first request. A node of a cluster has them from the
+        # start: they load the partitions it comes to lead.
+        if self.cluster is not None or self.logs.topic(OFFSETS_TOPIC) is not None:
             self.groups
-        if self.logs.topic(TRANSACTION_STATE_TOPIC) is not None:
+        if self.cluster is not None or self.logs.topic(TRANSACTION_STATE_TOPIC) is not None:
             self.transactions
         self._settle_long_lived_objects()
 
@@ -119,10 +140,35 @@ class BrokerState:
         if self._partitions_since_freeze >= self.FREEZE_EVERY_PARTITIONS:
             self._settle_long_lived_objects()
 
+    def _open_controller(self) -> None:
+        """The controller's metadata log lives in `metadata.log.dir`, else the log dir; it is
+        the cluster id of the log dir's meta.properties that brokers must register with."""
+        from trioka.apis import runs_controller
+        if not runs_controller(self.config):
+            return
+        from trioka.controller.quorum_controller import QuorumController
+        directory = None if self.config.memory else \
+            (self.config.metadata_log_dir or self.config.data_dir)
+        controller = QuorumController(self.config, self.clock, directory,
+                                      cluster_id=self.logs.cluster_id)
+        controller.open()
+        self.controller = controller
+
     def close(self) -> None:
         if self._cleaner is not None:
             self._cleaner.abort()
+        if self.controller is not None:
+            self.controller.close()
         self.logs.close()
+
+    def abandon(self) -> None:
+        """Let go of everything as a killed process would (SIGKILL): the files are closed with
+        nothing flushed, checkpointed or marked clean, so the next start recovers the logs."""
+        if self._cleaner is not None:
+            self._cleaner.abort()
+        if self.controller is not None:
+            self.controller.abandon()
+        self.logs.abandon()
 
     # Built on first use, so that a broker that has no groups, transactions or compacted topics
     # never loads their code and starts faster.
@@ -132,7 +178,17 @@ class BrokerState:
         """The group coordinator (coordinator/group_coordinator.py)."""
         if self._groups is None:
             from trioka.coordinator.group_coordinator import GroupCoordinator
-            groups = GroupCoordinator(self.config, self.logs, clock=self.clock)
+            if self.cluster is None:
+                groups = GroupCoordinator(self.config, self.logs, clock=self.clock)
+            else:
+                from trioka.coordinator.offsets import OFFSETS_TOPIC_CONFIGS
+                from trioka.coordinator.ownership import InternalTopicCreation
+                groups = GroupCoordinator(
+                    self.config, self.logs, clock=self.clock, cluster=self.cluster,
+                    spawn=self.spawn_coordinator_task, topic_creation=InternalTopicCreation(
+                        self, OFFSETS_TOPIC, self.config.offsets_topic_num_partitions,
+                        self.config.offsets_topic_replication_factor, OFFSETS_TOPIC_CONFIGS))
+                self.cluster.replicas.leadership_listeners.append(groups.on_leadership)
             groups.open()
             self._groups = groups
             if self.nursery is not None:
@@ -162,7 +218,15 @@ class BrokerState:
 
     def start_background(self, nursery: trio.Nursery) -> None:
         """Timers owned by the broker: checkpoints, retention, the cleaner, coordinators,
-        producer and transactional id expiration."""
+        producer and transactional id expiration; in a cluster, the link to the others."""
+        if self.controller is not None:
+            from trioka.apis import controller_listener_names
+            names = controller_listener_names(self.config)
+            self.controller.advertise([self.advertised_address(listener)
+                                       for listener in self.listeners if listener.name in names])
+            nursery.start_soon(self._keep_running, "the controller's timers", self.controller.run)
+        if self.cluster is not None:
+            nursery.start_soon(self.cluster.run)
         nursery.start_soon(self._keep_running, "the checkpoint task", self._checkpoint_loop)
         nursery.start_soon(self._keep_running, "the log flusher", self._log_flusher_loop)
         nursery.start_soon(self._keep_running, "the retention task", self._retention_loop)
@@ -181,6 +245,14 @@ class BrokerState:
         nursery.start_soon(self._keep_running, "the group coordinator's timers",
                            self._groups.run_timers)
         nursery.start_soon(self._groups.unload_when, self.shutting_down)
+
+    def spawn_coordinator_task(self, async_fn, *args) -> bool:
+        """Start a coordinator's background task (loading a partition it now leads) in the
+        broker's nursery; False when there is none yet (the caller then does it at once)."""
+        if self.nursery is None:
+            return False
+        self.nursery.start_soon(async_fn, *args)
+        return True
 
     async def _keep_running(self, name: str, task) -> None:
         await keep_running(name, task, self.clock)
@@ -459,12 +531,18 @@ class BrokerState:
         validate_topic_name(name)
 
     def topic_names(self) -> list[str]:
+        if self.cluster is not None:
+            return self.cluster.topic_names()
         return sorted(t.name for t in self.logs.topics())
 
     def topic(self, name: str):
+        if self.cluster is not None:
+            return self.cluster.topic(name)
         return self.logs.topic(name)
 
     def topic_by_id(self, topic_id):
+        if self.cluster is not None:
+            return self.cluster.topic_by_id(topic_id)
         return self.logs.topic_by_id(topic_id)
 
     def _partitions_of_new_topic(self, name: str, num_partitions: int | None) -> int:
@@ -486,10 +564,14 @@ class BrokerState:
         return self.logs.topic(name)
 
     async def create_topic_async(self, name: str, num_partitions: int | None = None,
-                                 configs: dict | None = None):
+                                 configs: dict | None = None, *, replication_factor: int = -1):
         """create_topic with its disk work (partition dirs, files, fsyncs: about 3 ms a
         partition) in a worker thread, so that a request creating many topics does not stall
-        the event loop: CreateTopics and Metadata's auto-creation call this."""
+        the event loop: CreateTopics and Metadata's auto-creation call this. In a cluster the
+        controller creates it (CreateTopics), and this returns once the metadata is here."""
+        if self.cluster is not None:
+            return await self._create_topic_in_cluster(name, num_partitions, configs,
+                                                       replication_factor)
         n = self._partitions_of_new_topic(name, num_partitions)
         creation = self.logs.begin_topic_creation(name, n, dict(configs or {}))
         try:
@@ -505,21 +587,105 @@ class BrokerState:
         self.logs.delete_topic(name)
 
     async def delete_topic_async(self, name: str) -> None:
-        """delete_topic with the removal of its files (thousands of them for a large topic) in
-        a worker thread: the topic is gone at once, its renamed dirs go in the background."""
-        self.logs.delete_topic(name, remove_now=False)
-        for directory in self.logs.take_deleted_dirs():
-            await trio.to_thread.run_sync(self.logs.files.remove_tree, directory)
+        """delete_topic with its disk work in a worker thread: the topic is gone at once; its
+        partition dirs are renamed `...-delete` (a rename each, 30-40 ms for 1,000 on the loop)
+        and then removed (thousands of files) off the event loop; the name is free again once
+        the renames are done."""
+        deletion = self.logs.begin_topic_deletion(name)
+        try:
+            await trio.to_thread.run_sync(deletion.rename_dirs)
+        finally:
+            # Even if this task was cancelled meanwhile: the thread finished its renames.
+            self.logs.end_topic_deletion(deletion)
+        await trio.to_thread.run_sync(deletion.remove_dirs)
 
     def create_partitions(self, name: str, total: int) -> None:
         self.logs.create_partitions(name, total)
 
     def partition(self, name: str, index: int, *, reading: bool = False):
         """The PartitionLog of a topic partition, or UNKNOWN_TOPIC_OR_PARTITION;
-        KAFKA_STORAGE_ERROR for writers (not `reading`) once the log dir is offline."""
+        KAFKA_STORAGE_ERROR for writers (not `reading`) once the log dir is offline. In a
+        cluster, only of a partition this node leads (NOT_LEADER_OR_FOLLOWER otherwise)."""
+        if self.cluster is not None:
+            self.cluster.replicas.leader(name, index)
+            return self.logs.partition(name, index, reading=reading)
         topic = self.logs.topic(name)
         if topic is None or not 0 <= index < topic.num_partitions:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                              "This server does not host this topic-partition.")
         return self.logs.partition(name, index, reading=reading)
 
+    # --- a node of a cluster (node/cluster_link.py) ---
+
+    def check_leader_epoch(self, name: str, index: int, current_leader_epoch: int) -> int:
+        """A request naming the partition's `current_leader_epoch` (-1: none), as Kafka checks it
+        (KIP-320): an older epoch is FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH; in a
+        cluster NOT_LEADER_OR_FOLLOWER when this node does not lead it. Returns the epoch."""
+        if self.cluster is not None:
+            return self.cluster.replicas.leader(name, index, current_leader_epoch).state.leader_epoch
+        epoch = self.leader_epoch
+        if current_leader_epoch not in (-1, epoch):
+            raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH if current_leader_epoch < epoch
+                             else ErrorCode.UNKNOWN_LEADER_EPOCH)
+        return epoch
+
+    def leader_epoch_of(self, name: str, index: int) -> int:
+        """The partition's current leader epoch (0 on a single broker, which never changes
+        leader)."""
+        if self.cluster is None:
+            return self.leader_epoch
+        return self.cluster.replicas.hosted(name, index).state.leader_epoch
+
+    async def _create_topic_in_cluster(self, name: str, num_partitions: int | None,
+                                       configs: dict | None, replication_factor: int = -1):
+        from trioka.wire.protocol import request_class
+        from trioka.wire.api_keys import ApiKey
+        Request = request_class(ApiKey.CREATE_TOPICS)
+        self.validate_topic_name(name)
+        request = Request(timeout_ms=self.config.request_timeout_ms, validate_only=False, topics=[
+            Request.CreatableTopic(
+                name=name, num_partitions=-1 if num_partitions is None else num_partitions,
+                replication_factor=replication_factor, assignments=[],
+                configs=[Request.CreatableTopic.CreatableTopicConfig(name=k, value=str(v))
+                         for k, v in (configs or {}).items()])])
+        response = await self.cluster.forward(ApiKey.CREATE_TOPICS, request)
+        result = response.topics[0]
+        if result.error_code and result.error_code != ErrorCode.TOPIC_ALREADY_EXISTS:
+            raise KafkaError(result.error_code, result.error_message)
+        if not await self.cluster.wait_for_metadata(lambda: self.topic(name) is not None):
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT,
+                             f"Topic {name} was created but its metadata has not arrived")
+        if result.error_code:
+            raise KafkaError(result.error_code, result.error_message)
+        return self.topic(name)
+
+    async def controlled_shutdown(self, timeout_s: float = 30.0) -> None:
+        """Kafka's controlled shutdown before a clean stop: a node of a cluster first has the
+        controller move its leaderships to other replicas, so producers and consumers fail over
+        without waiting for its session to expire. Nothing to do on a single broker."""
+        if self.cluster is not None:
+            await self.cluster.controlled_shutdown(timeout_s)
+
+    def partitions_view(self, name: str, listener=None) -> list:
+        """Every partition of a topic as Metadata reports it (node/cluster_link.PartitionView):
+        on a single broker it leads them all, alone, at leader epoch 0."""
+        from trioka.node.cluster_link import PartitionView
+        if self.cluster is not None:
+            return self.cluster.partitions_of(name, listener.name if listener else None)
+        node = self.node_id
+        return [PartitionView(p, node, self.leader_epoch, [node], [node], [])
+                for p in range(self.logs.topic(name).num_partitions)]
+
+    def brokers_view(self, listener=None) -> list[tuple[int, str, int, str | None]]:
+        """(id, host, port, rack) of the live brokers, at their address on `listener`."""
+        if self.cluster is not None:
+            return self.cluster.live_brokers(listener.name if listener else None)
+        host, port = self.advertised_address(listener)
+        return [(self.node_id, host, port, self.rack)]
+
+    @property
+    def controller_id_for_clients(self) -> int:
+        """The controller id Metadata and DescribeCluster give clients."""
+        if self.cluster is not None:
+            return self.cluster.controller_id_for_clients()
+        return self.node_id

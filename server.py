@@ -16,7 +16,7 @@ import socket
 
 import trio
 
-from trioka.apis import APIS
+from trioka.apis import APIS, CONTROLLER_APIS, table_for
 from trioka.apis.context import Connection, RequestContext
 from trioka.broker import BrokerState
 from trioka.config import Config, Listener, parse_connection_overrides, parse_listeners
@@ -47,10 +47,17 @@ class CloseConnection(Exception):
 
 
 class Server:
-    def __init__(self, config: Config, broker: BrokerState | None = None):
+    def __init__(self, config: Config, broker: BrokerState | None = None, *,
+                 node_controls=None):
         self.config = config
-        self.broker = broker or BrokerState(config)
+        # node_controls (node/controls.py): the faults injected into this node's links to the
+        # other nodes of a cluster, kept by whoever restarts the node (node/cluster.py).
+        self.broker = broker or BrokerState(config, node_controls=node_controls)
+        if node_controls is not None:
+            self.broker.node_controls = node_controls
         self.listeners = parse_listeners(config.listeners)
+        # Each listener's API table: the controller's on a controller listener.
+        self._tables = {listener.name: table_for(config, listener) for listener in self.listeners}
         self._stop = trio.Event()
         self._idle: set[trio.CancelScope] = set()
         self._busy = 0
@@ -60,6 +67,8 @@ class Server:
         self._connections: set[trio.CancelScope] = set()   # every client connection's scope
         self.limits = ConnectionLimits(config)
         self.admin_address: tuple[str, int] | None = None   # the admin endpoint, when enabled
+        self._killed = False
+        self._scope: trio.CancelScope | None = None   # run()'s, cancelled by kill()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -70,13 +79,28 @@ class Server:
         """Begin a graceful shutdown (call from the trio thread)."""
         self._stop.set()
 
+    def kill(self) -> None:
+        """Stop at once, as SIGKILL stops a process (call from the trio thread): every task is
+        cancelled, the sockets are dropped, and the broker is abandoned, not closed (nothing
+        flushed, checkpointed or marked clean), so the next start recovers from the log dir."""
+        self._killed = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    @property
+    def killed(self) -> bool:
+        return self._killed
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Open the broker, listen, report readiness through task_status, serve until shutdown."""
         self.broker.open()
+        sockets = []
         try:
             async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
+                if self._killed:
+                    nursery.cancel_scope.cancel()
                 self.broker.nursery = nursery
-                sockets = []
                 for listener in self.listeners:
                     socks = await trio.open_tcp_listeners(listener.port,
                                                           host=listener.host or None)
@@ -86,7 +110,8 @@ class Server:
                 if self.config.trioka_admin_listener:
                     from trioka.controls import endpoint
                     self.admin_address = await nursery.start(
-                        endpoint.serve, self.controls, self.config.trioka_admin_listener)
+                        endpoint.serve, self.controls, self.config.trioka_admin_listener,
+                        endpoint.OneBroker(self))
                 nursery.start_soon(self._close_connections_when_down)
                 async with trio.open_nursery() as conns:
                     for listener, socks in sockets:
@@ -108,8 +133,14 @@ class Server:
                     conns.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
         finally:
+            for _, socks in sockets:
+                for s in socks:
+                    s.socket.close()
             with trio.CancelScope(shield=True):
-                self.broker.close()
+                if self._killed:
+                    self.broker.abandon()
+                else:
+                    self.broker.close()
 
     async def _accept(self, listener_socket, listener: Listener, nursery) -> None:
         while True:
@@ -231,7 +262,11 @@ class Server:
         except DecodeError as e:
             raise CloseConnection(str(e)) from None
         key, version = header.api_key, header.api_version
-        api = APIS.get(key)
+        table = self._tables.get(conn.listener.name, APIS)
+        if table is CONTROLLER_APIS and self.broker.node_controls.isolated:
+            # An isolated node (node/controls.py) is cut off from the other nodes.
+            raise CloseConnection("the node is isolated from the cluster")
+        api = table.get(key)
         if api is None:
             raise CloseConnection(f"API key {key} is not served")
         lo, hi = api.versions
@@ -280,7 +315,7 @@ class Server:
         """The handler's response message. A bug in a handler is logged and closes this
         connection; the broker and its other connections carry on."""
         try:
-            return await api.module.handle(self.broker, request, ctx)
+            return await api.handle(self.broker, request, ctx)
         except trio.Cancelled:
             raise
         except Exception:

@@ -4,6 +4,10 @@ One module per Kafka API, each with `async def handle(broker, request, ctx)` ret
 response message, or None when none is due. The versions are here, in one table, because
 ApiVersions advertises exactly this table; a module is imported when its API is first used, so
 that the broker answers its first requests without loading every API (startup stays short).
+
+A node that runs a KRaft controller serves another table, `CONTROLLER_APIS`, on the listeners
+named in `controller.listener.names` (Kafka's ControllerApis); `table_for` says which table a
+listener serves, and ApiVersions advertises that one.
 """
 
 import importlib
@@ -28,6 +32,22 @@ class Api:
 
     def handle(self, broker, request, ctx):
         return self.module.handle(broker, request, ctx)
+
+
+class ControllerApi(Api):
+    """A row of the controller listener's table served by the node's QuorumController
+    (controller/quorum_controller.py): its method of the same name answers the request with the
+    controller's semantics, as Kafka's ControllerApis hands these requests to its controller.
+    The module named is the broker's handler of the same API (what ApiVersions' fallback
+    answer and the request codec are keyed by)."""
+    __slots__ = ("method",)
+
+    def __init__(self, name: str, min_version: int, max_version: int):
+        super().__init__(name, min_version, max_version)
+        self.method = name
+
+    def handle(self, broker, request, ctx):
+        return getattr(broker.controller, self.method)(request, ctx.api_version)
 
 
 APIS = {
@@ -70,3 +90,42 @@ APIS = {
     ApiKey.CONSUMER_GROUP_HEARTBEAT: Api("consumer_group_heartbeat", 0, 1),
     ApiKey.CONSUMER_GROUP_DESCRIBE: Api("consumer_group_describe", 0, 0),
 }
+
+# The controller listener's table (a listener named in `controller.listener.names`), Kafka's
+# ControllerApis: what brokers send their controller (registration, heartbeats, ISR changes, the
+# Raft Fetch of `__cluster_metadata`) and the admin requests that change the metadata, which
+# brokers forward and KIP-919 clients send straight to the controller.
+CONTROLLER_APIS = {
+    ApiKey.API_VERSIONS: Api("api_versions", 0, 4),
+    ApiKey.FETCH: Api("metadata_fetch", 12, 17),
+    ApiKey.BROKER_REGISTRATION: Api("broker_registration", 0, 4),
+    ApiKey.BROKER_HEARTBEAT: Api("broker_heartbeat", 0, 1),
+    ApiKey.ALTER_PARTITION: Api("alter_partition", 0, 3),
+    ApiKey.CREATE_TOPICS: ControllerApi("create_topics", 2, 7),
+    ApiKey.DELETE_TOPICS: ControllerApi("delete_topics", 1, 6),
+    ApiKey.CREATE_PARTITIONS: ControllerApi("create_partitions", 0, 3),
+    ApiKey.ELECT_LEADERS: ControllerApi("elect_leaders", 0, 2),
+    ApiKey.DESCRIBE_CLUSTER: ControllerApi("describe_cluster", 0, 1),
+}
+
+
+def controller_listener_names(config) -> frozenset[str]:
+    """The listeners named in `controller.listener.names`."""
+    return frozenset(name.strip() for name in config.controller_listener_names.split(",")
+                     if name.strip())
+
+
+def runs_controller(config) -> bool:
+    """Whether the node runs a KRaft controller: `process.roles` holds `controller` and the node
+    is part of a cluster (`controller.quorum.voters` set; a single node is its own cluster)."""
+    roles = {role.strip() for role in config.process_roles.split(",")}
+    return "controller" in roles and bool(config.controller_quorum_voters.strip())
+
+
+def table_for(config, listener) -> dict:
+    """The API table of a connection's listener: the controller's on a controller listener of
+    a node that runs a controller, the broker's elsewhere."""
+    if listener is not None and listener.name in controller_listener_names(config) \
+            and runs_controller(config):
+        return CONTROLLER_APIS
+    return APIS

@@ -1,6 +1,7 @@
 """ApiVersions (key 18), v0-4: which API keys and versions this broker serves.
 
-The list is computed from the `APIS` table, so it advertises exactly what has a handler. Version 3
+The list is computed from the table of the connection's listener (`APIS`, or `CONTROLLER_APIS` on
+a listener named in `controller.listener.names`), so it advertises exactly what has a handler. Version 3
 (KIP-511) adds the client's software name and version, which are recorded on the connection and
 must match `[a-zA-Z0-9](?:[a-zA-Z0-9\\-.]*[a-zA-Z0-9])?` (INVALID_REQUEST otherwise). A request
 for a version newer than we serve is answered at v0 with UNSUPPORTED_VERSION and our ApiVersions
@@ -39,16 +40,18 @@ def unsupported_version_response() -> object:
 
 
 async def handle(broker, request, ctx):
-    from trioka.apis import APIS
+    from trioka.apis import table_for
+    # The table of the connection's listener: a controller listener serves the controller's.
+    table = table_for(broker.config, ctx.connection.listener)
     if ctx.api_version >= 3:
         name, version = request.client_software_name, request.client_software_version
         if not (_SOFTWARE.match(name or "") and _SOFTWARE.match(version or "")):
             return Response(error_code=ErrorCode.INVALID_REQUEST)
         ctx.connection.client_software_name = name
         ctx.connection.client_software_version = version
-        return Response(error_code=ErrorCode.NONE, api_keys=supported(APIS), throttle_time_ms=0,
+        return Response(error_code=ErrorCode.NONE, api_keys=supported(table), throttle_time_ms=0,
                         **features(broker, ctx.api_version))
-    return Response(error_code=ErrorCode.NONE, api_keys=supported(APIS), throttle_time_ms=0)
+    return Response(error_code=ErrorCode.NONE, api_keys=supported(table), throttle_time_ms=0)
 
 
 def features(broker, version: int) -> dict:

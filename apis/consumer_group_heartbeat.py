@@ -37,6 +37,7 @@ async def handle(broker, request, ctx):
     if request.topic_partitions is not None:
         owned = [(tp.topic_id, list(tp.partitions)) for tp in request.topic_partitions]
     try:
+        broker.groups.check_coordinator(request.group_id)
         result = broker.groups.consumer.consumer_group_heartbeat(
             request.group_id, request.member_id, request.member_epoch,
             instance_id=request.instance_id, rack_id=request.rack_id,
@@ -49,6 +50,11 @@ async def handle(broker, request, ctx):
             client_id=ctx.client_id, client_host=client_host(ctx), api_version=ctx.api_version)
     except KafkaError as e:
         return Response(throttle_time_ms=0, error_code=e.code, error_message=e.message or None,
+                        member_id=None, member_epoch=0, heartbeat_interval_ms=0,
+                        assignment=None)
+    error = await broker.groups.replicated(request.group_id)
+    if error:   # the group's records did not reach the ISR (a node of a cluster)
+        return Response(throttle_time_ms=0, error_code=error, error_message=None,
                         member_id=None, member_epoch=0, heartbeat_interval_ms=0,
                         assignment=None)
     assignment = None

@@ -95,6 +95,9 @@ def described_configs(broker, configs: dict) -> list:
 
 
 async def handle(broker, request, ctx):
+    if broker.cluster is not None:
+        # A node of a cluster forwards it to the controller, as KRaft brokers do.
+        return await broker.cluster.create_topics(request)
     counts = collections.Counter(t.name for t in request.topics)
     checked: dict[int, tuple[int, dict] | KafkaError] = {}
     records = 0

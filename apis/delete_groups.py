@@ -16,5 +16,8 @@ Result = Response.DeletableGroupResult
 
 async def handle(broker, request, ctx):
     results = broker.groups.delete_groups(list(request.groups_names))
+    for group_id, code in results.items():
+        if code == 0:   # answered once the ISR has the tombstones (a node of a cluster)
+            results[group_id] = await broker.groups.replicated(group_id)
     return Response(throttle_time_ms=0, results=[
         Result(group_id=g, error_code=results[g]) for g in request.groups_names])

@@ -19,8 +19,9 @@ async def handle(broker, request, ctx):
         return Response(error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
                         error_message=f"Unknown endpoint type {request.endpoint_type}",
                         endpoint_type=request.endpoint_type, cluster_id=broker.cluster_id)
-    host, port = broker.advertised_address(ctx.connection.listener)
     return Response(throttle_time_ms=0, error_code=0, endpoint_type=request.endpoint_type,
-                    cluster_id=broker.cluster_id, controller_id=broker.node_id,
-                    brokers=[Response.DescribeClusterBroker(broker_id=broker.node_id, host=host,
-                                                            port=port, rack=broker.rack)])
+                    cluster_id=broker.cluster_id, controller_id=broker.controller_id_for_clients,
+                    brokers=[Response.DescribeClusterBroker(broker_id=node, host=host, port=port,
+                                                            rack=rack)
+                             for node, host, port, rack in
+                             broker.brokers_view(ctx.connection.listener)])

@@ -26,6 +26,10 @@ def describe(broker, group_id: str) -> object:
     if not group_id:
         return Described(error_code=ErrorCode.INVALID_GROUP_ID, group_id=group_id,
                          group_state=GroupState.DEAD.value, members=[])
+    error = broker.groups.coordinator_error(group_id)
+    if error:   # a node of a cluster that does not coordinate the group
+        return Described(error_code=error, group_id=group_id, group_state="",
+                         protocol_type="", protocol_data="", members=[])
     group = broker.groups.describe_group(group_id)
     if group is None:
         return Described(error_code=0, group_id=group_id, group_state=GroupState.DEAD.value,

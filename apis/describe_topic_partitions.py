@@ -29,7 +29,6 @@ async def handle(broker, request, ctx):
     cursor = request.cursor
     if cursor is not None:
         names = [n for n in names if n >= cursor.topic_name]
-    node, epoch = broker.node_id, broker.leader_epoch
     topics, next_cursor = [], None
     for name in names:
         topic = broker.topic(name)
@@ -46,10 +45,10 @@ async def handle(broker, request, ctx):
             next_cursor = Cursor(topic_name=name, partition_index=first)
             break
         last = min(topic.num_partitions, first + limit)
-        partitions = [Partition(error_code=0, partition_index=p, leader_id=node,
-                                leader_epoch=epoch, replica_nodes=[node], isr_nodes=[node],
-                                offline_replicas=[])
-                      for p in range(first, last)]
+        partitions = [Partition(error_code=0, partition_index=p.index, leader_id=p.leader,
+                                leader_epoch=p.leader_epoch, replica_nodes=p.replicas,
+                                isr_nodes=p.isr, offline_replicas=p.offline)
+                      for p in broker.partitions_view(name, ctx.connection.listener)[first:last]]
         limit -= len(partitions)
         topics.append(Topic(error_code=0, name=name, topic_id=topic.topic_id,
                             is_internal=name in INTERNAL_TOPICS, partitions=partitions))

@@ -19,7 +19,9 @@ Served as Kafka serves a consumer (replica id -1):
   partitions it reads (an append, a marker, the log start offset moving, a deletion), as Kafka's
   fetch purgatory is keyed by partition. It then reads its partitions again. A sessionless fetch
   registers with each partition it reads (PartitionLog.add_waiter); a fetch of a session
-  registers once with its session, whose partitions stay registered with their logs.
+  registers once with its session, whose partitions stay registered with their logs. The
+  deadlines are kept by the broker's fetch purgatory (purgatory.py), whose reaper answers expired
+  requests a bounded number per turn of the event loop, so aligned timeouts do not stall it.
 - An incremental fetch reads only the session's partitions that changed since its last response
   and those the request names (fetch_sessions.py), so its cost follows the changes, not the
   number of partitions in the session; the response is the one reading them all would give.
@@ -97,7 +99,10 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _
         log = None
         try:
             log = broker.partition(cp.topic, cp.partition, reading=True)
-            if cp.current_leader_epoch not in (-1, broker.leader_epoch):
+            if broker.cluster is not None:
+                # FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH against this partition's epoch.
+                broker.check_leader_epoch(cp.topic, cp.partition, cp.current_leader_epoch)
+            elif cp.current_leader_epoch not in (-1, broker.leader_epoch):
                 raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH
                                  if cp.current_leader_epoch < broker.leader_epoch
                                  else ErrorCode.UNKNOWN_LEADER_EPOCH)
@@ -166,8 +171,100 @@ def _response(version, session_id, results, uses_ids, error=ErrorCode.NONE) -> o
                     responses=topics)
 
 
+def replica_id_of(request, version: int) -> tuple[int, int]:
+    """(replica id, broker epoch) of a Fetch: a follower's node id (>= 0), or -1 for a
+    consumer; v15+ carry them in ReplicaState (KIP-903)."""
+    if version >= 15:
+        return request.replica_state.replica_id, request.replica_state.replica_epoch
+    return request.replica_id, -1
+
+
+async def follower_fetch(broker, request, ctx, replica_id: int, broker_epoch: int):
+    """A follower's Fetch (Kafka's fetchRecords for a replica): each partition must be led here
+    in the follower's `current_leader_epoch`; the follower's fetch offset is its log end offset,
+    recorded first (the high watermark may move, the follower may rejoin the ISR:
+    replica/manager.py); records are read up to the log end offset, not the high watermark;
+    no sessions; long-polls as a consumer's fetch does. An isolated node (node controls)
+    answers no replica: the connection is closed, as a network partition would cut it."""
+    version = ctx.api_version
+    if broker.node_controls.isolated:
+        ctx.connection.closing = True
+        return None
+    uses_ids = version >= 13
+    wanted = _requested(broker, request, uses_ids)
+    if broker.cluster is None:
+        # A single broker has no followers: Kafka's answer to a replica it does not know.
+        return _response(version, 0, [
+            (cp, _error_partition(cp.partition, ErrorCode.UNKNOWN_LEADER_EPOCH
+                                  if cp.current_leader_epoch >= 0
+                                  else ErrorCode.NOT_LEADER_OR_FOLLOWER), False)
+            for cp in wanted], uses_ids)
+    replicas = broker.cluster.replicas
+    starts = {}
+    for t in request.topics:
+        for p in t.partitions:
+            starts[(t.topic_id if uses_ids else t.topic, p.partition)] = p.log_start_offset
+    max_bytes = request.max_bytes
+    deadline = broker.clock.monotonic() + max(0, request.max_wait_ms) / 1000
+    first_pass = True
+    while True:
+        out = _Read()
+        budget, first = max_bytes, True
+        for cp in wanted:
+            log = None
+            try:
+                if cp.topic is None:
+                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
+                hosted = replicas.leader(cp.topic, cp.partition, cp.current_leader_epoch)
+                log = hosted.log
+                if first_pass:
+                    replicas.follower_fetched(
+                        hosted, replica_id, fetch_offset=cp.fetch_offset,
+                        current_leader_epoch=cp.current_leader_epoch,
+                        log_start_offset=starts.get((cp.topic_id if uses_ids else cp.topic,
+                                                     cp.partition), -1),
+                        broker_epoch=broker_epoch)
+                read = log.read(cp.fetch_offset, min(cp.max_bytes, budget), min_one_batch=first,
+                                isolation_upper=log.log_end_offset, zero_copy=True)
+            except KafkaError as e:
+                out.errors = True
+                out.logs.append((cp, log))
+                out.results.append((cp, _error_partition(cp.partition, e.code), False))
+                continue
+            out.logs.append((cp, log))
+            size = read.size
+            if size:
+                first = False
+                budget = max(0, budget - size)
+                out.bytes += size
+            out.results.append((cp, PartitionData(
+                partition_index=cp.partition, error_code=0, high_watermark=log.high_watermark,
+                last_stable_offset=log.last_stable_offset, log_start_offset=log.log_start_offset,
+                aborted_transactions=None, preferred_read_replica=-1,
+                records=read.chunks if size else b""), bool(size)))
+        first_pass = False
+        if (out.bytes >= request.min_bytes or out.errors or request.max_wait_ms <= 0
+                or broker.clock.monotonic() >= deadline or broker.shutting_down.is_set()):
+            break
+        out.release()
+        changed = trio.Event()
+        logs = [log for _, log in out.logs if log is not None]
+        for log in logs:
+            log.add_waiter(changed)
+        try:
+            with broker.clock.move_on_at(deadline):
+                await changed.wait()
+        finally:
+            for log in logs:
+                log.remove_waiter(changed)
+    return _response(version, 0, out.results, uses_ids)
+
+
 async def handle(broker, request, ctx):
     version = ctx.api_version
+    replica_id, broker_epoch = replica_id_of(request, version)
+    if replica_id >= 0:
+        return await follower_fetch(broker, request, ctx, replica_id, broker_epoch)
     uses_ids = version >= 13
     cache = broker.fetch_sessions
     session = None
@@ -244,8 +341,9 @@ async def handle(broker, request, ctx):
         for log in logs:
             log.add_waiter(changed)
         try:
-            with broker.clock.move_on_at(deadline):
-                await changed.wait()
+            # The broker's fetch purgatory wakes it at the deadline (apis/purgatory.py), a
+            # bounded number of expired requests per turn of the event loop.
+            await broker.fetch_purgatory.wait(changed, deadline)
         finally:
             if listening:
                 session.waiters.discard(changed)

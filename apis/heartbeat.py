@@ -17,6 +17,9 @@ Response = response_class(ApiKey.HEARTBEAT)
 
 
 async def handle(broker, request, ctx):
+    error = broker.groups.coordinator_error(request.group_id)
+    if error:   # a node of a cluster that does not coordinate the group
+        return Response(throttle_time_ms=0, error_code=error)
     error = await broker.groups.classic.heartbeat(
         request.group_id, request.generation_id, request.member_id,
         group_instance_id=request.group_instance_id if ctx.api_version >= 3 else None)

@@ -18,6 +18,7 @@ v0-1 were removed in Kafka 4.0 (KIP-896).
 """
 
 from trioka.wire.api_keys import ApiKey
+from trioka.wire.error_response import error_response
 from trioka.wire.protocol import response_class
 
 Response = response_class(ApiKey.JOIN_GROUP)
@@ -31,6 +32,9 @@ def client_host(ctx) -> str:
 
 async def handle(broker, request, ctx):
     version = ctx.api_version
+    error = broker.groups.coordinator_error(request.group_id)
+    if error:   # a node of a cluster that does not coordinate the group
+        return error_response(ApiKey.JOIN_GROUP, version, request, error)
     result = await broker.groups.classic.join_group(
         request.group_id, request.member_id,
         group_instance_id=request.group_instance_id if version >= 5 else None,

@@ -11,6 +11,7 @@ per-member `reason` (KIP-800), which is not kept.
 """
 
 from trioka.wire.api_keys import ApiKey
+from trioka.wire.error_response import error_response
 from trioka.wire.protocol import response_class
 
 Response = response_class(ApiKey.LEAVE_GROUP)
@@ -18,11 +19,16 @@ MemberResponse = Response.MemberResponse
 
 
 async def handle(broker, request, ctx):
+    error = broker.groups.coordinator_error(request.group_id)
+    if error:   # a node of a cluster that does not coordinate the group
+        return error_response(ApiKey.LEAVE_GROUP, ctx.api_version, request, error)
     if ctx.api_version < 3:
         error, errors = broker.groups.classic.leave_group(request.group_id, [(request.member_id, None)])
+        error = error or await broker.groups.replicated(request.group_id)
         return Response(throttle_time_ms=0, error_code=error or (errors[0] if errors else 0))
     error, errors = broker.groups.classic.leave_group(
         request.group_id, [(m.member_id, m.group_instance_id) for m in request.members])
+    error = error or await broker.groups.replicated(request.group_id)
     members = [MemberResponse(member_id=m.member_id, group_instance_id=m.group_instance_id,
                               error_code=code)
                for m, code in zip(request.members, errors)]

@@ -62,10 +62,8 @@ async def offset_for_timestamp(broker, topic: str, index: int,
 async def lookup(broker, topic: str, p, isolation_level: int) -> object:
     try:
         log = broker.partition(topic, p.partition_index, reading=True)
-        if p.current_leader_epoch not in (-1, broker.leader_epoch):
-            raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH
-                             if p.current_leader_epoch < broker.leader_epoch
-                             else ErrorCode.UNKNOWN_LEADER_EPOCH)
+        leader_epoch = broker.check_leader_epoch(topic, p.partition_index,
+                                                 p.current_leader_epoch)
         ts = p.timestamp
         timestamp, offset = -1, -1
         if ts == LATEST:
@@ -93,8 +91,7 @@ async def lookup(broker, topic: str, p, isolation_level: int) -> object:
         return PartitionResponse(partition_index=p.partition_index, error_code=e.code,
                                  timestamp=-1, offset=-1, leader_epoch=-1)
     return PartitionResponse(partition_index=p.partition_index, error_code=0,
-                             timestamp=timestamp, offset=offset,
-                             leader_epoch=broker.leader_epoch)
+                             timestamp=timestamp, offset=offset, leader_epoch=leader_epoch)
 
 
 async def handle(broker, request, ctx):

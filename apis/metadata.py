@@ -26,26 +26,25 @@ Topic = Response.MetadataResponseTopic
 Partition = Topic.MetadataResponsePartition
 
 
-def describe_topic(broker, name: str) -> object:
+def describe_topic(broker, name: str, listener=None) -> object:
     topic = broker.topic(name)
-    node = broker.node_id
     partitions = [
-        Partition(error_code=0, partition_index=p, leader_id=node,
-                  leader_epoch=broker.leader_epoch, replica_nodes=[node], isr_nodes=[node],
-                  offline_replicas=[])
-        for p in range(topic.num_partitions)]
+        Partition(error_code=0 if p.leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
+                  partition_index=p.index, leader_id=p.leader, leader_epoch=p.leader_epoch,
+                  replica_nodes=p.replicas, isr_nodes=p.isr, offline_replicas=p.offline)
+        for p in broker.partitions_view(name, listener)]
     return Topic(error_code=0, name=topic.name, topic_id=topic.topic_id,
                  is_internal=topic.name in INTERNAL_TOPICS, partitions=partitions)
 
 
 async def handle(broker, request, ctx):
     version = ctx.api_version
-    host, port = broker.advertised_address(ctx.connection.listener)
-    brokers = [Response.MetadataResponseBroker(node_id=broker.node_id, host=host, port=port,
-                                               rack=broker.rack)]
+    listener = ctx.connection.listener
+    brokers = [Response.MetadataResponseBroker(node_id=node, host=host, port=port, rack=rack)
+               for node, host, port, rack in broker.brokers_view(listener)]
     wanted = request.topics
     if wanted is None or (version == 0 and not wanted):
-        topics = [describe_topic(broker, name) for name in broker.topic_names()]
+        topics = [describe_topic(broker, name, listener) for name in broker.topic_names()]
     else:
         allow = request.allow_auto_topic_creation if version >= 4 else True
         topics = []
@@ -60,17 +59,17 @@ async def handle(broker, request, ctx):
                     continue
                 name = found.name
             if broker.topic(name) is not None:
-                topics.append(describe_topic(broker, name))
+                topics.append(describe_topic(broker, name, listener))
                 continue
             code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             try:
                 broker.validate_topic_name(name)
                 if allow and broker.config.auto_create_topics_enable:
                     await broker.create_topic_async(name)
-                    topics.append(describe_topic(broker, name))
+                    topics.append(describe_topic(broker, name, listener))
                     continue
             except KafkaError as e:
                 code = e.code
             topics.append(Topic(error_code=code, name=name, topic_id=ZERO_UUID))
     return Response(throttle_time_ms=0, brokers=brokers, cluster_id=broker.cluster_id,
-                    controller_id=broker.node_id, topics=topics, error_code=0)
+                    controller_id=broker.controller_id_for_clients, topics=topics, error_code=0)

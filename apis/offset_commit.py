@@ -45,6 +45,7 @@ async def handle(broker, request, ctx):
     groups = broker.groups
     group, group_error = None, None
     try:
+        groups.check_coordinator(request.group_id)
         group = groups.offsets.validate_offset_commit(
             request.group_id, request.generation_id_or_member_epoch, request.member_id,
             request.group_instance_id if version >= 7 else None, version)
@@ -76,9 +77,16 @@ async def handle(broker, request, ctx):
         except KafkaError as e:
             code = (ErrorCode.INVALID_COMMIT_OFFSET_SIZE
                     if e.code in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.RECORD_LIST_TOO_LARGE)
+                    else e.code if e.code == ErrorCode.NOT_COORDINATOR
                     else ErrorCode.COORDINATOR_NOT_AVAILABLE)
             for tp in accepted:
                 codes[tp] = code
+        else:
+            # Answered once the ISR has the commit (acks=-1), on a node of a cluster.
+            code = await groups.replicated(request.group_id)
+            if code:
+                for tp in accepted:
+                    codes[tp] = code
     return Response(throttle_time_ms=0, topics=[
         TopicResponse(name=t.name, partitions=[
             PartitionResponse(partition_index=p.partition_index,

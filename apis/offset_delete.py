@@ -29,9 +29,13 @@ async def handle(broker, request, ctx):
             else:
                 known.append(tp)
     try:
+        broker.groups.check_coordinator(request.group_id)
         codes.update(broker.groups.offsets.delete_offsets(request.group_id, known))
     except KafkaError as e:
         return Response(error_code=e.code, throttle_time_ms=0, topics=[])
+    error = await broker.groups.replicated(request.group_id)
+    if error:
+        return Response(error_code=error, throttle_time_ms=0, topics=[])
     return Response(error_code=0, throttle_time_ms=0, topics=[
         TopicResponse(name=t.name, partitions=[
             PartitionResponse(partition_index=p.partition_index,

@@ -56,8 +56,12 @@ async def handle(broker, request, ctx):
             found = {t.name: [(p, None, ErrorCode.NONE) for p in t.partition_indexes]
                      for t in topics or []}
         else:
-            error = ErrorCode.NONE
-            found = _offsets(broker, request.group_id, topics, request.require_stable)
+            error = broker.groups.coordinator_error(request.group_id)
+            if error:   # a node of a cluster that does not coordinate the group
+                found = {t.name: [(p, None, ErrorCode.NONE) for p in t.partition_indexes]
+                         for t in topics or []}
+            else:
+                found = _offsets(broker, request.group_id, topics, request.require_stable)
         # v1 has no top-level error code: each partition carries it.
         part_error = error if version < 2 else ErrorCode.NONE
         return Response(throttle_time_ms=0, error_code=error, topics=[
@@ -69,6 +73,10 @@ async def handle(broker, request, ctx):
         if not g.group_id:
             groups.append(Group(group_id=g.group_id, topics=[],
                                 error_code=ErrorCode.INVALID_GROUP_ID))
+            continue
+        error = broker.groups.coordinator_error(g.group_id)
+        if error:   # a node of a cluster that does not coordinate the group
+            groups.append(Group(group_id=g.group_id, topics=[], error_code=error))
             continue
         if version >= 9:
             # KIP-848: a consumer group's member fetches at its current member epoch.

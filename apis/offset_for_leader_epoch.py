@@ -28,10 +28,7 @@ EpochEndOffset = TopicResult.EpochEndOffset
 def end_offset(broker, topic: str, p) -> object:
     try:
         log = broker.partition(topic, p.partition, reading=True)
-        current = broker.leader_epoch
-        if p.current_leader_epoch not in (-1, current):
-            raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < current
-                             else ErrorCode.UNKNOWN_LEADER_EPOCH)
+        broker.check_leader_epoch(topic, p.partition, p.current_leader_epoch)
     except KafkaError as e:
         return EpochEndOffset(error_code=e.code, partition=p.partition, leader_epoch=-1,
                               end_offset=-1)
@@ -40,6 +37,10 @@ def end_offset(broker, topic: str, p) -> object:
 
 
 async def handle(broker, request, ctx):
+    if request.replica_id >= 0 and broker.node_controls.isolated:
+        # A follower's truncation request to an isolated node: cut, as a network partition.
+        ctx.connection.closing = True
+        return None
     topics = [TopicResult(topic=t.topic, partitions=[end_offset(broker, t.topic, p)
                                                      for p in t.partitions])
               for t in request.topics]

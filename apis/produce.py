@@ -92,11 +92,14 @@ def verify_transaction(broker, transactional_id, log, topic: str, index: int,
 
 
 async def append_partition(broker, topic: str, index: int, records, version: int, acks: int,
-                           transactional_id: str | None = None, flushes: list | None = None):
+                           transactional_id: str | None = None, flushes: list | None = None,
+                           replication: list | None = None):
     """Validate and append one partition's batch; the PartitionProduceResponse for it. When the
     append waits for a flush (see the module's docstring), (response, log, end offset) is added
-    to `flushes`."""
+    to `flushes`; in a cluster, an acks=all append adds (response, replica, end offset) to
+    `replication`, to wait for the ISR."""
     log = None
+    replicas = broker.cluster.replicas if broker.cluster is not None else None
     try:
         if topic in INTERNAL_TOPICS:
             raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
@@ -104,7 +107,10 @@ async def append_partition(broker, topic: str, index: int, records, version: int
         log = broker.partition(topic, index)
         if records is None or len(records) == 0:
             raise KafkaError(ErrorCode.INVALID_RECORD, "Produce request has no record batch")
-        if acks == -1 and broker.config.min_insync_replicas > 1:
+        if replicas is not None:
+            # NOT_LEADER_OR_FOLLOWER, or NOT_ENOUGH_REPLICAS under min.insync.replicas.
+            replicas.check_append(topic, index, acks)
+        elif acks == -1 and broker.config.min_insync_replicas > 1:
             # The in-sync replica set of a single broker is just itself.
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS,
                              "The size of the current ISR 1 is insufficient to satisfy the "
@@ -127,8 +133,18 @@ async def append_partition(broker, topic: str, index: int, records, version: int
             conformed = RecordRules.of(log.config, strict=strict) == rules
         if header is not None and header.is_transactional:
             verify_transaction(broker, transactional_id, log, topic, index, header, version)
-        result = log.append(records, leader_epoch=broker.leader_epoch,
-                            now_ms=broker.clock.wall_ms(), batches=batches, conformed=conformed)
+        if replicas is None:
+            result = log.append(records, leader_epoch=broker.leader_epoch,
+                                now_ms=broker.clock.wall_ms(), batches=batches,
+                                conformed=conformed)
+        else:
+            hosted = replicas.check_append(topic, index, acks)   # again, after any await
+            result = log.append(records, leader_epoch=hosted.state.leader_epoch,
+                                now_ms=broker.clock.wall_ms(), batches=batches,
+                                conformed=conformed)
+            replicas.appended(hosted)
+            if acks == -1 and replication is not None:
+                replication.append((None, hosted, result.last_offset + 1))
     except RecordValidationError as e:
         return _error(index, e.code, e.message, e.record_errors, log.log_start_offset)
     except KafkaError as e:
@@ -138,7 +154,28 @@ async def append_partition(broker, topic: str, index: int, records, version: int
                                  log_start_offset=result.log_start_offset)
     if flushes is not None and log.awaits_flush(result.last_offset + 1):
         flushes.append((response, log, result.last_offset + 1))
+    if replication and replication[-1][0] is None:
+        replication[-1] = (response,) + replication[-1][1:]
     return response
+
+
+async def wait_for_replication(broker, waits: list, timeout_ms: int) -> None:
+    """acks=all in a cluster: each partition's answer waits until the ISR has its batch
+    (Kafka's delayed produce), all of them up to the request's `timeout_ms`."""
+    deadline = broker.clock.monotonic() + max(0, timeout_ms) / 1000
+    replicas = broker.cluster.replicas
+
+    async def wait_one(response, hosted, upto: int) -> None:
+        code = await replicas.wait_for_replicas(hosted, upto, deadline)
+        if code:
+            response.error_code = code
+            response.error_message = {
+                ErrorCode.REQUEST_TIMED_OUT: "Timed out waiting for the in-sync replicas",
+            }.get(code)
+
+    async with trio.open_nursery() as nursery:
+        for item in waits:
+            nursery.start_soon(wait_one, *item)
 
 
 async def flush_appended(broker, flushes: list) -> None:
@@ -167,6 +204,7 @@ async def handle(broker, request, ctx):
     topics = []
     failed = False
     flushes = []
+    replication = [] if broker.cluster is not None and acks == -1 else None
     for td in request.topic_data:
         name = td.name
         if version >= 13:
@@ -183,7 +221,7 @@ async def handle(broker, request, ctx):
                 pr = _error(pd.index, ErrorCode.UNKNOWN_TOPIC_ID)
             else:
                 pr = await append_partition(broker, name, pd.index, pd.records, version, acks,
-                                            request.transactional_id, flushes)
+                                            request.transactional_id, flushes, replication)
             if pr.error_code:
                 failed = True
             parts.append(pr)
@@ -191,6 +229,8 @@ async def handle(broker, request, ctx):
     if flushes:
         await flush_appended(broker, flushes)
         failed = failed or any(response.error_code for response, _, _ in flushes)
+    if replication:
+        await wait_for_replication(broker, replication, request.timeout_ms)
     if acks == 0:
         if failed:
             ctx.connection.closing = True

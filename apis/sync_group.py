@@ -17,6 +17,7 @@ request and the answer (KIP-559).
 """
 
 from trioka.wire.api_keys import ApiKey
+from trioka.wire.error_response import error_response
 from trioka.wire.protocol import response_class
 
 Response = response_class(ApiKey.SYNC_GROUP)
@@ -24,12 +25,20 @@ Response = response_class(ApiKey.SYNC_GROUP)
 
 async def handle(broker, request, ctx):
     version = ctx.api_version
+    error = broker.groups.coordinator_error(request.group_id)
+    if error:   # a node of a cluster that does not coordinate the group
+        return error_response(ApiKey.SYNC_GROUP, version, request, error)
     result = await broker.groups.classic.sync_group(
         request.group_id, request.generation_id, request.member_id,
         group_instance_id=request.group_instance_id if version >= 3 else None,
         protocol_type=request.protocol_type if version >= 5 else None,
         protocol_name=request.protocol_name if version >= 5 else None,
         assignments={a.member_id: a.assignment for a in request.assignments})
+    if result.error == 0:
+        # The group's new generation is answered once the ISR has its record (acks=-1).
+        error = await broker.groups.replicated(request.group_id)
+        if error:
+            return error_response(ApiKey.SYNC_GROUP, version, request, error)
     return Response(throttle_time_ms=0, error_code=result.error,
                     protocol_type=result.protocol_type, protocol_name=result.protocol_name,
                     assignment=result.assignment)

@@ -65,12 +65,17 @@ async def handle(broker, request, ctx):
                                                  p.committed_metadata or "", now_ms)
                 codes[key] = ErrorCode.NONE
     try:
+        broker.groups.check_coordinator(request.group_id)
         _check_transaction(broker, request, version)
         broker.groups.offsets.txn_offset_commit(request.group_id, request.producer_id,
                                         request.producer_epoch, request.generation_id,
                                         request.member_id, request.group_instance_id, offsets)
     except KafkaError as e:
         codes = {key: e.code for key in codes}
+    else:
+        error = await broker.groups.replicated(request.group_id)   # acks=-1 in a cluster
+        if error:
+            codes = {key: error for key in codes}
     topics: dict[str, list] = {}
     for (name, index), code in codes.items():
         topics.setdefault(name, []).append(PartitionResult(partition_index=index,

@@ -822,11 +822,45 @@ def worker_scale_consumers(spec: dict) -> None:
            "client_cpu_s": _cpu() - cpu0})
 
 
+def worker_idle_fetchers(spec: dict) -> None:
+    """`consumers` long-polling consumers (LongPollFetcher) of partitions that get no data, for
+    bench/stalls.py: all connected first, then, at `go`, every first Fetch sent in one go, so
+    their fetch.max.wait.ms timeouts expire together at the broker, again and again, until `stop`
+    on stdin. Reports how many answers came back."""
+    import resource
+    import selectors
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    topic, partitions = spec["topic"], spec["partitions"]
+    fetchers = [LongPollFetcher(spec["port"], {(topic, k % partitions): [0, 0]},
+                                spec["max_wait_ms"]) for k in range(spec["consumers"])]
+    sel = selectors.DefaultSelector()
+    for f in fetchers:
+        sel.register(f.sock, selectors.EVENT_READ, f)
+    sel.register(0, selectors.EVENT_READ, None)
+    _wait_for_go()
+    for f in fetchers:
+        f.send_next()
+    while True:
+        stop = False
+        for key, _ in sel.select(timeout=0.2):
+            if key.data is None:
+                line = os.read(0, 64)
+                stop = not line or b"stop" in line
+                continue
+            key.data.readable(False)
+        if stop:
+            break
+    _done({"responses": sum(f.responses for f in fetchers),
+           "session_resets": sum(f.session_resets for f in fetchers),
+           "partition_errors": sum(f.partition_errors for f in fetchers)})
+
+
 WORKERS = {"produce": worker_produce, "consume": worker_consume,
            "latency-producer": worker_latency_producer,
            "latency-consumer": worker_latency_consumer,
            "loop-lag": worker_loop_lag, "scale-producer": worker_scale_producer,
-           "scale-consumers": worker_scale_consumers}
+           "scale-consumers": worker_scale_consumers, "idle-fetchers": worker_idle_fetchers}
 
 
 # ------------------------------------------------------------------------------ the phases

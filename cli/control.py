@@ -7,6 +7,9 @@
     trioka control list [--json]
     trioka control clear [ID]
     trioka control down | up
+    trioka control node list [--json]
+    trioka control node stop | kill | start | isolate | heal ID
+    trioka control node slow ID --ms N
 
 Every command takes `--admin http://HOST:PORT` (default: $TRIOKA_ADMIN), the address the broker
 printed at the end of its ready line when started with `--admin-listener`. Unlike the other tools
@@ -14,6 +17,12 @@ this is not Kafka's protocol: it works against trioka only. The rules and what t
 described in controls.py; `add` prints the rule's id and what it does, `list` a table with how
 many requests each rule matched and was applied to. Exit status 0 on success, 1 when the endpoint
 refused or could not be reached, 2 for a usage error.
+
+`node` drives the nodes of `trioka serve --nodes N` (node/cluster.py): `stop` is a controlled
+shutdown, `kill` an abrupt one as SIGKILL (no flush, no checkpoint), `start` brings the node back
+(recovering from its log dir), `isolate` cuts it off from the other nodes (clients still reach
+it), `heal` ends its faults, `slow` delays its replica fetches by N ms. A single broker takes
+isolate, heal and slow only.
 """
 
 import json
@@ -25,6 +34,14 @@ import urllib.request
 from trioka.cli import UsageError, fail, print_table
 
 ACTIONS = ("error", "delay", "disconnect", "drop_response")
+NODE_ACTIONS = {
+    "stop": "controlled shutdown, then a clean one",
+    "kill": "stop at once, as SIGKILL: no flush, no checkpoint, no clean close",
+    "start": "start a stopped or killed node (it recovers from its log dir)",
+    "isolate": "cut the node off from the other nodes (clients still reach it)",
+    "heal": "end the node's faults (isolation, slowness)",
+    "slow": "delay the node's replica fetches",
+}
 
 
 def add_parser(sub) -> None:
@@ -62,7 +79,23 @@ def add_parser(sub) -> None:
     compaction.set_defaults(run=lambda args: run_now(args, "compaction"))
     up = actions.add_parser("up", help="serve clients again")
     up.set_defaults(run=lambda args: set_state(args, "up"))
-    for q in (add, ls, clear, down, up, retention, compaction):
+    node = actions.add_parser("node", help="stop, kill, start, isolate, heal or slow a node",
+                              description="The node controls of a trioka cluster.")
+    node_actions = node.add_subparsers(dest="node_action", metavar="NODE_ACTION", required=True)
+    node_parsers = []
+    nodes = node_actions.add_parser("list", help="the nodes and their state")
+    nodes.add_argument("--json", action="store_true", help="the admin endpoint's JSON as it is")
+    nodes.set_defaults(run=list_nodes)
+    node_parsers.append(nodes)
+    for action, what in NODE_ACTIONS.items():
+        q = node_actions.add_parser(action, help=what)
+        q.add_argument("id", type=int, help="the node's node.id")
+        if action == "slow":
+            q.add_argument("--ms", type=int, required=True, metavar="N",
+                           help="delay each replica fetch by N ms (0: no delay)")
+        q.set_defaults(run=lambda args, action=action: node_control(args, action))
+        node_parsers.append(q)
+    for q in (add, ls, clear, down, up, retention, compaction, *node_parsers):
         q.add_argument("--admin", default=os.environ.get("TRIOKA_ADMIN"),
                        metavar="http://HOST:PORT",
                        help="the broker's admin endpoint (default: $TRIOKA_ADMIN)")
@@ -181,6 +214,39 @@ def set_state(args, state: str) -> int:
     call(args, "POST", f"/controls/{state}")
     print("The broker is down: client connections are closed until `trioka control up`."
           if state == "down" else "The broker is up.")
+    return 0
+
+
+def node_summary(node: dict) -> str:
+    """`node 2 running (broker), isolated, slow 200 ms`, from a node's JSON."""
+    faults = (["isolated"] if node.get("isolated") else []) + \
+        ([f"slow {node['slow_ms']} ms"] if node.get("slow_ms") else [])
+    return (f"Node {node['id']} {node['state']} ({','.join(node.get('roles', []))})"
+            + "".join(f", {f}" for f in faults))
+
+
+@_run
+def list_nodes(args) -> int:
+    state = call(args, "GET", "/nodes")
+    if args.json:
+        json.dump(state, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    rows = [[n["id"], n["state"], ",".join(n["roles"]), " ".join(n["listeners"]),
+             "yes" if n["isolated"] else "no", n["slow_ms"]] for n in state["nodes"]]
+    print_table(["ID", "STATE", "ROLES", "LISTENERS", "ISOLATED", "SLOW-MS"], rows)
+    return 0
+
+
+@_run
+def node_control(args, action: str) -> int:
+    if args.id < 0:
+        raise UsageError(f"node id {args.id} is not a node.id")
+    body = {"ms": args.ms} if action == "slow" else None
+    if action == "slow" and args.ms < 0:
+        raise UsageError(f"--ms {args.ms}: a delay is 0 or more milliseconds")
+    node = call(args, "POST", f"/nodes/{args.id}/{action}", body)
+    print(node_summary(node) + ".")
     return 0
 
 

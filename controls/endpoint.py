@@ -11,6 +11,25 @@ printed at the end of the ready line as `admin http://HOST:PORT`).
     POST   /retention           run a retention pass now -> {"segments_deleted": N}
     POST   /compaction          clean every compacted log now -> {"partitions_cleaned": N}
 
+The node controls (node/cluster.py), for the nodes of `trioka serve --nodes N`:
+
+    GET    /nodes               {"nodes": [{"id": 1, "state": "running", "roles": [...],
+                                            "listeners": [...], "isolated": false,
+                                            "slow_ms": 0}, ...]}
+    GET    /nodes/ID            one node, as above
+    POST   /nodes/ID/stop       controlled shutdown, then a clean one -> the node
+    POST   /nodes/ID/kill       as SIGKILL: no flush, no checkpoint, no clean close -> the node
+    POST   /nodes/ID/start      start it again (recovering from its log dir) -> the node
+    POST   /nodes/ID/isolate    cut it off from the other nodes -> the node
+    POST   /nodes/ID/heal       end its faults -> the node
+    POST   /nodes/ID/slow       {"ms": N}: delay its replica fetches -> the node
+    ...    /nodes/ID/controls, /nodes/ID/retention, /nodes/ID/compaction
+                                the routes above, on that node (plain /controls: node 1)
+
+An unknown node is 404, a bad body 400, a control on a node that is not running 409. A single
+broker (no --nodes) lists itself as its one node and takes isolate, heal and slow; it cannot
+stop, kill or start itself from its own endpoint (409): signal its process instead.
+
 A rule's JSON is controls.Rule's fields: {"action": "error", "api": "Produce",
 "error": "NOT_LEADER_OR_FOLLOWER", "count": 3}; an invalid one is answered 400 with
 {"error": "..."}. One request per connection (`Connection: close`); a request must arrive whole
@@ -30,9 +49,12 @@ log = logging.getLogger("trioka.admin")
 REQUEST_TIMEOUT_S = 10.0
 MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1024 * 1024
+# A node control (a stop waits for the controlled and the graceful shutdown) may take this long.
+NODE_ACTION_TIMEOUT_S = 60.0
+NODE_ACTIONS = ("stop", "kill", "start", "isolate", "heal", "slow")
 _REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found",
-            405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
-            500: "Internal Server Error"}
+            405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+            413: "Payload Too Large", 500: "Internal Server Error"}
 
 
 class HttpError(Exception):
@@ -120,6 +142,108 @@ def route(controls: Controls, method: str, path: str, body: bytes) -> tuple[int,
     raise HttpError(405, f"{method} /controls/{what}: use GET or DELETE")
 
 
+class OneBroker:
+    """The nodes of a single broker (no --nodes), as the endpoint sees them: this one. Its
+    NodeControls take isolate, heal and slow; stop, kill and start are refused."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def _check(self, node_id: int | None) -> None:
+        if node_id is not None and node_id != self.server.broker.node_id:
+            raise LookupError(f"no node {node_id} (this broker is node "
+                              f"{self.server.broker.node_id})")
+
+    def describe(self) -> list[dict]:
+        broker = self.server.broker
+        roles = [r.strip() for r in self.server.config.process_roles.split(",") if r.strip()]
+        return [{"id": broker.node_id, "state": "running", "roles": roles,
+                 "listeners": [repr(lst) for lst in self.server.listeners],
+                 **broker.node_controls.state()}]
+
+    def controls_of(self, node_id: int | None = None) -> Controls:
+        self._check(node_id)
+        return self.server.controls
+
+    async def act(self, node_id: int, action: str, ms: int | None = None) -> dict:
+        self._check(node_id)
+        controls = self.server.broker.node_controls
+        if action in ("stop", "kill", "start"):
+            raise HttpError(409, f"a single broker cannot {action} itself from its own admin "
+                                 f"endpoint: signal its process (SIGTERM stops it cleanly, "
+                                 f"SIGKILL kills it), or run several nodes with `trioka serve "
+                                 f"--nodes N` to control them from here")
+        if action == "isolate":
+            controls.isolate()
+        elif action == "heal":
+            controls.heal()
+        elif action == "slow":
+            controls.slow(ms)
+        else:
+            raise ValueError(f"no node control {action!r}")
+        return self.describe()[0]
+
+
+def _node_id(text: str) -> int:
+    if not text.isdigit():
+        raise HttpError(404, f"no node {text}: node ids are numbers")
+    return int(text)
+
+
+def _slow_ms(body: bytes) -> int:
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, RecursionError):
+        raise HttpError(400, 'the body must be JSON: {"ms": N}') from None
+    ms = data.get("ms") if isinstance(data, dict) else None
+    if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
+        raise HttpError(400, f'the body must be {{"ms": N}} with N a whole number of '
+                             f'milliseconds, 0 or more, not {body[:100].decode("latin-1")!r}')
+    return ms
+
+
+async def route_nodes(nodes, method: str, path: str, body: bytes) -> tuple[int, object]:
+    """(status, JSON value) for a /nodes request; `nodes` is a LocalCluster or a OneBroker."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if nodes is None:
+        raise HttpError(404, "no nodes here")
+    try:
+        if len(parts) == 1:
+            if method != "GET":
+                raise HttpError(405, f"{method} /nodes: use GET")
+            return 200, {"nodes": nodes.describe()}
+        node_id = _node_id(parts[1])
+        if len(parts) == 2:
+            if method != "GET":
+                raise HttpError(405, f"{method} {path}: use GET, or POST to /nodes/{node_id}/"
+                                     f"ACTION")
+            for node in nodes.describe():
+                if node["id"] == node_id:
+                    return 200, node
+            raise LookupError(f"no node {node_id}")
+        if parts[2] in ("controls", "retention", "compaction"):
+            controls = nodes.controls_of(node_id)
+            return answer(controls, method, "/" + "/".join(parts[2:]), body)
+        if len(parts) > 3 or parts[2] not in NODE_ACTIONS:
+            raise HttpError(404, f"no such resource {path}; the node controls are "
+                                 f"{', '.join(NODE_ACTIONS)}")
+        if method != "POST":
+            raise HttpError(405, f"{method} {path}: use POST")
+        ms = _slow_ms(body) if parts[2] == "slow" else None
+        with trio.move_on_after(NODE_ACTION_TIMEOUT_S) as scope:
+            node = await nodes.act(node_id, parts[2], ms)
+        if scope.cancelled_caught:
+            raise HttpError(500, f"{parts[2]} of node {node_id} took longer than "
+                                 f"{NODE_ACTION_TIMEOUT_S:g} s")
+        return 200, node
+    except LookupError as e:
+        raise HttpError(404, str(e.args[0] if e.args else e)) from None
+    except ValueError as e:
+        raise HttpError(400, str(e)) from None
+    except RuntimeError as e:
+        raise HttpError(409, str(e)) from None
+
+
 def answer(controls: Controls, method: str, path: str, body: bytes) -> tuple[int, object]:
     """`route`, with any failure of the operation answered 500: whatever one request does,
     the endpoint (and the broker it runs in) stays up."""
@@ -168,17 +292,37 @@ async def _read_request(stream) -> tuple[str, str, bytes]:
     return method, target, bytes(body[:length])
 
 
-async def handle_connection(controls: Controls, stream) -> None:
-    """Serve one request on `stream` (any trio stream) and close it."""
+async def handle_connection(controls: Controls | None, stream, nodes=None) -> None:
+    """Serve one request on `stream` (any trio stream) and close it. `controls` None: the
+    default node's (`nodes.controls_of()`, node 1 of a cluster)."""
     try:
-        with trio.move_on_after(REQUEST_TIMEOUT_S):
-            method = target = "?"
+        method = target = "?"
+        status = value = None
+        with trio.move_on_after(REQUEST_TIMEOUT_S) as reading:
             try:
                 method, target, body = await _read_request(stream)
-                status, value = answer(controls, method, target, body)
             except HttpError as e:
                 status, value = e.status, {"error": str(e)}
-            log.info("admin endpoint: %s %s -> %d", method, target, status)
+        if reading.cancelled_caught:
+            return
+        if status is None:
+            try:
+                if target.split("?", 1)[0].strip("/").split("/")[0] == "nodes":
+                    status, value = await route_nodes(nodes, method, target, body)
+                else:
+                    if controls is None:
+                        try:
+                            controls = nodes.controls_of(None)
+                        except RuntimeError as e:
+                            raise HttpError(409, str(e)) from None
+                    status, value = answer(controls, method, target, body)
+            except HttpError as e:
+                status, value = e.status, {"error": str(e)}
+            except Exception as e:
+                log.exception("admin endpoint: %s %s failed", method, target)
+                status, value = 500, {"error": f"{type(e).__name__}: {e}"}
+        log.info("admin endpoint: %s %s -> %d", method, target, status)
+        with trio.move_on_after(REQUEST_TIMEOUT_S):
             await stream.send_all(response_bytes(status, value))
     except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
@@ -186,12 +330,18 @@ async def handle_connection(controls: Controls, stream) -> None:
         await trio.aclose_forcefully(stream)
 
 
-async def serve(controls: Controls, address: str, *,
+async def serve(controls: Controls | None, address: str, nodes=None, *,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Listen on `address` (HOST:PORT, port 0 for a free one) until cancelled; reports the bound
-    (host, port) through task_status."""
+    (host, port) through task_status. `nodes` (a LocalCluster, or OneBroker) serves /nodes;
+    `controls` None serves /controls from the default node of `nodes`."""
     host, port = parse_address(address)
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()
     task_status.started((host, bound[1]))
-    await trio.serve_listeners(lambda stream: handle_connection(controls, stream), listeners)
+    try:
+        await trio.serve_listeners(lambda stream: handle_connection(controls, stream, nodes),
+                                   listeners)
+    finally:
+        for listener in listeners:
+            listener.socket.close()

@@ -92,11 +92,16 @@ class ClassicGroupProtocol:
     def unload(self) -> None:
         """Answer every parked JoinGroup and SyncGroup NOT_COORDINATOR (the coordinator stops)."""
         for group in self.groups.values():
-            for m in group.members.values():
-                if m.join_waiter is not None:
-                    m.join_waiter.complete(_error_join(ErrorCode.NOT_COORDINATOR, m.member_id))
-                if m.sync_waiter is not None:
-                    m.sync_waiter.complete(SyncResult(error=ErrorCode.NOT_COORDINATOR))
+            self.unload_group(group)
+
+    def unload_group(self, group: ClassicGroup) -> None:
+        """Answer the group's parked JoinGroup and SyncGroup NOT_COORDINATOR (this node no
+        longer coordinates it: its members look for the coordinator again)."""
+        for m in group.members.values():
+            if m.join_waiter is not None:
+                m.join_waiter.complete(_error_join(ErrorCode.NOT_COORDINATOR, m.member_id))
+            if m.sync_waiter is not None:
+                m.sync_waiter.complete(SyncResult(error=ErrorCode.NOT_COORDINATOR))
 
     def expire(self, now: float) -> None:
         """Apply every deadline at or before `now`: pending members and sessions that ran out,

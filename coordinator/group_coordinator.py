@@ -1,7 +1,12 @@
 """GroupCoordinator (`broker.groups`): consumer groups and their committed offsets.
 
-Every group id maps to a partition of `__consumer_offsets` whose leader is the group's coordinator;
-this broker leads them all, so it coordinates every group. As Kafka's GroupCoordinatorShard, this
+Every group id maps to a partition of `__consumer_offsets` whose leader is the group's coordinator.
+A single broker leads them all, so it coordinates every group. A node of a cluster coordinates
+the groups of the partitions it leads (coordinator/ownership.py): it loads a partition's groups
+and offsets when it becomes its leader (COORDINATOR_LOAD_IN_PROGRESS meanwhile), unloads them
+when it stops (their parked JoinGroup/SyncGroup answered NOT_COORDINATOR), and answers the groups
+of other partitions NOT_COORDINATOR (`check_coordinator`); its writes are answered once the ISR
+has them (`replicated`). As Kafka's GroupCoordinatorShard, this
 is the composition of the parts, each in its own module:
 
     group_metadata_manager.py   the groups of both kinds, lookups, conversion between the kinds,
@@ -48,6 +53,7 @@ from trioka.coordinator.group_state import GroupState
 from trioka.coordinator.offset_metadata_manager import Offsets, OffsetMetadataManager
 from trioka.coordinator.offsets import (GROUP_METADATA_KEY_VERSION, OffsetsTopic, decode_key,
                                         decode_offset_commit_value)
+from trioka.coordinator.ownership import CoordinatorPartitions, replicated
 from trioka.log.topics import OFFSETS_TOPIC
 from trioka.wire import schema
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -56,19 +62,32 @@ from trioka.wire.types import DecodeError
 log = logging.getLogger("trioka.coordinator")
 
 OFFSET_METADATA_MAX_BYTES = 4096   # Kafka's offset.metadata.max.bytes
+# Kafka's offsets.commit.timeout.ms: how long a write of the coordinator may wait for the ISR.
+OFFSETS_COMMIT_TIMEOUT_MS = 5000
 
 
 class GroupCoordinator:
     def __init__(self, config, logs, *, clock: Clock | None = None, on_append=None,
-                 offset_metadata_max_bytes: int = OFFSET_METADATA_MAX_BYTES):
+                 offset_metadata_max_bytes: int = OFFSET_METADATA_MAX_BYTES, cluster=None,
+                 topic_creation=None, spawn=None):
         self.clock = clock if clock is not None else Clock()
         self.offset_metadata_max_bytes = offset_metadata_max_bytes
-        self.topic = OffsetsTopic(logs, config.offsets_topic_num_partitions, on_append)
+        self.topic = OffsetsTopic(logs, config.offsets_topic_num_partitions, on_append, cluster)
         self.consumer_settings = ConsumerGroupSettings.from_config(config)
         self.metadata = GroupMetadataManager(self.topic, self.clock)
         self.classic = ClassicGroupProtocol(config, self.metadata, self.clock, self._schedule)
-        self.consumer = ConsumerGroupProtocol(self.consumer_settings, self.metadata, logs,
+        self.consumer = ConsumerGroupProtocol(self.consumer_settings, self.metadata,
+                                              logs if cluster is None else _ClusterTopics(cluster),
                                               self.clock, self._schedule)
+        # A node of a cluster: the partitions of `__consumer_offsets` it coordinates (None on a
+        # single broker, which coordinates every group), the creation of the topic through the
+        # controller (FindCoordinator starts it), and `spawn(async_fn, *args) -> bool` to load
+        # a partition in the background (None, or False returned: it loads at once).
+        self.cluster = cluster
+        self.partitions = CoordinatorPartitions(OFFSETS_TOPIC) if cluster is not None else None
+        self.topic_creation = topic_creation
+        self.spawn = spawn
+        self.write_timeout_ms = OFFSETS_COMMIT_TIMEOUT_MS
         self.offsets = OffsetMetadataManager(config, self.metadata)
         self._wakeup = trio.Event()
         self._armed = math.inf      # when the timer task will next run expire()
@@ -94,12 +113,21 @@ class GroupCoordinator:
     # ------------------------------------------------------------------------------ loading
 
     def open(self) -> None:
-        """Replay `__consumer_offsets`: the last record of each key wins, tombstones delete."""
+        """Replay `__consumer_offsets`: the last record of each key wins, tombstones delete. A
+        node of a cluster loads nothing now: each partition loads when it becomes its leader."""
+        now = self.clock.monotonic()
+        if self.partitions is None:
+            self._load(self.topic.replay())
+        self._next_offsets_check = now + self.offsets_check_interval_ms / 1000
+
+    def _load(self, records) -> None:
+        """Add the groups and offsets of `records` (the last record of each key wins,
+        tombstones delete; `self.topic.open_transactions` holds what they left open)."""
         now = self.clock.monotonic()
         classic_values: dict[str, object] = {}
         committed: dict[str, Offsets] = {}
         consumer_records: dict[tuple, object] = {}
-        for key, value in self.topic.replay():
+        for key, value in records:
             try:
                 version, k = decode_key(key)
                 if version in consumer_group.KEY_VERSIONS:
@@ -137,7 +165,74 @@ class GroupCoordinator:
                 pending.setdefault(producer_id, {}).setdefault(
                     k.group, {})[(k.topic, k.partition)] = decode_offset_commit_value(value)
         self.offsets.load(committed, pending)
-        self._next_offsets_check = now + self.offsets_check_interval_ms / 1000
+
+    # ------------------------------------------------------- a node of a cluster: ownership
+
+    def check_coordinator(self, group_id: str) -> None:
+        """KafkaError NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS unless this node
+        coordinates the group now (always does on a single broker)."""
+        if self.partitions is not None:
+            self.partitions.check(self.partition_for(group_id))
+
+    def coordinator_error(self, group_id: str) -> int:
+        """The code `check_coordinator` would raise; ErrorCode.NONE (0) when served."""
+        if self.partitions is None:
+            return ErrorCode.NONE
+        return self.partitions.error(self.partition_for(group_id))
+
+    async def replicated(self, group_id: str) -> int:
+        """Wait until what was written to the group's partition is on the whole ISR (acks=-1);
+        ErrorCode.NONE at once on a single broker. See ownership.replicated."""
+        if self.cluster is None:
+            return ErrorCode.NONE
+        return await replicated(self.cluster.replicas, self.clock, OFFSETS_TOPIC,
+                                self.partition_for(group_id), self.write_timeout_ms)
+
+    def on_leadership(self, hosted, is_leader: bool) -> None:
+        """The replica manager's leadership event: load a `__consumer_offsets` partition this
+        node now leads, unload one it no longer leads."""
+        if hosted.topic != OFFSETS_TOPIC:
+            return
+        if is_leader:
+            epoch = hosted.state.leader_epoch
+            if self.partitions.is_loading(hosted.index, epoch):
+                return
+            self.unload_partition(hosted.index)   # a new epoch: load again from the log
+            self.partitions.became_leader(hosted.index, epoch)
+            if self.spawn is None or not self.spawn(self._load_soon, hosted.index, epoch):
+                self.load_partition(hosted.index, epoch)
+        elif self.partitions.stopped_leading(hosted.index):
+            self.unload_partition(hosted.index)
+
+    async def _load_soon(self, index: int, epoch: int) -> None:
+        await trio.lowlevel.checkpoint()
+        self.load_partition(index, epoch)
+
+    def load_partition(self, index: int, epoch: int) -> bool:
+        """Replay the partition's groups and offsets (to its log end) and start serving them,
+        unless the leadership of `epoch` ended meanwhile. True when loaded."""
+        if not self.partitions.is_loading(index, epoch):
+            return False
+        try:
+            self._load(self.topic.replay_partition(index))
+        except KafkaError as e:
+            log.error("%s-%d could not be loaded: %s", OFFSETS_TOPIC, index, e.message)
+            return False
+        self.partitions.loaded(index, epoch)
+        self._schedule(self.clock.monotonic())   # the timers look at the loaded groups
+        log.info("loaded the groups of %s-%d (leader epoch %d)", OFFSETS_TOPIC, index, epoch)
+        return True
+
+    def unload_partition(self, index: int) -> None:
+        """Forget the groups and offsets of a partition this node no longer coordinates; their
+        parked requests are answered NOT_COORDINATOR."""
+        def mine(group_id: str) -> bool:
+            return self.partition_for(group_id) == index
+        for group_id in [g for g in self.groups if mine(g)]:
+            self.classic.unload_group(self.groups.pop(group_id))
+        for group_id in [g for g in self.consumer_groups if mine(g)]:
+            del self.consumer_groups[group_id]
+        self.offsets.forget_pending(mine)
 
     async def unload_when(self, shutting_down: trio.Event) -> None:
         """Answer every parked request when the broker shuts down (see `unload`)."""
@@ -194,6 +289,7 @@ class GroupCoordinator:
         also for a classic group)."""
         if not group_id:
             raise KafkaError(ErrorCode.INVALID_GROUP_ID)
+        self.check_coordinator(group_id)
         return self.metadata.consumer_group(group_id)
 
     def list_groups(self, states: list[str] | None = None,
@@ -226,6 +322,9 @@ class GroupCoordinator:
         return {group_id: self._delete_group(group_id) for group_id in group_ids}
 
     def _delete_group(self, group_id: str) -> int:
+        error = self.coordinator_error(group_id)
+        if error:
+            return error
         group = self.consumer_groups.get(group_id)
         if group is not None:
             if not group.is_empty():
@@ -255,3 +354,14 @@ def _replay_consumer_group_record(out: dict, version: int, key, value) -> None:
         out.pop((version, group_id, member_id), None)
     else:
         out[(version, group_id, member_id)] = consumer_group.decode_value(version, value)
+
+
+class _ClusterTopics:
+    """The topics a consumer group may subscribe to, on a node of a cluster: the metadata
+    image's (the log manager holds only the partitions assigned to this node)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def topics(self):
+        return [t for t in map(self.cluster.topic, self.cluster.topic_names()) if t is not None]

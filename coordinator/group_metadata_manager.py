@@ -37,9 +37,10 @@ class GroupMetadataManager:
 
     def load(self, groups: dict[str, ClassicGroup],
              consumer_groups: dict[str, ConsumerGroup]) -> None:
-        """The groups as `__consumer_offsets` left them (see GroupCoordinator.open)."""
-        self.groups = groups
-        self.consumer_groups = consumer_groups
+        """Add the groups as `__consumer_offsets` left them (see GroupCoordinator.open; a node
+        of a cluster loads one partition at a time)."""
+        self.groups.update(groups)
+        self.consumer_groups.update(consumer_groups)
 
     # --- lookups ---
 

@@ -52,7 +52,18 @@ class OffsetMetadataManager:
         for group_id, offsets in committed.items():
             if offsets:
                 self.metadata.get_or_create_group(group_id).offsets.update(offsets)
-        self.pending_txn_offsets = pending
+        for producer_id, groups in pending.items():
+            self.pending_txn_offsets.setdefault(producer_id, {}).update(groups)
+
+    def forget_pending(self, is_unloaded) -> None:
+        """Drop the pending transactional offsets of the groups `is_unloaded(group_id)` says
+        this node no longer coordinates."""
+        for producer_id in list(self.pending_txn_offsets):
+            groups = self.pending_txn_offsets[producer_id]
+            for group_id in [g for g in groups if is_unloaded(g)]:
+                del groups[group_id]
+            if not groups:
+                del self.pending_txn_offsets[producer_id]
 
     # ---------------------------------------------------------------------- commits
 

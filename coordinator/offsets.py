@@ -144,15 +144,19 @@ def decode_key(data) -> tuple[int, object | None]:
 class OffsetsTopic:
     """The `__consumer_offsets` partitions of a LogManager: appends and the replay at startup."""
 
-    def __init__(self, logs, num_partitions: int = 50, on_append=None):
+    def __init__(self, logs, num_partitions: int = 50, on_append=None, cluster=None):
         self.logs = logs
         self.configured_partitions = num_partitions
         self.on_append = on_append     # called after every append (wakes long-polling fetches)
+        # A node of a cluster (node/cluster_link.py): the topic is the controller's (created by
+        # FindCoordinator), and records go only to partitions this node leads.
+        self.cluster = cluster
 
     @property
     def num_partitions(self) -> int:
         """The topic's partition count once it exists (it is not changed afterwards)."""
-        topic = self.logs.topic(OFFSETS_TOPIC)
+        topic = self.logs.topic(OFFSETS_TOPIC) if self.cluster is None else \
+            self.cluster.topic(OFFSETS_TOPIC)
         return topic.num_partitions if topic is not None else self.configured_partitions
 
     def partition_for(self, group_id: str) -> int:
@@ -166,15 +170,24 @@ class OffsetsTopic:
         the transaction's COMMIT marker follows it."""
         if not records:
             return
+        hosted = None
         try:
-            if self.logs.topic(OFFSETS_TOPIC) is None:
-                self.logs.create_topic(OFFSETS_TOPIC, self.configured_partitions,
-                                       dict(OFFSETS_TOPIC_CONFIGS), now_ms=now_ms)
-            partition = self.logs.partition(OFFSETS_TOPIC, self.partition_for(group_id))
+            if self.cluster is not None:
+                # Only the leader writes, with enough replicas in sync for acks=all.
+                hosted = self.cluster.replicas.check_append(
+                    OFFSETS_TOPIC, self.partition_for(group_id), -1)
+                partition = hosted.log
+            else:
+                if self.logs.topic(OFFSETS_TOPIC) is None:
+                    self.logs.create_topic(OFFSETS_TOPIC, self.configured_partitions,
+                                           dict(OFFSETS_TOPIC_CONFIGS), now_ms=now_ms)
+                partition = self.logs.partition(OFFSETS_TOPIC, self.partition_for(group_id))
             batch = encode_batch([(key, value, [], now_ms) for key, value in records],
                                  producer_id=producer_id, producer_epoch=producer_epoch,
                                  transactional=producer_id >= 0)
             partition.append(batch, now_ms=now_ms, origin=AppendOrigin.COORDINATOR)
+            if hosted is not None:
+                self.cluster.replicas.appended(hosted)   # the HW may move at once
         except KafkaError as e:
             mapped = coordinator_append_error(
                 e, f"Cannot write the records of group {group_id} to {OFFSETS_TOPIC}",
@@ -196,12 +209,23 @@ class OffsetsTopic:
             yield from self._replay_partition(self.logs.partition(OFFSETS_TOPIC, index),
                                               self.open_transactions)
 
+    def replay_partition(self, index: int) -> Iterator[tuple[bytes, bytes | None]]:
+        """Every record that counts of one partition this node has just become the leader of,
+        to its log end (Kafka's coordinator loads a partition to its end: the new leader's log
+        is what the ISR has). Transactions still open are left in `open_transactions`."""
+        self.open_transactions = {}
+        partition = self.logs.partition(OFFSETS_TOPIC, index, reading=True)
+        yield from self._replay_partition(partition, self.open_transactions,
+                                          partition.log_end_offset)
+
     @staticmethod
-    def _replay_partition(partition, left_open: dict) -> Iterator[tuple[bytes, bytes | None]]:
+    def _replay_partition(partition, left_open: dict,
+                          upto: int | None = None) -> Iterator[tuple[bytes, bytes | None]]:
         pending: dict[int, list] = {}     # producer id -> records of its open transaction
         offset = partition.log_start_offset
-        while offset < partition.high_watermark:
-            read = partition.read(offset, 1 << 20)
+        end = partition.high_watermark if upto is None else upto
+        while offset < end:
+            read = partition.read(offset, 1 << 20, isolation_upper=end)
             try:
                 batches = list(iter_batches(read.records))
             except KafkaError as e:

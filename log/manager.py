@@ -81,6 +81,11 @@ class LogDirError(Exception):
     another node or cluster. The broker must not start."""
 
 
+# The KRaft metadata log's directory (controller/quorum_controller.py), which may share the data
+# dir (`metadata.log.dir` defaults to it): Kafka's LogManager does not load it as a topic.
+METADATA_PARTITION_DIR = "__cluster_metadata-0"
+
+
 def partition_dir_name(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
 
@@ -124,6 +129,12 @@ class TopicInfo:
     @property
     def num_partitions(self) -> int:
         return len(self.partitions)
+
+    @property
+    def logs(self) -> list[PartitionLog]:
+        """The partition logs this node holds: all of them on a single node; in a cluster only
+        those it has a replica of (`partitions` has None for the others)."""
+        return [partition for partition in self.partitions if partition is not None]
 
     def __repr__(self) -> str:
         return f"TopicInfo({self.name!r}, {uuid_to_base64(self.topic_id)}, {len(self.partitions)})"
@@ -169,6 +180,31 @@ class TopicCreation:
         self.dirs_made = True
 
 
+class TopicDeletion:
+    """A deleted topic's partition dirs, renamed `<topic>-<p>.<uuid hex>-delete` and removed by
+    `rename_dirs` and `remove_dirs` (blocking, for a worker thread: they touch nothing but
+    files). LogManager.begin_topic_deletion makes one; end_topic_deletion frees the name once
+    the dirs are renamed. An I/O error takes the dir offline; a restart removes any `-delete`
+    dir left."""
+    __slots__ = ("name", "topic_id", "files", "moves", "renamed")
+
+    def __init__(self, name: str, topic_id: uuid.UUID, files, moves: list[tuple[str, str]]):
+        self.name = name
+        self.topic_id = topic_id
+        self.files = files
+        self.moves = moves              # (partition dir, its `-delete` name)
+        self.renamed: list[str] = []    # the `-delete` dirs made so far
+
+    def rename_dirs(self) -> None:
+        for directory, doomed in self.moves:
+            self.files.rename(directory, doomed)
+            self.renamed.append(doomed)
+
+    def remove_dirs(self) -> None:
+        for doomed in self.renamed:
+            self.files.remove_tree(doomed)
+
+
 def make_partition_dir(files, topic: str, index: int, topic_id: uuid.UUID) -> str:
     """A new partition's dir (replacing one left by an interrupted deletion) with its
     `partition.metadata` (whose directory fsync makes every name in the dir durable) and its
@@ -194,8 +230,13 @@ class LogManager:
     by every call that opens or creates partitions."""
 
     def __init__(self, data_dir: str | None, *, clock=None, node_id: int = 1,
-                 default_config: LogConfig | None = None, cluster_id: str | None = None):
+                 default_config: LogConfig | None = None, cluster_id: str | None = None,
+                 replicated: bool = False):
         self.data_dir = data_dir
+        # A node of a cluster: the metadata log is the registry of topics (no topics file), and
+        # the node holds only the partitions it has a replica of (see host_partition).
+        self.replicated = replicated
+        self._stored_offsets: dict[str, dict[tuple[str, int], int]] = {}
         self.clock = clock
         self.files = DiskFiles(data_dir) if data_dir is not None else MemoryFiles()
         # Kafka's LogDirFailureChannel: every I/O error of the files takes the dir offline.
@@ -224,6 +265,8 @@ class LogManager:
         self._creating: dict[str, TopicCreation] = {}
         # Dirs of deleted partitions, renamed `...-delete`, for the caller to remove.
         self._deleted_dirs: list[str] = []
+        # Topics whose dirs are being renamed in a worker thread (TopicDeletion), by name.
+        self._deleting: dict[str, TopicDeletion] = {}
 
     # -------------------------------------------------------------------------------- startup
 
@@ -241,7 +284,14 @@ class LogManager:
         try:
             self._load_meta_properties()
             self.had_clean_shutdown = files.exists(CLEAN_SHUTDOWN_MARKER)
-            self._load_topics(now_ms)
+            if self.replicated:
+                # Logs open as the metadata assigns them (host_partition), from these.
+                self._stored_offsets = {
+                    path: self._read_checkpoint(path) for path in (
+                        RECOVERY_POINT_CHECKPOINT, LOG_START_OFFSET_CHECKPOINT,
+                        REPLICATION_OFFSET_CHECKPOINT)}
+            else:
+                self._load_topics(now_ms)
             # From now on a crash must be seen as unclean.
             files.remove(CLEAN_SHUTDOWN_MARKER)
         except KafkaError as exc:
@@ -365,8 +415,8 @@ class LogManager:
                 files.remove_tree(name)  # a topic deletion interrupted by a crash
                 continue
             parsed = parse_partition_dir_name(name)
-            if parsed is None or not files.is_dir(name):
-                continue
+            if parsed is None or name == METADATA_PARTITION_DIR or not files.is_dir(name):
+                continue   # not a partition; the KRaft metadata log is the controller's
             found.setdefault(parsed[0], set()).add(parsed[1])
         where = self.data_dir if self.data_dir is not None else "memory"
         count = sum(len(partitions) for partitions in found.values())
@@ -446,7 +496,7 @@ class LogManager:
         self._topics[topic.name] = topic
         self._topics_by_id[topic.topic_id] = topic
         if self._flushes_scheduled:
-            for partition in topic.partitions:
+            for partition in topic.logs:
                 partition.on_flush_due = self._flush_due
 
     def _write_topics_file(self) -> None:
@@ -538,7 +588,7 @@ class LogManager:
         does. Without a flusher (a log manager used on its own) nothing waits."""
         self._flushes_scheduled = True
         for info in self._topics.values():
-            for partition in info.partitions:
+            for partition in info.logs:
                 partition.on_flush_due = self._flush_due
 
     def _flush_due(self, partition: PartitionLog) -> None:
@@ -617,7 +667,7 @@ class LogManager:
             self._journal = None
         if self.failure_channel.offline:
             for info in self._topics.values():
-                for partition in info.partitions:
+                for partition in info.logs:
                     partition.close_handlers()
             log.warning("Log dir %s was offline: no checkpoint or clean-shutdown marker is "
                         "written, so the next start recovers it", self.failure_channel.log_dir)
@@ -628,6 +678,22 @@ class LogManager:
             partition.close()
         self._write_checkpoints()
         write_clean_shutdown_marker(self.files, CLEAN_SHUTDOWN_MARKER)
+        self.files.unlock()
+        self._opened = False
+
+    def abandon(self) -> None:
+        """What a killed process (SIGKILL) leaves behind: every file closed with nothing more
+        written (no flush, producer snapshot, checkpoint, topics file or clean-shutdown
+        marker), and the dir's lock released, as the kernel releases a dead process's locks.
+        The next open recovers each log from its recovery point."""
+        if not self._opened:
+            return
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        for info in self._topics.values():
+            for partition in info.logs:
+                partition.close_handlers()
         self.files.unlock()
         self._opened = False
 
@@ -658,7 +724,12 @@ class LogManager:
             # Kafka's words for a partition of an offline log dir (ReplicaManager).
             raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR,
                              f"Partition {topic}-{index} is in an offline log directory")
-        return info.partitions[index]
+        partition = info.partitions[index]
+        if partition is None:
+            # A cluster's partition this node has no replica of (Kafka's ReplicaManager).
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                             f"This server does not host {topic}-{index}")
+        return partition
 
     @property
     def offline(self) -> bool:
@@ -671,7 +742,7 @@ class LogManager:
         if self.failure_channel.failure is not None:
             return
         for info in self._topics.values():
-            yield from info.partitions
+            yield from info.logs
 
     def create_topic(self, name: str, num_partitions: int, configs: dict | None = None, *,
                      now_ms: int | None = None) -> uuid.UUID:
@@ -697,6 +768,9 @@ class LogManager:
         validate_topic_name(name)
         if name in self._topics or name in self._creating:
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists")
+        if name in self._deleting:
+            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS,
+                             f"Topic '{name}' is marked for deletion.")
         for existing in (*self._topics, *self._creating):
             if has_collision(name, existing):
                 raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
@@ -769,26 +843,49 @@ class LogManager:
         """Delete a topic and its data; returns its id. As Kafka does, each partition dir is
         first renamed to `<topic>-<p>.<random uuid hex>-delete` (so a crash midway leaves no
         half-deleted partition that could be loaded again), then removed: here, or, with
-        `remove_now=False`, by whoever takes `take_deleted_dirs()` (the broker, in a worker
-        thread, as Kafka's scheduler deletes them later). KAFKA_STORAGE_ERROR once the log dir
-        is offline."""
+        `remove_now=False`, by whoever takes `take_deleted_dirs()`. The broker instead does the
+        renames and removals in a worker thread (begin_topic_deletion). KAFKA_STORAGE_ERROR once
+        the log dir is offline."""
+        deletion = self.begin_topic_deletion(name)
+        try:
+            deletion.rename_dirs()
+        finally:
+            self.end_topic_deletion(deletion)
+        if remove_now:
+            deletion.remove_dirs()
+        else:
+            self._deleted_dirs.extend(deletion.renamed)
+        return deletion.topic_id
+
+    def begin_topic_deletion(self, name: str) -> "TopicDeletion":
+        """delete_topic in three steps, so that the disk work (a rename per partition, then
+        thousands of files removed) runs in a worker thread: this makes the topic gone at once
+        (unregistered, its deletion in the journal, its logs closed and its waiting fetches
+        woken) and reserves its name until `end_topic_deletion` (a new topic of that name
+        meanwhile is TOPIC_ALREADY_EXISTS, as Kafka answered for a topic marked for deletion);
+        then `deletion.rename_dirs()` and `deletion.remove_dirs()` in a worker thread."""
         if name not in self._topics:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"unknown topic {name!r}")
         self.failure_channel.check()
         topic = self._topics.pop(name)
         self._topics_by_id.pop(topic.topic_id, None)
         self._record_topic(name)
-        for partition in topic.partitions:
+        moves = []
+        for partition in topic.logs:
+            self.flush_due.discard(partition)
             partition.close(flush=False)
             partition.wake_waiters()   # its fetchers look it up again: UNKNOWN_TOPIC_OR_PARTITION
             suffix = f"-{partition.partition}.{uuid.uuid4().hex}-delete"
-            doomed = name[:255 - len(suffix)] + suffix
-            self.files.rename(partition.directory, doomed)
-            if remove_now:
-                self.files.remove_tree(doomed)
-            else:
-                self._deleted_dirs.append(doomed)
-        return topic.topic_id
+            moves.append((partition.directory, name[:255 - len(suffix)] + suffix))
+        deletion = TopicDeletion(name, topic.topic_id, self.files, moves)
+        self._deleting[name] = deletion
+        return deletion
+
+    def end_topic_deletion(self, deletion: "TopicDeletion") -> None:
+        """The deleted topic's dirs are renamed (or renaming failed: the dir went offline):
+        its name is free for a new topic."""
+        if self._deleting.get(deletion.name) is deletion:
+            del self._deleting[deletion.name]
 
     def take_deleted_dirs(self) -> list[str]:
         """The renamed dirs of deleted partitions not removed yet (delete_topic with
@@ -802,7 +899,7 @@ class LogManager:
         self.default_config = default_config
         for topic in self._topics.values():
             topic.config = LogConfig.from_configs(topic.configs, base=default_config)
-            for partition in topic.partitions:
+            for partition in topic.logs:
                 partition.update_config(topic.config)
 
     def set_topic_configs(self, name: str, configs: dict) -> LogConfig:
@@ -824,7 +921,7 @@ class LogManager:
         topic.ignored_configs = {k: v for k, v in topic.ignored_configs.items()
                                  if k not in configs}
         topic.overrides_unknown = bool(topic.ignored_configs)
-        for partition in topic.partitions:
+        for partition in topic.logs:
             partition.update_config(config)
         self._record_topic(name)
         return config
@@ -843,4 +940,109 @@ class LogManager:
         if self.failure_channel.offline:
             return 0
         return sum(p.delete_old_segments(now_ms) for info in self._topics.values()
-                   if not info.overrides_unknown for p in info.partitions)
+                   if not info.overrides_unknown for p in info.logs)
+
+    # ---------------------------------------------------------------------- a node of a cluster
+    #
+    # Kafka's KRaft brokers learn topics from the metadata log and open the log of each
+    # partition they have a replica of when the metadata says so. The topic registry here is
+    # then a copy of the metadata image's: TopicInfo.partitions has None for the partitions
+    # this node holds no replica of.
+
+    def host_partition(self, name: str, topic_id: uuid.UUID, index: int, num_partitions: int,
+                       overrides: dict[str, str], *, now_ms: int | None = None
+                       ) -> tuple[PartitionLog, int | None]:
+        """The log of a partition this node has a replica of: opened from its dir (recovered
+        from its recovery point after an unclean shutdown, as at a single broker's start), or
+        created empty. A dir of the same name holding another topic id (a deleted topic of the
+        same name) is removed first. Returns the log and the high watermark last checkpointed
+        for it (None if none), which the replica starts from."""
+        self.failure_channel.check()
+        topic = self._topics.get(name)
+        if topic is not None and topic.topic_id != topic_id:
+            self.forget_topic(name, delete=True)
+            topic = None
+        if topic is None:
+            overrides = dict(overrides)
+            topic = TopicInfo(name, topic_id, overrides,
+                              LogConfig.from_configs(overrides, base=self.default_config),
+                              [None] * num_partitions)
+            self._topics[name] = topic
+            self._topics_by_id[topic_id] = topic
+        while len(topic.partitions) < num_partitions:
+            topic.partitions.append(None)
+        existing = topic.partitions[index]
+        if existing is not None:
+            return existing, None
+        now_ms = self._now_ms(now_ms)
+        directory = partition_dir_name(name, index)
+        key = (name, index)
+        stored_id = None
+        if self.files.exists(f"{directory}/{PARTITION_METADATA}"):
+            try:
+                stored_id = read_partition_metadata(self.files,
+                                                    f"{directory}/{PARTITION_METADATA}")
+            except CheckpointError:
+                stored_id = None
+        if stored_id == topic_id:
+            partition = PartitionLog(
+                name, index, directory, self.files, topic.config,
+                recovery_point=self._stored_offsets.get(RECOVERY_POINT_CHECKPOINT, {}).get(key, 0),
+                log_start_offset=self._stored_offsets.get(LOG_START_OFFSET_CHECKPOINT,
+                                                          {}).get(key, 0),
+                clean_shutdown=bool(self.had_clean_shutdown), now_ms=now_ms)
+            high_watermark = self._stored_offsets.get(REPLICATION_OFFSET_CHECKPOINT, {}).get(key)
+        else:
+            if stored_id is not None:
+                log.info("Removing %s: it holds topic id %s, the metadata says %s", directory,
+                         uuid_to_base64(stored_id), uuid_to_base64(topic_id))
+            directory = make_partition_dir(self.files, name, index, topic_id)
+            partition = PartitionLog(name, index, directory, self.files, topic.config,
+                                     clean_shutdown=True, now_ms=now_ms)
+            high_watermark = 0
+        partition.replicated = True
+        if self._flushes_scheduled:
+            partition.on_flush_due = self._flush_due
+        topic.partitions[index] = partition
+        return partition, high_watermark
+
+    def stop_hosting(self, name: str, index: int, *, delete: bool) -> None:
+        """This node no longer has a replica of the partition (reassigned away, or its topic
+        deleted): close its log, and remove its dir when `delete` (renamed first, as
+        delete_topic does, and removed by whoever takes take_deleted_dirs)."""
+        topic = self._topics.get(name)
+        if topic is None or not 0 <= index < len(topic.partitions):
+            return
+        partition = topic.partitions[index]
+        if partition is None:
+            return
+        topic.partitions[index] = None
+        self.flush_due.discard(partition)
+        partition.close(flush=not delete and not self.failure_channel.offline)
+        partition.wake_waiters()
+        if delete and not self.failure_channel.offline:
+            suffix = f"-{index}.{uuid.uuid4().hex}-delete"
+            doomed = name[:255 - len(suffix)] + suffix
+            self.files.rename(partition.directory, doomed)
+            self._deleted_dirs.append(doomed)
+
+    def forget_topic(self, name: str, *, delete: bool) -> None:
+        """The metadata no longer has the topic (or has another of the same name): stop hosting
+        each of its partitions and drop it from the registry."""
+        topic = self._topics.get(name)
+        if topic is None:
+            return
+        for index in range(len(topic.partitions)):
+            self.stop_hosting(name, index, delete=delete)
+        self._topics.pop(name, None)
+        self._topics_by_id.pop(topic.topic_id, None)
+
+    def set_hosted_topic_configs(self, name: str, overrides: dict[str, str]) -> None:
+        """A topic's config overrides as the metadata has them (ConfigRecords)."""
+        topic = self._topics.get(name)
+        if topic is None:
+            return
+        topic.configs = dict(overrides)
+        topic.config = LogConfig.from_configs(topic.configs, base=self.default_config)
+        for partition in topic.logs:
+            partition.update_config(topic.config)

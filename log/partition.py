@@ -181,6 +181,10 @@ class PartitionLog:
         self.flush_required_upto = 0            # the high watermark waits for a flush to here
         self.last_flush_ms = now_ms             # Kafka's lastFlushTime, for flush.ms
         self._truncations = 0                   # a flush begun before one covers nothing
+        # Whether the high watermark is replication's (a node of a cluster: replica/manager.py
+        # moves it with `set_high_watermark` as the ISR catches up) or, on a single node, the
+        # log end offset after each append (the leader alone is the whole ISR).
+        self.replicated = False
         self._load(recovery_point, log_start_offset, clean_shutdown, now_ms)
 
     def __repr__(self) -> str:
@@ -538,7 +542,12 @@ class PartitionLog:
                 self.producer_state.update(info)
         self.first_unstable_offset = self.producer_state.first_unstable_offset()
         self.log_end_offset = next_offset
-        if self.on_flush_due is not None and \
+        if self.replicated:
+            # The ISR commits it (set_high_watermark); flush.messages still flushes, but as in
+            # Kafka the high watermark does not wait for the flush: replicas are the durability.
+            if self.on_flush_due is not None and self._due_for_flush(next_offset):
+                self.on_flush_due(self)
+        elif self.on_flush_due is not None and \
                 next_offset - self.recovery_point >= self.config.flush_messages and \
                 self._due_for_flush(next_offset):
             # Kafka's UnifiedLog.append: unflushedMessages >= flushInterval -> flush, before the
@@ -551,6 +560,72 @@ class PartitionLog:
         self.wake_waiters()
         return AppendResult(first_offset, last_offset, now_ms if log_append_time else -1,
                             self.log_start_offset, batches)
+
+    def append_as_follower(self, records, *, now_ms: int) -> int:
+        """A follower's append of what it fetched from its leader (Kafka's appendAsFollower):
+        the batches keep the offsets, leader epochs and timestamps the leader gave them, and are
+        written as they are. Their offsets must not go back (a batch below the log end offset
+        is OFFSET_OUT_OF_RANGE, Kafka's UnexpectedAppendOffsetException; compaction may leave
+        gaps). The producer state, the aborted-transaction index and the leader-epoch cache
+        follow, so a follower that becomes leader dedupes and serves read_committed as its
+        leader did. The high watermark is the leader's, set by the caller. Returns the new
+        log end offset."""
+        batches = validate_batches(records, origin=AppendOrigin.COORDINATOR) \
+            if records is not None else []
+        if not batches:
+            return self.log_end_offset
+        first = batches[0]
+        if first.base_offset < self.log_end_offset:
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE,
+                             f"{self.topic}-{self.partition}: fetched batch at offset "
+                             f"{first.base_offset} is below the log end offset "
+                             f"{self.log_end_offset}")
+        previous_end = None
+        max_timestamp, offset_of_max_timestamp = -1, first.base_offset
+        for info in batches:
+            if previous_end is not None and info.base_offset < previous_end:
+                raise KafkaError(ErrorCode.CORRUPT_MESSAGE,
+                                 f"{self.topic}-{self.partition}: fetched batches out of order "
+                                 f"at offset {info.base_offset}")
+            previous_end = info.base_offset + info.last_offset_delta + 1
+            if info.max_timestamp > max_timestamp:
+                max_timestamp, offset_of_max_timestamp = info.max_timestamp, info.base_offset
+        view = memoryview(records)
+        data = view[first.position:batches[-1].position + batches[-1].size]
+        last_offset = previous_end - 1
+        segment = self._maybe_roll(len(data), max_timestamp, last_offset, now_ms)
+        position = segment.append(data, first.base_offset, last_offset, max_timestamp,
+                                  offset_of_max_timestamp)
+        for info in batches:
+            epoch = info.partition_leader_epoch
+            if epoch >= 0 and (not self.epoch_entries or epoch > self.epoch_entries[-1][0]):
+                self.assign_epoch_start_offset(epoch, info.base_offset)
+            if info.producer_id < 0:
+                continue
+            if info.is_control:
+                # The marker as stored: its header with the position in the segment file.
+                start = info.position - first.position
+                stored = BatchInfo(position + start, *[getattr(info, f) for f in
+                                                       BatchInfo.__slots__[1:]])
+                self._end_transaction(segment, stored, *self._control_marker(segment, stored))
+            else:
+                self.producer_state.update(info)
+        self.first_unstable_offset = self.producer_state.first_unstable_offset()
+        self.log_end_offset = previous_end
+        if self.on_flush_due is not None and self._due_for_flush(previous_end):
+            self.on_flush_due(self)
+        return self.log_end_offset
+
+    def set_high_watermark(self, offset: int) -> bool:
+        """Replication's high watermark (a leader's: the ISR has everything below it; a
+        follower's: its leader's), bounded by this log's start and end. Readers waiting on the
+        partition wake when it moves (consumers read below it). True if it moved."""
+        offset = max(self.log_start_offset, min(offset, self.log_end_offset))
+        if offset == self.high_watermark:
+            return False
+        self.high_watermark = offset
+        self.wake_waiters()
+        return True
 
     def _conform(self, records, batches: list[BatchInfo], now_ms: int):
         """Kafka's LogValidator where the records must be walked, on topics that ask for it
@@ -769,7 +844,9 @@ class PartitionLog:
     def _after_truncation(self) -> None:
         self._truncations += 1
         self.log_end_offset = self.active_segment.next_offset
-        self.high_watermark = self.log_end_offset
+        # A replica keeps the high watermark it knew, within the log (Kafka's truncateTo).
+        self.high_watermark = min(self.high_watermark, self.log_end_offset) if self.replicated \
+            else self.log_end_offset
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         self.flush_required_upto = min(self.flush_required_upto, self.log_end_offset)
@@ -898,6 +975,10 @@ class PartitionLog:
         unflushed: they are not committed yet (the high watermark waits for a flush), or
         flush.messages are unflushed and they are among them."""
         upto = min(upto, self.log_end_offset)
+        if self.replicated:
+            # The high watermark is the ISR's, not a flush's.
+            return self.recovery_point < upto and \
+                self.log_end_offset - self.recovery_point >= self.config.flush_messages
         return self.high_watermark < upto or (
             self.recovery_point < upto and
             self.log_end_offset - self.recovery_point >= self.config.flush_messages)
@@ -956,6 +1037,8 @@ class PartitionLog:
     def _commit_flushed(self) -> None:
         """Move the high watermark held back for a flush (flush.messages): everything once the
         flush it waited for is done (appends after it were not due one), else what is durable."""
+        if self.replicated:
+            return
         committed = self.log_end_offset if self.recovery_point >= self.flush_required_upto \
             else self.recovery_point
         if committed > self.high_watermark:

@@ -10,6 +10,16 @@ any other thread. Trio code can instead run it in its own nursery:
 
     async with open_broker() as server:
         ... server.bootstrap_servers ...
+
+A cluster of several nodes (node/cluster.py) the same way, with the node controls:
+
+    with trioka.Cluster(nodes=3) as cluster:      # node ids 1-3, node 1 also the controller
+        cluster.bootstrap_servers                 # every node's address, comma separated
+        cluster.node(2).kill()                    # as SIGKILL; .start() recovers it from disk
+        cluster.node(3).isolate()                 # .heal(), .slow(200), .stop() (controlled)
+
+    async with open_cluster(nodes=3) as cluster:  # the LocalCluster, in your own trio nursery
+        await cluster.node(2).stop()
 """
 
 import contextlib
@@ -23,6 +33,7 @@ import trio
 
 from trioka.config import Config
 from trioka.controls.rules import RuleShortcuts
+from trioka.node.cluster import LocalCluster, cluster_configs, os_error_in
 from trioka.server import Server
 
 _names = itertools.count(1)
@@ -174,11 +185,232 @@ class Broker:
         return ControlsProxy(self)
 
 
+def _cluster_setup(nodes: int, config: Config | dict | None, memory: bool,
+                   data_dir: str | None, settings: dict) -> tuple[list[Config], str | None]:
+    """The node configs of an embedded cluster, and the temporary data dir made for it."""
+    tmp = None
+    if not memory and not data_dir and not (isinstance(config, Config) and config.is_set(
+            "log.dirs")):
+        tmp = data_dir = tempfile.mkdtemp(prefix="trioka-cluster-")
+    try:
+        return cluster_configs(_config(config, memory, data_dir, settings), nodes), tmp
+    except BaseException:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.asynccontextmanager
+async def open_cluster(nodes: int = 3, config: Config | dict | None = None, *,
+                       memory: bool = False, data_dir: str | None = None,
+                       admin_listener: str | None = None, **settings):
+    """Run a cluster of `nodes` nodes in the current trio nursery; yields the LocalCluster
+    (bootstrap_servers, node(id) with its async stop() and start(), kill(), isolate(), heal(),
+    slow(ms)). Ports are free ones; the data goes to `data_dir`, or a temporary directory."""
+    configs, tmp = _cluster_setup(nodes, config, memory, data_dir, settings)
+    started = False
+    try:
+        async with trio.open_nursery() as nursery:
+            cluster = await nursery.start(LocalCluster(configs, admin_listener).run)
+            started = True
+            try:
+                yield cluster
+            finally:
+                cluster.shutdown()
+    except BaseExceptionGroup as group:
+        failure = None if started else os_error_in(group)   # a port in use, say
+        if failure is None:
+            raise
+        raise failure from None
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Cluster:
+    """A cluster of `nodes` nodes (ids 1..N, node 1 also the controller) in a background
+    thread, on free ports; a context manager. The data goes to `data_dir` (node-<id>/ in it),
+    or to a temporary directory removed on exit; `memory=True` keeps it in memory (a killed
+    node then starts empty, as a process would). Other keyword arguments are Kafka config keys
+    with underscores (`min_insync_replicas=2`). The admin endpoint runs on `admin_listener`
+    (default: a free port on 127.0.0.1; None for none): `admin_url`, for `trioka control`."""
+
+    def __init__(self, nodes: int = 3, config: Config | dict | None = None, *,
+                 memory: bool = False, data_dir: str | None = None,
+                 admin_listener: str | None = "127.0.0.1:0", **settings):
+        self._configs, self._tmp = _cluster_setup(nodes, config, memory, data_dir, settings)
+        self.data_dir = data_dir or self._tmp
+        self._admin_listener = admin_listener
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._cluster: LocalCluster | None = None
+        self._token = None
+        self._error: BaseException | None = None
+
+    # --- lifecycle ---
+
+    def start(self, timeout: float = 30.0) -> "Cluster":
+        self._thread = threading.Thread(target=self._run, name="trioka-cluster", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"the cluster did not start within {timeout} s")
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._cleanup()
+            raise RuntimeError(f"the cluster failed to start: {error}") from error
+        return self
+
+    def _run(self) -> None:
+        async def main():
+            self._token = trio.lowlevel.current_trio_token()
+            cluster = LocalCluster(self._configs, self._admin_listener)
+            async with trio.open_nursery() as nursery:
+                self._cluster = await nursery.start(cluster.run)
+                self._ready.set()
+        try:
+            trio.run(main)
+        except BaseException as e:  # reported to start()
+            self._error = e
+        finally:
+            self._ready.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self._thread is None:
+            return
+        if self._cluster is not None and self._thread.is_alive():
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self._cluster.shutdown, trio_token=self._token)
+        self._thread.join(timeout)
+        self._thread = None
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "Cluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- what tests use ---
+
+    def run(self, async_fn, *args):
+        """Run `await async_fn(local_cluster, *args)` in the cluster's thread; its result."""
+        return trio.from_thread.run(lambda: async_fn(self._cluster, *args),
+                                    trio_token=self._token)
+
+    def call(self, fn, *args):
+        """Run `fn(local_cluster, *args)` in the cluster's thread; its result."""
+        return trio.from_thread.run_sync(lambda: fn(self._cluster, *args),
+                                         trio_token=self._token)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Every node's address, comma separated (the stopped ones too)."""
+        return self.call(lambda c: c.bootstrap_servers)
+
+    @property
+    def cluster_id(self) -> str:
+        return self._cluster.cluster_id
+
+    @property
+    def nodes(self) -> list["NodeProxy"]:
+        return [NodeProxy(self, node.node_id) for node in self._cluster.nodes]
+
+    def node(self, node_id: int) -> "NodeProxy":
+        """The node with this node.id; LookupError for another."""
+        self._cluster.node(node_id)
+        return NodeProxy(self, node_id)
+
+    @property
+    def admin_url(self) -> str | None:
+        return self._cluster.admin_url
+
+    def describe(self) -> list[dict]:
+        """Every node as the admin endpoint's GET /nodes shows it."""
+        return self.call(lambda c: c.describe())
+
+
+class NodeProxy:
+    """One node of an embedded Cluster; each call runs in the cluster's thread and returns once
+    done: `stop()` (controlled shutdown), `kill()` (as SIGKILL), `start()` (recovers from its
+    log dir), `isolate()`, `heal()`, `slow(ms)`."""
+
+    def __init__(self, cluster: Cluster, node_id: int):
+        self.cluster = cluster
+        self.node_id = node_id
+
+    def __repr__(self) -> str:
+        return f"NodeProxy({self.node_id})"
+
+    def _act(self, action: str, ms: int | None = None) -> dict:
+        return self.cluster.run(lambda c: c.act(self.node_id, action, ms))
+
+    def stop(self) -> None:
+        self._act("stop")
+
+    def kill(self) -> None:
+        self._act("kill")
+
+    def start(self) -> None:
+        self._act("start")
+
+    def isolate(self) -> None:
+        self._act("isolate")
+
+    def heal(self) -> None:
+        self._act("heal")
+
+    def slow(self, ms: int) -> None:
+        self._act("slow", ms)
+
+    def describe(self) -> dict:
+        return self.cluster.call(lambda c: c.node(self.node_id).describe())
+
+    @property
+    def state(self) -> str:
+        """"running", "stopped" or "killed"."""
+        return self.describe()["state"]
+
+    @property
+    def isolated(self) -> bool:
+        return self.describe()["isolated"]
+
+    @property
+    def slow_ms(self) -> int:
+        return self.describe()["slow_ms"]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.cluster.call(lambda c: c.node(self.node_id).bootstrap_servers)
+
+    @property
+    def data_dir(self) -> str | None:
+        return self.cluster.call(lambda c: c.node(self.node_id).data_dir)
+
+    def call(self, fn, *args):
+        """Run fn(broker_state, *args) in the cluster's thread, on this (running) node."""
+        def on_node(c):
+            node = c.node(self.node_id)
+            if node.state != "running":
+                raise RuntimeError(f"node {self.node_id} is {node.state}")
+            return fn(node.server.broker, *args)
+        return self.cluster.call(on_node)
+
+    @property
+    def controls(self) -> "ControlsProxy":
+        """This node's fault rules (controls/rules.py), as `Broker.controls`."""
+        return ControlsProxy(self)
+
+
 class ControlsProxy(RuleShortcuts):
     """The embedded broker's `broker.controls`, each call made in the broker's thread. Rules come
     back as dicts (a snapshot: `matched` and `applied` as they were), as from the admin endpoint."""
 
-    def __init__(self, broker: Broker):
+    def __init__(self, broker: "Broker | NodeProxy"):
         self._broker = broker
 
     def add(self, action: str, **fields) -> dict:

@@ -230,7 +230,7 @@ class TransactionCoordinator:
         topic = self.broker.logs.topic(TRANSACTION_STATE_TOPIC)
         if topic is None:
             return
-        for partition in topic.partitions:
+        for partition in topic.logs:
             offset = partition.log_start_offset
             while offset < partition.high_watermark:
                 read = partition.read(offset, 1 << 20)

@@ -1,0 +1,262 @@
+"""The inter-node client: one connection from this node to another node, Kafka's NetworkClient as
+a broker uses it to reach the controller (BrokerRegistration, BrokerHeartbeat, AlterPartition,
+the metadata Fetch) and the partition leaders (replica Fetch, OffsetForLeaderEpoch).
+
+Nodes speak only Kafka RPCs to each other, so this is the ordinary client protocol:
+
+- Connecting is bounded by the request's timeout; the first request on a new connection is
+  ApiVersions (v3, the version Kafka's own clients open with). A peer that does not serve that
+  version answers at v0 with UNSUPPORTED_VERSION and the ApiVersions range it does serve
+  (KIP-511), and we ask once more within that range.
+- Each later request goes at min(our newest, the peer's newest) of its API unless the caller
+  names a version; an API the peer does not serve, or with no version in common, is refused
+  before anything is sent.
+- Requests go one at a time (a lock; Kafka answers a connection's requests in order, and an
+  inter-node caller waits for its answer anyway); a caller that wants requests in parallel opens
+  several channels, as Kafka's replica fetcher threads each hold their own connection. Each
+  request carries the next correlation id, and the answer must carry it back.
+- Every request is bounded by `request.timeout.ms` (or the caller's `timeout_ms`). Any failure
+  (refused, reset, closed by the peer, timed out, an answer that does not decode, a wrong
+  correlation id) closes the connection and raises `NodeUnreachable`, naming the peer and the
+  API; the next request reconnects. Callers back off and retry, as Kafka's do.
+- `NodeControls.isolated` (node/controls.py) cuts the node off: a request fails at once with
+  `NodeUnreachable` and the open connection is dropped; an answer that arrives after the node was
+  isolated is dropped too. (`slow_ms` is applied by the replica fetcher, not here.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import struct
+
+import trio
+
+from trioka.node.controls import NodeControls
+from trioka.wire import framing, protocol, schema
+from trioka.wire import types as wire_types
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode
+
+log = logging.getLogger("trioka.node.channel")
+
+CLIENT_SOFTWARE_NAME = "trioka-node"
+CLIENT_SOFTWARE_VERSION = "0.1.0"
+API_VERSIONS_VERSION = 3            # the version the first request of a connection is sent at
+MAX_RESPONSE_BYTES = 1 << 30        # a sanity bound on a declared response size
+RECV_CHUNK = 64 * 1024
+
+_INT16 = struct.Struct(">h")
+
+
+class NodeUnreachable(OSError):
+    """A request to another node failed on the way (connection, timeout, isolation, an answer
+    that does not parse, no version in common). The caller backs off and retries."""
+
+
+def api_name(api_key: int) -> str:
+    """Kafka's name of an API (`BrokerHeartbeat`)."""
+    try:
+        return schema.api(api_key).name
+    except KeyError:
+        return f"api {api_key}"
+
+
+def our_versions(api_key: int) -> tuple[int, int]:
+    """The versions of an API this node's codec reads and writes."""
+    return schema.api(api_key).valid
+
+
+class NodeChannel:
+    """One connection to one node, reconnected on demand; requests one at a time."""
+
+    def __init__(self, host: str, port: int, *, clock, client_id: str, request_timeout_ms: int,
+                 controls: NodeControls | None = None):
+        self.host = host
+        self.port = port
+        self.clock = clock
+        self.client_id = client_id
+        self.request_timeout_ms = request_timeout_ms
+        self.controls = controls
+        self.peer_versions: dict[int, tuple[int, int]] = {}   # of the current connection
+        self.connections = 0            # connections opened so far (observability)
+        self._stream: trio.SocketStream | None = None
+        self._reader: framing.FrameReader | None = None
+        self._correlation = itertools.count(1)
+        self._lock = trio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"NodeChannel({self.host}:{self.port}, client_id={self.client_id!r})"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._stream is not None
+
+    # -- the one public operation --
+
+    async def request(self, api_key: int, message, *, version: int | None = None,
+                      timeout_ms: int | None = None):
+        """Send one request and return the decoded response message. NodeUnreachable on any
+        failure on the way (the connection is then closed; the next request reconnects)."""
+        name = api_name(api_key)
+        self._check_isolation(name)
+        if self._closed:
+            raise NodeUnreachable(f"{name} to {self.address}: the channel is closed")
+        timeout_s = (self.request_timeout_ms if timeout_ms is None else timeout_ms) / 1000
+        response = None
+        with self.clock.move_on_after(timeout_s) as scope:
+            async with self._lock:
+                self._check_isolation(name)
+                try:
+                    if self._stream is None:
+                        await self._connect(name)
+                    if version is None:
+                        version = self._negotiate(api_key, name)
+                    response = await self._round_trip(api_key, version, message, name)
+                except NodeUnreachable:
+                    await self._drop()
+                    raise
+                except BaseException:
+                    # Cancelled (our deadline or the caller's) between the request and its
+                    # answer: the answer would arrive in front of the next one, so the
+                    # connection is done.
+                    await self._drop()
+                    raise
+        if scope.cancelled_caught:
+            raise NodeUnreachable(f"{name} to {self.address}: no answer within "
+                                  f"{int(timeout_s * 1000)} ms")
+        if self.controls is not None and self.controls.isolated:
+            await self._drop()
+            raise NodeUnreachable(f"{name} to {self.address}: this node is isolated")
+        return response
+
+    async def aclose(self) -> None:
+        """Close the connection; later requests fail."""
+        self._closed = True
+        await self._drop()
+
+    # -- inside --
+
+    def _check_isolation(self, name: str) -> None:
+        if self.controls is not None and self.controls.isolated:
+            # Dropping the connection closes its socket (a sync close: no await needed, and
+            # the next request, once healed, reconnects).
+            self._forget()
+            raise NodeUnreachable(f"{name} to {self.address}: this node is isolated")
+
+    def _forget(self) -> None:
+        stream, self._stream, self._reader = self._stream, None, None
+        self.peer_versions = {}
+        if stream is not None:
+            stream.socket.close()
+
+    async def _drop(self) -> None:
+        stream, self._stream, self._reader = self._stream, None, None
+        self.peer_versions = {}
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+
+    async def _connect(self, name: str) -> None:
+        try:
+            stream = await trio.open_tcp_stream(self.host, self.port)
+        except OSError as e:
+            raise NodeUnreachable(f"{name} to {self.address}: cannot connect: {e}") from None
+        self._stream = stream
+        self._reader = framing.FrameReader(MAX_RESPONSE_BYTES, RECV_CHUNK)
+        self.connections += 1
+        log.debug("connected to %s", self.address)
+        await self._api_versions()
+
+    async def _api_versions(self) -> None:
+        """KIP-511: ask at v3; a peer that does not serve it answers at v0 with
+        UNSUPPORTED_VERSION and its own ApiVersions range, and we ask once more within it."""
+        Request = protocol.request_class(ApiKey.API_VERSIONS)
+        request = Request(client_software_name=CLIENT_SOFTWARE_NAME,
+                          client_software_version=CLIENT_SOFTWARE_VERSION)
+        name = api_name(ApiKey.API_VERSIONS)
+        version = API_VERSIONS_VERSION
+        for _ in range(2):
+            frame = await self._exchange(ApiKey.API_VERSIONS, version, request, name)
+            try:
+                (code,) = _INT16.unpack_from(frame, 4)
+                if code == ErrorCode.UNSUPPORTED_VERSION:
+                    # The error answer is always a v0 body: the code and the peer's ranges.
+                    _, response = protocol.decode_response(ApiKey.API_VERSIONS, 0, frame)
+                else:
+                    _, response = protocol.decode_response(ApiKey.API_VERSIONS, version, frame)
+            except (wire_types.DecodeError, struct.error, ValueError) as e:
+                raise NodeUnreachable(f"{name} from {self.address}: bad answer: {e}") from None
+            theirs = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
+            if code == ErrorCode.UNSUPPORTED_VERSION:
+                lo, hi = theirs.get(ApiKey.API_VERSIONS, (0, -1))
+                retry = min(hi, API_VERSIONS_VERSION)
+                if retry < max(lo, 0) or retry == version:
+                    raise NodeUnreachable(f"{name} to {self.address}: no ApiVersions version "
+                                          f"in common (peer {lo}-{hi})")
+                version = retry
+                continue
+            if code:
+                raise NodeUnreachable(f"{name} to {self.address}: error code {code}")
+            self.peer_versions = theirs
+            return
+        raise NodeUnreachable(f"{name} to {self.address}: version negotiation failed")
+
+    def _negotiate(self, api_key: int, name: str) -> int:
+        """min(our newest, the peer's newest), when the two ranges meet."""
+        theirs = self.peer_versions.get(api_key)
+        if theirs is None:
+            raise NodeUnreachable(f"{name} to {self.address}: the peer does not serve {name}")
+        lo, hi = our_versions(api_key)
+        if max(lo, theirs[0]) > min(hi, theirs[1]):
+            raise NodeUnreachable(f"{name} to {self.address}: no version in common (peer "
+                                  f"{theirs[0]}-{theirs[1]}, ours {lo}-{hi})")
+        return min(hi, theirs[1])
+
+    async def _round_trip(self, api_key: int, version: int, message, name: str):
+        frame = await self._exchange(api_key, version, message, name)
+        try:
+            _, response = protocol.decode_response(api_key, version, frame)
+        except (wire_types.DecodeError, struct.error, ValueError, IndexError) as e:
+            raise NodeUnreachable(f"{name} v{version} from {self.address}: bad answer: "
+                                  f"{e}") from None
+        return response
+
+    async def _exchange(self, api_key: int, version: int, message, name: str) -> bytes:
+        """Send one request frame and read its answer's frame (without the size prefix)."""
+        correlation_id = next(self._correlation) & 0x7FFFFFFF
+        try:
+            data = protocol.encode_request(api_key, version, correlation_id, self.client_id,
+                                           message)
+        except Exception as e:   # a message the codec cannot write: the caller's mistake
+            raise ValueError(f"cannot encode {name} v{version}: {e}") from e
+        stream, reader = self._stream, self._reader
+        try:
+            await stream.send_all(data)
+            while True:
+                frame = reader.next_frame()
+                if frame is not None:
+                    break
+                n = await stream.socket.recv_into(reader.free_space())
+                if n == 0:
+                    raise NodeUnreachable(f"{name} to {self.address}: the peer closed the "
+                                          f"connection")
+                reader.received(n)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            if isinstance(e, NodeUnreachable):
+                raise
+            raise NodeUnreachable(f"{name} to {self.address}: {e or type(e).__name__}") from None
+        except framing.FrameError as e:
+            raise NodeUnreachable(f"{name} from {self.address}: {e}") from None
+        frame = bytes(frame)
+        if len(frame) < 4:
+            raise NodeUnreachable(f"{name} from {self.address}: a truncated answer")
+        (got,) = struct.unpack_from(">i", frame, 0)
+        if got != correlation_id:
+            raise NodeUnreachable(f"{name} from {self.address}: correlation id {got}, "
+                                  f"expected {correlation_id}")
+        return frame
