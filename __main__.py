@@ -2,7 +2,7 @@
 
     trioka [serve] [--listeners PLAINTEXT://127.0.0.1:9092] [--data-dir DIR | --memory]
                    [--config server.properties] [--override key=value ...]
-                   [--admin-listener HOST:PORT] [--nodes N]
+                   [--admin-listener HOST:PORT] [--nodes N [--racks R1,R2,...]]
 
 `serve` is the default. Settings are Kafka's keys, read in this order, later winning: defaults,
 `--config` (a server.properties), KAFKA_* environment variables (as the apache/kafka image maps
@@ -17,7 +17,8 @@ until SIGTERM or SIGINT, which shut it down gracefully.
 also the KRaft controller (on a CONTROLLER listener of its own), each node with its own listener
 (ports consecutive from the one given; port 0 picks a free one per node) and its own log directory
 `<data dir>/node-<id>/`. Each node prints its ready line, in node order; the admin endpoint, when
-on, serves the whole process (node controls under /nodes) and ends every line.
+on, serves the whole process (node controls under /nodes) and ends every line. `--racks a,b,c`
+gives the nodes their `broker.rack`, one per node in node order.
 
 The other commands are tools that speak the Kafka protocol to any cluster (trioka/cli/): `topic`,
 `produce`, `consume`, `group` and `txn`; `trioka COMMAND --help` lists their flags. `control` talks
@@ -44,6 +45,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, metavar="N",
                    help="run a cluster of N nodes in this process (node 1 is also the "
                         "controller)")
+    p.add_argument("--racks", metavar="R1,R2,...",
+                   help="with --nodes: each node's broker.rack, one per node in node order")
     p.add_argument("--admin-listener", metavar="HOST:PORT",
                    help="serve the fault-injection admin endpoint here (port 0 picks one); "
                         "config key trioka.admin.listener")
@@ -105,9 +108,9 @@ def serve_nodes(args, config) -> int:
     if args.node_id is not None:
         raise SystemExit("trioka: --node-id cannot be used with --nodes (the nodes are 1..N)")
     import trio
-    from trioka.node.cluster import LocalCluster, cluster_configs, os_error_in
+    from trioka.node.cluster import LocalCluster, cluster_configs, os_error_in, parse_racks
     try:
-        configs = cluster_configs(config, args.nodes)
+        configs = cluster_configs(config, args.nodes, parse_racks(args.racks))
     except ValueError as e:
         raise SystemExit(f"trioka: --nodes {args.nodes}: {e}") from None
     except OSError as e:
@@ -140,6 +143,8 @@ def serve(args) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.nodes is not None and args.nodes < 1:
         raise SystemExit(f"trioka: --nodes must be 1 or more, not {args.nodes}")
+    if getattr(args, "racks", None) is not None and args.nodes is None:
+        raise SystemExit("trioka: --racks needs --nodes (with one node, set broker.rack)")
     config = load_config(args)
     config.warn()
     if args.nodes is not None:

@@ -18,14 +18,17 @@ import logging
 import trio
 
 from trioka.clock import Clock
-from trioka.config import DYNAMIC_KEYS, KEYS, Config, Listener, finalized, parse_listeners, \
+from trioka.config import DYNAMIC_KEYS, Config, Listener, finalized, parse_listeners, \
     topic_defaults
+from trioka.controller.configuration_control import validate_broker_configs, \
+    with_dynamic_layers
 from trioka.controls.rules import Controls
 from trioka.log.config import LogConfig
 from trioka.apis.purgatory import FetchPurgatory
 from trioka.log.fetch_sessions import FetchSessionCache
 from trioka.log.manager import LogManager
 from trioka.node.controls import NodeControls
+from trioka.replica.selector import replica_selector
 from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, validate_topic_name
 from trioka.txn.producer_ids import ProducerIdManager
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -66,6 +69,8 @@ class BrokerState:
         self.node_controls = node_controls or NodeControls()
         self.node_id: int = self.config.node_id_value
         self.rack: str | None = self.config.broker_rack or None
+        # KIP-392's replica.selector.class (replica/selector.py); ValueError for an unknown one.
+        self.replica_selector = replica_selector(self.config.replica_selector_class)
         # A single broker never changes leader, so every partition stays at leader epoch 0.
         self.leader_epoch = 0
         # A node of a KRaft cluster (node/cluster_link.py): topics come from the metadata log
@@ -82,7 +87,9 @@ class BrokerState:
         if clustered:
             from trioka.node.cluster_link import ClusterLink
             self.cluster = ClusterLink(self)
-        self.producer_ids = ProducerIdManager(self.config.data_dir)
+        # In a cluster each node hands out its own ids, apart from the others' (producer_ids.py).
+        self.producer_ids = ProducerIdManager(
+            self.config.data_dir, node_id=self.node_id if self.cluster is not None else None)
         # Finalized feature levels (features.py) and their epoch: clients keep the levels of the
         # highest epoch they have seen, so a restart with other levels must come with a higher
         # one; the start time in milliseconds is.
@@ -107,6 +114,9 @@ class BrokerState:
             self.config.max_incremental_fetch_session_cache_slots)
         # Waiting Fetch requests' deadlines and the reaper that answers them (apis/purgatory.py).
         self.fetch_purgatory = FetchPurgatory(self.clock)
+        # CreatePartitions and DeleteTopics change a topic one at a time (their disk work runs
+        # in worker threads).
+        self._topic_changes = trio.Lock()
 
     # --- lifecycle ---
 
@@ -187,7 +197,8 @@ class BrokerState:
                     self.config, self.logs, clock=self.clock, cluster=self.cluster,
                     spawn=self.spawn_coordinator_task, topic_creation=InternalTopicCreation(
                         self, OFFSETS_TOPIC, self.config.offsets_topic_num_partitions,
-                        self.config.offsets_topic_replication_factor, OFFSETS_TOPIC_CONFIGS))
+                        self.internal_topic_replication_factor(
+                            "offsets.topic.replication.factor"), OFFSETS_TOPIC_CONFIGS))
                 self.cluster.replicas.leadership_listeners.append(groups.on_leadership)
             groups.open()
             self._groups = groups
@@ -401,7 +412,10 @@ class BrokerState:
             # the pass under log.cleaner.io.max.bytes.per.second, as Kafka's throttle does.
             pause = self.config.log_cleaner_io_buffer_size / \
                 self.config.log_cleaner_io_max_bytes_per_second
-            for _ in self.cleaner.clean_steps(self.clock.wall_ms()):
+            for step in self.cleaner.clean_steps(self.clock.wall_ms()):
+                if step is not None:
+                    # Blocking work of the pass (the fsync of a cleaned segment, log/cleaner.py).
+                    await trio.to_thread.run_sync(step.run)
                 await self.clock.sleep(pause)
 
     def compact_now(self, now_ms: int | None = None) -> int:
@@ -443,21 +457,30 @@ class BrokerState:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
                              f"Unexpected broker id, expected {self.node_id} or empty string, "
                              f"but received {resource_name}")
-        unknown = sorted(k for k in values if k not in KEYS)
-        if unknown:
-            raise KafkaError(ErrorCode.INVALID_CONFIG, f"Unknown broker configs: {unknown}")
-        static = sorted(k for k in values if k not in DYNAMIC_KEYS)
-        if static:
-            raise KafkaError(ErrorCode.INVALID_REQUEST,
-                             f"Cannot update these configs dynamically: {static}")
-        typed = {}
-        for k, v in values.items():
-            try:
-                typed[k] = self.config.parse(k, v)
-            except ValueError as e:
-                raise KafkaError(ErrorCode.INVALID_CONFIG,
-                                 f"Invalid value {v} for configuration {k}: {e}") from None
-        return typed
+        return validate_broker_configs(self.config, values)
+
+    def apply_dynamic_configs(self, cluster_default: dict, own: dict) -> None:
+        """In a cluster: the dynamic broker configs the metadata holds (ConfigRecords of the
+        resource "" and of this node's id) become this node's dynamic layers."""
+        view = with_dynamic_layers(self.config, cluster_default, own)
+        if view.dynamic_default == self.config.dynamic_default and \
+                view.dynamic_broker == self.config.dynamic_broker:
+            return
+        old = (dict(self.config.dynamic_default), dict(self.config.dynamic_broker))
+        self.config.dynamic_default.clear()
+        self.config.dynamic_default.update(view.dynamic_default)
+        self.config.dynamic_broker.clear()
+        self.config.dynamic_broker.update(view.dynamic_broker)
+        try:
+            defaults = self.topic_config_defaults()
+        except KafkaError as e:
+            log.warning("dynamic broker configs not applied: %s", e.message)
+            for layer, values in zip((self.config.dynamic_default, self.config.dynamic_broker),
+                                     old):
+                layer.clear()
+                layer.update(values)
+            return
+        self.logs.set_default_config(defaults)
 
     def set_broker_configs(self, resource_name: str, values: dict,
                            validate_only: bool = False) -> None:
@@ -591,16 +614,33 @@ class BrokerState:
         partition dirs are renamed `...-delete` (a rename each, 30-40 ms for 1,000 on the loop)
         and then removed (thousands of files) off the event loop; the name is free again once
         the renames are done."""
-        deletion = self.logs.begin_topic_deletion(name)
-        try:
-            await trio.to_thread.run_sync(deletion.rename_dirs)
-        finally:
-            # Even if this task was cancelled meanwhile: the thread finished its renames.
-            self.logs.end_topic_deletion(deletion)
-        await trio.to_thread.run_sync(deletion.remove_dirs)
+        async with self._topic_changes:
+            deletion = self.logs.begin_topic_deletion(name)
+            try:
+                await trio.to_thread.run_sync(deletion.rename_dirs)
+            finally:
+                # Even if this task was cancelled meanwhile: the thread finished its renames.
+                self.logs.end_topic_deletion(deletion)
+        # With any other renamed dir not removed yet (a partition this node stopped hosting).
+        await trio.to_thread.run_sync(deletion.remove_dirs, self.logs.take_deleted_dirs())
 
     def create_partitions(self, name: str, total: int) -> None:
         self.logs.create_partitions(name, total)
+
+    async def create_partitions_async(self, name: str, total: int) -> None:
+        """create_partitions with its disk work (partition dirs, files, fsyncs: about 3 ms a
+        partition) in a worker thread, as create_topic_async: CreatePartitions calls this.
+        Growths and deletions of topics are applied one at a time, as Kafka's controller
+        applies them, so that none sees a topic another is half-way through changing."""
+        async with self._topic_changes:
+            creation = self.logs.begin_partition_creation(name, total)
+            try:
+                await trio.to_thread.run_sync(creation.make_dirs)
+            finally:
+                # Added even if this task was cancelled once its dirs were made, so that no
+                # dir is left that a restart would adopt as a partition nobody created.
+                self.logs.end_partition_creation(creation)
+            self._partitions_added(total - creation.first)
 
     def partition(self, name: str, index: int, *, reading: bool = False):
         """The PartitionLog of a topic partition, or UNKNOWN_TOPIC_OR_PARTITION;
@@ -658,6 +698,29 @@ class BrokerState:
         if result.error_code:
             raise KafkaError(result.error_code, result.error_message)
         return self.topic(name)
+
+    def internal_topic_replication_factor(self, key: str) -> int:
+        """offsets.topic.replication.factor / transaction.state.log.replication.factor: as set;
+        unset, 1 on a single broker (trioka's default, one broker) and Kafka's 3 in a
+        cluster."""
+        if self.cluster is not None and not self.config.is_set(key):
+            return 3
+        return self.config.get(key)
+
+    async def wait_ready(self) -> None:
+        """Until this node may serve clients: at once on a single broker; in a cluster once it
+        has registered, caught up with the metadata and been unfenced. A node that is not, within
+        initial.broker.registration.timeout.ms, does not start (as Kafka's broker gives up)."""
+        if self.cluster is None:
+            return
+        timeout_ms = self.config.initial_broker_registration_timeout_ms
+        with self.clock.move_on_after(timeout_ms / 1000):
+            await self.cluster.ready.wait()
+        if not self.cluster.ready.is_set():
+            raise RuntimeError(
+                f"node {self.node_id} was not registered and unfenced by the controller at "
+                f"{self.cluster.controller_host}:{self.cluster.controller_port} within "
+                f"initial.broker.registration.timeout.ms ({timeout_ms} ms)")
 
     async def controlled_shutdown(self, timeout_s: float = 30.0) -> None:
         """Kafka's controlled shutdown before a clean stop: a node of a cluster first has the

@@ -129,6 +129,9 @@ KEYS: dict[str, tuple[type, object]] = {
     "broker.heartbeat.interval.ms": (int, 2000),
     "initial.broker.registration.timeout.ms": (int, 60000),
     "replica.lag.time.max.ms": (int, 30000),
+    # KIP-392: the class that picks the replica a consumer reads (replica/selector.py); unset,
+    # Kafka's default, consumers are never sent to a follower.
+    "replica.selector.class": (str, ""),
     "replica.fetch.wait.max.ms": (int, 500),
     "replica.fetch.min.bytes": (int, 1),
     "replica.fetch.response.max.bytes": (int, 10485760),

@@ -16,7 +16,7 @@ import socket
 
 import trio
 
-from trioka.apis import APIS, CONTROLLER_APIS, table_for
+from trioka.apis import APIS, CONTROLLER_APIS, controller_listener_names, table_for
 from trioka.apis.context import Connection, RequestContext
 from trioka.broker import BrokerState
 from trioka.config import Config, Listener, parse_connection_overrides, parse_listeners
@@ -59,6 +59,9 @@ class Server:
         # Each listener's API table: the controller's on a controller listener.
         self._tables = {listener.name: table_for(config, listener) for listener in self.listeners}
         self._stop = trio.Event()
+        # Set once the shutdown stops serving connections (after a cluster node's controlled
+        # shutdown, during which its controller listener, and its own, keep serving).
+        self._closing = trio.Event()
         self._idle: set[trio.CancelScope] = set()
         self._busy = 0
         self._no_busy = trio.Event()
@@ -91,8 +94,11 @@ class Server:
     def killed(self) -> bool:
         return self._killed
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Open the broker, listen, report readiness through task_status, serve until shutdown."""
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED, wait_ready: bool = True) -> None:
+        """Open the broker, listen, report readiness through task_status, serve until shutdown.
+        A node of a cluster is ready once registered and unfenced; with `wait_ready=False` it
+        reports as soon as its listeners are bound (a node restarted while isolated, which
+        serves clients only once it can reach the controller)."""
         self.broker.open()
         sockets = []
         try:
@@ -114,12 +120,30 @@ class Server:
                         endpoint.OneBroker(self))
                 nursery.start_soon(self._close_connections_when_down)
                 async with trio.open_nursery() as conns:
+                    # A node of a cluster serves clients once it has registered, caught up with
+                    # the metadata and been unfenced (Kafka's broker opens its client listeners
+                    # then); its controller listener serves from the start, since the brokers,
+                    # this one included, register through it.
+                    controller_names = controller_listener_names(self.config)
                     for listener, socks in sockets:
-                        for s in socks:
-                            conns.start_soon(self._accept, s, listener, conns)
+                        if listener.name in controller_names:
+                            for s in socks:
+                                conns.start_soon(self._accept, s, listener, conns)
                     self.broker.start_background(nursery)
-                    task_status.started(self)
+                    if not wait_ready:
+                        task_status.started(self)
+                    await self.broker.wait_ready()
+                    for listener, socks in sockets:
+                        if listener.name not in controller_names:
+                            for s in socks:
+                                conns.start_soon(self._accept, s, listener, conns)
+                    if wait_ready:
+                        task_status.started(self)
                     await self._stop.wait()
+                    # A node of a cluster first has its leaderships moved to other replicas
+                    # (Kafka's controlled shutdown), bounded by the shutdown grace.
+                    await self.broker.controlled_shutdown(self.config.shutdown_grace_ms / 1000)
+                    self._closing.set()
                     # Stop accepting, close idle connections, let busy ones finish.
                     for _, socks in sockets:
                         for s in socks:
@@ -206,7 +230,7 @@ class Server:
         clock = self.broker.clock
         idle_s = self.config.connections_max_idle_ms / 1000
         try:
-            while not self._stop.is_set():
+            while not self._closing.is_set():
                 # Read until a whole frame is buffered. Only this wait is cancelled on shutdown,
                 # and it ends the connection after connections.max.idle.ms with no bytes from
                 # the client, as Kafka's selector closes idle connections.
@@ -223,7 +247,7 @@ class Server:
                 finally:
                     self._idle.discard(scope)
                 if scope.cancelled_caught:
-                    if not self._stop.is_set():
+                    if not self._closing.is_set():
                         log.info("closing connection from %s: idle for %d ms", peer,
                                  self.config.connections_max_idle_ms)
                     return

@@ -73,6 +73,7 @@ APIS = {
     ApiKey.ADD_PARTITIONS_TO_TXN: Api("add_partitions_to_txn", 0, 5),
     ApiKey.ADD_OFFSETS_TO_TXN: Api("add_offsets_to_txn", 0, 4),
     ApiKey.END_TXN: Api("end_txn", 0, 5),
+    ApiKey.WRITE_TXN_MARKERS: Api("write_txn_markers", 0, 1),
     ApiKey.TXN_OFFSET_COMMIT: Api("txn_offset_commit", 0, 5),
     ApiKey.DESCRIBE_PRODUCERS: Api("describe_producers", 0, 0),
     ApiKey.DESCRIBE_TRANSACTIONS: Api("describe_transactions", 0, 0),
@@ -87,6 +88,8 @@ APIS = {
     ApiKey.DESCRIBE_LOG_DIRS: Api("describe_log_dirs", 1, 4),
     ApiKey.ALTER_CONFIGS: Api("alter_configs", 0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: Api("incremental_alter_configs", 0, 1),
+    ApiKey.ALTER_PARTITION_REASSIGNMENTS: Api("alter_partition_reassignments", 0, 0),
+    ApiKey.LIST_PARTITION_REASSIGNMENTS: Api("list_partition_reassignments", 0, 0),
     ApiKey.CONSUMER_GROUP_HEARTBEAT: Api("consumer_group_heartbeat", 0, 1),
     ApiKey.CONSUMER_GROUP_DESCRIBE: Api("consumer_group_describe", 0, 0),
 }
@@ -105,6 +108,10 @@ CONTROLLER_APIS = {
     ApiKey.DELETE_TOPICS: ControllerApi("delete_topics", 1, 6),
     ApiKey.CREATE_PARTITIONS: ControllerApi("create_partitions", 0, 3),
     ApiKey.ELECT_LEADERS: ControllerApi("elect_leaders", 0, 2),
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: ControllerApi("incremental_alter_configs", 0, 1),
+    ApiKey.ALTER_CONFIGS: ControllerApi("alter_configs", 0, 2),
+    ApiKey.ALTER_PARTITION_REASSIGNMENTS: ControllerApi("alter_partition_reassignments", 0, 0),
+    ApiKey.LIST_PARTITION_REASSIGNMENTS: ControllerApi("list_partition_reassignments", 0, 0),
     ApiKey.DESCRIBE_CLUSTER: ControllerApi("describe_cluster", 0, 1),
 }
 

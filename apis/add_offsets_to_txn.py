@@ -21,4 +21,5 @@ async def handle(broker, request, ctx):
                                         broker.clock.wall_ms())
     except KafkaError as e:
         return Response(throttle_time_ms=0, error_code=fenced_code(ctx.api_version, e.code, 2))
-    return Response(throttle_time_ms=0, error_code=0)
+    error = await broker.transactions.replicated(request.transactional_id)   # acks=-1
+    return Response(throttle_time_ms=0, error_code=error)

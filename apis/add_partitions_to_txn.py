@@ -61,15 +61,33 @@ def add(broker, transactional_id, producer_id, producer_epoch, topics, verify_on
     return [TopicResult(name=name, results_by_partition=parts) for name, parts in by_topic.items()]
 
 
+async def _replicated(broker, transactional_id, results: list) -> list:
+    """The partitions added are answered once the ISR has the id's new state (acks=-1, on a
+    node of a cluster): its error on every partition otherwise."""
+    if any(p.partition_error_code for r in results for p in r.results_by_partition):
+        return results
+    error = await broker.transactions.replicated(transactional_id)
+    if error:
+        for r in results:
+            for p in r.results_by_partition:
+                p.partition_error_code = error
+    return results
+
+
 async def handle(broker, request, ctx):
     version = ctx.api_version
     if version <= 3:
-        results = add(broker, request.v3_and_below_transactional_id,
-                      request.v3_and_below_producer_id, request.v3_and_below_producer_epoch,
-                      request.v3_and_below_topics, False, version)
+        tid = request.v3_and_below_transactional_id
+        results = add(broker, tid, request.v3_and_below_producer_id,
+                      request.v3_and_below_producer_epoch, request.v3_and_below_topics, False,
+                      version)
+        results = await _replicated(broker, tid, results)
         return Response(throttle_time_ms=0, results_by_topic_v3_and_below=results)
-    out = [TxnResult(transactional_id=t.transactional_id,
-                     topic_results=add(broker, t.transactional_id, t.producer_id,
-                                       t.producer_epoch, t.topics, t.verify_only, version))
-           for t in request.transactions]
+    out = []
+    for t in request.transactions:
+        results = add(broker, t.transactional_id, t.producer_id, t.producer_epoch, t.topics,
+                      t.verify_only, version)
+        if not t.verify_only:
+            results = await _replicated(broker, t.transactional_id, results)
+        out.append(TxnResult(transactional_id=t.transactional_id, topic_results=results))
     return Response(throttle_time_ms=0, error_code=0, results_by_transaction=out)

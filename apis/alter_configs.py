@@ -6,6 +6,13 @@ UNKNOWN_TOPIC_OR_PARTITION. Brokers (the resource name is this broker's id, or "
 cluster-wide default): only the defaults of topic configs can change at runtime (Kafka's dynamic
 broker configs); other keys are INVALID_REQUEST ("Cannot update these configs dynamically").
 Changes are persisted and survive restarts. `validate_only` checks without changing anything.
+
+In a cluster the request goes to the controller, as KRaft brokers forward it: the controller
+checks each resource as above (controller/configuration_control.py) and writes ConfigRecords, and
+this broker answers once its metadata image holds the new configs, so a DescribeConfigs right after
+sees them. A broker resource naming another broker is refused here first (INVALID_REQUEST
+"Unexpected broker id"), as Kafka's broker does before forwarding; a broker resource's configs then
+reach every node through the metadata (their dynamic layers, the defaults of their topics).
 """
 
 from trioka.apis.describe_configs import BROKER, TOPIC
@@ -26,13 +33,59 @@ def apply(broker, resource_type: int, name: str, values: dict, validate_only: bo
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {resource_type}")
 
 
-def result(resource, error: KafkaError | None = None) -> object:
+def result(resource, error: KafkaError | None = None, Result=Result) -> object:
     return Result(error_code=error.code if error else 0,
                   error_message=error.message if error else None,
                   resource_type=resource.resource_type, resource_name=resource.resource_name)
 
 
+async def forwarded(broker, request, api_key: int, expected_of):
+    """The request in a cluster: broker resources naming another broker are answered here, the
+    others forwarded to the controller; answered once this node's image holds what
+    `expected_of(broker, resource)` ({config name: value or None}) says of each resource
+    altered."""
+    refused: dict[int, KafkaError] = {}
+    sent = []
+    expected = {}
+    for i, resource in enumerate(request.resources):
+        try:
+            if resource.resource_type == BROKER:
+                broker.check_broker_configs(resource.resource_name, {})
+        except KafkaError as e:
+            refused[i] = e
+            continue
+        sent.append(resource)
+        try:
+            expected[resource.resource_type, resource.resource_name] = \
+                expected_of(broker, resource)
+        except KafkaError:
+            pass    # the controller answers it (this node's image may be behind)
+    answers = iter([])
+    if sent:
+        response = await broker.cluster.alter_configs(
+            api_key, type(request)(resources=sent, validate_only=request.validate_only),
+            expected)
+        answers = iter(response.responses)
+    Answer = response_class(api_key)
+    results = [result(resource, refused[i], Answer.AlterConfigsResourceResponse)
+               if i in refused else next(answers)
+               for i, resource in enumerate(request.resources)]
+    return Answer(throttle_time_ms=0, responses=results)
+
+
+def expected_configs(broker, resource) -> dict:
+    """What the image holds of a resource once AlterConfigs has replaced its configs."""
+    image = broker.cluster.image
+    have = image.topic_configs(resource.resource_name) if resource.resource_type == TOPIC \
+        else image.broker_configs(resource.resource_name)
+    out = {k: None for k in have}
+    out.update({c.name: c.value for c in resource.configs})
+    return out
+
+
 async def handle(broker, request, ctx):
+    if broker.cluster is not None:
+        return await forwarded(broker, request, ApiKey.ALTER_CONFIGS, expected_configs)
     results = []
     for r in request.resources:
         try:

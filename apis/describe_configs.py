@@ -17,10 +17,15 @@ topic key, then the broker key at each level); v3+ adds the config type and, on 
 documentation. `configuration_keys` narrows the answer; null asks for everything. An unknown topic
 is UNKNOWN_TOPIC_OR_PARTITION; another broker's id or an unknown resource type is INVALID_REQUEST.
 Broker loggers (type 8) are not served. Version 0 was removed in Kafka 4.0.
+
+In a cluster the answer comes from this node: topic overrides from its metadata image
+(ConfigRecords the controller wrote), broker configs with the dynamic layers the metadata holds for
+"" and for this node, so the sources and synonyms read as above.
 """
 
 from trioka.config import (DYNAMIC_KEYS, KEYS, TOPIC_CONFIG_DOCS, TOPIC_CONFIGS, ConfigSource,
                            config_text, config_type)
+from trioka.log.config import LogConfig
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -33,20 +38,30 @@ Entry = Result.DescribeConfigsResourceResult
 Synonym = Entry.DescribeConfigsSynonym
 
 
-def topic_config_entries(broker, topic_name: str, keys=None) -> list:
-    """(name, value, source, synonyms) of every config of a topic."""
+def topic_configs(broker, topic_name: str) -> tuple[dict, LogConfig]:
+    """(overrides, effective config) of a topic. In a cluster the overrides are the metadata
+    image's (ConfigRecords) and the defaults this node's, dynamic ones included."""
     topic = broker.topic(topic_name)
     if topic is None:
         raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                          f"Topic {topic_name} does not exist")
-    effective = topic.config.to_configs()
+    if broker.cluster is not None:
+        return topic.configs, LogConfig.from_configs(topic.configs,
+                                                     broker.topic_config_defaults())
+    return topic.configs, topic.config
+
+
+def topic_config_entries(broker, topic_name: str, keys=None) -> list:
+    """(name, value, source, synonyms) of every config of a topic."""
+    overrides, config = topic_configs(broker, topic_name)
+    effective = config.to_configs()
     out = []
     for key in sorted(effective):
         if keys is not None and key not in keys:
             continue
         synonyms = []
-        if key in topic.configs:
-            synonyms.append((key, topic.configs[key], ConfigSource.TOPIC_CONFIG))
+        if key in overrides:
+            synonyms.append((key, overrides[key], ConfigSource.TOPIC_CONFIG))
         broker_key = TOPIC_CONFIGS.get(key, (None,))[0]
         if broker_key is not None:
             synonyms += [(broker_key, config_text(v), source)
@@ -54,7 +69,7 @@ def topic_config_entries(broker, topic_name: str, keys=None) -> list:
         else:
             synonyms.append((key, effective[key], ConfigSource.DEFAULT_CONFIG))
         source = synonyms[0][2]
-        typed = getattr(topic.config, key.replace(".", "_"))
+        typed = getattr(config, key.replace(".", "_"))
         out.append((key, effective[key], source, synonyms, False, typed))
     return out
 

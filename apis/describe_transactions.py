@@ -15,6 +15,11 @@ TopicData = State.TopicData
 
 
 def describe(broker, transactional_id: str) -> object:
+    error = broker.transactions.coordinator_error(transactional_id)
+    if error:   # a node of a cluster that does not coordinate the id
+        return State(error_code=error, transactional_id=transactional_id, transaction_state="",
+                     transaction_timeout_ms=0, transaction_start_time_ms=-1, producer_id=-1,
+                     producer_epoch=-1)
     meta = broker.transactions.describe(transactional_id)
     if meta is None:
         return State(error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND,

@@ -6,6 +6,14 @@ whose leader is already the one the election would pick; unknown partitions are
 UNKNOWN_TOPIC_OR_PARTITION. Asking for every partition (null) elects nothing and, as in Kafka,
 lists only partitions where an election happened: none. Election types (v1+): 0 preferred,
 1 unclean; anything else is INVALID_REQUEST.
+
+In a cluster the request goes to the controller (controller/replication_control.py decides):
+PREFERRED makes each partition's first replica its leader when it is in the ISR and alive
+(ELECTION_NOT_NEEDED when it already leads, PREFERRED_LEADER_NOT_AVAILABLE when it cannot);
+UNCLEAN gives a leaderless partition a leader, from outside the ISR if no ISR member is alive
+(ELECTION_NOT_NEEDED when it has a leader, ELIGIBLE_LEADERS_NOT_AVAILABLE when no replica is
+alive): the records the new leader lacks are lost, as in Kafka. The answer comes once this node's
+image shows the leaders elected.
 """
 
 from trioka.wire.api_keys import ApiKey
@@ -20,6 +28,9 @@ PartitionResult = Result.PartitionResult
 
 
 async def handle(broker, request, ctx):
+    if broker.cluster is not None:
+        return await broker.cluster.elect_leaders(request, preferred=request.election_type
+                                                  == PREFERRED)
     if request.election_type not in (PREFERRED, UNCLEAN):
         return Response(throttle_time_ms=0, error_code=ErrorCode.INVALID_REQUEST,
                         replica_election_results=[])

@@ -31,4 +31,7 @@ async def handle(broker, request, ctx):
     except KafkaError as e:
         return Response(throttle_time_ms=0, error_code=fenced_code(ctx.api_version, e.code, 2),
                         producer_id=-1, producer_epoch=-1)
+    error = await broker.transactions.replicated(request.transactional_id)   # acks=-1
+    if error:
+        return Response(throttle_time_ms=0, error_code=error, producer_id=-1, producer_epoch=-1)
     return Response(throttle_time_ms=0, error_code=0, producer_id=pid, producer_epoch=epoch)

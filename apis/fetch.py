@@ -31,7 +31,23 @@ Served as Kafka serves a consumer (replica id -1):
 - KIP-227 sessions (v7+): see fetch_sessions.py. v13+ name topics by id (UNKNOWN_TOPIC_ID).
 - v9+ `current_leader_epoch`: older than ours is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
 
-Not done: follower fetching (this broker has no followers), preferred read replicas (always -1).
+In a cluster (node/cluster_link.py), as Kafka's ReplicaManager.fetchMessages serves consumers:
+- A consumer's Fetch v11+ may read any replica of a partition, leader or follower (Kafka's
+  FetchParams.fetchOnlyLeader is false for it), older versions only the leader
+  (NOT_LEADER_OR_FOLLOWER from a follower). A follower serves up to its own high watermark (or
+  last stable offset), which trails the leader's by a replica fetch: an offset between its HW and
+  its log end offset gets no records yet, one past its log end offset OFFSET_OUT_OF_RANGE (the
+  consumer then checks its position with the leader, KIP-392's case 4). ListOffsets stays with
+  the leader.
+- KIP-392: with `replica.selector.class` set (replica/selector.py), the leader asks the selector
+  which replica each v11+ consumer fetch should read, given its `rack_id` (`client.rack`); when
+  that is a follower, the partition is answered at once with `preferred_read_replica` = its id,
+  its HW, LSO and log start offset, and no records; an incremental fetch always reports it.
+- KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH carries, from v16,
+  `current_leader` and the leader's address in the response's `node_endpoints`
+  (node/leader_hints.py), as Kafka sends them.
+- Follower (replica) fetches are `follower_fetch` below.
+
 Versions 0-3 (message formats v0/v1) were removed in Kafka 4.0 and are not served.
 """
 
@@ -39,6 +55,8 @@ import trio
 
 from trioka.log.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, CachedPartition
 from trioka.log.files import FileRegion
+from trioka.node.leader_hints import HINTED_ERRORS, LeaderHints
+from trioka.replica.selector import ClientMetadata, preferred_read_replica
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -50,6 +68,10 @@ PartitionData = TopicResponse.PartitionData
 AbortedTransaction = PartitionData.AbortedTransaction
 
 READ_COMMITTED = 1
+# Fetch v11 added rack_id and preferred_read_replica (KIP-392); from it consumers may read
+# followers. v16 added node_endpoints, and Kafka sends the KIP-951 leader hints from it.
+FOLLOWER_READS_FROM = 11
+LEADER_HINTS_FROM = 16
 
 
 def _resolve(broker, topic_name, topic_id, uses_ids):
@@ -73,6 +95,7 @@ class _Read:
     def __init__(self):
         self.bytes = 0
         self.errors = False
+        self.redirected = False   # a partition was sent to its preferred read replica
         self.results = []   # (CachedPartition, PartitionData, has_records)
         self.logs = []      # (CachedPartition, its PartitionLog or None when it had an error)
 
@@ -85,10 +108,40 @@ class _Read:
                         chunk.close()
 
 
-def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _Read:
+class _ReadReplicaChoice:
+    """KIP-392 for one consumer request: the broker's replica selector, the consumer, and the
+    racks of the live brokers on its listener (node id -> rack)."""
+    __slots__ = ("selector", "client", "racks")
+
+    def __init__(self, selector, client: ClientMetadata, racks: dict):
+        self.selector = selector
+        self.client = client
+        self.racks = racks
+
+
+def _replica_to_read(broker, cp, version: int, choice: _ReadReplicaChoice | None):
+    """In a cluster: (the PartitionLog a consumer's fetch reads, the preferred read replica or
+    -1), or the partition's error (see the module's docstring)."""
+    hosted = broker.cluster.replicas.hosted(cp.topic, cp.partition)
+    state = hosted.state
+    state.check_current_leader_epoch(cp.current_leader_epoch,
+                                     require_leader=version < FOLLOWER_READS_FROM)
+    log = broker.logs.partition(cp.topic, cp.partition, reading=True)
+    preferred = -1
+    if choice is not None and state.is_leader:
+        preferred = preferred_read_replica(
+            choice.selector, choice.client, state, leader_log_end_offset=log.log_end_offset,
+            fetch_offset=cp.fetch_offset, racks=choice.racks,
+            now_ms=broker.clock.monotonic() * 1000)
+    return log, preferred
+
+
+def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int,
+              choice: _ReadReplicaChoice | None = None) -> _Read:
     out = _Read()
     budget = max_bytes
     first = True
+    cluster = broker.cluster
     for cp in wanted:
         if cp.topic is None:
             pd = _error_partition(cp.partition, ErrorCode.UNKNOWN_TOPIC_ID)
@@ -98,14 +151,26 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int) -> _
             continue
         log = None
         try:
-            log = broker.partition(cp.topic, cp.partition, reading=True)
-            if broker.cluster is not None:
-                # FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH against this partition's epoch.
-                broker.check_leader_epoch(cp.topic, cp.partition, cp.current_leader_epoch)
-            elif cp.current_leader_epoch not in (-1, broker.leader_epoch):
-                raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH
-                                 if cp.current_leader_epoch < broker.leader_epoch
-                                 else ErrorCode.UNKNOWN_LEADER_EPOCH)
+            if cluster is None:
+                log = broker.partition(cp.topic, cp.partition, reading=True)
+                if cp.current_leader_epoch not in (-1, broker.leader_epoch):
+                    raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH
+                                     if cp.current_leader_epoch < broker.leader_epoch
+                                     else ErrorCode.UNKNOWN_LEADER_EPOCH)
+            else:
+                log, preferred = _replica_to_read(broker, cp, version, choice)
+                if preferred >= 0:
+                    # Kafka skips the read and answers at once: the consumer goes there.
+                    out.redirected = True
+                    out.logs.append((cp, log))
+                    out.results.append((cp, PartitionData(
+                        partition_index=cp.partition, error_code=0,
+                        high_watermark=log.high_watermark,
+                        last_stable_offset=log.last_stable_offset,
+                        log_start_offset=log.log_start_offset,
+                        aborted_transactions=None if isolation != READ_COMMITTED else [],
+                        preferred_read_replica=preferred, records=b""), False))
+                    continue
             limit = min(cp.max_bytes, budget)
             upper = log.last_stable_offset if isolation == READ_COMMITTED else None
             read = log.read(cp.fetch_offset, limit, min_one_batch=first, isolation_upper=upper,
@@ -157,7 +222,10 @@ def _requested(broker, request, uses_ids: bool) -> list:
     return out
 
 
-def _response(version, session_id, results, uses_ids, error=ErrorCode.NONE) -> object:
+def _response(version, session_id, results, uses_ids, error=ErrorCode.NONE,
+              hints: LeaderHints | None = None) -> object:
+    """The Fetch response of `results`; with `hints` (a cluster, v16+), KIP-951's current
+    leader on each partition answered NOT_LEADER_OR_FOLLOWER / FENCED_LEADER_EPOCH."""
     topics: list = []
     last = None
     for cp, pd, _ in results:
@@ -166,9 +234,35 @@ def _response(version, session_id, results, uses_ids, error=ErrorCode.NONE) -> o
             last = (key, TopicResponse(topic=cp.topic if not uses_ids else None,
                                        topic_id=cp.topic_id, partitions=[]))
             topics.append(last[1])
+        if hints is not None and pd.error_code in HINTED_ERRORS:
+            leader, epoch = hints.current_leader(cp.topic, cp.partition)
+            pd.current_leader = PartitionData.LeaderIdAndEpoch(leader_id=leader,
+                                                               leader_epoch=epoch)
         last[1].partitions.append(pd)
-    return Response(throttle_time_ms=0, error_code=error, session_id=session_id,
-                    responses=topics)
+    response = Response(throttle_time_ms=0, error_code=error, session_id=session_id,
+                        responses=topics)
+    if hints is not None and hints.endpoints:
+        response.node_endpoints = hints.node_endpoints(Response.NodeEndpoint)
+    return response
+
+
+def _leader_hints(broker, ctx) -> LeaderHints | None:
+    if broker.cluster is None or ctx.api_version < LEADER_HINTS_FROM:
+        return None
+    return LeaderHints(broker, ctx.connection.listener)
+
+
+def _read_replica_choice(broker, request, ctx) -> _ReadReplicaChoice | None:
+    """KIP-392's inputs for a consumer's fetch, None when no replica selector applies (a
+    single broker, no `replica.selector.class`, a Fetch before v11)."""
+    selector = broker.replica_selector
+    if selector is None or broker.cluster is None or ctx.api_version < FOLLOWER_READS_FROM:
+        return None
+    listener = ctx.connection.listener
+    client = ClientMetadata(request.rack_id or "", ctx.client_id,
+                            listener.name if listener is not None else None)
+    racks = {node: rack for node, _, _, rack in broker.brokers_view(listener)}
+    return _ReadReplicaChoice(selector, client, racks)
 
 
 def replica_id_of(request, version: int) -> tuple[int, int]:
@@ -199,6 +293,7 @@ async def follower_fetch(broker, request, ctx, replica_id: int, broker_epoch: in
                                   if cp.current_leader_epoch >= 0
                                   else ErrorCode.NOT_LEADER_OR_FOLLOWER), False)
             for cp in wanted], uses_ids)
+    hints = _leader_hints(broker, ctx)
     replicas = broker.cluster.replicas
     starts = {}
     for t in request.topics:
@@ -257,7 +352,7 @@ async def follower_fetch(broker, request, ctx, replica_id: int, broker_epoch: in
         finally:
             for log in logs:
                 log.remove_waiter(changed)
-    return _response(version, 0, out.results, uses_ids)
+    return _response(version, 0, out.results, uses_ids, hints=hints)
 
 
 async def handle(broker, request, ctx):
@@ -312,6 +407,8 @@ async def handle(broker, request, ctx):
             wanted = requested = []
             incremental = False
 
+    cluster = broker.cluster
+    choice = _read_replica_choice(broker, request, ctx) if cluster is not None else None
     # KafkaApis: fetch.max.bytes caps the request's max_bytes, and min_bytes is capped by that.
     max_bytes = min(request.max_bytes, broker.config.fetch_max_bytes)
     min_bytes = min(request.min_bytes, max_bytes)
@@ -326,24 +423,25 @@ async def handle(broker, request, ctx):
             wanted = session.to_examine(broker.leader_epoch, None if incremental else requested)
         elif incremental:
             wanted = list(session.partitions.values())
-        read = _read_all(broker, wanted, max_bytes, request.isolation_level, version)
+        read = _read_all(broker, wanted, max_bytes, request.isolation_level, version, choice)
         if listening:
             for cp, log in read.logs:
                 session.listen(cp, log)
-        if (read.bytes >= min_bytes or read.errors or request.max_wait_ms <= 0
-                or broker.clock.monotonic() >= deadline or broker.shutting_down.is_set()):
+        if (read.bytes >= min_bytes or read.errors or read.redirected
+                or request.max_wait_ms <= 0 or broker.clock.monotonic() >= deadline
+                or broker.shutting_down.is_set()):
             break
         read.release()
-        changed = trio.Event()
+        # A DelayedFetch of the broker's fetch purgatory (apis/purgatory.py): woken by a change
+        # or at the deadline, a bounded number of requests per turn of the event loop.
+        changed = broker.fetch_purgatory.delayed(deadline)
         logs = () if listening else [log for _, log in read.logs if log is not None]
         if listening:
             session.waiters.add(changed)
         for log in logs:
             log.add_waiter(changed)
         try:
-            # The broker's fetch purgatory wakes it at the deadline (apis/purgatory.py), a
-            # bounded number of expired requests per turn of the event loop.
-            await broker.fetch_purgatory.wait(changed, deadline)
+            await broker.fetch_purgatory.wait(changed)
         finally:
             if listening:
                 session.waiters.discard(changed)
@@ -359,7 +457,9 @@ async def handle(broker, request, ctx):
             must = cp.must_report(has, pd.error_code, pd.high_watermark, pd.last_stable_offset,
                                   pd.log_start_offset)
             session.answered(cp, pd.error_code, pd.high_watermark)
-            if must or not incremental:
+            # Kafka's FetchSession reports a partition sent to a preferred read replica.
+            if must or not incremental or pd.preferred_read_replica >= 0:
                 reported.append((cp, pd, has))
         results = reported
-    return _response(version, session.session_id if session else 0, results, uses_ids)
+    return _response(version, session.session_id if session else 0, results, uses_ids,
+                     hints=_leader_hints(broker, ctx) if cluster is not None else None)

@@ -5,16 +5,19 @@ so the default applies again, APPEND (2) and SUBTRACT (3) add or remove items of
 (`cleanup.policy`), starting from its current value. APPEND or SUBTRACT on a key that is not a list
 is INVALID_CONFIG, an unknown operation or a key named twice INVALID_REQUEST. The result is then
 checked as a whole and applied as AlterConfigs applies it (see alter_configs.py), persisted.
+
+In a cluster the request is forwarded to the controller, which applies the same operations to the
+configs in the metadata (controller/configuration_control.py, Kafka's
+ConfigurationControlManager) and writes ConfigRecords; the answer comes once this node's image
+holds the result (alter_configs.forwarded).
 """
 
 from trioka.apis import alter_configs
-from trioka.apis.describe_configs import BROKER, TOPIC
-from trioka.config import LIST_KEYS
+from trioka.apis.describe_configs import BROKER, TOPIC, topic_configs
+from trioka.controller.configuration_control import apply_operations
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
-
-SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 
 Response = response_class(ApiKey.INCREMENTAL_ALTER_CONFIGS)
 
@@ -22,11 +25,8 @@ Response = response_class(ApiKey.INCREMENTAL_ALTER_CONFIGS)
 def current(broker, resource) -> tuple[dict, dict]:
     """(overrides now set, effective values) of a resource, as strings."""
     if resource.resource_type == TOPIC:
-        topic = broker.topic(resource.resource_name)
-        if topic is None:
-            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                             f"Topic {resource.resource_name} does not exist")
-        return dict(topic.configs), topic.config.to_configs()
+        overrides, config = topic_configs(broker, resource.resource_name)
+        return dict(overrides), config.to_configs()
     if resource.resource_type == BROKER:
         overrides = broker.broker_configs(resource.resource_name)
         effective = {k: str(broker.config.get(k)) for k in overrides}
@@ -35,37 +35,25 @@ def current(broker, resource) -> tuple[dict, dict]:
                      f"Unsupported resource type {resource.resource_type}")
 
 
+def operations(resource) -> list:
+    return [(c.name, c.config_operation, c.value) for c in resource.configs]
+
+
 def new_set(broker, resource) -> dict:
     overrides, effective = current(broker, resource)
-    names = [c.name for c in resource.configs]
-    if len(set(names)) != len(names):
-        raise KafkaError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
-    for c in resource.configs:
-        op = c.config_operation
-        if op == SET:
-            overrides[c.name] = c.value
-        elif op == DELETE:
-            overrides.pop(c.name, None)
-        elif op in (APPEND, SUBTRACT):
-            if c.name not in LIST_KEYS:
-                verb = "append" if op == APPEND else "subtract"
-                raise KafkaError(ErrorCode.INVALID_CONFIG,
-                                 f"Config value {verb} is not allowed for config key {c.name} "
-                                 "since its type is not LIST")
-            base = overrides.get(c.name, effective.get(c.name, "")) or ""
-            items = [x.strip() for x in base.split(",") if x.strip()]
-            given = [x.strip() for x in (c.value or "").split(",") if x.strip()]
-            if op == APPEND:
-                items += [x for x in given if x not in items]
-            else:
-                items = [x for x in items if x not in given]
-            overrides[c.name] = ",".join(items)
-        else:
-            raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unknown config operation {op}")
-    return overrides
+    return apply_operations(overrides, effective, operations(resource))
+
+
+def expected_configs(broker, resource) -> dict:
+    """What the image holds of the keys the operations touch once they are applied."""
+    values = new_set(broker, resource)
+    return {name: values.get(name) for name, _, _ in operations(resource)}
 
 
 async def handle(broker, request, ctx):
+    if broker.cluster is not None:
+        return await alter_configs.forwarded(broker, request, ApiKey.INCREMENTAL_ALTER_CONFIGS,
+                                             expected_configs)
     results = []
     for r in request.resources:
         try:

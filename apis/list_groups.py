@@ -6,10 +6,15 @@ for KIP-848 groups (ConsumerGroupHeartbeat), whose protocol type is "consumer" a
 Empty, Assigning, Reconciling and Stable. v4+ may filter by state names and v5+ by group types
 (KIP-518, KIP-848), compared without regard to case; an empty filter lets every group through. v3
 is the first flexible version.
+
+A node of a cluster lists the groups of the `__consumer_offsets` partitions it leads; while one
+of them is loading the answer has COORDINATOR_LOAD_IN_PROGRESS with the groups loaded so far, as
+Kafka's.
 """
 
 from trioka.coordinator import classic, consumer_group
 from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
 
 Response = response_class(ApiKey.LIST_GROUPS)
@@ -32,7 +37,8 @@ async def handle(broker, request, ctx):
     version = ctx.api_version
     groups = broker.groups.list_groups(request.states_filter if version >= 4 else None,
                                        request.types_filter if version >= 5 else None)
-    return Response(throttle_time_ms=0, error_code=0, groups=[
+    error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if broker.groups.loading() else 0
+    return Response(throttle_time_ms=0, error_code=error, groups=[
         Listed(group_id=g.group_id, protocol_type=_protocol_type(g),
                group_state=g.state.value, group_type=_group_type(g))
         for g in sorted(groups, key=lambda g: g.group_id)])

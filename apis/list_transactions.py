@@ -9,6 +9,7 @@ filter that lists nothing.
 
 from trioka.txn.states import TransactionState
 from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
 
 Response = response_class(ApiKey.LIST_TRANSACTIONS)
@@ -35,5 +36,8 @@ async def handle(broker, request, ctx):
             continue
         out.append(State(transactional_id=meta.transactional_id, producer_id=meta.producer_id,
                          transaction_state=meta.state.display))
-    return Response(throttle_time_ms=0, error_code=0, unknown_state_filters=unknown,
+    # A node of a cluster lists the ids of the partitions it coordinates; while one of them
+    # loads, Kafka says so with what it has.
+    error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if broker.transactions.loading() else 0
+    return Response(throttle_time_ms=0, error_code=error, unknown_state_filters=unknown,
                     transaction_states=out)

@@ -36,6 +36,10 @@ decompress to a great deal, and the append then happens on the event loop.
   state in must then start at sequence 0. A fenced epoch is INVALID_PRODUCER_EPOCH.
 - The response carries the base offset, the log append time (-1 unless the topic uses
   LogAppendTime) and the log start offset.
+- In a cluster, KIP-951: from v10 a partition answered NOT_LEADER_OR_FOLLOWER or
+  FENCED_LEADER_EPOCH carries `current_leader` (the leader id and epoch this node knows) and the
+  response's `node_endpoints` the leader's address on the client's listener
+  (node/leader_hints.py), so the producer sends its retry to the new leader at once.
 - Versions 0-2 (message formats v0/v1) were removed in Kafka 4.0, but Kafka still advertises
   Produce from v0 because librdkafka refuses to produce compressed batches otherwise
   (KAFKA-18659); a v0-2 request is answered with UNSUPPORTED_VERSION. v12 is v11 with
@@ -48,11 +52,13 @@ from trioka.log.batch import BatchInfo, peek_codec, peek_header
 from trioka.log.compression import CompressionType
 from trioka.log.topics import INTERNAL_TOPICS
 from trioka.log.validator import RecordRules, RecordValidationError, conform
+from trioka.node.leader_hints import HINTED_ERRORS, LeaderHints
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
 
 SERVED_FROM = 3
+LEADER_HINTS_FROM = 10     # KIP-951's current_leader and node_endpoints
 
 Response = response_class(ApiKey.PRODUCE)
 TopicResponse = Response.TopicProduceResponse
@@ -84,6 +90,35 @@ def verify_transaction(broker, transactional_id, log, topic: str, index: int,
                                              broker.clock.wall_ms())
     except KafkaError as e:
         # How Kafka's partition leaders pass the coordinator's answer on to producers.
+        if e.code == ErrorCode.PRODUCER_FENCED:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH, e.message) from None
+        if e.code == ErrorCode.TRANSACTION_ABORTABLE and version < 11:
+            raise KafkaError(ErrorCode.INVALID_TXN_STATE, e.message) from None
+        raise
+
+
+# Kafka's AddPartitionsToTxnManager: a coordinator that cannot answer now is, for the producer,
+# a retriable NOT_ENOUGH_REPLICAS (its batch is retried, not failed).
+COORDINATOR_UNAVAILABLE = frozenset({ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                                     ErrorCode.NOT_COORDINATOR,
+                                     ErrorCode.COORDINATOR_LOAD_IN_PROGRESS})
+
+
+async def verify_transaction_in_cluster(broker, transactional_id, log, topic: str, index: int,
+                                        header: BatchInfo, version: int) -> None:
+    """verify_transaction on a node of a cluster: the id's coordinator may be on another node,
+    asked with AddPartitionsToTxn (verify only, or adding the partition from v12), as Kafka's
+    partition leaders ask it."""
+    add = version >= 12
+    if add and header.base_sequence != 0 and not log.has_producer(header.producer_id):
+        verify_transaction(broker, transactional_id, log, topic, index, header, version)
+    try:
+        await broker.transactions.verify_partition_anywhere(
+            transactional_id, header.producer_id, header.producer_epoch, topic, index, add,
+            broker.clock.wall_ms())
+    except KafkaError as e:
+        if e.code in COORDINATOR_UNAVAILABLE:
+            raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS, e.message) from None
         if e.code == ErrorCode.PRODUCER_FENCED:
             raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH, e.message) from None
         if e.code == ErrorCode.TRANSACTION_ABORTABLE and version < 11:
@@ -132,7 +167,12 @@ async def append_partition(broker, topic: str, index: int, records, version: int
             log = broker.partition(topic, index)
             conformed = RecordRules.of(log.config, strict=strict) == rules
         if header is not None and header.is_transactional:
-            verify_transaction(broker, transactional_id, log, topic, index, header, version)
+            if replicas is None:
+                verify_transaction(broker, transactional_id, log, topic, index, header, version)
+            else:
+                await verify_transaction_in_cluster(broker, transactional_id, log, topic, index,
+                                                    header, version)
+                log = broker.partition(topic, index)   # again, after the wait
         if replicas is None:
             result = log.append(records, leader_epoch=broker.leader_epoch,
                                 now_ms=broker.clock.wall_ms(), batches=batches,
@@ -198,10 +238,25 @@ async def flush_appended(broker, flushes: list) -> None:
             nursery.start_soon(flush_one, *item)
 
 
+def add_leader_hints(broker, ctx, response, names: list) -> None:
+    """KIP-951 (v10+, in a cluster): the current leader of every partition answered
+    NOT_LEADER_OR_FOLLOWER / FENCED_LEADER_EPOCH, and those leaders' endpoints."""
+    hints = LeaderHints(broker, ctx.connection.listener)
+    for name, topic in zip(names, response.responses):
+        for pr in topic.partition_responses:
+            if pr.error_code in HINTED_ERRORS:
+                leader, epoch = hints.current_leader(name, pr.index)
+                pr.current_leader = PartitionResponse.LeaderIdAndEpoch(leader_id=leader,
+                                                                       leader_epoch=epoch)
+    if hints.endpoints:
+        response.node_endpoints = hints.node_endpoints(Response.NodeEndpoint)
+
+
 async def handle(broker, request, ctx):
     version = ctx.api_version
     acks = request.acks
     topics = []
+    names = []
     failed = False
     flushes = []
     replication = [] if broker.cluster is not None and acks == -1 else None
@@ -226,6 +281,7 @@ async def handle(broker, request, ctx):
                 failed = True
             parts.append(pr)
         topics.append(TopicResponse(name=td.name, topic_id=td.topic_id, partition_responses=parts))
+        names.append(name)
     if flushes:
         await flush_appended(broker, flushes)
         failed = failed or any(response.error_code for response, _, _ in flushes)
@@ -235,4 +291,7 @@ async def handle(broker, request, ctx):
         if failed:
             ctx.connection.closing = True
         return None
-    return Response(responses=topics, throttle_time_ms=0)
+    response = Response(responses=topics, throttle_time_ms=0)
+    if broker.cluster is not None and version >= LEADER_HINTS_FROM:
+        add_leader_hints(broker, ctx, response, names)
+    return response

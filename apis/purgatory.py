@@ -5,16 +5,19 @@ purgatory: appends to its partitions complete it early, and the purgatory's expi
 thread driving a timing wheel) completes the ones whose max wait has passed, so the request
 handler threads never spend time on the expiry of waiting requests.
 
-Here a waiting Fetch waits on an event that the partitions it reads (or its session) set on a
-change, and on its deadline, kept in this purgatory. One reaper task per broker sleeps until the
-earliest deadline and wakes the requests whose deadlines have passed, in deadline order, at most
-`EXPIRED_PER_TURN` in one turn of the event loop, so that the loop polls its sockets between
-turns: consumers with the same fetch.max.wait.ms that sent their Fetches together (1,000 of them
-after one append woke them all, say) expire together, and each woken request then reads, encodes
-and sends its answer; woken all at once they would hold the loop for the whole burst (measured:
-80-115 ms for 1,000), and every other client's request with them. A deadline per request in a
-trio cancel scope had that cost and more: trio cancels all expired scopes in one step of its run
-loop, some 40 µs each.
+Here a waiting Fetch is a DelayedFetch: it registers with the partitions it reads (or its
+session) as their waiter, and its deadline is kept in this purgatory. One reaper task per broker
+sleeps until the earliest deadline and wakes the requests whose deadlines have passed, in deadline
+order, at most `EXPIRED_PER_TURN` in one turn of the event loop, so that the loop polls its
+sockets between turns. Consumers with the same fetch.max.wait.ms that sent their Fetches together
+expire together, and each woken request then reads, encodes and sends its answer: woken all at
+once they held the loop for the whole burst (measured: 80-115 ms for 1,000), and every other
+client's request with them. A deadline per request in a trio cancel scope had that cost and more:
+trio cancels all expired scopes in one step of its run loop, some 40 µs each.
+
+A change wakes its waiting requests at once, unless more than `EXPIRED_PER_TURN` were woken so
+since the reaper's last turn: a burst (one append read by 1,000 consumers, the deletion of a topic
+1,000 consumers wait on) is queued and woken by the reaper as many per turn, in order.
 
 A request that leaves the purgatory early (woken by data, or its connection closed) only marks
 its entry; the reaper drops marked entries as it meets them, and the heap is rebuilt when more
@@ -25,6 +28,7 @@ ended or failed), so that it serves the broker in any trio run, including tests 
 handler with no server around it.
 """
 
+import collections
 import heapq
 import itertools
 import logging
@@ -33,69 +37,102 @@ import trio
 
 log = logging.getLogger("trioka.apis.purgatory")
 
-# At most this many expired requests are woken per turn of the event loop. Each then takes about
-# 50-150 µs to answer (more on a loaded machine), so a turn stays within a few milliseconds and
-# 1,000 expiries are answered within about 100 ms of their deadline.
+# At most this many waiting requests are woken per turn of the event loop by the reaper (and as
+# many more directly by changes, between two turns of the reaper). Each then takes about 50-150 µs
+# to answer (more on a loaded machine), so a turn stays within a few milliseconds and 1,000
+# expiries are answered within about 100 ms of their deadline.
 EXPIRED_PER_TURN = 32
 
+PENDING, WAITING, QUEUED, DONE = "pending", "waiting", "queued", "done"
 
-class _Delayed:
-    """One waiting request: its deadline and the event that wakes it."""
-    __slots__ = ("deadline", "order", "wakeup", "waiting")
 
-    def __init__(self, deadline: float, order: int, wakeup: trio.Event):
+class DelayedFetch:
+    """One waiting Fetch (Kafka's DelayedFetch): registered with the partitions it reads (or its
+    session) like any waiter, whose `set()` on a change completes it; its deadline is kept by
+    the purgatory. States: pending (made, not waiting yet), waiting (its deadline in the heap),
+    queued (completed by a change during a burst: woken by the reaper's next turn), done."""
+    __slots__ = ("purgatory", "deadline", "order", "state", "event")
+
+    def __init__(self, purgatory: "FetchPurgatory", deadline: float, order: int):
+        self.purgatory = purgatory
         self.deadline = deadline
         self.order = order
-        self.wakeup = wakeup
-        self.waiting = True
+        self.state = PENDING
+        self.event = trio.Event()
 
-    def __lt__(self, other: "_Delayed") -> bool:
+    def set(self) -> None:
+        """A change of what the request reads: wake it (PartitionLog.wake_waiters)."""
+        self.purgatory.complete(self)
+
+    def is_set(self) -> bool:
+        return self.state == DONE or self.state == QUEUED
+
+    def __lt__(self, other: "DelayedFetch") -> bool:
         return (self.deadline, self.order) < (other.deadline, other.order)
 
 
 class FetchPurgatory:
-    """The deadlines of the waiting Fetch requests of one broker, and their reaper."""
+    """The waiting Fetch requests of one broker: their deadlines, the requests completed during
+    a burst, and the reaper that wakes both a bounded number per turn of the event loop."""
 
     def __init__(self, clock, expired_per_turn: int = EXPIRED_PER_TURN):
         self.clock = clock
         self.expired_per_turn = expired_per_turn
-        self._heap: list[_Delayed] = []
+        self._heap: list[DelayedFetch] = []
+        self._queue: collections.deque[DelayedFetch] = collections.deque()
         self._order = itertools.count()
-        self._left = 0                         # entries marked as no longer waiting
+        self._left = 0                         # heap entries no longer waiting
+        self._direct = 0                       # woken by changes since the reaper's last turn
         self._reaper_token = None              # the trio run whose reaper is running, if any
-        self._earlier = trio.Event()           # set when a deadline earlier than the head comes
+        self._kick = trio.Event()              # set for the reaper: an earlier deadline, a queue
 
     def __len__(self) -> int:
         """How many requests are waiting."""
         return len(self._heap) - self._left
 
-    async def wait(self, wakeup: trio.Event, deadline: float) -> None:
-        """Wait until `wakeup` is set (by a change of what the request reads) or `deadline`
-        (on the node's clock) has passed; the purgatory sets `wakeup` at the deadline."""
-        if wakeup.is_set():
-            return
-        entry = self._add(wakeup, deadline)
-        self._ensure_reaper()
+    def delayed(self, deadline: float) -> DelayedFetch:
+        """A request that is to wait until a change or `deadline` (on the node's clock):
+        register it as the waiter of what it reads, then `wait` for it."""
+        return DelayedFetch(self, deadline, next(self._order))
+
+    async def wait(self, delayed: DelayedFetch) -> None:
+        """Wait until `delayed` is completed by a change or its deadline has passed."""
+        if delayed.state == PENDING:
+            delayed.state = WAITING
+            earlier = not self._heap or delayed < self._heap[0]
+            heapq.heappush(self._heap, delayed)
+            self._ensure_reaper()
+            if earlier:
+                self._kick.set()
         try:
-            await wakeup.wait()
+            await delayed.event.wait()
         finally:
-            self._leave(entry)
+            self._leave(delayed)
 
-    def _add(self, wakeup: trio.Event, deadline: float) -> _Delayed:
-        entry = _Delayed(deadline, next(self._order), wakeup)
-        earlier = not self._heap or entry < self._heap[0]
-        heapq.heappush(self._heap, entry)
-        if earlier:
-            self._earlier.set()
-        return entry
-
-    def _leave(self, entry: _Delayed) -> None:
-        if not entry.waiting:
+    def complete(self, delayed: DelayedFetch) -> None:
+        """A change for a waiting request: woken at once, unless more than `expired_per_turn`
+        were since the reaper's last turn (a burst: one append or deletion waking many
+        consumers); then it is queued for the reaper, which wakes that many per turn."""
+        if delayed.state == QUEUED or delayed.state == DONE:
             return
-        entry.waiting = False
-        self._left += 1
+        if delayed.state == WAITING:
+            self._left += 1     # its heap entry goes when the reaper meets it
+        if self._direct < self.expired_per_turn and not self._queue:
+            self._direct += 1
+            delayed.state = DONE
+            delayed.event.set()
+            return
+        delayed.state = QUEUED
+        self._queue.append(delayed)
+        self._ensure_reaper()
+        self._kick.set()
+
+    def _leave(self, delayed: DelayedFetch) -> None:
+        if delayed.state == WAITING:
+            self._left += 1
+        delayed.state = DONE
         if self._left > 64 and self._left * 2 > len(self._heap):
-            self._heap = [e for e in self._heap if e.waiting]
+            self._heap = [e for e in self._heap if e.state == WAITING]
             heapq.heapify(self._heap)
             self._left = 0
 
@@ -105,18 +142,30 @@ class FetchPurgatory:
         heap = self._heap
         woken = 0
         while heap and woken < limit and heap[0].deadline <= now:
-            entry = heapq.heappop(heap)
-            if not entry.waiting:
+            delayed = heapq.heappop(heap)
+            if delayed.state != WAITING:
                 self._left -= 1
                 continue
-            entry.waiting = False
-            entry.wakeup.set()
+            delayed.state = DONE
+            delayed.event.set()
             woken += 1
+        return woken
+
+    def _release(self, limit: int) -> int:
+        """Wake up to `limit` queued requests, in the order their changes came."""
+        queue = self._queue
+        woken = 0
+        while queue and woken < limit:
+            delayed = queue.popleft()
+            if delayed.state == QUEUED:
+                delayed.state = DONE
+                delayed.event.set()
+                woken += 1
         return woken
 
     def _next_deadline(self) -> float | None:
         heap = self._heap
-        while heap and not heap[0].waiting:
+        while heap and heap[0].state != WAITING:
             heapq.heappop(heap)
             self._left -= 1
         return heap[0].deadline if heap else None
@@ -126,31 +175,35 @@ class FetchPurgatory:
         if self._reaper_token is token:
             return
         self._reaper_token = token
-        self._earlier = trio.Event()
+        self._kick = trio.Event()
         trio.lowlevel.spawn_system_task(self._reaper, token, name="the fetch purgatory's reaper")
 
     async def _reaper(self, token) -> None:
-        """Kafka's ExpiredOperationReaper: wake the expired requests, a bounded number per
-        turn of the event loop; end when no request is waiting (the next one starts it again)."""
+        """Kafka's ExpiredOperationReaper: wake the queued and the expired requests, a bounded
+        number per turn of the event loop; end when no request waits (the next one starts it
+        again)."""
         try:
             while True:
-                deadline = self._next_deadline()
-                if deadline is None:
-                    return
+                self._direct = 0
+                woken = self._release(self.expired_per_turn)
                 now = self.clock.monotonic()
-                if deadline <= now:
-                    self.expire(now, self.expired_per_turn)
+                self.expire(now, self.expired_per_turn - woken)
+                deadline = self._next_deadline()
+                if self._queue or (deadline is not None and deadline <= now):
                     # The woken requests answer in the next turn, after the sockets are polled;
-                    # the next share of expired ones is woken then.
+                    # the next share is woken then.
                     await trio.lowlevel.checkpoint()
                     continue
-                self._earlier = trio.Event()
+                if deadline is None:
+                    return
+                self._kick = trio.Event()
                 with self.clock.move_on_at(deadline):
-                    await self._earlier.wait()
+                    await self._kick.wait()
         except Exception:
-            # Never let an error out of a system task (it would end the trio run); the waiting
-            # requests are woken, and the next one to wait starts a reaper again.
+            # Never let an error out of a system task (it would end the trio run): every
+            # waiting request is woken, and the next one to wait starts a reaper again.
             log.exception("the fetch purgatory's reaper failed")
+            self._release(len(self._queue))
             self.expire(float("inf"), len(self._heap))
         finally:
             if self._reaper_token is token:

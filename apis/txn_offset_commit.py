@@ -27,14 +27,15 @@ TopicResult = Response.TxnOffsetCommitResponseTopic
 PartitionResult = TopicResult.TxnOffsetCommitResponsePartition
 
 
-def _check_transaction(broker, request, version: int) -> None:
+async def _check_transaction(broker, request, version: int) -> None:
     """The transaction coordinator's word on the group's offsets partition: verified up to v4,
-    added from v5 (the producer checks, then the partition's)."""
+    added from v5 (the producer checks, then the partition's). On a node of a cluster the
+    transaction coordinator may be another node: it is asked with AddPartitionsToTxn."""
     if not request.transactional_id:
         raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING, "Empty transactional id")
     partition = broker.groups.partition_for(request.group_id)
     try:
-        broker.transactions.verify_partition(
+        await broker.transactions.verify_partition_anywhere(
             request.transactional_id, request.producer_id, request.producer_epoch,
             OFFSETS_TOPIC, partition, version >= 5, broker.clock.wall_ms())
     except KafkaError as e:
@@ -66,7 +67,8 @@ async def handle(broker, request, ctx):
                 codes[key] = ErrorCode.NONE
     try:
         broker.groups.check_coordinator(request.group_id)
-        _check_transaction(broker, request, version)
+        await _check_transaction(broker, request, version)
+        broker.groups.check_coordinator(request.group_id)   # still, after the wait
         broker.groups.offsets.txn_offset_commit(request.group_id, request.producer_id,
                                         request.producer_epoch, request.generation_id,
                                         request.member_id, request.group_instance_id, offsets)

@@ -99,8 +99,11 @@ def add_parser(sub) -> None:
         q.add_argument("--admin", default=os.environ.get("TRIOKA_ADMIN"),
                        metavar="http://HOST:PORT",
                        help="the broker's admin endpoint (default: $TRIOKA_ADMIN)")
-        q.add_argument("--timeout-ms", type=int, default=10000, metavar="MS",
-                       help="how long the admin endpoint may take (default 10000)")
+        # A node control waits for the node: a killed node's restart registers only once its
+        # old session has expired (broker.session.timeout.ms), as a Kafka broker's does.
+        default_ms = 90000 if q in node_parsers else 10000
+        q.add_argument("--timeout-ms", type=int, default=default_ms, metavar="MS",
+                       help=f"how long the admin endpoint may take (default {default_ms})")
 
 
 class AdminError(Exception):

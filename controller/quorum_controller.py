@@ -20,8 +20,11 @@ Operations, as in Kafka:
   flush runs share the next one). An RPC answers only once its records are committed, so a
   broker never acts on a decision a controller crash could forget.
 - The RPCs: BrokerRegistration, BrokerHeartbeat, AlterPartition, CreateTopics, DeleteTopics,
-  CreatePartitions, ElectLeaders, DescribeCluster (of the controllers), each `async def` taking the decoded request and the version and
-  returning the response message; the rules (codes and messages) are the managers'.
+  CreatePartitions, ElectLeaders, IncrementalAlterConfigs, AlterConfigs,
+  AlterPartitionReassignments, ListPartitionReassignments, DescribeCluster (of the
+  controllers), each `async def` taking the decoded request and the version and returning the
+  response message; the rules (codes and messages) are the managers' (configs:
+  configuration_control.py).
 - `fetch_metadata`: what the leader of the metadata partition answers to a Raft Fetch
   (KafkaRaftClient.handleFetchRequest): the batches from the fetch offset up to the high
   watermark, the high watermark, the log start offset, the leader and epoch, a diverging epoch
@@ -50,6 +53,7 @@ import trio
 from trioka.clock import Clock
 from trioka.config import Config, topic_defaults
 from trioka.controller.cluster_control import ClusterControlManager
+from trioka.controller.configuration_control import ConfigurationControlManager
 from trioka.controller.replication_control import ElectionType, ReplicationControlManager
 from trioka.log.batch import AppendOrigin
 from trioka.log.checkpoint import random_uuid
@@ -128,6 +132,7 @@ class QuorumController:
         self.image = MetadataImage()
         self.cluster_control: ClusterControlManager | None = None
         self.replication_control: ReplicationControlManager | None = None
+        self.configuration_control: ConfigurationControlManager | None = None
         # Set (and replaced) whenever the timers must look again: a write, a heartbeat.
         self.timers_wakeup = trio.Event()
         self.next_rebalance = 0.0
@@ -160,6 +165,8 @@ class QuorumController:
             replication["placer"] = self.placer
         self.replication_control = ReplicationControlManager(self.image, self.cluster_control,
                                                              **replication)
+        self.configuration_control = ConfigurationControlManager(self.image, self.config,
+                                                                 self.node_id)
         offset = self.log.log_start_offset
         while offset < self.log.log_end_offset:
             read = self.log.read(offset, DEFAULT_FETCH_MAX_BYTES,
@@ -524,6 +531,101 @@ class QuorumController:
                         replica_election_results=[
                             Response.ReplicaElectionResult(topic=topic, partition_result=parts)
                             for topic, parts in by_topic.items()])
+
+    # ------------------------------------------------------------------------- configs
+
+    async def alter_configs_of(self, Response, resources, validate_only: bool, change):
+        """Both config RPCs: `change(resource)` gives a resource's records or raises; each
+        resource's records are written before the next is looked at."""
+        Result = Response.AlterConfigsResourceResponse
+        results = []
+        for resource in resources:
+            try:
+                records = change(resource)
+                if len(records) > MAX_RECORDS_PER_USER_OP:
+                    raise KafkaError(ErrorCode.POLICY_VIOLATION, EXCESSIVE_BATCH_MESSAGE)
+                if not validate_only:
+                    self.write(records)
+            except KafkaError as e:
+                results.append(Result(error_code=e.code, error_message=e.message,
+                                      resource_type=resource.resource_type,
+                                      resource_name=resource.resource_name))
+                continue
+            results.append(Result(error_code=ErrorCode.NONE, error_message=None,
+                                  resource_type=resource.resource_type,
+                                  resource_name=resource.resource_name))
+        await self.wait_committed(self.next_offset - 1)
+        return Response(throttle_time_ms=0, responses=results)
+
+    async def incremental_alter_configs(self, request, version: int):
+        """IncrementalAlterConfigs (KIP-339): SET / DELETE / APPEND / SUBTRACT per key."""
+        control = self.configuration_control
+        return await self.alter_configs_of(
+            response_class(ApiKey.INCREMENTAL_ALTER_CONFIGS), request.resources,
+            request.validate_only,
+            lambda res: control.incremental_alter(
+                res.resource_type, res.resource_name,
+                [(c.name, c.config_operation, c.value) for c in res.configs]))
+
+    async def alter_configs(self, request, version: int):
+        """AlterConfigs: each resource's whole new set of overrides."""
+        control = self.configuration_control
+
+        def change(res):
+            names = [c.name for c in res.configs]
+            if len(set(names)) != len(names):
+                raise KafkaError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+            return control.legacy_alter(res.resource_type, res.resource_name,
+                                        {c.name: c.value for c in res.configs})
+        return await self.alter_configs_of(response_class(ApiKey.ALTER_CONFIGS),
+                                           request.resources, request.validate_only, change)
+
+    # ------------------------------------------------------------------------- reassignments
+
+    async def alter_partition_reassignments(self, request, version: int):
+        """AlterPartitionReassignments (KIP-455): per partition, start moving it to the given
+        replicas (the new ones are added first, the removed ones leave once every target
+        replica is in the ISR), or cancel its reassignment (replicas null)."""
+        Response = response_class(ApiKey.ALTER_PARTITION_REASSIGNMENTS)
+        Topic = Response.ReassignableTopicResponse
+        Part = Topic.ReassignablePartitionResponse
+        topics = []
+        for t in request.topics:
+            parts = []
+            for p in t.partitions:
+                try:
+                    self.write(self.replication_control.alter_partition_reassignment(
+                        t.name, p.partition_index, p.replicas))
+                except KafkaError as e:
+                    parts.append(Part(partition_index=p.partition_index, error_code=e.code,
+                                      error_message=e.message))
+                    continue
+                parts.append(Part(partition_index=p.partition_index,
+                                  error_code=ErrorCode.NONE, error_message=None))
+            topics.append(Topic(name=t.name, partitions=parts))
+        await self.wait_committed(self.next_offset - 1)
+        return Response(throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None,
+                        responses=topics)
+
+    async def list_partition_reassignments(self, request, version: int):
+        """ListPartitionReassignments: the reassignments in progress (of the partitions named,
+        or of every partition when topics is null)."""
+        Response = response_class(ApiKey.LIST_PARTITION_REASSIGNMENTS)
+        Topic = Response.OngoingTopicReassignment
+        wanted = None
+        if request.topics is not None:
+            wanted = {}
+            for t in request.topics:
+                wanted.setdefault(t.name, []).extend(t.partition_indexes)
+        by_topic: dict[str, list] = {}
+        for ongoing in self.replication_control.list_partition_reassignments(wanted):
+            by_topic.setdefault(ongoing.topic, []).append(Topic.OngoingPartitionReassignment(
+                partition_index=ongoing.partition_index, replicas=ongoing.replicas,
+                adding_replicas=ongoing.adding_replicas,
+                removing_replicas=ongoing.removing_replicas))
+        return Response(throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None,
+                        topics=[Topic(name=name, partitions=parts)
+                                for name, parts in by_topic.items()])
 
     # ------------------------------------------------------------------------- the cluster
 

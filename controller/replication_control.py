@@ -31,9 +31,10 @@ One change per partition per call: a caller applying the records of one call bef
 never builds two records from the same stale partition. Stale brokers are fenced one at a time
 for that reason, as in Kafka.
 
-Not here (yet): topic creation policies, controller mutation quotas, the configs of
-IncrementalAlterConfigs (ConfigurationControlManager), AllocateProducerIds, log directories
-(KIP-858) and eligible leader replicas (KIP-966).
+Configs (IncrementalAlterConfigs, AlterConfigs) are configuration_control.py's; the topic
+configs read here (min.insync.replicas, unclean.leader.election.enable) come from its records.
+Not here (yet): topic creation policies, controller mutation quotas, AllocateProducerIds, log
+directories (KIP-858) and eligible leader replicas (KIP-966).
 """
 
 import dataclasses

@@ -174,6 +174,11 @@ class GroupCoordinator:
         if self.partitions is not None:
             self.partitions.check(self.partition_for(group_id))
 
+    def loading(self) -> bool:
+        """Whether a partition this node coordinates is still loading (ListGroups says so)."""
+        return self.partitions is not None and \
+            len(self.partitions.active()) < len(self.partitions.states)
+
     def coordinator_error(self, group_id: str) -> int:
         """The code `check_coordinator` would raise; ErrorCode.NONE (0) when served."""
         if self.partitions is None:
@@ -195,7 +200,7 @@ class GroupCoordinator:
             return
         if is_leader:
             epoch = hosted.state.leader_epoch
-            if self.partitions.is_loading(hosted.index, epoch):
+            if self.partitions.leads(hosted.index, epoch):
                 return
             self.unload_partition(hosted.index)   # a new epoch: load again from the log
             self.partitions.became_leader(hosted.index, epoch)

@@ -15,7 +15,11 @@ The state of one partition, by the leadership events of the replica manager
 | (absent)    | became leader          | LOADING    | NOT_COORDINATOR                |
 | LOADING     | loaded (same epoch)    | ACTIVE     | COORDINATOR_LOAD_IN_PROGRESS   |
 | LOADING     | became leader again    | LOADING    | COORDINATOR_LOAD_IN_PROGRESS   |
+|             | (a newer leader epoch) |            |                                |
 | ACTIVE      | became leader again    | LOADING    | served                         |
+|             | (a newer leader epoch) |            |                                |
+| LOADING,    | became leader again    | unchanged  |                                |
+| ACTIVE      | (the same epoch)       |            |                                |
 | any         | stopped leading        | (absent)   |                                |
 
 A load is identified by the partition's leader epoch: a load that finishes after the partition
@@ -88,6 +92,11 @@ class CoordinatorPartitions:
             return False
         self.states[partition] = LoadState.ACTIVE
         return True
+
+    def leads(self, partition: int, leader_epoch: int) -> bool:
+        """Already loading or serving the partition in this leader epoch (the replica manager
+        tells a leader of every change of its partition, an ISR change too)."""
+        return partition in self.states and self.epochs.get(partition) == leader_epoch
 
     def is_loading(self, partition: int, leader_epoch: int) -> bool:
         return self.states.get(partition) is LoadState.LOADING and \

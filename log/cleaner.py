@@ -70,7 +70,9 @@ One pass over a log:
    under `<base>.log.cleaned` (+ `.index.cleaned`, `.timeindex.cleaned`, and `.txnindex.cleaned`
    holding the aborted transactions of the group's `.txnindex` files) and fsync'd; then its files
    are renamed to `.swap`, the `.log` first (**the commit point**); the old segments' files are
-   deleted; the `.swap` files get their final names, the `.log` first.
+   deleted (large ones renamed `.deleted` and removed right after, as Kafka's asyncDeleteSegment
+   does); the `.swap` files get their final names, the `.log` first. The fsync and the removal
+   of large segments are steps the broker runs in a worker thread (BlockingStep).
 4. The checkpoint moves to the end of the cleaned section.
 
 A restart resolves what a crash left (`complete_interrupted_swaps`, called before a partition
@@ -89,7 +91,10 @@ Old files are deleted before any new file takes a final name, so a final name is
 ambiguous, and each step of the restart can itself be interrupted and redone.
 
 Work is done in bounded steps (about `step_bytes` of log read per step) by a generator: the
-broker's timer runs one step, lets trio serve requests, and runs the next. Before every step the
+broker's timer runs one step, lets trio serve requests, and runs the next. A step may hand the
+driver blocking work to `run()` in a worker thread before the next step (a BlockingStep: the
+fsync of a new segment, the removal of the old ones); a driver that does not run it loses
+nothing, the pass then does it itself. Before every step the
 pass checks that the segments it works on are still the log's (retention, DeleteRecords or a
 topic deletion may have removed them meanwhile) and gives up otherwise. Appends only touch the
 active segment, which a pass never cleans. Nothing here waits or imports trio.
@@ -110,6 +115,7 @@ import hashlib
 import logging
 import mmap
 import struct
+import threading
 import weakref
 from bisect import bisect_right
 
@@ -365,7 +371,9 @@ class LogCleaner:
 
     def clean_steps(self, now_ms: int):
         """One tick of the timer: a generator that cleans the filthiest log (if any) one bounded
-        step per iteration. Any pass still in progress is abandoned first."""
+        step per iteration. Any pass still in progress is abandoned first. A step yields None,
+        or blocking work (BlockingStep) for the driver to `run()` in a worker thread before it
+        asks for the next step."""
         self.abort()
         todo = self.filthiest(now_ms)
         if todo is None:
@@ -523,7 +531,26 @@ class LogCleaner:
                         _check(plog, watched)
                 if changed or len(group) > 1:
                     _write_txn_index(plog.files, group, cleaned, context.dropped_markers)
-                    plog.replace_segments(group, cleaned)
+                    big = sum(segment.size for segment in group) >= SYNC_IN_THREAD_BYTES
+                    if cleaned.size >= SYNC_IN_THREAD_BYTES:
+                        # The fsync of the new segment (up to segment.bytes of data: seconds) is
+                        # a step of its own, for the driver to run in a worker thread;
+                        # replace_segments then has next to nothing left to flush.
+                        step = _sync_step(cleaned)
+                        try:
+                            yield step
+                        finally:
+                            step.close()
+                        _check(plog, watched)
+                    plog.replace_segments(group, cleaned,
+                                          keep_old_as=DELETED_FILE_SUFFIX if big else None)
+                    if big:
+                        # And the old segments' files are removed by another.
+                        step = _removal_step(group)
+                        try:
+                            yield step
+                        finally:
+                            step.close()
             finally:
                 if cleaned.file_suffix == CLEANED_FILE_SUFFIX:
                     cleaned.delete()  # not swapped in: unchanged, abandoned or failed
@@ -746,6 +773,68 @@ def _segments_up_to(partition_log, end: int) -> list[LogSegment]:
     """The log's segments below `end` and the one starting at `end` (a pass checks that this
     list is still the head of the log before each step)."""
     return [s for s in partition_log.segments if s.base_offset <= end]
+
+
+# A cleaned segment from this size on is fsync'd in a worker thread before the swap, and old
+# segments of this size in all are removed in one after it (measured on the project's VM: 7-25
+# ms to fsync 20 MiB, more under write load; 17 ms to unlink three segments of 64 MiB); smaller
+# ones are done by the swap itself, which costs less than the thread hop.
+SYNC_IN_THREAD_BYTES = 1 << 20
+
+
+class BlockingStep:
+    """Blocking work of a pass, handed to its driver: `run()` (in a worker thread) does
+    `work`; `close()`, which the pass always calls when it goes on, does `otherwise` unless
+    `run` has begun (the driver ignored it, or the pass was abandoned), so nothing is done
+    twice or under a thread still doing it. It touches files only; an I/O error takes the log
+    dir offline (log/files.py)."""
+    __slots__ = ("_work", "_otherwise", "_lock", "_taken")
+
+    def __init__(self, work, otherwise):
+        self._work = work
+        self._otherwise = otherwise
+        self._lock = threading.Lock()
+        self._taken = False
+
+    def _take(self) -> bool:
+        with self._lock:
+            taken, self._taken = self._taken, True
+        return not taken
+
+    def run(self) -> None:
+        if self._take():
+            self._work()
+
+    def close(self) -> None:
+        if self._take():
+            self._otherwise()
+
+
+def _sync_step(segment: LogSegment) -> BlockingStep:
+    """The fsync of a cleaned segment's files through duplicated descriptors
+    (LogSegment.flush_handles); not run, they are just closed (the swap flushes anyway)."""
+    handles = segment.flush_handles()
+
+    def flush() -> None:
+        try:
+            for handle in handles:
+                handle.flush()
+        finally:
+            close()
+
+    def close() -> None:
+        for handle in handles:
+            handle.close()
+    return BlockingStep(flush, close)
+
+
+def _removal_step(segments: list[LogSegment]) -> BlockingStep:
+    """The removal of swapped-out segments, renamed `.deleted` (Kafka's asyncDeleteSegment): an
+    unlink frees the whole file, milliseconds for a large one."""
+    def delete() -> None:
+        for segment in segments:
+            segment.delete()
+    return BlockingStep(delete, delete)
 
 
 def _check(partition_log, watched: list[LogSegment]) -> None:

@@ -146,10 +146,10 @@ class TopicCreation:
     LogManager.begin_topic_creation checks it and reserves its name, `make_dirs` (blocking, for
     a worker thread) makes its partition dirs, LogManager.end_topic_creation registers it."""
     __slots__ = ("name", "topic_id", "overrides", "config", "num_partitions", "files",
-                 "created_ms", "dirs_made", "partitions")
+                 "created_ms", "dirs_made", "partitions", "first")
 
     def __init__(self, name: str, topic_id: uuid.UUID, overrides: dict, config: LogConfig,
-                 num_partitions: int, files, created_ms: int):
+                 num_partitions: int, files, created_ms: int, first: int = 0):
         self.name = name
         self.topic_id = topic_id
         self.overrides = overrides
@@ -159,6 +159,9 @@ class TopicCreation:
         self.created_ms = created_ms
         self.dirs_made = False
         self.partitions: list[PartitionLog] = []
+        # The first partition to make: 0 for a new topic, the current count when one grows
+        # (CreatePartitions: LogManager.begin_partition_creation).
+        self.first = first
 
     def make_dirs(self) -> None:
         """Each partition dir (make_partition_dir), the data dir flushed for the new dirs
@@ -167,8 +170,9 @@ class TopicCreation:
         no one else sees until end_topic_creation registers them; an I/O error takes the dir
         offline."""
         files = self.files
+        indexes = range(self.first, self.num_partitions)
         directories = [make_partition_dir(files, self.name, index, self.topic_id)
-                       for index in range(self.num_partitions)]
+                       for index in indexes]
         data_dir = files.open_directory("")
         try:
             data_dir.flush()
@@ -176,7 +180,7 @@ class TopicCreation:
             data_dir.close()
         self.partitions = [PartitionLog(self.name, index, directory, files, self.config,
                                         clean_shutdown=True, now_ms=self.created_ms)
-                           for index, directory in enumerate(directories)]
+                           for index, directory in zip(indexes, directories)]
         self.dirs_made = True
 
 
@@ -200,8 +204,10 @@ class TopicDeletion:
             self.files.rename(directory, doomed)
             self.renamed.append(doomed)
 
-    def remove_dirs(self) -> None:
-        for doomed in self.renamed:
+    def remove_dirs(self, others: list[str] = ()) -> None:
+        """Remove the renamed dirs, and `others` (renamed dirs of partitions removed before,
+        LogManager.take_deleted_dirs)."""
+        for doomed in (*self.renamed, *others):
             self.files.remove_tree(doomed)
 
 
@@ -236,6 +242,7 @@ class LogManager:
         # A node of a cluster: the metadata log is the registry of topics (no topics file), and
         # the node holds only the partitions it has a replica of (see host_partition).
         self.replicated = replicated
+        self.cluster_id_made_up = False   # see adopt_cluster_id
         self._stored_offsets: dict[str, dict[tuple[str, int], int]] = {}
         self.clock = clock
         self.files = DiskFiles(data_dir) if data_dir is not None else MemoryFiles()
@@ -311,14 +318,12 @@ class LogManager:
         except CheckpointError as exc:
             raise LogDirError(str(exc)) from exc
         if meta is None:
+            # A cluster id made up here (none configured) may still be replaced by the one of
+            # the cluster this node joins (adopt_cluster_id).
+            self.cluster_id_made_up = not self.cluster_id
             self.cluster_id = self.cluster_id or uuid_to_base64(random_uuid())
             self.directory_id = random_uuid()
-            write_meta_properties(self.files, META_PROPERTIES, {
-                "version": "1",
-                "node.id": str(self.node_id),
-                "cluster.id": self.cluster_id,
-                "directory.id": uuid_to_base64(self.directory_id),
-            })
+            self._write_meta_properties()
             return
         stored_node = meta.get("node.id", meta.get("broker.id"))
         if stored_node is not None and stored_node != str(self.node_id):
@@ -331,6 +336,27 @@ class LogManager:
         self.cluster_id = stored_cluster or self.cluster_id or uuid_to_base64(random_uuid())
         if "directory.id" in meta:
             self.directory_id = uuid_from_base64(meta["directory.id"])
+
+    def _write_meta_properties(self) -> None:
+        write_meta_properties(self.files, META_PROPERTIES, {
+            "version": "1",
+            "node.id": str(self.node_id),
+            "cluster.id": self.cluster_id,
+            "directory.id": uuid_to_base64(self.directory_id),
+        })
+
+    def adopt_cluster_id(self, cluster_id: str) -> None:
+        """A node joining a cluster with a log dir formatted just now, without a configured
+        cluster.id, takes the cluster's (what `kafka-storage format -t` does for a Kafka
+        node). A dir that already belongs to a cluster never changes hands: LogDirError."""
+        if cluster_id == self.cluster_id:
+            return
+        if not self.cluster_id_made_up:
+            raise LogDirError(f"data dir {self.data_dir} belongs to cluster {self.cluster_id}, "
+                              f"not to the controller's cluster {cluster_id}")
+        self.cluster_id = cluster_id
+        self._write_meta_properties()
+        self.cluster_id_made_up = False
 
     def _now_ms(self, now_ms: int | None) -> int:
         """`now_ms` if the caller gave it, else the clock's wall time."""
@@ -819,7 +845,20 @@ class LogManager:
 
     def create_partitions(self, name: str, new_total: int, *, now_ms: int | None = None) -> None:
         """CreatePartitions: grow the topic to `new_total` partitions.
-        UNKNOWN_TOPIC_OR_PARTITION, or INVALID_PARTITIONS if new_total is not larger."""
+        UNKNOWN_TOPIC_OR_PARTITION, or INVALID_PARTITIONS if new_total is not larger. The
+        partition dirs are made here and now; begin_partition_creation makes them in a worker
+        thread instead."""
+        creation = self.begin_partition_creation(name, new_total, now_ms=now_ms)
+        creation.make_dirs()
+        self.end_partition_creation(creation)
+
+    def begin_partition_creation(self, name: str, new_total: int, *,
+                                 now_ms: int | None = None) -> TopicCreation:
+        """create_partitions in three steps, as begin_topic_creation: this checks the growth
+        (its errors); then `creation.make_dirs()` in a worker thread makes the new partitions'
+        dirs and logs (about 3 ms a partition); then end_partition_creation adds them to the
+        topic. One growth of a topic at a time (the broker applies CreatePartitions one after
+        another, as Kafka's controller does)."""
         topic = self._topics.get(name)
         if topic is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"unknown topic {name!r}")
@@ -832,12 +871,38 @@ class LogManager:
                              f"topic {name!r} has {current} partitions; the count can only grow, "
                              f"{new_total} requested")
         self.failure_channel.check()
-        now_ms = self._now_ms(now_ms)
-        for index in range(current, new_total):
-            topic.partitions.append(self._new_partition(topic, index, now_ms))
+        return TopicCreation(name, topic.topic_id, topic.configs, topic.config, new_total,
+                             self.files, self._now_ms(now_ms), first=current)
+
+    def end_partition_creation(self, creation: TopicCreation) -> None:
+        """Add the partitions `make_dirs` made to their topic, the change fsync'd in the
+        journal. Nothing if they were not made (an I/O error took the dir offline). If the
+        topic changed meanwhile (deleted, or grown by someone else), the new dirs are renamed
+        `-delete` for removal and the answer is UNKNOWN_TOPIC_OR_PARTITION or
+        INVALID_PARTITIONS."""
+        if not creation.dirs_made:
+            return
+        topic = self._topics.get(creation.name)
+        if topic is None or topic.topic_id != creation.topic_id \
+                or topic.num_partitions != creation.first:
+            for partition in creation.partitions:
+                partition.close(flush=False)
+                suffix = f"-{partition.partition}.{uuid.uuid4().hex}-delete"
+                doomed = creation.name[:255 - len(suffix)] + suffix
+                self.files.rename(partition.directory, doomed)
+                self._deleted_dirs.append(doomed)
+            if topic is None or topic.topic_id != creation.topic_id:
+                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                 f"topic {creation.name!r} was deleted meanwhile")
+            raise KafkaError(ErrorCode.INVALID_PARTITIONS,
+                             f"topic {creation.name!r} has {topic.num_partitions} partitions "
+                             f"now")
+        self.failure_channel.check()
+        for partition in creation.partitions:
+            topic.partitions.append(partition)
             if self._flushes_scheduled:
-                topic.partitions[-1].on_flush_due = self._flush_due
-        self._record_topic(name)
+                partition.on_flush_due = self._flush_due
+        self._record_topic(creation.name)
 
     def delete_topic(self, name: str, *, remove_now: bool = True) -> uuid.UUID:
         """Delete a topic and its data; returns its id. As Kafka does, each partition dir is
@@ -857,7 +922,7 @@ class LogManager:
             self._deleted_dirs.extend(deletion.renamed)
         return deletion.topic_id
 
-    def begin_topic_deletion(self, name: str) -> "TopicDeletion":
+    def begin_topic_deletion(self, name: str) -> TopicDeletion:
         """delete_topic in three steps, so that the disk work (a rename per partition, then
         thousands of files removed) runs in a worker thread: this makes the topic gone at once
         (unregistered, its deletion in the journal, its logs closed and its waiting fetches
@@ -881,7 +946,7 @@ class LogManager:
         self._deleting[name] = deletion
         return deletion
 
-    def end_topic_deletion(self, deletion: "TopicDeletion") -> None:
+    def end_topic_deletion(self, deletion: TopicDeletion) -> None:
         """The deleted topic's dirs are renamed (or renaming failed: the dir went offline):
         its name is free for a new topic."""
         if self._deleting.get(deletion.name) is deletion:

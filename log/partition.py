@@ -921,12 +921,16 @@ class PartitionLog:
             self.wake_waiters()   # readers below the new log start get OFFSET_OUT_OF_RANGE
         return deleted
 
-    def replace_segments(self, old: list[LogSegment], cleaned: LogSegment) -> None:
+    def replace_segments(self, old: list[LogSegment], cleaned: LogSegment, *,
+                         keep_old_as: str | None = None) -> None:
         """Swap in `cleaned`, a segment the log cleaner wrote under `.cleaned` file names with
         the surviving batches of `old` (consecutive segments, never the active one), in Kafka's
         steps: fsync it, rename its files to `.swap` (the `.log` first: from then on a restart
         completes the swap), delete the old segments, rename the `.swap` files to their final
         names. One synchronous call, so reads see either the old segments or the new one.
+        With `keep_old_as` (`.deleted`) the old segments' files are renamed with that suffix
+        instead of deleted, for the caller to delete (`segment.delete()`) off the event loop, as
+        Kafka's asyncDeleteSegment; a restart removes any left.
         See log/cleaner.py for what a restart does with each intermediate state."""
         first = next(i for i, segment in enumerate(self.segments) if segment is old[0])
         after = first + len(old)
@@ -938,7 +942,10 @@ class PartitionLog:
         cleaned.change_file_suffix(SWAP_FILE_SUFFIX)
         self._set_segments(self.segments[:first] + [cleaned] + self.segments[after:])
         for segment in old:
-            segment.delete()
+            if keep_old_as is None:
+                segment.delete()
+            else:
+                segment.change_file_suffix(keep_old_as)
         cleaned.change_file_suffix("")
         # The aborted transactions of the old segments now live in the cleaned one's .txnindex.
         self.txn_index.load(self._base_offsets, self.log_end_offset)

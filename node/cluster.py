@@ -15,7 +15,9 @@ same code. `cluster_configs` writes the configs three server.properties would ho
     log.dirs=<data dir>/node-1      cluster.id=<one id for all>
 
 and nodes 2..N the same with `process.roles=broker`, their own node.id, log dir and client port
-(consecutive from the one given; port 0 picks a free port per node, kept across restarts). One
+(consecutive from the one given; port 0 picks a free port per node, kept across restarts). A
+`broker.rack` in the base config puts every node in that rack; `racks` (`--racks a,b,c`) gives
+each node its own `broker.rack`, in node order, as each server.properties would. One
 cluster id serves every node: the given `cluster.id`, or the one kept in
 `<data dir>/trioka-cluster.properties`, or a new one (Kafka's base64 form), kept there so that a
 restart of the whole cluster finds the same.
@@ -123,12 +125,25 @@ def cluster_id_for(base: Config) -> str:
     return cluster_id
 
 
-def cluster_configs(base: Config | dict | None, nodes: int) -> list[Config]:
-    """The configs of a cluster of `nodes` nodes made from `base` (see the module docstring).
-    ValueError for what cannot make one: fewer than one node, ports past 65535, no broker
-    listener."""
+def parse_racks(text: str | None) -> list[str] | None:
+    """`--racks a,b,c`: one rack per node, in node order (None when not given)."""
+    if text is None:
+        return None
+    return [rack.strip() for rack in text.split(",")]
+
+
+def cluster_configs(base: Config | dict | None, nodes: int,
+                    racks: list[str] | None = None) -> list[Config]:
+    """The configs of a cluster of `nodes` nodes made from `base` (see the module docstring);
+    `racks`, one per node in node order, sets each node's `broker.rack`. ValueError for what
+    cannot make one: fewer than one node, ports past 65535, no broker listener, not one rack
+    per node."""
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
         raise ValueError(f"a cluster needs at least 1 node, not {nodes!r}")
+    if racks is not None:
+        racks = list(racks)
+        if len(racks) != nodes or not all(isinstance(r, str) and r.strip() for r in racks):
+            raise ValueError(f"racks must name one rack per node ({nodes}), not {racks!r}")
     base = base if isinstance(base, Config) else Config(base or {})
     controller_names = [n.strip().upper() for n in base.controller_listener_names.split(",")
                         if n.strip()] or [CONTROLLER_LISTENER]
@@ -177,6 +192,8 @@ def cluster_configs(base: Config | dict | None, nodes: int) -> list[Config]:
         })
         if advertised:
             values["advertised.listeners"] = _shifted(advertised, node_id - 1)
+        if racks is not None:
+            values["broker.rack"] = racks[node_id - 1].strip()
         if data_dir is not None:
             values["log.dirs"] = os.path.join(data_dir, f"node-{node_id}")
             if base.metadata_log_dir:
@@ -241,7 +258,8 @@ class LocalNode:
     def describe(self) -> dict:
         """The node as GET /nodes shows it."""
         return {"id": self.node_id, "state": self.state, "roles": self.roles,
-                "listeners": self.listeners, "isolated": self.controls.isolated,
+                "listeners": self.listeners, "rack": self.config.broker_rack or None,
+                "isolated": self.controls.isolated,
                 "slow_ms": self.controls.slow_ms}
 
     # --- lifecycle ---
@@ -275,7 +293,9 @@ class LocalNode:
         let_go = self._let_go = trio.Event()
         status = _Started(task_status)
         try:
-            await server.run(task_status=status)
+            # A node restarted while isolated cannot register until healed: it reports
+            # started once its listeners are bound, and serves clients once it is registered.
+            await server.run(task_status=status, wait_ready=not self.controls.isolated)
         except Exception:
             if not status.done:
                 raise   # to start(): the node did not come up

@@ -7,8 +7,9 @@ nodes): what a node with `broker` in `process.roles` runs when `controller.quoru
   manager (replica/manager.py), which opens, leads and follows the partitions assigned here.
 - One replica fetcher (replica/fetcher.py) runs per leader this node follows, each over its own
   connection, started when the first partition follows that leader and ended with the last.
-- Requests that change metadata (CreateTopics, DeleteTopics, CreatePartitions; a Metadata
-  request auto-creating a topic) go to the controller, as KRaft brokers forward them; the
+- Requests that change metadata (CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs,
+  IncrementalAlterConfigs, ElectLeaders, AlterPartitionReassignments; a Metadata request
+  auto-creating a topic) go to the controller, as KRaft brokers forward them; the
   answer is given once this node's image has the change, so a client that asks again right
   after sees it.
 - What clients are told of the cluster comes from the image: the topics, the live (unfenced)
@@ -96,6 +97,8 @@ class ClusterLink:
         self._admin_lock = trio.Lock()
         self._fetchers: dict[int, trio.CancelScope] = {}
         self._image_changed = trio.Event()
+        # Set once registered, caught up with the metadata and unfenced: clients may come.
+        self.ready = trio.Event()
 
     # ---------------------------------------------------------------------------- channels
 
@@ -143,6 +146,9 @@ class ClusterLink:
         return self.lifecycle.broker_epoch if self.lifecycle is not None else -1
 
     def _publish(self, image, records) -> None:
+        # Dynamic broker configs first: the replicas read the defaults they make.
+        self.broker.apply_dynamic_configs(image.broker_configs(""),
+                                          image.broker_configs(str(self.node_id)))
         self.replicas.publish(image, records)
         self._start_fetchers()
         self._image_changed.set()
@@ -154,6 +160,8 @@ class ClusterLink:
         """Register, follow the metadata, replicate; until cancelled."""
         from trioka.metadata.loader import MetadataLoader
         from trioka.node.lifecycle import BrokerLifecycleManager
+        if self.broker.logs.cluster_id_made_up:
+            self.broker.logs.adopt_cluster_id(await self.controller_cluster_id())
         listeners = []
         controller_names = self.controller_listener_names()
         for listener in self.broker.listeners:
@@ -177,6 +185,29 @@ class ClusterLink:
             nursery.start_soon(self.replicas.run_alter_partition_sender)
             await nursery.start(self.lifecycle.run)
             task_status.started()
+            await self.lifecycle.unfenced.wait()
+            await self.loader.caught_up.wait()
+            self.ready.set()
+
+    async def controller_cluster_id(self) -> str:
+        """The cluster id the controller has (DescribeCluster on its listener), for a node whose
+        fresh log dir has none configured; retried until the controller answers."""
+        from trioka.wire.protocol import request_class
+        Request = request_class(ApiKey.DESCRIBE_CLUSTER)
+        channel = self.controller_channel("cluster-id")
+        try:
+            while True:
+                try:
+                    response = await channel.request(
+                        ApiKey.DESCRIBE_CLUSTER,
+                        Request(include_cluster_authorized_operations=False, endpoint_type=2))
+                    if response.cluster_id:
+                        return response.cluster_id
+                except OSError as e:
+                    log.info("node %d: waiting for the controller: %s", self.node_id, e)
+                await self.clock.sleep(0.2)
+        finally:
+            await channel.aclose()
 
     def security_protocol(self, listener_name: str) -> str:
         for entry in self.config.listener_security_protocol_map.split(","):
@@ -354,3 +385,71 @@ class ClusterLink:
                 return True
             await self.wait_for_metadata(arrived)
         return response
+
+    def partition_in_image(self, topic_name: str, partition_index: int):
+        image = self.image
+        topic = image.topic(topic_name) if image is not None else None
+        return topic.partitions.get(partition_index) if topic is not None else None
+
+    async def alter_configs(self, api_key: int, request, expected: dict):
+        """IncrementalAlterConfigs / AlterConfigs, forwarded; answered once the image holds, for
+        every resource altered, the values `expected` says ({(resource type, name): {config
+        name: value, None for a config removed}})."""
+        response = await self.forward(api_key, request)
+        if not request.validate_only:
+            done = [(r.resource_type, r.resource_name) for r in response.responses
+                    if r.error_code == 0 and (r.resource_type, r.resource_name) in expected]
+
+            def arrived() -> bool:
+                for resource_type, name in done:
+                    have = self.image.configs.get((resource_type, name), {})
+                    if any(have.get(k) != v for k, v in expected[resource_type, name].items()):
+                        return False
+                return True
+            await self.wait_for_metadata(arrived)
+        return response
+
+    async def elect_leaders(self, request, preferred: bool):
+        """ElectLeaders, forwarded; answered once the image shows the leaders elected (the
+        preferred replica, or any leader for an unclean election)."""
+        response = await self.forward(ApiKey.ELECT_LEADERS, request)
+        elected = [(t.topic, p.partition_id) for t in response.replica_election_results
+                   for p in t.partition_result if p.error_code == 0]
+
+        def arrived() -> bool:
+            for topic, index in elected:
+                partition = self.partition_in_image(topic, index)
+                if partition is not None and not (partition.has_preferred_leader if preferred
+                                                  else partition.has_leader):
+                    return False
+            return True
+        await self.wait_for_metadata(arrived)
+        return response
+
+    async def alter_partition_reassignments(self, request):
+        """AlterPartitionReassignments, forwarded; answered once the image shows each
+        reassignment started (or completed), or cancelled."""
+        response = await self.forward(ApiKey.ALTER_PARTITION_REASSIGNMENTS, request)
+        targets = {(t.name, p.partition_index): p.replicas
+                   for t in request.topics for p in t.partitions}
+        changed = [(t.name, p.partition_index) for t in response.responses
+                   for p in t.partitions if p.error_code == 0]
+
+        def arrived() -> bool:
+            for key in changed:
+                partition = self.partition_in_image(*key)
+                if partition is None:
+                    continue
+                target = targets.get(key)
+                if target is None and partition.is_reassigning:
+                    return False
+                if target is not None and not set(target) <= set(partition.replicas):
+                    return False
+            return True
+        await self.wait_for_metadata(arrived)
+        return response
+
+    async def list_partition_reassignments(self, request):
+        """ListPartitionReassignments, answered by the controller (it knows the reassignments
+        this node's image may not show yet)."""
+        return await self.forward(ApiKey.LIST_PARTITION_REASSIGNMENTS, request)

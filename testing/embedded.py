@@ -18,6 +18,8 @@ A cluster of several nodes (node/cluster.py) the same way, with the node control
         cluster.node(2).kill()                    # as SIGKILL; .start() recovers it from disk
         cluster.node(3).isolate()                 # .heal(), .slow(200), .stop() (controlled)
 
+    with trioka.Cluster(nodes=3, racks=["a", "b", "c"]):   # broker.rack a, b, c for nodes 1-3
+
     async with open_cluster(nodes=3) as cluster:  # the LocalCluster, in your own trio nursery
         await cluster.node(2).stop()
 """
@@ -186,14 +188,15 @@ class Broker:
 
 
 def _cluster_setup(nodes: int, config: Config | dict | None, memory: bool,
-                   data_dir: str | None, settings: dict) -> tuple[list[Config], str | None]:
+                   data_dir: str | None, settings: dict,
+                   racks: list[str] | None = None) -> tuple[list[Config], str | None]:
     """The node configs of an embedded cluster, and the temporary data dir made for it."""
     tmp = None
     if not memory and not data_dir and not (isinstance(config, Config) and config.is_set(
             "log.dirs")):
         tmp = data_dir = tempfile.mkdtemp(prefix="trioka-cluster-")
     try:
-        return cluster_configs(_config(config, memory, data_dir, settings), nodes), tmp
+        return cluster_configs(_config(config, memory, data_dir, settings), nodes, racks), tmp
     except BaseException:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -203,11 +206,13 @@ def _cluster_setup(nodes: int, config: Config | dict | None, memory: bool,
 @contextlib.asynccontextmanager
 async def open_cluster(nodes: int = 3, config: Config | dict | None = None, *,
                        memory: bool = False, data_dir: str | None = None,
-                       admin_listener: str | None = None, **settings):
+                       admin_listener: str | None = None, racks: list[str] | None = None,
+                       **settings):
     """Run a cluster of `nodes` nodes in the current trio nursery; yields the LocalCluster
     (bootstrap_servers, node(id) with its async stop() and start(), kill(), isolate(), heal(),
-    slow(ms)). Ports are free ones; the data goes to `data_dir`, or a temporary directory."""
-    configs, tmp = _cluster_setup(nodes, config, memory, data_dir, settings)
+    slow(ms)). Ports are free ones; the data goes to `data_dir`, or a temporary directory;
+    `racks` gives each node its broker.rack, in node order."""
+    configs, tmp = _cluster_setup(nodes, config, memory, data_dir, settings, racks)
     started = False
     try:
         async with trio.open_nursery() as nursery:
@@ -233,12 +238,15 @@ class Cluster:
     or to a temporary directory removed on exit; `memory=True` keeps it in memory (a killed
     node then starts empty, as a process would). Other keyword arguments are Kafka config keys
     with underscores (`min_insync_replicas=2`). The admin endpoint runs on `admin_listener`
-    (default: a free port on 127.0.0.1; None for none): `admin_url`, for `trioka control`."""
+    (default: a free port on 127.0.0.1; None for none): `admin_url`, for `trioka control`.
+    `racks` (`["a", "b", "c"]`) gives each node its `broker.rack`, in node order."""
 
     def __init__(self, nodes: int = 3, config: Config | dict | None = None, *,
                  memory: bool = False, data_dir: str | None = None,
-                 admin_listener: str | None = "127.0.0.1:0", **settings):
-        self._configs, self._tmp = _cluster_setup(nodes, config, memory, data_dir, settings)
+                 admin_listener: str | None = "127.0.0.1:0", racks: list[str] | None = None,
+                 **settings):
+        self._configs, self._tmp = _cluster_setup(nodes, config, memory, data_dir, settings,
+                                                  racks)
         self.data_dir = data_dir or self._tmp
         self._admin_listener = admin_listener
         self._thread: threading.Thread | None = None

@@ -261,3 +261,57 @@ class ControlsClient(RuleShortcuts):
     def compaction(self) -> int:
         """Clean every compacted log now; the number of partitions cleaned."""
         return self.call("POST", "/compaction")["partitions_cleaned"]
+
+
+class ClusterProcess(BrokerProcess):
+    """`python -m trioka serve --nodes N`: N nodes of a cluster in one child process (node 1 the
+    controller too), each printing its ready line; `bootstrap` lists every node. `node(id,
+    action)` drives the node controls through the admin endpoint (`stop`, `kill`, `start`,
+    `isolate`, `heal`, or `slow` with `ms`); `nodes()` is what GET /nodes says."""
+
+    def __init__(self, nodes: int = 3, data_dir: str | None = None, *, overrides=None, args=()):
+        super().__init__(data_dir, overrides=overrides, args=["--nodes", str(nodes), *args])
+        self.nodes_count = nodes
+        self.ports: list[int] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def start(self, timeout: float = 60.0) -> "ClusterProcess":
+        if self.running:
+            raise RuntimeError("the cluster process is already running")
+        self.spawned_at = time.perf_counter()
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        lines = LineReader(self.proc.stdout)
+        deadline = time.monotonic() + timeout
+        self.ports = []
+        try:
+            while len(self.ports) < self.nodes_count:
+                line = lines.readline(deadline)
+                if line is None:
+                    raise RuntimeError("the cluster exited before it was ready")
+                self.output.append(line)
+                ready = READY.search(line)
+                if ready:
+                    self.ports.append(int(ready["port"]))
+                    self.cluster_id = ready["cluster"]
+                    admin = ADMIN.search(line)
+                    self.admin = admin["url"] if admin else None
+        except (RuntimeError, TimeoutError) as e:
+            self.kill()
+            raise RuntimeError(f"{e} (waited up to {timeout} s for {self.nodes_count} ready "
+                               f"lines):\n" + "\n".join(self.output[-30:])) from None
+        self.ready_at = time.perf_counter()
+        self.port = self.ports[0]
+        threading.Thread(target=lines.drain, args=(self.output,), daemon=True).start()
+        return self
+
+    def node(self, node_id: int, action: str, ms: int | None = None) -> dict:
+        body = {"ms": ms} if action == "slow" else None
+        return ControlsClient(self.admin, timeout=60).call("POST", f"/nodes/{node_id}/{action}",
+                                                           body)
+
+    def nodes(self) -> list:
+        return ControlsClient(self.admin).call("GET", "/nodes")["nodes"]

@@ -24,13 +24,26 @@ is forgotten (`expire_transactional_ids(now)`, every
 `transaction.remove.expired.transaction.cleanup.interval.ms`). The state machine is in
 txn/states.py.
 
+A node of a cluster coordinates the transactional ids of the `__transaction_state` partitions
+it leads (coordinator/ownership.py): it loads a partition when it becomes its leader (and finishes
+the transactions it finds prepared), answers its ids COORDINATOR_LOAD_IN_PROGRESS meanwhile, drops
+them when it stops leading it, and answers the ids of other partitions NOT_COORDINATOR. Its
+coordinator epoch for a partition is the partition's leader epoch, as in Kafka. Its state changes
+are answered once the ISR has them (`replicated`). Markers for partitions another node leads go
+there with WriteTxnMarkers (one sender task per transaction, retried until every marker is
+written or the transaction is no longer this node's), and the transaction completes when the
+last one is written.
+
 All methods that change state are plain `def`: under trio each runs without interleaving.
 """
 
 import logging
 
+import trio
+
 from trioka.config import TRANSACTION_VERSION
 from trioka.coordinator.offsets import partition_for
+from trioka.coordinator.ownership import CoordinatorPartitions, InternalTopicCreation, replicated
 from trioka.log.batch import AppendOrigin
 from trioka.log.records import encode_batch, iter_batches
 from trioka.log.topics import (COORDINATOR_APPEND_ERRORS, OFFSETS_TOPIC,
@@ -185,12 +198,27 @@ class TransactionCoordinator:
         # `partitions` are the partitions still without one), and whether a timer retries them.
         self.pending_markers: set[str] = set()
         self._marker_retry_scheduled = False
+        # A node of a cluster (see the module's docstring); None on a single broker.
+        self.cluster = broker.cluster
+        self.partitions = None
+        if self.cluster is not None:
+            config = broker.config
+            self.partitions = CoordinatorPartitions(TRANSACTION_STATE_TOPIC)
+            self.topic_creation = InternalTopicCreation(
+                broker, TRANSACTION_STATE_TOPIC, config.transaction_state_log_num_partitions,
+                broker.internal_topic_replication_factor(
+                    "transaction.state.log.replication.factor"), TRANSACTION_STATE_CONFIGS)
+            self.cluster.replicas.leadership_listeners.append(self.on_leadership)
+            # Transactions whose markers to other nodes' partitions are being sent.
+            self.marker_senders: set[str] = set()
+            self._channels: dict = {}
 
     # --- the internal topic ---
 
     @property
     def num_partitions(self) -> int:
-        topic = self.broker.logs.topic(TRANSACTION_STATE_TOPIC)
+        topic = self.broker.logs.topic(TRANSACTION_STATE_TOPIC) if self.cluster is None else \
+            self.cluster.topic(TRANSACTION_STATE_TOPIC)
         return topic.num_partitions if topic else \
             self.broker.config.transaction_state_log_num_partitions
 
@@ -209,7 +237,7 @@ class TransactionCoordinator:
 
     def _append_to_log(self, meta: TransactionMetadata, now_ms: int) -> None:
         logs = self.broker.logs
-        if logs.topic(TRANSACTION_STATE_TOPIC) is None:
+        if self.cluster is None and logs.topic(TRANSACTION_STATE_TOPIC) is None:
             logs.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions,
                               dict(TRANSACTION_STATE_CONFIGS), now_ms=now_ms)
         key = schema.encode_record("TransactionLogKey",
@@ -220,27 +248,41 @@ class TransactionCoordinator:
         value_version = 1 if self.broker.features.get(TRANSACTION_VERSION, 0) >= 1 else 0
         value = None if meta.state == S.DEAD else schema.encode_record(
             "TransactionLogValue", meta.to_record(), value_version)
-        partition = logs.partition(TRANSACTION_STATE_TOPIC,
-                                   partition_for(meta.transactional_id, self.num_partitions))
+        index = partition_for(meta.transactional_id, self.num_partitions)
+        if self.cluster is not None:
+            # Only the leader writes, with enough replicas in sync for acks=all.
+            hosted = self.cluster.replicas.check_append(TRANSACTION_STATE_TOPIC, index, -1)
+            hosted.log.append(encode_batch([(key, value, [], now_ms)]), now_ms=now_ms,
+                              origin=AppendOrigin.COORDINATOR)
+            self.cluster.replicas.appended(hosted)
+            return
+        partition = logs.partition(TRANSACTION_STATE_TOPIC, index)
         partition.append(encode_batch([(key, value, [], now_ms)]), now_ms=now_ms,
                          origin=AppendOrigin.COORDINATOR)
 
     def load(self, now_ms: int) -> None:
-        """Read `__transaction_state` back; finish transactions caught in Prepare*."""
+        """Read `__transaction_state` back; finish transactions caught in Prepare*. (A node of
+        a cluster loads each partition when it becomes its leader: `on_leadership`.)"""
         topic = self.broker.logs.topic(TRANSACTION_STATE_TOPIC)
-        if topic is None:
+        if topic is None or self.cluster is not None:
             return
         for partition in topic.logs:
-            offset = partition.log_start_offset
-            while offset < partition.high_watermark:
-                read = partition.read(offset, 1 << 20)
-                if not read.size:
-                    break
-                for batch in iter_batches(read.records):
-                    offset = batch.next_offset
-                    for record in batch.records:
-                        self._replay(record.key, record.value)
-        for meta in list(self.transactions.values()):
+            self._replay_partition(partition, partition.high_watermark)
+        self._complete_prepared(self.transactions.values(), now_ms)
+
+    def _replay_partition(self, partition, upto: int) -> None:
+        offset = partition.log_start_offset
+        while offset < upto:
+            read = partition.read(offset, 1 << 20, isolation_upper=upto)
+            if not read.size:
+                break
+            for batch in iter_batches(read.records):
+                offset = batch.next_offset
+                for record in batch.records:
+                    self._replay(record.key, record.value)
+
+    def _complete_prepared(self, transactions, now_ms: int) -> None:
+        for meta in list(transactions):
             if meta.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
                 log.info("completing transaction %s left in %s", meta.transactional_id,
                          meta.state.display)
@@ -271,6 +313,91 @@ class TransactionCoordinator:
         self.transactions[tid] = meta
         self.by_producer[meta.producer_id] = tid
 
+    # --- a node of a cluster: the partitions it coordinates ---
+
+    def partition_of(self, transactional_id: str) -> int:
+        return partition_for(transactional_id, self.num_partitions)
+
+    def check_coordinator(self, transactional_id: str) -> None:
+        """KafkaError NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS unless this node
+        coordinates the transactional id now (a single broker coordinates every id)."""
+        if self.partitions is not None:
+            self.partitions.check(self.partition_of(transactional_id))
+
+    def coordinator_error(self, transactional_id: str) -> int:
+        if self.partitions is None:
+            return ErrorCode.NONE
+        return self.partitions.error(self.partition_of(transactional_id))
+
+    def coordinator_epoch_of(self, transactional_id: str) -> int:
+        """The epoch markers carry: on a node of a cluster the leader epoch of the id's
+        `__transaction_state` partition (Kafka's coordinator epoch)."""
+        if self.partitions is None:
+            return self.coordinator_epoch
+        return self.partitions.epochs.get(self.partition_of(transactional_id),
+                                          self.coordinator_epoch)
+
+    def loading(self) -> bool:
+        return self.partitions is not None and \
+            len(self.partitions.active()) < len(self.partitions.states)
+
+    async def replicated(self, transactional_id: str) -> int:
+        """Wait until the id's state written so far is on the whole ISR (acks=-1);
+        ErrorCode.NONE at once on a single broker. See ownership.replicated."""
+        if self.cluster is None:
+            return ErrorCode.NONE
+        return await replicated(self.cluster.replicas, self.broker.clock,
+                                TRANSACTION_STATE_TOPIC, self.partition_of(transactional_id),
+                                self.broker.config.request_timeout_ms)
+
+    def on_leadership(self, hosted, is_leader: bool) -> None:
+        """The replica manager's leadership event: load a `__transaction_state` partition this
+        node now leads, unload one it no longer leads."""
+        if hosted.topic != TRANSACTION_STATE_TOPIC:
+            return
+        if is_leader:
+            epoch = hosted.state.leader_epoch
+            if self.partitions.leads(hosted.index, epoch):
+                return
+            self.unload_partition(hosted.index)
+            self.partitions.became_leader(hosted.index, epoch)
+            if not self.broker.spawn_coordinator_task(self._load_soon, hosted.index, epoch):
+                self.load_partition(hosted.index, epoch, self.broker.clock.wall_ms())
+        elif self.partitions.stopped_leading(hosted.index):
+            self.unload_partition(hosted.index)
+
+    async def _load_soon(self, index: int, epoch: int) -> None:
+        await trio.lowlevel.checkpoint()
+        self.load_partition(index, epoch, self.broker.clock.wall_ms())
+
+    def load_partition(self, index: int, epoch: int, now_ms: int) -> bool:
+        """Replay one partition to its log end and serve its ids; transactions it left
+        prepared are completed (their markers written again). False when the leadership of
+        `epoch` ended meanwhile."""
+        if not self.partitions.is_loading(index, epoch):
+            return False
+        try:
+            partition = self.broker.logs.partition(TRANSACTION_STATE_TOPIC, index, reading=True)
+            self._replay_partition(partition, partition.log_end_offset)
+        except KafkaError as e:
+            log.error("%s-%d could not be loaded: %s", TRANSACTION_STATE_TOPIC, index, e.message)
+            return False
+        self.partitions.loaded(index, epoch)
+        log.info("loaded the transactions of %s-%d (coordinator epoch %d)",
+                 TRANSACTION_STATE_TOPIC, index, epoch)
+        self._complete_prepared([m for tid, m in self.transactions.items()
+                                 if self.partition_of(tid) == index], now_ms)
+        return True
+
+    def unload_partition(self, index: int) -> None:
+        """Forget the ids of a partition this node no longer coordinates (their marker senders
+        stop at their next round)."""
+        for tid in [tid for tid in self.transactions if self.partition_of(tid) == index]:
+            meta = self.transactions.pop(tid)
+            if self.by_producer.get(meta.producer_id) == tid:
+                del self.by_producer[meta.producer_id]
+            self.pending_markers.discard(tid)
+
     # --- InitProducerId ---
 
     def init_producer_id(self, transactional_id: str, timeout_ms: int, producer_id: int,
@@ -283,6 +410,7 @@ class TransactionCoordinator:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
                              f"The transactional id is longer than {t.MAX_STRING_BYTES} bytes, "
                              f"which __transaction_state cannot hold")
+        self.check_coordinator(transactional_id)
         if timeout_ms <= 0 or timeout_ms > self.broker.config.transaction_max_timeout_ms:
             raise KafkaError(ErrorCode.INVALID_TRANSACTION_TIMEOUT,
                              f"Transaction timeout {timeout_ms} ms is not in (0, "
@@ -343,6 +471,7 @@ class TransactionCoordinator:
         """The metadata of the transactional id, if this producer is its current one."""
         if not transactional_id:
             raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
+        self.check_coordinator(transactional_id)
         meta = self.transactions.get(transactional_id)
         if meta is None or meta.producer_id != producer_id:
             raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
@@ -431,6 +560,51 @@ class TransactionCoordinator:
                              f"Partition {topic}-{partition} was not added to the transaction "
                              f"of {transactional_id}")
 
+    async def verify_partition_anywhere(self, transactional_id: str | None, producer_id: int,
+                                        producer_epoch: int, topic: str, partition: int,
+                                        add: bool, now_ms: int) -> None:
+        """`verify_partition`, asked of the id's coordinator wherever it runs: here on a single
+        broker or when this node coordinates the id; else, on a node of a cluster, with
+        AddPartitionsToTxn v4+ to the leader of the id's `__transaction_state` partition
+        (`verify_only` unless `add`), as Kafka's AddPartitionsToTxnManager asks it. KafkaError
+        with the coordinator's answer; COORDINATOR_NOT_AVAILABLE when it cannot be reached."""
+        if self.cluster is None or not transactional_id or \
+                self.coordinator_error(transactional_id) != ErrorCode.NOT_COORDINATOR:
+            self.verify_partition(transactional_id, producer_id, producer_epoch, topic,
+                                  partition, add, now_ms)
+            return
+        from trioka.wire.api_keys import ApiKey
+        from trioka.wire.protocol import request_class
+        Request = request_class(ApiKey.ADD_PARTITIONS_TO_TXN)
+        Transaction = Request.AddPartitionsToTxnTransaction
+        unavailable = KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                                 f"The coordinator of {transactional_id} is not available")
+        view = self.cluster.image.topic(TRANSACTION_STATE_TOPIC) if self.cluster.image else None
+        registration = None if view is None else \
+            view.partitions.get(partition_for(transactional_id, len(view.partitions)))
+        if registration is None or registration.leader < 0:
+            raise unavailable
+        channel = self._channel(registration.leader, "txn-verify")
+        if channel is None:
+            raise unavailable
+        request = Request(transactions=[Transaction(
+            transactional_id=transactional_id, producer_id=producer_id,
+            producer_epoch=producer_epoch, verify_only=not add,
+            topics=[Request.AddPartitionsToTxnTopic(name=topic, partitions=[partition])])])
+        try:
+            response = await channel.request(ApiKey.ADD_PARTITIONS_TO_TXN, request)
+        except OSError as e:
+            log.debug("AddPartitionsToTxn to node %d failed: %s", registration.leader, e)
+            raise unavailable from None
+        code = response.error_code
+        for result in response.results_by_transaction:
+            for topic_result in result.topic_results:
+                for p in topic_result.results_by_partition:
+                    code = code or p.partition_error_code
+        if code:
+            raise KafkaError(code, f"The coordinator of {transactional_id} answered "
+                                   f"{ErrorCode(code).name} for {topic}-{partition}")
+
     # --- ending ---
 
     def end_transaction(self, transactional_id: str, producer_id: int, producer_epoch: int,
@@ -489,6 +663,7 @@ class TransactionCoordinator:
         producer id, the id before it."""
         if not transactional_id:
             raise KafkaError(ErrorCode.INVALID_REQUEST, "Empty transactional id")
+        self.check_coordinator(transactional_id)
         meta = self.transactions.get(transactional_id)
         if meta is None:
             raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
@@ -515,12 +690,23 @@ class TransactionCoordinator:
         written now stays pending (STALE_MARKER_ERRORS above): the transaction stays in
         PrepareCommit/PrepareAbort and `retry_markers` tries again on a timer."""
         first_try = meta.transactional_id not in self.pending_markers
+        elsewhere = False     # partitions other nodes lead: WriteTxnMarkers (a sender task)
         for topic, index in sorted(meta.partitions):
             try:
-                partition = self.broker.logs.partition(topic, index)
+                hosted = None
+                if self.cluster is not None:
+                    hosted = self._led_here(topic, index)
+                    if hosted is None:
+                        elsewhere = True
+                        continue
+                    partition = hosted.log
+                else:
+                    partition = self.broker.logs.partition(topic, index)
                 partition.append_marker(meta.producer_id, meta.producer_epoch, commit,
-                                        self.coordinator_epoch, now_ms,
+                                        self.coordinator_epoch_of(meta.transactional_id), now_ms,
                                         transaction_version=meta.client_transaction_version)
+                if hosted is not None:
+                    self.cluster.replicas.appended(hosted)
             except KafkaError as e:
                 if e.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
                     meta.partitions.discard((topic, index))  # deleted meanwhile: nothing to mark
@@ -537,6 +723,8 @@ class TransactionCoordinator:
             meta.partitions.discard((topic, index))
             if topic == OFFSETS_TOPIC:
                 self.broker.groups.offsets.complete_transaction(meta.producer_id, commit)
+        if elsewhere:
+            self._start_marker_sender(meta.transactional_id)
         if meta.partitions:
             self.pending_markers.add(meta.transactional_id)
             self._schedule_marker_retry()
@@ -566,6 +754,122 @@ class TransactionCoordinator:
             if meta.producer_id != producer_id:
                 self.by_producer.pop(producer_id, None)
                 self.by_producer[meta.producer_id] = meta.transactional_id
+
+    # --- markers to other nodes (a node of a cluster) ---
+
+    def _led_here(self, topic: str, index: int):
+        """The hosted replica if this node leads topic-index; None when another node does (or
+        none yet); KafkaError UNKNOWN_TOPIC_OR_PARTITION when the metadata has no such
+        partition (it was deleted: no marker is needed)."""
+        hosted = self.cluster.replicas.partitions.get((topic, index))
+        if hosted is not None and hosted.state.is_leader:
+            return hosted
+        info = self.cluster.topic(topic)
+        if info is None or not 0 <= index < info.num_partitions:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                             f"{topic}-{index} does not exist")
+        return None
+
+    def _start_marker_sender(self, transactional_id: str) -> None:
+        if transactional_id in self.marker_senders:
+            return
+        if self.broker.spawn_coordinator_task(self._send_markers_until_written,
+                                              transactional_id):
+            self.marker_senders.add(transactional_id)
+
+    def _channel(self, node_id: int, purpose: str):
+        """This coordinator's channel to another node for `purpose` (None while the node is
+        unknown); kept for the next request."""
+        channel = self._channels.get((node_id, purpose))
+        if channel is None:
+            channel = self.cluster.broker_channel(node_id, purpose)
+            if channel is not None:
+                self._channels[(node_id, purpose)] = channel
+        return channel
+
+    async def _send_markers_until_written(self, transactional_id: str) -> None:
+        """Kafka's TransactionMarkerChannelManager for one transaction: send WriteTxnMarkers to
+        the current leader of each partition other nodes lead, again and again until every
+        marker is written (a newer epoch having written there, or the partition being gone,
+        also ends its marker); then complete the transaction. Ends early when the transaction
+        is no longer prepared here (completed, or its partition unloaded)."""
+        try:
+            while True:
+                meta = self.transactions.get(transactional_id)
+                if meta is None or meta.state not in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
+                    return
+                by_leader: dict[int, list[tuple[str, int]]] = {}
+                local = False
+                for topic, index in sorted(meta.partitions):
+                    view = self.cluster.image.topic(topic) if self.cluster.image else None
+                    registration = view.partitions.get(index) if view is not None else None
+                    leader = registration.leader if registration is not None else -1
+                    if leader == self.broker.node_id or registration is None:
+                        local = True     # written (or dropped) by _write_markers
+                    elif leader >= 0:
+                        by_leader.setdefault(leader, []).append((topic, index))
+                if not by_leader:
+                    if local or not meta.partitions:
+                        self._write_markers(meta, meta.state == S.PREPARE_COMMIT,
+                                            self.broker.clock.wall_ms())
+                    if not meta.partitions or meta.state not in (S.PREPARE_COMMIT,
+                                                                 S.PREPARE_ABORT):
+                        return
+                for leader, partitions in by_leader.items():
+                    await self._send_markers(meta, leader, partitions)
+                if self.transactions.get(transactional_id) is not meta:
+                    return
+                if not meta.partitions and meta.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
+                    self._write_markers(meta, meta.state == S.PREPARE_COMMIT,
+                                        self.broker.clock.wall_ms())
+                    return
+                await self.broker.clock.sleep(MARKER_RETRY_BACKOFF_MS / 1000)
+        finally:
+            self.marker_senders.discard(transactional_id)
+
+    async def _send_markers(self, meta: TransactionMetadata, leader: int,
+                            partitions: list[tuple[str, int]]) -> None:
+        """One WriteTxnMarkers to `leader`; then `_markers_answered`."""
+        from trioka.wire.api_keys import ApiKey
+        from trioka.wire.protocol import request_class
+        Request = request_class(ApiKey.WRITE_TXN_MARKERS)
+        channel = self._channel(leader, "txn-markers")
+        if channel is None:
+            return
+        commit, state, epoch = meta.state == S.PREPARE_COMMIT, meta.state, meta.producer_epoch
+        by_topic: dict[str, list[int]] = {}
+        for topic, index in partitions:
+            by_topic.setdefault(topic, []).append(index)
+        request = Request(markers=[Request.WritableTxnMarker(
+            producer_id=meta.producer_id, producer_epoch=epoch, transaction_result=commit,
+            coordinator_epoch=self.coordinator_epoch_of(meta.transactional_id),
+            topics=[Request.WritableTxnMarker.WritableTxnMarkerTopic(
+                name=topic, partition_indexes=indexes) for topic, indexes in by_topic.items()])])
+        try:
+            response = await channel.request(ApiKey.WRITE_TXN_MARKERS, request)
+        except OSError as e:
+            log.debug("transaction markers of %s to node %d not sent: %s",
+                      meta.transactional_id, leader, e)
+            return
+        self._markers_answered(meta, state, epoch, leader, response)
+
+    def _markers_answered(self, meta: TransactionMetadata, state: S, epoch: int, leader: int,
+                          response) -> None:
+        """The partitions a WriteTxnMarkers wrote (or that need no marker) leave
+        `meta.partitions`, unless the transaction moved on while it was sent."""
+        if meta.state is not state or meta.producer_epoch != epoch:
+            return
+        for result in response.markers:
+            for topic in result.topics:
+                for p in topic.partitions:
+                    code = p.error_code
+                    if code == ErrorCode.NONE or code in STALE_MARKER_ERRORS or \
+                            code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                        if code != ErrorCode.NONE:
+                            log.warning("transaction marker of %s for %s-%d refused by node "
+                                        "%d: %s", meta.transactional_id, topic.name,
+                                        p.partition_index, leader, ErrorCode(code).name)
+                        meta.partitions.discard((topic.name, p.partition_index))
 
     def _abort_with_bumped_epoch(self, meta: TransactionMetadata, now_ms: int) -> None:
         """Fence the current producer of an Ongoing transaction (epoch + 1, through
