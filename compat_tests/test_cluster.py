@@ -37,7 +37,8 @@ KILL_CYCLES = int(os.environ.get("TRIOKA_CLUSTER_KILL_CYCLES", "3"))
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = ClusterProcess(3, str(tmp_path / "data"), overrides=FAST_FAILURE)
+    c = ClusterProcess(3, str(tmp_path / "data"), overrides=FAST_FAILURE,
+                       args=["--log-level", "INFO"])   # the nodes' log ends a failure message
     c.start()
     yield c
     c.close()
@@ -146,8 +147,14 @@ def test_leader_killed_and_restarted_under_idempotent_acks_all_load_loses_nothin
                  f"a new leader after killing node {leader}")
         cluster.node(leader, "start")
         produce_for(1.0)
-        wait_for(lambda: len(acked) > before, 60, "acknowledgements after the failover")
-        wait_for(lambda: sorted(partition_info(admin, "failover").isrs) == [1, 2, 3], 60,
+        # Delivery reports arrive through poll().
+        wait_for(lambda: producer.poll(0.1) is not None and len(acked) > before, 60,
+                 lambda: f"acknowledgements after the failover ({len(errors)} errors, "
+                         f"{partition_info(admin, 'failover').leader} "
+                         f"{partition_info(admin, 'failover').isrs}):\n" +
+                         "\n".join(cluster.output[-150:]))
+        wait_for(lambda: producer.poll(0) is not None and
+                 sorted(partition_info(admin, "failover").isrs) == [1, 2, 3], 60,
                  lambda: f"node {leader} back in the ISR: {partition_info(admin, 'failover')}")
     assert producer.flush(120) == 0
     assert errors == []

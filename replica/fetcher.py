@@ -17,8 +17,9 @@ Errors per partition, as Kafka's fetcher handles them:
 
 | error                                          | the follower                               |
 |------------------------------------------------|--------------------------------------------|
-| NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH    | waits for the metadata to name the leader  |
-| UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION | (the partition is left out until then)   |
+| NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH,   | is left out until the metadata changes or  |
+| UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION | replica.fetch.backoff.ms has passed (the |
+|                                                | leader may not have seen its new epoch)   |
 | OFFSET_OUT_OF_RANGE                            | below the leader's log start: starts over  |
 |                                                | there; otherwise truncates by epoch again  |
 | anything else                                  | retries after replica.fetch.backoff.ms     |
@@ -61,15 +62,16 @@ class ReplicaFetcher:
         self.config = config
         self.broker_epoch = broker_epoch
         self.controls = controls
-        # (topic, index, leader epoch) of partitions that wait for new metadata.
-        self.stalled: set = set()
+        # (topic, index, leader epoch) of partitions that wait for new metadata -> the time
+        # (monotonic) they are tried again anyway.
+        self.stalled: dict = {}
 
     def _partitions(self):
-        out = []
-        for hosted in self.replicas.follower_partitions(self.leader_id):
-            if (hosted.topic, hosted.index, hosted.state.leader_epoch) not in self.stalled:
-                out.append(hosted)
-        return out
+        now = self.clock.monotonic()
+        self.stalled = {key: until for key, until in self.stalled.items()
+                        if until > now and self._still_stalled(key)}
+        return [hosted for hosted in self.replicas.follower_partitions(self.leader_id)
+                if (hosted.topic, hosted.index, hosted.state.leader_epoch) not in self.stalled]
 
     async def run(self) -> None:
         """Fetch until no partition follows this leader any more (the caller starts a new
@@ -82,7 +84,6 @@ class ReplicaFetcher:
             if not partitions:
                 with self.clock.move_on_after(backoff):
                     await self.replicas.follower_change.wait()
-                self.stalled = {s for s in self.stalled if self._still_stalled(s)}
                 continue
             try:
                 if self.controls is not None and self.controls.slow_ms:
@@ -107,7 +108,8 @@ class ReplicaFetcher:
     def _stall(self, hosted, error) -> None:
         log.info("%s-%d: leader %d answered %s; waiting for new metadata", hosted.topic,
                  hosted.index, self.leader_id, ErrorCode(error).name)
-        self.stalled.add((hosted.topic, hosted.index, hosted.state.leader_epoch))
+        self.stalled[(hosted.topic, hosted.index, hosted.state.leader_epoch)] = \
+            self.clock.monotonic() + self.config.replica_fetch_backoff_ms / 1000
 
     # ---------------------------------------------------------------------- truncation
 
