@@ -7,8 +7,12 @@ Waiters (long-poll Fetch) register a trio.Event with each partition they read
 (`PartitionLog.add_waiter`); the partition sets it at its next append or log start change, so an
 append wakes only the fetchers of the partition appended to.
 
-This broker is a whole single-node cluster: it is the controller, and every partition's leader,
-only replica and ISR, so the high watermark moves with every append.
+On its own a broker is a whole single-node cluster: the controller, and every partition's
+leader, only replica and ISR, so the high watermark moves with every append. With
+`controller.quorum.voters` set it is a node of a KRaft cluster (`self.cluster`,
+node/cluster_link.py): topics come from the metadata log, it holds the replicas the controller
+assigns it, and the replica manager moves high watermarks as the ISR catches up; a node with
+`controller` in `process.roles` also runs the controller (`self.controller`).
 """
 
 import gc
@@ -160,7 +164,8 @@ class BrokerState:
         directory = None if self.config.memory else \
             (self.config.metadata_log_dir or self.config.data_dir)
         controller = QuorumController(self.config, self.clock, directory,
-                                      cluster_id=self.logs.cluster_id)
+                                      cluster_id=self.logs.cluster_id,
+                                      flush_partition=self.flush_partition)
         controller.open()
         self.controller = controller
 

@@ -1,8 +1,12 @@
 """Metadata (key 3), v0-13: brokers, cluster id, controller, topics and their partitions.
 
-This broker is the whole cluster: it is every partition's leader, sole replica and ISR, and the
-controller. The broker's address is the advertised listener of the connection's listener, so a
-broker bound to port 0 advertises the real port.
+A single broker is the whole cluster: every partition's leader, sole replica and ISR, and the
+controller. A node of a cluster answers from its metadata image (node/cluster_link.py): the live
+(unfenced) brokers at their address on the connection's listener, each partition's leader,
+leader epoch, replicas, ISR and offline replicas (LEADER_NOT_AVAILABLE for a partition without
+a leader), and a live broker as the controller id, as KRaft brokers tell clients. A broker's
+address is the advertised listener of the connection's listener, so a broker bound to port 0
+advertises the real port. In a cluster, auto-creation goes to the controller (CreateTopics).
 
 Topics: v0 sends an empty array for "all topics", v1+ sends null. A requested topic that does not
 exist is created when `auto.create.topics.enable` is true, the request allows it

@@ -8,10 +8,15 @@ Kafka's LogValidator rules need them (log/validator.py: compacted topics, a topi
 walk, with any recompression, runs in a worker thread, since a small compressed batch may
 decompress to a great deal, and the append then happens on the event loop.
 
-- `acks`: 1 and -1 answer after the append (this broker is the whole ISR, so "all" is reached at
-  once, unless `min.insync.replicas` > 1: NOT_ENOUGH_REPLICAS); 0 sends no response at all, and
-  as in Kafka a partition error then closes the connection so the client notices. Any other value
-  is INVALID_REQUIRED_ACKS.
+- `acks`: 1 and -1 answer after the append on a single broker (it is the whole ISR, so "all" is
+  reached at once, unless `min.insync.replicas` > 1: NOT_ENOUGH_REPLICAS); 0 sends no response
+  at all, and as in Kafka a partition error then closes the connection so the client notices.
+  Any other value is INVALID_REQUIRED_ACKS. On a node of a cluster only the partition's leader
+  takes the write (NOT_LEADER_OR_FOLLOWER, with the KIP-951 leader hint); acks=all is refused
+  with NOT_ENOUGH_REPLICAS while the ISR is below `min.insync.replicas`, and answered once the
+  whole ISR has the batch (the high watermark passed it: NOT_ENOUGH_REPLICAS_AFTER_APPEND if the
+  ISR shrank below min.insync.replicas meanwhile, REQUEST_TIMED_OUT at the request's
+  `timeout_ms`), as Kafka's delayed produce.
 - Flushing: as Kafka's append flushes before it returns once `flush.messages` are unflushed
   (`log.flush.interval.messages`), the answer waits for the flush covering the batch; the fsync
   runs in a worker thread, the partitions of one request flush concurrently, and requests that

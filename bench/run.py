@@ -868,13 +868,15 @@ WORKERS = {"produce": worker_produce, "consume": worker_consume,
 class Admin:
     """Topic creation and deletion with confluent-kafka's AdminClient (waits for the answers)."""
 
-    def __init__(self, bootstrap: str):
+    def __init__(self, bootstrap: str, replication_factor: int = 1):
         from confluent_kafka.admin import AdminClient
         self.client = AdminClient({"bootstrap.servers": bootstrap})
+        self.replication_factor = replication_factor
 
     def create(self, name: str, partitions: int) -> None:
         from confluent_kafka.admin import NewTopic
-        futures = self.client.create_topics([NewTopic(name, partitions, 1)], request_timeout=15)
+        futures = self.client.create_topics(
+            [NewTopic(name, partitions, self.replication_factor)], request_timeout=15)
         futures[name].result(timeout=20)
 
     def delete(self, name: str) -> None:
@@ -965,6 +967,85 @@ def run_phase(broker: BrokerProcess, kind: str, spec: dict, tmp: str, timeout: f
     # CPU-second. Far steadier than MB/s on a shared machine.
     result["broker_bound_MBps"] = result["bytes"] / max(cpu, 1e-3) / MB
     return result
+
+
+class BenchCluster(testing_process.ClusterProcess):
+    """`trioka serve --nodes 3` (one process, three nodes) with the broker's CPU and memory
+    readings: the CPU is the whole cluster's, every node's replication work included."""
+    cpu_ticks_seconds = BrokerProcess.cpu_ticks_seconds
+    cpu_seconds = BrokerProcess.cpu_seconds
+    memory = BrokerProcess.memory
+
+
+def run_replication(args, tmp: str) -> dict:
+    """RF=3: the acks=all cases (10 KB and 100 B, one partition, uncompressed) and the end-to-end
+    latency on a three-node cluster in one process (min.insync.replicas 2): every message is
+    written by the leader and fetched by two followers before it is acknowledged, so next to the
+    RF=1 figures this is the cost of replication."""
+    count_small, count_large = (300_000, 20_000) if args.quick else (1_000_000, 50_000)
+    cluster = BenchCluster(3, os.path.join(tmp, "cluster"),
+                           overrides={"min.insync.replicas": 2})
+    cluster.start()
+    out = {"nodes": 3, "replication_factor": 3, "min_insync_replicas": 2, "throughput": []}
+    try:
+        admin = Admin(cluster.bootstrap, replication_factor=3)
+        for case in (Case(10240, 1, "all", "none", count_large),
+                     Case(100, 1, "all", "none", count_small)):
+            say(f"RF=3 {case.name} ...")
+            topic = f"bench-rf3-{case.size}-{time.monotonic_ns()}"
+            admin.create(topic, case.partitions)
+            spec = {"bootstrap": cluster.bootstrap, "topic": topic, "size": case.size,
+                    "acks": case.acks, "compression": case.compression, "count": case.count,
+                    "payload": "random", "partitions": case.partitions}
+            produce = run_phase(cluster, "produce", dict(spec, client_config={}), tmp,
+                                timeout=300)
+            consume = run_phase(cluster, "consume", dict(spec, count=produce["total_count"],
+                                                         client_config={}), tmp, timeout=300)
+            if consume["count"] != produce["total_count"]:
+                raise RuntimeError(f"RF=3 {case.name}: consumed {consume['count']} of "
+                                   f"{produce['total_count']}")
+            out["throughput"].append({"case": case.name, "produce": produce,
+                                      "consume": consume})
+            admin.delete(topic)
+            say(f"  produce {produce['msgps']:,.0f} msg/s {produce['MBps']:,.0f} MB/s, consume "
+                f"{consume['msgps']:,.0f} msg/s {consume['MBps']:,.0f} MB/s")
+        say("RF=3 end-to-end latency ...")
+        seconds = 2 if args.quick else 5
+        out["e2e"] = run_latency(cluster, admin, tmp, linger_ms=5, fetch_wait_ms=10, size=100,
+                                 rate=args.e2e_rate, warmup=int(args.e2e_rate // 2),
+                                 count=int(args.e2e_rate * seconds))
+        out["memory"] = cluster.memory()
+    finally:
+        cluster.stop()
+        cluster.close()
+    return out
+
+
+def replication_lines(rep: dict | None, results: dict) -> list[str]:
+    if not rep:
+        return []
+    rf1 = {r["case"]: r for r in results.get("throughput", [])}
+    lines = ["replication: RF=3 on `trioka serve --nodes 3` (one process), min.insync.replicas 2, "
+             "acks=all; broker CPU = the three nodes'"]
+    for r in rep["throughput"]:
+        p, c = r["produce"], r["consume"]
+        line = (f"  {r['case']:<25} produce {p['msgps']:>10,.0f} msg/s {p['MBps']:>6,.0f} MB/s "
+                f"(CPU {p['broker_cpu_pct']:.0f}%), consume {c['msgps']:>10,.0f} msg/s "
+                f"{c['MBps']:>6,.0f} MB/s")
+        base = rf1.get(r["case"])
+        if base:
+            line += (f"; RF=1: produce {base['produce']['MBps']:,.0f} MB/s, consume "
+                     f"{base['consume']['MBps']:,.0f} MB/s")
+        lines.append(line)
+    lat = rep["e2e"]["latency"]
+    line = (f"  end-to-end latency RF=3 ({rep['e2e']['rate_msgps']:.0f} msg/s): p50 "
+            f"{lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms")
+    if results.get("e2e"):
+        base = results["e2e"]["latency"]
+        line += f"; RF=1: p50 {base['p50_ms']:.2f} ms, p99 {base['p99_ms']:.2f} ms"
+    lines.append(line)
+    lines.append("")
+    return lines
 
 
 class Case:
@@ -1356,6 +1437,7 @@ def table(results: dict) -> str:
                  f"machine makes every number noisier)")
     if "startup" in results:     # not with --scale alone
         lines += main_run_lines(results)
+    lines += replication_lines(results.get("replication"), results)
     lines += scale_lines(results.get("scale"))
     lines += loop_lag_lines(results.get("loop_lag"))
     for name, (ok, text) in results["floors"].items():
@@ -1570,9 +1652,12 @@ def run_benchmark(args) -> dict:
     results["prewarmed"] = not args.no_prewarm
     lag = LoopLag(tmp)
     try:
-        if not args.scale:
+        if not args.scale and not args.replication:
             run_main(args, results, tmp, lag, client_configs)
-        if not args.only:
+        if not args.scale and not args.only:
+            say("replication (RF=3, three nodes) ...")
+            results["replication"] = run_replication(args, tmp)
+        if not args.only and not args.replication:
             say("scale ...")
             results["scale"] = run_scale(args.quick, tmp, lag)
         results["loop_lag"] = lag.summary()
@@ -1744,6 +1829,8 @@ def main(argv=None) -> int:
     p.add_argument("--scale", action="store_true", help="only the scale phase (with the "
                    "loop-lag probe); with --quick its small version")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--replication", action="store_true", help="only the RF=3 phase (three "
+                   "nodes in one process)")
     p.add_argument("--only", metavar="TEXT", help="only throughput cases whose name has TEXT "
                    "(skips the latency and scale phases)")
     p.add_argument("--no-prewarm", action="store_true", help="do not pre-warm page-cache pages "

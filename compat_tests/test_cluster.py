@@ -110,6 +110,7 @@ def test_replicated_topic_across_three_nodes_with_confluent_kafka_python_and_kca
         assert out.count("isrs: ") == 3 and "replicas: " in out, out
 
 
+@pytest.mark.timeout(300 + 20 * KILL_CYCLES)
 def test_leader_killed_and_restarted_under_idempotent_acks_all_load_loses_nothing(cluster):
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     # Replicas in the order 2, 3, 1: the elections alternate between nodes 2 and 3 and never

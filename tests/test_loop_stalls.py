@@ -437,3 +437,45 @@ def test_a_pass_abandoned_at_a_blocking_step_leaves_nothing_behind(tmp_path, mon
     assert not [n for n in files.listdir("c-0") if n.endswith((".cleaned", ".swap"))]
     assert latest(log) == before
     log.close()
+
+
+# ------------------------------------------------------------- a fetch of thousands of partitions
+
+async def test_a_fetch_of_thousands_of_partitions_is_read_a_slice_per_turn():
+    """A consumer's first full fetch of 2,500 partitions is read READ_SLICE partitions per turn
+    of the loop (other tasks run in between), and answers exactly what one read gives."""
+    broker = BrokerState(Config({"num.partitions": "2500"}))
+    broker.open()
+    try:
+        broker.create_topic("wide", 2500)
+        for index in (0, 1200, 2499):
+            broker.partition("wide", index).append(encode_batch([(None, b"v%d" % index)]),
+                                                   now_ms=NOW)
+        wanted = [fetch_api._Wanted("wide", None, p, 0, 1 << 20) for p in range(2500)]
+        turns = 0
+        done = trio.Event()
+
+        async def other_work():
+            nonlocal turns
+            while not done.is_set():
+                turns += 1
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_work)
+            await trio.lowlevel.checkpoint()
+            before = turns
+            paced = await fetch_api._read_paced(broker, wanted, 50 << 20, 0, 12, None)
+            during = turns - before
+            done.set()
+        whole = fetch_api._read_all(broker, wanted, 50 << 20, 0, 12)
+        assert during >= 2500 // fetch_api.READ_SLICE
+        assert paced.bytes == whole.bytes > 0
+        assert [(cp.partition, pd.error_code, pd.high_watermark, has)
+                for cp, pd, has in paced.results] == \
+            [(cp.partition, pd.error_code, pd.high_watermark, has)
+             for cp, pd, has in whole.results]
+        paced.release()
+        whole.release()
+    finally:
+        broker.close()
