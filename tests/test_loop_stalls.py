@@ -444,7 +444,7 @@ def test_a_pass_abandoned_at_a_blocking_step_leaves_nothing_behind(tmp_path, mon
 async def test_a_fetch_of_thousands_of_partitions_is_read_a_slice_per_turn():
     """A consumer's first full fetch of 2,500 partitions is read READ_SLICE partitions per turn
     of the loop (other tasks run in between), and answers exactly what one read gives."""
-    broker = BrokerState(Config({"num.partitions": "2500"}))
+    broker = BrokerState(Config({"memory": True}))
     broker.open()
     try:
         broker.create_topic("wide", 2500)
