@@ -39,7 +39,7 @@ def result(resource, error: KafkaError | None = None, Result=Result) -> object:
                   resource_type=resource.resource_type, resource_name=resource.resource_name)
 
 
-async def forwarded(broker, request, api_key: int, expected_of):
+async def forwarded(broker, request, api_key: int, expected_of, version: int | None = None):
     """The request in a cluster: broker resources naming another broker are answered here, the
     others forwarded to the controller; answered once this node's image holds what
     `expected_of(broker, resource)` ({config name: value or None}) says of each resource
@@ -64,7 +64,7 @@ async def forwarded(broker, request, api_key: int, expected_of):
     if sent:
         response = await broker.cluster.alter_configs(
             api_key, type(request)(resources=sent, validate_only=request.validate_only),
-            expected)
+            expected, version)
         answers = iter(response.responses)
     Answer = response_class(api_key)
     results = [result(resource, refused[i], Answer.AlterConfigsResourceResponse)
@@ -85,7 +85,8 @@ def expected_configs(broker, resource) -> dict:
 
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
-        return await forwarded(broker, request, ApiKey.ALTER_CONFIGS, expected_configs)
+        return await forwarded(broker, request, ApiKey.ALTER_CONFIGS, expected_configs,
+                               ctx.api_version)
     results = []
     for r in request.resources:
         try:

@@ -58,7 +58,7 @@ def check_single(broker, topic_name: str, partition_index: int, replicas) -> Non
 
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
-        return await broker.cluster.alter_partition_reassignments(request)
+        return await broker.cluster.alter_partition_reassignments(request, ctx.api_version)
     topics = []
     for t in request.topics:
         parts = []

@@ -59,7 +59,7 @@ async def grow(broker, t, validate_only: bool, duplicated: bool) -> object:
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
         # A node of a cluster forwards it to the controller, as KRaft brokers do.
-        return await broker.cluster.create_partitions(request)
+        return await broker.cluster.create_partitions(request, ctx.api_version)
     counts = collections.Counter(t.name for t in request.topics)
     new_partitions = 0
     for t in request.topics:

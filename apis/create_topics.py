@@ -97,7 +97,7 @@ def described_configs(broker, configs: dict) -> list:
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
         # A node of a cluster forwards it to the controller, as KRaft brokers do.
-        return await broker.cluster.create_topics(request)
+        return await broker.cluster.create_topics(request, ctx.api_version)
     counts = collections.Counter(t.name for t in request.topics)
     checked: dict[int, tuple[int, dict] | KafkaError] = {}
     records = 0

@@ -47,7 +47,7 @@ async def delete(broker, name: str | None, topic_id) -> object:
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
         # A node of a cluster forwards it to the controller, as KRaft brokers do.
-        return await broker.cluster.delete_topics(request)
+        return await broker.cluster.delete_topics(request, ctx.api_version)
     if ctx.api_version >= 6:
         results = [await delete(broker, t.name, t.topic_id) for t in request.topics]
     else:

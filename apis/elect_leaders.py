@@ -29,8 +29,8 @@ PartitionResult = Result.PartitionResult
 
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
-        return await broker.cluster.elect_leaders(request, preferred=request.election_type
-                                                  == PREFERRED)
+        return await broker.cluster.elect_leaders(
+            request, preferred=request.election_type == PREFERRED, version=ctx.api_version)
     if request.election_type not in (PREFERRED, UNCLEAN):
         return Response(throttle_time_ms=0, error_code=ErrorCode.INVALID_REQUEST,
                         replica_election_results=[])

@@ -53,7 +53,7 @@ def expected_configs(broker, resource) -> dict:
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
         return await alter_configs.forwarded(broker, request, ApiKey.INCREMENTAL_ALTER_CONFIGS,
-                                             expected_configs)
+                                             expected_configs, ctx.api_version)
     results = []
     for r in request.resources:
         try:

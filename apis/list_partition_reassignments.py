@@ -19,5 +19,5 @@ Response = response_class(ApiKey.LIST_PARTITION_REASSIGNMENTS)
 
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
-        return await broker.cluster.list_partition_reassignments(request)
+        return await broker.cluster.list_partition_reassignments(request, ctx.api_version)
     return Response(throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None, topics=[])

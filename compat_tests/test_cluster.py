@@ -109,6 +109,23 @@ def test_replicated_topic_across_three_nodes_with_confluent_kafka_python_and_kca
         assert "3 brokers:" in out, out
         assert out.count("isrs: ") == 3 and "replicas: " in out, out
 
+    # Deleted through any node (forwarded to the controller at the client's version): gone
+    # from every node's metadata, and its partition dirs from every node's log dir.
+    admin.delete_topics(["replicated"], request_timeout=15)["replicated"].result(20)
+    from kafka.admin import KafkaAdminClient, NewTopic as KpNewTopic
+    kp_admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap.split(","))
+    kp_admin.create_topics([KpNewTopic("by-kafka-python", 2, 3)])
+    assert "by-kafka-python" in admin.list_topics(timeout=10).topics
+    kp_admin.delete_topics(["by-kafka-python"])
+    kp_admin.close()
+    wait_for(lambda: not {"replicated", "by-kafka-python"} & set(
+        admin.list_topics(timeout=10).topics), 30, "the topics deleted")
+    data = os.path.join(cluster.data_dir)
+    wait_for(lambda: not [d for node in os.listdir(data) if node.startswith("node-")
+                          for d in os.listdir(os.path.join(data, node))
+                          if d.startswith(("replicated-", "by-kafka-python-"))],
+             30, "the deleted topics' dirs removed on every node")
+
 
 @pytest.mark.timeout(300 + 20 * KILL_CYCLES)
 def test_leader_killed_and_restarted_under_idempotent_acks_all_load_loses_nothing(cluster):

@@ -151,8 +151,16 @@ class ClusterLink:
                                           image.broker_configs(str(self.node_id)))
         self.replicas.publish(image, records)
         self._start_fetchers()
+        # The renamed dirs of replicas no longer held here go in a worker thread.
+        doomed = self.broker.logs.take_deleted_dirs()
+        if doomed and self.broker.nursery is not None:
+            self.broker.nursery.start_soon(self._remove_dirs, doomed)
         self._image_changed.set()
         self._image_changed = trio.Event()
+
+    async def _remove_dirs(self, directories: list[str]) -> None:
+        for directory in directories:
+            await trio.to_thread.run_sync(self.broker.logs.files.remove_tree, directory)
 
     # ---------------------------------------------------------------------------- running
 
@@ -330,12 +338,14 @@ class ClusterLink:
 
     # ------------------------------------------------------------ changes via the controller
 
-    async def forward(self, api_key: int, request):
-        """Send a metadata-changing request to the controller (KRaft forwarding); the answer,
-        or KafkaError(REQUEST_TIMED_OUT / NOT_CONTROLLER) when it cannot be reached."""
+    async def forward(self, api_key: int, request, version: int | None = None):
+        """Send a metadata-changing request to the controller (KRaft forwarding) at the version
+        the client sent it (its fields are those of that version, as Kafka's envelope forwards
+        the client's own bytes); the answer, or KafkaError(REQUEST_TIMED_OUT) when the
+        controller cannot be reached."""
         try:
             async with self._admin_lock:
-                return await self._admin_channel.request(api_key, request)
+                return await self._admin_channel.request(api_key, request, version=version)
         except OSError as e:
             raise KafkaError(ErrorCode.REQUEST_TIMED_OUT,
                              f"The controller could not be reached: {e}") from None
@@ -353,26 +363,26 @@ class ClusterLink:
                 await event.wait()
         return True
 
-    async def create_topics(self, request):
+    async def create_topics(self, request, version: int | None = None):
         """CreateTopics, forwarded; answered once the topics created are in this node's image."""
-        response = await self.forward(ApiKey.CREATE_TOPICS, request)
+        response = await self.forward(ApiKey.CREATE_TOPICS, request, version)
         if not request.validate_only:
             made = [t.name for t in response.topics if t.error_code == 0]
             await self.wait_for_metadata(
                 lambda: all(self.image.topic(name) is not None for name in made))
         return response
 
-    async def delete_topics(self, request):
+    async def delete_topics(self, request, version: int | None = None):
         """DeleteTopics, forwarded; answered once the topics deleted are gone from the image."""
-        response = await self.forward(ApiKey.DELETE_TOPICS, request)
+        response = await self.forward(ApiKey.DELETE_TOPICS, request, version)
         gone = [r.name for r in response.responses if r.error_code == 0 and r.name]
         await self.wait_for_metadata(
             lambda: all(self.image.topic(name) is None for name in gone))
         return response
 
-    async def create_partitions(self, request):
+    async def create_partitions(self, request, version: int | None = None):
         """CreatePartitions, forwarded; answered once the new partitions are in the image."""
-        response = await self.forward(ApiKey.CREATE_PARTITIONS, request)
+        response = await self.forward(ApiKey.CREATE_PARTITIONS, request, version)
         if not request.validate_only:
             counts = {t.name: t.count for t in request.topics}
             grown = [r.name for r in response.results if r.error_code == 0]
@@ -391,11 +401,12 @@ class ClusterLink:
         topic = image.topic(topic_name) if image is not None else None
         return topic.partitions.get(partition_index) if topic is not None else None
 
-    async def alter_configs(self, api_key: int, request, expected: dict):
+    async def alter_configs(self, api_key: int, request, expected: dict,
+                            version: int | None = None):
         """IncrementalAlterConfigs / AlterConfigs, forwarded; answered once the image holds, for
         every resource altered, the values `expected` says ({(resource type, name): {config
         name: value, None for a config removed}})."""
-        response = await self.forward(api_key, request)
+        response = await self.forward(api_key, request, version)
         if not request.validate_only:
             done = [(r.resource_type, r.resource_name) for r in response.responses
                     if r.error_code == 0 and (r.resource_type, r.resource_name) in expected]
@@ -409,10 +420,10 @@ class ClusterLink:
             await self.wait_for_metadata(arrived)
         return response
 
-    async def elect_leaders(self, request, preferred: bool):
+    async def elect_leaders(self, request, preferred: bool, version: int | None = None):
         """ElectLeaders, forwarded; answered once the image shows the leaders elected (the
         preferred replica, or any leader for an unclean election)."""
-        response = await self.forward(ApiKey.ELECT_LEADERS, request)
+        response = await self.forward(ApiKey.ELECT_LEADERS, request, version)
         elected = [(t.topic, p.partition_id) for t in response.replica_election_results
                    for p in t.partition_result if p.error_code == 0]
 
@@ -426,10 +437,10 @@ class ClusterLink:
         await self.wait_for_metadata(arrived)
         return response
 
-    async def alter_partition_reassignments(self, request):
+    async def alter_partition_reassignments(self, request, version: int | None = None):
         """AlterPartitionReassignments, forwarded; answered once the image shows each
         reassignment started (or completed), or cancelled."""
-        response = await self.forward(ApiKey.ALTER_PARTITION_REASSIGNMENTS, request)
+        response = await self.forward(ApiKey.ALTER_PARTITION_REASSIGNMENTS, request, version)
         targets = {(t.name, p.partition_index): p.replicas
                    for t in request.topics for p in t.partitions}
         changed = [(t.name, p.partition_index) for t in response.responses
@@ -449,7 +460,7 @@ class ClusterLink:
         await self.wait_for_metadata(arrived)
         return response
 
-    async def list_partition_reassignments(self, request):
+    async def list_partition_reassignments(self, request, version: int | None = None):
         """ListPartitionReassignments, answered by the controller (it knows the reassignments
         this node's image may not show yet)."""
-        return await self.forward(ApiKey.LIST_PARTITION_REASSIGNMENTS, request)
+        return await self.forward(ApiKey.LIST_PARTITION_REASSIGNMENTS, request, version)
