@@ -22,10 +22,8 @@ import logging
 import trio
 
 from trioka.clock import Clock
-from trioka.config import DYNAMIC_KEYS, Config, Listener, finalized, parse_listeners, \
-    topic_defaults
-from trioka.controller.configuration_control import validate_broker_configs, \
-    with_dynamic_layers
+from trioka.config import DYNAMIC_KEYS, Config, Listener, finalized, in_cluster, \
+    parse_listeners, topic_defaults
 from trioka.controls.rules import Controls
 from trioka.log.config import LogConfig
 from trioka.apis.purgatory import FetchPurgatory
@@ -79,7 +77,6 @@ class BrokerState:
         self.leader_epoch = 0
         # A node of a KRaft cluster (node/cluster_link.py): topics come from the metadata log
         # and only the partitions assigned here are held; None on a single broker.
-        from trioka.node.cluster_link import in_cluster
         clustered = in_cluster(self.config) and "broker" in self.config.process_roles
         self.logs = LogManager(self.config.data_dir, clock=self.clock, node_id=self.node_id,
                                default_config=self.topic_config_defaults(),
@@ -462,11 +459,13 @@ class BrokerState:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
                              f"Unexpected broker id, expected {self.node_id} or empty string, "
                              f"but received {resource_name}")
+        from trioka.controller.configuration_control import validate_broker_configs
         return validate_broker_configs(self.config, values)
 
     def apply_dynamic_configs(self, cluster_default: dict, own: dict) -> None:
         """In a cluster: the dynamic broker configs the metadata holds (ConfigRecords of the
         resource "" and of this node's id) become this node's dynamic layers."""
+        from trioka.controller.configuration_control import with_dynamic_layers
         view = with_dynamic_layers(self.config, cluster_default, own)
         if view.dynamic_default == self.config.dynamic_default and \
                 view.dynamic_broker == self.config.dynamic_broker:

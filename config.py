@@ -404,6 +404,12 @@ def config_text(value) -> str | None:
 
 # --- listeners (`listeners`, `advertised.listeners`) ---
 
+def in_cluster(config) -> bool:
+    """Whether the config makes the node part of a KRaft cluster: a controller is named by
+    `controller.quorum.voters` or `controller.quorum.bootstrap.servers`."""
+    return bool(config.controller_quorum_voters or config.controller_quorum_bootstrap_servers)
+
+
 class Listener:
     """A listener from `listeners`: its name (security protocol), bind host and port."""
     __slots__ = ("name", "host", "port")

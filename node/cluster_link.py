@@ -37,11 +37,6 @@ log = logging.getLogger("trioka.cluster")
 METADATA_PROPAGATION_TIMEOUT_S = 30.0
 
 
-def in_cluster(config) -> bool:
-    """Whether the config makes this node part of a KRaft cluster."""
-    return bool(config.controller_quorum_voters or config.controller_quorum_bootstrap_servers)
-
-
 def controller_address(config) -> tuple[int, str, int]:
     """(node id, host, port) of the controller: the one voter of `controller.quorum.voters`
     (`id@host:port`), or the first of `controller.quorum.bootstrap.servers` (id -1)."""
