@@ -168,14 +168,15 @@ def test_down_then_up_the_producer_queues_and_delivers(own_broker, topic_name):
         producer.produce(topic_name, value=b"while down %d" % i, partition=0,
                          on_delivery=on_delivery)
 
-    def refused_twice():
+    def refused():
         producer.poll(0.1)
-        return len(turned_away) >= 2
+        return len(turned_away) >= 1
 
     # Nothing is acknowledged while down: the producer has been turned away (its connection
-    # closed at once, twice) and still holds every message.
-    wait_for(refused_twice, 60,
-             lambda: f"the producer to be turned away twice: {turned_away}", interval=0)
+    # closed at once; librdkafka reports repeated identical connection errors once, so one
+    # report, its own or "all brokers down", is what a loaded machine can count on) and still
+    # holds every message.
+    wait_for(refused, 60, lambda: f"the producer to be turned away: {turned_away}", interval=0)
     assert (reports, errors) == ([], [])
     assert len(producer) == 50                     # queued in the producer
 
