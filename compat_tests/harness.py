@@ -267,3 +267,19 @@ def fetch_raw_batches(bootstrap: str, topic: str, partition: int = 0, offset: in
     data = response.responses[0].partitions[0]
     assert data.error_code == 0, data
     return list(iter_batches(bytes(data.records or b"")))
+
+
+# ------------------------------------------------------------------------ three-node clusters
+
+# Faster than Kafka's defaults, so that a cluster test sees a fencing or an ISR shrink in seconds.
+FAST_FAILURE = {
+    "broker.session.timeout.ms": "3000",
+    "broker.heartbeat.interval.ms": "500",
+    "replica.lag.time.max.ms": "3000",
+    "default.replication.factor": "3",
+}
+
+
+def partition_info(admin, topic: str, partition: int = 0):
+    """A partition's metadata (leader, replicas, isrs) as a confluent-kafka AdminClient sees it."""
+    return admin.list_topics(topic, timeout=10).topics[topic].partitions.get(partition)

@@ -19,35 +19,16 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat_tests.harness import wait_for
-from trioka.testing.process import BrokerProcess, ClusterProcess
+from compat_tests.harness import partition_info, wait_for
+from trioka.testing.process import BrokerProcess
 
 pytestmark = pytest.mark.timeout(300)
 
-FAST_FAILURE = {
-    # Faster than Kafka's defaults, so that a test sees a fencing or an ISR shrink in seconds.
-    "broker.session.timeout.ms": "3000",
-    "broker.heartbeat.interval.ms": "500",
-    "replica.lag.time.max.ms": "3000",
-    "default.replication.factor": "3",
-}
 
 KILL_CYCLES = int(os.environ.get("TRIOKA_CLUSTER_KILL_CYCLES", "3"))
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = ClusterProcess(3, str(tmp_path / "data"), overrides=FAST_FAILURE,
-                       args=["--log-level", "INFO"])   # the nodes' log ends a failure message
-    c.start()
-    yield c
-    c.close()
 
-
-def partition_info(admin, topic, partition=0):
-    md = admin.list_topics(topic, timeout=10)
-    p = md.topics[topic].partitions.get(partition)
-    return p
 
 
 def create_topic(admin, topic, partitions=1, rf=3, config=None):

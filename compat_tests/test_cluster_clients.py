@@ -21,31 +21,12 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from compat_tests.clients import kafkajs, produce_kafkajs_sends
-from compat_tests.harness import wait_for
-from trioka.testing.process import ClusterProcess
+from compat_tests.harness import partition_info, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
-FAST_FAILURE = {
-    # Faster than Kafka's defaults, so that a test sees a fencing or an ISR shrink in seconds.
-    "broker.session.timeout.ms": "3000",
-    "broker.heartbeat.interval.ms": "500",
-    "replica.lag.time.max.ms": "3000",
-    "default.replication.factor": "3",
-}
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = ClusterProcess(3, str(tmp_path / "data"), overrides=FAST_FAILURE,
-                       args=["--log-level", "INFO"])   # the nodes' log ends a failure message
-    c.start()
-    yield c
-    c.close()
-
-
-def partition_info(admin, topic, partition=0):
-    return admin.list_topics(topic, timeout=10).topics[topic].partitions.get(partition)
 
 
 def create_topic(admin, topic, assignment, config=None):
