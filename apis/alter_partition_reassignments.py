@@ -19,6 +19,7 @@ is this one, so the only valid target is [this node], which is where every parti
 progress to cancel.
 """
 
+from trioka.controller.replication_control import check_manual_assignment
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -40,20 +41,7 @@ def check_single(broker, topic_name: str, partition_index: int, replicas) -> Non
                          f"Unable to find partition {topic_name}:{partition_index}.")
     if replicas is None:
         raise KafkaError(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS)
-    if not replicas:
-        raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                         "The manual partition assignment includes an empty replica list.")
-    previous = None
-    for broker_id in sorted(replicas):
-        if broker_id != broker.node_id:
-            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                             f"The manual partition assignment includes broker {broker_id}, "
-                             f"but no such broker is registered.")
-        if broker_id == previous:
-            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                             f"The manual partition assignment includes the broker "
-                             f"{previous} more than once.")
-        previous = broker_id
+    check_manual_assignment(replicas, {broker.node_id})
 
 
 async def handle(broker, request, ctx):

@@ -99,6 +99,24 @@ class _Read:
         self.results = []   # (CachedPartition, PartitionData, has_records)
         self.logs = []      # (CachedPartition, its PartitionLog or None when it had an error)
 
+    def failed(self, cp, log, code: int) -> None:
+        """A partition answered with an error (`log`: its PartitionLog, or None)."""
+        self.errors = True
+        self.logs.append((cp, log))
+        self.results.append((cp, _error_partition(cp.partition, code), False))
+
+    def budget(self, cp, max_bytes: int) -> tuple[int, bool]:
+        """What the next partition may read: (its byte limit, whether KIP-74's first batch is
+        still due), from the response's `max_bytes` and what was read so far."""
+        return min(cp.max_bytes, max(0, max_bytes - self.bytes)), self.bytes == 0
+
+    def took(self, cp, log, read) -> int:
+        """A partition read: its log kept (the long poll waits on it), its bytes counted.
+        Returns its size."""
+        self.logs.append((cp, log))
+        self.bytes += read.size
+        return read.size
+
     def release(self) -> None:
         """Let go of the file regions of a pass whose answer is not sent."""
         for _, pd, has_records in self.results:
@@ -142,15 +160,10 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int,
     the response's budget is what `max_bytes` leaves after what `out` holds, and KIP-74's first
     batch is due until something was read."""
     out = _Read() if out is None else out
-    budget = max(0, max_bytes - out.bytes)
-    first = out.bytes == 0
     cluster = broker.cluster
     for cp in wanted:
         if cp.topic is None:
-            pd = _error_partition(cp.partition, ErrorCode.UNKNOWN_TOPIC_ID)
-            out.errors = True
-            out.results.append((cp, pd, False))
-            out.logs.append((cp, None))
+            out.failed(cp, None, ErrorCode.UNKNOWN_TOPIC_ID)
             continue
         log = None
         try:
@@ -174,27 +187,20 @@ def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int,
                         aborted_transactions=None if isolation != READ_COMMITTED else [],
                         preferred_read_replica=preferred, records=b""), False))
                     continue
-            limit = min(cp.max_bytes, budget)
+            limit, first = out.budget(cp, max_bytes)
             upper = log.last_stable_offset if isolation == READ_COMMITTED else None
             read = log.read(cp.fetch_offset, limit, min_one_batch=first, isolation_upper=upper,
                             zero_copy=True)
         except KafkaError as e:
-            out.logs.append((cp, log))
-            out.errors = True
-            out.results.append((cp, _error_partition(cp.partition, e.code), False))
+            out.failed(cp, log, e.code)
             continue
-        out.logs.append((cp, log))
-        size = read.size
-        if size:
-            first = False
-            budget = max(0, budget - size)
-            out.bytes += size
+        size = out.took(cp, log, read)
         aborted = None
         if isolation == READ_COMMITTED:
             # The aborted transactions overlapping what is returned, so the consumer can drop
             # their records (read_uncommitted gets null).
-            aborted = [AbortedTransaction(producer_id=pid, first_offset=first)
-                       for pid, first in log.aborted_transactions(cp.fetch_offset, upper)] \
+            aborted = [AbortedTransaction(producer_id=pid, first_offset=start)
+                       for pid, start in log.aborted_transactions(cp.fetch_offset, upper)] \
                 if size else []
         pd = PartitionData(partition_index=cp.partition, error_code=0,
                            high_watermark=read.high_watermark,
@@ -332,7 +338,6 @@ async def follower_fetch(broker, request, ctx, replica_id: int, broker_epoch: in
     first_pass = True
     while True:
         out = _Read()
-        budget, first = max_bytes, True
         for cp in wanted:
             log = None
             try:
@@ -347,19 +352,13 @@ async def follower_fetch(broker, request, ctx, replica_id: int, broker_epoch: in
                         log_start_offset=starts.get((cp.topic_id if uses_ids else cp.topic,
                                                      cp.partition), -1),
                         broker_epoch=broker_epoch)
-                read = log.read(cp.fetch_offset, min(cp.max_bytes, budget), min_one_batch=first,
+                limit, first = out.budget(cp, max_bytes)
+                read = log.read(cp.fetch_offset, limit, min_one_batch=first,
                                 isolation_upper=log.log_end_offset, zero_copy=True)
             except KafkaError as e:
-                out.errors = True
-                out.logs.append((cp, log))
-                out.results.append((cp, _error_partition(cp.partition, e.code), False))
+                out.failed(cp, log, e.code)
                 continue
-            out.logs.append((cp, log))
-            size = read.size
-            if size:
-                first = False
-                budget = max(0, budget - size)
-                out.bytes += size
+            size = out.took(cp, log, read)
             out.results.append((cp, PartitionData(
                 partition_index=cp.partition, error_code=0, high_watermark=log.high_watermark,
                 last_stable_offset=log.last_stable_offset, log_start_offset=log.log_start_offset,

@@ -138,7 +138,7 @@ async def append_partition(broker, topic: str, index: int, records, version: int
     append waits for a flush (see the module's docstring), (response, log, end offset) is added
     to `flushes`; in a cluster, an acks=all append adds (response, replica, end offset) to
     `replication`, to wait for the ISR."""
-    log = None
+    log = hosted = None
     replicas = broker.cluster.replicas if broker.cluster is not None else None
     try:
         if topic in INTERNAL_TOPICS:
@@ -188,8 +188,6 @@ async def append_partition(broker, topic: str, index: int, records, version: int
                                 now_ms=broker.clock.wall_ms(), batches=batches,
                                 conformed=conformed)
             replicas.appended(hosted)
-            if acks == -1 and replication is not None:
-                replication.append((None, hosted, result.last_offset + 1))
     except RecordValidationError as e:
         return _error(index, e.code, e.message, e.record_errors, log.log_start_offset)
     except KafkaError as e:
@@ -199,8 +197,8 @@ async def append_partition(broker, topic: str, index: int, records, version: int
                                  log_start_offset=result.log_start_offset)
     if flushes is not None and log.awaits_flush(result.last_offset + 1):
         flushes.append((response, log, result.last_offset + 1))
-    if replication and replication[-1][0] is None:
-        replication[-1] = (response,) + replication[-1][1:]
+    if replication is not None and hosted is not None:
+        replication.append((response, hosted, result.last_offset + 1))
     return response
 
 

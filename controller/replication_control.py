@@ -102,6 +102,33 @@ class OngoingReassignment:
     removing_replicas: list
 
 
+def check_manual_assignment(broker_ids, registered, replication_factor: int | None = None
+                            ) -> None:
+    """A partition's replicas as a request assigns them (CreateTopics, CreatePartitions,
+    AlterPartitionReassignments): not empty, each a `registered` broker, none twice, and as
+    many as the other partitions' (`replication_factor`), with Kafka's messages."""
+    if not broker_ids:
+        raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                         "The manual partition assignment includes an empty replica list.")
+    previous = None
+    for broker_id in sorted(broker_ids):
+        if broker_id not in registered:
+            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                             f"The manual partition assignment includes broker {broker_id}, "
+                             f"but no such broker is registered.")
+        if broker_id == previous:
+            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                             f"The manual partition assignment includes the broker "
+                             f"{previous} more than once.")
+        previous = broker_id
+    if replication_factor is not None and len(broker_ids) != replication_factor:
+        raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                         f"The manual partition assignment includes a partition with "
+                         f"{len(broker_ids)} replica(s), but this is not consistent with "
+                         f"previous partitions, which have {replication_factor} "
+                         f"replica(s).")
+
+
 class ReplicationControlManager:
     """The controller's decisions about topics and partitions. Reads `image`; returns records."""
 
@@ -248,26 +275,7 @@ class ReplicationControlManager:
         return isr
 
     def validate_manual_assignment(self, broker_ids, replication_factor: int | None) -> None:
-        if not broker_ids:
-            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                             "The manual partition assignment includes an empty replica list.")
-        previous = None
-        for broker_id in sorted(broker_ids):
-            if broker_id not in self.image.brokers:
-                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                 f"The manual partition assignment includes broker {broker_id}, "
-                                 f"but no such broker is registered.")
-            if broker_id == previous:
-                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                 f"The manual partition assignment includes the broker "
-                                 f"{previous} more than once.")
-            previous = broker_id
-        if replication_factor is not None and len(broker_ids) != replication_factor:
-            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                             f"The manual partition assignment includes a partition with "
-                             f"{len(broker_ids)} replica(s), but this is not consistent with "
-                             f"previous partitions, which have {replication_factor} "
-                             f"replica(s).")
+        check_manual_assignment(broker_ids, self.image.brokers, replication_factor)
 
     def delete_topic(self, topic_id: uuid.UUID) -> list[r.MetadataRecord]:
         """DeleteTopics for one topic (by id: the handler looks names up in the image,

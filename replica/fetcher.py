@@ -158,8 +158,9 @@ class ReplicaFetcher:
         by_topic: dict = {}
         for hosted in partitions:
             plog = hosted.log
-            sent[hosted.topic_id, hosted.index] = (hosted, hosted.state.leader_epoch,
-                                                   plog.log_end_offset)
+            # By topic id (v13+ answers) and by name (earlier versions).
+            sent[hosted.topic_id, hosted.index] = sent[hosted.topic, hosted.index] = (
+                hosted, hosted.state.leader_epoch, plog.log_end_offset)
             by_topic.setdefault((hosted.topic, hosted.topic_id), []).append(
                 FetchRequest.FetchTopic.FetchPartition(
                     partition=hosted.index, current_leader_epoch=hosted.state.leader_epoch,
@@ -186,11 +187,8 @@ class ReplicaFetcher:
                           f"{ErrorCode(response.error_code).name}")
         for topic in response.responses:
             for p in topic.partitions:
-                entry = sent.get((topic.topic_id, p.partition_index))
-                if entry is None:
-                    entry = next((v for (tid, index), v in sent.items()
-                                  if index == p.partition_index and v[0].topic == topic.topic),
-                                 None)
+                entry = sent.get((topic.topic_id, p.partition_index)) or \
+                    sent.get((topic.topic, p.partition_index))
                 if entry is None:
                     continue
                 hosted, epoch, fetch_offset = entry

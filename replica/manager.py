@@ -198,8 +198,8 @@ class ReplicaManager:
         if (was_follower_of is None) != state.is_leader or registration.leader == self.node_id:
             for listener in self.leadership_listeners:
                 listener(hosted, state.is_leader)
-        return was_follower_of != (None if state.is_leader else state.leader_id) or \
-            not state.is_leader
+        # A follower's leader or epoch may have changed; a new leader no longer follows anyone.
+        return not state.is_leader or was_follower_of is not None
 
     # ------------------------------------------------------------------------ lookups
 
@@ -346,18 +346,19 @@ class ReplicaManager:
                         proposal, ErrorCode(response.error_code)):
                     retry.append(proposal)
             return retry
+        # Answers by (topic id, partition) and by (topic name, partition): v2+ name topics by
+        # id, earlier versions by name.
         answers = {}
         for topic in response.topics:
             for p in topic.partitions:
-                answers[(topic.topic_id, topic.topic_name, p.partition_index)] = p
+                answers[(topic.topic_id, p.partition_index)] = p
+                answers[(topic.topic_name, p.partition_index)] = p
         for proposal in proposals:
             hosted = self.partitions.get((proposal.topic, proposal.partition))
             if hosted is None:
                 continue
-            answer = answers.get((proposal.topic_id, proposal.topic, proposal.partition)) or \
-                next((a for (tid, name, index), a in answers.items()
-                      if index == proposal.partition and
-                      (tid == proposal.topic_id or name == proposal.topic)), None)
+            answer = answers.get((proposal.topic_id, proposal.partition)) or \
+                answers.get((proposal.topic, proposal.partition))
             if answer is None:
                 if hosted.state.alter_partition_failed(proposal, ErrorCode.UNKNOWN_SERVER_ERROR):
                     retry.append(proposal)

@@ -95,6 +95,7 @@ class BrokerProcess:
         self.python_options = list(python_options)
         self.admin_listener = admin_listener
         self.port = 0
+        self.ports: list[int] = []       # every node's port, once started (see ready_lines)
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []      # every line the process printed, across restarts
         self.admin: str | None = None    # the admin endpoint's URL, once started with one
@@ -124,8 +125,12 @@ class BrokerProcess:
             cmd += ["--override", f"{key}={value}"]
         return cmd + self.args
 
+    # Ready lines to wait for: one a node (ClusterProcess: one per node).
+    ready_lines = 1
+
     def start(self, timeout: float = 30.0) -> "BrokerProcess":
-        """Spawn the broker and wait up to `timeout` seconds for its ready line."""
+        """Spawn the broker and wait up to `timeout` seconds for its ready line(s); `ports`
+        are the nodes' ports in node order, `port` the first."""
         if self.running:
             raise RuntimeError("the broker process is already running")
         self.spawned_at = time.perf_counter()
@@ -133,24 +138,26 @@ class BrokerProcess:
                                      stderr=subprocess.STDOUT)
         lines = LineReader(self.proc.stdout)
         deadline = time.monotonic() + timeout
+        ports = []
         try:
-            while True:
+            while len(ports) < self.ready_lines:
                 line = lines.readline(deadline)
                 if line is None:
                     raise RuntimeError("the broker exited before it was ready")
                 self.output.append(line)
                 ready = READY.search(line)
                 if ready:
-                    break
+                    ports.append(int(ready["port"]))
+                    self.cluster_id = ready["cluster"]
+                    admin = ADMIN.search(line)
+                    self.admin = admin["url"] if admin else None
         except (RuntimeError, TimeoutError) as e:
             self.kill()
-            raise RuntimeError(f"{e} (waited up to {timeout} s for its ready line):\n"
-                               + "\n".join(self.output[-30:])) from None
+            raise RuntimeError(f"{e} (waited up to {timeout} s for {self.ready_lines} ready "
+                               f"line(s)):\n" + "\n".join(self.output[-30:])) from None
         self.ready_at = time.perf_counter()
-        self.port = int(ready["port"])
-        self.cluster_id = ready["cluster"]
-        admin = ADMIN.search(line)
-        self.admin = admin["url"] if admin else None
+        self.ports = ports
+        self.port = ports[0]
         threading.Thread(target=lines.drain, args=(self.output,), daemon=True).start()
         return self
 
@@ -271,42 +278,14 @@ class ClusterProcess(BrokerProcess):
 
     def __init__(self, nodes: int = 3, data_dir: str | None = None, *, overrides=None, args=()):
         super().__init__(data_dir, overrides=overrides, args=["--nodes", str(nodes), *args])
-        self.nodes_count = nodes
-        self.ports: list[int] = []
+        self.ready_lines = nodes
 
     @property
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
     def start(self, timeout: float = 60.0) -> "ClusterProcess":
-        if self.running:
-            raise RuntimeError("the cluster process is already running")
-        self.spawned_at = time.perf_counter()
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        lines = LineReader(self.proc.stdout)
-        deadline = time.monotonic() + timeout
-        self.ports = []
-        try:
-            while len(self.ports) < self.nodes_count:
-                line = lines.readline(deadline)
-                if line is None:
-                    raise RuntimeError("the cluster exited before it was ready")
-                self.output.append(line)
-                ready = READY.search(line)
-                if ready:
-                    self.ports.append(int(ready["port"]))
-                    self.cluster_id = ready["cluster"]
-                    admin = ADMIN.search(line)
-                    self.admin = admin["url"] if admin else None
-        except (RuntimeError, TimeoutError) as e:
-            self.kill()
-            raise RuntimeError(f"{e} (waited up to {timeout} s for {self.nodes_count} ready "
-                               f"lines):\n" + "\n".join(self.output[-30:])) from None
-        self.ready_at = time.perf_counter()
-        self.port = self.ports[0]
-        threading.Thread(target=lines.drain, args=(self.output,), daemon=True).start()
-        return self
+        return super().start(timeout)
 
     def node(self, node_id: int, action: str, ms: int | None = None) -> dict:
         body = {"ms": ms} if action == "slow" else None
