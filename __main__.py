@@ -2,7 +2,8 @@
 
     trioka [serve] [--listeners PLAINTEXT://127.0.0.1:9092] [--data-dir DIR | --memory]
                    [--config server.properties] [--override key=value ...]
-                   [--admin-listener HOST:PORT] [--nodes N [--racks R1,R2,...]]
+                   [--admin-listener HOST:PORT] [--faults FILE] [--request-log FILE]
+                   [--kafka-version RELEASE] [--nodes N [--racks R1,R2,...]] [--virtual-time]
 
 `serve` is the default. Settings are Kafka's keys, read in this order, later winning: defaults,
 `--config` (a server.properties), KAFKA_* environment variables (as the apache/kafka image maps
@@ -11,7 +12,11 @@ them), `--override`, then the named flags. Once the listeners are bound the comm
     trioka ready: PLAINTEXT://127.0.0.1:9092 node 1 cluster <id> data <dir>
 
 (ending in ` admin http://HOST:PORT` when the fault-injection admin endpoint is on) and serves
-until SIGTERM or SIGINT, which shut it down gracefully.
+until SIGTERM or SIGINT, which shut it down gracefully. `--faults FILE` starts it with the fault
+rules of FILE in force (controls/fault_file.py). `--kafka-version 3.7` poses as that Kafka
+release: its API versions, features and behaviour (wire/releases.py). A configuration error (a
+bad value, an unknown Kafka release, a fault file that cannot be read or holds an invalid rule)
+stops the start with one line, exit status 1.
 
 `--nodes N` runs a cluster of N nodes in this one process (node/cluster.py): node ids 1..N, node 1
 also the KRaft controller (on a CONTROLLER listener of its own), each node with its own listener
@@ -19,6 +24,10 @@ also the KRaft controller (on a CONTROLLER listener of its own), each node with 
 `<data dir>/node-<id>/`. Each node prints its ready line, in node order; the admin endpoint, when
 on, serves the whole process (node controls under /nodes) and ends every line. `--racks a,b,c`
 gives the nodes their `broker.rack`, one per node in node order.
+
+`--virtual-time` runs the broker (every node of --nodes, on one clock) on a virtual clock that
+moves only when told, through the admin endpoint (POST /clock/advance, `trioka control clock`):
+README.md's "Virtual time" says which behaviours follow it.
 
 The other commands are tools that speak the Kafka protocol to any cluster (trioka/cli/): `topic`,
 `produce`, `consume`, `group` and `txn`; `trioka COMMAND --help` lists their flags. `control` talks
@@ -50,6 +59,20 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--admin-listener", metavar="HOST:PORT",
                    help="serve the fault-injection admin endpoint here (port 0 picks one); "
                         "config key trioka.admin.listener")
+    p.add_argument("--request-log", metavar="FILE",
+                   help="append every request and its response to FILE as JSON lines; "
+                        "config key trioka.request.log.file")
+    p.add_argument("--faults", metavar="FILE",
+                   help="fault rules in force from the start: a JSON rule or list of rules, "
+                        "as POST /controls takes them; config key trioka.faults.file")
+    p.add_argument("--kafka-version", metavar="RELEASE",
+                   help="pose as this Kafka release (2.8 to 4.2; default: the newest trioka "
+                        "serves whole): its API versions, features and behaviour; config key "
+                        "trioka.kafka.version")
+    p.add_argument("--virtual-time", action="store_true",
+                   help="run on a virtual clock that moves only when told (POST /clock/advance "
+                        "on the admin endpoint, `trioka control clock advance 7d`); config key "
+                        "trioka.virtual.time")
     p.add_argument("--log-level", default="WARNING")
 
 
@@ -83,12 +106,31 @@ def load_config(args):
         overrides["node.id"] = args.node_id
     if args.admin_listener:
         overrides["trioka.admin.listener"] = args.admin_listener
-    cfg = Config.load(args.config, overrides=overrides)
+    if args.virtual_time:
+        overrides["trioka.virtual.time"] = "true"
+    if args.faults:
+        overrides["trioka.faults.file"] = args.faults
+    if args.request_log:
+        overrides["trioka.request.log.file"] = args.request_log
+    if args.kafka_version:
+        overrides["trioka.kafka.version"] = args.kafka_version
+    try:
+        cfg = Config.load(args.config, overrides=overrides)
+    except ValueError as e:     # a value that does not parse, an unknown Kafka release
+        raise SystemExit(f"trioka: {e}") from None
     cfg.memory = args.memory
     from trioka.config import finalized, parse_connection_overrides
     try:
         finalized(cfg)
         parse_connection_overrides(cfg.max_connections_per_ip_overrides)
+        from trioka.observe.request_log import check_config
+        check_config(cfg)     # a request log size below 0, a file that cannot be opened
+        if cfg.trioka_faults_file:
+            # A bad fault file stops the start here, with one line naming the file and rule.
+            from trioka.controls.fault_file import check_nodes, read_fault_file
+            path = cfg.trioka_faults_file
+            check_nodes(read_fault_file(path), range(1, args.nodes + 1) if args.nodes else
+                        [cfg.node_id_value], f"fault file {path}")
     except ValueError as e:
         raise SystemExit(f"trioka: {e}") from None
     return cfg

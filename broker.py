@@ -15,13 +15,12 @@ assigns it, and the replica manager moves high watermarks as the ISR catches up;
 `controller` in `process.roles` also runs the controller (`self.controller`).
 """
 
-import gc
 import json
 import logging
 
 import trio
 
-from trioka.clock import Clock
+from trioka.clock import Clock, VirtualClock
 from trioka.config import DYNAMIC_KEYS, Config, Listener, finalized, in_cluster, \
     parse_listeners, topic_defaults
 from trioka.controls.rules import Controls
@@ -29,7 +28,9 @@ from trioka.log.config import LogConfig
 from trioka.apis.purgatory import FetchPurgatory
 from trioka.log.fetch_sessions import FetchSessionCache
 from trioka.log.manager import LogManager
+from trioka.node.memory import manage_garbage_collection, settle_long_lived_objects
 from trioka.node.controls import NodeControls
+from trioka.observe.request_log import RequestLog, render_entries, select_entries
 from trioka.replica.selector import replica_selector
 from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, validate_topic_name
 from trioka.txn.producer_ids import ProducerIdManager
@@ -64,8 +65,14 @@ class BrokerState:
     def __init__(self, config: Config | None = None, *, clock: Clock | None = None,
                  node_controls: NodeControls | None = None):
         self.config = config or Config()
-        # Every read of time and every timer of this broker goes through this clock (clock.py).
-        self.clock = clock or Clock()
+        # Every read of time and every timer of this broker goes through this clock (clock.py):
+        # with trioka.virtual.time a VirtualClock, which moves only when told (advance_time).
+        self.clock = clock or (VirtualClock() if self.config.trioka_virtual_time else Clock())
+        # The machinery of sockets and of the nodes' liveness (connections.max.idle.ms, send
+        # deadlines, node registration and heartbeats, replica fetchers, the controller, flushes
+        # and checkpoints) stays on real time even when the clock is virtual, or a virtual
+        # cluster would freeze; the same clock otherwise.
+        self.network_clock = Clock() if self.clock.virtual else self.clock
         # The faults injected into this node's links to the other nodes (node/controls.py); a
         # node of a LocalCluster keeps the same one across its restarts.
         self.node_controls = node_controls or NodeControls()
@@ -93,9 +100,10 @@ class BrokerState:
             self.config.data_dir, node_id=self.node_id if self.cluster is not None else None)
         # Finalized feature levels (features.py) and their epoch: clients keep the levels of the
         # highest epoch they have seen, so a restart with other levels must come with a higher
-        # one; the start time in milliseconds is.
+        # one; the start time in milliseconds is (real time: a virtual clock set ahead must not
+        # hold back the epoch of the next start).
         self.features = finalized(self.config)
-        self.features_epoch = self.clock.wall_ms()
+        self.features_epoch = self.network_clock.wall_ms()
         # The coordinators and the log cleaner are built on first use (see their properties).
         self._cleaner = None
         self._groups = None
@@ -106,7 +114,19 @@ class BrokerState:
         # Fault injection for tests (controls/rules.py): rules the server applies to requests.
         self.controls = Controls(
             topic_name_of=lambda topic_id: getattr(self.logs.topic_by_id(topic_id), "name", None),
-            operations={"retention": self.enforce_retention, "compaction": self.compact_now})
+            operations={"retention": self.enforce_retention, "compaction": self.compact_now},
+            node_id=self.node_id)
+        if self.config.trioka_faults_file:
+            # The rules in force from the start (controls/fault_file.py); a node of a cluster
+            # takes those for it and those for any node. ValueError names the file and rule.
+            from trioka.controls.fault_file import read_fault_file
+            path = self.config.trioka_faults_file
+            try:
+                self.controls.load(read_fault_file(path),
+                                   only_this_node=in_cluster(self.config))
+            except ValueError as e:
+                raise ValueError(str(e) if str(e).startswith("fault file") else
+                                 f"fault file {path}: {e}") from None
         self.nursery: trio.Nursery | None = None
         self.listeners: list[Listener] = []
         self._advertised: dict[str, tuple[str, int]] = {}
@@ -115,6 +135,8 @@ class BrokerState:
             self.config.max_incremental_fetch_session_cache_slots)
         # Waiting Fetch requests' deadlines and the reaper that answers them (apis/purgatory.py).
         self.fetch_purgatory = FetchPurgatory(self.clock)
+        # Every request served and its response (observe/request_log.py); None when off.
+        self.request_log = RequestLog.from_config(self.config, self.clock, self.node_id)
         # CreatePartitions and DeleteTopics change a topic one at a time (their disk work runs
         # in worker threads).
         self._topic_changes = trio.Lock()
@@ -139,11 +161,11 @@ class BrokerState:
     # 10,000 partitions (segments, indexes, producer states...) that is a 200 ms pause of the
     # event loop, again and again, over objects that live as long as the broker. Once the logs
     # are loaded, and again each time this many partitions have been added, they are moved out
-    # of its sight (gc.freeze), so full collections only walk what came after.
+    # of its sight, so full collections only walk what came after (node/memory.py).
     FREEZE_EVERY_PARTITIONS = 1000
 
     def _settle_long_lived_objects(self) -> None:
-        gc.freeze()
+        settle_long_lived_objects()
         self._partitions_since_freeze = 0
 
     def _partitions_added(self, count: int) -> None:
@@ -160,7 +182,9 @@ class BrokerState:
         from trioka.controller.quorum_controller import QuorumController
         directory = None if self.config.memory else \
             (self.config.metadata_log_dir or self.config.data_dir)
-        controller = QuorumController(self.config, self.clock, directory,
+        # The controller's timers (broker sessions, leader balance) are the cluster's liveness:
+        # real time.
+        controller = QuorumController(self.config, self.network_clock, directory,
                                       cluster_id=self.logs.cluster_id,
                                       flush_partition=self.flush_partition)
         controller.open()
@@ -172,6 +196,8 @@ class BrokerState:
         if self.controller is not None:
             self.controller.close()
         self.logs.close()
+        if self.request_log is not None:
+            self.request_log.close()
 
     def abandon(self) -> None:
         """Let go of everything as a killed process would (SIGKILL): the files are closed with
@@ -181,6 +207,8 @@ class BrokerState:
         if self.controller is not None:
             self.controller.abandon()
         self.logs.abandon()
+        if self.request_log is not None:
+            self.request_log.close()
 
     # Built on first use, so that a broker that has no groups, transactions or compacted topics
     # never loads their code and starts faster.
@@ -253,6 +281,10 @@ class BrokerState:
                            self._producer_expiration_loop)
         nursery.start_soon(self._keep_running, "the transactional id expiration task",
                            self._transactional_id_expiration_loop)
+        if self.request_log is not None and self.request_log.file:
+            nursery.start_soon(self._keep_running, "the request log's file writer",
+                               self.request_log.write_file)
+        nursery.start_soon(manage_garbage_collection, self.network_clock)
 
     def _start_group_timers(self, nursery: trio.Nursery) -> None:
         nursery.start_soon(self._keep_running, "the group coordinator's timers",
@@ -268,12 +300,20 @@ class BrokerState:
         return True
 
     async def _keep_running(self, name: str, task) -> None:
-        await keep_running(name, task, self.clock)
+        # The pause before a failed loop starts again is the broker's machinery: real time.
+        await keep_running(name, task, self.network_clock)
+
+    # Each periodic loop below tells its clock from when a run would do something (clock.py
+    # periodic_sleep), so that a virtual clock skips the runs that would not.
+
+    def _next_transaction_timeout_ms(self) -> int | None:
+        return None if self._transactions is None else self._transactions.next_timeout_ms()
 
     async def _transaction_timeout_loop(self) -> None:
         interval = self.config.transaction_abort_timed_out_transaction_cleanup_interval_ms
         while True:
-            await self.clock.sleep(interval / 1000)
+            await self.clock.periodic_sleep(interval / 1000,
+                                            next_due=self._next_transaction_timeout_ms)
             if self._transactions is not None:
                 self._transactions.expire(self.clock.wall_ms())
 
@@ -282,9 +322,18 @@ class BrokerState:
         producer.id.expiration.check.interval.ms, every partition forgets the producers idle
         for producer.id.expiration.ms with no transaction open."""
         while True:
-            await self.clock.sleep(self.config.producer_id_expiration_check_interval_ms / 1000)
+            await self.clock.periodic_sleep(
+                self.config.producer_id_expiration_check_interval_ms / 1000,
+                next_due=self._next_producer_expiry_ms)
             self.logs.remove_expired_producers(self.clock.wall_ms(),
                                                self.config.producer_id_expiration_ms)
+
+    def _next_producer_expiry_ms(self) -> int | None:
+        return self.logs.next_producer_expiry_ms(self.config.producer_id_expiration_ms)
+
+    def _next_transactional_id_expiry_ms(self) -> int | None:
+        return None if self._transactions is None else \
+            self._transactions.next_transactional_id_expiry_ms()
 
     async def _transactional_id_expiration_loop(self) -> None:
         """Kafka's transactionalId-expiration task: every
@@ -292,7 +341,8 @@ class BrokerState:
         expires the ids idle for transactional.id.expiration.ms."""
         interval = self.config.transaction_remove_expired_transaction_cleanup_interval_ms
         while True:
-            await self.clock.sleep(interval / 1000)
+            await self.clock.periodic_sleep(interval / 1000,
+                                            next_due=self._next_transactional_id_expiry_ms)
             if self._transactions is not None:
                 self._transactions.expire_transactional_ids(self.clock.wall_ms())
 
@@ -342,20 +392,23 @@ class BrokerState:
         default: never), flush the logs whose last flush is flush.ms old. It also flushes, as
         soon as they are due, the logs an append left with flush.messages unflushed (the
         coordinators' writes; a produce request flushes its own) and those that rolled a
-        segment (Kafka flushes a rolled segment in the background)."""
+        segment (Kafka flushes a rolled segment in the background). Durability is against
+        crashes, which come in real time: it checks on the network clock; flush.ms ages are
+        the broker's clock's, as the flush times it records."""
+        clock = self.network_clock
         interval = self.config.log_flush_scheduler_interval_ms / 1000
-        next_check = self.clock.monotonic() + interval
+        next_check = clock.monotonic() + interval
         self.logs.schedule_flushes()
         while True:
             wakeup = trio.Event()
             self.logs.flush_wakeup = wakeup
             if not self.logs.flush_due:
-                with self.clock.move_on_at(next_check):
+                with clock.move_on_at(next_check):
                     await wakeup.wait()
             due = self.logs.take_flush_due()
-            if self.clock.monotonic() >= next_check:
+            if clock.monotonic() >= next_check:
                 due += self.logs.flush_due_by_time(self.clock.wall_ms())
-                next_check = self.clock.monotonic() + interval
+                next_check = clock.monotonic() + interval
             for partition in due:
                 await self._flush_logged(partition)
 
@@ -385,15 +438,21 @@ class BrokerState:
                 await trio.to_thread.run_sync(self.logs.write_checkpoint_offsets, offsets)
 
     async def _checkpoint_loop(self) -> None:
+        # Durability against crashes, which come in real time: on the network clock.
         interval = self.config.log_flush_offset_checkpoint_interval_ms / 1000
         while True:
-            await self.clock.sleep(interval)
+            await self.network_clock.sleep(interval)
             await self.checkpoint()
 
     async def _retention_loop(self) -> None:
         while True:
-            await self.clock.sleep(self.config.log_retention_check_interval_ms / 1000)
-            if self.enforce_retention():
+            await self.clock.periodic_sleep(self.config.log_retention_check_interval_ms / 1000,
+                                            next_due=self.logs.next_retention_ms)
+            deleted = 0
+            for step in self.logs.retention_steps(self.clock.wall_ms()):
+                deleted += step
+                await trio.lowlevel.checkpoint()
+            if deleted:
                 await self.checkpoint(flush=False)   # the new log start offsets
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
@@ -407,18 +466,26 @@ class BrokerState:
 
     async def _cleaner_loop(self) -> None:
         """Kafka's log cleaner thread: every log.cleaner.backoff.ms, clean the compacted log most
-        worth it, in bounded steps with the requests of clients served in between."""
+        worth it, in bounded steps with the requests of clients served in between. A tick with
+        no log to clean does nothing, which lets a virtual clock skip it."""
         while True:
-            await self.clock.sleep(self.config.log_cleaner_backoff_ms / 1000)
+            await self.clock.periodic_sleep(self.config.log_cleaner_backoff_ms / 1000,
+                                            due=self._cleaning_due)
             # Each step reads up to log.cleaner.io.buffer.size bytes; the pause after it keeps
-            # the pass under log.cleaner.io.max.bytes.per.second, as Kafka's throttle does.
+            # the pass under log.cleaner.io.max.bytes.per.second, as Kafka's throttle does (a
+            # disk rate: real time).
             pause = self.config.log_cleaner_io_buffer_size / \
                 self.config.log_cleaner_io_max_bytes_per_second
             for step in self.cleaner.clean_steps(self.clock.wall_ms()):
                 if step is not None:
                     # Blocking work of the pass (the fsync of a cleaned segment, log/cleaner.py).
                     await trio.to_thread.run_sync(step.run)
-                await self.clock.sleep(pause)
+                await self.network_clock.sleep(pause)
+
+    def _cleaning_due(self, now_ms: int) -> bool:
+        """Whether a cleaner tick at `now_ms` would clean a log (Kafka's
+        grabFilthiestCompactedLog finds one)."""
+        return self.cleaner.filthiest(now_ms) is not None
 
     def compact_now(self, now_ms: int | None = None) -> int:
         """Clean every compacted log now, whatever its dirty ratio (the active segment and
@@ -426,6 +493,33 @@ class BrokerState:
         waiting for the timer. Returns the number of partitions cleaned."""
         now_ms = self.clock.wall_ms() if now_ms is None else now_ms
         return len({(r.topic, r.partition) for r in self.cleaner.clean_now(now_ms)})
+
+    # --- virtual time (clock.py VirtualClock, trioka.virtual.time) ---
+
+    def _virtual_clock(self):
+        if not self.clock.virtual:
+            raise RuntimeError("the broker's clock is real time: start it with virtual time "
+                               "(trioka.virtual.time=true, `trioka serve --virtual-time`, "
+                               "trioka.Broker(virtual_time=True)) to move it")
+        return self.clock
+
+    async def advance_time(self, ms: int) -> int:
+        """Move the virtual clock `ms` milliseconds forward, running in order everything that
+        falls due on the way (session and transaction timeouts, retention, expirations, fetch
+        long-polls...); returns the clock's wall time after. RuntimeError on real time,
+        ValueError for a negative `ms`."""
+        await self._virtual_clock().advance(ms)
+        return self.clock.wall_ms()
+
+    async def set_time(self, wall_ms: int) -> int:
+        """Move the virtual clock to `wall_ms` (milliseconds since the epoch), as advance_time
+        does; ValueError for a time before the clock's (time does not go back)."""
+        await self._virtual_clock().set_time(wall_ms)
+        return self.clock.wall_ms()
+
+    def clock_state(self) -> dict:
+        """The clock as GET /clock shows it: {"wall_ms": ..., "virtual": ...}."""
+        return {"wall_ms": self.clock.wall_ms(), "virtual": self.clock.virtual}
 
     def topic_config_defaults(self) -> LogConfig:
         """Topic configs as the broker's settings make them (log.segment.bytes -> segment.bytes)."""
@@ -613,14 +707,20 @@ class BrokerState:
     def delete_topic(self, name: str) -> None:
         self.logs.delete_topic(name)
 
+    CLOSE_LOGS_SLICE = 250
+
     async def delete_topic_async(self, name: str) -> None:
         """delete_topic with its disk work in a worker thread: the topic is gone at once; its
         partition dirs are renamed `...-delete` (a rename each, 30-40 ms for 1,000 on the loop)
         and then removed (thousands of files) off the event loop; the name is free again once
         the renames are done."""
         async with self._topic_changes:
-            deletion = self.logs.begin_topic_deletion(name)
+            deletion = self.logs.begin_topic_deletion(name, close=False)
             try:
+                # The topic is gone for clients already; its logs close a slice at a time,
+                # with other requests served in between (20 ms for 1,000 in one piece).
+                while not deletion.close_logs(self.CLOSE_LOGS_SLICE):
+                    await trio.lowlevel.checkpoint()
                 await trio.to_thread.run_sync(deletion.rename_dirs)
             finally:
                 # Even if this task was cancelled meanwhile: the thread finished its renames.
@@ -718,7 +818,7 @@ class BrokerState:
         if self.cluster is None:
             return
         timeout_ms = self.config.initial_broker_registration_timeout_ms
-        with self.clock.move_on_after(timeout_ms / 1000):
+        with self.network_clock.move_on_after(timeout_ms / 1000):
             await self.cluster.ready.wait()
         if not self.cluster.ready.is_set():
             raise RuntimeError(
@@ -750,9 +850,26 @@ class BrokerState:
         host, port = self.advertised_address(listener)
         return [(self.node_id, host, port, self.rack)]
 
+    def fenced_brokers_view(self, listener=None) -> list[tuple[int, str, int, str | None]]:
+        """(id, host, port, rack) of the registered brokers that are fenced (DescribeCluster v2,
+        KIP-1073); a single broker is never fenced."""
+        if self.cluster is not None:
+            return self.cluster.registered_brokers(listener.name if listener else None,
+                                                   fenced=True)
+        return []
+
     @property
     def controller_id_for_clients(self) -> int:
         """The controller id Metadata and DescribeCluster give clients."""
         if self.cluster is not None:
             return self.cluster.controller_id_for_clients()
         return self.node_id
+
+    def requests(self, api=None, client_id: str | None = None, since: int | None = None,
+                 limit: int | None = None) -> list[dict]:
+        """The request log (observe/request_log.py), oldest first, as dicts with Kafka's field
+        names: the requests of API `api` (Produce, PRODUCE or 0), of this client id, logged
+        after the entry whose `seq` is `since`; the newest `limit` of them. Empty when the log
+        keeps nothing (trioka.request.log.size=0)."""
+        logs = [] if self.request_log is None else [self.request_log]
+        return render_entries(select_entries(logs, api, client_id, since, limit))

@@ -14,6 +14,8 @@ import enum
 import os
 import sys
 
+from trioka.wire.releases import DEFAULT as DEFAULT_RELEASE, release as kafka_release
+
 class ConfigSource(enum.IntEnum):
     """Where a config value comes from, as DescribeConfigs reports it."""
     UNKNOWN = 0
@@ -148,14 +150,30 @@ KEYS: dict[str, tuple[type, object]] = {
     # 2, Kafka 4.x's default, lets 4.x clients use transactions v2 (KIP-890 part 2); 0 or 1 keep
     # every client on the classic protocol. See `finalized` below.
     "trioka.transaction.version": (int, 2),
+    # trioka: the Kafka release this broker poses as (wire/releases.py): its ApiVersions ranges,
+    # feature levels and the behaviour and defaults where releases differ. "3.7", "3.7.0", ...
+    "trioka.kafka.version": (str, DEFAULT_RELEASE),
     # trioka: HOST:PORT of the admin endpoint (fault injection over HTTP, controls/endpoint.py);
     # empty: none.
     "trioka.admin.listener": (str, ""),
+    # trioka: a JSON file of fault rules in force from the start (controls/fault_file.py, the
+    # body of POST /controls: a rule or a list of rules); empty: none.
+    "trioka.faults.file": (str, ""),
     # trioka: walk every record of every produced batch, as Kafka's LogValidator does (count
     # against the header, per-record timestamps; log/validator.py). Off, produce checks each
     # batch's header and CRC in constant time and walks records only where a topic needs it
     # (compaction, a compression.type to recompress to), so batches stay zero-copy.
     "trioka.strict.validation": (bool, False),
+    # trioka: virtual time (clock.py VirtualClock): the broker's clock does not move by itself;
+    # `POST /clock/advance`, `trioka control clock advance 7d` or `Broker.advance_time(ms)` move
+    # it and run what falls due on the way (`--virtual-time`; README "Virtual time").
+    "trioka.virtual.time": (bool, False),
+    # trioka: the request log (observe/request_log.py): every request and its response, decoded.
+    # The newest `size` are kept in memory (0: none), every one appended as a JSON line to
+    # `file` when set (`--request-log FILE`); `payloads` adds the records of each batch.
+    "trioka.request.log.size": (int, 5000),
+    "trioka.request.log.file": (str, ""),
+    "trioka.request.log.payloads": (bool, False),
 }
 
 
@@ -206,6 +224,9 @@ class Config:
         self.dynamic_default: dict[str, object] = {}
         self.memory = False        # trioka: keep every log in memory (--memory)
         self.warnings: list[str] = []
+        # The Kafka release posed as (`trioka.kafka.version`): some defaults are that release's.
+        self.release = kafka_release(DEFAULT_RELEASE)
+        self._release_defaults = self.release.config_defaults
         self.update(values or {})
         self.update({k.replace("_", "."): v for k, v in kw.items()})
 
@@ -221,13 +242,22 @@ class Config:
         if spec is None:
             self.warnings.append(f"unknown config key {key!r} ignored")
             return
-        self._values[key] = _parse(key, spec[0], value)
+        value = _parse(key, spec[0], value)
+        if key == "trioka.kafka.version":
+            self.release = kafka_release(value)    # ValueError naming the known releases
+            self._release_defaults = self.release.config_defaults
+        self._values[key] = value
 
     def get(self, key: str):
         for layer in (self.dynamic_broker, self.dynamic_default, self._values):
             if key in layer:
                 return layer[key]
-        return KEYS[key][1]
+        changed = self._release_defaults      # empty for the default release: one test
+        return changed[key] if changed and key in changed else KEYS[key][1]
+
+    def default(self, key: str):
+        """The key's default: Kafka's, or the posed release's where it differed."""
+        return self.release.config_defaults.get(key, KEYS[key][1])
 
     def synonyms(self, key: str) -> list[tuple["ConfigSource", object]]:
         """Where the key has a value, in precedence order; the first is the effective one."""
@@ -235,7 +265,7 @@ class Config:
             (ConfigSource.DYNAMIC_BROKER_CONFIG, self.dynamic_broker),
             (ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, self.dynamic_default),
             (ConfigSource.STATIC_BROKER_CONFIG, self._values)) if key in layer]
-        out.append((ConfigSource.DEFAULT_CONFIG, KEYS[key][1]))
+        out.append((ConfigSource.DEFAULT_CONFIG, self.default(key)))
         return out
 
     def parse(self, key: str, value):
@@ -462,10 +492,11 @@ def parse_connection_overrides(text: str) -> dict[str, int]:
 #   Level 1 only changes how `__transaction_state` values are written (flexible, version 1). Its
 #   level is the config `trioka.transaction.version` (Kafka sets it when formatting storage).
 # - `group.version`: level 1 means the KIP-848 consumer group protocol (ConsumerGroupHeartbeat) is
-#   on, which it always is here.
+#   on, which it always is here when the release posed as has it (4.0 on).
 #
-# `SUPPORTED` is the range this broker could run at; `finalized` the level it runs at. A level of 0
-# is "off" and is not listed among the finalized features, as in Kafka.
+# `SUPPORTED` is the range trioka could run at, `supported_features` the range of the Kafka release
+# posed as (wire/releases.py: neither feature exists before 4.0), `finalized` the level it runs at.
+# A level of 0 is "off" and is not listed among the finalized features, as in Kafka.
 
 TRANSACTION_VERSION = "transaction.version"
 GROUP_VERSION = "group.version"
@@ -477,10 +508,23 @@ SUPPORTED: dict[str, tuple[int, int]] = {
 }
 
 
+def supported_features(config) -> dict[str, tuple[int, int]]:
+    """feature -> the (lowest, highest) level a broker of the posed release supports."""
+    return config.release.supported_features
+
+
 def finalized(config) -> dict[str, int]:
-    """feature -> its finalized level, for the features whose level is above 0."""
+    """feature -> its finalized level, for the features whose level is above 0. Before 4.0 there
+    are none: `trioka.transaction.version` set above 0 is then a mistake (Kafka 3.x cannot
+    format its storage with it), left unset it is 0."""
+    supported = supported_features(config)
     tv = config.trioka_transaction_version
-    lo, hi = SUPPORTED[TRANSACTION_VERSION]
+    if TRANSACTION_VERSION not in supported:
+        if config.is_set("trioka.transaction.version") and tv > 0:
+            raise ValueError(f"trioka.transaction.version {tv} needs Kafka 4.0 or later "
+                             f"(trioka.kafka.version is {config.release.name})")
+        return {}
+    lo, hi = supported[TRANSACTION_VERSION]
     if not lo <= tv <= hi:
         raise ValueError(f"trioka.transaction.version must be between {lo} and {hi}, not {tv}")
     levels = {GROUP_VERSION: 1, TRANSACTION_VERSION: tv}

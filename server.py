@@ -20,8 +20,9 @@ from trioka.apis import APIS, CONTROLLER_APIS, controller_listener_names, table_
 from trioka.apis.context import Connection, RequestContext
 from trioka.broker import BrokerState
 from trioka.config import Config, Listener, parse_connection_overrides, parse_listeners
-from trioka.controls.rules import encode_error_response
+from trioka.controls.rules import error_answer, handle_partly
 from trioka.log.files import FileRegion
+from trioka.observe.request_log import DISCONNECTED, NO_RESPONSE, RESPONDED
 from trioka.wire import protocol
 from trioka.wire.framing import FrameError, FrameReader
 from trioka.wire.api_keys import ApiKey
@@ -48,11 +49,12 @@ class CloseConnection(Exception):
 
 class Server:
     def __init__(self, config: Config, broker: BrokerState | None = None, *,
-                 node_controls=None):
+                 node_controls=None, clock=None):
         self.config = config
         # node_controls (node/controls.py): the faults injected into this node's links to the
         # other nodes of a cluster, kept by whoever restarts the node (node/cluster.py).
-        self.broker = broker or BrokerState(config, node_controls=node_controls)
+        # `clock` (clock.py): the broker's, e.g. the virtual clock the nodes of a cluster share.
+        self.broker = broker or BrokerState(config, clock=clock, node_controls=node_controls)
         if node_controls is not None:
             self.broker.node_controls = node_controls
         self.listeners = parse_listeners(config.listeners)
@@ -67,6 +69,9 @@ class Server:
         self._no_busy = trio.Event()
         # Fault injection (controls/rules.py): one attribute read per request while no rule is set.
         self.controls = self.broker.controls
+        # The request log (observe/request_log.py): None when it keeps nothing.
+        self.request_log = self.broker.request_log
+        self._connection_index = 0   # the last part of Kafka's connection ids
         self._connections: set[trio.CancelScope] = set()   # every client connection's scope
         self.limits = ConnectionLimits(config)
         self.admin_address: tuple[str, int] | None = None   # the admin endpoint, when enabled
@@ -151,7 +156,8 @@ class Server:
                     for scope in list(self._idle):
                         scope.cancel()
                     self.broker.shutting_down.set()
-                    with self.broker.clock.move_on_after(self.config.shutdown_grace_ms / 1000):
+                    with self.broker.network_clock.move_on_after(
+                            self.config.shutdown_grace_ms / 1000):
                         while self._busy:
                             await self._no_busy.wait()
                     conns.cancel_scope.cancel()
@@ -177,7 +183,7 @@ class Server:
                 return
             except OSError as e:
                 log.warning("accept failed: %s", e)
-                await self.broker.clock.sleep(0.01)   # EMFILE and the like: let it ease
+                await self.broker.network_clock.sleep(0.01)   # EMFILE and the like: let it ease
                 continue
             if self.controls.is_down:
                 stream.socket.close()    # a down broker (controls/rules.py) refuses every connection
@@ -223,12 +229,16 @@ class Server:
         _set_buffer_sizes(sock, self.config)
         try:
             peer = "%s:%s" % sock.getpeername()[:2]
+            local = "%s:%s" % sock.getsockname()[:2]
         except OSError:
-            peer = "?"
-        conn = Connection(peer, listener)
+            peer = local = "?"
+        self._connection_index += 1
+        conn = Connection(peer, listener, f"{local}-{peer}-{self._connection_index}")
         reader = FrameReader(self.config.socket_request_max_bytes)
-        clock = self.broker.clock
+        # Sockets keep real time, also under virtual time (broker.network_clock).
+        clock = self.broker.network_clock
         idle_s = self.config.connections_max_idle_ms / 1000
+        node_controls = self.broker.node_controls    # its rtt_ms: node/controls.py
         try:
             while not self._closing.is_set():
                 # Read until a whole frame is buffered. Only this wait is cancelled on shutdown,
@@ -238,6 +248,12 @@ class Server:
                 self._idle.add(scope)
                 try:
                     with scope:
+                        if conn.muted_until:
+                            # A throttle control (KIP-219): the connection is muted, nothing
+                            # more is read from it, until the throttle time has passed.
+                            scope.deadline = conn.muted_until + idle_s
+                            await clock.sleep_until(conn.muted_until)
+                            conn.muted_until = 0.0
                         while (frame := reader.next_frame()) is None:
                             n = await sock.recv_into(reader.free_space())
                             if n == 0:
@@ -258,6 +274,10 @@ class Server:
                 try:
                     response = await self._dispatch(conn, frame)
                     if response is not None:
+                        if node_controls.rtt_ms:
+                            # The node's round-trip delay (node/controls.py): the way there
+                            # and back as one wait before the response goes out.
+                            await clock.sleep(node_controls.rtt_ms / 1000)
                         # A client that stops reading holds what its response pins (memory,
                         # the file regions of a fetch) only up to connections.max.idle.ms.
                         with clock.move_on_after(idle_s) as sending:
@@ -281,6 +301,8 @@ class Server:
 
     async def _dispatch(self, conn: Connection, frame: bytes):
         """Decode, run the handler, encode: the response bytes, or None when none is due."""
+        request_log = self.request_log
+        arrived = None if request_log is None else request_log.arrival()
         try:
             header, pos = protocol.parse_request_header(frame)
         except DecodeError as e:
@@ -289,17 +311,21 @@ class Server:
         table = self._tables.get(conn.listener.name, APIS)
         if table is CONTROLLER_APIS and self.broker.node_controls.isolated:
             # An isolated node (node/controls.py) is cut off from the other nodes.
-            raise CloseConnection("the node is isolated from the cluster")
+            raise self._refuse(arrived, conn, header, "the node is isolated from the cluster")
         api = table.get(key)
         if api is None:
-            raise CloseConnection(f"API key {key} is not served")
+            raise self._refuse(arrived, conn, header, f"API key {key} is not served")
         lo, hi = api.versions
         if not lo <= version <= hi:
             if key == ApiKey.API_VERSIONS and version > hi:
-                return protocol.encode_response(
+                answer = protocol.encode_response(
                     key, 0, header.correlation_id,
-                    api.module.unsupported_version_response())
-            raise CloseConnection(f"{ApiKey(key).name} v{version} is not served")
+                    api.module.unsupported_version_response(api.versions))
+                if arrived is not None:
+                    request_log.answered_unhandled(arrived, conn, header, answer, 0)
+                return answer
+            raise self._refuse(arrived, conn, header,
+                               f"{ApiKey(key).name} v{version} is not served")
         try:
             if len(frame) < (PRODUCE_DECODE_IN_THREAD_BYTES if key == ApiKey.PRODUCE
                              else DECODE_IN_THREAD_BYTES):
@@ -311,22 +337,60 @@ class Server:
                 request = await trio.to_thread.run_sync(protocol.decode_request_body,
                                                         header, frame, pos)
         except DecodeError as e:
-            raise CloseConnection(f"{ApiKey(key).name} v{version}: {e}") from None
+            raise self._refuse(arrived, conn, header,
+                               f"{ApiKey(key).name} v{version}: {e}") from None
         ctx = RequestContext(header, conn)
+        if arrived is not None:
+            return await self._logged(arrived, api, request, ctx, frame[pos:])
+        return await self._respond(api, request, ctx)
+
+    async def _respond(self, api, request, ctx: RequestContext):
+        """Handle a decoded request as the controls decide: the response frame, or None."""
         if self.controls.active:
-            fault = self.controls.decide(header, request)
+            fault = self.controls.decide(ctx.header, request)
             if fault is not None:
+                if ctx.log_entry is not None:
+                    ctx.log_entry.fault = fault
                 return await self._apply_fault(fault, api, request, ctx)
         response = await self._handle(api, request, ctx)
         if response is None:
             return None
+        if ctx.large_response:
+            # Tens of milliseconds of encoding: in a worker thread, which gives the event loop
+            # the interpreter back every few milliseconds (sys.getswitchinterval). The response
+            # is the handler's own new objects; nothing else touches them meanwhile.
+            return await trio.to_thread.run_sync(self._encode, ctx, response)
         return self._encode(ctx, response)
+
+    async def _logged(self, arrived, api, request, ctx: RequestContext, body):
+        """_respond, with the request (`body`: its bytes) and what the client got in the
+        request log. Once logged, the request and response messages are the log's (it replaces
+        their record batches by summaries): nothing here uses them after."""
+        request_log = self.request_log
+        entry = ctx.log_entry = request_log.start(arrived, ctx.connection, ctx.header, request,
+                                                  body)
+        try:
+            frame = await self._respond(api, request, ctx)
+        except CloseConnection as e:
+            request_log.finish(entry, DISCONNECTED, error=str(e))
+            raise
+        request_log.finish(entry, NO_RESPONSE if frame is None else RESPONDED, frame=frame)
+        return frame
+
+    def _refuse(self, arrived, conn: Connection, header, reason: str) -> CloseConnection:
+        """The connection is closed without handling the request: logged, when the request
+        log is on, and the exception to raise."""
+        if arrived is not None:
+            self.request_log.refused(arrived, conn, header, reason)
+        return CloseConnection(reason)
 
     def _encode(self, ctx: RequestContext, response) -> list:
         """The response frame. A response this version cannot carry (a string over 32767 bytes
         in a non-flexible version, say) is a broker bug or a hostile request's doing: it closes
         this connection, as any failure while answering one request does."""
         header = ctx.header
+        if ctx.log_entry is not None:
+            ctx.log_entry.response = response
         try:
             return protocol.encode_response(header.api_key, header.api_version,
                                             header.correlation_id, response)
@@ -351,24 +415,40 @@ class Server:
         """Serve a request the way broker.controls decided (controls/rules.py)."""
         header = ctx.header
         if fault.delay_ms:
-            with self.broker.clock.move_on_after(fault.delay_ms / 1000):
+            with self.broker.network_clock.move_on_after(fault.delay_ms / 1000):
                 await self.broker.shutting_down.wait()
                 raise CloseConnection("shutting down while a control held the request")
         rule = fault.rule
         if fault.action == "down":
             raise CloseConnection("the broker is down (controls)")
         if fault.action == "error":
-            response = encode_error_response(header, request, rule)
+            response = error_answer(header, request, fault.error, fault.message)
             if response is None:
                 raise CloseConnection(f"control {rule.id}: a failed acks=0 produce")
-            return response
-        if fault.action == "disconnect" and rule.when == "before":
+        elif fault.action == "disconnect" and rule.when == "before":
             raise CloseConnection(f"control {rule.id}: disconnect before handling")
-        response = await self._handle(api, request, ctx)
+        elif fault.failed_partitions:
+            # Some partitions fail, the others are handled, in one response.
+            response = await handle_partly(header, request, fault.failed_partitions,
+                                           lambda rest: self._handle(api, rest, ctx),
+                                           self.controls.topic_name)
+            if header.api_key == ApiKey.PRODUCE and request.acks == 0:
+                # No response carries a failed acks=0 produce: Kafka closes the connection.
+                raise CloseConnection("a control failed partitions of an acks=0 produce")
+        else:
+            response = await self._handle(api, request, ctx)
         if fault.action == "disconnect":
             raise CloseConnection(f"control {rule.id}: disconnect after handling")
         if fault.action == "drop_response" or response is None:
             return None
+        if fault.throttle_ms:
+            # KIP-219: the response says how long the client is throttled, goes out at once,
+            # and the connection is muted that long (_connection reads nothing meanwhile).
+            if hasattr(response, "throttle_time_ms"):
+                response.throttle_time_ms = max(response.throttle_time_ms or 0,
+                                                fault.throttle_ms)
+            ctx.connection.muted_until = \
+                self.broker.network_clock.monotonic() + fault.throttle_ms / 1000
         return self._encode(ctx, response)
 
 

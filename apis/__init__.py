@@ -5,6 +5,11 @@ response message, or None when none is due. The versions are here, in one table,
 ApiVersions advertises exactly this table; a module is imported when its API is first used, so
 that the broker answers its first requests without loading every API (startup stays short).
 
+`APIS` says what the handlers serve; a broker listener serves that table as the Kafka release
+posed as (`trioka.kafka.version`, wire/releases.py) had it: each API that release advertised,
+its range cut to what the handler serves (`as_release`). The default release is served whole
+(every version it advertised has a handler), and `tests/test_releases.py` keeps it so.
+
 A node that runs a KRaft controller serves another table, `CONTROLLER_APIS`, on the listeners
 named in `controller.listener.names` (Kafka's ControllerApis); `table_for` says which table a
 listener serves, and ApiVersions advertises that one.
@@ -33,6 +38,10 @@ class Api:
     def handle(self, broker, request, ctx):
         return self.module.handle(broker, request, ctx)
 
+    def narrowed(self, min_version: int, max_version: int) -> "Api":
+        """The same API serving fewer versions."""
+        return type(self)(self.name, min_version, max_version)
+
 
 class ControllerApi(Api):
     """A row of the controller listener's table served by the node's QuorumController
@@ -52,19 +61,19 @@ class ControllerApi(Api):
 
 APIS = {
     ApiKey.PRODUCE: Api("produce", 0, 13),
-    ApiKey.FETCH: Api("fetch", 4, 17),
+    ApiKey.FETCH: Api("fetch", 4, 18),
     ApiKey.LIST_OFFSETS: Api("list_offsets", 1, 10),
     ApiKey.METADATA: Api("metadata", 0, 13),
     ApiKey.OFFSET_COMMIT: Api("offset_commit", 2, 9),
     ApiKey.OFFSET_FETCH: Api("offset_fetch", 1, 9),
     ApiKey.FIND_COORDINATOR: Api("find_coordinator", 0, 6),
-    ApiKey.JOIN_GROUP: Api("join_group", 2, 9),
+    ApiKey.JOIN_GROUP: Api("join_group", 0, 9),
     ApiKey.HEARTBEAT: Api("heartbeat", 0, 4),
     ApiKey.LEAVE_GROUP: Api("leave_group", 0, 5),
     ApiKey.SYNC_GROUP: Api("sync_group", 0, 5),
-    ApiKey.DESCRIBE_GROUPS: Api("describe_groups", 0, 5),
+    ApiKey.DESCRIBE_GROUPS: Api("describe_groups", 0, 6),
     ApiKey.LIST_GROUPS: Api("list_groups", 0, 5),
-    ApiKey.DELETE_GROUPS: Api("delete_groups", 1, 2),
+    ApiKey.DELETE_GROUPS: Api("delete_groups", 0, 2),
     ApiKey.OFFSET_DELETE: Api("offset_delete", 0, 0),
     ApiKey.API_VERSIONS: Api("api_versions", 0, 4),
     ApiKey.CREATE_TOPICS: Api("create_topics", 2, 7),
@@ -77,10 +86,10 @@ APIS = {
     ApiKey.TXN_OFFSET_COMMIT: Api("txn_offset_commit", 0, 5),
     ApiKey.DESCRIBE_PRODUCERS: Api("describe_producers", 0, 0),
     ApiKey.DESCRIBE_TRANSACTIONS: Api("describe_transactions", 0, 0),
-    ApiKey.LIST_TRANSACTIONS: Api("list_transactions", 0, 1),
+    ApiKey.LIST_TRANSACTIONS: Api("list_transactions", 0, 2),
     ApiKey.OFFSET_FOR_LEADER_EPOCH: Api("offset_for_leader_epoch", 2, 4),
     ApiKey.CREATE_PARTITIONS: Api("create_partitions", 0, 3),
-    ApiKey.DESCRIBE_CLUSTER: Api("describe_cluster", 0, 1),
+    ApiKey.DESCRIBE_CLUSTER: Api("describe_cluster", 0, 2),
     ApiKey.ELECT_LEADERS: Api("elect_leaders", 0, 2),
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: Api("describe_topic_partitions", 0, 0),
     ApiKey.DESCRIBE_CONFIGS: Api("describe_configs", 1, 4),
@@ -88,10 +97,10 @@ APIS = {
     ApiKey.DESCRIBE_LOG_DIRS: Api("describe_log_dirs", 1, 4),
     ApiKey.ALTER_CONFIGS: Api("alter_configs", 0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: Api("incremental_alter_configs", 0, 1),
-    ApiKey.ALTER_PARTITION_REASSIGNMENTS: Api("alter_partition_reassignments", 0, 0),
+    ApiKey.ALTER_PARTITION_REASSIGNMENTS: Api("alter_partition_reassignments", 0, 1),
     ApiKey.LIST_PARTITION_REASSIGNMENTS: Api("list_partition_reassignments", 0, 0),
     ApiKey.CONSUMER_GROUP_HEARTBEAT: Api("consumer_group_heartbeat", 0, 1),
-    ApiKey.CONSUMER_GROUP_DESCRIBE: Api("consumer_group_describe", 0, 0),
+    ApiKey.CONSUMER_GROUP_DESCRIBE: Api("consumer_group_describe", 0, 1),
 }
 
 # The controller listener's table (a listener named in `controller.listener.names`), Kafka's
@@ -110,9 +119,9 @@ CONTROLLER_APIS = {
     ApiKey.ELECT_LEADERS: ControllerApi("elect_leaders", 0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: ControllerApi("incremental_alter_configs", 0, 1),
     ApiKey.ALTER_CONFIGS: ControllerApi("alter_configs", 0, 2),
-    ApiKey.ALTER_PARTITION_REASSIGNMENTS: ControllerApi("alter_partition_reassignments", 0, 0),
+    ApiKey.ALTER_PARTITION_REASSIGNMENTS: ControllerApi("alter_partition_reassignments", 0, 1),
     ApiKey.LIST_PARTITION_REASSIGNMENTS: ControllerApi("list_partition_reassignments", 0, 0),
-    ApiKey.DESCRIBE_CLUSTER: ControllerApi("describe_cluster", 0, 1),
+    ApiKey.DESCRIBE_CLUSTER: ControllerApi("describe_cluster", 0, 2),
 }
 
 
@@ -129,10 +138,30 @@ def runs_controller(config) -> bool:
     return "controller" in roles and bool(config.controller_quorum_voters.strip())
 
 
+def as_release(release) -> dict:
+    """`APIS` as a broker of the Kafka release serves it: the APIs the release advertised, each
+    with the versions both the release and the handler have. Built once per release."""
+    table = _AS_RELEASE.get(release.name)
+    if table is None:
+        table = {}
+        for key, api in APIS.items():
+            if key not in release.apis:
+                continue
+            lo = max(api.versions[0], release.apis[key][0])
+            hi = min(api.versions[1], release.apis[key][1])
+            if lo <= hi:
+                table[key] = api if (lo, hi) == api.versions else api.narrowed(lo, hi)
+        _AS_RELEASE[release.name] = table
+    return table
+
+
+_AS_RELEASE: dict[str, dict] = {}
+
+
 def table_for(config, listener) -> dict:
     """The API table of a connection's listener: the controller's on a controller listener of
-    a node that runs a controller, the broker's elsewhere."""
+    a node that runs a controller, the broker's (as the release posed as) elsewhere."""
     if listener is not None and listener.name in controller_listener_names(config) \
             and runs_controller(config):
         return CONTROLLER_APIS
-    return APIS
+    return as_release(config.release)

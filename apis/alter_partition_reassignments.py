@@ -1,4 +1,4 @@
-"""AlterPartitionReassignments (key 45), v0: move partitions to other replicas (KIP-455).
+"""AlterPartitionReassignments (key 45), v0-1: move partitions to other replicas (KIP-455).
 
 Each partition names its target replicas, or null to cancel the reassignment in progress. In a
 cluster the request goes to the controller (controller/replication_control.py), as KRaft brokers
@@ -10,13 +10,16 @@ Per partition, in the controller's order of checks: an unknown topic or partitio
 UNKNOWN_TOPIC_OR_PARTITION; an empty target, a broker not registered or named twice
 INVALID_REPLICA_ASSIGNMENT; a cancel with nothing in progress NO_REASSIGNMENT_IN_PROGRESS, and a
 cancel that would need an unclean election (only added replicas are in sync) without
-`unclean.leader.election.enable` INVALID_REPLICA_ASSIGNMENT. The answer comes once this node's
+`unclean.leader.election.enable` INVALID_REPLICA_ASSIGNMENT. v1 (KIP-860, Kafka 4.1) with
+`allow_replication_factor_change` false refuses a target with another number of replicas than the
+partition has (or is heading for, mid-reassignment): INVALID_REPLICATION_FACTOR, "The replication
+factor is changed from 3 to 2"; the answer repeats the flag. The answer comes once this node's
 image shows each reassignment started (or already completed) or cancelled.
 
 A single broker answers as the controller of a one-broker cluster does: the only registered broker
 is this one, so the only valid target is [this node], which is where every partition already is
 (nothing to do, NONE); any other broker id is not registered; there is never a reassignment in
-progress to cancel.
+progress to cancel. (So the replication factor, 1, never changes there either.)
 """
 
 from trioka.controller.replication_control import check_manual_assignment
@@ -61,4 +64,5 @@ async def handle(broker, request, ctx):
                                          error_code=ErrorCode.NONE, error_message=None))
         topics.append(TopicResult(name=t.name, partitions=parts))
     return Response(throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None,
+                    allow_replication_factor_change=request.allow_replication_factor_change,
                     responses=topics)

@@ -1,7 +1,8 @@
 """ApiVersions (key 18), v0-4: which API keys and versions this broker serves.
 
-The list is computed from the table of the connection's listener (`APIS`, or `CONTROLLER_APIS` on
-a listener named in `controller.listener.names`), so it advertises exactly what has a handler. Version 3
+The list is computed from the table of the connection's listener (`APIS` as the Kafka release
+posed as had it, `trioka.kafka.version`, or `CONTROLLER_APIS` on a listener named in
+`controller.listener.names`), so it advertises exactly what has a handler. Version 3
 (KIP-511) adds the client's software name and version, which are recorded on the connection and
 must match `[a-zA-Z0-9](?:[a-zA-Z0-9\\-.]*[a-zA-Z0-9])?` (INVALID_REQUEST otherwise). A request
 for a version newer than we serve is answered at v0 with UNSUPPORTED_VERSION and our ApiVersions
@@ -9,8 +10,9 @@ range, so the client retries with a version we know; the server does that before
 parsed, see server.py.
 
 From v3 the answer also carries the features (config.py, KIP-584): the levels this broker supports and
-the ones it has finalized, with their epoch. Java clients before KAFKA-17011 refuse a supported
-range starting at 0, so below v4 such a range is reported from 1, as Kafka does.
+the ones it has finalized, with their epoch (none before Kafka 4.0: wire/releases.py). Java
+clients before KAFKA-17011 refuse a supported range starting at 0, so below v4 such a range is
+reported from 1, as Kafka does.
 """
 
 import re
@@ -31,10 +33,10 @@ def supported(apis: dict) -> list:
             for key, api in sorted(apis.items())]
 
 
-def unsupported_version_response() -> object:
-    """KIP-511: the v0 answer to a too-new ApiVersions request."""
-    from trioka.apis import APIS
-    lo, hi = APIS[ApiKey.API_VERSIONS].versions
+def unsupported_version_response(versions: tuple[int, int]) -> object:
+    """KIP-511: the v0 answer to a too-new ApiVersions request, with the `versions` of
+    ApiVersions the connection's table serves."""
+    lo, hi = versions
     return Response(error_code=ErrorCode.UNSUPPORTED_VERSION, api_keys=[
         Response.ApiVersion(api_key=ApiKey.API_VERSIONS, min_version=lo, max_version=hi)])
 
@@ -55,13 +57,13 @@ async def handle(broker, request, ctx):
 
 
 def features(broker, version: int) -> dict:
-    """The feature fields of a v3+ answer."""
-    from trioka.config import SUPPORTED
+    """The feature fields of a v3+ answer: those of the Kafka release posed as."""
+    from trioka.config import supported_features
     return {
         "supported_features": [
             Response.SupportedFeatureKey(name=name, min_version=max(lo, 1) if version < 4 else lo,
                                          max_version=hi)
-            for name, (lo, hi) in sorted(SUPPORTED.items())],
+            for name, (lo, hi) in sorted(supported_features(broker.config).items())],
         "finalized_features_epoch": broker.features_epoch,
         "finalized_features": [
             Response.FinalizedFeatureKey(name=name, min_version_level=level,

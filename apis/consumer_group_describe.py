@@ -1,4 +1,4 @@
-"""ConsumerGroupDescribe (key 69), v0: KIP-848 consumer groups as they are.
+"""ConsumerGroupDescribe (key 69), v0-1: KIP-848 consumer groups as they are.
 
 For each group id: the state (Empty, Assigning, Reconciling, Stable), the group epoch, the
 assignment epoch and the assignor the group uses (the one most members asked for, else the first
@@ -7,6 +7,10 @@ and host ("/" + IP), subscription (topic names, regex) and both its current and 
 assignment as topic id, topic name and partitions. A topic deleted since is left out of them.
 Errors per group: GROUP_ID_NOT_FOUND (no consumer group by that id, also for a classic group, as
 Kafka answers so that admin clients fall back to DescribeGroups), INVALID_GROUP_ID for an empty id.
+
+v1 (KIP-1099, Kafka 4.0) gives each member's type: 1, a consumer member. (Kafka's 0, a classic
+member of a consumer group, comes from a classic consumer joining a consumer group during an
+upgrade; trioka refuses a classic member while the consumer group has members, so has none.)
 
 `include_authorized_operations` is answered with Kafka's "not requested" value: there are no ACLs.
 """
@@ -20,6 +24,8 @@ Described = Response.DescribedGroup
 Member = Described.Member
 Assignment = Member.Assignment
 TopicPartitions = Assignment.TopicPartitions
+
+CONSUMER_MEMBER = 1    # member_type (v1+): 0 a classic member, 1 a consumer member
 
 
 def _assignment(broker, partitions) -> object:
@@ -45,7 +51,8 @@ def describe(broker, group_id: str) -> object:
                       subscribed_topic_names=list(m.subscribed_topic_names),
                       subscribed_topic_regex=m.subscribed_topic_regex,
                       assignment=_assignment(broker, m.assigned),
-                      target_assignment=_assignment(broker, group.target.get(m.member_id, {})))
+                      target_assignment=_assignment(broker, group.target.get(m.member_id, {})),
+                      member_type=CONSUMER_MEMBER)
                for m in group.members.values()]
     return Described(error_code=0, error_message=None, group_id=group_id,
                      group_state=group.state.value, group_epoch=group.group_epoch,

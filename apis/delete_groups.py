@@ -1,10 +1,11 @@
-"""DeleteGroups (key 42), v1-2: delete groups and their committed offsets.
+"""DeleteGroups (key 42), v0-2: delete groups and their committed offsets.
 
 Only a group without members can go: NON_EMPTY_GROUP otherwise, GROUP_ID_NOT_FOUND for one that
 does not exist, INVALID_GROUP_ID for an empty group id. Deleting writes tombstones to
 `__consumer_offsets` for the group's metadata and every offset it committed, so the group stays
 gone after a restart. KIP-848 consumer groups alike: only without members, and every record they
-wrote gets a tombstone. v2 is the first flexible version; v0 was removed in Kafka 4.0 (KIP-896).
+wrote gets a tombstone. v1 is v0 (throttling aside); v2 is the first flexible version. KIP-896
+marked v0 for removal, but Kafka 4.x brokers still advertise it.
 """
 
 from trioka.wire.api_keys import ApiKey

@@ -1,8 +1,10 @@
-"""DescribeCluster (key 60), v0-1: the cluster id, the controller and the brokers.
+"""DescribeCluster (key 60), v0-2: the cluster id, the controller and the brokers.
 
-This broker is the whole cluster and its controller. v1 adds `endpoint_type`: 1 asks for brokers,
-2 for controllers; this node answers as both, with the same address. Authorized operations are not
-computed (no ACLs), so they stay Kafka's "not requested" value.
+A single broker is the whole cluster and its controller. v1 adds `endpoint_type`: 1 asks for
+brokers, 2 for controllers; this node answers as both, with the same address. The brokers listed
+are the live ones; v2 (KIP-1073, Kafka 4.0) with `include_fenced_brokers` adds the fenced brokers
+of a cluster, each answer saying `is_fenced`. Authorized operations are not computed (no ACLs), so
+they stay Kafka's "not requested" value.
 """
 
 from trioka.wire.api_keys import ApiKey
@@ -19,9 +21,13 @@ async def handle(broker, request, ctx):
         return Response(error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
                         error_message=f"Unknown endpoint type {request.endpoint_type}",
                         endpoint_type=request.endpoint_type, cluster_id=broker.cluster_id)
+    listener = ctx.connection.listener
+    brokers = [(entry, False) for entry in broker.brokers_view(listener)]
+    if request.include_fenced_brokers:     # v2+ only: older versions read it as false
+        brokers = sorted(brokers + [(entry, True)
+                                    for entry in broker.fenced_brokers_view(listener)])
     return Response(throttle_time_ms=0, error_code=0, endpoint_type=request.endpoint_type,
                     cluster_id=broker.cluster_id, controller_id=broker.controller_id_for_clients,
                     brokers=[Response.DescribeClusterBroker(broker_id=node, host=host, port=port,
-                                                            rack=rack)
-                             for node, host, port, rack in
-                             broker.brokers_view(ctx.connection.listener)])
+                                                            rack=rack, is_fenced=fenced)
+                             for (node, host, port, rack), fenced in brokers])

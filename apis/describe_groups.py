@@ -1,12 +1,13 @@
-"""DescribeGroups (key 15), v0-5: the state, protocol and members of groups.
+"""DescribeGroups (key 15), v0-6: the state, protocol and members of groups.
 
 State names as Kafka prints them: Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
 Members come with member id, group instance id (v4+), client id, client host ("/" + IP), and, when
 the group is Stable, the chosen protocol's name and each member's metadata and assignment bytes as
-the clients sent them (in the other states these are empty, as in Kafka). An unknown group is
-described as Dead with no members and no error; an empty group id is INVALID_GROUP_ID. A KIP-848
-consumer group is not a classic group, and is answered as Kafka answers it at these versions: Dead,
-without members or error (ConsumerGroupDescribe describes it).
+the clients sent them (in the other states these are empty, as in Kafka). Up to v5 an unknown group
+is described as Dead with no members and no error, and so is a KIP-848 consumer group, which is
+not a classic group (ConsumerGroupDescribe describes it); v6 (KIP-1043, Kafka 4.0) answers both
+GROUP_ID_NOT_FOUND with Kafka's message ("Group g not found." / "Group g is not a classic
+group."). An empty group id is INVALID_GROUP_ID.
 
 v3+ may ask for authorized operations; there are no ACLs, so they stay Kafka's "not requested"
 value. v5 is the first flexible version.
@@ -22,7 +23,10 @@ Described = Response.DescribedGroup
 DescribedMember = Described.DescribedGroupMember
 
 
-def describe(broker, group_id: str) -> object:
+NOT_FOUND_FROM = 6     # KIP-1043: GROUP_ID_NOT_FOUND instead of a Dead group
+
+
+def describe(broker, group_id: str, version: int) -> object:
     if not group_id:
         return Described(error_code=ErrorCode.INVALID_GROUP_ID, group_id=group_id,
                          group_state=GroupState.DEAD.value, members=[])
@@ -31,6 +35,12 @@ def describe(broker, group_id: str) -> object:
         return Described(error_code=error, group_id=group_id, group_state="",
                          protocol_type="", protocol_data="", members=[])
     group = broker.groups.describe_group(group_id)
+    if group is None and version >= NOT_FOUND_FROM:
+        message = f"Group {group_id} is not a classic group." \
+            if broker.groups.is_consumer_group(group_id) else f"Group {group_id} not found."
+        return Described(error_code=ErrorCode.GROUP_ID_NOT_FOUND, error_message=message,
+                         group_id=group_id, group_state=GroupState.DEAD.value,
+                         protocol_type="", protocol_data="", members=[])
     if group is None:
         return Described(error_code=0, group_id=group_id, group_state=GroupState.DEAD.value,
                          protocol_type="", protocol_data="", members=[])
@@ -47,4 +57,5 @@ def describe(broker, group_id: str) -> object:
 
 
 async def handle(broker, request, ctx):
-    return Response(throttle_time_ms=0, groups=[describe(broker, g) for g in request.groups])
+    return Response(throttle_time_ms=0,
+                    groups=[describe(broker, g, ctx.api_version) for g in request.groups])

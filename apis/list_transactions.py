@@ -1,11 +1,16 @@
-"""ListTransactions (key 66), v0-1: transactional ids known to the coordinator, filtered.
+"""ListTransactions (key 66), v0-2: transactional ids known to the coordinator, filtered.
 
 Filters combine: by state names (Kafka's: Empty, Ongoing, PrepareCommit, PrepareAbort,
 CompleteCommit, CompleteAbort, PrepareEpochFence, Dead; names it does not know come back in
-`unknown_state_filters`), by producer id, and (v1, KIP-994) by duration: only transactions open for
-longer than `duration_filter` ms. A Dead id is never listed, as in Kafka, so "Dead" is a known
-filter that lists nothing.
+`unknown_state_filters`), by producer id, (v1, KIP-994) by duration: only transactions open for
+longer than `duration_filter` ms, and (v2, KIP-1152, Kafka 4.1) by `transactional_id_pattern`, a
+regular expression the whole id must match (null or empty: no filter; one that does not compile
+is INVALID_REGULAR_EXPRESSION, with nothing listed). Kafka compiles it as a Java regular
+expression; the common syntax (classes, groups, alternation, quantifiers) means the same in
+Python's. A Dead id is never listed, as in Kafka, so "Dead" is a known filter that lists nothing.
 """
+
+import re
 
 from trioka.txn.states import TransactionState
 from trioka.wire.api_keys import ApiKey
@@ -20,6 +25,13 @@ _NAMES = {s.display: s for s in TransactionState}
 
 async def handle(broker, request, ctx):
     unknown = [name for name in request.state_filters if name not in _NAMES]
+    pattern = None
+    if request.transactional_id_pattern:     # v2+ only: null in older versions
+        try:
+            pattern = re.compile(request.transactional_id_pattern)
+        except re.error:
+            return Response(throttle_time_ms=0, error_code=ErrorCode.INVALID_REGULAR_EXPRESSION,
+                            unknown_state_filters=unknown, transaction_states=[])
     states = {_NAMES[name] for name in request.state_filters if name in _NAMES}
     pids = set(request.producer_id_filters)
     now_ms = broker.clock.wall_ms()
@@ -33,6 +45,8 @@ async def handle(broker, request, ctx):
             continue
         if request.duration_filter >= 0 and (meta.start_ms < 0 or
                                              now_ms - meta.start_ms <= request.duration_filter):
+            continue
+        if pattern is not None and not pattern.fullmatch(meta.transactional_id):
             continue
         out.append(State(transactional_id=meta.transactional_id, producer_id=meta.producer_id,
                          transaction_state=meta.state.display))

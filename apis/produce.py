@@ -1,4 +1,4 @@
-"""Produce (key 0), v3-13 served; v0-13 advertised.
+"""Produce (key 0), v0-13: v3-13 served, and v0-2 too when posing as a Kafka release before 4.0.
 
 Each partition's `records` is one record batch (magic 2) that stays bytes: the log validates its
 header and CRC-32C (with constant-time checks that its records count can be true), patches the
@@ -47,8 +47,13 @@ decompress to a great deal, and the append then happens on the event loop.
   (node/leader_hints.py), so the producer sends its retry to the new leader at once.
 - Versions 0-2 (message formats v0/v1) were removed in Kafka 4.0, but Kafka still advertises
   Produce from v0 because librdkafka refuses to produce compressed batches otherwise
-  (KAFKA-18659); a v0-2 request is answered with UNSUPPORTED_VERSION. v12 is v11 with
-  transactions v2 (KIP-890); v13 names topics by id (KIP-516), UNKNOWN_TOPIC_ID when unknown.
+  (KAFKA-18659); a v0-2 request is answered with UNSUPPORTED_VERSION. Posing as an older release
+  (`trioka.kafka.version`, wire/releases.py), v0-2 are served as Kafka 3.x served them when they
+  carry record batches (magic 2: Kafka checked the magic only from v3); a legacy message set
+  (magic 0/1) is INVALID_RECORD, since trioka does not convert message formats. Transactional
+  batches are checked with the coordinator (KIP-890 part 1) from Kafka 3.6 on, as Kafka does.
+  v12 is v11 with transactions v2 (KIP-890); v13 names topics by id (KIP-516), UNKNOWN_TOPIC_ID
+  when unknown.
 """
 
 import trio
@@ -171,7 +176,8 @@ async def append_partition(broker, topic: str, index: int, records, version: int
                 conform, records, batches, rules, f"{topic}-{index}", broker.clock.wall_ms())
             log = broker.partition(topic, index)
             conformed = RecordRules.of(log.config, strict=strict) == rules
-        if header is not None and header.is_transactional:
+        if header is not None and header.is_transactional and \
+                broker.config.release.verifies_transactions:     # from Kafka 3.6
             if replicas is None:
                 verify_transaction(broker, transactional_id, log, topic, index, header, version)
             else:
@@ -205,8 +211,9 @@ async def append_partition(broker, topic: str, index: int, records, version: int
 async def wait_for_replication(broker, waits: list, timeout_ms: int) -> None:
     """acks=all in a cluster: each partition's answer waits until the ISR has its batch
     (Kafka's delayed produce), all of them up to the request's `timeout_ms`."""
-    deadline = broker.clock.monotonic() + max(0, timeout_ms) / 1000
+    # On the replica manager's clock: replication keeps real time, also under virtual time.
     replicas = broker.cluster.replicas
+    deadline = replicas.clock.monotonic() + max(0, timeout_ms) / 1000
 
     async def wait_one(response, hosted, upto: int) -> None:
         code = await replicas.wait_for_replicas(hosted, upto, deadline)
@@ -270,7 +277,7 @@ async def handle(broker, request, ctx):
             name = t.name if t else None
         parts = []
         for pd in td.partition_data:
-            if version < SERVED_FROM:
+            if version < SERVED_FROM and not broker.config.release.serves_produce_v0_to_2:
                 pr = _error(pd.index, ErrorCode.UNSUPPORTED_VERSION,
                             f"Produce v{version} is not supported; use v{SERVED_FROM} or later")
             elif acks not in (0, 1, -1):

@@ -65,9 +65,11 @@ async def handle(broker, request, ctx):
                 if hosted is not None:
                     written.append(((m, topic.name, index), hosted, hosted.log.log_end_offset))
     if written:
-        deadline = broker.clock.monotonic() + broker.config.request_timeout_ms / 1000
+        # On the replica manager's clock: replication keeps real time, also under virtual time.
+        replicas = broker.cluster.replicas
+        deadline = replicas.clock.monotonic() + broker.config.request_timeout_ms / 1000
         for key, hosted, upto in written:
-            codes[key] = await broker.cluster.replicas.wait_for_replicas(hosted, upto, deadline)
+            codes[key] = await replicas.wait_for_replicas(hosted, upto, deadline)
     return Response(markers=[
         MarkerResult(producer_id=marker.producer_id, topics=[
             TopicResult(name=topic.name, partitions=[

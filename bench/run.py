@@ -140,11 +140,19 @@ FLOORS = {
 class BrokerProcess(testing_process.BrokerProcess):
     """The broker process of trioka.testing.process (start, ready line, stop) with what the
     benchmark reads of it: CPU time and memory from /proc. No admin endpoint, as in production;
-    `profile_to` runs the broker under cProfile (the profile is written at SIGTERM)."""
+    `profile_to` runs the broker under cProfile (the profile is written at SIGTERM); with
+    $TRIOKA_TURNS_FILE set it runs under bench/turns.py instead."""
 
     def __init__(self, data_dir: str, *, profile_to: str | None = None):
-        super().__init__(data_dir, admin_listener=False,
-                         python_options=["-m", "cProfile", "-o", profile_to] if profile_to else ())
+        if profile_to:
+            options = ["-m", "cProfile", "-o", profile_to]
+        elif os.environ.get("TRIOKA_TURNS_FILE"):
+            # The broker's own view of its stalls: bench/turns.py writes its long loop turns
+            # and GC passes to that file at exit (each broker process overwrites it).
+            options = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "turns.py")]
+        else:
+            options = ()
+        super().__init__(data_dir, admin_listener=False, python_options=options)
 
     def cpu_ticks_seconds(self) -> float:
         """utime + stime of the broker process so far (/proc/PID/stat, 10 ms resolution)."""
@@ -1292,7 +1300,8 @@ class LoopLag:
         worst = sorted(range(len(self.rtt_ns)), key=self.rtt_ns.__getitem__)[-10:][::-1]
         return {"interval_ms": LAG_INTERVAL_MS, "stall_ms": STALL_MS, "overall": self.stats(),
                 "phases": [{"phase": n, **self.stats(t0, t1)} for n, t0, t1 in self.phases],
-                "worst": [{"rtt_ms": self.rtt_ns[i] / 1e6, "phase": self.phase_at(self.sent_ns[i])}
+                "worst": [{"rtt_ms": self.rtt_ns[i] / 1e6, "phase": self.phase_at(self.sent_ns[i]),
+                           "sent_ns": self.sent_ns[i]}
                           for i in worst],
                 "probe_errors": self.errors}
 

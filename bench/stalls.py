@@ -38,8 +38,9 @@ def _turns(t0: int, t1: int) -> None:
     """The broker's loop turns over 5 ms and GC passes over 5 ms in [t0, t1] (--turns)."""
     with open(TURNS) as f:
         data = json.load(f)
-    turns = sorted((ms for t, ms in data["turns_ms"] if t0 <= t <= t1), reverse=True)
-    gcs = sorted(((ms, gen) for t, gen, ms in data["gc_ms"] if t0 <= t <= t1), reverse=True)
+    turns = sorted((ms for t, ms, *_ in data["turns_ms"] if t0 <= t <= t1), reverse=True)
+    gcs = sorted(((ms, gen) for t, gen, ms, *_ in data["gc_ms"] if t0 <= t <= t1),
+                 reverse=True)
     say(f"  loop turns over 5 ms: {len(turns)}, longest (ms): "
         + ", ".join(f"{ms:.1f}" for ms in turns[:10]))
     say(f"  GC passes over 5 ms: {len(gcs)}, longest (ms, generation): "

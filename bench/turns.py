@@ -2,7 +2,7 @@
 --turns): a trio instrument times each turn of the run loop, from the end of one socket poll to
 the start of the next (everything the loop did meanwhile: expired deadlines, one batch of task
 steps), and gc callbacks time the garbage collector's passes. At exit the turns over 5 ms and
-the collections over 5 ms are written as JSON to $TRIOKA_TURNS_FILE.
+the collections over 5 ms are written as JSON (each turn: when, wall ms, the loop thread's CPU ms) to $TRIOKA_TURNS_FILE.
 
     TRIOKA_TURNS_FILE=turns.json python bench/turns.py -m trioka serve ...
 """
@@ -20,37 +20,76 @@ import trio
 LONG_S = 0.005
 turns: list = []
 collections: list = []
+census: list = []
+steps: list = []
+LONG_STEP_S = 0.015
 
 
 class Turns(trio.abc.Instrument):
     def __init__(self):
         self.started = None
         self.steps = 0
+        self.turn_steps = 0
+        self.turn_tasks: dict = {}
+
+    def before_task_step(self, task):
+        self.step_cpu = time.thread_time()
+
+    def after_task_step(self, task):
+        took = time.thread_time() - self.step_cpu
+        self.turn_steps += 1
+        self.turn_tasks[task.name] = self.turn_tasks.get(task.name, 0) + 1
+        if took > LONG_STEP_S:
+            # Where the task stopped after its long step: the awaits it is suspended in.
+            where, coro = [], task.coro
+            while coro is not None and len(where) < 12:
+                frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                if frame is not None:
+                    where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            steps.append((time.monotonic_ns(), took * 1000, task.name, where))
 
     def after_io_wait(self, timeout):
         self.started = time.perf_counter()
+        self.started_cpu = time.thread_time()
+        self.turn_steps = 0
+        self.turn_tasks = {}
 
     def before_io_wait(self, timeout):
         if self.started is not None:
             took = time.perf_counter() - self.started
             if took > LONG_S:
-                turns.append((time.monotonic_ns(), took * 1000))
+                # The thread's CPU time too: a turn much longer than its CPU time waited for a
+                # CPU (another process ran), which is the machine's doing, not the broker's.
+                cpu = time.thread_time() - self.started_cpu
+                top = sorted(self.turn_tasks.items(), key=lambda kv: -kv[1])[:3]
+                turns.append((time.monotonic_ns(), took * 1000, cpu * 1000, self.turn_steps,
+                              [f"{name.rsplit('.', 1)[-1]} x{n}" for name, n in top]))
 
 
-def _gc(phase, info, started=[0.0]):
+def _gc(phase, info, started=[0.0, 0.0]):
     if phase == "start":
         started[0] = time.perf_counter()
+        started[1] = time.thread_time()
     else:
         took = time.perf_counter() - started[0]
         if took > LONG_S:
-            collections.append((time.monotonic_ns(), info["generation"], took * 1000))
+            collections.append((time.monotonic_ns(), info["generation"], took * 1000,
+                                (time.thread_time() - started[1]) * 1000, info["collected"]))
+            if os.environ.get("TRIOKA_TURNS_GC_TYPES") and info["generation"] == 2 \
+                    and took > 0.02 and len(census) < 3:
+                # What the long full collections walked: the commonest types left in sight.
+                from collections import Counter
+                kinds = Counter(type(o).__name__ for o in gc.get_objects(2))
+                census.append({"objects": sum(kinds.values()), "frozen": gc.get_freeze_count(),
+                               "top": kinds.most_common(25)})
 
 
 def _write():
     path = os.environ.get("TRIOKA_TURNS_FILE")
     if path:
         with open(path, "w") as f:
-            json.dump({"turns_ms": turns, "gc_ms": collections}, f)
+            json.dump({"turns_ms": turns, "gc_ms": collections, "gc_census": census, "steps": steps}, f)
 
 
 def main() -> None:

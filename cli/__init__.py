@@ -5,11 +5,14 @@
     trioka consume TOPIC                                      (kafka-console-consumer.sh, kcat -C)
     trioka group  list|describe|delete|reset-offsets          (kafka-consumer-groups.sh)
     trioka txn    list|describe                               (kafka-transactions.sh)
+    trioka requests [--follow] [--api Fetch] [--json]         (a trioka broker's request log)
 
 Flags are the Kafka tools' names, with kcat's short forms where they fit. Every command takes
 `--bootstrap-server HOST:PORT` (kcat's `-b`; default localhost:9092). Results go to stdout, notices
 and errors to stderr; the exit status is 0 on success, 1 when Kafka or the connection failed, 2 for
 a usage error. The protocol work is in the client, cli/client/; these modules parse flags and print.
+`requests` reads a trioka broker's request log through its admin endpoint instead (`--admin`,
+like `trioka control`).
 """
 
 import argparse
@@ -20,13 +23,13 @@ from trioka.cli.client.cluster import KafkaClient
 from trioka.cli.client.connection import DEFAULT_BOOTSTRAP, ClientError
 from trioka.wire.errors import KafkaError
 
-COMMANDS = ("topic", "produce", "consume", "group", "txn")
+COMMANDS = ("topic", "produce", "consume", "group", "txn", "requests")
 
 
 def add_commands(sub) -> None:
     """Add the tools' sub-commands to the `trioka` parser's sub-parsers."""
-    from trioka.cli import consume, group, produce, topic, txn
-    for module in (topic, produce, consume, group, txn):
+    from trioka.cli import consume, group, produce, requests, topic, txn
+    for module in (topic, produce, consume, group, txn, requests):
         module.add_parser(sub)
 
 

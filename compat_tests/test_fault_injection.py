@@ -210,10 +210,10 @@ def test_the_cli_adds_lists_and_clears_rules_on_a_running_broker(own_broker, top
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[0] == "Broker: up"
-    assert lines[1].split() == ["ID", "ACTION", "FAULT", "API", "TOPIC", "CLIENT-ID", "AFTER",
-                                "EVERY", "COUNT", "MATCHED", "APPLIED"]
+    assert lines[1].split() == ["ID", "ACTION", "FAULT", "API", "NAMING", "CLIENT-ID", "AFTER",
+                                "EVERY", "COUNT", "P/SEED", "MATCHED", "APPLIED"]
     assert lines[2].split() == ["1", "error", "error", "NOT_LEADER_OR_FOLLOWER", "Produce",
-                                topic_name, "*", "0", "1", "-", "1", "1"]
+                                topic_name, "*", "0", "1", "-", "-", "1", "1"]
     as_json = json.loads(trioka_control("list", "--json", admin=admin).stdout)
     assert [(r["id"], r["applied"]) for r in as_json["rules"]] == [(1, 1)]
 

@@ -578,7 +578,8 @@ class QuorumController:
     async def alter_partition_reassignments(self, request, version: int):
         """AlterPartitionReassignments (KIP-455): per partition, start moving it to the given
         replicas (the new ones are added first, the removed ones leave once every target
-        replica is in the ISR), or cancel its reassignment (replicas null)."""
+        replica is in the ISR), or cancel its reassignment (replicas null). v1 (KIP-860) may
+        forbid changing the replication factor; the answer repeats that choice."""
         Response = response_class(ApiKey.ALTER_PARTITION_REASSIGNMENTS)
         Topic = Response.ReassignableTopicResponse
         Part = Topic.ReassignablePartitionResponse
@@ -588,7 +589,8 @@ class QuorumController:
             for p in t.partitions:
                 try:
                     self.write(self.replication_control.alter_partition_reassignment(
-                        t.name, p.partition_index, p.replicas))
+                        t.name, p.partition_index, p.replicas,
+                        request.allow_replication_factor_change))
                 except KafkaError as e:
                     parts.append(Part(partition_index=p.partition_index, error_code=e.code,
                                       error_message=e.message))
@@ -598,6 +600,7 @@ class QuorumController:
             topics.append(Topic(name=t.name, partitions=parts))
         await self.wait_committed(self.next_offset - 1)
         return Response(throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None,
+                        allow_replication_factor_change=request.allow_replication_factor_change,
                         responses=topics)
 
     async def list_partition_reassignments(self, request, version: int):

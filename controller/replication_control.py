@@ -102,6 +102,19 @@ class OngoingReassignment:
     removing_replicas: list
 
 
+def check_replication_factor_unchanged(partition, target_size: int) -> None:
+    """KIP-860: a reassignment that may not change the replication factor. A partition being
+    reassigned is heading for its replicas and those being added, less those being removed."""
+    if partition.is_reassigning:
+        current = len((set(partition.replicas) | set(partition.adding_replicas))
+                      - set(partition.removing_replicas))
+    else:
+        current = len(partition.replicas)
+    if current != target_size:
+        raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR,
+                         f"The replication factor is changed from {current} to {target_size}")
+
+
 def check_manual_assignment(broker_ids, registered, replication_factor: int | None = None
                             ) -> None:
     """A partition's replicas as a request assigns them (CreateTopics, CreatePartitions,
@@ -620,9 +633,12 @@ class ReplicationControlManager:
     # ------------------------------------------------------------------------------ reassignment
 
     def alter_partition_reassignment(self, topic_name: str, partition_index: int,
-                                     replicas) -> list[r.MetadataRecord]:
+                                     replicas, allow_replication_factor_change: bool = True
+                                     ) -> list[r.MetadataRecord]:
         """AlterPartitionReassignments for one partition: move it to `replicas`, or cancel the
-        ongoing reassignment when `replicas` is None."""
+        ongoing reassignment when `replicas` is None. Without
+        `allow_replication_factor_change` (v1+, KIP-860) the move must keep the number of
+        replicas the partition is heading for: INVALID_REPLICATION_FACTOR otherwise."""
         topic = self.image.topic(topic_name)
         if topic is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
@@ -655,6 +671,8 @@ class ReplicationControlManager:
         else:
             replicas = list(replicas)
             self.validate_manual_assignment(replicas, None)
+            if not allow_replication_factor_change:
+                check_replication_factor_unchanged(partition, len(replicas))
             removing = sorted(set(partition.replicas) - set(replicas))
             adding = sorted(set(replicas) - set(partition.replicas))
             target = replicas + removing

@@ -3,13 +3,19 @@ a process (`--admin-listener HOST:PORT`, config key `trioka.admin.listener`; por
 printed at the end of the ready line as `admin http://HOST:PORT`).
 
     GET    /controls            {"down": false, "rules": [{"id": 1, "action": "error", ...}]}
-    POST   /controls            a rule as JSON -> 201 and the rule with its id
+    POST   /controls            a rule as JSON -> 201 and the rule with its id; a list of
+                                rules (a fault file's, controls/fault_file.py) -> 201 and the
+                                list, all added or none
     DELETE /controls            remove every rule -> {"removed": N}
     DELETE /controls/ID         remove one rule -> {"removed": 1}, or 404
     POST   /controls/down       stop serving clients -> the state, as GET /controls
     POST   /controls/up         serve them again -> the state
     POST   /retention           run a retention pass now -> {"segments_deleted": N}
     POST   /compaction          clean every compacted log now -> {"partitions_cleaned": N}
+    GET    /requests            the request log (observe/request_log.py), every node's merged:
+                                {"requests": [...]}; ?api=Produce&client_id=X narrow it,
+                                ?since=SEQ lists what was logged after entry SEQ, ?limit=N the
+                                newest N
 
 The node controls (node/cluster.py), for the nodes of `trioka serve --nodes N`:
 
@@ -23,12 +29,23 @@ The node controls (node/cluster.py), for the nodes of `trioka serve --nodes N`:
     POST   /nodes/ID/isolate    cut it off from the other nodes -> the node
     POST   /nodes/ID/heal       end its faults -> the node
     POST   /nodes/ID/slow       {"ms": N}: delay its replica fetches -> the node
+    POST   /nodes/ID/rtt        {"ms": N}: hold each of its responses N ms (a round trip)
     ...    /nodes/ID/controls, /nodes/ID/retention, /nodes/ID/compaction
                                 the routes above, on that node (plain /controls: node 1)
 
 An unknown node is 404, a bad body 400, a control on a node that is not running 409. A single
-broker (no --nodes) lists itself as its one node and takes isolate, heal and slow; it cannot
-stop, kill or start itself from its own endpoint (409): signal its process instead.
+broker (no --nodes) lists itself as its one node and takes isolate, heal, slow and rtt; it
+cannot stop, kill or start itself from its own endpoint (409): signal its process instead. A
+rule with a `node` POSTed to /controls goes to that node's rules (400 for a node not there).
+
+Virtual time (clock.py; a broker or cluster started with trioka.virtual.time / --virtual-time):
+
+    GET    /clock               {"wall_ms": N, "virtual": true}
+    POST   /clock/advance       {"ms": N}: move the clock N ms forward, running in order what
+                                falls due on the way -> the clock, once that has run
+    POST   /clock/set           {"wall_ms": N}: move it to N (never back: 400) -> the clock
+
+On a real clock GET /clock shows `"virtual": false` and the POSTs are refused (409).
 
 A rule's JSON is controls.Rule's fields: {"action": "error", "api": "Produce",
 "error": "NOT_LEADER_OR_FOLLOWER", "count": 3}; an invalid one is answered 400 with
@@ -39,10 +56,12 @@ Kafka's protocol and carries no authentication: bind it to 127.0.0.1.
 
 import json
 import logging
+import urllib.parse
 
 import trio
 
 from trioka.controls.rules import Controls, Rule
+from trioka.observe.request_log import render_entries, select_entries
 
 log = logging.getLogger("trioka.admin")
 
@@ -51,7 +70,9 @@ MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 # A node control (a stop waits for the controlled and the graceful shutdown) may take this long.
 NODE_ACTION_TIMEOUT_S = 60.0
-NODE_ACTIONS = ("stop", "kill", "start", "isolate", "heal", "slow")
+# An advance of the virtual clock runs what falls due on the way: days take about a second.
+CLOCK_MOVE_TIMEOUT_S = 60.0
+NODE_ACTIONS = ("stop", "kill", "start", "isolate", "heal", "slow", "rtt")
 _REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found",
             405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
             413: "Payload Too Large", 500: "Internal Server Error"}
@@ -92,8 +113,10 @@ def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
     return method.upper(), target, headers
 
 
-def route(controls: Controls, method: str, path: str, body: bytes) -> tuple[int, object]:
-    """(status, JSON value) for one request: the whole API of the endpoint, plain `def`."""
+def route(controls: Controls, method: str, path: str, body: bytes,
+          controls_of=None) -> tuple[int, object]:
+    """(status, JSON value) for one request: the whole API of the endpoint, plain `def`.
+    `controls_of(node_id)`, where there are nodes, gives the rules of a rule's `node`."""
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
     if len(parts) == 1 and parts[0] in ("retention", "compaction"):
         if method != "POST":
@@ -114,11 +137,8 @@ def route(controls: Controls, method: str, path: str, body: bytes) -> tuple[int,
             except RecursionError:
                 raise HttpError(400, "the body is not JSON a rule can be: nested too deeply") \
                     from None
-            try:
-                rule = controls.add(Rule.from_dict(data))
-            except (ValueError, TypeError) as e:
-                raise HttpError(400, str(e)) from None
-            return 201, rule.to_dict()
+            added = _add_rules(controls, data, controls_of)
+            return 201, added if isinstance(data, list) else added[0]
         if method == "DELETE":
             return 200, {"removed": controls.clear()}
         raise HttpError(405, f"{method} /controls: use GET, POST or DELETE")
@@ -142,9 +162,32 @@ def route(controls: Controls, method: str, path: str, body: bytes) -> tuple[int,
     raise HttpError(405, f"{method} /controls/{what}: use GET or DELETE")
 
 
+def _add_rules(controls: Controls, data, controls_of) -> list[dict]:
+    """Add a POSTed rule, or list of rules, each to its node's rules (`node`, where
+    `controls_of` knows the nodes), all or none; the rules added, as data."""
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise HttpError(400, "no rules (an empty list)")
+    placed = []
+    for number, item in enumerate(items, 1):
+        where = f"rule {number}: " if isinstance(data, list) else ""
+        try:
+            rule = Rule.from_dict(item)
+            target = controls
+            if controls_of is not None and rule.node is not None:
+                target = controls_of(rule.node)
+            target.check(rule)
+        except (ValueError, TypeError, LookupError) as e:
+            raise HttpError(400, where + str(e.args[0] if e.args else e)) from None
+        except RuntimeError as e:
+            raise HttpError(409, where + str(e)) from None
+        placed.append((target, rule))
+    return [target.add(rule).to_dict() for target, rule in placed]
+
+
 class OneBroker:
     """The nodes of a single broker (no --nodes), as the endpoint sees them: this one. Its
-    NodeControls take isolate, heal and slow; stop, kill and start are refused."""
+    NodeControls take isolate, heal, slow and rtt; stop, kill and start are refused."""
 
     def __init__(self, server):
         self.server = server
@@ -165,6 +208,19 @@ class OneBroker:
         self._check(node_id)
         return self.server.controls
 
+    def request_logs(self) -> list:
+        """This broker's request log (observe/request_log.py), unless it keeps nothing."""
+        return [] if self.server.request_log is None else [self.server.request_log]
+
+    def clock_state(self) -> dict:
+        return self.server.broker.clock_state()
+
+    async def advance_time(self, ms: int) -> int:
+        return await self.server.broker.advance_time(ms)
+
+    async def set_time(self, wall_ms: int) -> int:
+        return await self.server.broker.set_time(wall_ms)
+
     async def act(self, node_id: int, action: str, ms: int | None = None) -> dict:
         self._check(node_id)
         controls = self.server.broker.node_controls
@@ -179,6 +235,8 @@ class OneBroker:
             controls.heal()
         elif action == "slow":
             controls.slow(ms)
+        elif action == "rtt":
+            controls.rtt(ms)
         else:
             raise ValueError(f"no node control {action!r}")
         return self.describe()[0]
@@ -200,6 +258,89 @@ def _slow_ms(body: bytes) -> int:
         raise HttpError(400, f'the body must be {{"ms": N}} with N a whole number of '
                              f'milliseconds, 0 or more, not {body[:100].decode("latin-1")!r}')
     return ms
+
+
+def _clock_ms(body: bytes, field: str) -> int:
+    """The whole number of milliseconds, 0 or more, of `{"<field>": N}`; HttpError 400."""
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, RecursionError):
+        raise HttpError(400, f'the body must be JSON: {{"{field}": N}}') from None
+    value = data.get(field) if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise HttpError(400, f'the body must be {{"{field}": N}} with N a whole number of '
+                             f'milliseconds, 0 or more, not {body[:100].decode("latin-1")!r}')
+    return value
+
+
+async def route_clock(nodes, method: str, path: str, body: bytes) -> tuple[int, object]:
+    """(status, JSON value) for a /clock request (virtual time, clock.py): GET the clock,
+    POST /clock/advance {"ms": N} or /clock/set {"wall_ms": N}; 409 on a real clock."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if nodes is None:
+        raise HttpError(404, "no clock here")
+    if len(parts) == 1:
+        if method != "GET":
+            raise HttpError(405, f"{method} /clock: use GET, or POST to /clock/advance or "
+                                 f"/clock/set")
+        return 200, nodes.clock_state()
+    if len(parts) > 2 or parts[1] not in ("advance", "set"):
+        raise HttpError(404, f"no such resource {path}; see /clock, /clock/advance, /clock/set")
+    if method != "POST":
+        raise HttpError(405, f"{method} {path}: use POST")
+    if parts[1] == "advance":
+        move, amount = nodes.advance_time, _clock_ms(body, "ms")
+    else:
+        move, amount = nodes.set_time, _clock_ms(body, "wall_ms")
+    try:
+        with trio.move_on_after(CLOCK_MOVE_TIMEOUT_S) as scope:
+            await move(amount)
+    except RuntimeError as e:          # a real clock
+        raise HttpError(409, str(e)) from None
+    except ValueError as e:            # set back
+        raise HttpError(400, str(e)) from None
+    if scope.cancelled_caught:
+        raise HttpError(500, f"the clock did not get there within {CLOCK_MOVE_TIMEOUT_S:g} s; "
+                             f"it is at {nodes.clock_state()['wall_ms']}")
+    return 200, nodes.clock_state()
+
+
+REQUESTS_PARAMETERS = ("api", "client_id", "since", "limit")
+
+
+async def route_requests(nodes, method: str, target: str) -> tuple[int, bytes]:
+    """GET /requests?api=&client_id=&since=&limit=: the request log (observe/request_log.py) of
+    the broker, or of every node of a cluster merged, as {"requests": [...]}. The entries are
+    chosen on the event loop and rendered to JSON in a worker thread."""
+    path, _, query = target.partition("?")
+    if [p for p in path.split("/") if p] != ["requests"]:
+        raise HttpError(404, f"no such resource {path}; see /requests")
+    if method != "GET":
+        raise HttpError(405, f"{method} /requests: use GET")
+    params = {}
+    for name, values in urllib.parse.parse_qs(query, keep_blank_values=True).items():
+        if name not in REQUESTS_PARAMETERS:
+            raise HttpError(400, f"unknown parameter {name!r}; /requests takes "
+                                 f"{', '.join(REQUESTS_PARAMETERS)}")
+        if len(values) > 1:
+            raise HttpError(400, f"{name} given {len(values)} times")
+        params[name] = values[0]
+    for name in ("since", "limit"):
+        if name in params:
+            if not params[name].isdigit():
+                raise HttpError(400, f"{name} must be a whole number, 0 or more, not "
+                                     f"{params[name]!r}")
+            params[name] = int(params[name])
+    logs = [] if nodes is None else nodes.request_logs()
+    try:
+        entries = select_entries(logs, params.get("api"), params.get("client_id"),
+                                 params.get("since"), params.get("limit"))
+    except ValueError as e:
+        raise HttpError(400, str(e)) from None
+
+    def body() -> bytes:
+        return json.dumps({"requests": render_entries(entries)}).encode() + b"\n"
+    return 200, await trio.to_thread.run_sync(body)
 
 
 async def route_nodes(nodes, method: str, path: str, body: bytes) -> tuple[int, object]:
@@ -229,7 +370,7 @@ async def route_nodes(nodes, method: str, path: str, body: bytes) -> tuple[int, 
                                  f"{', '.join(NODE_ACTIONS)}")
         if method != "POST":
             raise HttpError(405, f"{method} {path}: use POST")
-        ms = _slow_ms(body) if parts[2] == "slow" else None
+        ms = _slow_ms(body) if parts[2] in ("slow", "rtt") else None
         with trio.move_on_after(NODE_ACTION_TIMEOUT_S) as scope:
             node = await nodes.act(node_id, parts[2], ms)
         if scope.cancelled_caught:
@@ -244,11 +385,12 @@ async def route_nodes(nodes, method: str, path: str, body: bytes) -> tuple[int, 
         raise HttpError(409, str(e)) from None
 
 
-def answer(controls: Controls, method: str, path: str, body: bytes) -> tuple[int, object]:
+def answer(controls: Controls, method: str, path: str, body: bytes,
+           controls_of=None) -> tuple[int, object]:
     """`route`, with any failure of the operation answered 500: whatever one request does,
     the endpoint (and the broker it runs in) stays up."""
     try:
-        return route(controls, method, path, body)
+        return route(controls, method, path, body, controls_of)
     except HttpError:
         raise
     except Exception as e:
@@ -257,7 +399,8 @@ def answer(controls: Controls, method: str, path: str, body: bytes) -> tuple[int
 
 
 def response_bytes(status: int, value) -> bytes:
-    body = json.dumps(value, indent=None).encode() + b"\n"
+    """The HTTP response; `value` is JSON data, or bytes already JSON (route_requests')."""
+    body = value if isinstance(value, bytes) else json.dumps(value, indent=None).encode() + b"\n"
     head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"Connection: close\r\n\r\n")
@@ -307,7 +450,11 @@ async def handle_connection(controls: Controls | None, stream, nodes=None) -> No
             return
         if status is None:
             try:
-                if target.split("?", 1)[0].strip("/").split("/")[0] == "nodes":
+                if target.split("?", 1)[0].strip("/").split("/")[0] == "requests":
+                    status, value = await route_requests(nodes, method, target)
+                elif target.split("?", 1)[0].strip("/").split("/")[0] == "clock":
+                    status, value = await route_clock(nodes, method, target, body)
+                elif target.split("?", 1)[0].strip("/").split("/")[0] == "nodes":
                     status, value = await route_nodes(nodes, method, target, body)
                 else:
                     if controls is None:
@@ -315,7 +462,8 @@ async def handle_connection(controls: Controls | None, stream, nodes=None) -> No
                             controls = nodes.controls_of(None)
                         except RuntimeError as e:
                             raise HttpError(409, str(e)) from None
-                    status, value = answer(controls, method, target, body)
+                    status, value = answer(controls, method, target, body,
+                                           None if nodes is None else nodes.controls_of)
             except HttpError as e:
                 status, value = e.status, {"error": str(e)}
             except Exception as e:

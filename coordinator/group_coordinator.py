@@ -190,7 +190,7 @@ class GroupCoordinator:
         ErrorCode.NONE at once on a single broker. See ownership.replicated."""
         if self.cluster is None:
             return ErrorCode.NONE
-        return await replicated(self.cluster.replicas, self.clock, OFFSETS_TOPIC,
+        return await replicated(self.cluster.replicas, OFFSETS_TOPIC,
                                 self.partition_for(group_id), self.write_timeout_ms)
 
     def on_leadership(self, hosted, is_leader: bool) -> None:
@@ -288,6 +288,11 @@ class GroupCoordinator:
     def describe_group(self, group_id: str) -> ClassicGroup | None:
         """The group DescribeGroups describes; None when unknown (described as Dead)."""
         return self.groups.get(group_id)
+
+    def is_consumer_group(self, group_id: str) -> bool:
+        """Whether the id names a KIP-848 consumer group (which DescribeGroups does not
+        describe)."""
+        return group_id in self.consumer_groups
 
     def describe_consumer_group(self, group_id: str) -> ConsumerGroup:
         """ConsumerGroupDescribe: the group, or KafkaError (INVALID_GROUP_ID, GROUP_ID_NOT_FOUND

@@ -108,7 +108,7 @@ class CoordinatorPartitions:
         return self.states.pop(partition, None) is not None
 
 
-async def replicated(replicas, clock, topic: str, partition: int, timeout_ms: int) -> int:
+async def replicated(replicas, topic: str, partition: int, timeout_ms: int) -> int:
     """Wait until every record appended so far to `topic-partition` is on the whole ISR
     (Kafka's coordinator appends with required acks -1). ErrorCode.NONE, or the coordinator's
     code: NOT_COORDINATOR when the partition is no longer led here, COORDINATOR_NOT_AVAILABLE
@@ -120,7 +120,8 @@ async def replicated(replicas, clock, topic: str, partition: int, timeout_ms: in
     upto = hosted.log.log_end_offset
     if hosted.log.high_watermark >= upto:
         return ErrorCode.NONE
-    deadline = clock.monotonic() + timeout_ms / 1000
+    # On the replica manager's clock: replication keeps real time, also under virtual time.
+    deadline = replicas.clock.monotonic() + timeout_ms / 1000
     code = await replicas.wait_for_replicas(hosted, upto, deadline)
     if code == ErrorCode.NONE and not hosted.state.is_leader:
         code = ErrorCode.NOT_LEADER_OR_FOLLOWER

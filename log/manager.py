@@ -190,14 +190,30 @@ class TopicDeletion:
     files). LogManager.begin_topic_deletion makes one; end_topic_deletion frees the name once
     the dirs are renamed. An I/O error takes the dir offline; a restart removes any `-delete`
     dir left."""
-    __slots__ = ("name", "topic_id", "files", "moves", "renamed")
+    __slots__ = ("name", "topic_id", "files", "moves", "renamed", "open_logs", "flush_due")
 
-    def __init__(self, name: str, topic_id: uuid.UUID, files, moves: list[tuple[str, str]]):
+    def __init__(self, name: str, topic_id: uuid.UUID, files, moves: list[tuple[str, str]],
+                 open_logs: list, flush_due: set):
         self.name = name
         self.topic_id = topic_id
         self.files = files
         self.moves = moves              # (partition dir, its `-delete` name)
         self.renamed: list[str] = []    # the `-delete` dirs made so far
+        self.open_logs = open_logs      # the topic's logs not closed yet (close_logs)
+        self.flush_due = flush_due      # the manager's logs with a flush due
+
+    def close_logs(self, limit: int | None = None) -> bool:
+        """Close up to `limit` of the topic's logs (None: all) and wake their waiting fetches,
+        which look the partition up again: UNKNOWN_TOPIC_OR_PARTITION. True once every log is
+        closed, which the renames wait for. (About 20 us a partition, on the event loop: the
+        broker closes a topic of thousands in slices.)"""
+        n = len(self.open_logs) if limit is None else min(limit, len(self.open_logs))
+        for partition in self.open_logs[:n]:
+            self.flush_due.discard(partition)
+            partition.close(flush=False)
+            partition.wake_waiters()
+        del self.open_logs[:n]
+        return not self.open_logs
 
     def rename_dirs(self) -> None:
         for directory, doomed in self.moves:
@@ -922,13 +938,14 @@ class LogManager:
             self._deleted_dirs.extend(deletion.renamed)
         return deletion.topic_id
 
-    def begin_topic_deletion(self, name: str) -> TopicDeletion:
+    def begin_topic_deletion(self, name: str, *, close: bool = True) -> TopicDeletion:
         """delete_topic in three steps, so that the disk work (a rename per partition, then
         thousands of files removed) runs in a worker thread: this makes the topic gone at once
         (unregistered, its deletion in the journal, its logs closed and its waiting fetches
         woken) and reserves its name until `end_topic_deletion` (a new topic of that name
         meanwhile is TOPIC_ALREADY_EXISTS, as Kafka answered for a topic marked for deletion);
-        then `deletion.rename_dirs()` and `deletion.remove_dirs()` in a worker thread."""
+        then `deletion.rename_dirs()` and `deletion.remove_dirs()` in a worker thread. With
+        `close=False` the logs are left for `deletion.close_logs()` to close, in slices."""
         if name not in self._topics:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"unknown topic {name!r}")
         self.failure_channel.check()
@@ -936,14 +953,15 @@ class LogManager:
         self._topics_by_id.pop(topic.topic_id, None)
         self._record_topic(name)
         moves = []
-        for partition in topic.logs:
-            self.flush_due.discard(partition)
-            partition.close(flush=False)
-            partition.wake_waiters()   # its fetchers look it up again: UNKNOWN_TOPIC_OR_PARTITION
+        logs = topic.logs
+        for partition in logs:
             suffix = f"-{partition.partition}.{uuid.uuid4().hex}-delete"
             moves.append((partition.directory, name[:255 - len(suffix)] + suffix))
-        deletion = TopicDeletion(name, topic.topic_id, self.files, moves)
+        deletion = TopicDeletion(name, topic.topic_id, self.files, moves, list(logs),
+                                 self.flush_due)
         self._deleting[name] = deletion
+        if close:
+            deletion.close_logs()
         return deletion
 
     def end_topic_deletion(self, deletion: TopicDeletion) -> None:
@@ -998,14 +1016,55 @@ class LogManager:
         return sum(len(p.remove_expired_producers(now_ms, expiration_ms))
                    for p in self.all_partitions())
 
+    def next_producer_expiry_ms(self, expiration_ms: int) -> int | None:
+        """When `remove_expired_producers` would first forget a producer (None: never, while
+        nothing changes), for a virtual clock to skip the checks before (clock.py)."""
+        return min((t for p in self.all_partitions()
+                    if (t := p.next_producer_expiry_ms(expiration_ms)) is not None),
+                   default=None)
+
+    def next_retention_ms(self) -> int | None:
+        """When `delete_old_segments` would first delete something (PartitionLog's
+        next_retention_ms; None: not while nothing changes), for a virtual clock to skip the
+        retention passes before (clock.py)."""
+        if self.failure_channel.offline:
+            return None
+        return min((t for info in self._topics.values() if not info.overrides_unknown
+                    for p in info.logs if (t := p.next_retention_ms()) is not None),
+                   default=None)
+
     def delete_old_segments(self, now_ms: int) -> int:
         """Retention pass over every partition (Kafka: every log.retention.check.interval.ms),
         but those of topics whose stored overrides could not all be applied
         (TopicInfo.overrides_unknown). Returns the number of segments deleted."""
+        return sum(self.retention_steps(now_ms, per_step=None))
+
+    def retention_steps(self, now_ms: int, per_step: int | None = 1000):
+        """The retention pass in steps of `per_step` partitions (None: one step), yielding the
+        segments each step deleted: the broker's retention task serves clients in between, as
+        a pass over 10,000 partitions is some 30 ms. A topic deleted between two steps is
+        skipped."""
         if self.failure_channel.offline:
-            return 0
-        return sum(p.delete_old_segments(now_ms) for info in self._topics.values()
-                   if not info.overrides_unknown for p in info.logs)
+            return
+        topics = [info for info in self._topics.values() if not info.overrides_unknown]
+        deleted = done = 0
+        for info in topics:
+            index = 0
+            # The topic and each log are looked up again after every step: a topic deleted or
+            # a replica dropped meanwhile is not touched.
+            while self._topics.get(info.name) is info and index < len(info.partitions):
+                log = info.partitions[index]
+                index += 1
+                if log is None:
+                    continue
+                deleted += log.delete_old_segments(now_ms)
+                done += 1
+                if per_step is not None and done >= per_step:
+                    yield deleted
+                    deleted = done = 0
+                    if self.failure_channel.offline:
+                        return
+        yield deleted
 
     # ---------------------------------------------------------------------- a node of a cluster
     #

@@ -451,6 +451,11 @@ class PartitionLog:
         """The producers this partition keeps state for (DescribeProducers)."""
         return self.producer_state.active_producers()
 
+    def next_producer_expiry_ms(self, expiration_ms: int) -> int | None:
+        """When `remove_expired_producers` would first forget a producer here (None: never,
+        while nothing changes)."""
+        return self.producer_state.next_expiry_ms(expiration_ms)
+
     def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> list[int]:
         """Forget the producers idle for `producer.id.expiration.ms` with no transaction open
         here (ProducerStateManager.remove_expired_producers); their ids."""
@@ -881,6 +886,32 @@ class PartitionLog:
             self._set_segments(self.segments[1:])
             count += 1
         return count
+
+    def next_retention_ms(self) -> int | None:
+        """The wall time from which `delete_old_segments` would delete something, as the log is
+        now (a time already past when it would at once; None when only a change of the log,
+        its high watermark or its config could make it). Kafka's retention runs on a timer;
+        this lets a virtual clock (clock.py) skip the passes that would do nothing."""
+        if len(self.segments) > 1 and self.segments[1].base_offset <= self.log_start_offset:
+            return 0
+        if not self.config.delete:
+            return None
+        segment = self.segments[0]
+        is_active = len(self.segments) == 1
+        if segment.size == 0 and is_active:
+            return None
+        segment_end = self.log_end_offset if is_active else self.segments[1].base_offset
+        if segment_end > self.high_watermark:
+            return None
+        retention_bytes = self.config.retention_bytes
+        if retention_bytes >= 0 and self.size - retention_bytes >= segment.size:
+            return 0
+        if self.config.retention_ms < 0:
+            return None
+        timestamp = segment.max_timestamp
+        if timestamp < 0:
+            timestamp = segment.created_ms
+        return timestamp + self.config.retention_ms + 1   # delete_old_segments: age > retention
 
     def delete_old_segments(self, now_ms: int) -> int:
         """Retention (cleanup.policy=delete): delete the oldest segments while they are older

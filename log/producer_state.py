@@ -232,6 +232,12 @@ class ProducerStateManager:
         return (entry.current_txn_first_offset is None
                 and now_ms - entry.last_timestamp >= expiration_ms)
 
+    def next_expiry_ms(self, expiration_ms: int) -> int | None:
+        """When the first producer here expires (`is_expired` holds from then on, while
+        nothing else changes); None when none can (none, or each with a transaction open)."""
+        return min((entry.last_timestamp + expiration_ms for entry in self.producers.values()
+                    if entry.current_txn_first_offset is None), default=None)
+
     def remove_expired_producers(self, now_ms: int, expiration_ms: int) -> list[int]:
         """Forget every expired producer; their ids."""
         expired = [pid for pid, entry in self.producers.items()

@@ -33,8 +33,9 @@ A node's lifecycle, as the admin endpoint and `trioka.Cluster` show it:
 away, when the broker can) and then the ordinary graceful shutdown, which flushes, checkpoints
 and writes the clean-shutdown marker. `kill()` is SIGKILL: the node's tasks are cancelled, its
 sockets dropped, its files closed with nothing flushed or marked clean, its memory discarded;
-`start()` recovers it from its log dir as after a crash. `isolate()`, `heal()` and `slow(ms)` set
-the node's `NodeControls` (node/controls.py), which live as long as the cluster, across restarts.
+`start()` recovers it from its log dir as after a crash. `isolate()`, `heal()`, `slow(ms)` and
+`rtt(ms)` set the node's `NodeControls` (node/controls.py), which live as long as the cluster,
+across restarts.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import socket
 
 import trio
 
-from trioka.clock import Clock
+from trioka.clock import Clock, VirtualClock
 from trioka.config import KEYS, Config, parse_listeners, read_properties
 from trioka.log.checkpoint import random_uuid, uuid_to_base64
 from trioka.node.controls import NodeControls
@@ -260,7 +261,7 @@ class LocalNode:
         return {"id": self.node_id, "state": self.state, "roles": self.roles,
                 "listeners": self.listeners, "rack": self.config.broker_rack or None,
                 "isolated": self.controls.isolated,
-                "slow_ms": self.controls.slow_ms}
+                "slow_ms": self.controls.slow_ms, "rtt_ms": self.controls.rtt_ms}
 
     # --- lifecycle ---
 
@@ -270,7 +271,7 @@ class LocalNode:
         if self.state == RUNNING:
             return
         await self.wait_stopped()
-        server = Server(self.config, node_controls=self.controls)
+        server = Server(self.config, node_controls=self.controls, clock=self.cluster.broker_clock)
         try:
             await self.cluster.nursery.start(self._serve, server)
         except (OSError, BaseExceptionGroup) as e:
@@ -350,6 +351,9 @@ class LocalNode:
     def slow(self, ms: int) -> None:
         self.controls.slow(ms)
 
+    def rtt(self, ms: int) -> None:
+        self.controls.rtt(ms)
+
 
 def os_error_in(error: BaseException) -> OSError | None:
     """The OSError a failed start raised (a port in use), even inside an exception group."""
@@ -388,11 +392,22 @@ class LocalCluster:
                  clock: Clock | None = None):
         if not configs:
             raise ValueError("a cluster needs at least 1 node")
+        # The cluster's own waits (a node's stop, its let-go): real time.
         self.clock = clock or Clock()
+        # With trioka.virtual.time every node's broker runs on this one virtual clock (across
+        # restarts too), so that one advance moves the whole cluster; None: each its own real
+        # clock. The nodes' links to each other keep real time (BrokerState.network_clock).
+        self.broker_clock = VirtualClock() if configs[0].trioka_virtual_time else None
         self.nodes = [LocalNode(self, config) for config in configs]
         self._by_id = {node.node_id: node for node in self.nodes}
         if len(self._by_id) != len(self.nodes):
             raise ValueError("two nodes have the same node.id")
+        faults = configs[0].trioka_faults_file
+        if faults:
+            # Each node takes its rules from the fault file when it starts; a rule for a node
+            # that is not in the cluster would never apply (controls/fault_file.py).
+            from trioka.controls.fault_file import check_nodes, read_fault_file
+            check_nodes(read_fault_file(faults), self._by_id, f"fault file {faults}")
         self.admin_listener = admin_listener or None
         self.admin_address: tuple[str, int] | None = None
         self.cluster_id = configs[0].cluster_id
@@ -457,6 +472,39 @@ class LocalCluster:
     def describe(self) -> list[dict]:
         return [node.describe() for node in self.nodes]
 
+    # --- virtual time (clock.py VirtualClock): the one clock of every node ---
+
+    def clock_state(self) -> dict:
+        """The nodes' clock as GET /clock shows it: {"wall_ms": ..., "virtual": ...}."""
+        clock = self.broker_clock or self.clock
+        return {"wall_ms": clock.wall_ms(), "virtual": clock.virtual}
+
+    def _virtual_clock(self) -> VirtualClock:
+        if self.broker_clock is None:
+            raise RuntimeError("the cluster's clock is real time: start it with virtual time "
+                               "(trioka.virtual.time=true, `trioka serve --nodes N "
+                               "--virtual-time`) to move it")
+        return self.broker_clock
+
+    async def advance_time(self, ms: int) -> int:
+        """Move every node's virtual clock `ms` milliseconds forward (BrokerState.advance_time);
+        the wall time after."""
+        clock = self._virtual_clock()
+        await clock.advance(ms)
+        return clock.wall_ms()
+
+    async def set_time(self, wall_ms: int) -> int:
+        """Move every node's virtual clock to `wall_ms` (not back); the wall time after."""
+        clock = self._virtual_clock()
+        await clock.set_time(wall_ms)
+        return clock.wall_ms()
+
+    def request_logs(self) -> list:
+        """The request logs (observe/request_log.py) of the nodes that have run, stopped ones
+        included (a restarted node's starts anew)."""
+        return [node.server.request_log for node in self.nodes
+                if node.server is not None and node.server.request_log is not None]
+
     def controls_of(self, node_id: int | None = None):
         """The fault rules (controls/rules.py) of a running node; node 1's by default."""
         node = self.nodes[0] if node_id is None else self.node(node_id)
@@ -465,7 +513,7 @@ class LocalCluster:
         return node.server.controls
 
     async def act(self, node_id: int, action: str, ms: int | None = None) -> dict:
-        """Do one node control (stop, kill, start, isolate, heal, slow) and return the node as
+        """Do one node control (stop, kill, start, isolate, heal, slow, rtt) and return the node as
         it is after. LookupError for an unknown node, ValueError for a bad action or `ms`."""
         node = self.node(node_id)
         if action == "stop":
@@ -481,6 +529,8 @@ class LocalCluster:
             node.heal()
         elif action == "slow":
             node.slow(ms)
+        elif action == "rtt":
+            node.rtt(ms)
         else:
             raise ValueError(f"no node control {action!r}")
         return node.describe()

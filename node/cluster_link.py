@@ -78,7 +78,9 @@ class ClusterLink:
         from trioka.replica.manager import ReplicaManager
         self.broker = broker
         self.config = broker.config
-        self.clock = broker.clock
+        # Registration, heartbeats, metadata, replication: the liveness of the cluster, on real
+        # time also when the broker's clock is virtual (broker.network_clock).
+        self.clock = broker.network_clock
         self.node_id = broker.node_id
         self.controller_id, self.controller_host, self.controller_port = \
             controller_address(self.config)
@@ -220,9 +222,9 @@ class ClusterLink:
         return listener_name
 
     def supported_features(self) -> dict:
-        from trioka.config import SUPPORTED
+        from trioka.config import supported_features
         from trioka.metadata.records import METADATA_VERSION, METADATA_VERSION_LEVEL
-        features = dict(SUPPORTED)
+        features = dict(supported_features(self.config))
         features[METADATA_VERSION] = (1, METADATA_VERSION_LEVEL)
         return features
 
@@ -307,13 +309,19 @@ class ClusterLink:
     def live_brokers(self, listener_name: str | None) -> list[tuple[int, str, int, str | None]]:
         """(id, host, port, rack) of the unfenced brokers with that listener (KRaft's
         metadata cache lists only those)."""
+        return self.registered_brokers(listener_name, fenced=False)
+
+    def registered_brokers(self, listener_name: str | None, *, fenced: bool
+                           ) -> list[tuple[int, str, int, str | None]]:
+        """(id, host, port, rack) of the registered brokers with that listener that are fenced
+        (`fenced`) or not."""
         image = self.image
         out = []
         if image is None:
             return out
         for broker_id in sorted(image.brokers):
             registration = image.brokers[broker_id]
-            if registration.fenced:
+            if registration.fenced != fenced:
                 continue
             endpoint = registration.listeners.get(listener_name) if listener_name else None
             if endpoint is None:

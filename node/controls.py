@@ -10,14 +10,21 @@ after `replica.lag.time.max.ms`). `NodeControls` is that state for one node, pur
   the controller listener, Fetch and OffsetForLeaderEpoch from a replica). Clients still reach
   it, as clients of a partitioned broker do.
 - `slow_ms`: the node's replica fetcher waits that long before each fetch it sends.
+- `rtt_ms`: a round-trip delay of the node's network: every response the node sends, to
+  clients and to other nodes, waits that long before it goes out (the way to the node and back
+  as one wait). A connection is served one request at a time, so requests a client pipelines
+  on one connection wait one after another, a pessimistic model of a slow link.
 
-`isolate()`, `heal()` and `slow(ms)` change it; `changed()` is an event set at the next change
-(then replaced), so a task waiting on the state wakes when it moves, as with `controls.rules`.
+`isolate()`, `heal()`, `slow(ms)` and `rtt(ms)` change it; `changed()` is an event set at the
+next change (then replaced), so a task waiting on the state wakes when it moves, as with
+`controls.rules`.
 """
 
 from __future__ import annotations
 
 import trio
+
+MAX_RTT_MS = 600_000    # ten minutes at most, as a delay control (controls/rules.py)
 
 
 class NodeControls:
@@ -26,10 +33,12 @@ class NodeControls:
     def __init__(self) -> None:
         self.isolated = False
         self.slow_ms = 0
+        self.rtt_ms = 0
         self._changed = trio.Event()
 
     def __repr__(self) -> str:
-        return f"NodeControls(isolated={self.isolated}, slow_ms={self.slow_ms})"
+        return f"NodeControls(isolated={self.isolated}, slow_ms={self.slow_ms}, " \
+               f"rtt_ms={self.rtt_ms})"
 
     def isolate(self) -> None:
         """Cut the node off from the other nodes (both directions)."""
@@ -37,9 +46,10 @@ class NodeControls:
         self._update()
 
     def heal(self) -> None:
-        """End every fault: reachable again, fetching at full speed."""
+        """End every fault: reachable again, fetching and answering at full speed."""
         self.isolated = False
         self.slow_ms = 0
+        self.rtt_ms = 0
         self._update()
 
     def slow(self, ms: int) -> None:
@@ -49,8 +59,15 @@ class NodeControls:
         self.slow_ms = ms
         self._update()
 
+    def rtt(self, ms: int) -> None:
+        """Hold every response of this node `ms` milliseconds before sending it (0: none)."""
+        if isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= MAX_RTT_MS:
+            raise ValueError(f"rtt_ms must be an integer from 0 to {MAX_RTT_MS}, not {ms!r}")
+        self.rtt_ms = ms
+        self._update()
+
     def state(self) -> dict:
-        return {"isolated": self.isolated, "slow_ms": self.slow_ms}
+        return {"isolated": self.isolated, "slow_ms": self.slow_ms, "rtt_ms": self.rtt_ms}
 
     def changed(self) -> trio.Event:
         """Set at the next change of the faults (then replaced)."""

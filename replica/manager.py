@@ -80,6 +80,9 @@ class ReplicaManager:
                  broker_epoch):
         self.node_id = node_id
         self.logs = logs
+        # Replication's waits and the ISR's lag times: the cluster's liveness, on real time
+        # also under virtual time; what the logs record (roll and truncation times) is on the
+        # logs' clock, the broker's.
         self.clock = clock
         self.config = config
         self.send_alter_partition = send_alter_partition
@@ -393,7 +396,7 @@ class ReplicaManager:
             log.warning("Truncating %s-%d to offset %d (log end offset %d): it diverged from "
                         "leader %d", hosted.topic, hosted.index, truncation_state.offset,
                         plog.log_end_offset, hosted.state.leader_id)
-            plog.truncate_to(truncation_state.offset, self.clock.wall_ms())
+            plog.truncate_to(truncation_state.offset, self.logs.clock.wall_ms())
         hosted.state.truncated(truncation_state, log_end_offset=plog.log_end_offset)
         plog.set_high_watermark(hosted.state.high_watermark)
 
@@ -403,7 +406,7 @@ class ReplicaManager:
         log.warning("%s-%d: the leader's log starts at %d, past this replica's end %d; "
                     "starting over there", hosted.topic, hosted.index, offset,
                     hosted.log.log_end_offset)
-        hosted.log.truncate_fully_and_start_at(offset, self.clock.wall_ms())
+        hosted.log.truncate_fully_and_start_at(offset, self.logs.clock.wall_ms())
         hosted.state.follower_fetched(log_end_offset=hosted.log.log_end_offset,
                                       log_start_offset=hosted.log.log_start_offset,
                                       leader_high_watermark=offset)
@@ -415,7 +418,7 @@ class ReplicaManager:
         log start offset."""
         plog = hosted.log
         if records is not None and len(records):
-            plog.append_as_follower(records, now_ms=self.clock.wall_ms())
+            plog.append_as_follower(records, now_ms=self.logs.clock.wall_ms())
         if leader_log_start_offset > plog.log_start_offset and \
                 leader_log_start_offset <= plog.high_watermark:
             plog.delete_records_before(leader_log_start_offset)

@@ -3,6 +3,12 @@
     with trioka.Broker() as broker:               # a free port, a temporary data directory
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
 
+    with trioka.Broker(kafka_version="3.7") as broker:   # posing as Kafka 3.7 (wire/releases.py)
+
+    with trioka.Broker(virtual_time=True) as broker:     # a clock that moves only when told:
+        broker.advance_time(8 * 24 * 3600 * 1000)        # 8 days pass, timeouts and retention
+                                                         # run in order (clock.py); set_time too
+
 The broker runs its own trio loop in a background thread; `Broker` methods are safe to call from
 any other thread. Trio code can instead run it in its own nursery:
 
@@ -34,8 +40,10 @@ import threading
 import trio
 
 from trioka.config import Config
+from trioka.controls.fault_file import check_nodes, read_fault_file, rules_from_json
 from trioka.controls.rules import RuleShortcuts
 from trioka.node.cluster import LocalCluster, cluster_configs, os_error_in
+from trioka.observe.request_log import render_entries, select_entries
 from trioka.server import Server
 
 _names = itertools.count(1)
@@ -47,6 +55,12 @@ def _config(config: Config | dict | None, memory: bool, data_dir: str | None,
         cfg = config
     else:
         cfg = Config(config or {})
+    if "kafka_version" in settings:     # the Kafka release to pose as: trioka.kafka.version
+        settings = {**settings, "trioka_kafka_version": settings["kafka_version"]}
+        del settings["kafka_version"]
+    if "virtual_time" in settings:      # a clock that moves only when told: trioka.virtual.time
+        settings = {**settings, "trioka_virtual_time": settings["virtual_time"]}
+        del settings["virtual_time"]
     cfg.update({k.replace("_", "."): v for k, v in settings.items()})
     if not cfg.is_set("listeners"):
         cfg.set("listeners", "PLAINTEXT://127.0.0.1:0")
@@ -58,16 +72,22 @@ def _config(config: Config | dict | None, memory: bool, data_dir: str | None,
 
 @contextlib.asynccontextmanager
 async def open_broker(config: Config | dict | None = None, *, memory: bool = False,
-                      data_dir: str | None = None, **settings):
-    """Run a broker in the current trio nursery; yields the Server (bootstrap_servers, broker)."""
+                      data_dir: str | None = None, faults: list | dict | None = None,
+                      faults_file: str | None = None, **settings):
+    """Run a broker in the current trio nursery; yields the Server (bootstrap_servers, broker).
+    `faults` / `faults_file`: fault rules in force from the start, as for Broker."""
+    rules = _fault_rules(faults, faults_file, settings)
     tmp = None
     if not memory and not data_dir and not (isinstance(config, Config) and config.is_set(
             "log.dirs")):
         tmp = data_dir = tempfile.mkdtemp(prefix="trioka-")
     cfg = _config(config, memory, data_dir, settings)
+    check_nodes(rules, [cfg.node_id_value], "faults")
     try:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(Server(cfg).run)
+            server = Server(cfg)
+            server.controls.load(rules)
+            server = await nursery.start(server.run)
             try:
                 yield server
             finally:
@@ -77,20 +97,36 @@ async def open_broker(config: Config | dict | None = None, *, memory: bool = Fal
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _fault_rules(faults, faults_file: str | None, settings: dict) -> list[dict]:
+    """The rules of `faults` (a rule or a list), checked; `faults_file` becomes the config key
+    trioka.faults.file in `settings`, its rules checked now (the broker reads it at start)."""
+    if faults_file is not None:
+        read_fault_file(faults_file)
+        settings["trioka_faults_file"] = faults_file
+    return [] if faults is None else rules_from_json(faults, "faults")
+
+
 class Broker:
     """A broker on a free port in a background thread; a context manager.
 
     `memory=True` keeps the logs in memory; otherwise they go to `data_dir`, or to a temporary
-    directory removed on exit. Other keyword arguments are Kafka config keys with underscores
+    directory removed on exit. `virtual_time=True` (config key `trioka.virtual.time`) runs it
+    on a virtual clock: `advance_time(ms)`, `set_time(wall_ms)`. `faults` (a rule or a list of
+    rules, as POST /controls takes them) and `faults_file` (config key `trioka.faults.file`) are
+    fault rules in force from the start (controls/fault_file.py); ValueError here for an
+    invalid one. Other keyword arguments are Kafka config keys with underscores
     (`num_partitions=3`).
     """
 
     def __init__(self, config: Config | dict | None = None, *, memory: bool = False,
-                 data_dir: str | None = None, **settings):
+                 data_dir: str | None = None, faults: list | dict | None = None,
+                 faults_file: str | None = None, **settings):
+        self._faults = _fault_rules(faults, faults_file, settings)
         self._tmp = None
         if not memory and not data_dir:
             self._tmp = data_dir = tempfile.mkdtemp(prefix="trioka-")
         self.config = _config(config, memory, data_dir, settings)
+        check_nodes(self._faults, [self.config.node_id_value], "faults")
         self.data_dir = self.config.data_dir
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -113,6 +149,7 @@ class Broker:
         async def main():
             self._token = trio.lowlevel.current_trio_token()
             server = Server(self.config)
+            server.controls.load(self._faults)
             async with trio.open_nursery() as nursery:
                 self._server = await nursery.start(server.run)
                 self._ready.set()
@@ -171,6 +208,25 @@ class Broker:
         """Run the log cleaner over every compacted topic now; the partitions cleaned."""
         return self.call(lambda b: b.compact_now())
 
+    # --- virtual time (Broker(virtual_time=True); clock.py VirtualClock) ---
+
+    def advance_time(self, ms: int) -> int:
+        """Move the broker's virtual clock `ms` milliseconds forward, running in order what
+        falls due on the way (timeouts, retention, expirations); returns once that has run,
+        with the clock's wall time. RuntimeError on a real clock, ValueError for ms < 0."""
+        return trio.from_thread.run(lambda: self._server.broker.advance_time(ms),
+                                    trio_token=self._token)
+
+    def set_time(self, wall_ms: int) -> int:
+        """Move the virtual clock to `wall_ms` (ms since the epoch), as advance_time does;
+        ValueError for a time before the clock's."""
+        return trio.from_thread.run(lambda: self._server.broker.set_time(wall_ms),
+                                    trio_token=self._token)
+
+    def wall_ms(self) -> int:
+        """The broker's clock: milliseconds since the epoch (virtual or real)."""
+        return self.call(lambda b: b.clock.wall_ms())
+
     def unique_topic_name(self, prefix: str = "topic") -> str:
         return f"{prefix}-{os.getpid()}-{next(_names)}"
 
@@ -185,6 +241,18 @@ class Broker:
         """Fault injection (controls/rules.py): `broker.controls.error("NOT_LEADER_OR_FOLLOWER",
         api="Produce", count=3)`, run in the broker's thread."""
         return ControlsProxy(self)
+
+    def requests(self, api=None, client_id: str | None = None, since: int | None = None,
+                 limit: int | None = None) -> list[dict]:
+        """The request log (observe/request_log.py): every request served and its response as
+        dicts, oldest first; `api` (Produce, PRODUCE or 0), `client_id`, `since` (an entry's
+        `seq`: those logged after it) and `limit` (the newest N) narrow it. The entries are
+        chosen in the broker's thread and rendered in the caller's, so reading a long log does
+        not hold up the broker."""
+        def chosen(b):
+            logs = [] if b.request_log is None else [b.request_log]
+            return select_entries(logs, api, client_id, since, limit)
+        return render_entries(self.call(chosen))
 
 
 def _cluster_setup(nodes: int, config: Config | dict | None, memory: bool,
@@ -341,11 +409,32 @@ class Cluster:
         """Every node as the admin endpoint's GET /nodes shows it."""
         return self.call(lambda c: c.describe())
 
+    # --- virtual time (Cluster(virtual_time=True): one virtual clock for every node) ---
+
+    def advance_time(self, ms: int) -> int:
+        """Move the nodes' virtual clock `ms` milliseconds forward, as Broker.advance_time."""
+        return self.run(lambda c: c.advance_time(ms))
+
+    def set_time(self, wall_ms: int) -> int:
+        """Move the nodes' virtual clock to `wall_ms`, as Broker.set_time."""
+        return self.run(lambda c: c.set_time(wall_ms))
+
+    def wall_ms(self) -> int:
+        """The nodes' clock: milliseconds since the epoch (virtual or real)."""
+        return self.call(lambda c: c.clock_state()["wall_ms"])
+
+    def requests(self, api=None, client_id: str | None = None, since: int | None = None,
+                 limit: int | None = None) -> list[dict]:
+        """Every node's request log merged in the order the entries were logged (each names
+        its `node`); the filters of Broker.requests. A restarted node's log starts anew."""
+        return render_entries(self.call(
+            lambda c: select_entries(c.request_logs(), api, client_id, since, limit)))
+
 
 class NodeProxy:
     """One node of an embedded Cluster; each call runs in the cluster's thread and returns once
     done: `stop()` (controlled shutdown), `kill()` (as SIGKILL), `start()` (recovers from its
-    log dir), `isolate()`, `heal()`, `slow(ms)`."""
+    log dir), `isolate()`, `heal()`, `slow(ms)`, `rtt(ms)`."""
 
     def __init__(self, cluster: Cluster, node_id: int):
         self.cluster = cluster
@@ -375,6 +464,10 @@ class NodeProxy:
     def slow(self, ms: int) -> None:
         self._act("slow", ms)
 
+    def rtt(self, ms: int) -> None:
+        """Hold each response of the node `ms` milliseconds (a round trip; 0: none)."""
+        self._act("rtt", ms)
+
     def describe(self) -> dict:
         return self.cluster.call(lambda c: c.node(self.node_id).describe())
 
@@ -390,6 +483,10 @@ class NodeProxy:
     @property
     def slow_ms(self) -> int:
         return self.describe()["slow_ms"]
+
+    @property
+    def rtt_ms(self) -> int:
+        return self.describe()["rtt_ms"]
 
     @property
     def bootstrap_servers(self) -> str:

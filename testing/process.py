@@ -274,7 +274,7 @@ class ClusterProcess(BrokerProcess):
     """`python -m trioka serve --nodes N`: N nodes of a cluster in one child process (node 1 the
     controller too), each printing its ready line; `bootstrap` lists every node. `node(id,
     action)` drives the node controls through the admin endpoint (`stop`, `kill`, `start`,
-    `isolate`, `heal`, or `slow` with `ms`); `nodes()` is what GET /nodes says."""
+    `isolate`, `heal`, or `slow` and `rtt` with `ms`); `nodes()` is what GET /nodes says."""
 
     def __init__(self, nodes: int = 3, data_dir: str | None = None, *, overrides=None, args=()):
         super().__init__(data_dir, overrides=overrides, args=["--nodes", str(nodes), *args])
@@ -288,7 +288,7 @@ class ClusterProcess(BrokerProcess):
         return super().start(timeout)
 
     def node(self, node_id: int, action: str, ms: int | None = None) -> dict:
-        body = {"ms": ms} if action == "slow" else None
+        body = {"ms": ms} if action in ("slow", "rtt") else None
         return ControlsClient(self.admin, timeout=60).call("POST", f"/nodes/{node_id}/{action}",
                                                            body)
 

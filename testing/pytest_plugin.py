@@ -14,6 +14,19 @@ partition; call `kafka_broker.create_topic(partitions=6)` for others.
         ... kafka_cluster.bootstrap_servers ...
         kafka_cluster.node(2).kill()
         kafka_cluster.node(2).start()
+
+`kafka_broker_virtual` is a fresh broker per test on virtual time (`trioka.Broker(virtual_time=
+True)`, clock.py): its clock stands still until the test moves it, so time-based behaviour is
+tested without sleeping, and the same steps give the same results:
+
+    def test_old_data_goes(kafka_broker_virtual):
+        topic = kafka_broker_virtual.create_topic(configs={"retention.ms": "604800000"})
+        ... produce ...
+        kafka_broker_virtual.advance_time(8 * 24 * 3600 * 1000)   # retention runs on the way
+        kafka_broker_virtual.set_time(epoch_ms)                     # or to a given time
+
+Per test, since tests move its clock (a clock shared by tests would make each depend on the
+others).
 """
 
 import pytest
@@ -41,3 +54,12 @@ def kafka_cluster():
     from trioka.testing.embedded import Cluster
     with Cluster(nodes=3) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def kafka_broker_virtual():
+    """A fresh broker per test on virtual time: `advance_time(ms)`, `set_time(wall_ms)`,
+    `wall_ms()` (testing/embedded.py Broker)."""
+    from trioka.testing.embedded import Broker
+    with Broker(virtual_time=True) as broker:
+        yield broker

@@ -11,7 +11,8 @@ from hypothesis import given, settings, strategies as st
 from trioka.apis import APIS
 from trioka.controls import endpoint
 from trioka.controls.rules import MAX_DELAY_MS, Controls, Rule, encode_error_response
-from trioka.wire.error_response import error_response, request_topics
+from trioka.wire.error_response import error_response
+from trioka.wire.request_names import request_topics
 from trioka.wire import protocol, schema
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode

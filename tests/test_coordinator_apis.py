@@ -83,10 +83,10 @@ async def test_api_versions_advertises_group_apis(wire):
     r = await wire.call(K.API_VERSIONS, 3, client_software_name="t", client_software_version="1")
     ranges = {k.api_key: (k.min_version, k.max_version) for k in r.api_keys}
     assert ranges[K.OFFSET_COMMIT] == (2, 9) and ranges[K.OFFSET_FETCH] == (1, 9)
-    assert ranges[K.FIND_COORDINATOR] == (0, 6) and ranges[K.JOIN_GROUP] == (2, 9)
+    assert ranges[K.FIND_COORDINATOR] == (0, 6) and ranges[K.JOIN_GROUP] == (0, 9)
     assert ranges[K.HEARTBEAT] == (0, 4) and ranges[K.LEAVE_GROUP] == (0, 5)
-    assert ranges[K.SYNC_GROUP] == (0, 5) and ranges[K.DESCRIBE_GROUPS] == (0, 5)
-    assert ranges[K.LIST_GROUPS] == (0, 5) and ranges[K.DELETE_GROUPS] == (1, 2)
+    assert ranges[K.SYNC_GROUP] == (0, 5) and ranges[K.DESCRIBE_GROUPS] == (0, 6)
+    assert ranges[K.LIST_GROUPS] == (0, 5) and ranges[K.DELETE_GROUPS] == (0, 2)
     assert ranges[K.OFFSET_DELETE] == (0, 0)
 
 

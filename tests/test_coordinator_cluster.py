@@ -42,6 +42,7 @@ class Node:
         self.controller = controller
         self.nodes = nodes
         self.clock = clock
+        self.network_clock = clock
         self.config = Config({"replica.lag.time.max.ms": "10000",
                               "offsets.topic.num.partitions": str(PARTITIONS),
                               "transaction.state.log.num.partitions": str(PARTITIONS),

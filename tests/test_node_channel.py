@@ -232,8 +232,8 @@ async def test_requests_go_one_at_a_time():
 def test_controls_validate_slow():
     controls = NodeControls()
     controls.slow(250)
-    assert controls.state() == {"isolated": False, "slow_ms": 250}
+    assert controls.state() == {"isolated": False, "slow_ms": 250, "rtt_ms": 0}
     with pytest.raises(ValueError):
         controls.slow(-1)
     controls.heal()
-    assert controls.state() == {"isolated": False, "slow_ms": 0}
+    assert controls.state() == {"isolated": False, "slow_ms": 0, "rtt_ms": 0}

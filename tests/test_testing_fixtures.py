@@ -1,7 +1,8 @@
 """The pytest fixtures trioka gives its users (testing/pytest_plugin.py, entry point `pytest11`),
 checked the way a user meets them: a small test file run by a pytest of its own (pytest's
 `pytester`, in a subprocess so that the broker thread and librdkafka's threads end with it), with
-nothing but the installed plugin to provide `kafka_broker` and `kafka_topic`.
+nothing but the installed plugin to provide `kafka_broker`, `kafka_topic` and
+`kafka_broker_virtual`.
 """
 
 import pytest
@@ -94,3 +95,47 @@ def test_kafka_topic_is_a_fresh_topic_of_its_own_in_every_test(pytester):
     assert {(partitions, high_watermark) for _, partitions, high_watermark, _ in rows} == \
         {("1", "0")}
     assert len({servers for _, _, _, servers in rows}) == 1
+
+
+# A broker on virtual time per test: its clock is the test's to move, and the next test's is
+# fresh (at the real time again).
+VIRTUAL_TIME = """
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+T0 = 1_893_456_000_000      # 2030-01-01T00:00:00Z
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def test_the_clock_is_the_tests(kafka_broker_virtual):
+    broker = kafka_broker_virtual
+    assert broker.set_time(T0) == T0
+    topic = broker.create_topic(configs={"message.timestamp.type": "LogAppendTime"})
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    producer.produce(topic, value=b"stamped")
+    assert producer.flush(30) == 0
+    assert broker.advance_time(WEEK_MS) == T0 + WEEK_MS == broker.wall_ms()
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers,
+                         "group.id": "virtual-fixture-check", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    try:
+        deadline = time.monotonic() + 30
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+        assert message is not None and message.error() is None, message
+        assert (message.value(), message.timestamp()) == (b"stamped", (2, T0))
+    finally:
+        consumer.close()
+
+
+def test_the_next_test_has_a_fresh_clock(kafka_broker_virtual):
+    assert abs(kafka_broker_virtual.wall_ms() - time.time() * 1000) < 60_000
+"""
+
+
+def test_kafka_broker_virtual_is_a_broker_on_a_clock_the_test_moves(pytester):
+    pytester.makepyfile(test_virtual=VIRTUAL_TIME)
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=2)

@@ -346,7 +346,7 @@ class TransactionCoordinator:
         ErrorCode.NONE at once on a single broker. See ownership.replicated."""
         if self.cluster is None:
             return ErrorCode.NONE
-        return await replicated(self.cluster.replicas, self.broker.clock,
+        return await replicated(self.cluster.replicas,
                                 TRANSACTION_STATE_TOPIC, self.partition_of(transactional_id),
                                 self.broker.config.request_timeout_ms)
 
@@ -823,7 +823,9 @@ class TransactionCoordinator:
                     self._write_markers(meta, meta.state == S.PREPARE_COMMIT,
                                         self.broker.clock.wall_ms())
                     return
-                await self.broker.clock.sleep(MARKER_RETRY_BACKOFF_MS / 1000)
+                # Delivering markers is the machinery between nodes: the cluster link's real
+                # time, also under virtual time (the markers' timestamps are the broker's).
+                await self.cluster.clock.sleep(MARKER_RETRY_BACKOFF_MS / 1000)
         finally:
             self.marker_senders.discard(transactional_id)
 
@@ -905,10 +907,12 @@ class TransactionCoordinator:
         nursery.start_soon(self._retry_markers_until_written)
 
     async def _retry_markers_until_written(self) -> None:
+        # Retrying a write is machinery (real time, also under virtual time); the markers'
+        # timestamps are the broker's clock's.
         clock = self.broker.clock
         try:
             while self.pending_markers:
-                await clock.sleep(MARKER_RETRY_BACKOFF_MS / 1000)
+                await self.broker.network_clock.sleep(MARKER_RETRY_BACKOFF_MS / 1000)
                 try:
                     self.retry_markers(clock.wall_ms())
                 except Exception:
@@ -917,6 +921,15 @@ class TransactionCoordinator:
             self._marker_retry_scheduled = False
 
     # --- timeouts ---
+
+    def next_timeout_ms(self) -> int | None:
+        """The wall time from which `expire` would do something (abort a transaction open
+        longer than its timeout; 0 while markers wait for a retry), None while no transaction
+        is open: a virtual clock (clock.py) skips the checks before."""
+        if self.pending_markers:
+            return 0
+        return min((meta.start_ms + meta.timeout_ms + 1 for meta in self.transactions.values()
+                    if meta.state == S.ONGOING and meta.start_ms >= 0), default=None)
 
     def expire(self, now_ms: int) -> int:
         """Abort every transaction open longer than its timeout; the number aborted. (It also
@@ -939,6 +952,13 @@ class TransactionCoordinator:
         return aborted
 
     # --- transactional id expiration ---
+
+    def next_transactional_id_expiry_ms(self) -> int | None:
+        """When `expire_transactional_ids` would first expire an id (None: none can, while
+        nothing changes), for a virtual clock to skip the checks before (clock.py)."""
+        expiration_ms = self.broker.config.transactional_id_expiration_ms
+        return min((meta.last_update_ms + expiration_ms for meta in self.transactions.values()
+                    if meta.state in EXPIRATION_ALLOWED), default=None)
 
     def expire_transactional_ids(self, now_ms: int) -> int:
         """Kafka's TransactionStateManager.removeExpiredTransactionalIds: every id whose state

@@ -14,47 +14,6 @@ from trioka.wire import schema
 from trioka.wire.api_keys import ApiKey
 
 
-# --- which topics a request names ---
-
-# Request fields that hold the topics a request is about: arrays of topic structs (with `name`,
-# `topic` or `topic_id`) or of topic names. `transactions` (AddPartitionsToTxn v4+) and `groups`
-# (OffsetFetch v8+) hold such arrays one level down.
-_TOPIC_ARRAYS = ("topic_data", "topics", "topic_names", "v3_and_below_topics")
-_NESTING_ARRAYS = ("transactions", "groups")
-
-
-def request_topics(api_key: int, request, topic_name_of=lambda topic_id: None) -> set[str]:
-    """The names of the topics a request names (by name, or by id where it uses ids)."""
-    out: set[str] = set()
-
-    def collect(holder):
-        for field in _TOPIC_ARRAYS:
-            for item in getattr(holder, field, None) or ():
-                if isinstance(item, str):
-                    out.add(item)
-                    continue
-                name = getattr(item, "name", None) or getattr(item, "topic", None)
-                if isinstance(name, str) and name:
-                    out.add(name)
-                elif getattr(item, "topic_id", None) is not None:
-                    resolved = topic_name_of(item.topic_id)
-                    if resolved:
-                        out.add(resolved)
-
-    collect(request)
-    for field in _NESTING_ARRAYS:
-        for item in getattr(request, field, None) or ():
-            if not isinstance(item, str):
-                collect(item)
-    if api_key in (ApiKey.DESCRIBE_CONFIGS, ApiKey.ALTER_CONFIGS,
-                   ApiKey.INCREMENTAL_ALTER_CONFIGS):
-        # Config resources of type 2 are topics.
-        out.update(r.resource_name for r in request.resources if r.resource_type == 2)
-    return out
-
-
-# --- the response failing the whole request ---
-
 # Response arrays filled from a request array of another name: (api key, response field) -> the
 # request fields to read, first present wins. Elsewhere a response array mirrors the request
 # array of the same name (`topics` -> `topics`, `partitions` -> `partitions`).

@@ -62,6 +62,41 @@ NEWER = {
     # KIP-1102: Metadata v13 adds a top-level error code to the response.
     (3, "request"): {"valid": "0-13"},
     (3, "response"): {"valid": "0-13", "append": ["error_code  int16  13+"]},
+    # KIP-1166 (Kafka 4.1): Fetch v18, a follower tells the leader the high watermark it knows.
+    (1, "request"): {"valid": "0-18", "replace": [
+        ("    replica_directory_id  uuid  17+  tag=0",
+         ["    replica_directory_id  uuid  17+  tag=0",
+          "    high_watermark  int64  18+  tag=1  default=9223372036854775807"])]},
+    (1, "response"): {"valid": "0-18"},
+    # KIP-1043 (Kafka 4.0): DescribeGroups v6, an error message per group (GROUP_ID_NOT_FOUND).
+    (15, "request"): {"valid": "0-6"},
+    (15, "response"): {"valid": "0-6", "replace": [
+        ("  error_code  int16",
+         ["  error_code  int16", "  error_message  string  6+  null=6+  default=null"])]},
+    # KIP-860 (Kafka 4.1): AlterPartitionReassignments v1 may refuse a replication factor change.
+    (45, "request"): {"valid": "0-1", "replace": [
+        ("timeout_ms  int32  default=60000",
+         ["timeout_ms  int32  default=60000",
+          "allow_replication_factor_change  bool  1+  default=true"])]},
+    (45, "response"): {"valid": "0-1", "replace": [
+        ("throttle_time_ms  int32",
+         ["throttle_time_ms  int32", "allow_replication_factor_change  bool  1+  default=true"])]},
+    # KIP-1073 (Kafka 4.0): DescribeCluster v2 can list the fenced brokers too.
+    (60, "request"): {"valid": "0-2",
+                      "append": ["include_fenced_brokers  bool  2+  default=false"]},
+    (60, "response"): {"valid": "0-2", "replace": [
+        ("  rack  string  null=0+  default=null",
+         ["  rack  string  null=0+  default=null", "  is_fenced  bool  2+  default=false"])]},
+    # KIP-1152 (Kafka 4.1): ListTransactions v2 filters by a transactional id pattern.
+    (66, "request"): {"valid": "0-2",
+                      "append": ["transactional_id_pattern  string  2+  null=2+  default=null"]},
+    (66, "response"): {"valid": "0-2"},
+    # KIP-1099 (Kafka 4.0): ConsumerGroupDescribe v1 gives each member's type.
+    (69, "request"): {"valid": "0-1"},
+    (69, "response"): {"valid": "0-1", "replace": [
+        ("  authorized_operations  int32  default=-2147483648",
+         ["    member_type  int8  1+  default=-1",
+          "  authorized_operations  int32  default=-2147483648"])]},
 }
 
 

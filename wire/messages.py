@@ -43,7 +43,7 @@ node_endpoints  []NodeEndpoint  10+  tag=0
   port  int32  10+
   rack  string  10+  null=10+  default=null
 """),
-    1: ('Fetch', '0-17', '12+', False, """
+    1: ('Fetch', '0-18', '12+', False, """
 cluster_id  string  12+  null=12+  tag=0  default=null
 replica_id  int32  0-14  default=-1
 replica_state  ReplicaState  15+  tag=1
@@ -66,6 +66,7 @@ topics  []FetchTopic
     log_start_offset  int64  5+  default=-1
     partition_max_bytes  int32
     replica_directory_id  uuid  17+  tag=0
+    high_watermark  int64  18+  tag=1  default=9223372036854775807
 forgotten_topics_data  []ForgottenTopic  7+
   topic  string  7-12
   topic_id  uuid  13+
@@ -303,13 +304,14 @@ protocol_type  string  5+  null=5+  default=null
 protocol_name  string  5+  null=5+  default=null
 assignment  bytes
 """),
-    15: ('DescribeGroups', '0-5', '5+', False, """
+    15: ('DescribeGroups', '0-6', '5+', False, """
 groups  []string
 include_authorized_operations  bool  3+
 """, """
 throttle_time_ms  int32  1+
 groups  []DescribedGroup
   error_code  int16
+  error_message  string  6+  null=6+  default=null
   group_id  string
   group_state  string
   protocol_type  string
@@ -804,8 +806,9 @@ responses  []AlterConfigsResourceResponse
   resource_type  int8
   resource_name  string
 """),
-    45: ('AlterPartitionReassignments', '0', '0+', False, """
+    45: ('AlterPartitionReassignments', '0-1', '0+', False, """
 timeout_ms  int32  default=60000
+allow_replication_factor_change  bool  1+  default=true
 topics  []ReassignableTopic
   name  string
   partitions  []ReassignablePartition
@@ -813,6 +816,7 @@ topics  []ReassignableTopic
     replicas  []int32  null=0+  default=null
 """, """
 throttle_time_ms  int32
+allow_replication_factor_change  bool  1+  default=true
 error_code  int16
 error_message  string  null=0+
 responses  []ReassignableTopicResponse
@@ -1128,9 +1132,10 @@ node_endpoints  []NodeEndpoint  1+  tag=0
   host  string  1+
   port  uint16  1+
 """),
-    60: ('DescribeCluster', '0-1', '0+', False, """
+    60: ('DescribeCluster', '0-2', '0+', False, """
 include_cluster_authorized_operations  bool
 endpoint_type  int8  1+  default=1
+include_fenced_brokers  bool  2+  default=false
 """, """
 throttle_time_ms  int32
 error_code  int16
@@ -1143,6 +1148,7 @@ brokers  []DescribeClusterBroker
   host  string
   port  int32
   rack  string  null=0+  default=null
+  is_fenced  bool  2+  default=false
 cluster_authorized_operations  int32  default=-2147483648
 """),
     61: ('DescribeProducers', '0', '0+', False, """
@@ -1224,10 +1230,11 @@ transaction_states  []TransactionState
     topic  string
     partitions  []int32
 """),
-    66: ('ListTransactions', '0-1', '0+', False, """
+    66: ('ListTransactions', '0-2', '0+', False, """
 state_filters  []string
 producer_id_filters  []int64
 duration_filter  int64  1+  default=-1
+transactional_id_pattern  string  2+  null=2+  default=null
 """, """
 throttle_time_ms  int32
 error_code  int16
@@ -1271,7 +1278,7 @@ assignment  Assignment  null=0+  default=null
     topic_id  uuid
     partitions  []int32
 """),
-    69: ('ConsumerGroupDescribe', '0', '0+', False, """
+    69: ('ConsumerGroupDescribe', '0-1', '0+', False, """
 group_ids  []string
 include_authorized_operations  bool
 """, """
@@ -1303,6 +1310,7 @@ groups  []DescribedGroup
         topic_id  uuid
         topic_name  string
         partitions  []int32
+    member_type  int8  1+  default=-1
   authorized_operations  int32  default=-2147483648
 """),
     70: ('ControllerRegistration', '0', '0+', False, """

@@ -1,0 +1,3 @@
+"""What a broker can show about the traffic it serves: the request log (request_log.py), every
+request and its response decoded, and the JSON form of Kafka messages it is written in
+(messages.py)."""
