@@ -99,7 +99,8 @@ def cluster_id_for(base: Config) -> str:
     if base.cluster_id:
         return base.cluster_id
     data_dir = base.data_dir
-    if data_dir is None:
+    if data_dir is None or base.memory:
+        # A cluster kept in memory writes nothing to disk, its cluster id included.
         return uuid_to_base64(random_uuid())
     path = os.path.join(data_dir, CLUSTER_ID_FILE)
     if os.path.exists(path):

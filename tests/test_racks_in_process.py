@@ -83,10 +83,10 @@ def produce_request(name, topic_id, values, acks=-1):
 
 
 def test_each_node_gets_its_rack_in_node_order():
-    configs = cluster_configs({"listeners": "PLAINTEXT://127.0.0.1:0"}, 3, ["a", "b", "c"])
+    configs = cluster_configs({"listeners": "PLAINTEXT://127.0.0.1:0", "memory": True}, 3, ["a", "b", "c"])
     assert [c.broker_rack for c in configs] == ["a", "b", "c"]
     # broker.rack in the base config is every node's, as one server.properties for all.
-    configs = cluster_configs({"listeners": "PLAINTEXT://127.0.0.1:0", "broker.rack": "z"}, 2)
+    configs = cluster_configs({"listeners": "PLAINTEXT://127.0.0.1:0", "broker.rack": "z", "memory": True}, 2)
     assert [c.broker_rack for c in configs] == ["z", "z"]
     assert parse_racks("a, b,c") == ["a", "b", "c"] and parse_racks(None) is None
 
@@ -94,7 +94,7 @@ def test_each_node_gets_its_rack_in_node_order():
 @pytest.mark.parametrize("racks", [["a", "b"], ["a", "b", "c", "d"], ["a", "", "c"]])
 def test_racks_must_name_one_rack_per_node(racks):
     with pytest.raises(ValueError, match="one rack per node"):
-        cluster_configs({"listeners": "PLAINTEXT://127.0.0.1:0"}, 3, racks)
+        cluster_configs({"listeners": "PLAINTEXT://127.0.0.1:0", "memory": True}, 3, racks)
 
 
 def test_trioka_serve_refuses_racks_that_do_not_fit(capsys):
