@@ -39,7 +39,6 @@ import math
 import time
 
 import trio
-import trio.testing
 
 log = logging.getLogger("trioka.clock")
 
@@ -475,7 +474,7 @@ class VirtualClock(Clock):
         """Until every task of the run is blocked and every task woken from a sleep has come
         back to wait on this clock or ended (bounded by SETTLE_TIMEOUT_S of real time)."""
         if not self._pending:
-            await trio.testing.wait_all_tasks_blocked()
+            await _wait_all_tasks_blocked()
             return
         # Installed before anything woken runs, so that no task ends unseen.
         ends = _TaskEnds(self)
@@ -483,7 +482,7 @@ class VirtualClock(Clock):
         try:
             with trio.move_on_after(SETTLE_TIMEOUT_S):
                 while True:
-                    await trio.testing.wait_all_tasks_blocked()
+                    await _wait_all_tasks_blocked()
                     if not self._pending:
                         return
                     self._back = trio.Event()
@@ -494,3 +493,10 @@ class VirtualClock(Clock):
                     "within %g s; the clock moves on", len(self._pending), self.wall_ms(),
                     SETTLE_TIMEOUT_S)
         self._pending.clear()
+
+
+async def _wait_all_tasks_blocked() -> None:
+    # trio.testing imports pytest (some 100 ms): only a virtual clock's advance needs it, so it
+    # is imported then, never at a broker's start.
+    from trio.testing import wait_all_tasks_blocked
+    await wait_all_tasks_blocked()

@@ -1743,7 +1743,8 @@ def run_profile(args) -> None:
     os.makedirs(args.profile, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="trioka-bench-profile-")
     data_dir = os.path.join(tmp, "data")
-    spec = {"topic": "bench-profile", "size": 10240, "acks": "all", "compression": "none",
+    spec = {"topic": "bench-profile", "size": args.profile_size, "acks": "all",
+            "compression": "none",
             "count": args.profile_count, "payload": "random", "partitions": 1}
     reports = []
     try:
@@ -1785,7 +1786,8 @@ def run_profile(args) -> None:
         for phase, results, path in reports:
             rates = ", ".join(f"{r['MBps']:,.0f} MB/s (broker CPU {r['broker_cpu_pct']:.0f}%, "
                               f"bound {r['broker_bound_MBps']:,.0f} MB/s)" for r in results)
-            print(f"\n=== {phase} (10 KB, acks=all, 1 partition) under {tool}: {rates}; {path}")
+            print(f"\n=== {phase} ({spec['size']} B, acks=all, 1 partition) under {tool}: "
+                  f"{rates}; {path}")
             if tool == "cprofile":
                 import pstats
                 pstats.Stats(path).sort_stats("tottime").print_stats(30)
@@ -1849,6 +1851,8 @@ def main(argv=None) -> int:
                    "acks=all produce and then the consume; the profiles go to DIR")
     p.add_argument("--profiler", choices=("py-spy", "cprofile"),
                    help="with --profile: py-spy (the default when installed) or cProfile")
+    p.add_argument("--profile-size", type=int, default=10240,
+                   help="with --profile: the message size (default 10 KB)")
     p.add_argument("--profile-count", type=int, default=60_000,
                    help="with --profile: 10 KB messages to produce (default 60000)")
     p.add_argument("--producer-config", action="append", default=[], type=_key_value,

@@ -17,11 +17,15 @@ the only thread that serves clients. Measured on the benchmark's scale phase:
 Reference counting frees every object that is not in a reference cycle the moment it is dropped;
 only cycles need the collector, and almost all of them die young. So, while a broker runs:
 
-- The young generation is collected every `YOUNG_INTERVAL_S` whatever the count says
-  (`manage_garbage_collection`, a task of the broker), and by CPython's own count as before: each
-  collection walks only what was allocated since, well under a millisecond.
-- What survives the young generation is never walked again automatically (the older generations'
-  thresholds are out of reach): it is freed by reference counting when it dies.
+- The young generation is collected at most every `YOUNG_INTERVAL_S` whatever the count says,
+  between two turns of the event loop (`manage_garbage_collection` installs a trio instrument),
+  and by CPython's own count as before: each collection walks only what was allocated since,
+  well under a millisecond.
+- The middle generation is collected as CPython does (every tenth young collection): it holds
+  what survived a few young collections, bounded because those are frequent, and this is where
+  the cycles of requests that waited (exceptions and their tracebacks, cancelled scopes) die.
+- What survives the middle generation is never walked again automatically (the oldest
+  generation's threshold is out of reach): it is freed by reference counting when it dies.
 - `settle_long_lived_objects()` (after the logs are loaded, and whenever many partitions were
   added) moves everything alive out of the collector's sight (`gc.freeze`), so that an explicit
   `gc.collect()` elsewhere in the process does not walk it either.
@@ -42,6 +46,8 @@ import logging
 import sys
 import time   # perf_counter: how long a major collection took, for the log
 
+import trio
+
 log = logging.getLogger("trioka.memory")
 
 YOUNG_INTERVAL_S = 0.01
@@ -61,7 +67,8 @@ class _Policy:
     def start(self) -> None:
         if not self.brokers:
             self.saved_thresholds = gc.get_threshold()
-            gc.set_threshold(self.saved_thresholds[0], OUT_OF_REACH, OUT_OF_REACH)
+            young, middle, _ = self.saved_thresholds
+            gc.set_threshold(young, middle, OUT_OF_REACH)
         self.brokers += 1
 
     def stop(self) -> None:
@@ -103,18 +110,33 @@ def major_collections() -> int:
     return _policy.majors
 
 
+class _YoungCollections(trio.abc.Instrument):
+    """Collects the young generation at most every YOUNG_INTERVAL_S, just before the event
+    loop waits for I/O: in the loop's own time between turns, never while a task runs, and
+    not at all while the broker is idle (a timer would wake it 100 times a second)."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.due = 0.0
+
+    def before_io_wait(self, timeout: float) -> None:
+        now = self.clock.monotonic()
+        if now >= self.due:
+            self.due = now + YOUNG_INTERVAL_S
+            gc.collect(0)
+
+
 async def manage_garbage_collection(clock) -> None:
     """The policy of the module's docstring for as long as the broker runs, on `clock`, a real
     one: this is the process's housekeeping, never virtual. (Brokers sharing a process each
     run it: a young collection right after another walks almost nothing.)"""
     _policy.start()
+    young = _YoungCollections(clock)
+    trio.lowlevel.add_instrument(young)
     try:
-        next_check = clock.monotonic() + MAJOR_CHECK_S
         while True:
-            await clock.sleep(YOUNG_INTERVAL_S)
-            gc.collect(0)
-            if clock.monotonic() >= next_check:
-                next_check = clock.monotonic() + MAJOR_CHECK_S
-                _policy.check()
+            await clock.sleep(MAJOR_CHECK_S)
+            _policy.check()
     finally:
+        trio.lowlevel.remove_instrument(young)
         _policy.stop()

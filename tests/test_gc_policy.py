@@ -34,7 +34,7 @@ async def _run_policy_for(seconds: float, during=None):
         nursery.cancel_scope.cancel()
 
 
-async def test_older_generations_are_left_alone_while_a_broker_runs_and_restored_after():
+async def test_the_oldest_generation_is_left_alone_while_a_broker_runs_and_restored_after():
     before = gc.get_threshold()
     seen = []
 
@@ -42,8 +42,8 @@ async def test_older_generations_are_left_alone_while_a_broker_runs_and_restored
         seen.append(gc.get_threshold())
 
     await _run_policy_for(0.05, during)
-    assert seen[0][0] == before[0]
-    assert seen[0][1] >= memory.OUT_OF_REACH and seen[0][2] >= memory.OUT_OF_REACH
+    assert seen[0][:2] == before[:2]
+    assert seen[0][2] >= memory.OUT_OF_REACH
     assert gc.get_threshold() == before
 
 
