@@ -4,6 +4,7 @@
                    [--config server.properties] [--override key=value ...]
                    [--admin-listener HOST:PORT] [--faults FILE] [--request-log FILE]
                    [--kafka-version RELEASE] [--nodes N [--racks R1,R2,...]] [--virtual-time]
+                   [--strict]
 
 `serve` is the default. Settings are Kafka's keys, read in this order, later winning: defaults,
 `--config` (a server.properties), KAFKA_* environment variables (as the apache/kafka image maps
@@ -15,8 +16,11 @@ them), `--override`, then the named flags. Once the listeners are bound the comm
 until SIGTERM or SIGINT, which shut it down gracefully. `--faults FILE` starts it with the fault
 rules of FILE in force (controls/fault_file.py). `--kafka-version 3.7` poses as that Kafka
 release: its API versions, features and behaviour (wire/releases.py). A configuration error (a
-bad value, an unknown Kafka release, a fault file that cannot be read or holds an invalid rule)
-stops the start with one line, exit status 1.
+bad value, in Kafka's ConfigException words; an unknown Kafka release, a fault file that cannot
+be read or holds an invalid rule) stops the start with one line, exit status 1, as does a start
+that fails on the user's side: a port in use, a data directory locked by another broker or not
+writable. A usage error (an unknown flag, a flag's value of the wrong type or not one of its
+choices) prints the usage of the command at fault and one line naming it, exit status 2.
 
 `--nodes N` runs a cluster of N nodes in this one process (node/cluster.py): node ids 1..N, node 1
 also the KRaft controller (on a CONTROLLER listener of its own), each node with its own listener
@@ -29,6 +33,11 @@ gives the nodes their `broker.rack`, one per node in node order.
 moves only when told, through the admin endpoint (POST /clock/advance, `trioka control clock`):
 README.md's "Virtual time" says which behaviours follow it.
 
+`--strict` is conformance mode (config key `trioka.strict`, observe/conformance.py): every
+produced record is validated as Kafka's LogValidator does, each client's use of the protocol is
+checked, and `trioka report` (GET /report on the admin endpoint) lists per client its APIs,
+versions, errors and violations.
+
 The other commands are tools that speak the Kafka protocol to any cluster (trioka/cli/): `topic`,
 `produce`, `consume`, `group` and `txn`; `trioka COMMAND --help` lists their flags. `control` talks
 to a trioka broker's admin endpoint instead: fault injection for tests (cli/control.py).
@@ -38,6 +47,31 @@ import argparse
 import logging
 import signal
 import sys
+
+# `--log-level`: Python's logging levels (Kafka's log4j names, TRACE aside).
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse, with a command's mistakes reported by that command: `trioka topic create foo
+    -p 3` prints `trioka topic create`'s usage and `trioka topic create: error: unrecognized
+    arguments: -p 3` (exit 2), where plain argparse leaves unknown flags to the top-level parser.
+    Sub-parsers are made with the parser's own class, so every command gets this for free."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        # The innermost command's parser (`trioka topic create`), for the usage errors found
+        # after parsing (cli.UsageError): the deepest sub-parser's default wins.
+        self.set_defaults(command_parser=self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self.prog != TOP:
+            self.error("unrecognized arguments: " + " ".join(extras))
+        return parsed, extras
+
+
+TOP = "trioka"
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -73,13 +107,20 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help="run on a virtual clock that moves only when told (POST /clock/advance "
                         "on the admin endpoint, `trioka control clock advance 7d`); config key "
                         "trioka.virtual.time")
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--strict", action="store_true",
+                   help="conformance mode: validate every produced record as Kafka's "
+                        "LogValidator does and check each client's use of the protocol "
+                        "(`trioka report`); config key trioka.strict")
+    p.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS,
+                   help="how much the broker logs to stderr (default WARNING)")
 
 
 def parser(tools: bool = True) -> argparse.ArgumentParser:
     """The command line; `tools` adds the client tools' sub-commands (not loaded to serve)."""
-    p = argparse.ArgumentParser(prog="trioka", description="A Kafka-compatible broker on trio.")
-    sub = p.add_subparsers(dest="command")
+    from trioka import __version__
+    p = CommandParser(prog=TOP, description="A Kafka-compatible broker on trio.")
+    p.add_argument("--version", action="version", version=f"trioka {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _serve_args(sub.add_parser("serve", help="run the broker (the default)"))
     if tools:
         from trioka.cli import add_commands, control
@@ -93,8 +134,8 @@ def load_config(args):
     overrides = {}
     for item in args.override:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"trioka: --override {item!r} is not KEY=VALUE")
+        if not sep:     # a usage error: the flag's value is not its form
+            args.command_parser.error(f"argument --override: {item!r} is not KEY=VALUE")
         overrides[key.strip()] = value.strip()
     if args.listeners:
         overrides["listeners"] = args.listeners
@@ -108,6 +149,8 @@ def load_config(args):
         overrides["trioka.admin.listener"] = args.admin_listener
     if args.virtual_time:
         overrides["trioka.virtual.time"] = "true"
+    if args.strict:
+        overrides["trioka.strict"] = "true"
     if args.faults:
         overrides["trioka.faults.file"] = args.faults
     if args.request_log:
@@ -118,6 +161,8 @@ def load_config(args):
         cfg = Config.load(args.config, overrides=overrides)
     except ValueError as e:     # a value that does not parse, an unknown Kafka release
         raise SystemExit(f"trioka: {e}") from None
+    except OSError as e:        # --config: a file that cannot be read
+        raise SystemExit(f"trioka: --config {args.config}: {e.strerror or e}") from None
     cfg.memory = args.memory
     from trioka.config import finalized, parse_connection_overrides
     try:
@@ -125,6 +170,8 @@ def load_config(args):
         parse_connection_overrides(cfg.max_connections_per_ip_overrides)
         from trioka.observe.request_log import check_config
         check_config(cfg)     # a request log size below 0, a file that cannot be opened
+        from trioka.security import tls
+        tls.check_config(cfg)     # listener protocols, keystores, principal mapping rules
         if cfg.trioka_faults_file:
             # A bad fault file stops the start here, with one line naming the file and rule.
             from trioka.controls.fault_file import check_nodes, read_fault_file
@@ -134,6 +181,11 @@ def load_config(args):
     except ValueError as e:
         raise SystemExit(f"trioka: {e}") from None
     return cfg
+
+
+# The commands' names; a flag before one of them is a misplaced flag, not `serve`'s.
+COMMAND_NAMES = ("topic", "produce", "consume", "group", "txn", "requests", "control",
+                 "certs")
 
 
 def ready_line(server, admin_address) -> str:
@@ -148,9 +200,9 @@ def ready_line(server, admin_address) -> str:
 def serve_nodes(args, config) -> int:
     """`trioka serve --nodes N`: N nodes in this process (node/cluster.py)."""
     if args.node_id is not None:
-        raise SystemExit("trioka: --node-id cannot be used with --nodes (the nodes are 1..N)")
+        args.command_parser.error("--node-id cannot be used with --nodes (the nodes are 1..N)")
     import trio
-    from trioka.node.cluster import LocalCluster, cluster_configs, os_error_in, parse_racks
+    from trioka.node.cluster import LocalCluster, cluster_configs, parse_racks
     try:
         configs = cluster_configs(config, args.nodes, parse_racks(args.racks))
     except ValueError as e:
@@ -172,7 +224,7 @@ def serve_nodes(args, config) -> int:
     try:
         trio.run(main)
     except (OSError, BaseExceptionGroup) as e:
-        failure = os_error_in(e)    # a node that could not start: a port in use, say
+        failure = start_failure(e)    # a node that could not start: a port in use, say
         if failure is None:
             raise
         print(f"trioka: {failure}", file=sys.stderr)
@@ -184,9 +236,9 @@ def serve(args) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.nodes is not None and args.nodes < 1:
-        raise SystemExit(f"trioka: --nodes must be 1 or more, not {args.nodes}")
+        args.command_parser.error(f"argument --nodes: must be 1 or more, not {args.nodes}")
     if getattr(args, "racks", None) is not None and args.nodes is None:
-        raise SystemExit("trioka: --racks needs --nodes (with one node, set broker.rack)")
+        args.command_parser.error("--racks needs --nodes (with one node, set broker.rack)")
     config = load_config(args)
     config.warn()
     if args.nodes is not None:
@@ -207,18 +259,44 @@ def serve(args) -> int:
 
     try:
         trio.run(main)
-    except OSError as e:
-        print(f"trioka: {e}", file=sys.stderr)
+    except (OSError, BaseExceptionGroup) as e:
+        failure = start_failure(e)
+        if failure is None:
+            raise
+        print(f"trioka: {failure}", file=sys.stderr)
         return 1
     return 0
 
 
+def start_failure(error: BaseException) -> str | None:
+    """Why the broker could not start, in one line, when that is the user's to fix: a port in
+    use, a data directory locked by another broker or not writable. None for anything else (a
+    bug, whose traceback is wanted), even inside trio's exception groups."""
+    from trioka.log.manager import LogDirError
+    if isinstance(error, LogDirError):
+        return str(error)
+    if isinstance(error, OSError):
+        if error.filename is not None:      # the data directory: permission, not a directory
+            return f"{error.filename}: {error.strerror}"
+        return error.strerror if error.errno is not None and error.args[1:] else str(error)
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = start_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        parser().print_help()
-        return 0
+    if argv and argv[0] in ("-h", "--help", "--version"):
+        parser().parse_args(argv[:1])      # prints the help or the version, exits 0
     if not argv or argv[0].startswith("-"):
+        command = next((a for a in argv if a in COMMAND_NAMES), None)
+        if command is not None:     # `trioka -b X topic list`: the flags belong after the name
+            at = argv.index(command)
+            parser().error(f"unrecognized arguments: {' '.join(argv[:at])} (a command's "
+                           f"options go after it: trioka {' '.join(argv[at:] + argv[:at])})")
         argv = ["serve"] + list(argv)
     args = parser(tools=argv[0] != "serve").parse_args(argv)
     if args.command == "serve":

@@ -30,6 +30,7 @@ from trioka.log.fetch_sessions import FetchSessionCache
 from trioka.log.manager import LogManager
 from trioka.node.memory import manage_garbage_collection, settle_long_lived_objects
 from trioka.node.controls import NodeControls
+from trioka.observe.conformance import conformance_report
 from trioka.observe.request_log import RequestLog, render_entries, select_entries
 from trioka.replica.selector import replica_selector
 from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, validate_topic_name
@@ -107,7 +108,9 @@ class BrokerState:
         # The coordinators and the log cleaner are built on first use (see their properties).
         self._cleaner = None
         self._groups = None
+        self._group_configs = None      # coordinator/group_config.py's store (single broker)
         self._transactions = None
+        self._scram_credentials = None    # security/sasl/credentials.py, on first use
         self.shutting_down = trio.Event()
         # One checkpoint at a time: the checkpoint files are replaced from a worker thread.
         self._checkpoint_lock = trio.Lock()
@@ -137,6 +140,9 @@ class BrokerState:
         self.fetch_purgatory = FetchPurgatory(self.clock)
         # Every request served and its response (observe/request_log.py); None when off.
         self.request_log = RequestLog.from_config(self.config, self.clock, self.node_id)
+        # Conformance mode (`trioka.strict`, observe/conformance.py): every produced record
+        # walked, every request's use of the protocol checked and kept for the report.
+        self.strict = self.config.trioka_strict
         # CreatePartitions and DeleteTopics change a topic one at a time (their disk work runs
         # in worker threads).
         self._topic_changes = trio.Lock()
@@ -214,6 +220,19 @@ class BrokerState:
     # never loads their code and starts faster.
 
     @property
+    def scram_credentials(self):
+        """The SCRAM credentials SASL authenticates against and AlterUserScramCredentials
+        changes (security/sasl/credentials.py), loaded on first use."""
+        if self._scram_credentials is None:
+            from trioka.security.sasl import credentials
+            # A node of a cluster reads them from its metadata image (UserScramCredentialRecords).
+            self._scram_credentials = \
+                credentials.ImageScramCredentials(lambda: self.cluster.image) \
+                if self.cluster is not None else \
+                credentials.ScramCredentialStore(self.config.data_dir)
+        return self._scram_credentials
+
+    @property
     def groups(self):
         """The group coordinator (coordinator/group_coordinator.py)."""
         if self._groups is None:
@@ -230,6 +249,7 @@ class BrokerState:
                         self.internal_topic_replication_factor(
                             "offsets.topic.replication.factor"), OFFSETS_TOPIC_CONFIGS))
                 self.cluster.replicas.leadership_listeners.append(groups.on_leadership)
+            groups.consumer.group_overrides = self.group_configs
             groups.open()
             self._groups = groups
             if self.nursery is not None:
@@ -607,6 +627,25 @@ class BrokerState:
         layer = self.config.dynamic_default if resource_name == "" else self.config.dynamic_broker
         return {k: str(v) for k, v in layer.items()}
 
+    def group_configs(self, group_id: str) -> dict[str, str]:
+        """The configs set on a group (coordinator/group_config.py): in a cluster the metadata
+        image's (ConfigRecords of type GROUP), on a single broker its group config file's."""
+        if self.cluster is not None:
+            image = self.cluster.image
+            return image.group_configs(group_id) if image is not None else {}
+        return self._group_config_store().overrides(group_id)
+
+    def set_group_configs(self, group_id: str, configs: dict,
+                          validate_only: bool = False) -> None:
+        """Replace a group's configs on a single broker (INVALID_CONFIG, INVALID_REQUEST)."""
+        self._group_config_store().set(self.config, group_id, configs, validate_only)
+
+    def _group_config_store(self):
+        if self._group_configs is None:
+            from trioka.coordinator.group_config import GroupConfigStore
+            self._group_configs = GroupConfigStore(self.logs.files)
+        return self._group_configs
+
     def set_topic_configs(self, name: str, configs: dict, validate_only: bool = False) -> None:
         """Replace a topic's config overrides (INVALID_CONFIG, UNKNOWN_TOPIC_OR_PARTITION)."""
         if self.logs.topic(name) is None:
@@ -873,3 +912,10 @@ class BrokerState:
         keeps nothing (trioka.request.log.size=0)."""
         logs = [] if self.request_log is None else [self.request_log]
         return render_entries(select_entries(logs, api, client_id, since, limit))
+
+    def conformance_report(self) -> dict:
+        """The conformance report (observe/conformance.py): per client, the APIs and versions
+        it used, the errors it was answered and its violations of the protocol. In strict mode
+        (`trioka.strict`) of every request since the start; otherwise derived from the
+        requests the request log still holds."""
+        return conformance_report([self.request_log] if self.request_log is not None else [])

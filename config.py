@@ -5,6 +5,10 @@ and as an attribute with dots turned into underscores (`config.log_segment_bytes
 variables follow the apache/kafka container image: `KAFKA_LOG_SEGMENT_BYTES=...` is
 `log.segment.bytes` (after the prefix: `___` is `-`, `__` is `_`, `_` is `.`, all lower-cased).
 Unknown keys are warned about, not fatal, so a server.properties written for Kafka loads here.
+Every known key's value is checked as it is set, whatever its source, as Kafka's ConfigDef checks
+it at startup: its type (INT, LONG, boolean), its range (RANGES) and its allowed values
+(CHOICES); a bad one is a ConfigError carrying Kafka's ConfigException text, `Invalid value 0 for
+configuration num.partitions: Value must be at least 1`.
 
 Deliberate differences from Kafka's defaults, for development: topics are created on first use,
 the replication factor is 1, and the first rebalance of a group is not delayed.
@@ -25,6 +29,8 @@ class ConfigSource(enum.IntEnum):
     STATIC_BROKER_CONFIG = 4
     DEFAULT_CONFIG = 5
     DYNAMIC_BROKER_LOGGER_CONFIG = 6
+    CLIENT_METRICS_CONFIG = 7
+    GROUP_CONFIG = 8
 
 
 # key -> (type, default). Types: int, bool, str, list (comma separated).
@@ -33,7 +39,49 @@ KEYS: dict[str, tuple[type, object]] = {
     "broker.id": (int, 1),
     "listeners": (str, "PLAINTEXT://127.0.0.1:9092"),
     "advertised.listeners": (str, ""),
-    "listener.security.protocol.map": (str, "PLAINTEXT:PLAINTEXT"),
+    # listener name -> security protocol; Kafka's default maps each protocol's name to itself.
+    # Per-listener settings are `listener.name.<lowercased name>.<key>` (Config.listener_value).
+    "listener.security.protocol.map": (str, "PLAINTEXT:PLAINTEXT,SSL:SSL,"
+                                            "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
+    # The protocol of the listener brokers use among themselves when inter.broker.listener.name
+    # is not set (Kafka allows one of the two, not both).
+    "security.inter.broker.protocol": (str, "PLAINTEXT"),
+    # TLS (security/tls.py), on SSL and SASL_SSL listeners, each overridable per listener.
+    # Key and certificates: a PKCS12 file, or PEM (a file, or inline text in
+    # ssl.keystore.certificate.chain / ssl.keystore.key). JKS is Kafka's default type; as
+    # Java does, a PKCS12 file loads under it, a real JKS file is refused.
+    "ssl.keystore.type": (str, "JKS"),
+    "ssl.keystore.location": (str, ""),
+    "ssl.keystore.password": (str, ""),
+    "ssl.key.password": (str, ""),
+    "ssl.keystore.certificate.chain": (str, ""),
+    "ssl.keystore.key": (str, ""),
+    # The CAs trusted for client (and, between brokers, server) certificates.
+    "ssl.truststore.type": (str, "JKS"),
+    "ssl.truststore.location": (str, ""),
+    "ssl.truststore.password": (str, ""),
+    "ssl.truststore.certificates": (str, ""),
+    "ssl.client.auth": (str, "none"),                 # none, requested, required
+    "ssl.protocol": (str, "TLSv1.3"),
+    "ssl.enabled.protocols": (str, "TLSv1.2,TLSv1.3"),
+    # How a client certificate's subject becomes the principal's name (KIP-371).
+    "ssl.principal.mapping.rules": (str, "DEFAULT"),
+    # A broker connecting to another broker over TLS checks the host name against the
+    # certificate ("https"), or not (empty).
+    "ssl.endpoint.identification.algorithm": (str, "https"),
+    # SASL (security/sasl/), on SASL_PLAINTEXT and SASL_SSL listeners, each overridable per
+    # listener (`listener.name.<l>.sasl.enabled.mechanisms`) and, for sasl.jaas.config, per
+    # mechanism (`listener.name.<l>.<mechanism>.sasl.jaas.config`). Kafka's default mechanism
+    # is GSSAPI (Kerberos), which trioka does not serve: a SASL listener names its mechanisms.
+    "sasl.enabled.mechanisms": (str, "GSSAPI"),
+    "sasl.jaas.config": (str, ""),
+    # Frames read before a connection is authenticated are at most this size (KAFKA-4493).
+    "sasl.server.max.receive.size": (int, 524288),
+    # KIP-368: a SASL session lasts at most this long before the client re-authenticates on
+    # the same connection; 0: sessions last as long as their credential.
+    "connections.max.reauth.ms": (int, 0),
+    # KIP-306: a failed authentication is answered (and the connection closed) this much later.
+    "connection.failed.authentication.delay.ms": (int, 100),
     "log.dirs": (str, ""),
     "log.dir": (str, "trioka-data"),
     "cluster.id": (str, ""),
@@ -105,8 +153,17 @@ KEYS: dict[str, tuple[type, object]] = {
     # first is the default) and the most members a consumer group may have.
     "group.consumer.heartbeat.interval.ms": (int, 5000),
     "group.consumer.session.timeout.ms": (int, 45000),
+    # The bounds of a group's own consumer.session.timeout.ms / consumer.heartbeat.interval.ms
+    # (group configs, coordinator/group_config.py).
+    "group.consumer.min.session.timeout.ms": (int, 45000),
+    "group.consumer.max.session.timeout.ms": (int, 60000),
+    "group.consumer.min.heartbeat.interval.ms": (int, 5000),
+    "group.consumer.max.heartbeat.interval.ms": (int, 15000),
     "group.consumer.assignors": (str, "uniform,range"),
     "group.consumer.max.size": (int, 2147483647),
+    # KIP-848 online migration of groups with members between the classic and the consumer
+    # protocol (coordinator/migration.py): bidirectional, upgrade, downgrade or disabled.
+    "group.consumer.migration.policy": (str, "bidirectional"),
     # How often committed offsets are checked for expiry (offsets.retention.minutes).
     "offsets.retention.check.interval.ms": (int, 600000),
     "fetch.max.bytes": (int, 57671680),
@@ -164,6 +221,11 @@ KEYS: dict[str, tuple[type, object]] = {
     # batch's header and CRC in constant time and walks records only where a topic needs it
     # (compaction, a compression.type to recompress to), so batches stay zero-copy.
     "trioka.strict.validation": (bool, False),
+    # trioka: conformance mode (observe/conformance.py; `--strict`): the LogValidator walk of
+    # trioka.strict.validation on every produce, plus each client's use of the protocol checked
+    # (versions against its ApiVersions answer, deprecated versions, sequences, generations,
+    # fetch session epochs, request sizes) and kept per client for the conformance report.
+    "trioka.strict": (bool, False),
     # trioka: virtual time (clock.py VirtualClock): the broker's clock does not move by itself;
     # `POST /clock/advance`, `trioka control clock advance 7d` or `Broker.advance_time(ms)` move
     # it and run what falls due on the way (`--virtual-time`; README "Virtual time").
@@ -177,17 +239,143 @@ KEYS: dict[str, tuple[type, object]] = {
 }
 
 
+class ConfigError(ValueError):
+    """A config value Kafka would refuse at startup; the message is Kafka's ConfigException text,
+    one line naming the key and the value: `Invalid value abc for configuration num.partitions:
+    Not a number of type INT`."""
+
+    def __init__(self, key: str, value, reason: str = ""):
+        self.key = key
+        self.value = value
+        super().__init__(f"Invalid value {value} for configuration {key}"
+                         + (f": {reason}" if reason else ""))
+
+
+# The broker keys Kafka types as LONG (64-bit); every other int key is an INT (32-bit), and a
+# value outside that type's range is "Not a number of type INT", as Kafka's ConfigDef parses it.
+LONG_KEYS = frozenset({
+    "log.roll.ms", "log.retention.ms", "log.retention.bytes", "log.retention.check.interval.ms",
+    "log.cleaner.backoff.ms", "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.io.max.bytes.per.second", "log.flush.interval.messages", "log.flush.interval.ms",
+    "log.flush.scheduler.interval.ms", "offsets.retention.check.interval.ms",
+    "connections.max.idle.ms", "replica.lag.time.max.ms", "connections.max.reauth.ms",
+    "leader.imbalance.check.interval.seconds", "log.cleaner.delete.retention.ms",
+    "log.segment.delete.delay.ms", "log.cleaner.max.compaction.lag.ms",
+    "log.message.timestamp.after.max.ms", "log.message.timestamp.before.max.ms",
+    "log.cleaner.min.compaction.lag.ms", "log.roll.jitter.ms"})
+
+# The lowest (and highest) value Kafka's ConfigDef accepts for a key (its Range.atLeast /
+# Range.between validators in KafkaConfig and LogConfig); below it Kafka refuses to start.
+RANGES: dict[str, tuple[int | None, int | None]] = {
+    "num.partitions": (1, None),
+    "min.insync.replicas": (1, None),
+    "socket.request.max.bytes": (1, None),
+    "message.max.bytes": (0, None),
+    "log.segment.bytes": (14, None),          # LegacyRecord.RECORD_OVERHEAD_V0
+    "log.roll.hours": (1, None),
+    "log.index.interval.bytes": (0, None),
+    "log.index.size.max.bytes": (4, None),
+    "log.retention.check.interval.ms": (1, None),
+    "log.cleaner.backoff.ms": (0, None),
+    "log.cleaner.io.buffer.size": (0, None),
+    "log.cleaner.threads": (0, None),
+    "log.flush.interval.messages": (1, None),
+    "log.flush.offset.checkpoint.interval.ms": (0, None),
+    "offsets.topic.num.partitions": (1, None),
+    "offsets.topic.replication.factor": (1, None),
+    "offsets.retention.minutes": (1, None),
+    "offsets.retention.check.interval.ms": (1, None),
+    "transaction.state.log.num.partitions": (1, None),
+    "transaction.state.log.replication.factor": (1, None),
+    "transaction.state.log.min.isr": (1, None),
+    "transaction.max.timeout.ms": (1, None),
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": (1, None),
+    "transactional.id.expiration.ms": (1, None),
+    "transaction.remove.expired.transaction.cleanup.interval.ms": (1, None),
+    "producer.id.expiration.ms": (1, None),
+    "producer.id.expiration.check.interval.ms": (1, None),
+    "group.initial.rebalance.delay.ms": (0, None),
+    "group.max.size": (1, None),
+    "group.consumer.heartbeat.interval.ms": (1, None),
+    "group.consumer.session.timeout.ms": (1, None),
+    "group.consumer.min.session.timeout.ms": (1, None),
+    "group.consumer.max.session.timeout.ms": (1, None),
+    "group.consumer.min.heartbeat.interval.ms": (1, None),
+    "group.consumer.max.heartbeat.interval.ms": (1, None),
+    "group.consumer.max.size": (1, None),
+    "fetch.max.bytes": (1024, None),
+    "replica.fetch.max.bytes": (0, None),
+    "replica.fetch.response.max.bytes": (0, None),
+    "replica.fetch.backoff.ms": (0, None),
+    "max.incremental.fetch.session.cache.slots": (0, None),
+    "max.connections": (0, None),
+    "max.connections.per.ip": (0, None),
+    "leader.imbalance.check.interval.seconds": (1, None),
+    "log.cleaner.delete.retention.ms": (0, None),
+    "log.segment.delete.delay.ms": (0, None),
+    "log.cleaner.max.compaction.lag.ms": (1, None),
+    "log.message.timestamp.after.max.ms": (0, None),
+    "log.message.timestamp.before.max.ms": (0, None),
+    "log.cleaner.min.compaction.lag.ms": (0, None),
+    "log.roll.jitter.ms": (0, None),
+    "shutdown.grace.ms": (0, None),
+    "connection.failed.authentication.delay.ms": (0, None),
+}
+
+# Keys whose value is one of a set (ConfigDef's ValidString; ValidList for each item of a list).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "compression.type": ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"),
+    "log.message.timestamp.type": ("CreateTime", "LogAppendTime"),
+    "log.cleanup.policy": ("compact", "delete"),
+}
+# Keys whose value is one of a set, whatever its case (ConfigDef's CaseInsensitiveValidString).
+CASE_INSENSITIVE_CHOICES: dict[str, tuple[str, ...]] = {
+    "group.consumer.migration.policy": ("DISABLED", "DOWNGRADE", "UPGRADE", "BIDIRECTIONAL"),
+}
+
+_INT_RANGE = (-2**31, 2**31 - 1)
+_LONG_RANGE = (-2**63, 2**63 - 1)
+
+
 def _parse(key: str, kind: type, text):
-    if not isinstance(text, str):
-        return kind(text)
+    """A value for `key` in its type, checked as Kafka's ConfigDef checks it: ConfigError."""
     if kind is bool:
-        low = text.strip().lower()
+        if isinstance(text, bool):
+            return text
+        low = str(text).strip().lower()
         if low not in ("true", "false"):
-            raise ValueError(f"{key}: expected true or false, got {text!r}")
+            raise ConfigError(key, text, "Expected value to be either true or false")
         return low == "true"
     if kind is int:
-        return int(text.strip())
-    return text.strip()
+        long = key in LONG_KEYS
+        try:
+            if isinstance(text, bool) or isinstance(text, float) and not text.is_integer():
+                raise ValueError(text)
+            value = int(text.strip()) if isinstance(text, str) else int(text)
+        except (TypeError, ValueError):
+            raise ConfigError(key, text, f"Not a number of type {'LONG' if long else 'INT'}") \
+                from None
+        lo, hi = _LONG_RANGE if long else _INT_RANGE
+        if not lo <= value <= hi:
+            raise ConfigError(key, text, f"Not a number of type {'LONG' if long else 'INT'}")
+        least, most = RANGES.get(key, (None, None))
+        if least is not None and value < least:
+            raise ConfigError(key, text, f"Value must be at least {least}")
+        if most is not None and value > most:
+            raise ConfigError(key, text, f"Value must be no more than {most}")
+        return value
+    value = str(text).strip()
+    allowed = CHOICES.get(key)
+    if allowed is not None:
+        items = [i.strip() for i in value.split(",") if i.strip()] if key in LIST_KEYS \
+            else [value]
+        if any(i not in allowed for i in items):
+            raise ConfigError(key, text, f"String must be one of: {', '.join(allowed)}")
+    allowed = CASE_INSENSITIVE_CHOICES.get(key)
+    if allowed is not None and value.upper() not in allowed:
+        raise ConfigError(key, text,
+                          f"String must be one of (case insensitive): {', '.join(allowed)}")
+    return value
 
 
 def env_key(name: str) -> str:
@@ -239,10 +427,16 @@ class Config:
             self.memory = bool(value)
             return
         spec = KEYS.get(key)
+        if spec is None and key.startswith(LISTENER_PREFIX):
+            # `listener.name.<listener>.<key>`: kept as written, typed when looked up.
+            self._values[key] = value.strip() if isinstance(value, str) else value
+            return
         if spec is None:
             self.warnings.append(f"unknown config key {key!r} ignored")
             return
         value = _parse(key, spec[0], value)
+        if key in ("listeners", "advertised.listeners") and value:
+            parse_listeners(value, key)     # Kafka refuses a listener it cannot parse at start
         if key == "trioka.kafka.version":
             self.release = kafka_release(value)    # ValueError naming the known releases
             self._release_defaults = self.release.config_defaults
@@ -279,6 +473,28 @@ class Config:
         if key not in KEYS:
             raise AttributeError(name)
         return self.get(key)
+
+    def listener_value(self, listener_name: str, key: str, default=None, *,
+                       mechanism: str | None = None):
+        """A setting as a listener sees it, Kafka's override order: for a SASL mechanism,
+        `listener.name.<listener>.<mechanism>.<key>`; then `listener.name.<listener>.<key>`;
+        then `<key>` itself (names lower-cased). A key of KEYS without a value anywhere gives
+        its default, or `default` when one is passed; an unknown key gives `default`."""
+        prefix = f"{LISTENER_PREFIX}{listener_name.lower()}."
+        candidates = [f"{prefix}{key}"]
+        if mechanism:
+            candidates.insert(0, f"{prefix}{mechanism.lower()}.{key}")
+        for name in candidates:
+            if name in self._values:
+                value = self._values[name]
+                return _parse(name, KEYS[key][0], value) if key in KEYS else value
+        if key in KEYS and (default is None or self.is_set(key)):
+            return self.get(key)
+        return default
+
+    def listener_overrides(self) -> dict[str, object]:
+        """Every `listener.name.<listener>.<key>` setting, as written."""
+        return {k: v for k, v in self._values.items() if k.startswith(LISTENER_PREFIX)}
 
     def is_set(self, key: str) -> bool:
         return key in self._values or key in self.dynamic_broker or key in self.dynamic_default
@@ -406,12 +622,28 @@ class ConfigType(enum.IntEnum):
 LIST_KEYS = frozenset({"cleanup.policy", "log.cleanup.policy", "leader.replication.throttled.replicas",
                        "follower.replication.throttled.replicas", "listeners",
                        "advertised.listeners", "log.dirs", "process.roles",
-                       "group.consumer.assignors"})
+                       "group.consumer.assignors", "ssl.enabled.protocols"})
 _LONG_KEYS = frozenset({"retention.bytes", "local.retention.bytes", "flush.messages",
                         "log.retention.bytes", "log.flush.interval.messages"})
 
 
+# Kafka's PASSWORD-typed keys: DescribeConfigs shows them as sensitive, with no value.
+_PASSWORD_KEYS = frozenset({"ssl.keystore.password", "ssl.key.password", "ssl.keystore.key",
+                            "ssl.keystore.certificate.chain", "ssl.truststore.password",
+                            "ssl.truststore.certificates", "sasl.jaas.config"})
+
+
+def is_sensitive(key: str) -> bool:
+    """Whether a key (or its `listener.name.<l>.` form) holds a secret."""
+    if key.startswith(LISTENER_PREFIX):
+        key = key[len(LISTENER_PREFIX):].partition(".")[2]
+    return key in _PASSWORD_KEYS or key.rpartition(".")[2] == "password" \
+        or key.endswith("sasl.jaas.config")
+
+
 def config_type(key: str, value) -> ConfigType:
+    if is_sensitive(key):
+        return ConfigType.PASSWORD
     if key in LIST_KEYS:
         return ConfigType.LIST
     if isinstance(value, bool):
@@ -440,32 +672,116 @@ def in_cluster(config) -> bool:
     return bool(config.controller_quorum_voters or config.controller_quorum_bootstrap_servers)
 
 
-class Listener:
-    """A listener from `listeners`: its name (security protocol), bind host and port."""
-    __slots__ = ("name", "host", "port")
+LISTENER_PREFIX = "listener.name."
 
-    def __init__(self, name: str, host: str, port: int):
+# Kafka's security protocols (SecurityProtocol): TLS or not, SASL or not.
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+class Listener:
+    """A listener from `listeners`: its name, bind host and port, and the security protocol
+    `listener.security.protocol.map` gives that name (`listeners_of` resolves it)."""
+    __slots__ = ("name", "host", "port", "security_protocol")
+
+    def __init__(self, name: str, host: str, port: int, security_protocol: str = "PLAINTEXT"):
         self.name = name
         self.host = host
         self.port = port
+        self.security_protocol = security_protocol
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
     def __repr__(self) -> str:
         return f"{self.name}://{self.host}:{self.port}"
 
 
-def parse_listeners(text: str) -> list[Listener]:
-    """Kafka's syntax: `NAME://host:port[,NAME://host:port]`; an empty host means all interfaces."""
+def parse_listeners(text: str, key: str = "listeners") -> list[Listener]:
+    """Kafka's syntax: `NAME://host:port[,NAME://host:port]`; an empty host means all interfaces.
+    A listener that does not parse, or a port outside 0-65535, is a ConfigError naming `key`."""
     out = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, sep, rest = item.partition("://")
-        if not sep:
-            raise ValueError(f"listener {item!r} is not NAME://host:port")
-        host, _, port = rest.rpartition(":")
-        host = host.strip("[]")
-        out.append(Listener(name.upper(), host, int(port)))
+        host, colon, port = rest.rpartition(":")
+        if not sep or not name or not colon or not port.strip().isdigit():
+            raise ConfigError(key, text, f"Unable to parse {item} to a broker endpoint")
+        if int(port) > 65535:
+            raise ConfigError(key, text, f"port out of range:{int(port)}")
+        out.append(Listener(name.upper(), host.strip("[]"), int(port)))
     if not out:
-        raise ValueError("no listeners")
+        raise ConfigError(key, text, "no listeners")
     return out
+
+
+def security_protocol_map(config) -> dict[str, str]:
+    """`listener.security.protocol.map` as {listener name: protocol}. Kafka's rules: each entry
+    is NAME:PROTOCOL, a name appears once, the protocol is one of Kafka's four. When the map is
+    left at its default, a controller listener (`controller.listener.names`) missing from it is
+    PLAINTEXT, as KRaft brokers treat it."""
+    text = config.listener_security_protocol_map
+    out: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        name, sep, protocol = entry.partition(":")
+        name, protocol = name.strip().upper(), protocol.strip().upper()
+        if not sep or not name or not protocol:
+            raise ValueError(f"listener.security.protocol.map: {entry!r} is not NAME:PROTOCOL")
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(f"listener.security.protocol.map: unknown security protocol "
+                             f"{protocol!r} for listener {name} (one of "
+                             f"{', '.join(SECURITY_PROTOCOLS)})")
+        if name in out:
+            raise ValueError(f"listener.security.protocol.map: listener {name} appears twice")
+        out[name] = protocol
+    if not config.is_set("listener.security.protocol.map"):
+        for name in config.controller_listener_names.split(","):
+            if name.strip():
+                out.setdefault(name.strip().upper(), "PLAINTEXT")
+    return out
+
+
+def listeners_of(config, text: str | None = None) -> list[Listener]:
+    """The listeners of `listeners` (or `text`), each with its security protocol. A listener
+    whose name the protocol map does not know stops the start, with Kafka's message."""
+    protocols = security_protocol_map(config)
+    listeners = parse_listeners(config.listeners if text is None else text)
+    for listener in listeners:
+        protocol = protocols.get(listener.name)
+        if protocol is None:
+            raise ValueError(f"No security protocol defined for listener {listener.name} "
+                             f"(listener.security.protocol.map: "
+                             f"{config.listener_security_protocol_map})")
+        listener.security_protocol = protocol
+    return listeners
+
+
+def inter_broker_listener(config, listeners: list[Listener]) -> str:
+    """The name of the listener brokers reach each other on: `inter.broker.listener.name`, or
+    else the first listener whose protocol is `security.inter.broker.protocol` (Kafka's rule;
+    setting both is an error there). Falls back to the first non-controller listener."""
+    name = config.inter_broker_listener_name.strip().upper()
+    if name:
+        if config.is_set("security.inter.broker.protocol"):
+            raise ValueError("Only one of inter.broker.listener.name and "
+                             "security.inter.broker.protocol should be set.")
+        return name
+    protocol = config.security_inter_broker_protocol.strip().upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ValueError(f"security.inter.broker.protocol: unknown security protocol "
+                         f"{protocol!r} (one of {', '.join(SECURITY_PROTOCOLS)})")
+    controllers = {n.strip().upper() for n in config.controller_listener_names.split(",")}
+    brokers = [lst for lst in listeners if lst.name not in controllers]
+    for listener in brokers:
+        if listener.security_protocol == protocol:
+            return listener.name
+    if config.is_set("security.inter.broker.protocol"):
+        raise ValueError(f"security.inter.broker.protocol {protocol}: no listener in "
+                         f"{config.listeners!r} uses that protocol")
+    return brokers[0].name if brokers else "PLAINTEXT"
 
 
 def parse_connection_overrides(text: str) -> dict[str, int]:

@@ -13,14 +13,18 @@ closed, requests in flight get `shutdown.grace.ms` to finish, then the logs are 
 import logging
 import os
 import socket
+import ssl
 
 import trio
 
 from trioka.apis import APIS, CONTROLLER_APIS, controller_listener_names, table_for
 from trioka.apis.context import Connection, RequestContext
 from trioka.broker import BrokerState
-from trioka.config import Config, Listener, parse_connection_overrides, parse_listeners
+from trioka.config import Config, Listener, listeners_of, parse_connection_overrides
 from trioka.controls.rules import error_answer, handle_partly
+from trioka.security.sasl import IllegalSaslStateError, SaslAuthenticationError
+from trioka.security.sasl.authenticator import (SaslAuthenticator, failed_authentication_delay,
+                                                listener_mechanisms, raw_token_frame)
 from trioka.log.files import FileRegion
 from trioka.observe.request_log import DISCONNECTED, NO_RESPONSE, RESPONDED
 from trioka.wire import protocol
@@ -57,7 +61,15 @@ class Server:
         self.broker = broker or BrokerState(config, clock=clock, node_controls=node_controls)
         if node_controls is not None:
             self.broker.node_controls = node_controls
-        self.listeners = parse_listeners(config.listeners)
+        # Each listener with its security protocol (listener.security.protocol.map); a name
+        # the map does not know, or a TLS listener without a usable keystore, stops the start.
+        self.listeners = listeners_of(config)
+        self._tls = {listener.name: _tls_setup(config, listener.name)
+                     for listener in self.listeners if listener.uses_tls}
+        # Each SASL listener's mechanisms (security/sasl/); a mechanism trioka does not serve
+        # or a JAAS configuration that does not parse stops the start.
+        self._sasl = {listener.name: _sasl_setup(config, listener.name, self.broker)
+                      for listener in self.listeners if listener.uses_sasl}
         # Each listener's API table: the controller's on a controller listener.
         self._tables = {listener.name: table_for(config, listener) for listener in self.listeners}
         self._stop = trio.Event()
@@ -113,8 +125,12 @@ class Server:
                     nursery.cancel_scope.cancel()
                 self.broker.nursery = nursery
                 for listener in self.listeners:
-                    socks = await trio.open_tcp_listeners(listener.port,
-                                                          host=listener.host or None)
+                    try:
+                        socks = await trio.open_tcp_listeners(listener.port,
+                                                              host=listener.host or None)
+                    except OSError as e:    # Kafka's words, naming the address at fault
+                        raise OSError(e.errno, f"Socket server failed to bind to "
+                                      f"{listener.host}:{listener.port}: {e.strerror}.") from e
                     listener.port = socks[0].socket.getsockname()[1]
                     sockets.append((listener, socks))
                 self.broker.set_listeners(self.listeners, self.config.advertised_listeners)
@@ -235,11 +251,27 @@ class Server:
         self._connection_index += 1
         conn = Connection(peer, listener, f"{local}-{peer}-{self._connection_index}")
         reader = FrameReader(self.config.socket_request_max_bytes)
+        sasl = self._sasl.get(listener.name)
+        if sasl is not None:
+            # A SASL listener's client authenticates first (security/sasl/authenticator.py);
+            # until it has, frames are capped at sasl.server.max.receive.size.
+            conn.authenticator = SaslAuthenticator(
+                sasl, self.broker.clock,
+                self.config.listener_value(listener.name, "connections.max.reauth.ms"))
+            reader.max_size = min(reader.max_size, self.config.sasl_server_max_receive_size)
         # Sockets keep real time, also under virtual time (broker.network_clock).
         clock = self.broker.network_clock
         idle_s = self.config.connections_max_idle_ms / 1000
         node_controls = self.broker.node_controls    # its rtt_ms: node/controls.py
+        # What requests are read from and responses written to: the socket itself, or on an SSL
+        # or SASL_SSL listener the TLS stream (security/tls.py; no sendfile through TLS).
+        transport, send = sock, _send_all
         try:
+            if listener.uses_tls:
+                transport = await self._tls_handshake(stream, listener, conn, idle_s)
+                if transport is None:
+                    return
+                send = type(transport).send_all
             while not self._closing.is_set():
                 # Read until a whole frame is buffered. Only this wait is cancelled on shutdown,
                 # and it ends the connection after connections.max.idle.ms with no bytes from
@@ -255,7 +287,7 @@ class Server:
                             await clock.sleep_until(conn.muted_until)
                             conn.muted_until = 0.0
                         while (frame := reader.next_frame()) is None:
-                            n = await sock.recv_into(reader.free_space())
+                            n = await transport.recv_into(reader.free_space())
                             if n == 0:
                                 return
                             reader.received(n)
@@ -273,6 +305,8 @@ class Server:
                 self._busy += 1
                 try:
                     response = await self._dispatch(conn, frame)
+                    if conn.authenticator is not None and conn.authenticator.authenticated:
+                        reader.max_size = self.config.socket_request_max_bytes
                     if response is not None:
                         if node_controls.rtt_ms:
                             # The node's round-trip delay (node/controls.py): the way there
@@ -281,7 +315,7 @@ class Server:
                         # A client that stops reading holds what its response pins (memory,
                         # the file regions of a fetch) only up to connections.max.idle.ms.
                         with clock.move_on_after(idle_s) as sending:
-                            await _send_all(sock, response)
+                            await send(transport, response)
                         if sending.cancelled_caught:
                             raise CloseConnection(f"the client took no response bytes for "
                                                   f"{self.config.connections_max_idle_ms} ms")
@@ -294,20 +328,54 @@ class Server:
                     return
         except (CloseConnection, FrameError) as e:
             log.info("closing connection from %s: %s", peer, e)
+            if isinstance(e, FrameError) and self.request_log is not None:
+                self.request_log.frame_refused(conn, f"{e}; socket.request.max.bytes is "
+                                               f"{self.config.socket_request_max_bytes}")
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError, OSError):
             pass
         finally:
             sock.close()
 
+    async def _tls_handshake(self, stream, listener: Listener, conn: Connection, timeout_s):
+        """The TLS handshake of a connection to an SSL or SASL_SSL listener, bounded by
+        connections.max.idle.ms: the transport, or None when the client cannot come in (no
+        or an untrusted certificate under ssl.client.auth=required, no common protocol, a
+        certificate no ssl.principal.mapping.rules rule maps). A client certificate names
+        the connection's principal (Kafka's DefaultKafkaPrincipalBuilder)."""
+        from trioka.security import tls
+        context, rules = self._tls[listener.name]
+        with self.broker.network_clock.move_on_after(timeout_s):
+            try:
+                transport, name = await tls.accept_tls(stream, context, rules)
+            except (ssl.SSLError, trio.BrokenResourceError, tls.NoMatchingRule) as e:
+                # Kafka's words for it, at INFO: the client's failure, not the broker's.
+                cause = e.__cause__ or e     # trio wraps the ssl module's error
+                log.info("Failed authentication with %s (SSL handshake failed: %s)",
+                         conn.peer, getattr(cause, "reason", None) or cause)
+                return None
+            if name is not None:
+                conn.principal = f"User:{name}"
+            return transport
+        log.info("Failed authentication with %s (SSL handshake timed out)", conn.peer)
+        return None
+
     async def _dispatch(self, conn: Connection, frame: bytes):
         """Decode, run the handler, encode: the response bytes, or None when none is due."""
         request_log = self.request_log
         arrived = None if request_log is None else request_log.arrival()
+        auth = conn.authenticator    # None but on a SASL listener
+        if auth is not None and auth.expects_raw_token:
+            return await self._raw_sasl_token(conn, frame)
         try:
             header, pos = protocol.parse_request_header(frame)
         except DecodeError as e:
             raise CloseConnection(str(e)) from None
         key, version = header.api_key, header.api_version
+        if auth is not None and not auth.admits(key):
+            # Before authentication only ApiVersions and the SASL requests, in their turn;
+            # after an expired session (KIP-368), only a re-authentication. Kafka closes the
+            # connection unanswered.
+            raise self._refuse(arrived, conn, header, auth.refusal(key))
         table = self._tables.get(conn.listener.name, APIS)
         if table is CONTROLLER_APIS and self.broker.node_controls.isolated:
             # An isolated node (node/controls.py) is cut off from the other nodes.
@@ -343,6 +411,18 @@ class Server:
         if arrived is not None:
             return await self._logged(arrived, api, request, ctx, frame[pos:])
         return await self._respond(api, request, ctx)
+
+    async def _raw_sasl_token(self, conn: Connection, frame) -> list:
+        """A raw SASL token (after SaslHandshake v0): the size-prefixed challenge, no header.
+        A failure closes the connection after connection.failed.authentication.delay.ms."""
+        try:
+            answer = raw_token_frame(conn.authenticator, bytes(frame))
+        except (SaslAuthenticationError, IllegalSaslStateError) as e:
+            await failed_authentication_delay(self.broker)
+            raise CloseConnection(f"Failed authentication with {conn.peer} ({e})") from None
+        if conn.authenticator.authenticated:
+            conn.principal = conn.authenticator.principal
+        return answer
 
     async def _respond(self, api, request, ctx: RequestContext):
         """Handle a decoded request as the controls decide: the response frame, or None."""
@@ -450,6 +530,22 @@ class Server:
             ctx.connection.muted_until = \
                 self.broker.network_clock.monotonic() + fault.throttle_ms / 1000
         return self._encode(ctx, response)
+
+
+def _tls_setup(config: Config, listener_name: str):
+    """A TLS listener's server context and principal mapping rules, made at startup so that a
+    bad keystore or rule stops the start (ValueError: one line naming the key)."""
+    from trioka.security import tls
+    return tls.server_context(config, listener_name), tls.mapping_rules(config, listener_name)
+
+
+def _sasl_setup(config: Config, listener_name: str, broker):
+    """A SASL listener's mechanisms (security/sasl/authenticator.py), made at startup so that a
+    bad mechanism or JAAS text stops the start (ValueError: one line naming the key)."""
+    return listener_mechanisms(config, listener_name,
+                               lambda user, mechanism: broker.scram_credentials.lookup(
+                                   user, mechanism),
+                               broker.clock.wall_ms)
 
 
 def _peer_host(sock) -> str:

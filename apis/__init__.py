@@ -101,6 +101,11 @@ APIS = {
     ApiKey.LIST_PARTITION_REASSIGNMENTS: Api("list_partition_reassignments", 0, 0),
     ApiKey.CONSUMER_GROUP_HEARTBEAT: Api("consumer_group_heartbeat", 0, 1),
     ApiKey.CONSUMER_GROUP_DESCRIBE: Api("consumer_group_describe", 0, 1),
+    # SASL (security/sasl/): on a SASL listener the only requests before authentication.
+    ApiKey.SASL_HANDSHAKE: Api("sasl_handshake", 0, 1),
+    ApiKey.SASL_AUTHENTICATE: Api("sasl_authenticate", 0, 2),
+    ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: Api("describe_user_scram_credentials", 0, 0),
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: Api("alter_user_scram_credentials", 0, 0),
 }
 
 # The controller listener's table (a listener named in `controller.listener.names`), Kafka's
@@ -122,6 +127,7 @@ CONTROLLER_APIS = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: ControllerApi("alter_partition_reassignments", 0, 1),
     ApiKey.LIST_PARTITION_REASSIGNMENTS: ControllerApi("list_partition_reassignments", 0, 0),
     ApiKey.DESCRIBE_CLUSTER: ControllerApi("describe_cluster", 0, 2),
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: ControllerApi("alter_user_scram_credentials", 0, 0),
 }
 
 

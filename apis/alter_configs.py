@@ -2,7 +2,8 @@
 
 Unlike IncrementalAlterConfigs, the request is the complete new set: keys it leaves out go back to
 their defaults. Topics: unknown keys or bad values are INVALID_CONFIG, unknown topics
-UNKNOWN_TOPIC_OR_PARTITION. Brokers (the resource name is this broker's id, or "" for the
+UNKNOWN_TOPIC_OR_PARTITION. Groups (type 32): the group configs of KIP-848
+(coordinator/group_config.py). Brokers (the resource name is this broker's id, or "" for the
 cluster-wide default): only the defaults of topic configs can change at runtime (Kafka's dynamic
 broker configs); other keys are INVALID_REQUEST ("Cannot update these configs dynamically").
 Changes are persisted and survive restarts. `validate_only` checks without changing anything.
@@ -15,7 +16,7 @@ sees them. A broker resource naming another broker is refused here first (INVALI
 reach every node through the metadata (their dynamic layers, the defaults of their topics).
 """
 
-from trioka.apis.describe_configs import BROKER, TOPIC
+from trioka.apis.describe_configs import BROKER, GROUP, TOPIC
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -29,6 +30,8 @@ def apply(broker, resource_type: int, name: str, values: dict, validate_only: bo
         broker.set_topic_configs(name, values, validate_only)
     elif resource_type == BROKER:
         broker.set_broker_configs(name, values, validate_only)
+    elif resource_type == GROUP:
+        broker.set_group_configs(name, values, validate_only)
     else:
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {resource_type}")
 
@@ -77,6 +80,7 @@ def expected_configs(broker, resource) -> dict:
     """What the image holds of a resource once AlterConfigs has replaced its configs."""
     image = broker.cluster.image
     have = image.topic_configs(resource.resource_name) if resource.resource_type == TOPIC \
+        else image.group_configs(resource.resource_name) if resource.resource_type == GROUP \
         else image.broker_configs(resource.resource_name)
     out = {k: None for k in have}
     out.update({c.name: c.value for c in resource.configs})

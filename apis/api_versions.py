@@ -45,6 +45,9 @@ async def handle(broker, request, ctx):
     from trioka.apis import table_for
     # The table of the connection's listener: a controller listener serves the controller's.
     table = table_for(broker.config, ctx.connection.listener)
+    if ctx.connection.authenticator is not None:
+        # On a SASL listener, ApiVersions may come once, before SaslHandshake.
+        ctx.connection.authenticator.answered_api_versions()
     if ctx.api_version >= 3:
         name, version = request.client_software_name, request.client_software_version
         if not (_SOFTWARE.match(name or "") and _SOFTWARE.match(version or "")):

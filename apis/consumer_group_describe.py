@@ -8,9 +8,9 @@ assignment as topic id, topic name and partitions. A topic deleted since is left
 Errors per group: GROUP_ID_NOT_FOUND (no consumer group by that id, also for a classic group, as
 Kafka answers so that admin clients fall back to DescribeGroups), INVALID_GROUP_ID for an empty id.
 
-v1 (KIP-1099, Kafka 4.0) gives each member's type: 1, a consumer member. (Kafka's 0, a classic
-member of a consumer group, comes from a classic consumer joining a consumer group during an
-upgrade; trioka refuses a classic member while the consumer group has members, so has none.)
+v1 (KIP-1099, Kafka 4.0) gives each member's type: 1, a consumer member; 0, a classic member of
+a consumer group (a classic consumer in a group upgraded online, KIP-848:
+coordinator/migration.py).
 
 `include_authorized_operations` is answered with Kafka's "not requested" value: there are no ACLs.
 """
@@ -25,7 +25,8 @@ Member = Described.Member
 Assignment = Member.Assignment
 TopicPartitions = Assignment.TopicPartitions
 
-CONSUMER_MEMBER = 1    # member_type (v1+): 0 a classic member, 1 a consumer member
+CLASSIC_MEMBER = 0     # member_type (v1+): 0 a classic member, 1 a consumer member
+CONSUMER_MEMBER = 1
 
 
 def _assignment(broker, partitions) -> object:
@@ -52,7 +53,8 @@ def describe(broker, group_id: str) -> object:
                       subscribed_topic_regex=m.subscribed_topic_regex,
                       assignment=_assignment(broker, m.assigned),
                       target_assignment=_assignment(broker, group.target.get(m.member_id, {})),
-                      member_type=CONSUMER_MEMBER)
+                      member_type=CLASSIC_MEMBER if m.uses_classic_protocol
+                      else CONSUMER_MEMBER)
                for m in group.members.values()]
     return Described(error_code=0, error_message=None, group_id=group_id,
                      group_state=group.state.value, group_epoch=group.group_epoch,

@@ -2,11 +2,14 @@
 
 from trioka.wire.protocol import RequestHeader
 
+ANONYMOUS = "User:ANONYMOUS"   # Kafka's KafkaPrincipal.ANONYMOUS
+
 
 class Connection:
     """One client connection: where it came from and what the client said it is (KIP-511)."""
     __slots__ = ("peer", "listener", "client_software_name", "client_software_version",
-                 "closing", "id", "muted_until")
+                 "closing", "id", "muted_until", "principal", "security_protocol",
+                 "authenticator")
 
     def __init__(self, peer: str, listener, connection_id: str = ""):
         self.peer = peer
@@ -19,6 +22,15 @@ class Connection:
         # Set by a throttle control (KIP-219): nothing more is read from the connection until
         # this time of the broker's monotonic clock; 0: not muted.
         self.muted_until = 0.0
+        # The listener's security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) and who
+        # the client is, as Kafka's KafkaPrincipal "User:<name>": ANONYMOUS until a client
+        # certificate (SSL listeners with ssl.client.auth, security/tls.py) or SASL names it;
+        # under SASL_SSL the SASL identity wins, as in Kafka.
+        self.security_protocol: str = getattr(listener, "security_protocol", "PLAINTEXT")
+        self.principal = ANONYMOUS
+        # On a SASL listener, the connection's SASL state (security/sasl/authenticator.py),
+        # set by the server; None elsewhere.
+        self.authenticator = None
 
 
 class RequestContext:

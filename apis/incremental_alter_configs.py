@@ -1,4 +1,5 @@
-"""IncrementalAlterConfigs (key 44), v0-1: change single configs of a topic or broker (KIP-339).
+"""IncrementalAlterConfigs (key 44), v0-1: change single configs of a topic, broker or group
+(KIP-339; group configs, KIP-848: coordinator/group_config.py).
 
 Each entry is an operation on one key: SET (0) gives it a value, DELETE (1) removes the override
 so the default applies again, APPEND (2) and SUBTRACT (3) add or remove items of a list config
@@ -13,7 +14,8 @@ holds the result (alter_configs.forwarded).
 """
 
 from trioka.apis import alter_configs
-from trioka.apis.describe_configs import BROKER, TOPIC, topic_configs
+from trioka.apis.describe_configs import BROKER, GROUP, TOPIC, topic_configs
+from trioka.coordinator import group_config
 from trioka.controller.configuration_control import apply_operations
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -31,6 +33,10 @@ def current(broker, resource) -> tuple[dict, dict]:
         overrides = broker.broker_configs(resource.resource_name)
         effective = {k: str(broker.config.get(k)) for k in overrides}
         return overrides, effective
+    if resource.resource_type == GROUP:
+        group_config.check_group_name(resource.resource_name)
+        overrides = dict(broker.group_configs(resource.resource_name))
+        return overrides, group_config.effective(broker.config, overrides)
     raise KafkaError(ErrorCode.INVALID_REQUEST,
                      f"Unsupported resource type {resource.resource_type}")
 

@@ -165,7 +165,8 @@ async def append_partition(broker, topic: str, index: int, records, version: int
             raise KafkaError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
                              "zstd-compressed batches need Produce v7 or later")
         header = peek_header(records)
-        strict = broker.config.trioka_strict_validation
+        # Every record walked: trioka.strict.validation, or conformance mode (trioka.strict).
+        strict = broker.strict or broker.config.trioka_strict_validation
         batches, conformed = None, False
         if header is not None and RecordRules.walk_needed(log.config, [header], strict=strict):
             # Kafka's LogValidator record walk, off the event loop (mutate in def: the thread

@@ -6,13 +6,16 @@
     trioka group  list|describe|delete|reset-offsets          (kafka-consumer-groups.sh)
     trioka txn    list|describe                               (kafka-transactions.sh)
     trioka requests [--follow] [--api Fetch] [--json]         (a trioka broker's request log)
+    trioka report [--markdown|--json]                         (its conformance report)
+    trioka certs DIR [--hostname HOST]                        (a development CA and certificates)
+    trioka user   add|list|remove                             (kafka-configs.sh, SCRAM users)
 
 Flags are the Kafka tools' names, with kcat's short forms where they fit. Every command takes
 `--bootstrap-server HOST:PORT` (kcat's `-b`; default localhost:9092). Results go to stdout, notices
 and errors to stderr; the exit status is 0 on success, 1 when Kafka or the connection failed, 2 for
 a usage error. The protocol work is in the client, cli/client/; these modules parse flags and print.
 `requests` reads a trioka broker's request log through its admin endpoint instead (`--admin`,
-like `trioka control`).
+like `trioka control`), and `report` its conformance report (observe/conformance.py).
 """
 
 import argparse
@@ -23,18 +26,29 @@ from trioka.cli.client.cluster import KafkaClient
 from trioka.cli.client.connection import DEFAULT_BOOTSTRAP, ClientError
 from trioka.wire.errors import KafkaError
 
-COMMANDS = ("topic", "produce", "consume", "group", "txn", "requests")
+COMMANDS = ("topic", "produce", "consume", "group", "txn", "requests", "report", "certs",
+            "user")
 
 
 def add_commands(sub) -> None:
     """Add the tools' sub-commands to the `trioka` parser's sub-parsers."""
-    from trioka.cli import consume, group, produce, requests, topic, txn
-    for module in (topic, produce, consume, group, txn, requests):
+    from trioka.cli import certs, consume, group, produce, report, requests, topic, txn, user
+    for module in (topic, produce, consume, group, txn, requests, report, certs, user):
         module.add_parser(sub)
 
 
+def bootstrap_servers(text: str) -> str:
+    """`--bootstrap-server`'s value, checked as a flag's (a usage error, exit 2)."""
+    from trioka.cli.client.connection import parse_bootstrap
+    try:
+        parse_bootstrap(text)
+    except ClientError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap-server", "-b", dest="bootstrap_server",
+    p.add_argument("--bootstrap-server", "-b", dest="bootstrap_server", type=bootstrap_servers,
                    default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT",
                    help=f"a broker to start from, or several comma-separated (default "
                         f"{DEFAULT_BOOTSTRAP})")
@@ -56,7 +70,11 @@ def run(args) -> int:
     try:
         return args.run(args)
     except UsageError as e:
-        print(f"trioka {args.command}: error: {e}", file=sys.stderr)
+        parser = getattr(args, "command_parser", None)    # the command's, as argparse's errors
+        if parser is not None:
+            parser.print_usage(sys.stderr)
+        prog = parser.prog if parser is not None else f"trioka {args.command}"
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except (KafkaError, ClientError) as e:
         return fail(str(e))

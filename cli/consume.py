@@ -69,7 +69,7 @@ def add_parser(sub) -> None:
                    help="start at the first record at or after this time (ms since the epoch)")
     p.add_argument("--partition", "-p", type=int, metavar="N", help="read only this partition")
     p.add_argument("--max-messages", "--count", "-c", dest="max_messages", type=int,
-                   metavar="N", help="stop after N records")
+                   metavar="N", help="stop after N records (-1: no limit)")
     p.add_argument("--timeout-ms", type=int, metavar="MS",
                    help="stop when no record arrived for this long")
     p.add_argument("--exit-at-end", "-e", action="store_true",
@@ -320,6 +320,8 @@ class ConsoleConsumer:
     def run(self, formatter: Formatter, out) -> None:
         args = self.args
         limit = args.max_messages
+        if limit is not None and limit < 0:     # Kafka's tools: -1 (any negative) is no limit
+            limit = None
         idle = None if args.timeout_ms is None else args.timeout_ms / 1000
         last_record = time.monotonic()
         self.start()

@@ -240,8 +240,17 @@ def describe(rule: dict) -> str:
     return " ".join(parts) + (", " + ", ".join(extra) if extra else "")
 
 
+# The flag a rule's action cannot go without (the rule's field named in the flag's words).
+RULE_NEEDS = {"delay": ("--delay-ms",), "throttle": ("--throttle-ms",),
+              "error": ("--error", "--errors")}
+
+
 @_run
 def add_rule(args) -> int:
+    needs = RULE_NEEDS.get(args.rule_action, ())
+    if needs and all(getattr(args, flag[2:].replace("-", "_")) is None for flag in needs):
+        article = "an" if args.rule_action[0] in "aeiou" else "a"
+        raise UsageError(f"{article} {args.rule_action} rule needs {' or '.join(needs)}")
     body = {"action": args.rule_action}
     for field in ("api", "topic", "partition", "client_id", "group", "transactional_id", "node",
                   "count", "after", "every", "probability", "seed", "error", "errors",
@@ -287,13 +296,13 @@ def list_rules(args) -> int:
         sys.stdout.write("\n")
         return 0
     print(f"Broker: {'down' if state['down'] else 'up'}")
-    rows = [[r["id"], r["action"], fault(r), r.get("api") or "*", _where(r),
+    rows = [[r["id"], fault(r), r.get("api") or "*", _where(r),
              r.get("client_id") or "*", r["after"], r["every"],
              "-" if r["count"] is None else r["count"],
              "-" if r.get("probability", 1) == 1 else f"{r['probability']:g}/{r['seed']}",
              r["matched"], r["applied"]]
             for r in state["rules"]]
-    print_table(["ID", "ACTION", "FAULT", "API", "NAMING", "CLIENT-ID", "AFTER", "EVERY", "COUNT",
+    print_table(["ID", "FAULT", "API", "NAMING", "CLIENT-ID", "AFTER", "EVERY", "COUNT",
                  "P/SEED", "MATCHED", "APPLIED"], rows)
     return 0
 

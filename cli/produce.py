@@ -95,8 +95,10 @@ class LineParser:
         if self.parse_key:
             key, sep, value = line.partition(self.separator)
             if not sep:
-                raise ValueError(f"no key separator {self.separator.decode()!r} on line "
-                                 f"{self.line_number}: {line[:80]!r}")
+                # Kafka's console producer's words (LineMessageReader)
+                text = line[:80].decode("utf-8", "backslashreplace")
+                raise ValueError(f"No key separator found on line number {self.line_number}: "
+                                 f"'{text}'")
             if self.null_key is not None and key == self.null_key:
                 key = None
         if self.null_value is not None and value == self.null_value:
@@ -145,17 +147,24 @@ class Sender:
         self.timeout_ms = args.timeout_ms
         self.batch_size = args.batch_size
         self.headers = [(k, v.encode()) for k, v in args.headers]
-        info = client.topic(topic, auto_create=True)
-        self.partitions = len(info.partitions)
         self.fixed = args.partition
-        if self.fixed is not None and self.fixed not in info.partitions:
-            raise UsageError(f"topic {topic!r} has no partition {self.fixed} (it has "
-                             f"{self.partitions})")
+        self.partitions = 0     # known at the first record: no input, no topic auto-created
         self.sticky = 0
         self.pending: dict[int, list] = {}
         self.size = 0
 
+    def lookup(self) -> None:
+        """The topic's partitions, asked for (and the topic auto-created) at the first record,
+        as Kafka's console producer first asks for metadata when it sends."""
+        info = self.client.topic(self.topic, auto_create=True)
+        self.partitions = len(info.partitions)
+        if self.fixed is not None and self.fixed not in info.partitions:
+            raise UsageError(f"topic {self.topic!r} has no partition {self.fixed} (it has "
+                             f"{self.partitions})")
+
     def add(self, key: bytes | None, value: bytes | None) -> None:
+        if not self.partitions:
+            self.lookup()
         if self.fixed is not None:
             partition = self.fixed
         elif key is not None:

@@ -33,9 +33,9 @@ def add_parser(sub) -> None:
 
     c = actions.add_parser("create", help="create a topic")
     name_arg(c, "the topic", "--topic")
-    c.add_argument("--partitions", type=int, default=-1, metavar="N",
+    c.add_argument("--partitions", type=int, metavar="N",
                    help="partition count (default: the broker's num.partitions)")
-    c.add_argument("--replication-factor", type=int, default=-1, metavar="N",
+    c.add_argument("--replication-factor", type=int, metavar="N",
                    help="replicas per partition (default: the broker's "
                         "default.replication.factor)")
     c.add_argument("--config", action="append", default=[], type=key_value, metavar="KEY=VALUE",
@@ -80,10 +80,17 @@ def topic_id_text(topic_id) -> str:
 
 def create(args) -> int:
     name = resolve_name(args)
+    # kafka-topics.sh's checks and words; unset, -1 asks for the broker's defaults (KIP-464).
+    if args.partitions is not None and args.partitions < 1:
+        raise UsageError("The partitions must be greater than 0")
+    if args.replication_factor is not None and not 1 <= args.replication_factor <= 32767:
+        raise UsageError("The replication factor must be between 1 and 32767")
     with open_client(args) as client:
         try:
-            client.create_topic(name, partitions=args.partitions,
-                                replication_factor=args.replication_factor,
+            client.create_topic(name, partitions=-1 if args.partitions is None
+                                else args.partitions,
+                                replication_factor=-1 if args.replication_factor is None
+                                else args.replication_factor,
                                 configs=dict(args.config))
         except KafkaError as e:
             if args.if_not_exists and e.code == ErrorCode.TOPIC_ALREADY_EXISTS:

@@ -150,7 +150,7 @@ def test_produce_failures_exit_non_zero(broker, topic_name):
     # A line without the key separator stops the producer; what came before it is sent.
     bad = trioka(broker, "produce", topic_name, "--parse-key", input=b"k\tgood\nno-tab\n",
                  check=False)
-    assert bad.returncode == 1 and b"line 2" in bad.stderr
+    assert bad.returncode == 1 and b"line number 2: 'no-tab'" in bad.stderr
     assert [(r.key, r.value) for r in consume_confluent(broker.bootstrap, topic_name, [0], 1)] \
         == [(b"k", b"good")]
     # Nothing listens there: a failure that ends by itself, not a hang.

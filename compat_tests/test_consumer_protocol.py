@@ -324,8 +324,10 @@ def test_admin_describes_and_lists_consumer_groups(broker848, topic6):
 # --- the wire, for what no stock client sends -------------------------------------------------
 
 def test_consumer_and_classic_groups_keep_to_their_own_ids(broker848, topic6):
-    """A group id with classic members is refused to ConsumerGroupHeartbeat (GROUP_ID_NOT_FOUND),
-    one with consumer-protocol members to JoinGroup (INCONSISTENT_GROUP_PROTOCOL)."""
+    """A group id with classic members is refused to a ConsumerGroupHeartbeat that does not join
+    (GROUP_ID_NOT_FOUND; one that joins upgrades it online: test_group_migration.py), one with
+    consumer-protocol members to a JoinGroup of another protocol type
+    (INCONSISTENT_GROUP_PROTOCOL)."""
     from trioka.wire import protocol
     from trioka.wire.api_keys import ApiKey
     from trioka.wire.errors import ErrorCode
@@ -342,14 +344,14 @@ def test_consumer_and_classic_groups_keep_to_their_own_ids(broker848, topic6):
                    len(modern.assignment()) == PARTITIONS, "both groups")
         with RawConnection(broker848.bootstrap) as conn:
             r = conn.request(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, hb(
-                group_id=classic_group, member_id="raw-member", member_epoch=0,
+                group_id=classic_group, member_id="raw-member", member_epoch=5,
                 rebalance_timeout_ms=10_000, subscribed_topic_names=[topic6],
                 topic_partitions=[]))
             assert r.error_code == ErrorCode.GROUP_ID_NOT_FOUND
             assert "not a consumer group" in r.error_message
             r = conn.request(ApiKey.JOIN_GROUP, 5, join(
                 group_id=modern_group, session_timeout_ms=10_000, rebalance_timeout_ms=10_000,
-                member_id="", group_instance_id=None, protocol_type="consumer",
+                member_id="", group_instance_id=None, protocol_type="connect",
                 protocols=[join.JoinGroupRequestProtocol(name="range", metadata=b"")]))
             assert r.error_code == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
             r = conn.request(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, hb(

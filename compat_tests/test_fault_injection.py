@@ -210,9 +210,9 @@ def test_the_cli_adds_lists_and_clears_rules_on_a_running_broker(own_broker, top
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[0] == "Broker: up"
-    assert lines[1].split() == ["ID", "ACTION", "FAULT", "API", "NAMING", "CLIENT-ID", "AFTER",
+    assert lines[1].split() == ["ID", "FAULT", "API", "NAMING", "CLIENT-ID", "AFTER",
                                 "EVERY", "COUNT", "P/SEED", "MATCHED", "APPLIED"]
-    assert lines[2].split() == ["1", "error", "error", "NOT_LEADER_OR_FOLLOWER", "Produce",
+    assert lines[2].split() == ["1", "error", "NOT_LEADER_OR_FOLLOWER", "Produce",
                                 topic_name, "*", "0", "1", "-", "-", "1", "1"]
     as_json = json.loads(trioka_control("list", "--json", admin=admin).stdout)
     assert [(r["id"], r["applied"]) for r in as_json["rules"]] == [(1, 1)]
@@ -231,8 +231,9 @@ def test_the_cli_adds_lists_and_clears_rules_on_a_running_broker(own_broker, top
     with RawConnection(own_broker.bootstrap) as conn:
         assert raw_produce(conn, topic_name, b"up again") == (0, 1)
 
-    bad = trioka_control("add", "delay", admin=admin)        # no --delay-ms
-    assert bad.returncode == 1 and "delay_ms" in bad.stderr
+    bad = trioka_control("add", "delay", admin=admin)        # no --delay-ms: a usage error
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-1] == "trioka control add: error: a delay rule needs --delay-ms"
     missing = trioka_control("clear", "7", admin=admin)
     assert missing.returncode == 1 and "no control 7" in missing.stderr
 

@@ -16,6 +16,9 @@ Resources, as in Kafka:
   are the defaults of topic configs change at runtime (Kafka's dynamic broker configs, KIP-226):
   an unknown key is INVALID_CONFIG, a static one INVALID_REQUEST ("Cannot update these configs
   dynamically"), a value that does not parse INVALID_CONFIG.
+- GROUP (32): KIP-848 group configs (coordinator/group_config.py: Kafka's GroupConfig.validate
+  against this controller's group.consumer.* bounds); the group need not exist, an empty name is
+  INVALID_REQUEST.
 - Any other type is INVALID_REQUEST.
 
 The operations of IncrementalAlterConfigs (KIP-339) are `apply_operations`, shared with the
@@ -30,6 +33,7 @@ are not dynamic here).
 import copy
 
 from trioka.config import DYNAMIC_KEYS, KEYS, LIST_KEYS, Config, topic_defaults
+from trioka.coordinator import group_config
 from trioka.log.config import LogConfig
 from trioka.metadata import records as r
 from trioka.metadata.image import ConfigResourceType, MetadataImage
@@ -151,6 +155,10 @@ class ConfigurationControlManager:
             config = self.broker_config()
             effective = {k: str(config.get(k)) for k in overrides if k in KEYS}
             return overrides, effective
+        if resource_type == ConfigResourceType.GROUP:
+            group_config.check_group_name(name)
+            overrides = dict(self.image.group_configs(name))
+            return overrides, group_config.effective(self.broker_config(), overrides)
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {resource_type}")
 
     @staticmethod
@@ -187,6 +195,13 @@ class ConfigurationControlManager:
             if name in ("", str(self.node_id)):
                 # The topic defaults the new layer makes must hold together.
                 self.topic_defaults(self.broker_config(name, values))
+        elif resource_type == ConfigResourceType.GROUP:
+            group_config.check_group_name(name)
+            nulls = [k for k, v in values.items() if v is None]
+            if nulls:
+                raise KafkaError(ErrorCode.INVALID_CONFIG,
+                                 f"Null value not supported for group configs: {','.join(nulls)}")
+            group_config.validate(self.broker_config(), values)    # INVALID_CONFIG
         else:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
                              f"Unsupported resource type {resource_type}")

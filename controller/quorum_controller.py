@@ -573,6 +573,29 @@ class QuorumController:
         return await self.alter_configs_of(response_class(ApiKey.ALTER_CONFIGS),
                                            request.resources, request.validate_only, change)
 
+    # ------------------------------------------------------------------------- SCRAM users
+
+    async def alter_user_scram_credentials(self, request, version: int):
+        """AlterUserScramCredentials (KIP-554), Kafka's ScramControlManager: each user whose
+        operations pass the checks (security/sasl/credentials.py) gets a
+        UserScramCredentialRecord per upsertion (salt, StoredKey, ServerKey, iterations; the
+        salted password goes no further) and a RemoveUserScramCredentialRecord per deletion,
+        written together; a user with any failing operation gets none."""
+        from trioka.security.sasl.credentials import check_alterations, credential_of
+        Response = response_class(ApiKey.ALTER_USER_SCRAM_CREDENTIALS)
+        users = self.image.scram_credentials
+        results = check_alterations(request.deletions, request.upsertions,
+                                    lambda user, t: t in users.get(user, {}))
+        records = [r.remove_user_scram_credential_record(op.name, op.mechanism)
+                   for op in request.deletions if results[op.name][0] == 0]
+        records += [r.user_scram_credential_record(op.name, op.mechanism, credential_of(op))
+                    for op in request.upsertions if results[op.name][0] == 0]
+        await self.write_and_commit(records)
+        return Response(throttle_time_ms=0, results=[
+            Response.AlterUserScramCredentialsResult(user=name, error_code=code,
+                                                     error_message=message)
+            for name, (code, message) in results.items()])
+
     # ------------------------------------------------------------------------- reassignments
 
     async def alter_partition_reassignments(self, request, version: int):

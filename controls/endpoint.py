@@ -16,6 +16,9 @@ printed at the end of the ready line as `admin http://HOST:PORT`).
                                 {"requests": [...]}; ?api=Produce&client_id=X narrow it,
                                 ?since=SEQ lists what was logged after entry SEQ, ?limit=N the
                                 newest N
+    GET    /report              the conformance report (observe/conformance.py), every node's
+                                merged: {"strict": true, "clients": [...]};
+                                ?format=markdown gives it as Markdown
 
 The node controls (node/cluster.py), for the nodes of `trioka serve --nodes N`:
 
@@ -61,6 +64,8 @@ import urllib.parse
 import trio
 
 from trioka.controls.rules import Controls, Rule
+from trioka.observe.conformance import (conformance_report, from_entries, report_of,
+                                        to_markdown)
 from trioka.observe.request_log import render_entries, select_entries
 
 log = logging.getLogger("trioka.admin")
@@ -343,6 +348,38 @@ async def route_requests(nodes, method: str, target: str) -> tuple[int, bytes]:
     return 200, await trio.to_thread.run_sync(body)
 
 
+async def route_report(nodes, method: str, target: str) -> tuple[int, object]:
+    """GET /report[?format=json|markdown]: the conformance report (observe/conformance.py) of
+    the broker, or of every node of a cluster merged; built in a worker thread (without strict
+    mode it is derived from the request log's entries)."""
+    path, _, query = target.partition("?")
+    if [p for p in path.split("/") if p] != ["report"]:
+        raise HttpError(404, f"no such resource {path}; see /report")
+    if method != "GET":
+        raise HttpError(405, f"{method} /report: use GET")
+    params = urllib.parse.parse_qs(query, keep_blank_values=True)
+    for name in params:
+        if name != "format":
+            raise HttpError(400, f"unknown parameter {name!r}; /report takes format")
+    form = params.get("format", ["json"])[-1]
+    if form not in ("json", "markdown"):
+        raise HttpError(400, f"format must be json or markdown, not {form!r}")
+    logs = [] if nodes is None else nodes.request_logs()
+    # Strict mode's records are summed up on the event loop (the broker changes them); a report
+    # derived from the ring renders its entries in the worker thread, over a copy of the ring.
+    strict = bool(logs) and all(log.conformance is not None for log in logs)
+    report = conformance_report(logs) if strict else None
+    entries = None if strict else sorted((e for log in logs for e in log.ring),
+                                         key=lambda e: e.seq)
+
+    def build():
+        done = report or report_of([from_entries(e.to_json() for e in entries)], strict=False)
+        if form == "markdown":
+            return to_markdown(done)
+        return json.dumps(done).encode() + b"\n"
+    return 200, await trio.to_thread.run_sync(build)
+
+
 async def route_nodes(nodes, method: str, path: str, body: bytes) -> tuple[int, object]:
     """(status, JSON value) for a /nodes request; `nodes` is a LocalCluster or a OneBroker."""
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
@@ -399,10 +436,16 @@ def answer(controls: Controls, method: str, path: str, body: bytes,
 
 
 def response_bytes(status: int, value) -> bytes:
-    """The HTTP response; `value` is JSON data, or bytes already JSON (route_requests')."""
-    body = value if isinstance(value, bytes) else json.dumps(value, indent=None).encode() + b"\n"
+    """The HTTP response; `value` is JSON data, or bytes already JSON (route_requests'), or a
+    str of Markdown (route_report's)."""
+    content_type = "application/json"
+    if isinstance(value, str):
+        body, content_type = value.encode(), "text/markdown; charset=utf-8"
+    else:
+        body = value if isinstance(value, bytes) else \
+            json.dumps(value, indent=None).encode() + b"\n"
     head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
             f"Connection: close\r\n\r\n")
     return head.encode("latin-1") + body
 
@@ -452,6 +495,8 @@ async def handle_connection(controls: Controls | None, stream, nodes=None) -> No
             try:
                 if target.split("?", 1)[0].strip("/").split("/")[0] == "requests":
                     status, value = await route_requests(nodes, method, target)
+                elif target.split("?", 1)[0].strip("/").split("/")[0] == "report":
+                    status, value = await route_report(nodes, method, target)
                 elif target.split("?", 1)[0].strip("/").split("/")[0] == "clock":
                     status, value = await route_clock(nodes, method, target, body)
                 elif target.split("?", 1)[0].strip("/").split("/")[0] == "nodes":
@@ -484,7 +529,10 @@ async def serve(controls: Controls | None, address: str, nodes=None, *,
     (host, port) through task_status. `nodes` (a LocalCluster, or OneBroker) serves /nodes;
     `controls` None serves /controls from the default node of `nodes`."""
     host, port = parse_address(address)
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as e:
+        raise OSError(e.errno, f"admin listener {address}: {e.strerror}") from e
     bound = listeners[0].socket.getsockname()
     task_status.started((host, bound[1]))
     try:

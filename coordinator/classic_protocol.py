@@ -78,6 +78,9 @@ class ClassicGroupProtocol:
         self.metadata = metadata
         self.clock = clock
         self.schedule = schedule     # schedule(deadline): the timer task must wake by then
+        # KIP-848 online migration (migration.py): serves JoinGroup, SyncGroup, Heartbeat and
+        # LeaveGroup of classic members of consumer groups; None: they are refused.
+        self.migration = None
 
     @property
     def groups(self) -> dict[str, ClassicGroup]:
@@ -202,10 +205,15 @@ class ClassicGroupProtocol:
             return _error_join(ErrorCode.INVALID_SESSION_TIMEOUT, member_id)
         consumer_group = self.metadata.consumer_groups.get(group_id)
         if consumer_group is not None:
-            # A KIP-848 group: classic members may not join it while it has members; an empty
-            # one becomes a classic group (its committed offsets stay).
+            # A KIP-848 group with members serves the classic member itself (migration.py); an
+            # empty one becomes a classic group (its committed offsets stay).
             if not consumer_group.is_empty():
-                return _error_join(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id)
+                if self.migration is None:
+                    return _error_join(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id)
+                return self.migration.classic_join(
+                    now, consumer_group, member_id, group_instance_id, client_id, client_host,
+                    session_timeout_ms, rebalance_timeout_ms, protocol_type, protocols,
+                    require_known_member_id)
             self.metadata.convert_to_classic_group(group_id)
         group = self.groups.get(group_id)
         if group is None:
@@ -424,6 +432,13 @@ class ClassicGroupProtocol:
         try:
             if not group_id:
                 raise KafkaError(ErrorCode.INVALID_GROUP_ID)
+            consumer_group = self.metadata.consumer_groups.get(group_id)
+            if consumer_group is not None and self.migration is not None:
+                if consumer_group.is_empty():
+                    raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
+                return self.migration.classic_sync(now, consumer_group, generation_id,
+                                                   member_id, group_instance_id, protocol_type,
+                                                   protocol_name)
             group = self.groups.get(group_id)
             if group is None:
                 raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID)
@@ -492,6 +507,10 @@ class ClassicGroupProtocol:
         log.debug("Heartbeat %s generation %d member %r", group_id, generation_id, member_id)
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
+        consumer_group = self.metadata.consumer_groups.get(group_id)
+        if consumer_group is not None and self.migration is not None:
+            return self.migration.classic_heartbeat(now, consumer_group, generation_id,
+                                                    member_id, group_instance_id)
         group = self.groups.get(group_id)
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
@@ -522,6 +541,9 @@ class ClassicGroupProtocol:
         per member). A member named by instance id must not name another member id."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, []
+        consumer_group = self.metadata.consumer_groups.get(group_id)
+        if consumer_group is not None and self.migration is not None:
+            return self.migration.classic_leave(consumer_group, members)
         group = self.groups.get(group_id)
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID, []
@@ -549,6 +571,28 @@ class ClassicGroupProtocol:
             else:
                 errors.append(ErrorCode.UNKNOWN_MEMBER_ID)
         return ErrorCode.NONE, errors
+
+    # ------------------------------------------------------------ online migration (KIP-848)
+
+    @staticmethod
+    def complete_waiters(group: ClassicGroup, code: int) -> None:
+        """Answer the group's parked JoinGroup and SyncGroup requests with `code` (the group
+        becomes a consumer group: they must rejoin)."""
+        for m in group.members.values():
+            if m.join_waiter is not None:
+                waiter, m.join_waiter = m.join_waiter, None
+                waiter.complete(_error_join(code, m.member_id))
+            if m.sync_waiter is not None:
+                waiter, m.sync_waiter = m.sync_waiter, None
+                waiter.complete(SyncResult(error=code))
+
+    def rebalance_after_downgrade(self, group: ClassicGroup) -> None:
+        """A consumer group just became this Stable classic group: its members' sessions run
+        from now and it rebalances, so that they rejoin and a leader assigns."""
+        now = self.clock.monotonic()
+        for m in group.members.values():
+            self.schedule(m.session_deadline)
+        self._prepare_rebalance(group, now)
 
     def _drop_member(self, group: ClassicGroup, member_id: str) -> None:
         """Remove a member; its parked requests are answered UNKNOWN_MEMBER_ID."""

@@ -40,13 +40,19 @@ member whose heartbeats stop for `group.consumer.session.timeout.ms`. A static m
 nobody else gets, until its session times out or it rejoins with the same instance id under a new
 member id and takes its place.
 
+Members of a group upgraded online from a classic group (KIP-848 migration, migration.py) may
+use the classic protocol: such a *classic member* keeps its JoinGroup's session timeout and
+protocols (`classic`), is reconciled one step on each JoinGroup with the partitions its
+subscription says it owns, and is told to rejoin by its Heartbeat's REBALANCE_IN_PROGRESS.
+
 The group's state (ConsumerGroupState) follows from the rest: Empty without members, Assigning
 while the group epoch is ahead of the assignment epoch, Reconciling while a member is not Stable at
 the assignment epoch, Stable otherwise; Dead once deleted.
 
 Everything the group is, is written to `__consumer_offsets` as Kafka's records (key versions 3-8):
 ConsumerGroupMetadata (group epoch), ConsumerGroupPartitionMetadata (the subscribed topics),
-ConsumerGroupMemberMetadata (each member's subscription), ConsumerGroupTargetAssignmentMetadata
+ConsumerGroupMemberMetadata (each member's subscription; a classic member's session timeout and
+protocols too), ConsumerGroupTargetAssignmentMetadata
 (assignment epoch) and ...TargetAssignmentMember, ConsumerGroupCurrentMemberAssignment (each
 member's epoch, state and partitions). `load()` rebuilds groups from the last record of each key.
 """
@@ -134,6 +140,15 @@ class ConsumerGroupSettings:
             max_size=config.group_consumer_max_size)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClassicMemberMetadata:
+    """What a consumer group keeps of a member using the classic protocol (Kafka's
+    ClassicMemberMetadata of ConsumerGroupMemberMetadataValue): the session timeout of its
+    JoinGroup and its protocols, (assignor name, subscription bytes) in its order."""
+    session_timeout_ms: int
+    supported_protocols: tuple[tuple[str, bytes], ...]
+
+
 @dataclasses.dataclass(slots=True)
 class HeartbeatRequest:
     """A ConsumerGroupHeartbeat as the group sees it. None means "unchanged since the last
@@ -188,7 +203,7 @@ class ConsumerGroupMember:
                  "subscribed_topic_names", "subscribed_topic_regex", "rebalance_timeout_ms",
                  "server_assignor", "member_epoch", "previous_member_epoch", "state",
                  "assigned", "pending_revocation", "session_deadline", "revocation_deadline",
-                 "_regex")
+                 "classic", "join_deadline", "sync_deadline", "_regex")
 
     def __init__(self, member_id: str):
         self.member_id = member_id
@@ -207,6 +222,14 @@ class ConsumerGroupMember:
         self.pending_revocation: Partitions = {}    # partitions it must still give up
         self.session_deadline = 0.0                 # monotonic clock; each heartbeat moves it
         self.revocation_deadline: float | None = None   # set while UNREVOKED_PARTITIONS
+        # A member using the classic protocol (JoinGroup/SyncGroup/Heartbeat) in this group
+        # (KIP-848 online migration, migration.py): its session timeout and its JoinGroup
+        # protocols; None for a member using ConsumerGroupHeartbeat.
+        self.classic: ClassicMemberMetadata | None = None
+        # A classic member told to rejoin must send JoinGroup, and one that joined SyncGroup,
+        # within its rebalance timeout, or it is fenced (Kafka's join and sync timeouts).
+        self.join_deadline: float | None = None
+        self.sync_deadline: float | None = None
         self._regex: re.Pattern | None = None
 
     def __repr__(self) -> str:
@@ -217,7 +240,11 @@ class ConsumerGroupMember:
         """What ConsumerGroupMemberMetadataValue stores, to see whether it changed."""
         return (self.instance_id, self.rack_id, self.client_id, self.client_host,
                 tuple(self.subscribed_topic_names), self.subscribed_topic_regex,
-                self.rebalance_timeout_ms, self.server_assignor)
+                self.rebalance_timeout_ms, self.server_assignor, self.classic)
+
+    @property
+    def uses_classic_protocol(self) -> bool:
+        return self.classic is not None
 
     def regex(self) -> re.Pattern | None:
         if not self.subscribed_topic_regex:
@@ -469,6 +496,113 @@ class ConsumerGroup:
         log.info("group %s: static member %s is back as %s (was %s)", self.group_id,
                  new.instance_id, new.member_id, old.member_id)
 
+    # --- members using the classic protocol (KIP-848 online migration, migration.py) ---
+
+    def all_members_use_classic_protocol_except(self, member_id: str) -> bool:
+        """Whether every member but `member_id` (which must be a member) uses the classic
+        protocol: the group may then become a classic group again when that member goes."""
+        return member_id in self.members and \
+            not self.members[member_id].uses_classic_protocol and all(
+                m.uses_classic_protocol for mid, m in self.members.items() if mid != member_id)
+
+    def supports_classic_protocols(self, protocol_type: str, names: list[str]) -> bool:
+        """Whether a JoinGroup with these protocols may join: the "consumer" protocol type and,
+        when the group has classic members, a protocol name all of them support."""
+        if protocol_type != PROTOCOL_TYPE or not names:
+            return False
+        classic = [m for m in self.members.values() if m.uses_classic_protocol]
+        return not classic or any(
+            all(name in {n for n, _ in m.classic.supported_protocols} for m in classic)
+            for name in names)
+
+    def waiting_on_unreleased_partition(self, member: ConsumerGroupMember) -> bool:
+        """Whether a partition of the member's target it does not have yet is still held by
+        another member (so rejoining would not get it any sooner)."""
+        for tid, ps in self.target.get(member.member_id, {}).items():
+            for p in ps:
+                holder = self.owners.get((tid, p))
+                if holder is not None and holder != member.member_id:
+                    return True
+        return False
+
+    def classic_member(self, member_id: str, instance_id: str | None) -> ConsumerGroupMember:
+        """The classic member a SyncGroup, Heartbeat or LeaveGroup names (Kafka's
+        validateConsumerGroupMember): UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, or UNKNOWN_MEMBER_ID
+        for a member using ConsumerGroupHeartbeat."""
+        if instance_id is None:
+            member = self.members.get(member_id)
+            if member is None:
+                raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
+                                 f"Member {member_id} is not a member of group {self.group_id}.")
+        else:
+            holder = self.static_members.get(instance_id)
+            if holder is None:
+                raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
+                                 f"Member with instance id {instance_id} is not a member of "
+                                 f"group {self.group_id}.")
+            if member_id and holder != member_id:
+                raise KafkaError(ErrorCode.FENCED_INSTANCE_ID,
+                                 f"Static member {member_id} with instance id {instance_id} "
+                                 f"was fenced by member {holder}.")
+            member = self.members[holder]
+        if not member.uses_classic_protocol:
+            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
+                             f"Member {member.member_id} does not use the classic protocol.")
+        return member
+
+    def classic_join(self, now: float, member_id: str, instance_id: str | None,
+                     rebalance_timeout_ms: int, subscribed_topic_names: list[str],
+                     rack_id: str | None, owned: Partitions, classic: ClassicMemberMetadata,
+                     client_id: str, client_host: str, topics: TopicCatalog,
+                     settings: ConsumerGroupSettings, records: list) -> ConsumerGroupMember:
+        """A JoinGroup from a member using the classic protocol (Kafka's
+        classicGroupJoinToConsumerGroup): the member is created or updated from its
+        subscription, the group epoch goes up when its subscription changed, and the member is
+        reconciled one step with the partitions its subscription says it owns (none for an
+        eager assignor, which gave everything up before rejoining). Its member epoch is the
+        generation of the JoinGroup answer."""
+        if len(self.members) >= settings.max_size and member_id not in self.members \
+                and not (instance_id is not None and instance_id in self.static_members):
+            raise KafkaError(ErrorCode.GROUP_MAX_SIZE_REACHED,
+                             f"The consumer group has reached its maximum capacity of "
+                             f"{settings.max_size} members.")
+        member = self.members.get(member_id)
+        if member is not None and not member.uses_classic_protocol:
+            raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
+                             f"Member {member_id} does not use the classic protocol.")
+        if member is None:
+            member = ConsumerGroupMember(member_id)
+            held_by = self.static_members.get(instance_id) if instance_id is not None else None
+            if held_by is not None:
+                # A static member back under a new member id takes its old self's place.
+                self._replace_static_member(self.members[held_by], member, records)
+        is_new = member.member_id not in self.members
+        old_metadata = None if is_new else member.metadata()
+        old_subscription = (tuple(member.subscribed_topic_names), member.subscribed_topic_regex)
+        if instance_id is not None:
+            member.instance_id = instance_id
+        if rack_id is not None:
+            member.rack_id = rack_id
+        if rebalance_timeout_ms != -1:
+            member.rebalance_timeout_ms = rebalance_timeout_ms
+        member.subscribed_topic_names = sorted(set(subscribed_topic_names))
+        member.client_id = client_id
+        member.client_host = client_host
+        member.classic = classic
+        if is_new:
+            self.members[member.member_id] = member
+            if member.instance_id is not None:
+                self.static_members[member.instance_id] = member.member_id
+            log.info("group %s: classic member %s joins", self.group_id, member.member_id)
+        if member.metadata() != old_metadata:
+            records.append(member_metadata_record(self.group_id, member))
+        bump = self.group_epoch == 0 or is_new or old_subscription != (
+            tuple(member.subscribed_topic_names), member.subscribed_topic_regex)
+        self.maybe_bump(topics, settings, records, force=bump)
+        self.reconcile(now, member, owned, records)
+        member.session_deadline = now + classic.session_timeout_ms / 1000
+        return member
+
     # --- leaving ---
 
     def leave(self, member_id: str, instance_id: str | None, member_epoch: int,
@@ -634,17 +768,26 @@ class ConsumerGroup:
         soonest = float("inf")
         for m in self.members.values():
             soonest = min(soonest, m.session_deadline)
-            if m.revocation_deadline is not None:
-                soonest = min(soonest, m.revocation_deadline)
+            for deadline in (m.revocation_deadline, m.join_deadline, m.sync_deadline):
+                if deadline is not None:
+                    soonest = min(soonest, deadline)
         return soonest
 
     def expire(self, now: float, topics: TopicCatalog, settings: ConsumerGroupSettings,
                records: list) -> list[str]:
         """Remove members whose session ran out, or who did not revoke in time; their ids."""
         gone = []
-        for m in list(self.members.values()):
+        for m in self.due_members(now):
             if self.members.get(m.member_id) is not m:
                 continue
+            self.remove_member(m, topics, settings, records)
+            gone.append(m.member_id)
+        return gone
+
+    def due_members(self, now: float) -> list[ConsumerGroupMember]:
+        """Members to fence at `now`: their session ran out, or they did not revoke in time."""
+        due = []
+        for m in self.members.values():
             if m.session_deadline <= now:
                 log.info("group %s: member %s missed its session timeout", self.group_id,
                          m.member_id)
@@ -652,11 +795,16 @@ class ConsumerGroup:
                   and m.state == MemberState.UNREVOKED_PARTITIONS):
                 log.info("group %s: member %s did not revoke its partitions within its "
                          "rebalance timeout", self.group_id, m.member_id)
+            elif m.join_deadline is not None and m.join_deadline <= now:
+                log.info("group %s: the classic member %s failed to join within the rebalance "
+                         "timeout", self.group_id, m.member_id)
+            elif m.sync_deadline is not None and m.sync_deadline <= now:
+                log.info("group %s: the classic member %s failed to sync within the rebalance "
+                         "timeout", self.group_id, m.member_id)
             else:
                 continue
-            self.remove_member(m, topics, settings, records)
-            gone.append(m.member_id)
-        return gone
+            due.append(m)
+        return due
 
     # --- committed offsets ---
 
@@ -672,14 +820,11 @@ class ConsumerGroup:
         if member is None:
             raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
                              f"Member {member_id} is not a member of group {self.group_id}.")
-        if not transactional and api_version < 9:
+        if not transactional and api_version < 9 and not member.uses_classic_protocol:
             raise KafkaError(ErrorCode.UNSUPPORTED_VERSION,
                              "OffsetCommit version 9 or above must be used by members using "
                              "the consumer group protocol")
-        if member_epoch != member.member_epoch:
-            raise KafkaError(ErrorCode.STALE_MEMBER_EPOCH,
-                             f"The received member epoch {member_epoch} does not match the "
-                             f"expected member epoch {member.member_epoch}.")
+        _validate_member_epoch(member, member_epoch)
 
     def validate_offset_fetch(self, member_id: str | None, member_epoch: int) -> None:
         """OffsetFetch v9: a request naming a member must come from it at its current epoch;
@@ -690,12 +835,22 @@ class ConsumerGroup:
         if member is None:
             raise KafkaError(ErrorCode.UNKNOWN_MEMBER_ID,
                              f"Member {member_id} is not a member of group {self.group_id}.")
-        if member_epoch != member.member_epoch:
-            raise KafkaError(ErrorCode.STALE_MEMBER_EPOCH,
-                             f"The received member epoch {member_epoch} does not match the "
-                             f"expected member epoch {member.member_epoch}.")
+        _validate_member_epoch(member, member_epoch)
 
     # --- persistence ---
+
+    def creation_records(self) -> list:
+        """Every record of the group as it is now (Kafka's createConsumerGroupRecords: a classic
+        group converted to this one)."""
+        records = [member_metadata_record(self.group_id, m) for m in self.members.values()]
+        records.append(partition_metadata_record(self.group_id, self.subscription_metadata))
+        records.append(group_metadata_record(self.group_id, self.group_epoch))
+        records.extend(target_member_record(self.group_id, mid, self.target.get(mid, {}))
+                       for mid in self.members)
+        records.append(target_metadata_record(self.group_id, self.assignment_epoch))
+        records.extend(current_assignment_record(self.group_id, m)
+                       for m in self.members.values())
+        return records
 
     def deletion_records(self) -> list:
         """Tombstones for everything the group wrote (not its offsets)."""
@@ -708,6 +863,20 @@ class ConsumerGroup:
         records.append((partition_metadata_key(self.group_id), None))
         records.append((group_metadata_key(self.group_id), None))
         return records
+
+
+def _validate_member_epoch(member: ConsumerGroupMember, epoch: int) -> None:
+    """A commit or fetch must name the member's epoch: ILLEGAL_GENERATION for a classic member
+    (its generation is its member epoch), STALE_MEMBER_EPOCH for a consumer member."""
+    if epoch == member.member_epoch:
+        return
+    if member.uses_classic_protocol:
+        raise KafkaError(ErrorCode.ILLEGAL_GENERATION,
+                         f"The received generation id {epoch} does not match the expected "
+                         f"member epoch {member.member_epoch}.")
+    raise KafkaError(ErrorCode.STALE_MEMBER_EPOCH,
+                     f"The received member epoch {epoch} does not match the expected member "
+                     f"epoch {member.member_epoch}.")
 
 
 # --- records (key versions 3-8 of __consumer_offsets) ---
@@ -788,7 +957,17 @@ def member_metadata_record(group_id: str, m: ConsumerGroupMember) -> tuple[bytes
         client_id=m.client_id, client_host=m.client_host,
         subscribed_topic_names=list(m.subscribed_topic_names),
         subscribed_topic_regex=m.subscribed_topic_regex,
-        rebalance_timeout_ms=m.rebalance_timeout_ms, server_assignor=m.server_assignor)
+        rebalance_timeout_ms=m.rebalance_timeout_ms, server_assignor=m.server_assignor,
+        classic_member_metadata=_classic_metadata_value(m.classic))
+
+
+def _classic_metadata_value(classic: ClassicMemberMetadata | None):
+    if classic is None:
+        return None
+    cls = schema.record("ConsumerGroupMemberMetadataValue").cls.ClassicMemberMetadata
+    return cls(session_timeout_ms=classic.session_timeout_ms,
+               supported_protocols=[cls.ClassicProtocol(name=n, metadata=bytes(md))
+                                    for n, md in classic.supported_protocols])
 
 
 def _topic_partitions(cls, partitions: Partitions) -> list:
@@ -850,7 +1029,14 @@ def load(records: Mapping[tuple[int, str, str | None], object], now: float,
         m.subscribed_topic_regex = value.subscribed_topic_regex or None
         m.rebalance_timeout_ms = value.rebalance_timeout_ms
         m.server_assignor = value.server_assignor
-        m.session_deadline = now + settings.session_timeout_ms / 1000
+        c = value.classic_member_metadata
+        # A record without the tagged field decodes to an empty one: a classic member always
+        # has a protocol.
+        if c is not None and c.supported_protocols:
+            m.classic = ClassicMemberMetadata(c.session_timeout_ms, tuple(
+                (p.name, bytes(p.metadata)) for p in c.supported_protocols))
+        m.session_deadline = now + (m.classic.session_timeout_ms if m.classic is not None
+                                    else settings.session_timeout_ms) / 1000
         group.members[member_id] = m
         if m.instance_id is not None:
             group.static_members[m.instance_id] = member_id

@@ -9,10 +9,11 @@ to `__consumer_offsets` before the answer. The coordinator's timer task expires 
 session or revocation ran out (`expire`, `next_deadline`).
 
 Group kinds. A heartbeat that joins a group id held by an empty classic group converts it (its
-offsets stay); one held by a classic group with members is GROUP_ID_NOT_FOUND, as a heartbeat or
-leave for a consumer group that does not exist (group_metadata_manager.py).
-
-Not done: classic members in consumer groups (KIP-848 online upgrade).
+offsets stay); one held by a classic group with members converts it online when
+`group.consumer.migration.policy` allows (migration.py), else GROUP_ID_NOT_FOUND, as a heartbeat
+or leave for a consumer group that does not exist (group_metadata_manager.py). When the last
+member using this protocol leaves or is fenced and the rest are classic members, the group may
+become a classic group again (migration.py's downgrade).
 """
 
 import logging
@@ -25,6 +26,7 @@ from trioka.coordinator.consumer_group import (ConsumerGroup, ConsumerGroupSetti
                                                LEAVE_GROUP_MEMBER_EPOCH,
                                                LEAVE_GROUP_STATIC_MEMBER_EPOCH)
 from trioka.coordinator.group_metadata_manager import GroupMetadataManager
+from trioka.coordinator.group_config import settings_with
 from trioka.coordinator.offsets import check_group_id
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -39,6 +41,16 @@ class ConsumerGroupProtocol:
         self.logs = logs
         self.clock = clock
         self.schedule = schedule     # schedule(deadline): the timer task must wake by then
+        self.migration = None        # migration.GroupMigration (online upgrade and downgrade)
+        # group id -> the group's own configs (group_config.py), None: no group has any.
+        self.group_overrides = None
+
+    def settings_for(self, group_id: str) -> ConsumerGroupSettings:
+        """The broker's settings with the group's own session timeout and heartbeat interval
+        (group configs, KIP-848), as Kafka reads them for each heartbeat."""
+        if self.group_overrides is None:
+            return self.settings
+        return settings_with(self.settings, self.group_overrides(group_id))
 
     def consumer_group_heartbeat(self, group_id: str, member_id: str, member_epoch: int, *,
                                  instance_id: str | None = None, rack_id: str | None = None,
@@ -58,24 +70,35 @@ class ConsumerGroupProtocol:
                                  api_version)
         now = self.clock.monotonic()
         records: list = []
-        catalog = self._topic_catalog()
+        catalog = self.topic_catalog()
         if member_epoch < 0:
             group = self.metadata.consumer_group(group_id)
+            if (member_epoch == LEAVE_GROUP_MEMBER_EPOCH and member_id in group.members
+                    and self.migration is not None
+                    and self.migration.maybe_downgrade(group, member_id)):
+                return HeartbeatResult(member_id, member_epoch)
             result = group.leave(member_id, instance_id, member_epoch, catalog, self.settings,
                                  records)
             self.metadata.write(group_id, records)
             return result
         group = self.metadata.consumer_groups.get(group_id)
+        upgrading = None
         if group is None:
             classic = self.metadata.groups.get(group_id)
             if member_epoch != 0:
                 raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND,
+                                 f"Group {group_id} is not a consumer group"
+                                 if classic is not None else
                                  f"Consumer group {group_id} not found.")
             if classic is not None and not classic.is_empty():
-                raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND,
-                                 f"Group {group_id} is not a consumer group.")
-            check_group_id(group_id)
-            group = ConsumerGroup(group_id, self.clock.wall_ms())
+                if self.migration is None:
+                    raise KafkaError(ErrorCode.GROUP_ID_NOT_FOUND,
+                                     f"Group {group_id} is not a consumer group")
+                group, records = self.migration.upgrade(classic, catalog)
+                upgrading = classic
+            else:
+                check_group_id(group_id)
+                group = ConsumerGroup(group_id, self.clock.wall_ms())
         if not member_id:
             member_id = str(uuid.uuid4())     # v0: the coordinator names new members
         owned = None
@@ -89,9 +112,11 @@ class ConsumerGroupProtocol:
             subscribed_topic_names=subscribed_topic_names,
             subscribed_topic_regex=subscribed_topic_regex, server_assignor=server_assignor,
             owned=owned, client_id=client_id, client_host=client_host)
-        result = group.heartbeat(now, request, catalog, self.settings, records)
+        result = group.heartbeat(now, request, catalog, self.settings_for(group_id), records)
         if group_id not in self.metadata.consumer_groups:
             self.metadata.add_consumer_group(group, records)
+            if upgrading is not None:
+                self.migration.upgraded(upgrading)
         self.metadata.write(group_id, records)
         self.schedule(group.next_deadline())
         return result
@@ -135,7 +160,7 @@ class ConsumerGroupProtocol:
                              f"ServerAssignor {server_assignor} is not supported. Supported "
                              f"assignors: {', '.join(self.settings.assignors)}.")
 
-    def _topic_catalog(self) -> dict:
+    def topic_catalog(self) -> dict:
         """Every topic a consumer group may subscribe to: name -> (topic id, partitions)."""
         return {t.name: (t.topic_id, t.num_partitions) for t in self.logs.topics()}
 
@@ -152,7 +177,17 @@ class ConsumerGroupProtocol:
         for group in list(self.metadata.consumer_groups.values()):
             if group.next_deadline() > now:
                 continue
-            catalog = catalog if catalog is not None else self._topic_catalog()
+            catalog = catalog if catalog is not None else self.topic_catalog()
             records: list = []
-            group.expire(now, catalog, self.settings, records)
+            for member in group.due_members(now):
+                if group.members.get(member.member_id) is not member:
+                    continue
+                if self.migration is not None and \
+                        group.all_members_use_classic_protocol_except(member.member_id):
+                    # What was removed so far goes first: the downgrade writes tombstones.
+                    self.metadata.write(group.group_id, records)
+                    records = []
+                    if self.migration.maybe_downgrade(group, member.member_id):
+                        break   # the group is a classic group now, which keeps its sessions
+                group.remove_member(member, catalog, self.settings, records)
             self.metadata.write(group.group_id, records)

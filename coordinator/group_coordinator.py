@@ -11,6 +11,8 @@ is the composition of the parts, each in its own module:
 
     group_metadata_manager.py   the groups of both kinds, lookups, conversion between the kinds,
                                 their records in `__consumer_offsets`
+    migration.py                KIP-848 online upgrade/downgrade of groups with members, and the
+                                classic members of consumer groups
     classic_protocol.py         JoinGroup, SyncGroup, Heartbeat, LeaveGroup over classic groups
                                 (classic.py, group_state.py)
     consumer_protocol.py        ConsumerGroupHeartbeat over KIP-848 consumer groups
@@ -50,6 +52,7 @@ from trioka.coordinator.consumer_group import ConsumerGroup, ConsumerGroupSettin
 from trioka.coordinator.consumer_protocol import ConsumerGroupProtocol
 from trioka.coordinator.group_metadata_manager import GroupMetadataManager
 from trioka.coordinator.group_state import GroupState
+from trioka.coordinator.migration import GroupMigration
 from trioka.coordinator.offset_metadata_manager import Offsets, OffsetMetadataManager
 from trioka.coordinator.offsets import (GROUP_METADATA_KEY_VERSION, OffsetsTopic, decode_key,
                                         decode_offset_commit_value)
@@ -79,6 +82,9 @@ class GroupCoordinator:
         self.consumer = ConsumerGroupProtocol(self.consumer_settings, self.metadata,
                                               logs if cluster is None else _ClusterTopics(cluster),
                                               self.clock, self._schedule)
+        # KIP-848 online migration between the two kinds (group.consumer.migration.policy).
+        self.migration = GroupMigration(config, self.metadata, self.classic, self.consumer)
+        self.classic.migration = self.consumer.migration = self.migration
         # A node of a cluster: the partitions of `__consumer_offsets` it coordinates (None on a
         # single broker, which coordinates every group), the creation of the topic through the
         # controller (FindCoordinator starts it), and `spawn(async_fn, *args) -> bool` to load

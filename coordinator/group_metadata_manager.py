@@ -9,7 +9,8 @@ offset_metadata_manager.py, and group_coordinator.py puts them together.
 - A group id belongs to one kind at a time: a classic group (`groups`, classic.py) or a consumer
   group (`consumer_groups`, consumer_group.py). An empty group of one kind becomes a group of the
   other kind when a member of that kind arrives: its records get tombstones, its committed offsets
-  stay (offsets are kept on the group object).
+  stay (offsets are kept on the group object). Groups with members change kind online (KIP-848,
+  migration.py; `replace_with_classic_group` for a downgrade).
 - Offsets committed outside group management (admin clients, consumers using assign()) to an
   unknown group id are kept by a new Empty classic group without a protocol type, as in Kafka.
 - Every change is written to the group's partition of `__consumer_offsets` (offsets.py), stamped
@@ -22,7 +23,8 @@ from trioka.clock import Clock
 from trioka.coordinator.classic import ClassicGroup
 from trioka.coordinator.consumer_group import ConsumerGroup
 from trioka.coordinator.group_state import GroupState
-from trioka.coordinator.offsets import OffsetsTopic, check_group_id
+from trioka.coordinator.offsets import (OffsetsTopic, check_group_id, group_metadata_key,
+                                        group_metadata_value)
 from trioka.wire.errors import ErrorCode, KafkaError
 
 log = logging.getLogger("trioka.coordinator")
@@ -98,6 +100,14 @@ class GroupMetadataManager:
         log.info("group %s: the empty consumer group becomes a classic group", group_id)
         if group.offsets:
             self.create_classic_group(group_id).offsets.update(group.offsets)
+
+    def replace_with_classic_group(self, group: ConsumerGroup, classic: ClassicGroup) -> None:
+        """A consumer group with members becomes a classic group (KIP-848 online downgrade,
+        migration.py): tombstones for its records, then the classic group's metadata."""
+        del self.consumer_groups[group.group_id]
+        self.groups[group.group_id] = classic
+        self.write(group.group_id, group.deletion_records() + [
+            (group_metadata_key(group.group_id), group_metadata_value(classic.to_record()))])
 
     def add_consumer_group(self, group: ConsumerGroup, records: list) -> None:
         """A new consumer group (its first member joined). An empty classic group with the same

@@ -28,7 +28,7 @@ class LogConfig:
     with `LogConfig.from_configs`. Broker-level defaults (log.segment.bytes, ...) are applied by
     passing them as `base`."""
 
-    cleanup_policy: str = "delete"  # "delete", "compact" or "compact,delete"
+    cleanup_policy: str = "delete"  # "delete", "compact", "compact,delete" or "" (keep all)
     compression_type: str = "producer"
     compression_gzip_level: int = -1
     compression_lz4_level: int = 9
@@ -142,8 +142,11 @@ def _parse_config_value(name: str, kind, value):
                          f"Invalid value {value} for configuration {key}: String must be one of: "
                          f"{', '.join(sorted(_CHOICES[name]))}")
     if name == "cleanup_policy":
+        # Kafka's ValidList.in("compact", "delete") checks each item, so an empty list is valid
+        # (what SUBTRACT of the last policy leaves): neither retention nor compaction then runs
+        # and the log is kept forever, as Kafka documents it since 4.2 (KAFKA-19112).
         policies = [p.strip() for p in parsed.split(",") if p.strip()]
-        if not policies or any(p not in ("delete", "compact") for p in policies):
+        if any(p not in ("delete", "compact") for p in policies):
             raise KafkaError(ErrorCode.INVALID_CONFIG,
                              f"Invalid value {value} for configuration {key}")
         parsed = ",".join(policies)

@@ -23,6 +23,7 @@ import enum
 import uuid
 
 from trioka.metadata import records as r
+from trioka.security.sasl.scram import ScramCredential
 from trioka.wire import schema
 
 
@@ -161,6 +162,9 @@ class MetadataImage:
         self.configs: dict[tuple[ConfigResourceType, str], dict[str, str]] = {}
         self.features: dict[str, int] = {}       # finalized feature levels above 0
         self.next_producer_id = -1               # -1 until a ProducerIdsRecord
+        # user -> SCRAM mechanism type -> ScramCredential (security/sasl/scram.py), from
+        # UserScramCredentialRecords: what SASL/SCRAM authenticates against in a cluster.
+        self.scram_credentials: dict[str, dict] = {}
         self.offset = -1                         # the log offset of the last record replayed
         # record type -> how the image applies it
         self._replayers = {
@@ -176,6 +180,8 @@ class MetadataImage:
             r.CONFIG_RECORD: self._replay_config,
             r.FEATURE_LEVEL_RECORD: self._replay_feature_level,
             r.PRODUCER_IDS_RECORD: self._replay_producer_ids,
+            r.USER_SCRAM_CREDENTIAL_RECORD: self._replay_user_scram_credential,
+            r.REMOVE_USER_SCRAM_CREDENTIAL_RECORD: self._replay_remove_user_scram_credential,
         }
 
     # --------------------------------------------------------------------------- reading
@@ -201,6 +207,10 @@ class MetadataImage:
     def broker_configs(self, resource_name: str) -> dict[str, str]:
         """The dynamic configs of a broker ("1") or of every broker ("")."""
         return self.configs.get((ConfigResourceType.BROKER, resource_name), {})
+
+    def group_configs(self, group_id: str) -> dict[str, str]:
+        """The configs set on a group (KIP-848 group configs, coordinator/group_config.py)."""
+        return self.configs.get((ConfigResourceType.GROUP, group_id), {})
 
     def offline_replicas(self, partition: PartitionRegistration,
                          listener_name: str | None = None) -> list[int]:
@@ -326,11 +336,22 @@ class MetadataImage:
     def _replay_producer_ids(self, record) -> None:
         self.next_producer_id = record.next_producer_id
 
+    def _replay_user_scram_credential(self, record) -> None:
+        self.scram_credentials.setdefault(record.name, {})[record.mechanism] = ScramCredential(
+            bytes(record.salt), bytes(record.stored_key), bytes(record.server_key),
+            record.iterations)
+
+    def _replay_remove_user_scram_credential(self, record) -> None:
+        mechanisms = self.scram_credentials.get(record.name, {})
+        if mechanisms.pop(record.mechanism, None) is None:
+            raise ValueError(f"Unable to replay {record!r}: no such SCRAM credential")
+        if not mechanisms:
+            del self.scram_credentials[record.name]
+
 
 # Record types the image does not keep: read past, not refused.
 SKIPPED = frozenset(schema.metadata_record_type(name) for name in (
-    "NoOpRecord", "DelegationTokenRecord", "RemoveDelegationTokenRecord",
-    "UserScramCredentialRecord", "RemoveUserScramCredentialRecord", "ClientQuotaRecord",
+    "NoOpRecord", "DelegationTokenRecord", "RemoveDelegationTokenRecord", "ClientQuotaRecord",
     "AccessControlEntryRecord", "RemoveAccessControlEntryRecord", "ZkMigrationStateRecord",
     "BeginTransactionRecord", "EndTransactionRecord", "AbortTransactionRecord",
     "RegisterControllerRecord"))

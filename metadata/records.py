@@ -30,6 +30,9 @@ FEATURE_LEVEL_RECORD = schema.metadata_record_type("FeatureLevelRecord")
 PRODUCER_IDS_RECORD = schema.metadata_record_type("ProducerIdsRecord")
 BROKER_REGISTRATION_CHANGE_RECORD = schema.metadata_record_type("BrokerRegistrationChangeRecord")
 NO_OP_RECORD = schema.metadata_record_type("NoOpRecord")
+USER_SCRAM_CREDENTIAL_RECORD = schema.metadata_record_type("UserScramCredentialRecord")
+REMOVE_USER_SCRAM_CREDENTIAL_RECORD = schema.metadata_record_type(
+    "RemoveUserScramCredentialRecord")
 
 # The feature level of metadata.version 3.7-IV1, whose record versions are the ones below.
 METADATA_VERSION = "metadata.version"
@@ -50,6 +53,8 @@ VERSIONS = {
     PRODUCER_IDS_RECORD: 0,
     BROKER_REGISTRATION_CHANGE_RECORD: 1,  # 1 adds InControlledShutdown
     NO_OP_RECORD: 0,
+    USER_SCRAM_CREDENTIAL_RECORD: 0,
+    REMOVE_USER_SCRAM_CREDENTIAL_RECORD: 0,
 }
 
 # Kafka's LeaderConstants: a partition without a leader, and "the leader did not change" in a
@@ -188,6 +193,18 @@ def config_record(resource_type: int, resource_name: str, name: str,
     value None deletes it."""
     return build(CONFIG_RECORD, resource_type=resource_type, resource_name=resource_name,
                  name=name, value=value)
+
+
+def user_scram_credential_record(name: str, mechanism: int, credential) -> MetadataRecord:
+    """A user's SCRAM credential for one mechanism (a ScramCredential: salt, keys, iterations;
+    never the password)."""
+    return build(USER_SCRAM_CREDENTIAL_RECORD, name=name, mechanism=mechanism,
+                 salt=credential.salt, stored_key=credential.stored_key,
+                 server_key=credential.server_key, iterations=credential.iterations)
+
+
+def remove_user_scram_credential_record(name: str, mechanism: int) -> MetadataRecord:
+    return build(REMOVE_USER_SCRAM_CREDENTIAL_RECORD, name=name, mechanism=mechanism)
 
 
 def feature_level_record(name: str, feature_level: int) -> MetadataRecord:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import ssl
 import struct
 
 import trio
@@ -71,9 +72,13 @@ class NodeChannel:
     """One connection to one node, reconnected on demand; requests one at a time."""
 
     def __init__(self, host: str, port: int, *, clock, client_id: str, request_timeout_ms: int,
-                 controls: NodeControls | None = None):
+                 controls: NodeControls | None = None, ssl_context=None):
         self.host = host
         self.port = port
+        # The client TLS context when the peer's listener is SSL or SASL_SSL
+        # (security/tls.py client_context): the connection's first bytes are a TLS handshake.
+        self.ssl_context = ssl_context
+        self._socket = None             # the TCP socket under the stream (TLS or not)
         self.clock = clock
         self.client_id = client_id
         self.request_timeout_ms = request_timeout_ms
@@ -150,13 +155,13 @@ class NodeChannel:
             raise NodeUnreachable(f"{name} to {self.address}: this node is isolated")
 
     def _forget(self) -> None:
-        stream, self._stream, self._reader = self._stream, None, None
+        socket, self._socket, self._stream, self._reader = self._socket, None, None, None
         self.peer_versions = {}
-        if stream is not None:
-            stream.socket.close()
+        if socket is not None:
+            socket.close()
 
     async def _drop(self) -> None:
-        stream, self._stream, self._reader = self._stream, None, None
+        stream, self._stream, self._reader, self._socket = self._stream, None, None, None
         self.peer_versions = {}
         if stream is not None:
             await trio.aclose_forcefully(stream)
@@ -166,6 +171,17 @@ class NodeChannel:
             stream = await trio.open_tcp_stream(self.host, self.port)
         except OSError as e:
             raise NodeUnreachable(f"{name} to {self.address}: cannot connect: {e}") from None
+        self._socket = stream.socket
+        if self.ssl_context is not None:
+            stream = trio.SSLStream(stream, self.ssl_context, server_hostname=self.host)
+            try:
+                await stream.do_handshake()
+            except (trio.BrokenResourceError, ssl.SSLError) as e:
+                self._socket.close()
+                self._socket = None
+                cause = e.__cause__ or e
+                raise NodeUnreachable(f"{name} to {self.address}: TLS handshake failed: "
+                                      f"{getattr(cause, 'reason', None) or cause}") from None
         self._stream = stream
         self._reader = framing.FrameReader(MAX_RESPONSE_BYTES, RECV_CHUNK)
         self.connections += 1
@@ -241,7 +257,13 @@ class NodeChannel:
                 frame = reader.next_frame()
                 if frame is not None:
                     break
-                n = await stream.socket.recv_into(reader.free_space())
+                if self.ssl_context is None:
+                    n = await stream.socket.recv_into(reader.free_space())
+                else:
+                    space = reader.free_space()
+                    data = await stream.receive_some(len(space))
+                    n = len(data)
+                    space[:n] = data
                 if n == 0:
                     raise NodeUnreachable(f"{name} to {self.address}: the peer closed the "
                                           f"connection")

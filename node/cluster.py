@@ -175,6 +175,11 @@ def cluster_configs(base: Config | dict | None, nodes: int,
     data_dir = base.data_dir
     static = {key: base.get(key) for key in KEYS
               if base.is_set(key) and key not in PER_NODE_KEYS}
+    static.update(base.listener_overrides())     # listener.name.<l>.* (TLS, SASL), for all
+    # The inter-broker listener: named, or left to security.inter.broker.protocol (Kafka
+    # refuses both at once).
+    inter_broker = {} if base.is_set("security.inter.broker.protocol") else {
+        "inter.broker.listener.name": base.inter_broker_listener_name or client[0].name}
     configs = []
     for node_id in range(1, nodes + 1):
         values = dict(static)
@@ -189,8 +194,8 @@ def cluster_configs(base: Config | dict | None, nodes: int,
             "controller.listener.names": controller_name,
             "listener.security.protocol.map": protocol_map,
             "controller.quorum.voters": f"1@{controller_host}:{controller_port}",
-            "inter.broker.listener.name": base.inter_broker_listener_name or client[0].name,
             "cluster.id": cluster_id,
+            **inter_broker,
         })
         if advertised:
             values["advertised.listeners"] = _shifted(advertised, node_id - 1)

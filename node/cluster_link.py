@@ -89,6 +89,7 @@ class ClusterLink:
         self.replicas = ReplicaManager(
             node_id=self.node_id, logs=broker.logs, clock=self.clock, config=self.config,
             send_alter_partition=self._send_alter_partition, broker_epoch=self.broker_epoch)
+        self._tls_contexts: dict = {}    # listener name -> client TLS context (tls_context)
         self._alter_channel = self.controller_channel("alter-partition")
         self._admin_channel = self.controller_channel("forwarding")
         self._admin_lock = trio.Lock()
@@ -100,10 +101,12 @@ class ClusterLink:
     # ---------------------------------------------------------------------------- channels
 
     def controller_channel(self, purpose: str) -> NodeChannel:
+        names = sorted(self.controller_listener_names())
         return NodeChannel(self.controller_host, self.controller_port, clock=self.clock,
                            client_id=f"trioka-node-{self.node_id}-{purpose}",
                            request_timeout_ms=self.config.request_timeout_ms,
-                           controls=self.broker.node_controls)
+                           controls=self.broker.node_controls,
+                           ssl_context=self.tls_context(names[0]) if names else None)
 
     def broker_channel(self, broker_id: int, purpose: str) -> NodeChannel | None:
         """A channel to another broker's inter-broker listener, None while it is unknown."""
@@ -119,16 +122,25 @@ class ClusterLink:
         return NodeChannel(endpoint.host, endpoint.port, clock=self.clock,
                            client_id=f"trioka-node-{self.node_id}-{purpose}",
                            request_timeout_ms=self.config.replica_socket_timeout_ms,
-                           controls=self.broker.node_controls)
+                           controls=self.broker.node_controls,
+                           ssl_context=self.tls_context(name))
 
     def inter_broker_listener_name(self) -> str:
-        if self.config.inter_broker_listener_name:
-            return self.config.inter_broker_listener_name
-        controller_names = self.controller_listener_names()
-        for listener in self.broker.listeners:
-            if listener.name not in controller_names:
-                return listener.name
-        return "PLAINTEXT"
+        """inter.broker.listener.name, or the listener of security.inter.broker.protocol."""
+        from trioka.config import inter_broker_listener
+        return inter_broker_listener(self.config, self.broker.listeners)
+
+    def tls_context(self, listener_name: str):
+        """The client TLS context for reaching a node's `listener_name` listener when its
+        protocol is SSL or SASL_SSL (this broker's keystore as its certificate, as Kafka
+        brokers do), else None. Made once per listener name."""
+        if self.security_protocol(listener_name) not in ("SSL", "SASL_SSL"):
+            return None
+        contexts = self._tls_contexts
+        if listener_name not in contexts:
+            from trioka.security.tls import client_context
+            contexts[listener_name] = client_context(self.config, listener_name)
+        return contexts[listener_name]
 
     def controller_listener_names(self) -> set[str]:
         return {n.strip() for n in self.config.controller_listener_names.split(",") if n.strip()}
@@ -215,11 +227,8 @@ class ClusterLink:
             await channel.aclose()
 
     def security_protocol(self, listener_name: str) -> str:
-        for entry in self.config.listener_security_protocol_map.split(","):
-            name, _, protocol = entry.partition(":")
-            if name.strip() == listener_name:
-                return protocol.strip()
-        return listener_name
+        from trioka.config import security_protocol_map
+        return security_protocol_map(self.config).get(listener_name.upper(), listener_name)
 
     def supported_features(self) -> dict:
         from trioka.config import supported_features

@@ -5,7 +5,10 @@ holding the fields present in the message's version and no others, nested struct
 arrays as lists. Values are shown as follows:
 
 - numbers, booleans and strings as they are; null where the version allows it and the value is;
-- `bytes` fields (group protocol metadata, assignments, SASL tokens) as standard base64;
+- `bytes` fields (group protocol metadata, assignments) as standard base64, except secrets:
+  SASL tokens (`auth_bytes`: a PLAIN token holds the password) and SCRAM salts and salted
+  passwords (AlterUserScramCredentials) show as `"REDACTED"`, so that the log (in memory, over
+  the admin endpoint, in its file) never holds a credential;
 - `uuid` fields (topic ids) in Kafka's own text form, `Uuid.toString()`: URL-safe base64 of the
   16 bytes without padding, as kafka-topics.sh prints them (`AAAAAAAAAAAAAAAAAAAAAA` is zero);
 - `records` fields as a list with one object per record batch, read from the batch's 61-byte v2
@@ -304,9 +307,15 @@ def to_json(message, fields: list, version: int) -> dict | None:
     return out
 
 
+# The bytes fields that hold secrets (see the module's docstring): never shown.
+SECRET_FIELDS = frozenset({"auth_bytes", "salt", "salted_password"})
+
+
 def _value(f, value, version: int):
     if value is None:
         return None
+    if f.name in SECRET_FIELDS:
+        return "REDACTED"
     if f.type == "array":
         if f.is_struct:
             return [to_json(x, f.children, version) for x in value]

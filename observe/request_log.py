@@ -17,6 +17,9 @@ it in memory, queryable: `broker.requests(api=None, client_id=None, since=None, 
     client_software_name,    what the client said it is in ApiVersions v3+ (KIP-511), e.g.
     client_software_version  "confluent-kafka-python" "2.16.1-rdkafka-2.16.0", as the connection
                              holds it; null for a client that sends ApiVersions v0-2
+    security_protocol,       the listener's protocol (PLAINTEXT, SSL, ...) and the client's
+    principal                KafkaPrincipal ("User:ANONYMOUS", "User:<name>" from its TLS
+                             certificate or SASL), as Kafka's request logger prints them
     api, api_key, api_version   Kafka's API name (Produce), key and the version used
     correlation_id
     latency_ms               from the whole request read to its response ready to send (Kafka's
@@ -53,6 +56,9 @@ summaries replace the batches in the messages kept. The file is written by a bac
 the JSON rendered and written in a worker thread, in batches of whatever was logged while the
 previous batch was being written; if the file falls more than MAX_FILE_BACKLOG entries behind,
 entries are dropped from it and a `{"dropped_entries": N}` line says how many.
+
+Strict mode (`trioka.strict`) also hands every entry, rendered, to the node's conformance record
+(conformance.py) as it is logged, whether or not the ring keeps it.
 """
 
 import collections
@@ -64,6 +70,7 @@ import os
 import trio
 
 from trioka.controls.rules import api_key_of, api_name
+from trioka.observe.conformance import Conformance
 from trioka.observe.messages import error_codes, message_json, records_fields
 from trioka.wire import protocol, schema
 
@@ -111,11 +118,13 @@ class Entry:
         self.fault = None            # the controls' decision (controls.rules.Fault)
         self.error = None
 
-    def to_json(self) -> dict:
+    def to_json(self, messages: bool = True) -> dict:
+        """The entry as the module's docstring describes it; `messages=False` leaves the request
+        and the response out (null), for a reader that needs only the rest (conformance.py)."""
         conn = self.connection
         api = schema.api(self.api_key)
         request, response = self.request, self.response
-        if request is None and self.request_body is not None:
+        if request is None and self.request_body is not None and messages:
             request, _ = api.request.decode(memoryview(self.request_body), 0, self.api_version)
         if response is None and self.response_frame is not None:
             _, response = protocol.decode_response(self.api_key, self.response_version,
@@ -127,6 +136,7 @@ class Entry:
             "client_address": conn.peer, "client_id": self.client_id,
             "client_software_name": conn.client_software_name,
             "client_software_version": conn.client_software_version,
+            "security_protocol": conn.security_protocol, "principal": conn.principal,
             "api": api.name, "api_key": self.api_key, "api_version": self.api_version,
             "correlation_id": self.correlation_id, "latency_ms": round(self.latency_ms, 3),
             "outcome": self.outcome,
@@ -137,8 +147,10 @@ class Entry:
                 "error": None if fault.error is None else fault.error.name,
                 "throttle_ms": fault.throttle_ms},
             "error": self.error,
-            "request": message_json(request, api.request, self.api_version),
-            "response": message_json(response, api.response, self.response_version),
+            "request": message_json(request, api.request, self.api_version) if messages
+            else None,
+            "response": message_json(response, api.response, self.response_version) if messages
+            else None,
         }
 
 
@@ -162,15 +174,21 @@ class RequestLog:
         self.max_backlog = MAX_FILE_BACKLOG
         self._dropped = 0
         self._wake = trio.Event()
+        # Strict mode's conformance record (conformance.py), fed every entry; None otherwise.
+        self.conformance = None
 
     @classmethod
     def from_config(cls, config, clock, node_id: int) -> "RequestLog | None":
-        """The log the config asks for; None when it keeps nothing (size 0, no file)."""
+        """The log the config asks for; None when it keeps nothing (size 0, no file) and the
+        broker is not in strict mode (`trioka.strict`, whose conformance record it feeds)."""
         size, file = config.trioka_request_log_size, config.trioka_request_log_file
-        if size == 0 and not file:
+        if size == 0 and not file and not config.trioka_strict:
             return None
-        return cls(clock, node_id, size=size, file=file,
-                   payloads=config.trioka_request_log_payloads)
+        request_log = cls(clock, node_id, size=size, file=file,
+                          payloads=config.trioka_request_log_payloads)
+        if config.trioka_strict:
+            request_log.conformance = Conformance()
+        return request_log
 
     # --- capture (the server, per request) ---
 
@@ -225,6 +243,8 @@ class RequestLog:
                 entry.response_frame = b"".join(frame[1:]) if len(frame[0]) == 4 else \
                     b"".join(frame)[4:]
         entry.seq = next(_sequence)
+        if self.conformance is not None:
+            self._conform(entry)
         if self.size:
             self.ring.append(entry)
         if self._fd is not None:
@@ -233,6 +253,21 @@ class RequestLog:
             else:
                 self._backlog.append(entry)
                 self._wake.set()
+
+    def _conform(self, entry: Entry) -> None:
+        """Strict mode: the entry, rendered, to the conformance record. A failure here is a
+        bug of the broker's, logged; the request is answered all the same."""
+        try:
+            self.conformance.observe(entry.to_json(messages=False), entry.to_json)
+        except Exception:
+            log.exception("conformance: cannot take request log entry %d (%s)", entry.seq,
+                          api_name(entry.api_key))
+
+    def frame_refused(self, connection, reason: str) -> None:
+        """A request refused by its declared size before its header was read (the connection
+        is closed): a `request_too_large` violation in strict mode."""
+        if self.conformance is not None:
+            self.conformance.request_too_large(connection.id, reason)
 
     def refused(self, arrived: tuple[float, int], connection, header, error: str) -> None:
         """Log a request the broker closed the connection on without handling it (an API or

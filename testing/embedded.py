@@ -36,6 +36,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 
 import trio
 
@@ -43,6 +44,7 @@ from trioka.config import Config
 from trioka.controls.fault_file import check_nodes, read_fault_file, rules_from_json
 from trioka.controls.rules import RuleShortcuts
 from trioka.node.cluster import LocalCluster, cluster_configs, os_error_in
+from trioka.observe.conformance import conformance_report, to_markdown
 from trioka.observe.request_log import render_entries, select_entries
 from trioka.server import Server
 
@@ -61,12 +63,17 @@ def _config(config: Config | dict | None, memory: bool, data_dir: str | None,
     if "virtual_time" in settings:      # a clock that moves only when told: trioka.virtual.time
         settings = {**settings, "trioka_virtual_time": settings["virtual_time"]}
         del settings["virtual_time"]
+    if "strict" in settings:            # conformance mode: trioka.strict
+        settings = {**settings, "trioka_strict": settings["strict"]}
+        del settings["strict"]
     cfg.update({k.replace("_", "."): v for k, v in settings.items()})
     if not cfg.is_set("listeners"):
         cfg.set("listeners", "PLAINTEXT://127.0.0.1:0")
     cfg.memory = memory or cfg.memory
     if data_dir:
         cfg.set("log.dirs", data_dir)
+    for text in cfg.warnings:       # an unknown key: warned about, as the command line does
+        warnings.warn(f"trioka: {text}", stacklevel=3)
     return cfg
 
 
@@ -111,7 +118,8 @@ class Broker:
 
     `memory=True` keeps the logs in memory; otherwise they go to `data_dir`, or to a temporary
     directory removed on exit. `virtual_time=True` (config key `trioka.virtual.time`) runs it
-    on a virtual clock: `advance_time(ms)`, `set_time(wall_ms)`. `faults` (a rule or a list of
+    on a virtual clock: `advance_time(ms)`, `set_time(wall_ms)`. `strict=True` (config key
+    `trioka.strict`) is conformance mode: `conformance_report()`. `faults` (a rule or a list of
     rules, as POST /controls takes them) and `faults_file` (config key `trioka.faults.file`) are
     fault rules in force from the start (controls/fault_file.py); ValueError here for an
     invalid one. Other keyword arguments are Kafka config keys with underscores
@@ -125,7 +133,12 @@ class Broker:
         self._tmp = None
         if not memory and not data_dir:
             self._tmp = data_dir = tempfile.mkdtemp(prefix="trioka-")
-        self.config = _config(config, memory, data_dir, settings)
+        try:
+            self.config = _config(config, memory, data_dir, settings)   # ConfigError: a bad value
+        except ValueError:
+            if self._tmp:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
         check_nodes(self._faults, [self.config.node_id_value], "faults")
         self.data_dir = self.config.data_dir
         self._thread: threading.Thread | None = None
@@ -253,6 +266,14 @@ class Broker:
             logs = [] if b.request_log is None else [b.request_log]
             return select_entries(logs, api, client_id, since, limit)
         return render_entries(self.call(chosen))
+
+    def conformance_report(self, markdown: bool = False) -> dict | str:
+        """The conformance report (observe/conformance.py): per client, the APIs and versions
+        it used, the errors it got and its violations; of the whole session with
+        `strict=True` (config key `trioka.strict`), else derived from the request log.
+        `markdown=True`: as Markdown."""
+        report = self.call(lambda b: b.conformance_report())
+        return to_markdown(report) if markdown else report
 
 
 def _cluster_setup(nodes: int, config: Config | dict | None, memory: bool,
@@ -429,6 +450,11 @@ class Cluster:
         its `node`); the filters of Broker.requests. A restarted node's log starts anew."""
         return render_entries(self.call(
             lambda c: select_entries(c.request_logs(), api, client_id, since, limit)))
+
+    def conformance_report(self, markdown: bool = False) -> dict | str:
+        """Broker.conformance_report over every node, merged by client."""
+        report = self.call(lambda c: conformance_report(c.request_logs()))
+        return to_markdown(report) if markdown else report
 
 
 class NodeProxy:

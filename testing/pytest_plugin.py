@@ -27,20 +27,55 @@ tested without sleeping, and the same steps give the same results:
 
 Per test, since tests move its clock (a clock shared by tests would make each depend on the
 others).
+
+`pytest --trioka-report` runs `kafka_broker` in conformance mode (`trioka.Broker(strict=True)`,
+observe/conformance.py) and prints its conformance report at the end of the session: per client
+the APIs and versions it used, the errors it got and its violations of the protocol.
 """
 
 import pytest
 
+REPORT_OPTION = "--trioka-report"
+_reports = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser):
+    parser.getgroup("trioka").addoption(
+        REPORT_OPTION, action="store_true", default=False,
+        help="run kafka_broker in conformance mode (trioka.strict) and print its conformance "
+             "report (per client: APIs and versions, errors, protocol violations) at the end")
+
 
 @pytest.fixture(scope="session")
-def kafka_broker():
+def kafka_broker(pytestconfig):
+    """One broker for the whole test session (a free port, in a temporary data directory):
+    `bootstrap_servers`, `create_topic()`, `controls`, `requests()` (testing/embedded.py Broker).
+    With --trioka-report it runs in conformance mode and its report ends the run."""
     from trioka.testing.embedded import Broker
-    with Broker() as broker:
+    reporting = pytestconfig.getoption(REPORT_OPTION)
+    with (Broker(strict=True) if reporting else Broker()) as broker:
         yield broker
+        if reporting:
+            # Taken while the broker runs; printed by pytest_terminal_summary.
+            pytestconfig.stash.setdefault(_reports, []).append(
+                broker.conformance_report(markdown=True))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not config.getoption(REPORT_OPTION):
+        return
+    reports = config.stash.get(_reports, [])
+    terminalreporter.section("trioka conformance report")
+    if not reports:
+        terminalreporter.write_line("No test used kafka_broker: nothing to report.")
+    for report in reports:
+        terminalreporter.write_line(report)
 
 
 @pytest.fixture
 def kafka_topic(kafka_broker, request):
+    """A new topic on kafka_broker for this test, named after the test, one partition; the
+    fixture's value is the topic's name."""
     prefix = "".join(c if c.isalnum() or c in "._-" else "-" for c in request.node.name)[:100]
     return kafka_broker.create_topic(kafka_broker.unique_topic_name(prefix))
 

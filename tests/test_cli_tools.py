@@ -30,7 +30,7 @@ def test_line_parser_keys_separators_and_null_markers():
     p = cli_produce.LineParser(_producer_args(key_separator="::", null_value_marker="NULL"))
     assert p.parse(b"a::b") == (b"a", b"b")
     assert p.parse(b"a::NULL") == (b"a", None)
-    with pytest.raises(ValueError, match="line 3"):
+    with pytest.raises(ValueError, match="line number 3"):
         p.parse(b"no separator")
     p = cli_produce.LineParser(_producer_args(property=[("parse.key", "true"),
                                                         ("key.separator", ","),

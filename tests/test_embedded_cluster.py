@@ -138,12 +138,22 @@ def test_trioka_serve_nodes_prints_a_ready_line_per_node_in_order():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--nodes", "0"], "--nodes must be 1 or more, not 0"),
     (["--nodes", "3", "--listeners", "PLAINTEXT://127.0.0.1:65534"], "past 65535"),
-    (["--nodes", "2", "--node-id", "5"], "--node-id cannot be used with --nodes"),
 ])
 def test_trioka_serve_nodes_refuses_bad_values_in_one_line(argv, message):
     with pytest.raises(SystemExit) as e:
         trioka_main(["serve", "--memory", *argv])
     assert str(e.value).startswith("trioka: ") and message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--nodes", "0"], "argument --nodes: must be 1 or more, not 0"),
+    (["--nodes", "2", "--node-id", "5"], "--node-id cannot be used with --nodes (the nodes are "
+                                         "1..N)"),
+])
+def test_trioka_serve_nodes_flags_that_do_not_fit_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        trioka_main(["serve", "--memory", *argv])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"trioka serve: error: {message}"

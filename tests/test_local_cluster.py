@@ -113,13 +113,13 @@ def test_cluster_configs_with_port_zero_and_in_memory():
     (0, "PLAINTEXT://127.0.0.1:9092", "at least 1 node"),
     (-2, "PLAINTEXT://127.0.0.1:9092", "at least 1 node"),
     (3, "PLAINTEXT://127.0.0.1:65534", "3 nodes need ports 65534-65536, past 65535"),
-    (1, "PLAINTEXT://127.0.0.1:70000", "out of range"),
+    (1, "PLAINTEXT://127.0.0.1:70000", "port out of range:70000"),   # refused by Config itself
     (2, "CONTROLLER://127.0.0.1:9093", "no listener for clients"),
 ])
 def test_cluster_configs_refuse_what_cannot_be_a_cluster(nodes, listeners, message):
-    base = Config({"listeners": listeners, "controller.listener.names": "CONTROLLER"})
-    base.memory = True
     with pytest.raises(ValueError, match=message):
+        base = Config({"listeners": listeners, "controller.listener.names": "CONTROLLER"})
+        base.memory = True
         cluster_configs(base, nodes)
 
 

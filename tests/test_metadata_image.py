@@ -8,6 +8,7 @@ import pytest
 from trioka.metadata import records as r
 from trioka.metadata.image import (BrokerEndpoint, ConfigResourceType, LeaderRecoveryState,
                                    MetadataImage)
+from trioka.security.sasl.scram import SCRAM_SHA_512, ScramCredential
 from trioka.wire import schema
 
 FOO = uuid.UUID("00000000-0000-4000-8000-0000000000f0")
@@ -62,7 +63,14 @@ def a_cluster_history() -> list[r.MetadataRecord]:
         r.register_broker_record(4, INC[4], 40, endpoint(4), [], None),
         r.unregister_broker_record(4, 40),
         r.build(r.NO_OP_RECORD),
+        # SCRAM users (AlterUserScramCredentials): alice keeps SCRAM-SHA-512 only
+        r.user_scram_credential_record("alice", 1, SCRAM),
+        r.user_scram_credential_record("alice", 2, SCRAM),
+        r.remove_user_scram_credential_record("alice", 1),
     ]
+
+
+SCRAM = ScramCredential.from_password(SCRAM_SHA_512, "alice-secret", 4096, b"salt" * 4)
 
 
 def check_history(image: MetadataImage) -> None:
@@ -96,6 +104,9 @@ def check_history(image: MetadataImage) -> None:
     assert image.broker_configs("1") == {"log.retention.ms": "5"}
     assert image.features == {r.METADATA_VERSION: 16}
     assert image.next_producer_id == 2000
+    assert list(image.scram_credentials) == ["alice"]
+    assert image.scram_credentials["alice"][2].stored_key == SCRAM.stored_key
+    assert list(image.scram_credentials["alice"]) == [2]
 
 
 def test_a_cluster_history_replays_to_the_image():

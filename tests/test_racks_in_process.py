@@ -98,8 +98,11 @@ def test_racks_must_name_one_rack_per_node(racks):
 
 
 def test_trioka_serve_refuses_racks_that_do_not_fit(capsys):
-    with pytest.raises(SystemExit, match="--racks needs --nodes"):
+    with pytest.raises(SystemExit) as usage:       # a usage error: exit 2, the command named
         trioka_main(["serve", "--memory", "--racks", "a"])
+    assert usage.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "trioka serve: error: --racks needs --nodes (with one node, set broker.rack)"
     with pytest.raises(SystemExit, match="one rack per node"):
         trioka_main(["serve", "--memory", "--nodes", "3", "--racks", "a,b"])
 

@@ -198,7 +198,9 @@ def test_an_entry_carries_the_request_its_response_and_who_sent_it():
         "time_ms": 1_700_000_000_000, "node": 3, "listener": "PLAINTEXT",
         "connection": "127.0.0.1:9092-10.0.0.7:40000-1", "client_address": "10.0.0.7:40000",
         "client_id": "rdkafka", "client_software_name": "confluent-kafka-python",
-        "client_software_version": "2.16.1-rdkafka-2.16.0", "api": "Produce", "api_key": 0,
+        "client_software_version": "2.16.1-rdkafka-2.16.0",
+        "security_protocol": "PLAINTEXT", "principal": "User:ANONYMOUS",
+        "api": "Produce", "api_key": 0,
         "api_version": 9, "correlation_id": 41, "latency_ms": 12.0, "outcome": "responded",
         "error_codes": {"NOT_LEADER_OR_FOLLOWER": 1}, "fault": None, "error": None}
     assert entry["request"]["topic_data"][0]["partition_data"][0]["records"][0][

@@ -139,3 +139,22 @@ def test_kafka_broker_virtual_is_a_broker_on_a_clock_the_test_moves(pytester):
     pytester.makepyfile(test_virtual=VIRTUAL_TIME)
     result = run_inner(pytester)
     result.assert_outcomes(passed=2)
+
+
+def test_trioka_report_prints_the_conformance_report_of_the_session(pytester):
+    """`--trioka-report`: kafka_broker runs in conformance mode and its report, per client the
+    APIs and versions it used, is printed at the end of the session."""
+    pytester.makepyfile(test_roundtrip=ROUNDTRIP)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--trioka-report",
+                                           f"--timeout={INNER_TIMEOUT_S}",
+                                           timeout=INNER_TIMEOUT_S + 30)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*trioka conformance report*",
+                                 "# Conformance report (strict mode)",
+                                 "## rdkafka (confluent-kafka-python *)",
+                                 "| Fetch | *",
+                                 "| Produce | *"])
+    # Without the option, no report.
+    result = run_inner(pytester)
+    result.assert_outcomes(passed=1)
+    assert "trioka conformance report" not in result.stdout.str()

@@ -11,8 +11,8 @@ RELEASES holds, for every API trioka serves on a broker listener, the range a br
 release advertised with its default settings, written as each release's changes on the one
 before. The facts come from Kafka's message specs at each release tag (the validVersions of the
 APIs a broker listener serves, less a newest version marked unstable) and, for 4.0 on, from what
-4.x brokers answer to ApiVersions. APIs trioka does not serve (SASL, ACLs, quotas, delegation
-tokens, SCRAM, telemetry, share and streams groups, KRaft voters) are left out: no release can
+4.x brokers answer to ApiVersions. APIs trioka does not serve (ACLs, quotas, delegation
+tokens, telemetry, share and streams groups, KRaft voters) are left out: no release can
 make trioka advertise them.
 
 What a table holds is Kafka's; what trioka advertises is that range cut to what its handlers
@@ -58,6 +58,8 @@ _CHANGES = (
         K.DELETE_GROUPS: (0, 2), K.ELECT_LEADERS: (0, 2), K.INCREMENTAL_ALTER_CONFIGS: (0, 1),
         K.ALTER_PARTITION_REASSIGNMENTS: (0, 0), K.LIST_PARTITION_REASSIGNMENTS: (0, 0),
         K.OFFSET_DELETE: (0, 0), K.DESCRIBE_CLUSTER: (0, 0), K.DESCRIBE_PRODUCERS: (0, 0),
+        K.SASL_HANDSHAKE: (0, 1), K.SASL_AUTHENTICATE: (0, 2),   # KIP-43, KIP-152, KIP-368
+        K.DESCRIBE_USER_SCRAM_CREDENTIALS: (0, 0), K.ALTER_USER_SCRAM_CREDENTIALS: (0, 0),
     }),
     ("3.0", {
         K.LIST_OFFSETS: (0, 7),            # KIP-734: the max timestamp query

@@ -1,0 +1,106 @@
+"""What TLS costs: 10 KB messages produced (acks=all) and then consumed with confluent-kafka over
+a PLAINTEXT and an SSL listener of the same broker process (a data directory, so PLAINTEXT
+fetches use sendfile and SSL fetches read the segment into memory and encrypt it).
+
+    python bench/tls_timing.py [--mb 20] [--rounds 2]
+
+Certificates come from `trioka certs` in a temporary directory. Each round uses a fresh topic per
+listener and alternates which listener goes first; the best round of each is printed, in MB/s
+(10^6 bytes of message values) and the SSL/PLAINTEXT ratio. A quick look, not the benchmark
+(bench/run.py): one producer, one consumer, one partition, all in this process.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+
+from trioka.cli.certs import write
+from trioka.testing.process import BrokerProcess
+
+SIZE = 10_000
+
+
+class TwoListeners(BrokerProcess):
+    def command(self) -> list[str]:
+        cmd = super().command()
+        at = cmd.index("--listeners") + 1
+        cmd[at] += ",SSL://127.0.0.1:0"
+        return cmd
+
+
+def produce(conf: dict, topic: str, count: int) -> float:
+    from confluent_kafka import Producer
+    p = Producer({**conf, "acks": "all", "linger.ms": 5, "batch.size": 1_000_000})
+    value = b"x" * SIZE
+    start = time.perf_counter()
+    for _ in range(count):
+        while True:
+            try:
+                p.produce(topic, value, partition=0)
+                break
+            except BufferError:
+                p.poll(0.01)
+    if p.flush(60):
+        raise SystemExit("produce did not finish")
+    return time.perf_counter() - start
+
+
+def consume(conf: dict, topic: str, count: int) -> float:
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({**conf, "group.id": uuid.uuid4().hex, "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = 0
+    start = time.perf_counter()
+    deadline = start + 120
+    while got < count:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"consumed {got} of {count}")
+        for m in c.consume(1000, timeout=1):
+            if m.error():
+                raise SystemExit(str(m.error()))
+            got += 1
+    elapsed = time.perf_counter() - start
+    c.close()
+    return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    count = args.mb * 1_000_000 // SIZE
+    with tempfile.TemporaryDirectory() as certs_dir:
+        certs = write(certs_dir)
+        broker = TwoListeners(overrides={
+            "ssl.keystore.type": "PKCS12", "ssl.keystore.location": certs["broker.p12"],
+            "ssl.keystore.password": "trioka-dev"})
+        with broker:
+            broker.start()
+            ready = next(l for l in broker.output if l.startswith("trioka ready:"))
+            ssl_port = ready.split("SSL://127.0.0.1:")[1].split()[0]
+            confs = {"PLAINTEXT": {"bootstrap.servers": broker.bootstrap},
+                     "SSL": {"bootstrap.servers": f"localhost:{ssl_port}",
+                             "security.protocol": "SSL", "ssl.ca.location": certs["ca.pem"]}}
+            best = {name: [0.0, 0.0] for name in confs}
+            for r in range(args.rounds):
+                order = list(confs) if r % 2 == 0 else list(reversed(confs))
+                for name in order:
+                    topic = f"tls-timing-{name.lower()}-{r}"
+                    mb = count * SIZE / 1e6
+                    p = mb / produce(confs[name], topic, count)
+                    c = mb / consume(confs[name], topic, count)
+                    best[name] = [max(best[name][0], p), max(best[name][1], c)]
+                    print(f"round {r + 1} {name:9}  produce {p:7.1f} MB/s  consume {c:7.1f} MB/s",
+                          flush=True)
+    plain, tls = best["PLAINTEXT"], best["SSL"]
+    print(f"best      PLAINTEXT produce {plain[0]:.1f} consume {plain[1]:.1f} MB/s; "
+          f"SSL produce {tls[0]:.1f} ({tls[0] / plain[0]:.0%}) "
+          f"consume {tls[1]:.1f} ({tls[1] / plain[1]:.0%})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,564 @@
+"""SASL listeners against stock clients: confluent-kafka, kafka-python, aiokafka, KafkaJS and kcat
+produce and consume over SASL_PLAINTEXT with PLAIN and SCRAM-SHA-256/512, confluent-kafka and
+kafka-python with OAUTHBEARER (unsecured JWTs); SCRAM users are made with confluent-kafka's
+AlterUserScramCredentials over the PLAINTEXT listener. The negative cases (wrong password and
+unknown user answered alike, a disabled mechanism, a request before authentication, a replayed
+SCRAM exchange, an expired token) are checked on what comes back over the wire, some with raw
+Kafka requests where no stock client can send them.
+"""
+
+import base64
+import json
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from clients import (consume_aiokafka, consume_confluent, consume_kafka_python, consume_kcat,
+                     kafkajs, produce_aiokafka, produce_confluent, produce_kafka_python,
+                     produce_kcat, run_kafkajs, value_records)
+from harness import unique
+from trioka.security.sasl.scram import SCRAM_SHA_256, client_proof
+from trioka.testing.process import BrokerProcess
+from trioka.wire import protocol
+from trioka.wire.api_keys import ApiKey
+from trioka.wire.errors import ErrorCode
+
+SASL_PORT = re.compile(r"SASL_PLAINTEXT://[\d.]+:(\d+)")
+PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+              'username="admin" password="admin-secret" '
+              'user_admin="admin-secret" user_alice="alice-secret";')
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SAME_FAILURE = ("Authentication failed during authentication due to invalid credentials with "
+                "SASL mechanism SCRAM-SHA-256")
+
+
+class SaslBroker(BrokerProcess):
+    """A broker process with a PLAINTEXT listener (the one BrokerProcess waits for) and a
+    SASL_PLAINTEXT listener on a free port of its own, read from the ready line."""
+
+    def __init__(self, overrides: dict):
+        super().__init__(memory=True, overrides=overrides)
+        self.sasl_port = 0
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        at = cmd.index("--listeners") + 1
+        cmd[at] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+        return cmd
+
+    def start(self, timeout: float = 30.0) -> "SaslBroker":
+        super().start(timeout)
+        ready = next(line for line in self.output if line.startswith("trioka ready:"))
+        self.sasl_port = int(SASL_PORT.search(ready).group(1))
+        return self
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
+
+
+USERS = {"PLAIN": ("alice", "alice-secret"), "SCRAM-SHA-256": ("bob", "bob-secret"),
+         "SCRAM-SHA-512": ("carol", "carol-secret")}
+
+
+@pytest.fixture(scope="module")
+def sasl_broker():
+    with SaslBroker({"sasl.enabled.mechanisms": ",".join(MECHANISMS) + ",OAUTHBEARER",
+                     "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+                     "connection.failed.authentication.delay.ms": "50"}) as b:
+        b.start()
+        from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                           UserScramCredentialUpsertion)
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(
+            getattr(ScramMechanism, mechanism.replace("-", "_")), 8192), password.encode())
+            for mechanism, (user, password) in USERS.items() if mechanism != "PLAIN"]
+        for future in admin.alter_user_scram_credentials(upserts).values():
+            assert future.result(timeout=20) is None
+        yield b
+
+
+def confluent_sasl(mechanism: str, user: str, password: str, **extra) -> dict:
+    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": mechanism,
+            "sasl.username": user, "sasl.password": password, **extra}
+
+
+def kafka_python_sasl(mechanism: str, user: str, password: str) -> dict:
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": mechanism,
+            "sasl_plain_username": user, "sasl_plain_password": password}
+
+
+def test_scram_credentials_are_described_without_secrets(sasl_broker):
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": sasl_broker.bootstrap})
+    described = admin.describe_user_scram_credentials(["bob", "carol"])
+    infos = {user: [(i.mechanism.name, i.iterations)
+                    for i in f.result(timeout=20).scram_credential_infos]
+             for user, f in described.items()}
+    assert infos == {"bob": [("SCRAM_SHA_256", 8192)], "carol": [("SCRAM_SHA_512", 8192)]}
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_confluent_over_sasl_plaintext(sasl_broker, mechanism):
+    topic = unique("sasl-confluent")
+    config = confluent_sasl(mechanism, *USERS[mechanism])
+    records = value_records([b"c-%d" % i for i in range(20)])
+    reports = produce_confluent(sasl_broker.sasl_bootstrap, topic, records, config=config)
+    assert [o for _, o in reports] == list(range(20))
+    got = consume_confluent(sasl_broker.sasl_bootstrap, topic, [0], 20, config=config)
+    assert [r.value for r in got] == [r.value for r in records]
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kafka_python_over_sasl_plaintext(sasl_broker, mechanism):
+    topic = unique("sasl-kafka-python")
+    config = kafka_python_sasl(mechanism, *USERS[mechanism])
+    produce_kafka_python(sasl_broker.sasl_bootstrap, topic,
+                         value_records([b"k-%d" % i for i in range(10)]), config=config)
+    got = consume_kafka_python(sasl_broker.sasl_bootstrap, topic, [0], 10, config=config)
+    assert [(r.offset, r.value) for r in got] == [(i, b"k-%d" % i) for i in range(10)]
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_aiokafka_over_sasl_plaintext(sasl_broker, mechanism):
+    topic = unique("sasl-aiokafka")
+    config = kafka_python_sasl(mechanism, *USERS[mechanism])
+    produce_aiokafka(sasl_broker.sasl_bootstrap, topic,
+                     value_records([b"a-%d" % i for i in range(10)]), config=config)
+    got = consume_aiokafka(sasl_broker.sasl_bootstrap, topic, [0], 10, config=config)
+    assert [r.value for r in got] == [b"a-%d" % i for i in range(10)]
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kafkajs_over_sasl_plaintext(sasl_broker, mechanism):
+    topic = unique("sasl-kafkajs")
+    out = kafkajs("sasl.js", sasl_broker.sasl_bootstrap, topic, mechanism.lower(),
+                  *USERS[mechanism], "5")
+    assert out[0] == {"produced": [0]}
+    assert out[1] == {"consumed": [f"kafkajs-{i}" for i in range(5)]}
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kcat_over_sasl_plaintext(sasl_broker, mechanism):
+    topic = unique("sasl-kcat")
+    user, password = USERS[mechanism]
+    flags = {"security.protocol": "sasl_plaintext", "sasl.mechanisms": mechanism,
+             "sasl.username": user, "sasl.password": password}
+    produce_kcat(sasl_broker.sasl_bootstrap, topic, value_records([b"one", b"two"]),
+                 config=flags)
+    got = consume_kcat(sasl_broker.sasl_bootstrap, topic, [0], 2, config=flags)
+    assert [r.value for r in got] == [b"one", b"two"]
+
+
+def test_confluent_oauthbearer_unsecured_jwt(sasl_broker):
+    # librdkafka's own unsecured token builder: {"alg":"none"}, sub=alice, exp in an hour.
+    topic = unique("sasl-oauth")
+    config = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+              "enable.sasl.oauthbearer.unsecure.jwt": True,
+              "sasl.oauthbearer.config": "principal=alice lifeSeconds=3600"}
+    records = value_records([b"o-%d" % i for i in range(5)])
+    reports = produce_confluent(sasl_broker.sasl_bootstrap, topic, records, config=config)
+    assert [o for _, o in reports] == list(range(5))
+    got = consume_confluent(sasl_broker.sasl_bootstrap, topic, [0], 5, config=config)
+    assert [r.value for r in got] == [r.value for r in records]
+
+
+def unsecured_jwt(claims: dict) -> str:
+    def part(obj) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+def token_provider(token: str):
+    """kafka-python's token provider handing out one fixed token."""
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    class Fixed(AbstractTokenProvider):
+        def token(self):
+            return token
+
+    return Fixed()
+
+
+def test_kafka_python_oauthbearer_unsecured_jwt(sasl_broker):
+    topic = unique("sasl-oauth-kp")
+    now = int(time.time())
+    config = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "OAUTHBEARER",
+              "sasl_oauth_token_provider": token_provider(
+                  unsecured_jwt({"sub": "dave", "iat": now, "exp": now + 600}))}
+    produce_kafka_python(sasl_broker.sasl_bootstrap, topic,
+                         value_records([b"t-%d" % i for i in range(3)]), config=config)
+    got = consume_kafka_python(sasl_broker.sasl_bootstrap, topic, [0], 3, config=config)
+    assert [r.value for r in got] == [b"t-%d" % i for i in range(3)]
+
+
+def confluent_auth_error(bootstrap: str, config: dict) -> str:
+    """The authentication error librdkafka reports for this configuration."""
+    from confluent_kafka import Producer
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "error_cb": errors.append, **config})
+    deadline = time.monotonic() + 15
+    while not errors and time.monotonic() < deadline:
+        p.poll(0.1)
+    assert errors, "no error reported"
+    return errors[0].str()
+
+
+def test_wrong_password_and_unknown_user_fail_alike(sasl_broker):
+    for mechanism in ("PLAIN", "SCRAM-SHA-256"):
+        user, _ = USERS[mechanism]
+        wrong = confluent_auth_error(sasl_broker.sasl_bootstrap,
+                                     confluent_sasl(mechanism, user, "not-the-password"))
+        unknown = confluent_auth_error(sasl_broker.sasl_bootstrap,
+                                       confluent_sasl(mechanism, "nobody", "whatever"))
+        strip = re.compile(r" \(after \d+ms in state \w+\)")
+        assert strip.sub("", wrong) == strip.sub("", unknown), (wrong, unknown)
+        expected = ("Invalid username or password" if mechanism == "PLAIN"
+                    else SAME_FAILURE)
+        assert expected in wrong
+
+
+# --- raw Kafka requests, for what no stock client sends ---
+
+class Raw:
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.correlation = 0
+
+    def send(self, key: int, version: int, **fields) -> None:
+        self.correlation += 1
+        message = protocol.request_class(key)(**fields)
+        self.sock.sendall(protocol.encode_request(key, version, self.correlation, "raw",
+                                                  message))
+
+    def receive(self, key: int, version: int):
+        size = struct.unpack(">i", self._exactly(4))[0]
+        _, message = protocol.decode_response(key, version, self._exactly(size))
+        return message
+
+    def request(self, key: int, version: int, **fields):
+        self.send(key, version, **fields)
+        return self.receive(key, version)
+
+    def closed(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionError:
+            return True
+
+    def _exactly(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_request_before_authentication_closes_the_connection(sasl_broker):
+    raw = Raw(sasl_broker.sasl_port)
+    try:
+        raw.send(ApiKey.METADATA, 12, topics=[], allow_auto_topic_creation=False)
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_a_disabled_mechanism_is_refused_with_the_enabled_list(sasl_broker):
+    raw = Raw(sasl_broker.sasl_port)
+    try:
+        answer = raw.request(ApiKey.SASL_HANDSHAKE, 1, mechanism="GSSAPI")
+        assert answer.error_code == ErrorCode.UNSUPPORTED_SASL_MECHANISM
+        assert answer.mechanisms == [*MECHANISMS, "OAUTHBEARER"]
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def scram_first(raw: Raw, user: str, nonce: str) -> str:
+    assert raw.request(ApiKey.SASL_HANDSHAKE, 1, mechanism="SCRAM-SHA-256").error_code == 0
+    answer = raw.request(ApiKey.SASL_AUTHENTICATE, 2,
+                         auth_bytes=f"n,,n={user},r={nonce}".encode())
+    assert answer.error_code == 0, answer
+    return bytes(answer.auth_bytes).decode()
+
+
+def scram_final(user: str, password: str, nonce: str, server_first: str) -> bytes:
+    attrs = dict(a.split("=", 1) for a in server_first.split(","))
+    without_proof = f"c=biws,r={attrs['r']}"
+    auth_message = f"n={user},r={nonce},{server_first},{without_proof}".encode()
+    proof = client_proof(SCRAM_SHA_256, password, base64.b64decode(attrs["s"]),
+                         int(attrs["i"]), auth_message)
+    return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+
+def test_a_replayed_scram_exchange_fails(sasl_broker):
+    user, password = USERS["SCRAM-SHA-256"]
+    first = Raw(sasl_broker.sasl_port)
+    try:
+        server_first = scram_first(first, user, "fixednonce")
+        final = scram_final(user, password, "fixednonce", server_first)
+        answer = first.request(ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=final)
+        assert answer.error_code == 0 and bytes(answer.auth_bytes).startswith(b"v=")
+        # Authenticated: a Metadata request is served.
+        assert first.request(ApiKey.METADATA, 12, topics=[],
+                             allow_auto_topic_creation=False).brokers
+        # The same final message again on this connection: out of turn.
+        again = first.request(ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=final)
+        assert again.error_code == ErrorCode.ILLEGAL_SASL_STATE
+    finally:
+        first.close()
+    # A new exchange with the same client nonce gets a new server nonce: the replayed final
+    # message fails.
+    second = Raw(sasl_broker.sasl_port)
+    try:
+        scram_first(second, user, "fixednonce")
+        answer = second.request(ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=final)
+        assert answer.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert second.closed()
+    finally:
+        second.close()
+
+
+def test_an_expired_token_fails_with_kafkas_json_error(sasl_broker):
+    raw = Raw(sasl_broker.sasl_port)
+    now = int(time.time())
+    token = unsecured_jwt({"sub": "dave", "exp": now - 60})
+    try:
+        assert raw.request(ApiKey.SASL_HANDSHAKE, 1, mechanism="OAUTHBEARER").error_code == 0
+        challenge = raw.request(ApiKey.SASL_AUTHENTICATE, 2,
+                                auth_bytes=f"n,,\x01auth=Bearer {token}\x01\x01".encode())
+        assert challenge.error_code == 0
+        assert bytes(challenge.auth_bytes) == b'{"status":"invalid_token"}'
+        failure = raw.request(ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=b"\x01")
+        assert failure.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert failure.error_message == '{"status":"invalid_token"}'
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_a_frame_over_the_pre_authentication_cap_closes_the_connection(sasl_broker):
+    raw = Raw(sasl_broker.sasl_port)
+    try:
+        raw.sock.sendall(struct.pack(">i", 524288 + 1) + b"\x00" * 64)
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_kafkajs_wrong_password_fails(sasl_broker):
+    r = run_kafkajs("sasl.js", sasl_broker.sasl_bootstrap, unique("sasl-kafkajs-bad"),
+                    "scram-sha-256", "bob", "wrong", "1")
+    assert r.returncode != 0
+    fatal = json.loads(r.stdout.decode().splitlines()[-1])["fatal"]
+    assert SAME_FAILURE in fatal["message"], fatal
+
+
+def trioka_user(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trioka", "user", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_trioka_user_adds_lists_and_removes_scram_users(sasl_broker):
+    added = trioka_user("add", "erin", "--password", "erin-secret", "--mechanism",
+                        "SCRAM-SHA-512", "--iterations", "5000", "-b", sasl_broker.bootstrap)
+    assert added.returncode == 0, added.stderr
+    listed = trioka_user("list", "erin", "-b", sasl_broker.bootstrap)
+    assert listed.stdout.split("\n")[1].split() == ["erin", "SCRAM-SHA-512", "5000"]
+    topic = unique("sasl-cli-user")
+    config = confluent_sasl("SCRAM-SHA-512", "erin", "erin-secret")
+    produce_confluent(sasl_broker.sasl_bootstrap, topic, value_records([b"x"]), config=config)
+    removed = trioka_user("remove", "erin", "-b", sasl_broker.bootstrap)
+    assert removed.returncode == 0, removed.stderr
+    assert "invalid credentials" in confluent_auth_error(sasl_broker.sasl_bootstrap, config)
+    missing = trioka_user("list", "erin", "-b", sasl_broker.bootstrap)
+    assert missing.returncode == 1
+    assert "RESOURCE_NOT_FOUND" in missing.stderr and "Traceback" not in missing.stderr
+    too_few = trioka_user("add", "frank", "--password", "p", "--iterations", "10",
+                          "-b", sasl_broker.bootstrap)
+    assert too_few.returncode == 1 and "Too few iterations" in too_few.stderr
+
+
+# --- KIP-368 re-authentication, on virtual time ---
+
+@pytest.fixture(scope="module")
+def reauth_broker():
+    with SaslBroker({"sasl.enabled.mechanisms": "PLAIN",
+                     "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+                     "connections.max.reauth.ms": "60000"}) as b:
+        b.args.append("--virtual-time")
+        yield b.start()
+
+
+def plain_login(raw: Raw, user: str, password: str, version: int = 2):
+    assert raw.request(ApiKey.SASL_HANDSHAKE, 1, mechanism="PLAIN").error_code == 0
+    return raw.request(ApiKey.SASL_AUTHENTICATE, version,
+                       auth_bytes=f"\0{user}\0{password}".encode())
+
+
+def advance_clock(broker, ms: int) -> None:
+    import urllib.request
+    request = urllib.request.Request(f"{broker.admin}/clock/advance", method="POST",
+                                     data=json.dumps({"ms": ms}).encode())
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.status == 200
+
+
+def test_session_lifetime_reauthentication_and_expiry(reauth_broker):
+    raw = Raw(reauth_broker.sasl_port)
+    try:
+        answer = plain_login(raw, "alice", "alice-secret")
+        assert answer.error_code == 0 and answer.session_lifetime_ms == 60000
+        metadata = dict(topics=[], allow_auto_topic_creation=False)
+        assert raw.request(ApiKey.METADATA, 12, **metadata).brokers
+        # Re-authentication on the same connection renews the session.
+        advance_clock(reauth_broker, 50_000)
+        again = plain_login(raw, "alice", "alice-secret")
+        assert again.error_code == 0 and again.session_lifetime_ms == 60000
+        advance_clock(reauth_broker, 50_000)
+        assert raw.request(ApiKey.METADATA, 12, **metadata).brokers
+        # Another principal may not take the connection over.
+        other = plain_login(raw, "admin", "admin-secret")
+        assert other.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert "Cannot change principals" in other.error_message
+        assert raw.closed()
+    finally:
+        raw.close()
+    # Once the session has ended, any request but a re-authentication closes the connection.
+    raw = Raw(reauth_broker.sasl_port)
+    try:
+        assert plain_login(raw, "alice", "alice-secret").error_code == 0
+        advance_clock(reauth_broker, 61_000)
+        raw.send(ApiKey.METADATA, 12, **metadata)
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_confluent_produces_with_reauthentication_on(reauth_broker):
+    topic = unique("sasl-reauth")
+    config = confluent_sasl("PLAIN", "alice", "alice-secret")
+    records = value_records([b"r-%d" % i for i in range(10)])
+    reports = produce_confluent(reauth_broker.sasl_bootstrap, topic, records, config=config)
+    assert [o for _, o in reports] == list(range(10))
+
+
+# --- SASL_SSL ---
+
+SASL_SSL_PORT = re.compile(r"SASL_SSL://[\d.]+:(\d+)")
+
+
+class SaslSslBroker(BrokerProcess):
+    def __init__(self, overrides: dict):
+        super().__init__(memory=True, overrides=overrides)
+        self.port_sasl_ssl = 0
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        at = cmd.index("--listeners") + 1
+        cmd[at] += f",SASL_SSL://127.0.0.1:{self.port_sasl_ssl}"
+        return cmd
+
+    def start(self, timeout: float = 30.0) -> "SaslSslBroker":
+        super().start(timeout)
+        ready = next(line for line in self.output if line.startswith("trioka ready:"))
+        self.port_sasl_ssl = int(SASL_SSL_PORT.search(ready).group(1))
+        return self
+
+
+@pytest.fixture(scope="module")
+def sasl_ssl(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("certs")
+    made = subprocess.run([sys.executable, "-m", "trioka", "certs", str(directory)],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    with SaslSslBroker({"sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+                        "listener.name.sasl_ssl.plain.sasl.jaas.config": PLAIN_JAAS,
+                        "ssl.keystore.type": "PKCS12",
+                        "ssl.keystore.location": str(directory / "broker.p12"),
+                        "ssl.keystore.password": "trioka-dev"}) as b:
+        b.start()
+        added = subprocess.run([sys.executable, "-m", "trioka", "user", "add", "carol",
+                                "--password", "carol-secret", "--mechanism", "SCRAM-SHA-512",
+                                "-b", b.bootstrap], capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0, added.stderr
+        yield b, str(directory / "ca.pem")
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_confluent_and_kafka_python_over_sasl_ssl(sasl_ssl, mechanism):
+    broker, ca = sasl_ssl
+    bootstrap = f"localhost:{broker.port_sasl_ssl}"
+    user, password = USERS[mechanism]
+    topic = unique("sasl-ssl")
+    config = confluent_sasl(mechanism, user, password, **{"security.protocol": "SASL_SSL",
+                                                          "ssl.ca.location": ca})
+    produce_confluent(bootstrap, topic, value_records([b"s-%d" % i for i in range(5)]),
+                      config=config)
+    kp = {**kafka_python_sasl(mechanism, user, password), "security_protocol": "SASL_SSL",
+          "ssl_cafile": ca}
+    got = consume_kafka_python(bootstrap, topic, [0], 5, config=kp)
+    assert [r.value for r in got] == [b"s-%d" % i for i in range(5)]
+
+
+def test_the_request_log_shows_the_principal_and_no_secret(sasl_broker):
+    import urllib.request
+    client_id = unique("sasl-logged")
+    topic = unique("sasl-logged")
+    config = confluent_sasl("PLAIN", "alice", "alice-secret", **{"client.id": client_id})
+    produce_confluent(sasl_broker.sasl_bootstrap, topic, value_records([b"x"]), config=config)
+    with urllib.request.urlopen(f"{sasl_broker.admin}/requests", timeout=10) as r:
+        text = r.read().decode()
+    entries = [e for e in json.loads(text)["requests"] if e["client_id"] == client_id]
+    authenticate = [e for e in entries if e["api"] == "SaslAuthenticate"]
+    assert authenticate and authenticate[0]["request"]["auth_bytes"] == "REDACTED"
+    produced = [e for e in entries if e["api"] == "Produce"]
+    assert {(e["security_protocol"], e["principal"]) for e in produced} == \
+        {("SASL_PLAINTEXT", "User:alice")}
+    assert "alice-secret" not in text
+    assert base64.b64encode(b"\0alice\0alice-secret").decode() not in text
+
+
+# --- a cluster: credentials in the metadata log ---
+
+def test_scram_users_of_a_cluster_live_in_its_metadata_log():
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialDeletion, UserScramCredentialUpsertion)
+    from trioka.testing.embedded import Cluster
+    with Cluster(3, {"listeners": "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+                     "sasl.enabled.mechanisms": "SCRAM-SHA-256"}, memory=True) as cluster:
+        def listener(node_id: int, name: str) -> str:
+            found = cluster.call(lambda c: c.node(node_id).listeners)
+            return next(x for x in found if x.startswith(name + "://")).split("://")[1]
+        # Altered through node 3 (forwarded to the controller, node 1) ...
+        admin = AdminClient({"bootstrap.servers": listener(3, "PLAINTEXT")})
+        upsert = UserScramCredentialUpsertion("bob", ScramCredentialInfo(
+            ScramMechanism.SCRAM_SHA_256, 4096), b"bob-secret")
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            assert future.result(timeout=30) is None
+        # ... authenticates on node 2, which has it from the metadata log.
+        sasl = listener(2, "SASL_PLAINTEXT")
+        config = confluent_sasl("SCRAM-SHA-256", "bob", "bob-secret")
+        topic = unique("sasl-cluster")
+        reports = produce_confluent(sasl, topic, value_records([b"one", b"two"]),
+                                    config=config)
+        assert [o for _, o in reports] == [0, 1]
+        other = AdminClient({"bootstrap.servers": listener(2, "PLAINTEXT")})
+        described = other.describe_user_scram_credentials(["bob"])["bob"].result(timeout=30)
+        assert [(i.mechanism.name, i.iterations) for i in described.scram_credential_infos] \
+            == [("SCRAM_SHA_256", 4096)]
+        deletion = UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_256)
+        for future in admin.alter_user_scram_credentials([deletion]).values():
+            assert future.result(timeout=30) is None
+        assert "invalid credentials" in confluent_auth_error(listener(3, "SASL_PLAINTEXT"),
+                                                             config)
