@@ -382,25 +382,33 @@ def test_cooperative_classic_member_revokes_before_the_newcomer_gets_partitions(
     c = Coordinator()
     c.logs.create_topic("orders", 4, {})
     tid = c.logs.topic("orders").topic_id
-    a = stable_classic_group(c)
-    b = next(m for m in c.gc.groups["g"].members if m != a)
+    first = stable_classic_group(c)
+    second = next(m for m in c.gc.groups["g"].members if m != first)
+    owned = {first: [0, 1], second: [2, 3]}
     generation = c.gc.groups["g"].generation_id
     r = c.hb("new", 0)
     group = c.gc.consumer_groups["g"]
-    # a rejoins still owning 0 and 1 (cooperative): it keeps its epoch until it gave up what
-    # its target no longer has, and its SyncGroup hands out only what it keeps.
-    joined = c.join(a, owned=[("orders", [0, 1])])
+    # The newcomer's partitions come from one of the two (which one depends on the member ids,
+    # drawn at random): `a` is the one whose target lost partitions it owns, `b` the other.
+    def lost(mid):
+        target = set(group.target.get(mid, {}).get(tid, ()))
+        return not set(owned[mid]) <= target
+    a, b = (first, second) if lost(first) else (second, first)
+    assert lost(a)
+    # a rejoins still owning its partitions (cooperative): it keeps its epoch until it gave up
+    # what its target no longer has, and its SyncGroup hands out only what it keeps.
+    joined = c.join(a, owned=[("orders", owned[a])])
     member = group.members[a]
     assert joined.generation_id == generation
     assert member.state.name == "UNREVOKED_PARTITIONS"
     kept = partitions(c.sync(a, generation).assignment)
-    assert kept and set(kept) < {0, 1}
+    assert kept and set(kept) < set(owned[a])
     assert c.heartbeat(a, generation) == ErrorCode.REBALANCE_IN_PROGRESS
     # Having given the rest up, it rejoins owning what it kept: Stable at the new epoch.
     joined = c.join(a, owned=[("orders", kept)])
     assert joined.generation_id == group.group_epoch and member.state.name == "STABLE"
-    # b does the same: rejoin owning 2 and 3, then owning what it kept.
-    assert c.join(b, owned=[("orders", [2, 3])]).error == 0
+    # b does the same: rejoin owning its partitions, then owning what it kept.
+    assert c.join(b, owned=[("orders", owned[b])]).error == 0
     kept_b = sorted(p for ps in group.members[b].assigned.values() for p in ps)
     assert c.join(b, owned=[("orders", kept_b)]).error == 0
     assert group.members[b].state.name == "STABLE"
