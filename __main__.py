@@ -1,6 +1,7 @@
 """The `trioka` command (also `python -m trioka`).
 
-    trioka [serve] [--listeners PLAINTEXT://127.0.0.1:9092] [--data-dir DIR | --memory]
+    trioka [serve] [--listeners PLAINTEXT://127.0.0.1:9092 | --port N]
+                   [--data-dir DIR | --memory]
                    [--config server.properties] [--override key=value ...]
                    [--admin-listener HOST:PORT] [--faults FILE] [--request-log FILE]
                    [--kafka-version RELEASE] [--nodes N [--racks R1,R2,...]] [--virtual-time]
@@ -32,6 +33,9 @@ gives the nodes their `broker.rack`, one per node in node order.
 `--virtual-time` runs the broker (every node of --nodes, on one clock) on a virtual clock that
 moves only when told, through the admin endpoint (POST /clock/advance, `trioka control clock`):
 README.md's "Virtual time" says which behaviours follow it.
+
+`--port N` moves the one listener of the settings (by default PLAINTEXT://127.0.0.1:9092) to port
+N, its name and host kept.
 
 `--strict` is conformance mode (config key `trioka.strict`, observe/conformance.py): every
 produced record is validated as Kafka's LogValidator does, each client's use of the protocol is
@@ -77,6 +81,9 @@ TOP = "trioka"
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listeners", help="Kafka listeners, e.g. PLAINTEXT://127.0.0.1:9092 "
                    "(port 0 picks a free port)")
+    p.add_argument("--port", type=int, metavar="N",
+                   help="the listener's port, its host kept (default listener "
+                        "PLAINTEXT://127.0.0.1:9092; port 0 picks a free port)")
     p.add_argument("--advertised-listeners", help="addresses clients are told to use")
     p.add_argument("--data-dir", help="the log directory (default: ./trioka-data, kept "
                    "between runs)")
@@ -157,8 +164,17 @@ def load_config(args):
         overrides["trioka.request.log.file"] = args.request_log
     if args.kafka_version:
         overrides["trioka.kafka.version"] = args.kafka_version
+    if args.port is not None:
+        if args.listeners:
+            args.command_parser.error("--port and --listeners do not go together")
+        if not 0 <= args.port <= 65535:
+            args.command_parser.error(f"argument --port: {args.port} is not a port (0-65535)")
     try:
         cfg = Config.load(args.config, overrides=overrides)
+        if args.port is not None:   # the listener the settings name, moved to the port
+            from trioka.config import listeners_on_port
+            overrides["listeners"] = listeners_on_port(cfg.listeners, args.port)
+            cfg = Config.load(args.config, overrides=overrides)
     except ValueError as e:     # a value that does not parse, an unknown Kafka release
         raise SystemExit(f"trioka: {e}") from None
     except OSError as e:        # --config: a file that cannot be read
@@ -172,6 +188,11 @@ def load_config(args):
         check_config(cfg)     # a request log size below 0, a file that cannot be opened
         from trioka.security import tls
         tls.check_config(cfg)     # listener protocols, keystores, principal mapping rules
+        from trioka.security.sasl.authenticator import check_config as check_sasl
+        check_sasl(cfg)           # SASL mechanisms and JAAS configurations
+        from trioka.config import in_cluster
+        from trioka.security.authorizer import check_config as check_authorizer
+        check_authorizer(cfg, bool(args.nodes) or in_cluster(cfg))   # ACLs: a single broker
         if cfg.trioka_faults_file:
             # A bad fault file stops the start here, with one line naming the file and rule.
             from trioka.controls.fault_file import check_nodes, read_fault_file
@@ -185,7 +206,7 @@ def load_config(args):
 
 # The commands' names; a flag before one of them is a misplaced flag, not `serve`'s.
 COMMAND_NAMES = ("topic", "produce", "consume", "group", "txn", "requests", "control",
-                 "certs")
+                 "certs", "user", "topics", "config", "configs", "cluster", "groups")
 
 
 def ready_line(server, admin_address) -> str:

@@ -111,6 +111,16 @@ class BrokerState:
         self._group_configs = None      # coordinator/group_config.py's store (single broker)
         self._transactions = None
         self._scram_credentials = None    # security/sasl/credentials.py, on first use
+        # The ACL authorizer (security/authorizer.py) when `authorizer.class.name` names one;
+        # None: every request is allowed, as in Kafka without an authorizer.
+        self.authorizer = None
+        if self.config.authorizer_class_name:
+            from trioka.security.authorizer import Authorizer
+            self.authorizer = Authorizer.from_config(self.config)
+        # Client quotas (security/quotas.py): produce and fetch check `client_quotas.active`.
+        from trioka.security.quotas import ClientQuotas
+        self.client_quotas = ClientQuotas(self.config.data_dir, self.config.quota_window_num,
+                                          self.config.quota_window_size_seconds)
         self.shutting_down = trio.Event()
         # One checkpoint at a time: the checkpoint files are replaced from a worker thread.
         self._checkpoint_lock = trio.Lock()

@@ -82,6 +82,11 @@ KEYS: dict[str, tuple[type, object]] = {
     "connections.max.reauth.ms": (int, 0),
     # KIP-306: a failed authentication is answered (and the connection closed) this much later.
     "connection.failed.authentication.delay.ms": (int, 100),
+    # Authorization (security/authorizer.py): empty, or Kafka's StandardAuthorizer class name
+    # (kafka.security.authorizer.AclAuthorizer accepted as an alias) to check ACLs.
+    "authorizer.class.name": (str, ""),
+    "super.users": (str, ""),          # `User:alice;User:bob`: allowed everything
+    "allow.everyone.if.no.acl.found": (bool, False),
     "log.dirs": (str, ""),
     "log.dir": (str, "trioka-data"),
     "cluster.id": (str, ""),
@@ -175,6 +180,9 @@ KEYS: dict[str, tuple[type, object]] = {
     "max.connections": (int, 2147483647),
     "max.connections.per.ip": (int, 2147483647),
     "max.connections.per.ip.overrides": (str, ""),   # host:count,host:count
+    # Client quotas (security/quotas.py): the rate sensors' samples and their length.
+    "quota.window.num": (int, 11),
+    "quota.window.size.seconds": (int, 1),
     "process.roles": (str, "broker,controller"),
     "controller.quorum.voters": (str, ""),
     "controller.quorum.bootstrap.servers": (str, ""),
@@ -310,6 +318,8 @@ RANGES: dict[str, tuple[int | None, int | None]] = {
     "max.incremental.fetch.session.cache.slots": (0, None),
     "max.connections": (0, None),
     "max.connections.per.ip": (0, None),
+    "quota.window.num": (1, None),
+    "quota.window.size.seconds": (1, None),
     "leader.imbalance.check.interval.seconds": (1, None),
     "log.cleaner.delete.retention.ms": (0, None),
     "log.segment.delete.delay.ms": (0, None),
@@ -327,6 +337,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "compression.type": ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"),
     "log.message.timestamp.type": ("CreateTime", "LogAppendTime"),
     "log.cleanup.policy": ("compact", "delete"),
+    "authorizer.class.name": ("", "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                              "kafka.security.authorizer.AclAuthorizer"),
 }
 # Keys whose value is one of a set, whatever its case (ConfigDef's CaseInsensitiveValidString).
 CASE_INSENSITIVE_CHOICES: dict[str, tuple[str, ...]] = {
@@ -716,6 +728,18 @@ def parse_listeners(text: str, key: str = "listeners") -> list[Listener]:
     if not out:
         raise ConfigError(key, text, "no listeners")
     return out
+
+
+def listeners_on_port(text: str, port: int) -> str:
+    """`trioka serve --port N`: the one broker listener of `listeners`, its name and host kept,
+    on port N. ValueError when there are several: which one to move would be a guess."""
+    listeners = parse_listeners(text)
+    if len(listeners) != 1:
+        raise ValueError(f"--port needs a single listener, but listeners is {text} "
+                         f"(give --listeners instead)")
+    (listener,) = listeners
+    host = f"[{listener.host}]" if ":" in listener.host else listener.host
+    return f"{listener.name}://{host}:{port}"
 
 
 def security_protocol_map(config) -> dict[str, str]:

@@ -22,6 +22,7 @@ from trioka.apis.context import Connection, RequestContext
 from trioka.broker import BrokerState
 from trioka.config import Config, Listener, listeners_of, parse_connection_overrides
 from trioka.controls.rules import error_answer, handle_partly
+from trioka.security.authorizer import serve as authorizer_serve
 from trioka.security.sasl import IllegalSaslStateError, SaslAuthenticationError
 from trioka.security.sasl.authenticator import (SaslAuthenticator, failed_authentication_delay,
                                                 listener_mechanisms, raw_token_frame)
@@ -255,9 +256,7 @@ class Server:
         if sasl is not None:
             # A SASL listener's client authenticates first (security/sasl/authenticator.py);
             # until it has, frames are capped at sasl.server.max.receive.size.
-            conn.authenticator = SaslAuthenticator(
-                sasl, self.broker.clock,
-                self.config.listener_value(listener.name, "connections.max.reauth.ms"))
+            conn.authenticator = SaslAuthenticator(sasl, self.broker.clock)
             reader.max_size = min(reader.max_size, self.config.sasl_server_max_receive_size)
         # Sockets keep real time, also under virtual time (broker.network_clock).
         clock = self.broker.network_clock
@@ -329,8 +328,10 @@ class Server:
         except (CloseConnection, FrameError) as e:
             log.info("closing connection from %s: %s", peer, e)
             if isinstance(e, FrameError) and self.request_log is not None:
-                self.request_log.frame_refused(conn, f"{e}; socket.request.max.bytes is "
-                                               f"{self.config.socket_request_max_bytes}")
+                # Before SASL authentication the cap is sasl.server.max.receive.size.
+                limit = "socket.request.max.bytes" if conn.authenticator is None or \
+                    conn.authenticator.authenticated else "sasl.server.max.receive.size"
+                self.request_log.frame_refused(conn, f"{e}; {limit} is {reader.max_size}")
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError, OSError):
             pass
         finally:
@@ -483,6 +484,11 @@ class Server:
         """The handler's response message. A bug in a handler is logged and closes this
         connection; the broker and its other connections carry on."""
         try:
+            authorizer = self.broker.authorizer
+            # The controller listener's APIs (ControllerApis) are not checked: see
+            # security/authorizer.py.
+            if authorizer is not None and api is not CONTROLLER_APIS.get(ctx.header.api_key):
+                return await authorizer_serve(authorizer, api, self.broker, request, ctx)
             return await api.handle(self.broker, request, ctx)
         except trio.Cancelled:
             raise

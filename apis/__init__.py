@@ -106,6 +106,13 @@ APIS = {
     ApiKey.SASL_AUTHENTICATE: Api("sasl_authenticate", 0, 2),
     ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: Api("describe_user_scram_credentials", 0, 0),
     ApiKey.ALTER_USER_SCRAM_CREDENTIALS: Api("alter_user_scram_credentials", 0, 0),
+    # Client quotas (security/quotas.py), KIP-546.
+    ApiKey.DESCRIBE_CLIENT_QUOTAS: Api("describe_client_quotas", 0, 1),
+    ApiKey.ALTER_CLIENT_QUOTAS: Api("alter_client_quotas", 0, 1),
+    # ACLs (security/authorizer.py); SECURITY_DISABLED without an authorizer, as in Kafka.
+    ApiKey.DESCRIBE_ACLS: Api("describe_acls", 0, 3),
+    ApiKey.CREATE_ACLS: Api("create_acls", 0, 3),
+    ApiKey.DELETE_ACLS: Api("delete_acls", 0, 3),
 }
 
 # The controller listener's table (a listener named in `controller.listener.names`), Kafka's

@@ -3,10 +3,13 @@
 A single broker is the whole cluster and its controller. v1 adds `endpoint_type`: 1 asks for
 brokers, 2 for controllers; this node answers as both, with the same address. The brokers listed
 are the live ones; v2 (KIP-1073, Kafka 4.0) with `include_fenced_brokers` adds the fenced brokers
-of a cluster, each answer saying `is_fenced`. Authorized operations are not computed (no ACLs), so
-they stay Kafka's "not requested" value.
+of a cluster, each answer saying `is_fenced`. Asked for, the cluster's authorized operations are
+Kafka's bitfield (1 << operation code): those the principal is allowed (security/authorizer.py),
+every operation the cluster supports without an authorizer; else Kafka's "not requested" value.
 """
 
+from trioka.apis.metadata import authorized_operations
+from trioka.security.acls import CLUSTER, CLUSTER_NAME
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
@@ -30,4 +33,7 @@ async def handle(broker, request, ctx):
                     cluster_id=broker.cluster_id, controller_id=broker.controller_id_for_clients,
                     brokers=[Response.DescribeClusterBroker(broker_id=node, host=host, port=port,
                                                             rack=rack, is_fenced=fenced)
-                             for (node, host, port, rack), fenced in brokers])
+                             for (node, host, port, rack), fenced in brokers],
+                    cluster_authorized_operations=authorized_operations(
+                        broker, ctx, CLUSTER, CLUSTER_NAME)
+                    if request.include_cluster_authorized_operations else -2**31)

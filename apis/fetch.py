@@ -60,6 +60,8 @@ from trioka.log.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH, CachedPartitio
 from trioka.log.files import FileRegion
 from trioka.node.leader_hints import HINTED_ERRORS, LeaderHints
 from trioka.replica.selector import ClientMetadata, preferred_read_replica
+from trioka.security.acls import READ
+from trioka.security.quotas import CONSUMER_BYTE_RATE, throttle
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -164,15 +166,20 @@ def _replica_to_read(broker, cp, version: int, choice: _ReadReplicaChoice | None
 
 
 def _read_all(broker, wanted, max_bytes: int, isolation: int, version: int,
-              choice: _ReadReplicaChoice | None = None, out: _Read | None = None) -> _Read:
+              choice: _ReadReplicaChoice | None = None, out: _Read | None = None,
+              readable=None) -> _Read:
     """Read `wanted` into `out` (a new _Read, or one a previous slice of the request filled):
     the response's budget is what `max_bytes` leaves after what `out` holds, and KIP-74's first
-    batch is due until something was read."""
+    batch is due until something was read. `readable` (with an authorizer): topic -> whether
+    the client may READ it; a topic it may not is TOPIC_AUTHORIZATION_FAILED."""
     out = _Read() if out is None else out
     cluster = broker.cluster
     for cp in wanted:
         if cp.topic is None:
             out.failed(cp, None, ErrorCode.UNKNOWN_TOPIC_ID)
+            continue
+        if readable is not None and not readable(cp.topic):
+            out.failed(cp, None, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
             continue
         log = None
         try:
@@ -230,10 +237,11 @@ READ_SLICE = 1000
 
 
 async def _read_paced(broker, wanted, max_bytes: int, isolation: int, version: int,
-                      choice: _ReadReplicaChoice | None) -> _Read:
+                      choice: _ReadReplicaChoice | None, readable=None) -> _Read:
     """_read_all, a READ_SLICE of partitions per turn of the event loop."""
     if len(wanted) <= READ_SLICE:
-        return _read_all(broker, wanted, max_bytes, isolation, version, choice)
+        return _read_all(broker, wanted, max_bytes, isolation, version, choice,
+                         readable=readable)
     wanted = list(wanted)
     out = _Read()
     try:
@@ -241,7 +249,7 @@ async def _read_paced(broker, wanted, max_bytes: int, isolation: int, version: i
             if start:
                 await trio.lowlevel.checkpoint()
             _read_all(broker, wanted[start:start + READ_SLICE], max_bytes, isolation, version,
-                      choice, out)
+                      choice, out, readable)
     except BaseException:
         out.release()
         raise
@@ -450,6 +458,9 @@ async def handle(broker, request, ctx):
 
     cluster = broker.cluster
     choice = _read_replica_choice(broker, request, ctx) if cluster is not None else None
+    # With an authorizer, each topic needs READ (KafkaApis.handleFetchRequest).
+    readable = broker.authorizer.topic_check(ctx, READ) if broker.authorizer is not None \
+        else None
     # KafkaApis: fetch.max.bytes caps the request's max_bytes, and min_bytes is capped by that.
     max_bytes = min(request.max_bytes, broker.config.fetch_max_bytes)
     min_bytes = min(request.min_bytes, max_bytes)
@@ -465,7 +476,7 @@ async def handle(broker, request, ctx):
         elif incremental:
             wanted = list(session.partitions.values())
         read = await _read_paced(broker, wanted, max_bytes, request.isolation_level, version,
-                                 choice)
+                                 choice, readable)
         if listening:
             for cp, log in read.logs:
                 session.listen(cp, log)
@@ -490,6 +501,20 @@ async def handle(broker, request, ctx):
             for log in logs:
                 log.remove_waiter(changed)
 
+    if broker.client_quotas.active and read.bytes:
+        # Client quotas (security/quotas.py): the response's bytes count against the client's
+        # consumer_byte_rate. Over it, Kafka takes them back and answers with no data, the
+        # throttle time set and the connection muted that long; the client fetches the same
+        # offsets again afterwards.
+        throttle_ms = throttle(broker, ctx, CONSUMER_BYTE_RATE, read.bytes)
+        if throttle_ms:
+            broker.client_quotas.unrecord(CONSUMER_BYTE_RATE, ctx.connection.principal,
+                                          ctx.client_id, read.bytes,
+                                          broker.network_clock.monotonic() * 1000)
+            read.release()
+            response = _response(version, session.session_id if session else 0, [], uses_ids)
+            response.throttle_time_ms = throttle_ms
+            return response
     results = read.results
     if session is not None:
         session.rotate([(cp.topic_id if uses_ids else cp.topic, cp.partition)

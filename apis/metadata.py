@@ -15,13 +15,20 @@ Kafka answers such a topic with LEADER_NOT_AVAILABLE because its controller crea
 asynchronously; here creation is done when the call returns, so the answer describes the new
 topic at once and clients skip a metadata retry (their first produce is faster). Otherwise UNKNOWN_TOPIC_OR_PARTITION, or INVALID_TOPIC_EXCEPTION for an
 illegal name. v10+ carries topic ids; v12+ may ask by id (UNKNOWN_TOPIC_ID when unknown). v13 adds
-a top-level error code (KIP-1102), always NONE here. Authorized operations are not computed (no
-ACLs), so they stay Kafka's "not requested" value.
+a top-level error code (KIP-1102), always NONE here.
+
+With an authorizer (security/authorizer.py) a topic needs DESCRIBE: an all-topics answer leaves
+out the others, a topic asked for by name or id is TOPIC_AUTHORIZATION_FAILED, and auto-creating
+one needs CREATE on the cluster or the topic. v8+ reports, when asked, each topic's authorized
+operations (and, v8-10, the cluster's) as Kafka's bitfield (1 << operation code): the operations
+the principal is allowed, or every operation the resource type supports without an authorizer.
 """
 
 import trio
 
 from trioka.log.topics import INTERNAL_TOPICS
+from trioka.security.acls import (CLUSTER, CLUSTER_NAME, CREATE, DESCRIBE, TOPIC,
+                                  operations_bitfield)
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -72,9 +79,16 @@ async def handle(broker, request, ctx):
                for node, host, port, rack in broker.brokers_view(listener)]
     wanted = request.topics
     pacing = _Pacing()
+    authorizer = broker.authorizer
+    # With an authorizer (KafkaApis): topics need DESCRIBE; an all-topics answer leaves the
+    # others out, a topic asked for is TOPIC_AUTHORIZATION_FAILED; auto-creation needs CREATE
+    # on the cluster or the topic.
+    describable = authorizer.topic_check(ctx, DESCRIBE) if authorizer is not None else None
     if wanted is None or (version == 0 and not wanted):
         topics = []
         for name in broker.topic_names():
+            if describable is not None and not describable(name):
+                continue
             # A topic deleted while this answer was paced is left out, as it would be had the
             # request come a moment later.
             if broker.topic(name) is not None:
@@ -93,6 +107,11 @@ async def handle(broker, request, ctx):
                                         topic_id=t.topic_id))
                     continue
                 name = found.name
+            if describable is not None and not describable(name):
+                topics.append(Topic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                    name=t.name, topic_id=t.topic_id if t.name is None
+                                    else ZERO_UUID))
+                continue
             if broker.topic(name) is not None:
                 topics.append(describe_topic(broker, name, listener))
                 await pacing.described(topics[-1])
@@ -101,6 +120,10 @@ async def handle(broker, request, ctx):
             try:
                 broker.validate_topic_name(name)
                 if allow and broker.config.auto_create_topics_enable:
+                    if authorizer is not None and not (
+                            authorizer.allowed(ctx, CREATE, CLUSTER, CLUSTER_NAME)
+                            or authorizer.allowed(ctx, CREATE, TOPIC, name)):
+                        raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                     await broker.create_topic_async(name)
                     topics.append(describe_topic(broker, name, listener))
                     continue
@@ -108,5 +131,24 @@ async def handle(broker, request, ctx):
                 code = e.code
             topics.append(Topic(error_code=code, name=name, topic_id=ZERO_UUID))
     ctx.large_response = pacing.total > DESCRIBE_SLICE
-    return Response(throttle_time_ms=0, brokers=brokers, cluster_id=broker.cluster_id,
-                    controller_id=broker.controller_id_for_clients, topics=topics, error_code=0)
+    response = Response(throttle_time_ms=0, brokers=brokers, cluster_id=broker.cluster_id,
+                        controller_id=broker.controller_id_for_clients, topics=topics,
+                        error_code=0)
+    # v8+: the operations the client may do on each topic (and, v8-10, on the cluster), as
+    # bits 1 << operation code: every operation the resource supports without an authorizer.
+    if version >= 8 and request.include_topic_authorized_operations:
+        for t in topics:
+            if t.error_code == 0:
+                t.topic_authorized_operations = authorized_operations(broker, ctx, TOPIC, t.name)
+    if 8 <= version <= 10 and request.include_cluster_authorized_operations:
+        response.cluster_authorized_operations = authorized_operations(broker, ctx, CLUSTER,
+                                                                       CLUSTER_NAME)
+    return response
+
+
+def authorized_operations(broker, ctx, resource_type: int, name: str) -> int:
+    """KafkaApis' authorizedOperations: the resource type's supported operations the client is
+    allowed, all of them when there is no authorizer."""
+    if broker.authorizer is None:
+        return operations_bitfield(resource_type)
+    return broker.authorizer.operations(ctx, resource_type, name)

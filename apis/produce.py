@@ -22,7 +22,8 @@ decompress to a great deal, and the append then happens on the event loop.
   runs in a worker thread, the partitions of one request flush concurrently, and requests that
   append meanwhile share the next flush (group commit). `flush.messages=1` thus answers only
   what is on disk. A failed flush answers KAFKA_STORAGE_ERROR.
-- Per partition: UNKNOWN_TOPIC_OR_PARTITION (Produce never creates topics), INVALID_TOPIC_EXCEPTION
+- Per partition: TOPIC_AUTHORIZATION_FAILED with an authorizer and no WRITE on the topic
+  (security/authorizer.py), UNKNOWN_TOPIC_OR_PARTITION (Produce never creates topics), INVALID_TOPIC_EXCEPTION
   for internal topics, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE (`max.message.bytes`),
   UNSUPPORTED_COMPRESSION_TYPE for zstd before v7; v8+ adds an error message. Records refused one
   by one (a record without a key on a compacted topic, a CreateTime timestamp out of bounds in a
@@ -63,6 +64,8 @@ from trioka.log.compression import CompressionType
 from trioka.log.topics import INTERNAL_TOPICS
 from trioka.log.validator import RecordRules, RecordValidationError, conform
 from trioka.node.leader_hints import HINTED_ERRORS, LeaderHints
+from trioka.security.acls import WRITE
+from trioka.security.quotas import PRODUCER_BYTE_RATE, throttle
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -263,6 +266,12 @@ def add_leader_hints(broker, ctx, response, names: list) -> None:
         response.node_endpoints = hints.node_endpoints(Response.NodeEndpoint)
 
 
+def _request_bytes(request) -> int:
+    """The record bytes a Produce request carries (what producer_byte_rate measures)."""
+    return sum(len(pd.records) for td in request.topic_data for pd in td.partition_data
+               if pd.records is not None)
+
+
 async def handle(broker, request, ctx):
     version = ctx.api_version
     acks = request.acks
@@ -271,6 +280,9 @@ async def handle(broker, request, ctx):
     failed = False
     flushes = []
     replication = [] if broker.cluster is not None and acks == -1 else None
+    # With an authorizer, each topic needs WRITE (TOPIC_AUTHORIZATION_FAILED otherwise).
+    writable = broker.authorizer.topic_check(ctx, WRITE) if broker.authorizer is not None \
+        else None
     for td in request.topic_data:
         name = td.name
         if version >= 13:
@@ -285,6 +297,8 @@ async def handle(broker, request, ctx):
                 pr = _error(pd.index, ErrorCode.INVALID_REQUIRED_ACKS)
             elif name is None:
                 pr = _error(pd.index, ErrorCode.UNKNOWN_TOPIC_ID)
+            elif writable is not None and not writable(name):
+                pr = _error(pd.index, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
             else:
                 pr = await append_partition(broker, name, pd.index, pd.records, version, acks,
                                             request.transactional_id, flushes, replication)
@@ -298,11 +312,16 @@ async def handle(broker, request, ctx):
         failed = failed or any(response.error_code for response, _, _ in flushes)
     if replication:
         await wait_for_replication(broker, replication, request.timeout_ms)
+    # Client quotas (security/quotas.py): the request's bytes count against the client's
+    # producer_byte_rate once appended; over it, the connection is muted (even for acks=0) and
+    # the response says for how long.
+    throttle_ms = 0 if not broker.client_quotas.active else \
+        throttle(broker, ctx, PRODUCER_BYTE_RATE, _request_bytes(request))
     if acks == 0:
         if failed:
             ctx.connection.closing = True
         return None
-    response = Response(responses=topics, throttle_time_ms=0)
+    response = Response(responses=topics, throttle_time_ms=throttle_ms)
     if broker.cluster is not None and version >= LEADER_HINTS_FROM:
         add_leader_hints(broker, ctx, response, names)
     return response

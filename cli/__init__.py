@@ -1,6 +1,7 @@
 """The `trioka` tools that speak the Kafka protocol to any Kafka cluster (trioka or not).
 
     trioka topic  create|list|describe|delete|alter-config   (kafka-topics.sh, kafka-configs.sh)
+                  alter|trim|offsets                         (kafka-delete-records.sh, ...)
     trioka produce TOPIC                                      (kafka-console-producer.sh, kcat -P)
     trioka consume TOPIC                                      (kafka-console-consumer.sh, kcat -C)
     trioka group  list|describe|delete|reset-offsets          (kafka-consumer-groups.sh)
@@ -9,13 +10,17 @@
     trioka report [--markdown|--json]                         (its conformance report)
     trioka certs DIR [--hostname HOST]                        (a development CA and certificates)
     trioka user   add|list|remove                             (kafka-configs.sh, SCRAM users)
+    trioka quota  set|describe                                (kafka-configs.sh, client quotas)
+    trioka config describe|alter                              (kafka-configs.sh)
+    trioka cluster info|api-versions                          (kafka-broker-api-versions.sh)
 
 Flags are the Kafka tools' names, with kcat's short forms where they fit. Every command takes
-`--bootstrap-server HOST:PORT` (kcat's `-b`; default localhost:9092). Results go to stdout, notices
-and errors to stderr; the exit status is 0 on success, 1 when Kafka or the connection failed, 2 for
-a usage error. The protocol work is in the client, cli/client/; these modules parse flags and print.
-`requests` reads a trioka broker's request log through its admin endpoint instead (`--admin`,
-like `trioka control`), and `report` its conformance report (observe/conformance.py).
+`--bootstrap-server HOST:PORT` (kcat's `-b`; default: $TRIOKA_BROKERS, as rpk reads RPK_BROKERS,
+else localhost:9092). Results go to stdout, notices and errors to stderr; the exit status is 0 on
+success, 1 when Kafka or the connection failed, 2 for a usage error. The protocol work is in the
+client, cli/client/; these modules parse flags and print. `requests` reads a trioka broker's
+request log through its admin endpoint instead (`--admin`, like `trioka control`), and `report`
+its conformance report (observe/conformance.py).
 """
 
 import argparse
@@ -27,13 +32,19 @@ from trioka.cli.client.connection import DEFAULT_BOOTSTRAP, ClientError
 from trioka.wire.errors import KafkaError
 
 COMMANDS = ("topic", "produce", "consume", "group", "txn", "requests", "report", "certs",
-            "user")
+            "user", "config", "cluster", "quota")
+
+# The bootstrap servers when `--bootstrap-server` is not given (as rpk reads RPK_BROKERS):
+# the flag, else this environment variable, else DEFAULT_BOOTSTRAP.
+BROKERS_ENV = "TRIOKA_BROKERS"
 
 
 def add_commands(sub) -> None:
     """Add the tools' sub-commands to the `trioka` parser's sub-parsers."""
     from trioka.cli import certs, consume, group, produce, report, requests, topic, txn, user
-    for module in (topic, produce, consume, group, txn, requests, report, certs, user):
+    from trioka.cli import cluster, config, quota
+    for module in (topic, produce, consume, group, txn, requests, report, certs, user, config,
+                   cluster, quota):
         module.add_parser(sub)
 
 
@@ -43,15 +54,28 @@ def bootstrap_servers(text: str) -> str:
     try:
         parse_bootstrap(text)
     except ClientError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+        where = f" (from ${BROKERS_ENV})" if isinstance(text, FromEnvironment) else ""
+        raise argparse.ArgumentTypeError(f"{e}{where}") from None
     return text
+
+
+class FromEnvironment(str):
+    """A default read from the environment, so that a bad one is reported under its name."""
+
+
+def default_bootstrap(environ=None) -> str:
+    """`--bootstrap-server`'s default: $TRIOKA_BROKERS when set and not empty, else
+    DEFAULT_BOOTSTRAP. argparse checks a string default with the flag's type when the flag is
+    not given, so a bad value there is a usage error (exit 2) naming the variable."""
+    value = (os.environ if environ is None else environ).get(BROKERS_ENV, "").strip()
+    return FromEnvironment(value) if value else DEFAULT_BOOTSTRAP
 
 
 def connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap-server", "-b", dest="bootstrap_server", type=bootstrap_servers,
-                   default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT",
-                   help=f"a broker to start from, or several comma-separated (default "
-                        f"{DEFAULT_BOOTSTRAP})")
+                   default=default_bootstrap(), metavar="HOST:PORT",
+                   help=f"a broker to start from, or several comma-separated (default: "
+                        f"${BROKERS_ENV}, else {DEFAULT_BOOTSTRAP})")
     p.add_argument("--request-timeout-ms", type=int, default=30000, metavar="MS",
                    help="how long one request may take (default 30000)")
 

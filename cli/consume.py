@@ -1,10 +1,20 @@
 """`trioka consume TOPIC`: print records, as kafka-console-consumer.sh does.
 
-    trioka consume TOPIC [--from-beginning | --offset N|earliest|latest | --timestamp MS]
+    trioka consume TOPIC [TOPIC ...] | --include REGEX
+                         [--from-beginning | --offset SPEC | --timestamp MS]
                          [--partition N | -p N] [--max-messages N | --count N | -c N]
                          [--timeout-ms MS] [--exit-at-end | -e] [--group G | -G G]
                          [--isolation-level read_committed|read_uncommitted]
-                         [--format value|kv|json] [--property KEY=VALUE ...]
+                         [--format value|kv|json | -f FMT] [--property KEY=VALUE ...]
+
+Topics: one or more names (positional, or `--topic` repeated), or `--include REGEX`: every topic
+whose whole name matches the Java-style regular expression (kafka-console-consumer.sh's
+`--include`), internal topics (`__consumer_offsets`, ...) left out.
+
+`--offset` / `-o` takes kcat's forms: `beginning` (also `earliest`), `end` (also `latest`), `stored`
+(the group's committed offset, needs `--group`), an absolute offset N, `-N` (N records before the
+end of each partition, never before its start) or `s@MS` (the first record at or after that
+timestamp, as `--timestamp MS`).
 
 Where it starts, per partition: `--offset` (a number, or earliest / latest) or `--timestamp` (the
 first offset whose record is at or after that time, by ListOffsets; the end when there is none)
@@ -38,10 +48,11 @@ headers.separator, headers.key.separator, null.literal.
 import base64
 import contextlib
 import json
+import re
 import sys
 import time
 
-from trioka.cli import UsageError, connection_args, key_value, name_arg, open_client, resolve_name
+from trioka.cli import UsageError, connection_args, key_value, open_client
 from trioka.cli.client.cluster import (EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, READ_COMMITTED,
                                        READ_UNCOMMITTED)
 from trioka.cli.client.connection import ClientError, raise_for
@@ -60,11 +71,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("consume", help="print records of a topic",
                        description="Records of a topic on standard output, as "
                                    "kafka-console-consumer.sh prints them.")
-    name_arg(p, "the topic", "--topic", metavar="TOPIC")
+    p.add_argument("topics", nargs="*", metavar="TOPIC", help="the topics")
+    p.add_argument("--topic", "-t", dest="topic_flags", action="append", default=[],
+                   metavar="TOPIC", help="a topic (repeatable), the same as TOPIC")
+    p.add_argument("--include", metavar="REGEX",
+                   help="every topic whose whole name matches this regular expression")
     p.add_argument("--from-beginning", action="store_true",
                    help="start at the beginning when there is no committed offset")
-    p.add_argument("--offset", "-o", metavar="N|earliest|latest",
-                   help="start at this offset of every partition read")
+    p.add_argument("--offset", "-o", metavar="SPEC",
+                   help="where to start in every partition: beginning|end|stored|N|-N|s@MS")
     p.add_argument("--timestamp", type=int, metavar="MS",
                    help="start at the first record at or after this time (ms since the epoch)")
     p.add_argument("--partition", "-p", type=int, metavar="N", help="read only this partition")
@@ -81,6 +96,8 @@ def add_parser(sub) -> None:
                    help="read_committed skips aborted transactions (default read_uncommitted)")
     p.add_argument("--format", choices=["value", "kv", "json"], default="value",
                    help="value (default), kv (key TAB value) or json (one object a line)")
+    p.add_argument("-f", dest="kcat_format", metavar="FMT",
+                   help="kcat's format string, e.g. '%%t [%%p] at %%o: %%k %%s\\n'")
     p.add_argument("--property", action="append", default=[], type=key_value,
                    metavar="KEY=VALUE",
                    help="Kafka's console formatter properties, e.g. print.key=true")
@@ -174,6 +191,113 @@ class Formatter:
         return self.key_separator.join(fields) + self.line_separator
 
 
+# kcat's -f tokens: the field each prints (a key or value length is -1 for null).
+_KCAT_TOKENS = {
+    "s": lambda r: b"" if r.value is None else bytes(r.value),
+    "S": lambda r: b"-1" if r.value is None else str(len(r.value)).encode(),
+    "R": lambda r: (-1 if r.value is None else len(r.value)).to_bytes(4, "big", signed=True),
+    "k": lambda r: b"" if r.key is None else bytes(r.key),
+    "K": lambda r: b"-1" if r.key is None else str(len(r.key)).encode(),
+    "T": lambda r: str(r.timestamp).encode(),
+    "h": lambda r: b",".join(k.encode("utf-8", "surrogateescape") + b"="
+                             + (b"" if v is None else bytes(v)) for k, v in r.headers),
+    "t": lambda r: r.topic.encode(),
+    "p": lambda r: str(r.partition).encode(),
+    "o": lambda r: str(r.offset).encode(),
+}
+_KCAT_ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "\\": b"\\"}
+
+
+def parse_kcat_format(fmt: str) -> list:
+    """kcat's `-f` string -> a list of literal bytes and token functions. `%%` is a percent
+    sign; `\\n \\r \\t \\\\` and `\\xNN` are escapes, as kcat reads them."""
+    parts: list = []
+    literal = bytearray()
+    i = 0
+    while i < len(fmt):
+        c = fmt[i]
+        if c == "%" and i + 1 < len(fmt):
+            token = fmt[i + 1]
+            if token == "%":
+                literal += b"%"
+            elif token in _KCAT_TOKENS:
+                if literal:
+                    parts.append(bytes(literal))
+                    literal = bytearray()
+                parts.append(_KCAT_TOKENS[token])
+            else:
+                raise UsageError(f"-f: unsupported token %{token}")
+            i += 2
+        elif c == "\\" and i + 1 < len(fmt):
+            e = fmt[i + 1]
+            if e in _KCAT_ESCAPES:
+                literal += _KCAT_ESCAPES[e]
+                i += 2
+            elif e == "x":
+                digits = re.match(r"[0-9a-fA-F]{1,2}", fmt[i + 2:])
+                if digits is None:
+                    raise UsageError(f"-f: \\x needs hex digits in {fmt!r}")
+                literal.append(int(digits.group(), 16))
+                i += 2 + len(digits.group())
+            else:
+                literal += c.encode()
+                i += 1
+        else:
+            literal += c.encode()
+            i += 1
+    if literal:
+        parts.append(bytes(literal))
+    return parts
+
+
+class KcatFormatter:
+    """`-f FMT`: each record printed through kcat's format string (no line end added)."""
+
+    def __init__(self, fmt: str):
+        self.parts = parse_kcat_format(fmt)
+
+    def format_record(self, rec) -> bytes:
+        return b"".join(p if isinstance(p, bytes) else p(rec) for p in self.parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Where to start
+# --------------------------------------------------------------------------------------------
+
+# What `--offset` asks for: kind, and its number where it has one.
+OFFSET_EARLIEST, OFFSET_LATEST, OFFSET_STORED = "earliest", "latest", "stored"
+OFFSET_ABSOLUTE, OFFSET_FROM_END, OFFSET_TIMESTAMP = "absolute", "from-end", "timestamp"
+_OFFSET_WORDS = {"beginning": OFFSET_EARLIEST, "earliest": OFFSET_EARLIEST,
+                 "end": OFFSET_LATEST, "latest": OFFSET_LATEST, "stored": OFFSET_STORED}
+
+
+def parse_offset_spec(text: str) -> tuple[str, int | None]:
+    """kcat's `-o` forms (and kafka-console-consumer's earliest/latest) -> (kind, number)."""
+    word = _OFFSET_WORDS.get(text)
+    if word is not None:
+        return word, None
+    try:
+        if text.startswith("s@"):
+            ts = int(text[2:])
+            if ts < 0:
+                raise ValueError
+            return OFFSET_TIMESTAMP, ts
+        n = int(text)
+    except ValueError:
+        raise UsageError(f"--offset {text!r}: expected beginning, end, stored, an offset N, "
+                         f"-N (N before the end) or s@MS (a timestamp)") from None
+    if text.startswith("-"):
+        return OFFSET_FROM_END, -n
+    return OFFSET_ABSOLUTE, n
+
+
+def start_offset(kind: str, n: int | None, earliest: int, latest: int) -> int:
+    """Where a partition is read from for an absolute or end-relative `--offset`."""
+    if kind == OFFSET_FROM_END:
+        return max(earliest, latest - n)
+    return n
+
+
 # --------------------------------------------------------------------------------------------
 # Consuming
 # --------------------------------------------------------------------------------------------
@@ -214,10 +338,10 @@ class Interrupts:
 
 
 class ConsoleConsumer:
-    def __init__(self, client, topic: str, args):
+    def __init__(self, client, topics: list[str], args):
         self.interrupts = Interrupts()
         self.client = client
-        self.topic = topic
+        self.topics = topics
         self.args = args
         self.isolation = (READ_COMMITTED if args.isolation_level == "read_committed"
                           else READ_UNCOMMITTED)
@@ -231,28 +355,32 @@ class ConsoleConsumer:
         self._next_commit = time.monotonic() + AUTO_COMMIT_INTERVAL
         if args.offset is not None and args.timestamp is not None:
             raise UsageError("give --offset or --timestamp, not both")
-        if args.offset is not None and args.offset not in ("earliest", "latest"):
-            try:
-                if int(args.offset) < 0:
-                    raise ValueError
-            except ValueError:
-                raise UsageError(f"--offset {args.offset!r}: expected a number >= 0, earliest "
-                                 f"or latest") from None
+        self.offset_kind, self.offset_n = (None, None) if args.offset is None else (
+            parse_offset_spec(args.offset))
+        if self.offset_kind == OFFSET_TIMESTAMP:
+            self.offset_kind, self.timestamp = None, self.offset_n
+        else:
+            self.timestamp = args.timestamp
+        if self.offset_kind == OFFSET_STORED:
+            if not args.group:
+                raise UsageError("--offset stored needs --group")
+            self.offset_kind = None     # the committed offset is where a member starts anyway
 
     # -- assignment and starting points --
 
     def start(self) -> None:
-        info = self.client.topic(self.topic, auto_create=False)
+        infos = {t: self.client.topic(t, auto_create=False) for t in self.topics}
         if self.args.partition is not None:
-            if self.args.partition not in info.partitions:
-                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                 f"topic {self.topic!r} has no partition {self.args.partition}")
-            self.assign([(self.topic, self.args.partition)])
+            for topic, info in infos.items():
+                if self.args.partition not in info.partitions:
+                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                     f"topic {topic!r} has no partition {self.args.partition}")
+            self.assign([(t, self.args.partition) for t in self.topics])
         elif self.args.group:
-            self.member = GroupMember(self.client, self.args.group, [self.topic])
+            self.member = GroupMember(self.client, self.args.group, list(self.topics))
             self.assign(self.member.join())
         else:
-            self.assign([(self.topic, p) for p in sorted(info.partitions)])
+            self.assign([(t, p) for t in self.topics for p in sorted(infos[t].partitions)])
 
     def assign(self, tps: list[tuple[str, int]]) -> None:
         """Start positions for newly assigned partitions, in the order the module doc gives."""
@@ -265,15 +393,25 @@ class ConsoleConsumer:
                          if o >= 0}
         self.committed = dict(committed)
         specs: dict[tuple[str, int], int] = {}
+        kind = self.offset_kind
+        if kind in (OFFSET_ABSOLUTE, OFFSET_FROM_END):
+            bounds = {when: self.client.list_offsets({tp: when for tp in tps},
+                                                     isolation_level=self.isolation)
+                      for when in (EARLIEST_TIMESTAMP, LATEST_TIMESTAMP)} if (
+                kind == OFFSET_FROM_END) else None
         for tp in tps:
-            if self.args.timestamp is not None:
-                specs[tp] = self.args.timestamp
-            elif self.args.offset == "earliest":
+            if self.timestamp is not None:
+                specs[tp] = self.timestamp
+            elif kind == OFFSET_EARLIEST:
                 specs[tp] = EARLIEST_TIMESTAMP
-            elif self.args.offset == "latest":
+            elif kind == OFFSET_LATEST:
                 specs[tp] = LATEST_TIMESTAMP
-            elif self.args.offset is not None:
-                self.positions[tp] = int(self.args.offset)
+            elif kind == OFFSET_ABSOLUTE:
+                self.positions[tp] = self.offset_n
+            elif kind == OFFSET_FROM_END:
+                self.positions[tp] = start_offset(kind, self.offset_n,
+                                                  bounds[EARLIEST_TIMESTAMP][tp][0],
+                                                  bounds[LATEST_TIMESTAMP][tp][0])
             elif tp in committed:
                 self.positions[tp] = committed[tp]
             else:
@@ -401,12 +539,33 @@ class ConsoleConsumer:
                 self.member.leave()
 
 
+def include_topics(names, pattern: str) -> list[str]:
+    """The topics whose whole name matches `--include`, internal ones left out."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise UsageError(f"--include {pattern!r} is not a regular expression: {e}") from None
+    return sorted(n for n in names if regex.fullmatch(n) and not n.startswith("__"))
+
+
 def run(args) -> int:
-    topic = resolve_name(args)
-    formatter = Formatter(args.format, args.property)
+    topics = list(dict.fromkeys(list(args.topics) + list(args.topic_flags)))
+    if bool(topics) == bool(args.include):
+        raise UsageError("name the topics (TOPIC or --topic) or give --include REGEX")
+    if args.kcat_format is not None:
+        if args.format != "value" or args.property:
+            raise UsageError("-f replaces --format and --property; give one of them")
+        formatter = KcatFormatter(args.kcat_format)
+    else:
+        formatter = Formatter(args.format, args.property)
     out = sys.stdout.buffer
     with open_client(args) as client:
-        consumer = ConsoleConsumer(client, topic, args)
+        if args.include:
+            topics = include_topics(client.metadata(None), args.include)
+            if not topics:
+                print(f"Error: no topic matches --include {args.include!r}", file=sys.stderr)
+                return 1
+        consumer = ConsoleConsumer(client, topics, args)
         interrupted = False
         try:
             with consumer.interrupts:

@@ -1,9 +1,10 @@
 """`trioka produce TOPIC`: one record per line of standard input, as kafka-console-producer.sh.
 
-    trioka produce TOPIC [--parse-key] [--key-separator SEP | -K SEP] [--header K=V | -H K=V ...]
+    trioka produce TOPIC [--parse-key] [--key-separator SEP | -K SEP] [--key KEY | -k KEY]
+                         [--header K=V | -H K=V ...] [--format line|json] [--file FILE | -f FILE]
                          [--partition N | -p N] [--compression CODEC | -z CODEC] [--acks ACKS]
                          [--null-value-marker TEXT] [--property KEY=VALUE ...] [--batch-size BYTES]
-                         [--timeout-ms MS]
+                         [--timeout-ms MS] [--progress]
 
 Each line (without its line ending) is a record value, sent with CreateTime = now. With
 `--parse-key` (Kafka's `parse.key=true`) the line is split at the first key separator (a TAB unless
@@ -11,7 +12,19 @@ Each line (without its line ending) is a record value, sent with CreateTime = no
 themselves) into key and value; a line without the separator is an error, as in Kafka. Headers
 given with `--header` go on every record. A line equal to `--null-value-marker` produces a null
 value (a tombstone). The Kafka producer's `--property` keys parse.key, key.separator and null.marker
-(which applies to keys and values) are understood too.
+(which applies to keys and values) are understood too. `--key` (kcat's `-k`) gives every record
+the same key. `--file` reads the lines from a file instead of standard input.
+
+`--format json` reads one JSON object a line, the mirror of `trioka consume --format json`: `key`,
+`value` (text, or base64 with `"key_encoding": "base64"` / `"value_encoding": "base64"` beside
+it; null or absent: null), `headers` (`[{"key", "value"}]` with the same encodings, or an object
+{key: value}), `partition` and `timestamp` (CreateTime ms; absent or null: now). The consumer's
+`topic`, `offset` and `timestamp_type` are ignored, so its output can be sent to another topic. A
+line that is not such an object stops the producer, as a line without the key separator does;
+blank lines are skipped.
+
+With `--progress`, or when stderr is a terminal, a line on stderr every second tells how many
+records and bytes have been sent and the rate, and a last one at the end.
 
 Partitioning: `--partition` sends everything there; otherwise a keyed record goes where Kafka's Java
 producer puts it (murmur2 of the key), and records without a key fill one partition per batch, the
@@ -20,6 +33,9 @@ while more input is waiting (up to `--batch-size` bytes), then sent and acknowle
 read. Nothing is printed on success; a refused batch prints the broker's error and exits 1.
 """
 
+import base64
+import binascii
+import json
 import os
 import select
 import sys
@@ -42,6 +58,16 @@ def add_parser(sub) -> None:
                    help="split each line into key and value at the key separator")
     p.add_argument("--key-separator", "-K", dest="key_separator", metavar="SEP",
                    help="the key separator (default TAB); implies --parse-key")
+    p.add_argument("--key", "-k", dest="fixed_key", metavar="KEY",
+                   help="the same key on every record (kcat's -k)")
+    p.add_argument("--format", choices=["line", "json"], default="line",
+                   help="line (default: a record a line) or json (one object a line, as "
+                        "consume --format json prints them)")
+    p.add_argument("--file", "-f", dest="file", metavar="FILE",
+                   help="read the records from FILE instead of standard input")
+    p.add_argument("--progress", action="store_true",
+                   help="a progress line on stderr every second (on by itself when stderr "
+                        "is a terminal)")
     p.add_argument("--header", "-H", dest="headers", action="append", default=[],
                    type=key_value, metavar="KEY=VALUE", help="a header on every record "
                                                             "(repeatable)")
@@ -86,11 +112,16 @@ class LineParser:
         self.null_key = None if null_marker is None else null_marker.encode()
         value_marker = args.null_value_marker if args.null_value_marker is not None else null_marker
         self.null_value = None if value_marker is None else value_marker.encode()
+        fixed_key = getattr(args, "fixed_key", None)
+        if fixed_key is not None and self.parse_key:
+            raise UsageError("--key and key parsing (--parse-key, --key-separator) do not go "
+                             "together")
+        self.fixed_key = None if fixed_key is None else fixed_key.encode()
         self.line_number = 0
 
     def parse(self, line: bytes) -> tuple[bytes | None, bytes | None]:
         self.line_number += 1
-        key = None
+        key = self.fixed_key
         value = line
         if self.parse_key:
             key, sep, value = line.partition(self.separator)
@@ -104,6 +135,128 @@ class LineParser:
         if self.null_value is not None and value == self.null_value:
             value = None
         return key, value
+
+
+# The fields of `consume --format json` that say where a record was, not what it is.
+_CONSUMED_FIELDS = {"topic", "offset", "timestamp_type"}
+_JSON_FIELDS = {"key", "key_encoding", "value", "value_encoding", "headers", "partition",
+                "timestamp"} | _CONSUMED_FIELDS
+
+
+def _json_bytes(obj: dict, name: str, where: str) -> bytes | None:
+    """A field of `consume --format json` back into bytes: text as UTF-8, base64 when
+    `<name>_encoding` says so; null stays null."""
+    value = obj.get(name)
+    encoding = obj.get(name + "_encoding")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: {name!r} must be a string or null, not {value!r}")
+    if encoding is None:
+        return value.encode("utf-8", "surrogateescape")
+    if encoding != "base64":
+        raise ValueError(f"{where}: unknown {name}_encoding {encoding!r} (only \"base64\")")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError(f"{where}: {name!r} is not valid base64") from None
+
+
+class JsonParser:
+    """One JSON object a line, as `consume --format json` prints them, into
+    (key, value, headers or None, partition or None, timestamp or None)."""
+
+    def __init__(self, fixed_key: str | None = None):
+        self.fixed_key = None if fixed_key is None else fixed_key.encode()
+        self.line_number = 0
+
+    def parse(self, line: bytes):
+        """The record of a line; None for a blank line, which carries none."""
+        self.line_number += 1
+        if not line.strip():
+            return None
+        where = f"line number {self.line_number}"
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{where}: not JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: not a JSON object")
+        unknown = set(obj) - _JSON_FIELDS
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        key = _json_bytes(obj, "key", where)
+        if key is None:
+            key = self.fixed_key
+        value = _json_bytes(obj, "value", where)
+        headers = None
+        raw = obj.get("headers")
+        if isinstance(raw, dict):
+            raw = [{"key": k, "value": v} for k, v in raw.items()]
+        if raw is not None:
+            if not isinstance(raw, list) or not all(isinstance(h, dict) for h in raw):
+                raise ValueError(f"{where}: 'headers' must be a list of {{\"key\", \"value\"}}")
+            headers = []
+            for h in raw:
+                hkey = _json_bytes(h, "key", where + " header")
+                if hkey is None:
+                    raise ValueError(f"{where}: a header without a key")
+                headers.append((hkey.decode("utf-8", "surrogateescape"),
+                                _json_bytes(h, "value", where + " header")))
+        partition = obj.get("partition")
+        timestamp = obj.get("timestamp")
+        for name, number in (("partition", partition), ("timestamp", timestamp)):
+            if number is not None and (not isinstance(number, int) or isinstance(number, bool)
+                                       or number < 0):
+                raise ValueError(f"{where}: {name!r} must be a number 0 or more, not "
+                                 f"{number!r}")
+        return key, value, headers, partition, timestamp
+
+
+class Progress:
+    """The progress line on stderr: records and bytes sent and the rate, at most once a
+    `INTERVAL`, overwriting itself on a terminal; `clock` is injectable for tests."""
+
+    INTERVAL = 1.0
+
+    def __init__(self, out, *, terminal: bool, clock=time.monotonic):
+        self.out = out
+        self.terminal = terminal
+        self.clock = clock
+        self.started = clock()
+        self.next_report = self.started + self.INTERVAL
+        self.records = 0
+        self.bytes = 0
+        self.reported = False
+
+    def text(self, now: float) -> str:
+        elapsed = max(now - self.started, 1e-9)
+        return (f"{self.records} records sent ({self.bytes} bytes), "
+                f"{self.records / elapsed:.0f} records/s")
+
+    def sent(self, records: int, size: int) -> None:
+        self.records += records
+        self.bytes += size
+        now = self.clock()
+        if now >= self.next_report:
+            self.next_report = now + self.INTERVAL
+            self._write(now)
+
+    def _write(self, now: float) -> None:
+        self.reported = True
+        if self.terminal:
+            self.out.write("\r" + self.text(now) + "\x1b[K")
+        else:
+            self.out.write(self.text(now) + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        """The last count, when there was anything to tell."""
+        if self.records or self.reported:
+            self._write(self.clock())
+            if self.terminal:
+                self.out.write("\n")
+                self.out.flush()
 
 
 def read_lines(fd: int):
@@ -152,6 +305,8 @@ class Sender:
         self.sticky = 0
         self.pending: dict[int, list] = {}
         self.size = 0
+        self.count = 0
+        self.progress: Progress | None = None
 
     def lookup(self) -> None:
         """The topic's partitions, asked for (and the topic auto-created) at the first record,
@@ -162,18 +317,29 @@ class Sender:
             raise UsageError(f"topic {self.topic!r} has no partition {self.fixed} (it has "
                              f"{self.partitions})")
 
-    def add(self, key: bytes | None, value: bytes | None) -> None:
+    def add(self, key: bytes | None, value: bytes | None, headers=None,
+            partition: int | None = None, timestamp: int | None = None) -> None:
+        """A record to send; `headers`, `partition` and `timestamp` (from --format json) stand
+        in for --header, the partitioner and now."""
         if not self.partitions:
             self.lookup()
-        if self.fixed is not None:
+        if partition is not None:
+            if partition >= self.partitions:
+                self.flush()    # the records before this one are sent, as in Kafka
+                # The Java producer's words (KafkaProducer.partition).
+                raise ClientError(f"Invalid partition given with record: {partition} is not in "
+                                  f"the range [0...{self.partitions}).")
+        elif self.fixed is not None:
             partition = self.fixed
         elif key is not None:
             partition = partition_for_key(key, self.partitions)
         else:
             partition = self.sticky
         self.pending.setdefault(partition, []).append(
-            (key, value, self.headers, int(time.time() * 1000)))
+            (key, value, self.headers if headers is None else headers,
+             int(time.time() * 1000) if timestamp is None else timestamp))
         self.size += len(key or b"") + len(value or b"") + 16
+        self.count += 1
         if self.size >= self.batch_size:
             self.flush()
 
@@ -182,25 +348,56 @@ class Sender:
             return
         batches = {(self.topic, p): self.encode_batch(records, compression=self.codec)
                    for p, records in self.pending.items()}
+        count, size = self.count, self.size
         self.pending = {}
-        self.size = 0
+        self.size = self.count = 0
         self.sticky = (self.sticky + 1) % self.partitions
         self.client.produce(batches, acks=self.acks, timeout_ms=self.timeout_ms)
+        if self.progress is not None:
+            self.progress.sent(count, size)
+
+
+def open_input(path: str | None) -> int:
+    """The file descriptor records are read from: --file's, else standard input's."""
+    if path is None:
+        return sys.stdin.fileno()
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise ClientError(f"--file {path}: {e.strerror or e}") from None
 
 
 def run(args) -> int:
     topic = resolve_name(args)
-    parser = LineParser(args)
-    with open_client(args) as client:
-        sender = Sender(client, topic, args)
-        for line, more in read_lines(sys.stdin.fileno()):
-            try:
-                key, value = parser.parse(line)
-            except ValueError as e:
-                sender.flush()   # what came before the bad line is sent, as in Kafka
-                raise ClientError(str(e)) from None
-            sender.add(key, value)
-            if not more:
-                sender.flush()
-        sender.flush()
+    if args.format == "json":
+        if args.parse_key or args.key_separator is not None or args.property:
+            raise UsageError("--format json takes the keys from the JSON: no --parse-key, "
+                             "--key-separator or --property")
+        parser = JsonParser(args.fixed_key)
+    else:
+        parser = LineParser(args)
+    fd = open_input(args.file)
+    progress = None
+    if args.progress or sys.stderr.isatty():
+        progress = Progress(sys.stderr, terminal=sys.stderr.isatty())
+    try:
+        with open_client(args) as client:
+            sender = Sender(client, topic, args)
+            sender.progress = progress
+            for line, more in read_lines(fd):
+                try:
+                    parsed = parser.parse(line)
+                except ValueError as e:
+                    sender.flush()   # what came before the bad line is sent, as in Kafka
+                    raise ClientError(str(e)) from None
+                if parsed is not None:
+                    sender.add(*parsed)
+                if not more:
+                    sender.flush()
+            sender.flush()
+    finally:
+        if progress is not None:
+            progress.finish()
+        if args.file is not None:
+            os.close(fd)
     return 0

@@ -1,10 +1,14 @@
 """SASL listeners against stock clients: confluent-kafka, kafka-python, aiokafka, KafkaJS and kcat
-produce and consume over SASL_PLAINTEXT with PLAIN and SCRAM-SHA-256/512, confluent-kafka and
-kafka-python with OAUTHBEARER (unsecured JWTs); SCRAM users are made with confluent-kafka's
-AlterUserScramCredentials over the PLAINTEXT listener. The negative cases (wrong password and
-unknown user answered alike, a disabled mechanism, a request before authentication, a replayed
-SCRAM exchange, an expired token) are checked on what comes back over the wire, some with raw
-Kafka requests where no stock client can send them.
+produce and consume over SASL_PLAINTEXT with PLAIN and SCRAM-SHA-256/512 and with OAUTHBEARER
+(unsecured JWTs: librdkafka's own token builder, the others' token providers); confluent-kafka and
+kafka-python over SASL_SSL (certificates from `trioka certs`). SCRAM users are made with
+confluent-kafka's AlterUserScramCredentials over the PLAINTEXT listener and with `trioka user`;
+in a cluster they travel through the controller's metadata log. KIP-368 re-authentication runs
+on virtual time. The negative cases (wrong password and unknown user answered alike, a disabled
+mechanism, a request before authentication, out-of-order SASL requests, a replayed SCRAM exchange,
+an expired token, an oversized frame, config mistakes at start) are checked on what comes back
+over the wire, some with raw Kafka requests where no stock client can send them, and the request
+log shows the principal and no secret.
 """
 
 import base64
@@ -237,8 +241,8 @@ class Raw:
                                                   message))
 
     def receive(self, key: int, version: int):
-        size = struct.unpack(">i", self._exactly(4))[0]
-        _, message = protocol.decode_response(key, version, self._exactly(size))
+        size = struct.unpack(">i", self.exactly(4))[0]
+        _, message = protocol.decode_response(key, version, self.exactly(size))
         return message
 
     def request(self, key: int, version: int, **fields):
@@ -251,7 +255,7 @@ class Raw:
         except ConnectionError:
             return True
 
-    def _exactly(self, n: int) -> bytes:
+    def exactly(self, n: int) -> bytes:
         out = b""
         while len(out) < n:
             chunk = self.sock.recv(n - len(out))
@@ -562,3 +566,107 @@ def test_scram_users_of_a_cluster_live_in_its_metadata_log():
             assert future.result(timeout=30) is None
         assert "invalid credentials" in confluent_auth_error(listener(3, "SASL_PLAINTEXT"),
                                                              config)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({}, "trioka: sasl.enabled.mechanisms: SASL mechanism GSSAPI is not served on listener "
+         "SASL_PLAINTEXT"),
+    ({"sasl.enabled.mechanisms": "PLAIN"},
+     "trioka: listener.name.sasl_plaintext.plain.sasl.jaas.config: listener SASL_PLAINTEXT "
+     "enables PLAIN but has no JAAS configuration"),
+    ({"sasl.enabled.mechanisms": "PLAIN",
+      "listener.name.sasl_plaintext.plain.sasl.jaas.config": "x.Plain required user_a=\"b\""},
+     "JAAS config entry not terminated by semi-colon"),
+])
+def test_sasl_config_mistakes_stop_the_start_with_one_line(overrides, message):
+    args = [sys.executable, "-m", "trioka", "serve", "--memory",
+            "--listeners", "SASL_PLAINTEXT://127.0.0.1:0"]
+    for key, value in overrides.items():
+        args += ["--override", f"{key}={value}"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_out_of_order_sasl_requests_close_the_connection(sasl_broker):
+    # SaslAuthenticate before SaslHandshake.
+    raw = Raw(sasl_broker.sasl_port)
+    try:
+        raw.send(ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=b"\0alice\0alice-secret")
+        assert raw.closed()
+    finally:
+        raw.close()
+    # A second SaslHandshake in the middle of the exchange.
+    raw = Raw(sasl_broker.sasl_port)
+    try:
+        assert raw.request(ApiKey.SASL_HANDSHAKE, 1, mechanism="PLAIN").error_code == 0
+        raw.send(ApiKey.SASL_HANDSHAKE, 1, mechanism="PLAIN")
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_sasl_requests_on_a_plaintext_listener_are_illegal_state(sasl_broker):
+    raw = Raw(sasl_broker.port)
+    try:
+        handshake = raw.request(ApiKey.SASL_HANDSHAKE, 1, mechanism="PLAIN")
+        assert handshake.error_code == ErrorCode.ILLEGAL_SASL_STATE
+        authenticate = raw.request(ApiKey.SASL_AUTHENTICATE, 1, auth_bytes=b"x")
+        assert authenticate.error_code == ErrorCode.ILLEGAL_SASL_STATE
+        assert raw.request(ApiKey.METADATA, 12, topics=[],
+                           allow_auto_topic_creation=False).brokers
+    finally:
+        raw.close()
+
+
+def test_handshake_v0_then_raw_tokens(sasl_broker):
+    raw = Raw(sasl_broker.sasl_port)
+    try:
+        answer = raw.request(ApiKey.SASL_HANDSHAKE, 0, mechanism="PLAIN")
+        assert answer.error_code == 0
+        token = b"\0alice\0alice-secret"
+        raw.sock.sendall(struct.pack(">i", len(token)) + token)
+        assert raw.exactly(4) == b"\0\0\0\0"       # PLAIN's empty answer, size-prefixed
+        assert raw.request(ApiKey.METADATA, 12, topics=[],
+                           allow_auto_topic_creation=False).brokers
+    finally:
+        raw.close()
+    raw = Raw(sasl_broker.sasl_port)
+    try:
+        raw.request(ApiKey.SASL_HANDSHAKE, 0, mechanism="PLAIN")
+        token = b"\0alice\0wrong"
+        raw.sock.sendall(struct.pack(">i", len(token)) + token)
+        assert raw.closed()        # a raw exchange has no way to carry an error
+    finally:
+        raw.close()
+
+
+def test_aiokafka_kafkajs_and_kcat_with_oauthbearer(sasl_broker):
+    from aiokafka.abc import AbstractTokenProvider
+    now = int(time.time())
+    token = unsecured_jwt({"sub": "dave", "iat": now, "exp": now + 600})
+
+    class Fixed(AbstractTokenProvider):
+        async def token(self):
+            return token
+
+    topic = unique("sasl-oauth-aiokafka")
+    config = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "OAUTHBEARER",
+              "sasl_oauth_token_provider": Fixed()}
+    produce_aiokafka(sasl_broker.sasl_bootstrap, topic, value_records([b"a", b"b"]),
+                     config=config)
+    got = consume_aiokafka(sasl_broker.sasl_bootstrap, topic, [0], 2, config=config)
+    assert [r.value for r in got] == [b"a", b"b"]
+
+    topic = unique("sasl-oauth-kafkajs")
+    out = kafkajs("sasl.js", sasl_broker.sasl_bootstrap, topic, "oauthbearer", "-", token, "3")
+    assert out == [{"produced": [0]}, {"consumed": ["kafkajs-0", "kafkajs-1", "kafkajs-2"]}]
+
+    topic = unique("sasl-oauth-kcat")
+    flags = {"security.protocol": "sasl_plaintext", "sasl.mechanisms": "OAUTHBEARER",
+             "enable.sasl.oauthbearer.unsecure.jwt": "true",
+             "sasl.oauthbearer.config": "principal=erin"}
+    produce_kcat(sasl_broker.sasl_bootstrap, topic, value_records([b"k"]), config=flags)
+    assert [r.value for r in consume_kcat(sasl_broker.sasl_bootstrap, topic, [0], 1,
+                                          config=flags)] == [b"k"]

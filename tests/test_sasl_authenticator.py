@@ -174,3 +174,16 @@ def test_listener_mechanisms_from_config():
 def test_listener_mechanisms_config_mistakes(values, message):
     with pytest.raises(ValueError, match=message):
         listener_mechanisms(Config(values), "SASL_PLAINTEXT", lambda user, t: None, lambda: 0)
+
+
+def test_max_reauth_is_read_per_listener_and_mechanism():
+    config = Config({"sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
+                     "connections.max.reauth.ms": "1000",
+                     "listener.name.sasl_plaintext.plain.connections.max.reauth.ms": "7000",
+                     "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                         'x.PlainLoginModule required user_alice="pw";'})
+    built = listener_mechanisms(config, "SASL_PLAINTEXT", lambda user, t: None, lambda: 0)
+    assert built.max_reauth_ms == {"PLAIN": 7000, "SCRAM-SHA-256": 1000}
+    auth = SaslAuthenticator(built, HandClock())
+    auth.handshake("PLAIN", 1)
+    assert auth.authenticate(b"\0alice\0pw") == (b"", 7000)

@@ -35,6 +35,8 @@ _MIRRORED_FROM = {
     (ApiKey.ADD_PARTITIONS_TO_TXN, "results_by_partition"): ("partitions",),
     (ApiKey.DESCRIBE_PRODUCERS, "partitions"): ("partition_indexes",),
     (ApiKey.DESCRIBE_TRANSACTIONS, "transaction_states"): ("transactional_ids",),
+    (ApiKey.CREATE_ACLS, "results"): ("creations",),
+    (ApiKey.DELETE_ACLS, "filter_results"): ("filters",),
 }
 _MIRRORED_SAME_NAME = ("topics", "partitions", "groups", "members")
 

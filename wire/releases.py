@@ -11,7 +11,7 @@ RELEASES holds, for every API trioka serves on a broker listener, the range a br
 release advertised with its default settings, written as each release's changes on the one
 before. The facts come from Kafka's message specs at each release tag (the validVersions of the
 APIs a broker listener serves, less a newest version marked unstable) and, for 4.0 on, from what
-4.x brokers answer to ApiVersions. APIs trioka does not serve (ACLs, quotas, delegation
+4.x brokers answer to ApiVersions. APIs trioka does not serve (delegation
 tokens, telemetry, share and streams groups, KRaft voters) are left out: no release can
 make trioka advertise them.
 
@@ -60,6 +60,8 @@ _CHANGES = (
         K.OFFSET_DELETE: (0, 0), K.DESCRIBE_CLUSTER: (0, 0), K.DESCRIBE_PRODUCERS: (0, 0),
         K.SASL_HANDSHAKE: (0, 1), K.SASL_AUTHENTICATE: (0, 2),   # KIP-43, KIP-152, KIP-368
         K.DESCRIBE_USER_SCRAM_CREDENTIALS: (0, 0), K.ALTER_USER_SCRAM_CREDENTIALS: (0, 0),
+        K.DESCRIBE_CLIENT_QUOTAS: (0, 1), K.ALTER_CLIENT_QUOTAS: (0, 1),   # KIP-546
+        K.DESCRIBE_ACLS: (0, 2), K.CREATE_ACLS: (0, 2), K.DELETE_ACLS: (0, 2),   # KIP-290
     }),
     ("3.0", {
         K.LIST_OFFSETS: (0, 7),            # KIP-734: the max timestamp query
@@ -79,6 +81,7 @@ _CHANGES = (
     }),
     ("3.3", {
         K.DESCRIBE_LOG_DIRS: (0, 4),       # KIP-827: total and usable bytes
+        K.DESCRIBE_ACLS: (0, 3), K.CREATE_ACLS: (0, 3), K.DELETE_ACLS: (0, 3),   # flexible
     }),
     ("3.4", {}),
     ("3.5", {

@@ -35,7 +35,7 @@ GROUP_KEY, TRANSACTION_KEY = 0, 1
 READ_UNCOMMITTED, READ_COMMITTED = 0, 1
 
 # DescribeConfigs / IncrementalAlterConfigs resource types and operations.
-TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
+TOPIC_RESOURCE, BROKER_RESOURCE, GROUP_RESOURCE = 2, 4, 32
 SET_CONFIG, DELETE_CONFIG = 0, 1
 
 # Answers meaning "ask again after refreshing who leads / coordinates".
@@ -142,6 +142,7 @@ class KafkaClient:
         self.timeout = timeout
         self._connections: dict[tuple[str, int], BrokerConnection] = {}
         self.brokers: dict[int, tuple[str, int]] = {}
+        self.racks: dict[int, str | None] = {}
         self.controller_id = -1
         self.cluster_id: str | None = None
         self.topics: dict[str, TopicInfo] = {}
@@ -223,6 +224,7 @@ class KafkaClient:
             include_topic_authorized_operations=False)
         response = self._call_any(ApiKey.METADATA, request)
         self.brokers = {b.node_id: (b.host, b.port) for b in response.brokers}
+        self.racks = {b.node_id: b.rack for b in response.brokers}
         self.controller_id = response.controller_id
         self.cluster_id = response.cluster_id
         out = {}
@@ -594,12 +596,58 @@ class KafkaClient:
         raise_for(result.error_code, result.error_message, what=f"delete topic {name!r}")
         self.topics.pop(name, None)
 
-    def describe_configs(self, resource_type: int, name: str) -> list:
-        """The DescribeConfigsResourceResult entries of one topic or broker."""
+    def create_partitions(self, name: str, count: int, *, validate_only: bool = False) -> None:
+        """Raise a topic's partition count to `count` (CreatePartitions, on the controller); the
+        broker places the new partitions' replicas. Kafka never lowers a count: asking for fewer
+        is INVALID_PARTITIONS."""
+        Request = protocol.request_class(ApiKey.CREATE_PARTITIONS)
+        request = Request(topics=[Request.CreatePartitionsTopic(name=name, count=count,
+                                                                assignments=None)],
+                          timeout_ms=int(self.timeout * 1000), validate_only=validate_only)
+        response = self.controller().call(ApiKey.CREATE_PARTITIONS, request)
+        result = response.results[0]
+        raise_for(result.error_code, result.error_message,
+                  what=f"create partitions of {name!r}")
+        self.topics.pop(name, None)
+
+    def delete_records(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """DeleteRecords, to each partition's leader: move the log start offset up to the given
+        offset (-1: the high watermark). (topic, partition) -> the new low watermark."""
+        Request = protocol.request_class(ApiKey.DELETE_RECORDS)
+        Topic = Request.DeleteRecordsTopic
+        Partition = Topic.DeleteRecordsPartition
+
+        def send(node: int, todo: dict):
+            by_topic = self._by_topic(todo, lambda p, offset: Partition(partition_index=p,
+                                                                        offset=offset))
+            request = Request(topics=[Topic(name=t, partitions=ps) for t, ps in by_topic.items()],
+                              timeout_ms=int(self.timeout * 1000))
+            response = self.node(node).call(ApiKey.DELETE_RECORDS, request)
+            return [((t.name, p.partition_index), p.error_code, None, p.low_watermark)
+                    for t in response.topics for p in t.partitions]
+
+        return self._to_leaders("DeleteRecords", dict(offsets), send)
+
+    def describe_cluster(self):
+        """The DescribeCluster answer (KIP-700: cluster id, controller, brokers with racks), or
+        None from a broker without the API, whose caller falls back to Metadata."""
+        conn = self.any_connection()
+        if ApiKey.DESCRIBE_CLUSTER not in conn.versions:
+            return None
+        Request = protocol.request_class(ApiKey.DESCRIBE_CLUSTER)
+        response = conn.call(ApiKey.DESCRIBE_CLUSTER, Request(
+            include_cluster_authorized_operations=False, endpoint_type=1,
+            include_fenced_brokers=True))
+        raise_for(response.error_code, response.error_message, what="DescribeCluster")
+        return response
+
+    def describe_configs(self, resource_type: int, name: str, *,
+                         include_synonyms: bool = False) -> list:
+        """The DescribeConfigsResourceResult entries of one topic, broker or group."""
         Request = protocol.request_class(ApiKey.DESCRIBE_CONFIGS)
         request = Request(resources=[Request.DescribeConfigsResource(
             resource_type=resource_type, resource_name=name, configuration_keys=None)],
-            include_synonyms=False, include_documentation=False)
+            include_synonyms=include_synonyms, include_documentation=False)
         conn = self.node(int(name)) if resource_type == BROKER_RESOURCE else self.any_connection()
         response = conn.call(ApiKey.DESCRIBE_CONFIGS, request)
         result = response.results[0]
@@ -650,3 +698,89 @@ class KafkaClient:
             node = next((n for n, addr in self.brokers.items() if addr == (host, port)), -1)
         return node, state
 
+
+    def describe_producers(self, tps: list[tuple[str, int]], *,
+                           broker_id: int | None = None) -> dict:
+        """DescribeProducers: (topic, partition) -> the ProducerState entries of the partition's
+        active producers, asked of its leader (or of replica `broker_id`, as Kafka's
+        DescribeProducersOptions.brokerId does)."""
+        Request = protocol.request_class(ApiKey.DESCRIBE_PRODUCERS)
+
+        def request_for(todo) -> object:
+            by_topic = self._by_topic({tp: None for tp in todo}, lambda p, _: p)
+            return Request(topics=[Request.TopicRequest(name=t, partition_indexes=ps)
+                                   for t, ps in by_topic.items()])
+
+        def answers(response):
+            return [((t.name, p.partition_index), p.error_code, p.error_message,
+                     list(p.active_producers)) for t in response.topics for p in t.partitions]
+
+        if broker_id is not None:
+            out = {}
+            response = self.node(broker_id).call(ApiKey.DESCRIBE_PRODUCERS, request_for(tps))
+            for tp, code, message, producers in answers(response):
+                raise_for(code, message, what=f"DescribeProducers {tp[0]}-{tp[1]}")
+                out[tp] = producers
+            return out
+
+        def send(node: int, todo: dict):
+            return answers(self.node(node).call(ApiKey.DESCRIBE_PRODUCERS, request_for(todo)))
+
+        return self._to_leaders("DescribeProducers", {tp: None for tp in tps}, send)
+
+    def list_transactions_of(self, producer_ids: list[int]) -> list[tuple[int, object]]:
+        """ListTransactions filtered by producer id, on every broker: (node, TransactionState)."""
+        Request = protocol.request_class(ApiKey.LIST_TRANSACTIONS)
+        self.metadata([])
+        out = []
+        for node in sorted(self.brokers):
+            response = self.node(node).call(ApiKey.LIST_TRANSACTIONS, Request(
+                state_filters=[], producer_id_filters=list(producer_ids), duration_filter=-1))
+            raise_for(response.error_code, what=f"ListTransactions on broker {node}")
+            out.extend((node, s) for s in response.transaction_states)
+        return out
+
+    def abort_transaction(self, topic: str, partition: int, producer_id: int,
+                          producer_epoch: int, coordinator_epoch: int) -> None:
+        """Kafka's Admin.abortTransaction: WriteTxnMarkers with an ABORT marker for one producer,
+        sent to the partition's leader as a transaction coordinator would send it."""
+        Request = protocol.request_class(ApiKey.WRITE_TXN_MARKERS)
+        Marker = Request.WritableTxnMarker
+        request = Request(markers=[Marker(
+            producer_id=producer_id, producer_epoch=producer_epoch, transaction_result=False,
+            topics=[Marker.WritableTxnMarkerTopic(name=topic, partition_indexes=[partition])],
+            coordinator_epoch=coordinator_epoch)])
+
+        def send(node: int, todo: dict):
+            response = self.node(node).call(ApiKey.WRITE_TXN_MARKERS, request)
+            return [((t.name, p.partition_index), p.error_code, None, None)
+                    for m in response.markers for t in m.topics for p in t.partitions]
+
+        self._to_leaders("WriteTxnMarkers", {(topic, partition): None}, send)
+
+    def offset_delete(self, group: str, tps: list[tuple[str, int]]) -> dict:
+        """OffsetDelete (KIP-496): remove a group's committed offsets of these partitions, which
+        Kafka allows only for partitions the group is not subscribed to. The group-level error
+        raises; (topic, partition) -> error code of each partition."""
+        Request = protocol.request_class(ApiKey.OFFSET_DELETE)
+        Topic = Request.OffsetDeleteRequestTopic
+        by_topic = self._by_topic({tp: None for tp in tps},
+                                  lambda p, _: Topic.OffsetDeleteRequestPartition(
+                                      partition_index=p))
+        request = Request(group_id=group, topics=[Topic(name=t, partitions=ps)
+                                                  for t, ps in by_topic.items()])
+        response, _ = self.coordinator_call(group, GROUP_KEY, ApiKey.OFFSET_DELETE, request,
+                                            lambda r, v: r.error_code)
+        raise_for(response.error_code, what=f"OffsetDelete {group!r}")
+        return {(t.name, p.partition_index): p.error_code
+                for t in response.topics for p in t.partitions}
+
+    def coordinator_node(self, key: str, key_type: int = GROUP_KEY) -> tuple[int, str, int]:
+        """(node id, host, port) of a group's or transactional id's coordinator (-1 when the
+        address is not among the brokers Metadata lists)."""
+        self.coordinator(key, key_type)
+        host, port = self._coordinators[(key_type, key)]
+        if (host, port) not in self.brokers.values():
+            self.metadata([])
+        node = next((n for n, addr in self.brokers.items() if addr == (host, port)), -1)
+        return node, host, port

@@ -1,6 +1,7 @@
 'use strict'
 // node sasl.js BOOTSTRAP TOPIC MECHANISM USERNAME PASSWORD COUNT
-// Over a SASL listener (KafkaJS's sasl option: plain, scram-sha-256, scram-sha-512): produces
+// Over a SASL listener (KafkaJS's sasl option: plain, scram-sha-256, scram-sha-512, or
+// oauthbearer with PASSWORD the token and USERNAME unused): produces
 // COUNT messages "kafkajs-<i>" to partition 0 of TOPIC, then reads partition 0 back from the
 // start with a consumer group. Prints {"produced": [baseOffset]} and then {"consumed": [values]};
 // an authentication failure exits non-zero with {"fatal": {...}}.
@@ -18,7 +19,10 @@ main(async () => {
     requestTimeout: 15000,
     retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 500 },
     logLevel: logLevel.NOTHING,
-    sasl: { mechanism, username, password }
+    // OAUTHBEARER: PASSWORD is the token (an unsecured JWT, say) the provider hands out.
+    sasl: mechanism === 'oauthbearer'
+      ? { mechanism, oauthBearerProvider: async () => ({ value: password }) }
+      : { mechanism, username, password }
   })
   const producer = kafka.producer({ allowAutoTopicCreation: true })
   await producer.connect()

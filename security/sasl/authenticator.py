@@ -77,7 +77,9 @@ TRANSITIONS = {
 
 class SaslAuthenticator:
     """The SASL state of one connection. `mechanisms` (SaslMechanisms) makes a mechanism's
-    server; `clock` is the broker's (monotonic seconds for the session, wall ms for tokens)."""
+    server and knows each one's connections.max.reauth.ms (`max_reauth_ms` is the one for a
+    mechanism it does not name); `clock` is the broker's (monotonic seconds for the session,
+    wall ms for tokens)."""
 
     def __init__(self, mechanisms, clock, max_reauth_ms: int = 0):
         self.mechanisms = mechanisms
@@ -115,7 +117,10 @@ class SaslAuthenticator:
 
     def refusal(self, api_key: int) -> str:
         """Why `admits` said no, in Kafka's words (logged as the connection closes)."""
-        name = ApiKey(api_key).name if api_key in ApiKey._value2member_map_ else str(api_key)
+        try:
+            name = ApiKey(api_key).name
+        except ValueError:        # a key this codec does not know
+            name = str(api_key)
         if self.state == COMPLETE:
             return "the authentication session expired (connections.max.reauth.ms)"
         if self.state in (AUTHENTICATE, REAUTH_BAD_MECHANISM):
@@ -192,7 +197,8 @@ class SaslAuthenticator:
     def _session_lifetime_ms(self, credential_expires_ms: int | None) -> int | None:
         """Kafka's rule: the credential's remaining life, `connections.max.reauth.ms`, or the
         shorter of the two; None when neither applies (the session never ends)."""
-        max_reauth = self.max_reauth_ms if self.max_reauth_ms > 0 else None
+        limit = self.mechanisms.max_reauth_ms.get(self.mechanism, self.max_reauth_ms)
+        max_reauth = limit if limit > 0 else None
         if credential_expires_ms is None and max_reauth is None:
             return None
         remaining = None if credential_expires_ms is None else \
@@ -200,10 +206,6 @@ class SaslAuthenticator:
         if remaining is None:
             return max_reauth
         return remaining if max_reauth is None else min(remaining, max_reauth)
-
-    def fail(self) -> None:
-        """A request that breaks the exchange (a token that does not parse)."""
-        self.state = FAILED
 
     @property
     def principal(self) -> str:
@@ -214,9 +216,13 @@ class SaslMechanisms:
     """A listener's SASL mechanisms (`sasl.enabled.mechanisms`) and what each authenticates
     against, built once per listener at startup."""
 
-    def __init__(self, enabled: list[str], factories: dict):
+    def __init__(self, enabled: list[str], factories: dict,
+                 max_reauth_ms: dict[str, int] | None = None):
         self.enabled = enabled
         self._factories = factories
+        # mechanism -> its connections.max.reauth.ms, where the listener sets one
+        # (`listener.name.<l>.<mechanism>.connections.max.reauth.ms`, as Kafka reads it).
+        self.max_reauth_ms = max_reauth_ms or {}
 
     def server(self, mechanism: str):
         return self._factories[mechanism]()
@@ -259,6 +265,8 @@ def listener_mechanisms(config, listener_name: str, scram_lookup, wall_ms) -> Sa
     if not enabled:
         raise ValueError(f"{key}: listener {listener_name} uses SASL but enables no mechanism")
     factories = {}
+    max_reauth_ms = {m: config.listener_value(listener_name, "connections.max.reauth.ms",
+                                              mechanism=m) for m in enabled}
     for mechanism in enabled:
         jaas_key = f"listener.name.{listener_name.lower()}.{mechanism.lower()}.sasl.jaas.config"
         jaas = config.listener_value(listener_name, "sasl.jaas.config", mechanism=mechanism)
@@ -278,4 +286,13 @@ def listener_mechanisms(config, listener_name: str, scram_lookup, wall_ms) -> Sa
                 scram, lambda user: scram_lookup(user, scram.type_id))
         else:
             factories[mechanism] = lambda options=options: OAuthBearerServer(options, wall_ms)
-    return SaslMechanisms(enabled, factories)
+    return SaslMechanisms(enabled, factories, max_reauth_ms)
+
+
+def check_config(config) -> None:
+    """Each SASL listener's mechanisms and JAAS configuration as the broker will build them, so
+    that a mistake stops `trioka serve` with one line naming the key (ValueError)."""
+    from trioka.config import listeners_of
+    for listener in listeners_of(config):
+        if listener.uses_sasl:
+            listener_mechanisms(config, listener.name, lambda user, t: None, lambda: 0)

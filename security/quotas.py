@@ -1,0 +1,381 @@
+"""Client quotas (KIP-13, KIP-55, KIP-219): byte-rate limits per user and client id.
+
+Kafka keeps quotas for *entities*: a user (the principal's name, "ANONYMOUS" for an
+unauthenticated client), a client id, or both, each of which may also be the *default* entity
+(`<default>` in kafka-configs, a null name on the wire). The quota keys trioka enforces are
+Kafka's `producer_byte_rate` (bytes of produce requests per second) and `consumer_byte_rate`
+(bytes of fetch responses per second).
+
+Which quota applies to a client (user u, client id c) is the first entity holding the key in
+Kafka's order (DefaultQuotaCallback):
+
+    /config/users/u/clients/c, /config/users/u/clients/<default>, /config/users/u,
+    /config/users/<default>/clients/c, /config/users/<default>/clients/<default>,
+    /config/users/<default>, /config/clients/c, /config/clients/<default>
+
+The entity found also says which clients share one rate sensor (Kafka's metric tags): a quota
+of user u alone is shared by all u's client ids; a default-client-id quota gives every client id
+its own sensor.
+
+A sensor measures a rate as Kafka's `Rate` over a `SampledStat`: `quota.window.num` samples of
+`quota.window.size.seconds` each. The bytes are recorded first; when the measured rate is over
+the quota, the client is throttled for Kafka's ClientQuotaManager.throttleTime:
+
+    (rate - quota) / quota * window     (window: the span the rate was measured over)
+
+(not bounded: Kafka bounds only request_percentage and connection-rate throttles). KIP-219: the response is sent at once carrying that
+`throttle_time_ms`, and the broker reads nothing more from the connection for that long
+(`Connection.muted_until`, which the server honours); the client also waits that long before
+it sends to this broker again. A throttled fetch gets an empty response (its bytes are taken
+back from the sensor), as Kafka's KafkaApis sends.
+
+`request_percentage` and `controller_mutation_rate` are Kafka keys trioka does not enforce, so
+AlterClientQuotas refuses them (INVALID_REQUEST) rather than keep a setting that does nothing.
+
+A single broker keeps the quotas in `client-quotas.json` in its log directory, replaced
+atomically (written to a temporary file, fsynced, renamed) before the AlterClientQuotas answer.
+"""
+
+import json
+import os
+
+import trio
+
+from trioka.wire.errors import ErrorCode
+
+FILE_NAME = "client-quotas.json"
+
+USER = "user"
+CLIENT_ID = "client-id"
+IP = "ip"
+
+PRODUCER_BYTE_RATE = "producer_byte_rate"
+CONSUMER_BYTE_RATE = "consumer_byte_rate"
+ENFORCED_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
+# Kafka's other user/client-id quota keys, refused with a message saying so.
+NOT_ENFORCED_KEYS = ("request_percentage", "controller_mutation_rate")
+
+
+class _Default:
+    """The default entity of a type (a null entity name; `<default>` in kafka-configs)."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+DEFAULT = _Default()
+
+
+def entity_key(user, client_id) -> tuple:
+    """An entity as a (user, client id) pair: each a name, DEFAULT, or None (not part of it)."""
+    return (user, client_id)
+
+
+def resolution_order(user: str, client_id: str) -> tuple:
+    """The entities whose quota may apply to (user, client id), in Kafka's order, each with
+    the (user, client id) tags of the sensor its quota is measured by."""
+    u, c = user, client_id
+    return (
+        ((u, c), (u, c)),
+        ((u, DEFAULT), (u, c)),
+        ((u, None), (u, "")),
+        ((DEFAULT, c), (u, c)),
+        ((DEFAULT, DEFAULT), (u, c)),
+        ((DEFAULT, None), (u, "")),
+        ((None, c), ("", c)),
+        ((None, DEFAULT), ("", c)),
+    )
+
+
+class Rate:
+    """Kafka's metrics `Rate` of a `SampledStat` of totals: `samples` windows of `window_ms`;
+    the oldest is reused once all are used, and a window older than samples * window_ms
+    no longer counts."""
+    __slots__ = ("samples", "window_ms", "_starts", "_values", "_current")
+
+    def __init__(self, samples: int = 11, window_ms: int = 1000):
+        self.samples = samples
+        self.window_ms = window_ms
+        self._starts: list[float] = []
+        self._values: list[float] = []
+        self._current = 0
+
+    def record(self, value: float, now_ms: float) -> None:
+        if not self._starts:
+            self._starts.append(now_ms)
+            self._values.append(0.0)
+            self._current = 0
+        elif now_ms - self._starts[self._current] >= self.window_ms:
+            # SampledStat.advance: the next sample, new or reset.
+            self._current = (self._current + 1) % self.samples
+            if self._current >= len(self._starts):
+                self._starts.append(now_ms)
+                self._values.append(0.0)
+            else:
+                self._starts[self._current] = now_ms
+                self._values[self._current] = 0.0
+        self._values[self._current] += value
+
+    def _purge(self, now_ms: float) -> None:
+        expire = self.samples * self.window_ms
+        for i, start in enumerate(self._starts):
+            if now_ms - start >= expire:
+                self._starts[i] = now_ms
+                self._values[i] = 0.0
+
+    def window_size_ms(self, now_ms: float) -> float:
+        """Rate.windowSize: the span measured, counted as at least samples - 1 full windows
+        (so a first burst is not read as a huge rate), never less than 1 ms."""
+        self._purge(now_ms)
+        oldest = min(self._starts) if self._starts else now_ms
+        elapsed = now_ms - oldest
+        full = int(elapsed // self.window_ms)
+        if full < self.samples - 1:
+            elapsed += (self.samples - 1 - full) * self.window_ms
+        return max(elapsed, 1.0)
+
+    def measure(self, now_ms: float) -> float:
+        """Units per second over the window."""
+        window = self.window_size_ms(now_ms)
+        return sum(self._values) / (window / 1000.0)
+
+
+def throttle_time_ms(rate: Rate, quota: float, now_ms: float) -> int:
+    """ClientQuotaManager.throttleTime (QuotaUtils.throttleTime): 0 when within quota. Kafka
+    bounds it by one quota window only for request_percentage and connection quotas; a byte
+    rate's throttle is not bounded."""
+    value = rate.measure(now_ms)
+    if value <= quota:
+        return 0
+    window = rate.window_size_ms(now_ms)
+    return round((value - quota) / quota * window)
+
+
+def user_of(principal: str) -> str:
+    """The user name of a principal "User:<name>" (KafkaPrincipal.getName)."""
+    return principal.split(":", 1)[1] if ":" in principal else principal
+
+
+def _name_of(part):
+    return None if part is DEFAULT else part
+
+
+def _part_of(name):
+    return DEFAULT if name is None else name
+
+
+class ClientQuotas:
+    """The broker's client quotas (entity -> key -> value) and their rate sensors."""
+
+    def __init__(self, directory: str | None, samples: int = 11, window_seconds: int = 1):
+        self.directory = directory
+        self.samples = samples
+        self.window_ms = window_seconds * 1000
+        self._quotas: dict[tuple, dict[str, float]] = {}
+        # (quota key, user tag, client tag) -> Rate
+        self._sensors: dict[tuple, Rate] = {}
+        self._writing = trio.Lock()
+        # The hot paths' one check: False while no entity holds an enforced quota.
+        self.active = False
+        if directory is not None:
+            self._load()
+
+    # -- the quotas ------------------------------------------------------------------------
+
+    def _path(self) -> str:
+        return os.path.join(self.directory, FILE_NAME)
+
+    def _load(self) -> None:
+        try:
+            with open(self._path()) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return
+        for entry in data:
+            key = (_part_of(entry[USER]) if USER in entry else None,
+                   _part_of(entry.get(CLIENT_ID)) if CLIENT_ID in entry else None)
+            self._quotas[key] = {k: float(v) for k, v in entry["quotas"].items()}
+        self._refresh()
+
+    def snapshot(self) -> bytes:
+        out = []
+        for (user, client), values in self._quotas.items():
+            entry: dict = {}
+            if user is not None:
+                entry[USER] = _name_of(user)
+            if client is not None:
+                entry[CLIENT_ID] = _name_of(client)
+            entry["quotas"] = values
+            out.append(entry)
+        return json.dumps(out, indent=1).encode()
+
+    def write(self, content: bytes) -> None:
+        """Replace the file with `content` (blocking: call from a worker thread)."""
+        if self.directory is None:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        tmp = self._path() + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._path())
+
+    async def persist(self) -> None:
+        async with self._writing:
+            await trio.to_thread.run_sync(self.write, self.snapshot())
+
+    def _refresh(self) -> None:
+        self.active = any(k in v for v in self._quotas.values() for k in ENFORCED_KEYS)
+        self._sensors.clear()   # a changed quota is measured afresh
+
+    def entries(self) -> list[tuple[tuple, dict[str, float]]]:
+        return [(k, dict(v)) for k, v in self._quotas.items() if v]
+
+    def alter(self, entity: tuple, ops) -> None:
+        """Apply checked operations (key, value, remove) to one entity."""
+        values = self._quotas.setdefault(entity, {})
+        for key, value, remove in ops:
+            if remove:
+                values.pop(key, None)
+            else:
+                values[key] = float(value)
+        if not values:
+            del self._quotas[entity]
+        self._refresh()
+
+    def quota_for(self, key: str, user: str, client_id: str) -> tuple[float, tuple] | None:
+        """The quota of `key` that applies to (user, client id) and its sensor's tags."""
+        for entity, tags in resolution_order(user, client_id):
+            values = self._quotas.get(entity)
+            if values is not None and key in values:
+                return values[key], tags
+        return None
+
+    # -- enforcement -----------------------------------------------------------------------
+
+    def record(self, key: str, principal: str, client_id: str, value: float,
+               now_ms: float) -> int:
+        """Record `value` bytes for the client and return its throttle time (ms): 0 when no
+        quota applies or the rate is within it."""
+        found = self.quota_for(key, user_of(principal), client_id)
+        if found is None:
+            return 0
+        quota, tags = found
+        sensor = self._sensors.get((key,) + tags)
+        if sensor is None:
+            sensor = self._sensors[(key,) + tags] = Rate(self.samples, self.window_ms)
+        sensor.record(value, now_ms)
+        return throttle_time_ms(sensor, quota, now_ms)
+
+    def unrecord(self, key: str, principal: str, client_id: str, value: float,
+                 now_ms: float) -> None:
+        """Take back bytes recorded for a response that was not sent (a throttled fetch)."""
+        found = self.quota_for(key, user_of(principal), client_id)
+        if found is not None:
+            sensor = self._sensors.get((key,) + found[1])
+            if sensor is not None:
+                sensor.record(-value, now_ms)
+
+
+def throttle(broker, ctx, key: str, size: int) -> int:
+    """Record `size` bytes of the connection's client against `key` and, when over its quota,
+    mute the connection for the throttle time (KIP-219); the throttle time in ms."""
+    clock = broker.network_clock
+    conn = ctx.connection
+    ms = broker.client_quotas.record(key, conn.principal, ctx.client_id, size,
+                                     clock.monotonic() * 1000)
+    if ms:
+        conn.muted_until = max(conn.muted_until, clock.monotonic() + ms / 1000)
+    return ms
+
+
+# -- the admin requests' checks (Kafka's ClientQuotaControlManager) ----------------------------
+
+def entity_of(components) -> tuple[tuple | None, str | None]:
+    """An AlterClientQuotas entity ([(entity_type, entity_name)]) as a key, or (None, the
+    INVALID_REQUEST message)."""
+    user = client = None
+    seen = set()
+    if not components:
+        return None, "Invalid empty client quota entity"
+    for entity_type, name in components:
+        if entity_type in seen:
+            return None, f"Invalid empty client quota entity: duplicate entity type {entity_type}"
+        seen.add(entity_type)
+        if entity_type == USER:
+            user = _part_of(name)
+        elif entity_type == CLIENT_ID:
+            client = _part_of(name)
+        elif entity_type == IP:
+            return None, ("ip quotas (connection_creation_rate) are not supported by "
+                          "this broker")
+        else:
+            return None, f"Unhandled client quota entity type: {entity_type}"
+    return (user, client), None
+
+
+def check_op(key: str, value: float, remove: bool) -> str | None:
+    """An operation's INVALID_REQUEST message, or None when it is valid."""
+    if key in NOT_ENFORCED_KEYS:
+        return f"Quota {key} is not supported by this broker"
+    if key not in ENFORCED_KEYS:
+        return f"Invalid configuration key {key}"
+    if remove:
+        return None
+    if value != value or value <= 0:
+        return f"Invalid value {value} for configuration {key}: the quota must be positive"
+    if value != int(value):
+        return f"Invalid value {value} for configuration {key}: must be a long"
+    return None
+
+
+def describe(quotas: ClientQuotas, components, strict: bool):
+    """DescribeClientQuotas's filter: (error code, message, [(entity, values)])."""
+    MATCH_EXACT, MATCH_DEFAULT, MATCH_SPECIFIED = 0, 1, 2
+    wanted: dict[str, object] = {}
+    for c in components:
+        if c.entity_type in wanted:
+            return ErrorCode.INVALID_REQUEST, \
+                f"Duplicate entity type in filter: {c.entity_type}", []
+        if c.entity_type not in (USER, CLIENT_ID, IP):
+            return ErrorCode.INVALID_REQUEST, \
+                f"Custom entity type '{c.entity_type}' not supported", []
+        if c.match_type == MATCH_EXACT:
+            if c.match is None:
+                return ErrorCode.INVALID_REQUEST, \
+                    f"Unexpected null match for entity type {c.entity_type}", []
+            wanted[c.entity_type] = c.match
+        elif c.match_type == MATCH_DEFAULT:
+            wanted[c.entity_type] = DEFAULT
+        elif c.match_type == MATCH_SPECIFIED:
+            wanted[c.entity_type] = MATCH_SPECIFIED
+        else:
+            return ErrorCode.INVALID_REQUEST, f"Unknown match type {c.match_type}", []
+    if IP in wanted:
+        return ErrorCode.NONE, None, []   # no ip quotas are kept
+    found = []
+    for (user, client), values in quotas.entries():
+        parts = {USER: user, CLIENT_ID: client}
+        ok = True
+        for entity_type, want in wanted.items():
+            have = parts[entity_type]
+            if have is None or (want is not MATCH_SPECIFIED and have != want):
+                ok = False
+        if strict and any(parts[t] is not None and t not in wanted for t in parts):
+            ok = False
+        if ok:
+            found.append(((user, client), values))
+    return ErrorCode.NONE, None, found
+
+
+def components_of(entity: tuple) -> list[tuple[str, str | None]]:
+    """An entity key as (entity_type, entity_name) pairs, names null for defaults."""
+    user, client = entity
+    out = []
+    if user is not None:
+        out.append((USER, _name_of(user)))
+    if client is not None:
+        out.append((CLIENT_ID, _name_of(client)))
+    return out
