@@ -206,7 +206,8 @@ def load_config(args):
 
 # The commands' names; a flag before one of them is a misplaced flag, not `serve`'s.
 COMMAND_NAMES = ("topic", "produce", "consume", "group", "txn", "requests", "control",
-                 "certs", "user", "topics", "config", "configs", "cluster", "groups")
+                 "certs", "user", "topics", "config", "configs", "cluster", "groups",
+                 "acl")
 
 
 def ready_line(server, admin_address) -> str:

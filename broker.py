@@ -118,9 +118,12 @@ class BrokerState:
             from trioka.security.authorizer import Authorizer
             self.authorizer = Authorizer.from_config(self.config)
         # Client quotas (security/quotas.py): produce and fetch check `client_quotas.active`.
+        # A single broker keeps them in its log directory; a cluster node has its metadata
+        # image's (node/cluster_link.py loads them).
         from trioka.security.quotas import ClientQuotas
-        self.client_quotas = ClientQuotas(self.config.data_dir, self.config.quota_window_num,
-                                          self.config.quota_window_size_seconds)
+        self.client_quotas = ClientQuotas(
+            self.config.data_dir if self.cluster is None else None,
+            self.config.quota_window_num, self.config.quota_window_size_seconds)
         self.shutting_down = trio.Event()
         # One checkpoint at a time: the checkpoint files are replaced from a worker thread.
         self._checkpoint_lock = trio.Lock()

@@ -12,9 +12,13 @@ v1 (KIP-1099, Kafka 4.0) gives each member's type: 1, a consumer member; 0, a cl
 a consumer group (a classic consumer in a group upgraded online, KIP-848:
 coordinator/migration.py).
 
-`include_authorized_operations` is answered with Kafka's "not requested" value: there are no ACLs.
+`include_authorized_operations` gets each group's authorized operations as Kafka's bitfield:
+those the principal is allowed (security/authorizer.py), all a group supports without an
+authorizer.
 """
 
+from trioka.apis.metadata import authorized_operations
+from trioka.security.acls import GROUP
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import KafkaError
 from trioka.wire.protocol import response_class
@@ -64,4 +68,9 @@ def describe(broker, group_id: str) -> object:
 
 
 async def handle(broker, request, ctx):
-    return Response(throttle_time_ms=0, groups=[describe(broker, g) for g in request.group_ids])
+    groups = [describe(broker, g) for g in request.group_ids]
+    if request.include_authorized_operations:
+        for g in groups:
+            if g.error_code == 0:
+                g.authorized_operations = authorized_operations(broker, ctx, GROUP, g.group_id)
+    return Response(throttle_time_ms=0, groups=groups)

@@ -9,11 +9,14 @@ not a classic group (ConsumerGroupDescribe describes it); v6 (KIP-1043, Kafka 4.
 GROUP_ID_NOT_FOUND with Kafka's message ("Group g not found." / "Group g is not a classic
 group."). An empty group id is INVALID_GROUP_ID.
 
-v3+ may ask for authorized operations; there are no ACLs, so they stay Kafka's "not requested"
-value. v5 is the first flexible version.
+v3+ may ask for authorized operations: Kafka's bitfield of those the principal is allowed on the
+group (security/authorizer.py), every operation a group supports without an authorizer. v5 is
+the first flexible version.
 """
 
 from trioka.coordinator.group_state import GroupState
+from trioka.apis.metadata import authorized_operations
+from trioka.security.acls import GROUP
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
@@ -57,5 +60,10 @@ def describe(broker, group_id: str, version: int) -> object:
 
 
 async def handle(broker, request, ctx):
-    return Response(throttle_time_ms=0,
-                    groups=[describe(broker, g, ctx.api_version) for g in request.groups])
+    groups = [describe(broker, g, ctx.api_version) for g in request.groups]
+    # v3+: the operations the client may do on each group, as Kafka's bitfield.
+    if ctx.api_version >= 3 and request.include_authorized_operations:
+        for g in groups:
+            if g.error_code == 0:
+                g.authorized_operations = authorized_operations(broker, ctx, GROUP, g.group_id)
+    return Response(throttle_time_ms=0, groups=groups)

@@ -13,6 +13,7 @@ Kafka's.
 """
 
 from trioka.coordinator import classic, consumer_group
+from trioka.security.acls import CLUSTER, CLUSTER_NAME, DESCRIBE, GROUP
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
@@ -38,6 +39,11 @@ async def handle(broker, request, ctx):
     groups = broker.groups.list_groups(request.states_filter if version >= 4 else None,
                                        request.types_filter if version >= 5 else None)
     error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if broker.groups.loading() else 0
+    authorizer = broker.authorizer
+    # With an authorizer (KafkaApis): DESCRIBE on the cluster lists every group, else only
+    # the groups the client may DESCRIBE.
+    if authorizer is not None and not authorizer.allowed(ctx, DESCRIBE, CLUSTER, CLUSTER_NAME):
+        groups = [g for g in groups if authorizer.allowed(ctx, DESCRIBE, GROUP, g.group_id)]
     return Response(throttle_time_ms=0, error_code=error, groups=[
         Listed(group_id=g.group_id, protocol_type=_protocol_type(g),
                group_state=g.state.value, group_type=_group_type(g))

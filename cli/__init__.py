@@ -3,13 +3,16 @@
     trioka topic  create|list|describe|delete|alter-config   (kafka-topics.sh, kafka-configs.sh)
                   alter|trim|offsets                         (kafka-delete-records.sh, ...)
     trioka produce TOPIC                                      (kafka-console-producer.sh, kcat -P)
-    trioka consume TOPIC                                      (kafka-console-consumer.sh, kcat -C)
-    trioka group  list|describe|delete|reset-offsets          (kafka-consumer-groups.sh)
-    trioka txn    list|describe                               (kafka-transactions.sh)
+    trioka consume TOPIC... | --include REGEX                 (kafka-console-consumer.sh, kcat -C)
+    trioka group  list|describe|delete|delete-offsets         (kafka-consumer-groups.sh; `groups`)
+                  reset-offsets
+    trioka txn    list|describe|describe-producers            (kafka-transactions.sh)
+                  find-hanging|abort
     trioka requests [--follow] [--api Fetch] [--json]         (a trioka broker's request log)
     trioka report [--markdown|--json]                         (its conformance report)
     trioka certs DIR [--hostname HOST]                        (a development CA and certificates)
     trioka user   add|list|remove                             (kafka-configs.sh, SCRAM users)
+    trioka acl    add|list|remove                             (kafka-acls.sh)
     trioka quota  set|describe                                (kafka-configs.sh, client quotas)
     trioka config describe|alter                              (kafka-configs.sh)
     trioka cluster info|api-versions                          (kafka-broker-api-versions.sh)
@@ -32,7 +35,7 @@ from trioka.cli.client.connection import DEFAULT_BOOTSTRAP, ClientError
 from trioka.wire.errors import KafkaError
 
 COMMANDS = ("topic", "produce", "consume", "group", "txn", "requests", "report", "certs",
-            "user", "config", "cluster", "quota")
+            "user", "config", "cluster", "quota", "acl")
 
 # The bootstrap servers when `--bootstrap-server` is not given (as rpk reads RPK_BROKERS):
 # the flag, else this environment variable, else DEFAULT_BOOTSTRAP.
@@ -42,9 +45,9 @@ BROKERS_ENV = "TRIOKA_BROKERS"
 def add_commands(sub) -> None:
     """Add the tools' sub-commands to the `trioka` parser's sub-parsers."""
     from trioka.cli import certs, consume, group, produce, report, requests, topic, txn, user
-    from trioka.cli import cluster, config, quota
+    from trioka.cli import acl, cluster, config, quota
     for module in (topic, produce, consume, group, txn, requests, report, certs, user, config,
-                   cluster, quota):
+                   cluster, quota, acl):
         module.add_parser(sub)
 
 

@@ -42,7 +42,9 @@ timestamp_type (CreateTime / LogAppendTime), key, value and headers ([{"key", "v
 that are valid UTF-8 as text, other bytes as base64 with `"<field>_encoding": "base64"` beside
 them; null stays null. With `value`, Kafka's formatter properties apply: print.key, print.value,
 print.timestamp, print.partition, print.offset, print.headers, key.separator, line.separator,
-headers.separator, headers.key.separator, null.literal.
+headers.separator, headers.key.separator, null.literal. `-f FMT` prints each record through kcat's
+format string instead, byte for byte as kcat does (`%t %p %o %k %K %s %S %R %T %h %%`, escapes
+`\\n \\r \\t \\\\ \\xNN`; a null key or value prints empty, its length -1).
 """
 
 import base64

@@ -11,6 +11,8 @@ the ACL APIs answer SECURITY_DISABLED. The ACLs survive a restart.
 """
 
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -320,3 +322,79 @@ def test_acls_survive_a_restart(tmp_path):
         admin = admin_of(b.sasl("admin"))
         found = describe(admin, principal="User:bob")
         assert list(map(str, found)) == [str(made)]
+
+
+def trioka_acl(bootstrap: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trioka", "acl", *args, "-b", bootstrap],
+                          capture_output=True, timeout=60)
+
+
+def test_trioka_acl_cli(acl_broker):
+    """`trioka acl` (kafka-acls.sh's flags) speaks CreateAcls/DescribeAcls/DeleteAcls; what it
+    adds, confluent-kafka describes. Over PLAINTEXT it is User:ANONYMOUS: refused until an ACL
+    gives ANONYMOUS ALTER and DESCRIBE on the cluster."""
+    admin = admin_of(acl_broker.sasl("admin"))
+    who = f"User:{unique('cli')}"
+    refused = trioka_acl(acl_broker.bootstrap, "add", "--allow-principal", who,
+                         "--operation", "Read", "--topic", "cli-topic")
+    assert refused.returncode == 1
+    assert b"CLUSTER_AUTHORIZATION_FAILED" in refused.stderr
+    # confluent-kafka names the cluster resource type BROKER (4).
+    cluster_alter = binding("BROKER", "kafka-cluster", "User:ANONYMOUS", "ALTER")
+    create_acls(admin, [cluster_alter])
+    added = trioka_acl(acl_broker.bootstrap, "add", "--allow-principal", who, "--operation",
+                       "Read", "--cluster")
+    assert added.returncode == 1 and b"INVALID_REQUEST" in added.stderr   # READ: not a cluster's
+    added = trioka_acl(acl_broker.bootstrap, "add", "--allow-principal", who, "--operation",
+                       "Read", "--topic", "cli-", "--resource-pattern-type", "prefixed")
+    assert added.returncode == 0, added.stderr
+    assert [(b.name, b.resource_pattern_type.name, b.operation.name)
+            for b in describe(admin, principal=who)] == [("cli-", "PREFIXED", "READ")]
+    listed = trioka_acl(acl_broker.bootstrap, "list", "--topic", "cli-x",
+                        "--resource-pattern-type", "match")
+    assert listed.returncode == 0, listed.stderr     # ALTER on the cluster implies DESCRIBE
+    assert f"(principal={who}, host=*, operation=READ, permissionType=ALLOW)".encode() \
+        in listed.stdout
+    removed = trioka_acl(acl_broker.bootstrap, "remove", "--allow-principal", who,
+                         "--operation", "Read", "--topic", "cli-", "--resource-pattern-type",
+                         "prefixed")
+    assert removed.returncode == 0 and b"Removed 1 ACL(s)" in removed.stdout
+    assert describe(admin, principal=who) == []
+    from confluent_kafka.admin import AclBindingFilter
+    deleted = admin.delete_acls([AclBindingFilter(*[getattr(cluster_alter, f) for f in (
+        "restype", "name", "resource_pattern_type", "principal", "host", "operation",
+        "permission_type")])])
+    assert [str(b) for f in deleted.values() for b in f.result(timeout=20)] == [str(cluster_alter)]
+
+
+def test_groups_described_listed_and_operations_per_group(acl_broker):
+    """DescribeGroups answers each group on its own (GROUP_AUTHORIZATION_FAILED for a group
+    without DESCRIBE) with its authorized operations; ListGroups lists only the groups the
+    client may DESCRIBE (confluent-kafka and kafka-python)."""
+    from confluent_kafka import KafkaError
+    mine, other = unique("g-mine"), unique("g-other")
+    admin = admin_of(acl_broker.sasl("admin"))
+    # Both groups exist: each has a committed offset (made by the super user).
+    topic = unique("g-topic")
+    make_topic(admin, topic)
+    from confluent_kafka import Consumer, TopicPartition
+    for group in (mine, other):
+        c = Consumer({**acl_broker.sasl("admin"), "group.id": group})
+        c.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+        c.close()
+    create_acls(admin, [binding("GROUP", mine, "User:alice", "READ")])
+    alice = admin_of(acl_broker.sasl("alice"))
+    described = alice.describe_consumer_groups([mine, other],
+                                               include_authorized_operations=True)
+    ops = {op.name for op in described[mine].result(timeout=20).authorized_operations}
+    assert ops == {"READ", "DESCRIBE"}
+    assert described[other].exception(timeout=20).args[0].code() == \
+        KafkaError.GROUP_AUTHORIZATION_FAILED
+    listed = {g.group_id for g in alice.list_consumer_groups().result(timeout=20).valid}
+    assert mine in listed and other not in listed
+    from kafka.admin import KafkaAdminClient
+    kp = KafkaAdminClient(**acl_broker.kafka_python_sasl("alice"), request_timeout_ms=20000)
+    try:
+        assert {g["group_id"] for g in kp.list_groups()} & {mine, other} == {mine}
+    finally:
+        kp.close()

@@ -596,6 +596,27 @@ class QuorumController:
                                                      error_message=message)
             for name, (code, message) in results.items()])
 
+    # ------------------------------------------------------------------------- client quotas
+
+    async def alter_client_quotas(self, request, version: int):
+        """AlterClientQuotas (KIP-546), Kafka's ClientQuotaControlManager: each valid entry's
+        operations become ClientQuotaRecords (a removal: remove=true), written together; an
+        invalid entry (security/quotas.py's checks) is answered INVALID_REQUEST and writes
+        nothing. With validate_only nothing is written."""
+        from trioka.apis.alter_client_quotas import answer, components_and_ops
+        from trioka.security.quotas import check_entry
+        results, records = [], []
+        for e in request.entries:
+            components, ops = components_and_ops(e)
+            _, message = check_entry(components, ops)
+            results.append((components, message))
+            if message is None:
+                records += [r.client_quota_record(components, key, value, remove)
+                            for key, value, remove in ops]
+        if records and not request.validate_only:
+            await self.write_and_commit(records)
+        return answer(results)
+
     # ------------------------------------------------------------------------- reassignments
 
     async def alter_partition_reassignments(self, request, version: int):

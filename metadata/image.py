@@ -165,6 +165,9 @@ class MetadataImage:
         # user -> SCRAM mechanism type -> ScramCredential (security/sasl/scram.py), from
         # UserScramCredentialRecords: what SASL/SCRAM authenticates against in a cluster.
         self.scram_credentials: dict[str, dict] = {}
+        # ((entity_type, entity_name), ...) sorted -> {quota key: value}, from
+        # ClientQuotaRecords (security/quotas.py enforces them on every node).
+        self.client_quotas: dict[tuple, dict[str, float]] = {}
         self.offset = -1                         # the log offset of the last record replayed
         # record type -> how the image applies it
         self._replayers = {
@@ -182,6 +185,7 @@ class MetadataImage:
             r.PRODUCER_IDS_RECORD: self._replay_producer_ids,
             r.USER_SCRAM_CREDENTIAL_RECORD: self._replay_user_scram_credential,
             r.REMOVE_USER_SCRAM_CREDENTIAL_RECORD: self._replay_remove_user_scram_credential,
+            r.CLIENT_QUOTA_RECORD: self._replay_client_quota,
         }
 
     # --------------------------------------------------------------------------- reading
@@ -341,6 +345,16 @@ class MetadataImage:
             bytes(record.salt), bytes(record.stored_key), bytes(record.server_key),
             record.iterations)
 
+    def _replay_client_quota(self, record) -> None:
+        entity = tuple(sorted((e.entity_type, e.entity_name) for e in record.entity))
+        values = self.client_quotas.setdefault(entity, {})
+        if record.remove:
+            values.pop(record.key, None)
+        else:
+            values[record.key] = record.value
+        if not values:
+            del self.client_quotas[entity]
+
     def _replay_remove_user_scram_credential(self, record) -> None:
         mechanisms = self.scram_credentials.get(record.name, {})
         if mechanisms.pop(record.mechanism, None) is None:
@@ -351,7 +365,7 @@ class MetadataImage:
 
 # Record types the image does not keep: read past, not refused.
 SKIPPED = frozenset(schema.metadata_record_type(name) for name in (
-    "NoOpRecord", "DelegationTokenRecord", "RemoveDelegationTokenRecord", "ClientQuotaRecord",
+    "NoOpRecord", "DelegationTokenRecord", "RemoveDelegationTokenRecord",
     "AccessControlEntryRecord", "RemoveAccessControlEntryRecord", "ZkMigrationStateRecord",
     "BeginTransactionRecord", "EndTransactionRecord", "AbortTransactionRecord",
     "RegisterControllerRecord"))

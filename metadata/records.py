@@ -33,6 +33,7 @@ NO_OP_RECORD = schema.metadata_record_type("NoOpRecord")
 USER_SCRAM_CREDENTIAL_RECORD = schema.metadata_record_type("UserScramCredentialRecord")
 REMOVE_USER_SCRAM_CREDENTIAL_RECORD = schema.metadata_record_type(
     "RemoveUserScramCredentialRecord")
+CLIENT_QUOTA_RECORD = schema.metadata_record_type("ClientQuotaRecord")
 
 # The feature level of metadata.version 3.7-IV1, whose record versions are the ones below.
 METADATA_VERSION = "metadata.version"
@@ -55,6 +56,7 @@ VERSIONS = {
     NO_OP_RECORD: 0,
     USER_SCRAM_CREDENTIAL_RECORD: 0,
     REMOVE_USER_SCRAM_CREDENTIAL_RECORD: 0,
+    CLIENT_QUOTA_RECORD: 0,
 }
 
 # Kafka's LeaderConstants: a partition without a leader, and "the leader did not change" in a
@@ -205,6 +207,14 @@ def user_scram_credential_record(name: str, mechanism: int, credential) -> Metad
 
 def remove_user_scram_credential_record(name: str, mechanism: int) -> MetadataRecord:
     return build(REMOVE_USER_SCRAM_CREDENTIAL_RECORD, name=name, mechanism=mechanism)
+
+
+def client_quota_record(entity, key: str, value: float, remove: bool) -> MetadataRecord:
+    """One quota key of a client quota entity set or removed; `entity` is (entity_type,
+    entity_name) pairs, a null name the default entity (security/quotas.py)."""
+    return build(CLIENT_QUOTA_RECORD, entity=[
+        schema.metadata_record(CLIENT_QUOTA_RECORD).cls.EntityData(entity_type=t, entity_name=n)
+        for t, n in entity], key=key, value=value, remove=remove)
 
 
 def feature_level_record(name: str, feature_level: int) -> MetadataRecord:

@@ -159,6 +159,8 @@ class ClusterLink:
         self.broker.apply_dynamic_configs(image.broker_configs(""),
                                           image.broker_configs(str(self.node_id)))
         self.replicas.publish(image, records)
+        # Client quotas (security/quotas.py) from the image's ClientQuotaRecords.
+        self.broker.client_quotas.load_image(image.client_quotas)
         self._start_fetchers()
         # The renamed dirs of replicas no longer held here go in a worker thread.
         doomed = self.broker.logs.take_deleted_dirs()

@@ -209,10 +209,6 @@ WHOLE = {
     K.CONSUMER_GROUP_HEARTBEAT: [(A.GROUP, _group, A.READ, GROUP_DENIED)],
     K.OFFSET_FETCH: [(A.GROUP, lambda r, v: [r.group_id] if v < 8 else
                       [g.group_id for g in r.groups], A.DESCRIBE, GROUP_DENIED)],
-    K.DESCRIBE_GROUPS: [(A.GROUP, lambda r, v: list(r.groups), A.DESCRIBE, GROUP_DENIED)],
-    K.CONSUMER_GROUP_DESCRIBE: [(A.GROUP, lambda r, v: list(r.group_ids), A.DESCRIBE,
-                                 GROUP_DENIED)],
-    K.DELETE_GROUPS: [(A.GROUP, lambda r, v: list(r.groups_names), A.DELETE, GROUP_DENIED)],
     K.FIND_COORDINATOR: [
         (A.GROUP, lambda r, v: ([r.key] if v < 4 else list(r.coordinator_keys))
          if r.key_type == 0 else [], A.DESCRIBE, GROUP_DENIED),
@@ -240,21 +236,26 @@ WHOLE = {
     K.DESCRIBE_USER_SCRAM_CREDENTIALS: [(A.CLUSTER, _CLUSTER, A.DESCRIBE, CLUSTER_DENIED)],
 }
 
-# api key -> the per-topic check: (the request's topic array, the entry's name field, the
-# operation). Denied topics are answered TOPIC_AUTHORIZATION_FAILED, the others served.
+# api key -> the per-entry check: (the request's array, the entry's name field (None: the
+# entries are names), the resource type, the operation). Denied entries are answered
+# TOPIC_AUTHORIZATION_FAILED (GROUP_AUTHORIZATION_FAILED for groups), the others served.
 # CreateTopics is allowed by CREATE on the cluster or on each topic.
-PER_TOPIC = {
-    K.LIST_OFFSETS: ("topics", "name", A.DESCRIBE),
-    K.OFFSET_COMMIT: ("topics", "name", A.READ),
-    K.TXN_OFFSET_COMMIT: ("topics", "name", A.READ),
-    K.OFFSET_DELETE: ("topics", "name", A.READ),
-    K.OFFSET_FOR_LEADER_EPOCH: ("topics", "topic", A.DESCRIBE),
-    K.CREATE_TOPICS: ("topics", "name", A.CREATE),
-    K.DELETE_TOPICS: ("topics", "name", A.DELETE),
-    K.CREATE_PARTITIONS: ("topics", "name", A.ALTER),
-    K.DELETE_RECORDS: ("topics", "name", A.DELETE),
-    K.DESCRIBE_PRODUCERS: ("topics", "name", A.READ),
+PER_ENTRY = {
+    K.LIST_OFFSETS: ("topics", "name", A.TOPIC, A.DESCRIBE),
+    K.OFFSET_COMMIT: ("topics", "name", A.TOPIC, A.READ),
+    K.TXN_OFFSET_COMMIT: ("topics", "name", A.TOPIC, A.READ),
+    K.OFFSET_DELETE: ("topics", "name", A.TOPIC, A.READ),
+    K.OFFSET_FOR_LEADER_EPOCH: ("topics", "topic", A.TOPIC, A.DESCRIBE),
+    K.CREATE_TOPICS: ("topics", "name", A.TOPIC, A.CREATE),
+    K.DELETE_TOPICS: ("topics", "name", A.TOPIC, A.DELETE),
+    K.CREATE_PARTITIONS: ("topics", "name", A.TOPIC, A.ALTER),
+    K.DELETE_RECORDS: ("topics", "name", A.TOPIC, A.DELETE),
+    K.DESCRIBE_PRODUCERS: ("topics", "name", A.TOPIC, A.READ),
+    K.DESCRIBE_GROUPS: ("groups", None, A.GROUP, A.DESCRIBE),
+    K.CONSUMER_GROUP_DESCRIBE: ("group_ids", None, A.GROUP, A.DESCRIBE),
+    K.DELETE_GROUPS: ("groups_names", None, A.GROUP, A.DELETE),
 }
+_DENIED = {A.TOPIC: TOPIC_DENIED, A.GROUP: GROUP_DENIED}
 
 # ConfigResource types (DescribeConfigs, AlterConfigs): TOPIC 2, BROKER 4, BROKER_LOGGER 8,
 # GROUP 32; each checked on its own resource, a broker's on the cluster.
@@ -284,15 +285,15 @@ def whole_request_denial(authorizer: Authorizer, api_key: int, request, ctx) -> 
     return 0
 
 
-def _topic_entries(request, api_key: int, version: int):
-    field, name_field, _ = PER_TOPIC[api_key]
+def _entries_of(api_key: int, version: int):
+    field, name_field, _, _ = PER_ENTRY[api_key]
     if api_key == K.DELETE_TOPICS and version < 6:
         return "topic_names", None
     return field, name_field
 
 
 def split_denied_topics(authorizer: Authorizer, api_key: int, request, ctx):
-    """For a PER_TOPIC or config API: the request entries denied (removed from `request`, which
+    """For a PER_ENTRY or config API: the request entries denied (removed from `request`, which
     keeps the allowed ones) as (field name, denied entries, error), or None."""
     version = ctx.api_version
     if api_key in CONFIG_CHECKS:
@@ -309,10 +310,10 @@ def split_denied_topics(authorizer: Authorizer, api_key: int, request, ctx):
             return None
         request.resources = allowed
         return [("resources", entries, code) for code, entries in denied.items()]
-    if api_key not in PER_TOPIC:
+    if api_key not in PER_ENTRY:
         return None
-    field, name_field = _topic_entries(request, api_key, version)
-    operation = PER_TOPIC[api_key][2]
+    field, name_field = _entries_of(api_key, version)
+    _, _, resource_type, operation = PER_ENTRY[api_key]
     if api_key == K.CREATE_TOPICS and authorizer.allowed(ctx, A.CREATE, A.CLUSTER,
                                                          A.CLUSTER_NAME):
         return None
@@ -320,14 +321,14 @@ def split_denied_topics(authorizer: Authorizer, api_key: int, request, ctx):
     allowed, denied = [], []
     for e in entries:
         name = e if name_field is None else getattr(e, name_field)
-        if name is None or authorizer.allowed(ctx, operation, A.TOPIC, name):
+        if name is None or authorizer.allowed(ctx, operation, resource_type, name):
             allowed.append(e)
         else:
             denied.append(e)
     if not denied:
         return None
     setattr(request, field, allowed)
-    return [(field, denied, TOPIC_DENIED)]
+    return [(field, denied, _DENIED[resource_type])]
 
 
 async def serve(authorizer: Authorizer, api, broker, request, ctx):

@@ -34,6 +34,8 @@ AlterClientQuotas refuses them (INVALID_REQUEST) rather than keep a setting that
 
 A single broker keeps the quotas in `client-quotas.json` in its log directory, replaced
 atomically (written to a temporary file, fsynced, renamed) before the AlterClientQuotas answer.
+In a KRaft cluster the controller writes ClientQuotaRecords to the metadata log, as Kafka's
+ClientQuotaControlManager does, and every node enforces the quotas of its metadata image.
 """
 
 import json
@@ -230,6 +232,18 @@ class ClientQuotas:
         self.active = any(k in v for v in self._quotas.values() for k in ENFORCED_KEYS)
         self._sensors.clear()   # a changed quota is measured afresh
 
+    def load_image(self, image_quotas: dict) -> None:
+        """A cluster node's quotas: those of its metadata image (ClientQuotaRecords), whose
+        entities are ((entity_type, entity_name), ...)."""
+        quotas = {}
+        for components, values in image_quotas.items():
+            entity, _ = entity_of(components)
+            if entity is not None and values:
+                quotas[entity] = dict(values)
+        if quotas != self._quotas:
+            self._quotas = quotas
+            self._refresh()
+
     def entries(self) -> list[tuple[tuple, dict[str, float]]]:
         return [(k, dict(v)) for k, v in self._quotas.items() if v]
 
@@ -329,6 +343,22 @@ def check_op(key: str, value: float, remove: bool) -> str | None:
     if value != int(value):
         return f"Invalid value {value} for configuration {key}: must be a long"
     return None
+
+
+def check_entry(components, ops) -> tuple[tuple | None, str | None]:
+    """An AlterClientQuotas entry (its entity's (type, name) pairs and its (key, value,
+    remove) operations) as (entity key, None), or (None, the INVALID_REQUEST message)."""
+    entity, message = entity_of(components)
+    if message is not None:
+        return None, message
+    keys = [key for key, _, _ in ops]
+    if len(set(keys)) != len(keys):
+        return None, "Duplicate quota key in the request"
+    for key, value, remove in ops:
+        message = check_op(key, value, remove)
+        if message is not None:
+            return None, message
+    return entity, None
 
 
 def describe(quotas: ClientQuotas, components, strict: bool):

@@ -63,6 +63,10 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.DESCRIBE_PRODUCERS: (0, 0),
     ApiKey.WRITE_TXN_MARKERS: (0, 1),
     ApiKey.OFFSET_DELETE: (0, 0),
+    # v1+: resource pattern types (KIP-290), which `trioka acl` always sends.
+    ApiKey.DESCRIBE_ACLS: (1, 3),
+    ApiKey.CREATE_ACLS: (1, 3),
+    ApiKey.DELETE_ACLS: (1, 3),
 }
 
 _INT16 = struct.Struct(">h")
