@@ -190,9 +190,6 @@ def load_config(args):
         tls.check_config(cfg)     # listener protocols, keystores, principal mapping rules
         from trioka.security.sasl.authenticator import check_config as check_sasl
         check_sasl(cfg)           # SASL mechanisms and JAAS configurations
-        from trioka.config import in_cluster
-        from trioka.security.authorizer import check_config as check_authorizer
-        check_authorizer(cfg, bool(args.nodes) or in_cluster(cfg))   # ACLs: a single broker
         if cfg.trioka_faults_file:
             # A bad fault file stops the start here, with one line naming the file and rule.
             from trioka.controls.fault_file import check_nodes, read_fault_file

@@ -116,7 +116,9 @@ class BrokerState:
         self.authorizer = None
         if self.config.authorizer_class_name:
             from trioka.security.authorizer import Authorizer
-            self.authorizer = Authorizer.from_config(self.config)
+            # A node of a cluster authorizes from its metadata image's ACLs.
+            self.authorizer = Authorizer.from_config(
+                self.config, (lambda: self.cluster.image) if self.cluster is not None else None)
         # Client quotas (security/quotas.py): produce and fetch check `client_quotas.active`.
         # A single broker keeps them in its log directory; a cluster node has its metadata
         # image's (node/cluster_link.py loads them).

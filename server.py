@@ -280,8 +280,9 @@ class Server:
                 try:
                     with scope:
                         if conn.muted_until:
-                            # A throttle control (KIP-219): the connection is muted, nothing
-                            # more is read from it, until the throttle time has passed.
+                            # A throttle (KIP-219; a throttle control or a client quota,
+                            # security/quotas.py): the connection is muted, nothing more is
+                            # read from it, until the throttle time has passed.
                             scope.deadline = conn.muted_until + idle_s
                             await clock.sleep_until(conn.muted_until)
                             conn.muted_until = 0.0

@@ -135,6 +135,8 @@ CONTROLLER_APIS = {
     ApiKey.LIST_PARTITION_REASSIGNMENTS: ControllerApi("list_partition_reassignments", 0, 0),
     ApiKey.DESCRIBE_CLUSTER: ControllerApi("describe_cluster", 0, 2),
     ApiKey.ALTER_USER_SCRAM_CREDENTIALS: ControllerApi("alter_user_scram_credentials", 0, 0),
+    ApiKey.CREATE_ACLS: ControllerApi("create_acls", 0, 3),
+    ApiKey.DELETE_ACLS: ControllerApi("delete_acls", 0, 3),
     ApiKey.ALTER_CLIENT_QUOTAS: ControllerApi("alter_client_quotas", 0, 1),
 }
 

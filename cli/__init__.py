@@ -19,11 +19,13 @@
 
 Flags are the Kafka tools' names, with kcat's short forms where they fit. Every command takes
 `--bootstrap-server HOST:PORT` (kcat's `-b`; default: $TRIOKA_BROKERS, as rpk reads RPK_BROKERS,
-else localhost:9092). Results go to stdout, notices and errors to stderr; the exit status is 0 on
-success, 1 when Kafka or the connection failed, 2 for a usage error. The protocol work is in the
-client, cli/client/; these modules parse flags and print. `requests` reads a trioka broker's
-request log through its admin endpoint instead (`--admin`, like `trioka control`), and `report`
-its conformance report (observe/conformance.py).
+else localhost:9092) and `--command-config FILE` (default: $TRIOKA_COMMAND_CONFIG), Kafka's
+client settings for SSL and SASL listeners (cli/client/security.py). Results go to stdout,
+notices and errors to stderr; the exit status is 0 on success, 1 when Kafka or the connection
+failed, 2 for a usage error. The protocol work is in the client, cli/client/; these modules parse
+flags and print. `requests` reads a trioka broker's request log through its admin endpoint
+instead (`--admin`, like `trioka control`), and `report` its conformance report
+(observe/conformance.py).
 """
 
 import argparse
@@ -32,6 +34,7 @@ import sys
 
 from trioka.cli.client.cluster import KafkaClient
 from trioka.cli.client.connection import DEFAULT_BOOTSTRAP, ClientError
+from trioka.cli.client.security import ClientSecurity, SecurityConfigError, read_properties
 from trioka.wire.errors import KafkaError
 
 COMMANDS = ("topic", "produce", "consume", "group", "txn", "requests", "report", "certs",
@@ -40,6 +43,8 @@ COMMANDS = ("topic", "produce", "consume", "group", "txn", "requests", "report",
 # The bootstrap servers when `--bootstrap-server` is not given (as rpk reads RPK_BROKERS):
 # the flag, else this environment variable, else DEFAULT_BOOTSTRAP.
 BROKERS_ENV = "TRIOKA_BROKERS"
+# The client settings file when `--command-config` is not given (as rpk's RPK_* settings).
+COMMAND_CONFIG_ENV = "TRIOKA_COMMAND_CONFIG"
 
 
 def add_commands(sub) -> None:
@@ -81,10 +86,40 @@ def connection_args(p: argparse.ArgumentParser) -> None:
                         f"${BROKERS_ENV}, else {DEFAULT_BOOTSTRAP})")
     p.add_argument("--request-timeout-ms", type=int, default=30000, metavar="MS",
                    help="how long one request may take (default 30000)")
+    p.add_argument("--command-config", dest="command_config", metavar="FILE",
+                   default=default_command_config(),
+                   help=f"a properties file of client settings: security.protocol, ssl.*, "
+                        f"sasl.* (Kafka's tools' flag; default: ${COMMAND_CONFIG_ENV})")
+
+
+def default_command_config(environ=None) -> str | None:
+    """`--command-config`'s default: $TRIOKA_COMMAND_CONFIG when set and not empty."""
+    value = (os.environ if environ is None else environ).get(COMMAND_CONFIG_ENV, "").strip()
+    return FromEnvironment(value) if value else None
+
+
+def client_security(path: str | None) -> ClientSecurity | None:
+    """The client security settings of a `--command-config` file (None: PLAINTEXT). Keys that
+    Kafka's clients would not know are reported on stderr, as Kafka's clients log them; a file
+    that cannot be read or a value that cannot be used is a ClientError naming it (exit 1)."""
+    if not path:
+        return None
+    where = f"--command-config {path}" + (
+        f" (from ${COMMAND_CONFIG_ENV})" if isinstance(path, FromEnvironment) else "")
+    try:
+        properties = read_properties(path)
+        security = ClientSecurity(properties)
+    except SecurityConfigError as e:
+        raise ClientError(f"{where}: {e}") from None
+    for key in security.unknown:
+        print(f"Warning: The configuration '{key}' was supplied but isn't a known config "
+              f"({where})", file=sys.stderr)
+    return None if security.is_plaintext else security
 
 
 def open_client(args) -> KafkaClient:
-    return KafkaClient(args.bootstrap_server, timeout=args.request_timeout_ms / 1000)
+    return KafkaClient(args.bootstrap_server, timeout=args.request_timeout_ms / 1000,
+                       security=client_security(getattr(args, "command_config", None)))
 
 
 def fail(message: str) -> int:

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from clients import produce_confluent, value_records
-from harness import unique
+from harness import unique, wait_for
 from trioka.testing.process import BrokerProcess
 
 SASL_PORT = re.compile(r"SASL_PLAINTEXT://[\d.]+:(\d+)")
@@ -398,3 +398,70 @@ def test_groups_described_listed_and_operations_per_group(acl_broker):
         assert {g["group_id"] for g in kp.list_groups()} & {mine, other} == {mine}
     finally:
         kp.close()
+
+
+def test_acls_in_a_cluster_go_through_the_metadata_log(tmp_path):
+    """In a cluster CreateAcls/DeleteAcls go to the controller (AccessControlEntryRecords,
+    RemoveAccessControlEntryRecords) and every node describes the same ACLs, also a node killed
+    and started again; the brokers' principal (ANONYMOUS over PLAINTEXT) is a super user so that
+    followers may fetch (CLUSTER_ACTION), as Kafka's brokers must be."""
+    from trioka.testing.process import ClusterProcess
+    from harness import FAST_FAILURE
+    overrides = {**FAST_FAILURE, "authorizer.class.name": STANDARD,
+                 "super.users": "User:ANONYMOUS"}
+    with ClusterProcess(3, str(tmp_path / "data"), overrides=overrides) as c:
+        c.start()
+        nodes = [f"127.0.0.1:{port}" for port in c.ports]
+        first = admin_of({"bootstrap.servers": nodes[0]})
+        made = [binding("TOPIC", "orders", "User:alice", "READ"),
+                binding("GROUP", "g-", "User:bob", "ALL", pattern="PREFIXED")]
+        create_acls(first, made)
+        admins = [admin_of({"bootstrap.servers": n}) for n in nodes]
+        for admin in admins:   # each node answers from its own image
+            assert sorted(map(str, describe(admin))) == sorted(map(str, made))
+        # A node killed and started again has them back from its copy of the metadata log.
+        c.node(3, "kill")
+        c.node(3, "start")
+        wait_for(lambda: sorted(map(str, describe(admin_of({"bootstrap.servers": nodes[2]}))))
+                 == sorted(map(str, made)), 30, "node 3 did not describe the ACLs again")
+        from confluent_kafka.admin import (AclBindingFilter, AclOperation, AclPermissionType,
+                                           ResourcePatternType, ResourceType)
+        deleted = admins[1].delete_acls([AclBindingFilter(
+            ResourceType.TOPIC, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+            AclPermissionType.ANY)], request_timeout=20)
+        assert [str(b) for f in deleted.values() for b in f.result(timeout=20)] == [str(made[0])]
+        for admin in admins:
+            assert list(map(str, describe(admin))) == [str(made[1])]
+
+
+def test_kafka_python_transactions_and_admin_denied(acl_broker):
+    """kafka-python: a transactional producer without WRITE on its transactional id gets
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED; an admin without CREATE gets
+    TOPIC_AUTHORIZATION_FAILED from CreateTopics; DescribeConfigs of a topic without
+    DESCRIBE_CONFIGS (asked with confluent-kafka), TOPIC_AUTHORIZATION_FAILED."""
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import (TopicAuthorizationFailedError,
+                              TransactionalIdAuthorizationFailedError)
+    topic = unique("kp-txn")
+    make_topic(admin_of(acl_broker.sasl("admin")), topic)
+    producer = KafkaProducer(bootstrap_servers=acl_broker.bootstrap,
+                             transactional_id=unique("kp-txn-id"), max_block_ms=15000)
+    try:
+        with pytest.raises(TransactionalIdAuthorizationFailedError):
+            producer.init_transactions()
+    finally:
+        producer.close(timeout=5)
+    admin = KafkaAdminClient(bootstrap_servers=acl_broker.bootstrap, request_timeout_ms=20000)
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            admin.create_topics([NewTopic(unique("kp-nope"), 1, 1)])
+    finally:
+        admin.close()
+    # DescribeConfigs (kafka-python leaves a resource's error out of its answer: confluent-kafka).
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import ConfigResource as Resource
+    anonymous = admin_of({"bootstrap.servers": acl_broker.bootstrap})
+    futures = anonymous.describe_configs([Resource("topic", topic)], request_timeout=20)
+    for f in futures.values():
+        assert f.exception(timeout=20).args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED

@@ -113,9 +113,10 @@ def test_confluent_producer_held_to_its_quota(rate_broker, topic_name):
                      "--add-config", f"producer_byte_rate={MB}")
     assert out.returncode == 0, out.stderr
     throttles = []
+    # A 4 MB queue: a client ahead of its quota waits for room (BufferError).
     producer = Producer({"bootstrap.servers": bs, "client.id": "limited-producer",
-                         "linger.ms": 5, "throttle_cb": lambda e: throttles.append(
-                             e.throttle_time)})
+                         "linger.ms": 5, "queue.buffering.max.kbytes": 4096,
+                         "throttle_cb": lambda e: throttles.append(e.throttle_time)})
     acked = []
     start = time.monotonic()
 
@@ -162,7 +163,7 @@ def test_confluent_consumer_held_to_its_quota(rate_broker, topic_name):
     bs = rate_broker.bootstrap
     create_topic(bs, topic_name)
     total = 12 * MB
-    producer = Producer({"bootstrap.servers": bs, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": bs, "linger.ms": 5, "batch.size": 65536})
     for _ in range(total // len(PAYLOAD)):
         while True:
             try:
@@ -175,8 +176,12 @@ def test_confluent_consumer_held_to_its_quota(rate_broker, topic_name):
                      [("consumer_byte_rate", float(MB), False)]).entries
     assert entry.error_code == 0
     throttles = []
+    # Fetches of 256 KB: a throttled fetch's response is dropped (as Kafka drops it), so
+    # smaller responses follow the quota more closely.
     consumer = Consumer({"bootstrap.servers": bs, "client.id": "limited-consumer",
                          "group.id": unique("g"), "auto.offset.reset": "earliest",
+                         "max.partition.fetch.bytes": 262144, "fetch.max.bytes": 262144,
+                         "message.max.bytes": 262144,
                          "throttle_cb": lambda e: throttles.append(e.throttle_time)})
     consumer.subscribe([topic_name])
     received = []
@@ -219,3 +224,16 @@ def test_cli_usage_errors(broker):
     out = trioka_cli(broker.bootstrap, "set", "--client-id", "c",
                      "--add-config", "nope=1")
     assert out.returncode == 1 and "Invalid configuration key nope" in out.stderr
+
+
+def test_cluster_quotas_through_the_metadata_log(cluster):
+    nodes = cluster.bootstrap.split(",")
+    (entry,) = alter(nodes[1], [("user", "carol")],
+                     [("producer_byte_rate", 4096.0, False)]).entries
+    assert entry.error_code == 0
+    (entry,) = alter(nodes[2], [("user", "carol")], [("bogus", 1.0, False)]).entries
+    assert entry.error_code == 42 and "Invalid configuration key bogus" in entry.error_message
+    # Every node has the ClientQuotaRecord in its metadata image.
+    for node in nodes:
+        wait_for(lambda: describe(node) == {(("user", "carol"),): {"producer_byte_rate": 4096.0}},
+                 30, f"the quota on {node}")

@@ -596,6 +596,45 @@ class QuorumController:
                                                      error_message=message)
             for name, (code, message) in results.items()])
 
+    # ------------------------------------------------------------------------- ACLs
+
+    async def create_acls(self, request, version: int):
+        """CreateAcls, Kafka's AclControlManager: each valid binding not there already becomes
+        an AccessControlEntryRecord under a new id, written together; an invalid one is
+        INVALID_REQUEST (security/acls.py's checks)."""
+        from trioka.apis.create_acls import bindings_of
+        from trioka.wire.errors import ErrorCode as E
+        Response = response_class(ApiKey.CREATE_ACLS)
+        existing = set(self.image.acls.values())
+        results, records = [], []
+        for b in bindings_of(request, version):
+            reason = b.invalid_reason()
+            if reason is None and b not in existing:
+                existing.add(b)
+                records.append(r.access_control_entry_record(random_uuid(), b))
+            results.append(Response.AclCreationResult(
+                error_code=E.INVALID_REQUEST if reason else E.NONE, error_message=reason))
+        await self.write_and_commit(records)
+        return Response(throttle_time_ms=0, results=results)
+
+    async def delete_acls(self, request, version: int):
+        """DeleteAcls, Kafka's AclControlManager: a RemoveAccessControlEntryRecord for every
+        binding a filter matches (once, however many filters match it), written together."""
+        from trioka.apis.delete_acls import answer, filters_of
+        removed: dict = {}
+        results = []
+        for f in filters_of(request, version):
+            reason = f.invalid_reason()
+            if reason is not None:
+                results.append((ErrorCode.INVALID_REQUEST, reason, []))
+                continue
+            matched = [(acl_id, b) for acl_id, b in self.image.acls.items() if f.matches(b)]
+            removed.update(matched)
+            results.append((ErrorCode.NONE, None, [b for _, b in matched]))
+        await self.write_and_commit([r.remove_access_control_entry_record(acl_id)
+                                     for acl_id in removed])
+        return answer(results)
+
     # ------------------------------------------------------------------------- client quotas
 
     async def alter_client_quotas(self, request, version: int):

@@ -168,6 +168,10 @@ class MetadataImage:
         # ((entity_type, entity_name), ...) sorted -> {quota key: value}, from
         # ClientQuotaRecords (security/quotas.py enforces them on every node).
         self.client_quotas: dict[tuple, dict[str, float]] = {}
+        # ACL id -> AclBinding (security/acls.py), from AccessControlEntryRecords: what every
+        # node's authorizer checks; `acls_version` counts their changes.
+        self.acls: dict = {}
+        self.acls_version = 0
         self.offset = -1                         # the log offset of the last record replayed
         # record type -> how the image applies it
         self._replayers = {
@@ -186,6 +190,8 @@ class MetadataImage:
             r.USER_SCRAM_CREDENTIAL_RECORD: self._replay_user_scram_credential,
             r.REMOVE_USER_SCRAM_CREDENTIAL_RECORD: self._replay_remove_user_scram_credential,
             r.CLIENT_QUOTA_RECORD: self._replay_client_quota,
+            r.ACCESS_CONTROL_ENTRY_RECORD: self._replay_access_control_entry,
+            r.REMOVE_ACCESS_CONTROL_ENTRY_RECORD: self._replay_remove_access_control_entry,
         }
 
     # --------------------------------------------------------------------------- reading
@@ -354,6 +360,18 @@ class MetadataImage:
             values[record.key] = record.value
         if not values:
             del self.client_quotas[entity]
+
+    def _replay_access_control_entry(self, record) -> None:
+        from trioka.security.acls import AclBinding
+        self.acls[record.id] = AclBinding(record.resource_type, record.resource_name,
+                                          record.pattern_type, record.principal, record.host,
+                                          record.operation, record.permission_type)
+        self.acls_version += 1
+
+    def _replay_remove_access_control_entry(self, record) -> None:
+        if self.acls.pop(record.id, None) is None:
+            raise ValueError(f"Unable to replay {record!r}: no acl with that ID found")
+        self.acls_version += 1
 
     def _replay_remove_user_scram_credential(self, record) -> None:
         mechanisms = self.scram_credentials.get(record.name, {})

@@ -34,6 +34,9 @@ USER_SCRAM_CREDENTIAL_RECORD = schema.metadata_record_type("UserScramCredentialR
 REMOVE_USER_SCRAM_CREDENTIAL_RECORD = schema.metadata_record_type(
     "RemoveUserScramCredentialRecord")
 CLIENT_QUOTA_RECORD = schema.metadata_record_type("ClientQuotaRecord")
+ACCESS_CONTROL_ENTRY_RECORD = schema.metadata_record_type("AccessControlEntryRecord")
+REMOVE_ACCESS_CONTROL_ENTRY_RECORD = schema.metadata_record_type(
+    "RemoveAccessControlEntryRecord")
 
 # The feature level of metadata.version 3.7-IV1, whose record versions are the ones below.
 METADATA_VERSION = "metadata.version"
@@ -57,6 +60,8 @@ VERSIONS = {
     USER_SCRAM_CREDENTIAL_RECORD: 0,
     REMOVE_USER_SCRAM_CREDENTIAL_RECORD: 0,
     CLIENT_QUOTA_RECORD: 0,
+    ACCESS_CONTROL_ENTRY_RECORD: 0,
+    REMOVE_ACCESS_CONTROL_ENTRY_RECORD: 0,
 }
 
 # Kafka's LeaderConstants: a partition without a leader, and "the leader did not change" in a
@@ -207,6 +212,18 @@ def user_scram_credential_record(name: str, mechanism: int, credential) -> Metad
 
 def remove_user_scram_credential_record(name: str, mechanism: int) -> MetadataRecord:
     return build(REMOVE_USER_SCRAM_CREDENTIAL_RECORD, name=name, mechanism=mechanism)
+
+
+def access_control_entry_record(acl_id, b) -> MetadataRecord:
+    """An ACL binding (security/acls.py's AclBinding) under its id, as Kafka's AclControlManager
+    writes it."""
+    return build(ACCESS_CONTROL_ENTRY_RECORD, id=acl_id, resource_type=b.resource_type,
+                 resource_name=b.name, pattern_type=b.pattern_type, principal=b.principal,
+                 host=b.host, operation=b.operation, permission_type=b.permission)
+
+
+def remove_access_control_entry_record(acl_id) -> MetadataRecord:
+    return build(REMOVE_ACCESS_CONTROL_ENTRY_RECORD, id=acl_id)
 
 
 def client_quota_record(entity, key: str, value: float, remove: bool) -> MetadataRecord:

@@ -18,8 +18,11 @@ are configured as super users (or their listener's principal is) for CLUSTER_ACT
 
 A single broker keeps its ACLs in `acls.json` in its log directory (in memory with `--memory`),
 rewritten whole (written aside, then renamed) after each change; they survive a restart. A
-cluster would keep them in its metadata log (AccessControlEntryRecord), which is not done: a
-node of a cluster refuses `authorizer.class.name` at startup rather than keep ACLs per broker.
+cluster keeps them as Kafka does, AccessControlEntryRecords in its metadata log written by the
+controller (brokers forward CreateAcls/DeleteAcls to it, apis/create_acls.py), which every node
+replays into its image and authorizes from. A cluster's brokers fetch from each other as
+followers, which needs CLUSTER_ACTION: as in Kafka, name the brokers' principal (User:ANONYMOUS
+on PLAINTEXT) in `super.users`.
 
 The checks (KafkaApis): a request whose group, transactional id or cluster permission is missing
 is answered as a whole with GROUP_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED or
@@ -57,33 +60,45 @@ def client_host(peer: str) -> str:
     return host[1:-1] if host.startswith("[") else host
 
 
-def check_config(config, clustered: bool) -> None:
-    """At startup: a ConfigError (one line naming the key) for an authorizer on a node of a
-    cluster. A cluster's ACLs belong in its metadata log (AccessControlEntryRecords), which
-    trioka's controller does not carry yet: refused rather than kept per broker."""
-    if config.authorizer_class_name and clustered:
-        from trioka.config import ConfigError
-        raise ConfigError("authorizer.class.name", config.authorizer_class_name,
-                          "ACLs are served by a single broker only; a cluster's metadata "
-                          "log does not carry AccessControlEntryRecords yet")
-
-
 class Authorizer:
-    def __init__(self, directory: str | None, super_users=(), allow_if_no_acl: bool = False):
+    """The ACLs and the decisions. A single broker's ACLs are its own (`directory`: where they
+    are kept, None in memory); a node of a cluster reads them from its metadata image
+    (`image_of`), re-indexed when the image's ACLs change."""
+
+    def __init__(self, directory: str | None, super_users=(), allow_if_no_acl: bool = False,
+                 image_of=None):
         self.directory = directory
-        self.index = A.AclIndex(super_users, allow_if_no_acl)
+        self._super_users = super_users
+        self._allow_if_no_acl = allow_if_no_acl
+        self._index = A.AclIndex(super_users, allow_if_no_acl)
+        self._image_of = image_of
+        self._seen = None       # the image's (acls dict, acls_version) the index was built from
         self._writing = trio.Lock()
-        if directory is not None:
+        if directory is not None and image_of is None:
             self._load()
 
     @classmethod
-    def from_config(cls, config) -> "Authorizer | None":
+    def from_config(cls, config, image_of=None) -> "Authorizer | None":
         if not config.authorizer_class_name:
             return None
-        from trioka.config import in_cluster
-        check_config(config, in_cluster(config))
-        return cls(None if config.memory else config.data_dir,
-                   parse_super_users(config.super_users), config.allow_everyone_if_no_acl_found)
+        return cls(None if config.memory or image_of is not None else config.data_dir,
+                   parse_super_users(config.super_users), config.allow_everyone_if_no_acl_found,
+                   image_of)
+
+    @property
+    def index(self) -> A.AclIndex:
+        if self._image_of is not None:
+            image = self._image_of()
+            seen = (id(image.acls), image.acls_version)
+            if seen != self._seen:
+                self._index = A.AclIndex(self._super_users, self._allow_if_no_acl)
+                for b in image.acls.values():
+                    self._index.add(b)
+                self._seen = seen
+        return self._index
+
+    def bindings(self) -> list[A.AclBinding]:
+        return self.index.bindings()
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -234,6 +249,8 @@ WHOLE = {
     K.DESCRIBE_ACLS: [(A.CLUSTER, _CLUSTER, A.DESCRIBE, CLUSTER_DENIED)],
     K.ALTER_USER_SCRAM_CREDENTIALS: [(A.CLUSTER, _CLUSTER, A.ALTER, CLUSTER_DENIED)],
     K.DESCRIBE_USER_SCRAM_CREDENTIALS: [(A.CLUSTER, _CLUSTER, A.DESCRIBE, CLUSTER_DENIED)],
+    K.ALTER_CLIENT_QUOTAS: [(A.CLUSTER, _CLUSTER, A.ALTER_CONFIGS, CLUSTER_DENIED)],
+    K.DESCRIBE_CLIENT_QUOTAS: [(A.CLUSTER, _CLUSTER, A.DESCRIBE_CONFIGS, CLUSTER_DENIED)],
 }
 
 # api key -> the per-entry check: (the request's array, the entry's name field (None: the

@@ -23,11 +23,11 @@ the quota, the client is throttled for Kafka's ClientQuotaManager.throttleTime:
 
     (rate - quota) / quota * window     (window: the span the rate was measured over)
 
-(not bounded: Kafka bounds only request_percentage and connection-rate throttles). KIP-219: the response is sent at once carrying that
-`throttle_time_ms`, and the broker reads nothing more from the connection for that long
-(`Connection.muted_until`, which the server honours); the client also waits that long before
-it sends to this broker again. A throttled fetch gets an empty response (its bytes are taken
-back from the sensor), as Kafka's KafkaApis sends.
+(not bounded: Kafka bounds only request_percentage and connection-rate throttles). KIP-219:
+the response is sent at once carrying that `throttle_time_ms`, and the broker reads nothing more
+from the connection for that long (`Connection.muted_until`, which the server honours); the
+client also waits that long before it sends to this broker again. A throttled fetch gets an
+empty response (its bytes are taken back from the sensor), as Kafka's KafkaApis sends.
 
 `request_percentage` and `controller_mutation_rate` are Kafka keys trioka does not enforce, so
 AlterClientQuotas refuses them (INVALID_REQUEST) rather than keep a setting that does nothing.
@@ -67,11 +67,6 @@ class _Default:
 
 
 DEFAULT = _Default()
-
-
-def entity_key(user, client_id) -> tuple:
-    """An entity as a (user, client id) pair: each a name, DEFAULT, or None (not part of it)."""
-    return (user, client_id)
 
 
 def resolution_order(user: str, client_id: str) -> tuple:
@@ -168,7 +163,8 @@ def _part_of(name):
 
 
 class ClientQuotas:
-    """The broker's client quotas (entity -> key -> value) and their rate sensors."""
+    """The broker's client quotas (entity -> key -> value) and their rate sensors. An entity
+    is a (user, client id) pair, each a name, DEFAULT, or None (not part of the entity)."""
 
     def __init__(self, directory: str | None, samples: int = 11, window_seconds: int = 1):
         self.directory = directory

@@ -8,6 +8,7 @@ import pytest
 from trioka.metadata import records as r
 from trioka.metadata.image import (BrokerEndpoint, ConfigResourceType, LeaderRecoveryState,
                                    MetadataImage)
+from trioka.security.acls import AclBinding
 from trioka.security.sasl.scram import SCRAM_SHA_512, ScramCredential
 from trioka.wire import schema
 
@@ -67,7 +68,20 @@ def a_cluster_history() -> list[r.MetadataRecord]:
         r.user_scram_credential_record("alice", 1, SCRAM),
         r.user_scram_credential_record("alice", 2, SCRAM),
         r.remove_user_scram_credential_record("alice", 1),
+        # ACLs (CreateAcls, DeleteAcls): bob's READ on foo stays
+        r.access_control_entry_record(ACL_IDS[0], AclBinding(2, "foo", 3, "User:bob", "*", 3, 3)),
+        r.access_control_entry_record(ACL_IDS[1], AclBinding(3, "g", 4, "User:bob", "*", 2, 2)),
+        r.remove_access_control_entry_record(ACL_IDS[1]),
+        # Client quotas (AlterClientQuotas): the default client id keeps its producer quota only
+        r.client_quota_record([("client-id", None)], "producer_byte_rate", 1024.0, False),
+        r.client_quota_record([("client-id", None)], "consumer_byte_rate", 2048.0, False),
+        r.client_quota_record([("client-id", None)], "consumer_byte_rate", 0.0, True),
+        r.client_quota_record([("user", "bob")], "consumer_byte_rate", 10.0, False),
+        r.client_quota_record([("user", "bob")], "consumer_byte_rate", 0.0, True),
     ]
+
+
+ACL_IDS = [uuid.UUID(int=1), uuid.UUID(int=2)]
 
 
 SCRAM = ScramCredential.from_password(SCRAM_SHA_512, "alice-secret", 4096, b"salt" * 4)
@@ -83,6 +97,7 @@ def check_history(image: MetadataImage) -> None:
     assert two.fenced and not two.in_controlled_shutdown and not two.active
     assert three.rack is None and three.fenced and three.in_controlled_shutdown
 
+    assert image.acls == {ACL_IDS[0]: AclBinding(2, "foo", 3, "User:bob", "*", 3, 3)}
     assert image.topics_by_name == {"foo": FOO}
     assert image.topic("bar") is None and BAR not in image.topics
     foo0, foo1 = image.partition(FOO, 0), image.partition(FOO, 1)
@@ -107,6 +122,7 @@ def check_history(image: MetadataImage) -> None:
     assert list(image.scram_credentials) == ["alice"]
     assert image.scram_credentials["alice"][2].stored_key == SCRAM.stored_key
     assert list(image.scram_credentials["alice"]) == [2]
+    assert image.client_quotas == {(("client-id", None),): {"producer_byte_rate": 1024.0}}
 
 
 def test_a_cluster_history_replays_to_the_image():

@@ -37,6 +37,8 @@ _MIRRORED_FROM = {
     (ApiKey.DESCRIBE_TRANSACTIONS, "transaction_states"): ("transactional_ids",),
     (ApiKey.CREATE_ACLS, "results"): ("creations",),
     (ApiKey.DELETE_ACLS, "filter_results"): ("filters",),
+    (ApiKey.ALTER_CLIENT_QUOTAS, "entries"): ("entries",),
+    (ApiKey.ALTER_CLIENT_QUOTAS, "entity"): ("entity",),
 }
 _MIRRORED_SAME_NAME = ("topics", "partitions", "groups", "members")
 
@@ -45,7 +47,7 @@ _MIRRORED_SAME_NAME = ("topics", "partitions", "groups", "members")
 _PARTITION_FIELDS = ("partition_index", "partition", "index")
 _NAME_FIELDS = ("name", "topic", "group_id", "transactional_id", "key", "resource_name")
 _IDENTITY_FIELDS = _NAME_FIELDS + ("topic_id", "resource_type", "member_id",
-                                   "group_instance_id")
+                                   "group_instance_id", "entity_type", "entity_name")
 _ERROR_FIELDS = ("error_code", "partition_error_code")
 # Kafka answers -1 for the offsets, ids and epochs it cannot give with an error.
 _UNKNOWN_IS_MINUS_ONE = frozenset({

@@ -20,6 +20,7 @@ import time
 
 from trioka.cli.client.connection import (CLIENT_SOFTWARE_NAME, DEFAULT_BOOTSTRAP, BrokerConnection,
                                           ClientError, parse_bootstrap, raise_for)
+from trioka.cli.client.security import ClientSecurity
 from trioka.wire import protocol
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -136,10 +137,12 @@ class KafkaClient:
     """Connections to the brokers of one cluster, what it knows of them, and Kafka's requests."""
 
     def __init__(self, bootstrap_servers: str = DEFAULT_BOOTSTRAP, *,
-                 client_id: str = CLIENT_SOFTWARE_NAME, timeout: float = 30.0):
+                 client_id: str = CLIENT_SOFTWARE_NAME, timeout: float = 30.0,
+                 security: ClientSecurity | None = None):
         self.bootstrap = parse_bootstrap(bootstrap_servers)
         self.client_id = client_id
         self.timeout = timeout
+        self.security = security      # TLS and SASL for every connection (security.py)
         self._connections: dict[tuple[str, int], BrokerConnection] = {}
         self.brokers: dict[int, tuple[str, int]] = {}
         self.racks: dict[int, str | None] = {}
@@ -165,7 +168,8 @@ class KafkaClient:
         conn = self._connections.get((host, port))
         if conn is not None and conn.sock.fileno() >= 0:
             return conn
-        conn = BrokerConnection(host, port, client_id=self.client_id, timeout=self.timeout)
+        conn = BrokerConnection(host, port, client_id=self.client_id, timeout=self.timeout,
+                                security=self.security)
         self._connections[(host, port)] = conn
         return conn
 

@@ -17,9 +17,11 @@ if any); failures on our side (no broker reachable, no version in common, a dead
 
 import itertools
 import socket
+import ssl
 import struct
 import time
 
+from trioka.cli.client.security import ClientSecurity, SaslClient, SaslExchangeError
 from trioka.wire import protocol, schema
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -67,6 +69,8 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.DESCRIBE_ACLS: (1, 3),
     ApiKey.CREATE_ACLS: (1, 3),
     ApiKey.DELETE_ACLS: (1, 3),
+    ApiKey.SASL_HANDSHAKE: (1, 1),           # v1: the tokens go in SaslAuthenticate (KIP-152)
+    ApiKey.SASL_AUTHENTICATE: (0, 2),
 }
 
 _INT16 = struct.Struct(">h")
@@ -138,7 +142,8 @@ class BrokerConnection:
     """One TCP connection to one broker; requests go one at a time (Kafka answers in order)."""
 
     def __init__(self, host: str, port: int, *, client_id: str = CLIENT_SOFTWARE_NAME,
-                 timeout: float = 30.0, sock: socket.socket | None = None):
+                 timeout: float = 30.0, sock: socket.socket | None = None,
+                 security: ClientSecurity | None = None):
         self.host, self.port = host, port
         self.client_id = client_id
         self.timeout = timeout
@@ -152,7 +157,11 @@ class BrokerConnection:
         self.broker_versions: dict[int, tuple[int, int]] = {}
         self.versions: dict[int, int] = {}
         try:
+            if security is not None and security.tls_context is not None:
+                self._tls_handshake(security)
             self._api_versions()
+            if security is not None and security.mechanism is not None:
+                self._authenticate(security)
         except BaseException:
             self.close()
             raise
@@ -165,6 +174,49 @@ class BrokerConnection:
             self.sock.close()
         except OSError:
             pass
+
+    # -- security (security.py): TLS first, then ApiVersions, then SASL, as Kafka's clients --
+
+    def _tls_handshake(self, security: ClientSecurity) -> None:
+        self.sock.settimeout(self.timeout)
+        try:
+            self.sock = security.wrap(self.sock, self.host)
+        except ssl.SSLCertVerificationError as e:
+            raise ClientError(f"SSL handshake with {self} failed: certificate verify failed: "
+                              f"{e.verify_message}") from None
+        except (ssl.SSLError, OSError) as e:
+            # A broker that refuses our certificate (ssl.client.auth) closes the connection.
+            raise ClientError(f"SSL handshake with {self} failed: {e}") from None
+
+    def _authenticate(self, security: ClientSecurity) -> None:
+        """KIP-152: SaslHandshake v1 names the mechanism, then its tokens travel in
+        SaslAuthenticate requests until the exchange is complete."""
+        Handshake = protocol.request_class(ApiKey.SASL_HANDSHAKE)
+        response = self.call(ApiKey.SASL_HANDSHAKE, Handshake(mechanism=security.mechanism),
+                             version=1)
+        if response.error_code == ErrorCode.UNSUPPORTED_SASL_MECHANISM:
+            # Kafka's client words it so (SaslClientAuthenticator).
+            raise KafkaError(ErrorCode.UNSUPPORTED_SASL_MECHANISM,
+                             f"Client SASL mechanism '{security.mechanism}' not enabled in the "
+                             f"server, enabled mechanisms are {response.mechanisms}")
+        raise_for(response.error_code, what="SaslHandshake")
+        Authenticate = protocol.request_class(ApiKey.SASL_AUTHENTICATE)
+        client = SaslClient(security)
+        token = client.first()
+        while token is not None:
+            answer = self.call(ApiKey.SASL_AUTHENTICATE, Authenticate(auth_bytes=token))
+            if answer.error_code:
+                # As Kafka's client reports it: the broker's message (SASL_AUTHENTICATION_FAILED
+                # says why), else the error's name.
+                try:
+                    code = ErrorCode(answer.error_code)
+                except ValueError:      # a code newer than this client
+                    raise_for(answer.error_code, answer.error_message, what="SaslAuthenticate")
+                raise KafkaError(code, answer.error_message)
+            try:
+                token = client.next(bytes(answer.auth_bytes or b""))
+            except SaslExchangeError as e:
+                raise ClientError(f"{self}: {e}") from None
 
     # -- version negotiation --
 
