@@ -30,7 +30,6 @@ from trioka.log.fetch_sessions import FetchSessionCache
 from trioka.log.manager import LogManager
 from trioka.node.memory import manage_garbage_collection, settle_long_lived_objects
 from trioka.node.controls import NodeControls
-from trioka.observe.conformance import conformance_report
 from trioka.observe.request_log import RequestLog, render_entries, select_entries
 from trioka.replica.selector import replica_selector
 from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, validate_topic_name
@@ -933,4 +932,5 @@ class BrokerState:
         it used, the errors it was answered and its violations of the protocol. In strict mode
         (`trioka.strict`) of every request since the start; otherwise derived from the
         requests the request log still holds."""
+        from trioka.observe.conformance import conformance_report
         return conformance_report([self.request_log] if self.request_log is not None else [])

@@ -22,10 +22,6 @@ from trioka.apis.context import Connection, RequestContext
 from trioka.broker import BrokerState
 from trioka.config import Config, Listener, listeners_of, parse_connection_overrides
 from trioka.controls.rules import error_answer, handle_partly
-from trioka.security.authorizer import serve as authorizer_serve
-from trioka.security.sasl import IllegalSaslStateError, SaslAuthenticationError
-from trioka.security.sasl.authenticator import (SaslAuthenticator, failed_authentication_delay,
-                                                listener_mechanisms, raw_token_frame)
 from trioka.log.files import FileRegion
 from trioka.observe.request_log import DISCONNECTED, NO_RESPONSE, RESPONDED
 from trioka.wire import protocol
@@ -256,6 +252,7 @@ class Server:
         if sasl is not None:
             # A SASL listener's client authenticates first (security/sasl/authenticator.py);
             # until it has, frames are capped at sasl.server.max.receive.size.
+            from trioka.security.sasl.authenticator import SaslAuthenticator
             conn.authenticator = SaslAuthenticator(sasl, self.broker.clock)
             reader.max_size = min(reader.max_size, self.config.sasl_server_max_receive_size)
         # Sockets keep real time, also under virtual time (broker.network_clock).
@@ -417,6 +414,9 @@ class Server:
     async def _raw_sasl_token(self, conn: Connection, frame) -> list:
         """A raw SASL token (after SaslHandshake v0): the size-prefixed challenge, no header.
         A failure closes the connection after connection.failed.authentication.delay.ms."""
+        from trioka.security.sasl import IllegalSaslStateError, SaslAuthenticationError
+        from trioka.security.sasl.authenticator import failed_authentication_delay, \
+            raw_token_frame
         try:
             answer = raw_token_frame(conn.authenticator, bytes(frame))
         except (SaslAuthenticationError, IllegalSaslStateError) as e:
@@ -489,6 +489,8 @@ class Server:
             # The controller listener's APIs (ControllerApis) are not checked: see
             # security/authorizer.py.
             if authorizer is not None and api is not CONTROLLER_APIS.get(ctx.header.api_key):
+                # Imported here: a broker without an authorizer never loads it (startup).
+                from trioka.security.authorizer import serve as authorizer_serve
                 return await authorizer_serve(authorizer, api, self.broker, request, ctx)
             return await api.handle(self.broker, request, ctx)
         except trio.Cancelled:
@@ -548,7 +550,9 @@ def _tls_setup(config: Config, listener_name: str):
 
 def _sasl_setup(config: Config, listener_name: str, broker):
     """A SASL listener's mechanisms (security/sasl/authenticator.py), made at startup so that a
-    bad mechanism or JAAS text stops the start (ValueError: one line naming the key)."""
+    bad mechanism or JAAS text stops the start (ValueError: one line naming the key). The SASL
+    modules are loaded only by a broker with a SASL listener."""
+    from trioka.security.sasl.authenticator import listener_mechanisms
     return listener_mechanisms(config, listener_name,
                                lambda user, mechanism: broker.scram_credentials.lookup(
                                    user, mechanism),

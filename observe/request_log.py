@@ -70,7 +70,6 @@ import os
 import trio
 
 from trioka.controls.rules import api_key_of, api_name
-from trioka.observe.conformance import Conformance
 from trioka.observe.messages import error_codes, message_json, records_fields
 from trioka.wire import protocol, schema
 
@@ -187,6 +186,8 @@ class RequestLog:
         request_log = cls(clock, node_id, size=size, file=file,
                           payloads=config.trioka_request_log_payloads)
         if config.trioka_strict:
+            # Loaded only in strict mode (startup).
+            from trioka.observe.conformance import Conformance
             request_log.conformance = Conformance()
         return request_log
 
