@@ -382,7 +382,8 @@ def test_the_cli_adds_seeded_rules_loads_fault_files_and_sets_a_round_trip_delay
     assert (rule["matched"], rule["applied"], rule["applied_at"]) == (2, 1, [1])
     listed = trioka_control("list", admin=admin)
     row = listed.stdout.splitlines()[2].split()
-    assert row[:2] == ["1", "error"] and f"{topic_name}-1" in row and "0.5/3" in row
+    assert row[0] == "1" and row[1] in ("error", "errors") and f"{topic_name}-1" in row \
+        and "0.5/3" in row
 
     rtt = trioka_control("node", "rtt", "1", "--ms", "25", admin=admin)
     assert rtt.returncode == 0, rtt.stderr

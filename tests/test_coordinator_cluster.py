@@ -43,6 +43,7 @@ class Node:
         self.nodes = nodes
         self.clock = clock
         self.network_clock = clock
+        self.authorizer = None       # no ACLs: every request allowed
         self.config = Config({"replica.lag.time.max.ms": "10000",
                               "offsets.topic.num.partitions": str(PARTITIONS),
                               "transaction.state.log.num.partitions": str(PARTITIONS),
