@@ -103,6 +103,9 @@ def add_parser(sub) -> None:
     p.add_argument("--property", action="append", default=[], type=key_value,
                    metavar="KEY=VALUE",
                    help="Kafka's console formatter properties, e.g. print.key=true")
+    p.add_argument("--print-offsets", action="store_true",
+                   help="print each record's partition and offset before it (the same as "
+                        "--property print.partition=true --property print.offset=true)")
     connection_args(p)
     p.set_defaults(run=run)
 
@@ -555,11 +558,17 @@ def run(args) -> int:
     if bool(topics) == bool(args.include):
         raise UsageError("name the topics (TOPIC or --topic) or give --include REGEX")
     if args.kcat_format is not None:
-        if args.format != "value" or args.property:
-            raise UsageError("-f replaces --format and --property; give one of them")
+        if args.format != "value" or args.property or args.print_offsets:
+            raise UsageError("-f replaces --format, --property and --print-offsets; give one "
+                             "of them")
         formatter = KcatFormatter(args.kcat_format)
     else:
-        formatter = Formatter(args.format, args.property)
+        properties = list(args.property)
+        if args.print_offsets and args.format != "value":
+            raise UsageError("--print-offsets applies to --format value only (json has both)")
+        if args.print_offsets:
+            properties += [("print.partition", "true"), ("print.offset", "true")]
+        formatter = Formatter(args.format, properties)
     out = sys.stdout.buffer
     with open_client(args) as client:
         if args.include:

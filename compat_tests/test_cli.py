@@ -188,6 +188,11 @@ def test_consume_every_format_of_what_confluent_produced(broker, topic_name):
                  "--property", "print.headers=true", "--property", "key.separator=|")
     first = p0[0]
     assert out.stdout == (b"Offset:0|h1:one,h2:|" + first.key + b"|" + first.value + b"\n")
+    out = trioka(broker, "consume", topic_name, "-p", "0", "--from-beginning", "-c", "2",
+                 "--print-offsets")
+    assert out.stdout == b"".join(b"Partition:0\tOffset:%d\t" % i
+                                  + (r.value if r.value is not None else b"null") + b"\n"
+                                  for i, r in enumerate(p0[:2]))
 
 
 def test_consume_from_offset_timestamp_latest_and_timeout(broker, topic_name):
