@@ -117,13 +117,14 @@ class BrokerState:
             from trioka.security.authorizer import Authorizer
             # A node of a cluster authorizes from its metadata image's ACLs.
             self.authorizer = Authorizer.from_config(
-                self.config, (lambda: self.cluster.image) if self.cluster is not None else None)
+                self.config, (lambda: self.cluster.image) if self.cluster is not None else None,
+                self.logs.files)
         # Client quotas (security/quotas.py): produce and fetch check `client_quotas.active`.
         # A single broker keeps them in its log directory; a cluster node has its metadata
         # image's (node/cluster_link.py loads them).
         from trioka.security.quotas import ClientQuotas
         self.client_quotas = ClientQuotas(
-            self.config.data_dir if self.cluster is None else None,
+            self.logs.files if self.cluster is None else None,
             self.config.quota_window_num, self.config.quota_window_size_seconds)
         self.shutting_down = trio.Event()
         # One checkpoint at a time: the checkpoint files are replaced from a worker thread.
@@ -243,7 +244,7 @@ class BrokerState:
             self._scram_credentials = \
                 credentials.ImageScramCredentials(lambda: self.cluster.image) \
                 if self.cluster is not None else \
-                credentials.ScramCredentialStore(self.config.data_dir)
+                credentials.ScramCredentialStore(self.logs.files)
         return self._scram_credentials
 
     @property

@@ -34,7 +34,6 @@ their handlers, through the decision cache (AclIndex).
 
 import copy
 import json
-import os
 
 import trio
 
@@ -61,27 +60,28 @@ def client_host(peer: str) -> str:
 
 
 class Authorizer:
-    """The ACLs and the decisions. A single broker's ACLs are its own (`directory`: where they
-    are kept, None in memory); a node of a cluster reads them from its metadata image
-    (`image_of`), re-indexed when the image's ACLs change."""
+    """The ACLs and the decisions. A single broker's ACLs are its own (`files`: its log dir's
+    DiskFiles or MemoryFiles, where FILE_NAME keeps them; None: not kept); a node of a cluster
+    reads them from its metadata image (`image_of`), re-indexed when the image's ACLs change."""
 
-    def __init__(self, directory: str | None, super_users=(), allow_if_no_acl: bool = False,
-                 image_of=None):
-        self.directory = directory
+    def __init__(self, files, super_users=(), allow_if_no_acl: bool = False, image_of=None):
+        self.files = files
         self._super_users = super_users
         self._allow_if_no_acl = allow_if_no_acl
         self._index = A.AclIndex(super_users, allow_if_no_acl)
         self._image_of = image_of
         self._seen = None       # the image's (acls dict, acls_version) the index was built from
         self._writing = trio.Lock()
-        if directory is not None and image_of is None:
+        if files is not None and image_of is None:
             self._load()
 
     @classmethod
-    def from_config(cls, config, image_of=None) -> "Authorizer | None":
+    def from_config(cls, config, image_of=None, files=None) -> "Authorizer | None":
+        """The authorizer `authorizer.class.name` names, or None; a single broker's ACLs are
+        kept in `files` (its log dir's), a cluster node's come from `image_of`."""
         if not config.authorizer_class_name:
             return None
-        return cls(None if config.memory or image_of is not None else config.data_dir,
+        return cls(None if image_of is not None else files,
                    parse_super_users(config.super_users), config.allow_everyone_if_no_acl_found,
                    image_of)
 
@@ -125,34 +125,21 @@ class Authorizer:
 
     # -- the ACLs ----------------------------------------------------------------------------
 
-    def _path(self) -> str:
-        return os.path.join(self.directory, FILE_NAME)
-
     def _load(self) -> None:
         try:
-            with open(self._path()) as f:
-                data = json.load(f)
+            data = json.loads(self.files.read_small(FILE_NAME))
         except FileNotFoundError:
             return
         for d in data.get("acls", []):
             self.index.add(A.AclBinding.from_json(d))
 
     async def _persist(self) -> None:
-        if self.directory is None:
+        if self.files is None or self._image_of is not None:
             return
         content = json.dumps({"version": 1, "acls": [b.to_json() for b in self.index.bindings()]},
                              indent=1).encode()
         async with self._writing:
-            await trio.to_thread.run_sync(self._write, content)
-
-    def _write(self, content: bytes) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-        tmp = self._path() + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path())
+            await trio.to_thread.run_sync(self.files.write_atomic, FILE_NAME, content)
 
     async def create(self, bindings: list[A.AclBinding]) -> list[tuple[int, str | None]]:
         """Add bindings; per binding (error code, message), as CreateAcls answers."""

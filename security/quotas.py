@@ -39,7 +39,6 @@ ClientQuotaControlManager does, and every node enforces the quotas of its metada
 """
 
 import json
-import os
 
 import trio
 
@@ -166,8 +165,9 @@ class ClientQuotas:
     """The broker's client quotas (entity -> key -> value) and their rate sensors. An entity
     is a (user, client id) pair, each a name, DEFAULT, or None (not part of the entity)."""
 
-    def __init__(self, directory: str | None, samples: int = 11, window_seconds: int = 1):
-        self.directory = directory
+    def __init__(self, files, samples: int = 11, window_seconds: int = 1):
+        # The log dir's files (DiskFiles or MemoryFiles) FILE_NAME is kept in; None: not kept.
+        self.files = files
         self.samples = samples
         self.window_ms = window_seconds * 1000
         self._quotas: dict[tuple, dict[str, float]] = {}
@@ -176,18 +176,14 @@ class ClientQuotas:
         self._writing = trio.Lock()
         # The hot paths' one check: False while no entity holds an enforced quota.
         self.active = False
-        if directory is not None:
+        if files is not None:
             self._load()
 
     # -- the quotas ------------------------------------------------------------------------
 
-    def _path(self) -> str:
-        return os.path.join(self.directory, FILE_NAME)
-
     def _load(self) -> None:
         try:
-            with open(self._path()) as f:
-                data = json.load(f)
+            data = json.loads(self.files.read_small(FILE_NAME))
         except FileNotFoundError:
             return
         for entry in data:
@@ -209,16 +205,9 @@ class ClientQuotas:
         return json.dumps(out, indent=1).encode()
 
     def write(self, content: bytes) -> None:
-        """Replace the file with `content` (blocking: call from a worker thread)."""
-        if self.directory is None:
-            return
-        os.makedirs(self.directory, exist_ok=True)
-        tmp = self._path() + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path())
+        """Replace the file with `content`, atomically (blocking: call from a worker thread)."""
+        if self.files is not None:
+            self.files.write_atomic(FILE_NAME, content)
 
     async def persist(self) -> None:
         async with self._writing:

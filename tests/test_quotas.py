@@ -4,6 +4,7 @@ driven by an explicit clock (milliseconds passed in), no sockets."""
 import pytest
 
 from trioka.security import quotas as q
+from trioka.log.files import DiskFiles
 from trioka.security.quotas import DEFAULT, ClientQuotas, Rate, throttle_time_ms
 
 
@@ -171,11 +172,11 @@ def test_describe_filters():
 
 def test_persisted_and_reloaded(tmp_path):
     import trio
-    quotas = ClientQuotas(str(tmp_path))
+    quotas = ClientQuotas(DiskFiles(str(tmp_path)))
     quotas.alter((DEFAULT, "x"), [(q.PRODUCER_BYTE_RATE, 2048, False)])
     quotas.alter(("u", None), [(q.CONSUMER_BYTE_RATE, 4096, False)])
     trio.run(quotas.persist)
-    again = ClientQuotas(str(tmp_path))
+    again = ClientQuotas(DiskFiles(str(tmp_path)))
     assert sorted(again.entries(), key=str) == sorted(quotas.entries(), key=str)
     assert again.active
     assert not (tmp_path / (q.FILE_NAME + ".tmp")).exists()

@@ -5,6 +5,7 @@ import base64
 
 import pytest
 
+from trioka.log.files import DiskFiles
 from trioka.security.sasl import IllegalSaslStateError, SaslAuthenticationError
 from trioka.security.sasl.credentials import ScramCredentialStore
 from trioka.security.sasl.scram import (SCRAM_SHA_256, SCRAM_SHA_512, ScramCredential,
@@ -108,7 +109,7 @@ class Op:
 
 
 def test_store_checks_and_applies_as_kafka(tmp_path):
-    store = ScramCredentialStore(str(tmp_path))
+    store = ScramCredentialStore(DiskFiles(str(tmp_path)))
     out = store.alter([], [Op("alice", 1), Op("bob", 2, iterations=100),
                            Op("carol", 1, iterations=20000), Op("", 1), Op("dave", 9)])
     assert out == {"alice": (0, None),
@@ -126,7 +127,7 @@ def test_store_checks_and_applies_as_kafka(tmp_path):
     store.write(store.snapshot())
     text = (tmp_path / "scram-credentials.json").read_text()
     assert base64.b64encode(b"p" * 32).decode() not in text
-    again = ScramCredentialStore(str(tmp_path))
+    again = ScramCredentialStore(DiskFiles(str(tmp_path)))
     kept, loaded = store.lookup("alice", 1), again.lookup("alice", 1)
     assert (loaded.salt, loaded.stored_key, loaded.server_key, loaded.iterations) == \
         (kept.salt, kept.stored_key, kept.server_key, 4096)

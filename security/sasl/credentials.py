@@ -20,7 +20,6 @@ The checks and their errors are Kafka's (ControllerApis/ScramControlManager):
 
 import base64
 import json
-import os
 
 import trio
 
@@ -31,21 +30,20 @@ FILE_NAME = "scram-credentials.json"
 
 
 class ScramCredentialStore:
-    def __init__(self, directory: str | None):
-        self.directory = directory
+    """A single broker's SCRAM credentials, kept in FILE_NAME of its log dir (`files`: the log
+    dir's DiskFiles or MemoryFiles; None: not kept)."""
+
+    def __init__(self, files):
+        self.files = files
         # user -> mechanism type id -> credential
         self._users: dict[str, dict[int, ScramCredential]] = {}
         self._writing = trio.Lock()     # one rewrite of the file at a time
-        if directory is not None:
+        if files is not None:
             self._load()
-
-    def _path(self) -> str:
-        return os.path.join(self.directory, FILE_NAME)
 
     def _load(self) -> None:
         try:
-            with open(self._path()) as f:
-                data = json.load(f)
+            data = json.loads(self.files.read_small(FILE_NAME))
         except FileNotFoundError:
             return
         for user, mechanisms in data.items():
@@ -67,16 +65,9 @@ class ScramCredentialStore:
             for user, mechanisms in self._users.items()}, indent=1).encode()
 
     def write(self, content: bytes) -> None:
-        """Replace the file with `content` (blocking: call from a worker thread)."""
-        if self.directory is None:
-            return
-        os.makedirs(self.directory, exist_ok=True)
-        tmp = self._path() + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path())
+        """Replace the file with `content`, atomically (blocking: call from a worker thread)."""
+        if self.files is not None:
+            self.files.write_atomic(FILE_NAME, content)
 
     async def persist(self) -> None:
         """Write the credentials as they are now (from a worker thread)."""
