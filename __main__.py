@@ -186,10 +186,18 @@ def load_config(args):
         parse_connection_overrides(cfg.max_connections_per_ip_overrides)
         from trioka.observe.request_log import check_config
         check_config(cfg)     # a request log size below 0, a file that cannot be opened
-        from trioka.security import tls
-        tls.check_config(cfg)     # listener protocols, keystores, principal mapping rules
-        from trioka.security.sasl.authenticator import check_config as check_sasl
-        check_sasl(cfg)           # SASL mechanisms and JAAS configurations
+        # Listener protocols and the inter-broker listener; then, only for the listeners that
+        # use them (so a plaintext broker does not load the TLS and SASL modules), keystores,
+        # principal mapping rules, SASL mechanisms and JAAS configurations.
+        from trioka.config import inter_broker_listener, listeners_of
+        listeners = listeners_of(cfg)
+        inter_broker_listener(cfg, listeners)
+        if any(listener.uses_tls for listener in listeners):
+            from trioka.security import tls
+            tls.check_config(cfg)
+        if any(listener.uses_sasl for listener in listeners):
+            from trioka.security.sasl.authenticator import check_config as check_sasl
+            check_sasl(cfg)
         if cfg.trioka_faults_file:
             # A bad fault file stops the start here, with one line naming the file and rule.
             from trioka.controls.fault_file import check_nodes, read_fault_file
