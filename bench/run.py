@@ -4,6 +4,7 @@
     python bench/run.py --quick          # a subset with less data, a small scale phase (< 2 min)
     python bench/run.py --scale          # only the scale phase (with --quick: its small version)
     python bench/run.py --json out.json  # also write every number as JSON
+    python bench/run.py --security       # only PLAINTEXT vs SSL vs SASL_SSL on one broker
     python bench/run.py --only "10KB p1" # only the throughput cases whose name contains this
     python bench/run.py --profile DIR    # profile the broker: 10 KB acks=all produce, then consume
 
@@ -59,6 +60,13 @@ What is measured:
   count of round trips over 50 ms. The round trip is what a client process sees, so on a busy
   2-core machine it includes the probe's own wait for a CPU: it is an upper bound on the
   broker's event-loop stall. The target (issue 10): max under 50 ms over the whole run.
+* security (--security, and in the full run after the RF=3 phase): a broker of its own with three
+  listeners, PLAINTEXT, SSL (ssl.client.auth none) and SASL_SSL with SCRAM-SHA-512 (user `bench`,
+  its credential added with AlterUserScramCredentials over PLAINTEXT), the certificates written
+  by `trioka certs` into the run's temporary directory. The main matrix's `10KB p1 acks=all none`
+  and `100B p1 acks=1 none`, with its message counts, are produced and consumed over each
+  listener with the same workers and checks; each listener's MB/s and bound are given as a ratio
+  to PLAINTEXT's.
 * scale: a broker of its own, with 10, 1,000 and 10,000 partitions (topics of at most 1,000: one
   CreateTopics may not create more than 10,000 records, in Kafka as here) and 1, 100 and 1,000
   long-polling consumers (--quick: 10 and 1,000 partitions, 1 and 100 consumers). A step never
@@ -1091,13 +1099,15 @@ def broker_said(broker: BrokerProcess, since: int) -> list:
 
 def run_case(broker: BrokerProcess, admin: Admin, case: Case, tmp: str,
              client_configs: dict | None = None, prewarm: bool = True,
-             lag: "LoopLag | None" = None) -> dict:
+             lag: "LoopLag | None" = None, bootstrap: str | None = None) -> dict:
+    """One case on `broker`: a fresh topic, produce, then consume and check that everything came
+    back; the clients connect to `bootstrap` (another of the broker's listeners) when given."""
     client_configs = client_configs or {}
     lag = lag or LoopLag(tmp)
     said = len(broker.output)
     topic = "bench-" + re.sub(r"[^a-z0-9]+", "-", case.name.lower()) + f"-{time.monotonic_ns()}"
     admin.create(topic, case.partitions)
-    spec = {"bootstrap": broker.bootstrap, "topic": topic, "size": case.size,
+    spec = {"bootstrap": bootstrap or broker.bootstrap, "topic": topic, "size": case.size,
             "acks": case.acks, "compression": case.compression, "count": case.count,
             "payload": "random" if case.compression == "none" else "json",
             "partitions": case.partitions}
@@ -1228,6 +1238,145 @@ def run_rebalance(broker: BrokerProcess, admin: Admin, repeats: int) -> dict:
             admin.delete(topic)
         out[protocol] = {"median_s": statistics.median(runs), "runs_s": runs}
     return out
+
+
+# ------------------------------------------------------------------------------ security
+
+# Kafka's three listener security protocols the security phase compares, in table order.
+SECURITY_LISTENERS = ("PLAINTEXT", "SSL", "SASL_SSL")
+SECURITY_USER, SECURITY_PASSWORD, SECURITY_MECHANISM = "bench", "bench-secret", "SCRAM-SHA-512"
+LISTENER_PORT = re.compile(r"(?<![A-Z_])(?P<name>PLAINTEXT|SSL|SASL_SSL)://[\d.]+:(?P<port>\d+)")
+
+
+class SecurityBroker(BrokerProcess):
+    """The benchmark's broker with three listeners: PLAINTEXT (the one BrokerProcess waits for),
+    SSL without client authentication (ssl.client.auth none, Kafka's default) and SASL_SSL with
+    SCRAM-SHA-512, both with the broker certificate of `trioka certs` as a PEM keystore. The SSL
+    and SASL_SSL ports are chosen by the system and read from the ready line."""
+
+    def __init__(self, data_dir: str, certs_dir: str):
+        super().__init__(data_dir)
+        self.overrides.update({
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": os.path.join(certs_dir, "broker-keystore.pem"),
+            "sasl.enabled.mechanisms": SECURITY_MECHANISM})
+        self.listener_ports: dict[str, int] = {}
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        at = cmd.index("--listeners") + 1
+        cmd[at] += ",SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0"
+        return cmd
+
+    def start(self, timeout: float = 30.0) -> "SecurityBroker":
+        super().start(timeout)
+        ready = next(line for line in self.output if line.startswith("trioka ready:"))
+        self.listener_ports = {m["name"]: int(m["port"]) for m in LISTENER_PORT.finditer(ready)}
+        missing = set(SECURITY_LISTENERS) - set(self.listener_ports)
+        if missing:
+            raise RuntimeError(f"no {', '.join(sorted(missing))} listener in {ready!r}")
+        return self
+
+
+def security_client_config(protocol: str, certs_dir: str) -> dict:
+    """librdkafka's settings for a listener: TLS trusts the development CA (the broker's
+    certificate names localhost and 127.0.0.1, so host name verification holds); SASL_SSL adds
+    the SCRAM user."""
+    if protocol == "PLAINTEXT":
+        return {}
+    conf = {"security.protocol": protocol, "ssl.ca.location": os.path.join(certs_dir, "ca.pem")}
+    if protocol == "SASL_SSL":
+        conf.update({"sasl.mechanism": SECURITY_MECHANISM, "sasl.username": SECURITY_USER,
+                     "sasl.password": SECURITY_PASSWORD})
+    return conf
+
+
+def add_scram_user(bootstrap: str) -> None:
+    """The SCRAM-SHA-512 credential of the bench user, with AlterUserScramCredentials (as
+    kafka-configs.sh --alter --add-config 'SCRAM-SHA-512=[password=...]' sends it)."""
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    upsert = UserScramCredentialUpsertion(
+        SECURITY_USER, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
+        SECURITY_PASSWORD.encode())
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(timeout=20)
+
+
+def security_cases(quick: bool) -> list[Case]:
+    """The main matrix's `10KB p1 acks=all none` and `100B p1 acks=1 none`, with its message
+    counts (--quick: those of --quick)."""
+    wanted = ("10KB p1 acks=all none", "100B p1 acks=1 none")
+    return sorted((c for c in cases(quick) if c.name in wanted), key=lambda c: -c.size)
+
+
+def run_security(args, tmp: str) -> dict:
+    """One broker with PLAINTEXT, SSL and SASL_SSL (SCRAM-SHA-512) listeners and certificates
+    from `trioka certs`; each case produced then consumed over each listener in turn, with the
+    same workers, verification and pre-warm as the main matrix. Next to PLAINTEXT, the cost of
+    TLS (encryption of every byte, in the broker's event loop) and of SASL (only at connect)."""
+    certs_dir = os.path.join(tmp, "certs")
+    made = subprocess.run([sys.executable, "-m", "trioka", "certs", certs_dir],
+                          capture_output=True, text=True, timeout=60)
+    if made.returncode != 0:
+        raise RuntimeError(f"trioka certs failed: {made.stderr.strip()}")
+    broker = SecurityBroker(os.path.join(tmp, "security-data"), certs_dir).start()
+    out = {"listeners": {}, "mechanism": SECURITY_MECHANISM, "ssl_client_auth": "none",
+           "throughput": []}
+    try:
+        add_scram_user(broker.bootstrap)
+        admin = Admin(broker.bootstrap)
+        for case in security_cases(args.quick):
+            for protocol in SECURITY_LISTENERS:
+                bootstrap = f"localhost:{broker.listener_ports[protocol]}"
+                out["listeners"][protocol] = bootstrap
+                conf = security_client_config(protocol, certs_dir)
+                say(f"{protocol} {case.name} ...")
+                r = run_case(broker, admin, case, tmp, {"producer": conf, "consumer": conf},
+                             prewarm=not args.no_prewarm, bootstrap=bootstrap)
+                r["listener"] = protocol
+                out["throughput"].append(r)
+                admin.delete(r["topic"])
+                say(f"  produce {r['produce']['msgps']:,.0f} msg/s "
+                    f"{r['produce']['MBps']:,.0f} MB/s, consume {r['consume']['msgps']:,.0f} "
+                    f"msg/s {r['consume']['MBps']:,.0f} MB/s")
+        out["memory"] = broker.memory()
+        del admin       # its connections closed before the broker goes away
+    finally:
+        broker.stop()
+    return out
+
+
+def security_lines(sec: dict | None) -> list[str]:
+    """One row a listener and case; `vs PLAINTEXT` is the MB/s and the bound as a ratio to the
+    PLAINTEXT row of the same case."""
+    if not sec:
+        return []
+    lines = [f"security: one broker, listeners PLAINTEXT, SSL (ssl.client.auth none) and SASL_SSL "
+             f"({sec['mechanism']}); TLS 1.3 from confluent-kafka"]
+    head = (f"  {'listener':<10}{'case':<25}{'messages':>9} | {'produce msg/s':>13}{'MB/s':>6}"
+            f"{'CPU%':>6}{'bound':>7}{'vs PLAIN':>13} | {'consume msg/s':>13}{'MB/s':>6}"
+            f"{'CPU%':>6}{'bound':>7}{'vs PLAIN':>13}")
+    lines += [head, "  " + "-" * (len(head) - 2)]
+    plain = {r["case"]: r for r in sec["throughput"] if r["listener"] == "PLAINTEXT"}
+
+    def cell(r: dict, phase: str) -> str:
+        x = r[phase]
+        text = (f"{x['msgps']:>13,.0f}{x['MBps']:>6,.0f}{x['broker_cpu_pct']:>6.0f}"
+                f"{x['broker_bound_MBps']:>7,.0f}")
+        base = plain.get(r["case"], {}).get(phase)
+        if r["listener"] == "PLAINTEXT" or not base:
+            return text + f"{'':>13}"
+        return text + (f"{'x%.2f' % (x['MBps'] / base['MBps']):>7}"
+                       f"{'x%.2f' % (x['broker_bound_MBps'] / base['broker_bound_MBps']):>6}")
+    for r in sec["throughput"]:
+        lines.append(f"  {r['listener']:<10}{r['case']:<25}{r['produce']['count']:>9} | "
+                     f"{cell(r, 'produce')} | {cell(r, 'consume')}".rstrip())
+    lines.append("  CPU% = broker CPU per wall second; bound = value MB per broker CPU-second; "
+                 "vs PLAIN = MB/s and bound as a ratio to the PLAINTEXT row of the same case")
+    lines.append("")
+    return lines
 
 
 # ------------------------------------------------------------------------- the loop-lag probe
@@ -1447,6 +1596,7 @@ def table(results: dict) -> str:
     if "startup" in results:     # not with --scale alone
         lines += main_run_lines(results)
     lines += replication_lines(results.get("replication"), results)
+    lines += security_lines(results.get("security"))
     lines += scale_lines(results.get("scale"))
     lines += loop_lag_lines(results.get("loop_lag"))
     for name, (ok, text) in results["floors"].items():
@@ -1661,12 +1811,16 @@ def run_benchmark(args) -> dict:
     results["prewarmed"] = not args.no_prewarm
     lag = LoopLag(tmp)
     try:
-        if not args.scale and not args.replication:
+        only_one = args.scale or args.replication or args.security   # a phase on its own
+        if not only_one:
             run_main(args, results, tmp, lag, client_configs)
-        if not args.scale and not args.only:
+        if args.replication or not (only_one or args.only):
             say("replication (RF=3, three nodes) ...")
             results["replication"] = run_replication(args, tmp)
-        if not args.only and not args.replication:
+        if args.security or not (only_one or args.only):
+            say("security (PLAINTEXT, SSL, SASL_SSL listeners) ...")
+            results["security"] = run_security(args, tmp)
+        if args.scale or not (only_one or args.only):
             say("scale ...")
             results["scale"] = run_scale(args.quick, tmp, lag)
         results["loop_lag"] = lag.summary()
@@ -1842,6 +1996,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--replication", action="store_true", help="only the RF=3 phase (three "
                    "nodes in one process)")
+    p.add_argument("--security", action="store_true", help="only the security phase: "
+                   "PLAINTEXT, SSL and SASL_SSL listeners of one broker side by side")
     p.add_argument("--only", metavar="TEXT", help="only throughput cases whose name has TEXT "
                    "(skips the latency and scale phases)")
     p.add_argument("--no-prewarm", action="store_true", help="do not pre-warm page-cache pages "
