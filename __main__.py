@@ -136,6 +136,16 @@ def parser(tools: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+# `trioka serve` flags that set a config key (given flags win over --override and the files).
+SERVE_FLAG_KEYS = (
+    ("listeners", "listeners"), ("advertised_listeners", "advertised.listeners"),
+    ("data_dir", "log.dirs"), ("node_id", "node.id"),
+    ("admin_listener", "trioka.admin.listener"), ("virtual_time", "trioka.virtual.time"),
+    ("strict", "trioka.strict"), ("faults", "trioka.faults.file"),
+    ("request_log", "trioka.request.log.file"), ("kafka_version", "trioka.kafka.version"),
+)
+
+
 def load_config(args):
     from trioka.config import Config
     overrides = {}
@@ -144,26 +154,11 @@ def load_config(args):
         if not sep:     # a usage error: the flag's value is not its form
             args.command_parser.error(f"argument --override: {item!r} is not KEY=VALUE")
         overrides[key.strip()] = value.strip()
-    if args.listeners:
-        overrides["listeners"] = args.listeners
-    if args.advertised_listeners:
-        overrides["advertised.listeners"] = args.advertised_listeners
-    if args.data_dir:
-        overrides["log.dirs"] = args.data_dir
-    if args.node_id is not None:
-        overrides["node.id"] = args.node_id
-    if args.admin_listener:
-        overrides["trioka.admin.listener"] = args.admin_listener
-    if args.virtual_time:
-        overrides["trioka.virtual.time"] = "true"
-    if args.strict:
-        overrides["trioka.strict"] = "true"
-    if args.faults:
-        overrides["trioka.faults.file"] = args.faults
-    if args.request_log:
-        overrides["trioka.request.log.file"] = args.request_log
-    if args.kafka_version:
-        overrides["trioka.kafka.version"] = args.kafka_version
+    for flag, key in SERVE_FLAG_KEYS:
+        value = getattr(args, flag)
+        if value is None or value is False or value == "":
+            continue                # not given (node id 0 is given)
+        overrides[key] = "true" if value is True else value
     if args.port is not None:
         if args.listeners:
             args.command_parser.error("--port and --listeners do not go together")

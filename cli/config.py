@@ -20,9 +20,8 @@ prints "Completed updating config for topic orders.".
 """
 
 from trioka.cli import UsageError, connection_args, open_client
-from trioka.cli.client.cluster import (BROKER_RESOURCE, DELETE_CONFIG, GROUP_RESOURCE, SET_CONFIG,
-                                       TOPIC_RESOURCE)
-from trioka.cli.topic import parse_add_config, split_config_list
+from trioka.cli.client.cluster import BROKER_RESOURCE, GROUP_RESOURCE, TOPIC_RESOURCE
+from trioka.cli.topic import alter_configs
 
 # kafka-configs.sh's --entity-type values (plural, as Kafka writes them; the singular is taken
 # too), with the resource type of DescribeConfigs and the word the tool prints.
@@ -114,13 +113,4 @@ def describe(args) -> int:
 
 
 def alter(args) -> int:
-    resource_type, name, word = resource(args)
-    sets = parse_add_config(args.add_config)
-    deletes = [k for text in args.delete_config for k in split_config_list(text)]
-    if not sets and not deletes:
-        raise UsageError("nothing to change: give --add-config and/or --delete-config")
-    ops = [(k, SET_CONFIG, v) for k, v in sets] + [(k, DELETE_CONFIG, None) for k in deletes]
-    with open_client(args) as client:
-        client.incremental_alter_configs(resource_type, name, ops)
-    print(f"Completed updating config for {word} {name}.")
-    return 0
+    return alter_configs(args, *resource(args))

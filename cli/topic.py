@@ -225,17 +225,22 @@ def parse_add_config(texts: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def alter_config(args) -> int:
-    name = resolve_name(args)
+def alter_configs(args, resource_type: int, name: str, word: str) -> int:
+    """kafka-configs.sh --alter: `--add-config` and `--delete-config` of one resource, as one
+    IncrementalAlterConfigs (`trioka topic alter-config` and `trioka config alter`)."""
     sets = parse_add_config(args.add_config)
     deletes = [k for text in args.delete_config for k in split_config_list(text)]
     if not sets and not deletes:
         raise UsageError("nothing to change: give --add-config and/or --delete-config")
     ops = [(k, SET_CONFIG, v) for k, v in sets] + [(k, DELETE_CONFIG, None) for k in deletes]
     with open_client(args) as client:
-        client.incremental_alter_configs(TOPIC_RESOURCE, name, ops)
-    print(f"Completed updating config for topic {name}.")
+        client.incremental_alter_configs(resource_type, name, ops)
+    print(f"Completed updating config for {word} {name}.")
     return 0
+
+
+def alter_config(args) -> int:
+    return alter_configs(args, TOPIC_RESOURCE, resolve_name(args), "topic")
 
 
 # ListOffsets' max-timestamp (KIP-734, v7+): the offset of the record with the largest timestamp.
