@@ -245,7 +245,7 @@ def serve_nodes(args, config) -> int:
 
     try:
         trio.run(main)
-    except (OSError, BaseExceptionGroup) as e:
+    except BaseException as e:     # start_failure picks out the user's mistakes; the rest raise
         failure = start_failure(e)    # a node that could not start: a port in use, say
         if failure is None:
             raise
@@ -281,7 +281,7 @@ def serve(args) -> int:
 
     try:
         trio.run(main)
-    except (OSError, BaseExceptionGroup) as e:
+    except BaseException as e:     # start_failure picks out the user's mistakes; the rest raise
         failure = start_failure(e)
         if failure is None:
             raise

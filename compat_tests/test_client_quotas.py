@@ -101,6 +101,14 @@ def test_alter_and_describe_with_kafka_python(broker):
     assert f"client-id={client} producer_byte_rate 2048" in " ".join(out.stdout.split())
 
 
+def assert_held_to_quota(rate: float) -> None:
+    """Never more than 10% over the quota. A client on a loaded machine can fall behind its
+    quota on its own (CI runs four test workers at once), so the floor is looser: at least 70%,
+    which still fails if throttling overshoots (Kafka's delay is (rate - quota) / quota x
+    window, not more)."""
+    assert 0.70 * MB <= rate <= 1.10 * MB, rate / MB
+
+
 def _steady_rate(events, start: float, end: float) -> float:
     """Bytes per second of the (time, size) events in [start, end)."""
     return sum(n for t, n in events if start <= t < end) / (end - start)
@@ -132,7 +140,7 @@ def test_confluent_producer_held_to_its_quota(rate_broker, topic_name):
         producer.poll(0)
     assert producer.flush(60) == 0
     rate = _steady_rate(acked, 2, 12)
-    assert rate == pytest.approx(MB, rel=0.10), rate / MB
+    assert_held_to_quota(rate)
     assert throttles and max(throttles) > 0
 
 
@@ -156,7 +164,7 @@ def test_kafka_python_producer_held_to_its_quota(rate_broker, topic_name):
     producer.flush(60)
     producer.close()
     rate = _steady_rate(acked, 2, 12)
-    assert rate == pytest.approx(MB, rel=0.10), rate / MB
+    assert_held_to_quota(rate)
 
 
 def test_confluent_consumer_held_to_its_quota(rate_broker, topic_name):
@@ -196,7 +204,7 @@ def test_confluent_consumer_held_to_its_quota(rate_broker, topic_name):
     wait_for(lambda: consumed_for(10), 30, "ten seconds of consuming", interval=0)
     consumer.close()
     rate = _steady_rate(received, 2, 10)
-    assert rate == pytest.approx(MB, rel=0.10), rate / MB
+    assert_held_to_quota(rate)
     assert throttles and max(throttles) > 0
     assert sum(n for _, n in received) < total    # held back: not all of it in 10 s
 
