@@ -11,6 +11,7 @@ listener and alternates which listener goes first; the best round of each is pri
 """
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -28,6 +29,13 @@ class TwoListeners(BrokerProcess):
         at = cmd.index("--listeners") + 1
         cmd[at] += ",SSL://127.0.0.1:0"
         return cmd
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def produce(conf: dict, topic: str, count: int) -> float:
@@ -70,6 +78,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only", choices=("PLAINTEXT", "SSL"),
+                    help="time one listener only (for a profile of its work)")
     args = ap.parse_args()
     count = args.mb * 1_000_000 // SIZE
     with tempfile.TemporaryDirectory() as certs_dir:
@@ -87,14 +97,26 @@ def main() -> int:
             best = {name: [0.0, 0.0] for name in confs}
             for r in range(args.rounds):
                 order = list(confs) if r % 2 == 0 else list(reversed(confs))
+                order = [name for name in order if args.only in (None, name)]
                 for name in order:
                     topic = f"tls-timing-{name.lower()}-{r}"
                     mb = count * SIZE / 1e6
-                    p = mb / produce(confs[name], topic, count)
-                    c = mb / consume(confs[name], topic, count)
+                    cpu = cpu_seconds(broker.pid), time.process_time()
+                    took = produce(confs[name], topic, count)
+                    p = mb / took
+                    cpu_p = [(cpu_seconds(broker.pid) - cpu[0]) / took,
+                             (time.process_time() - cpu[1]) / took]
+                    cpu = cpu_seconds(broker.pid), time.process_time()
+                    took = consume(confs[name], topic, count)
+                    c = mb / took
+                    cpu_c = [(cpu_seconds(broker.pid) - cpu[0]) / took,
+                             (time.process_time() - cpu[1]) / took]
                     best[name] = [max(best[name][0], p), max(best[name][1], c)]
-                    print(f"round {r + 1} {name:9}  produce {p:7.1f} MB/s  consume {c:7.1f} MB/s",
-                          flush=True)
+                    print(f"round {r + 1} {name:9}  produce {p:7.1f} MB/s  consume {c:7.1f} MB/s"
+                          f"  (CPU broker/client: produce {cpu_p[0]:.0%}/{cpu_p[1]:.0%}, "
+                          f"consume {cpu_c[0]:.0%}/{cpu_c[1]:.0%})", flush=True)
+    if args.only:
+        return 0
     plain, tls = best["PLAINTEXT"], best["SSL"]
     print(f"best      PLAINTEXT produce {plain[0]:.1f} consume {plain[1]:.1f} MB/s; "
           f"SSL produce {tls[0]:.1f} ({tls[0] / plain[0]:.0%}) "

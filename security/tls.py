@@ -29,6 +29,7 @@ loaded; PEM stores use the standard library alone.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import ssl
@@ -355,12 +356,24 @@ def load_truststore(context: ssl.SSLContext, config, listener: str | None) -> bo
     return True
 
 
+def client_auth(config, listener: str) -> str:
+    """`ssl.client.auth` as a listener applies it (lower-cased). On a SASL_SSL listener Kafka
+    applies only the listener-prefixed key, `listener.name.<listener>.ssl.client.auth` (KIP-684):
+    its clients authenticate with SASL, and a broker-wide `ssl.client.auth=required` written for
+    the SSL listeners asks them for no certificate."""
+    from trioka.config import LISTENER_PREFIX, security_protocol_map
+    if security_protocol_map(config).get(listener.upper()) == "SASL_SSL":
+        prefixed = f"{LISTENER_PREFIX}{listener.lower()}.ssl.client.auth"
+        return str(config.listener_overrides().get(prefixed, "none")).strip().lower()
+    return _setting(config, listener, "ssl.client.auth").lower()
+
+
 def server_context(config, listener: str) -> ssl.SSLContext:
     """The context a TLS listener serves with; TlsConfigError (one line) when it cannot be
     made. A listener with client authentication needs a truststore."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version, context.maximum_version = _versions(config, listener)
-    auth = _setting(config, listener, "ssl.client.auth").lower()
+    auth = client_auth(config, listener)
     if auth not in CLIENT_AUTH:
         raise TlsConfigError(f"{_where(listener, 'ssl.client.auth')}: {auth!r} is not one of "
                              f"required, requested, none")
@@ -410,61 +423,187 @@ def check_config(config) -> None:
 
 
 # --- serving a TLS connection ---
+#
+# A TLS connection is the ssl module's SSLObject over two memory BIOs, driven here rather than
+# through trio.SSLStream, for two reasons:
+# - Batching: OpenSSL unwraps one TLS record (at most 16 KiB of plaintext) per read call. The
+#   socket is read in large pieces and every whole record they hold is decrypted in one pass, so
+#   a 1 MB produce request costs a handful of socket reads and event-loop turns, not 64.
+# - Off the loop: OpenSSL releases the GIL while it encrypts and decrypts, so (de)cryption of a
+#   large piece (a batch arriving, a fetch response leaving) runs in a worker thread, beside the
+#   event loop rather than on it: other connections keep being served while a large response is
+#   encrypted, and the broker's TLS throughput can use a second core.
+# One connection's requests are read, handled and answered one after another (server.py), so its
+# SSLObject is used by one thread at a time.
 
-# File regions (stored batches of a Fetch) are read into memory this much at a time: sendfile
-# cannot go through TLS. Reads of regions larger than _READ_IN_THREAD happen in a worker thread.
+_RECEIVE = 256 * 1024      # ciphertext read from the socket at once, at most
+_IN_THREAD = 64 * 1024     # (de)cryption of this much or more happens in a worker thread
+# File regions (stored batches of a Fetch) are read into memory and encrypted this much at a
+# time: sendfile cannot go through TLS.
 _CHUNK = 256 * 1024
-_READ_IN_THREAD = 1024 * 1024
 
 
 class TlsTransport:
     """A client connection after its TLS handshake, with the socket's two calls the server
     uses: `recv_into` and `send_all` (a response's chunks: bytes and file regions)."""
 
-    __slots__ = ("stream",)
+    __slots__ = ("sock", "tls", "incoming", "outgoing")
 
-    def __init__(self, stream: trio.SSLStream):
-        self.stream = stream
+    def __init__(self, sock, tls: ssl.SSLObject, incoming: ssl.MemoryBIO,
+                 outgoing: ssl.MemoryBIO):
+        self.sock = sock
+        self.tls = tls
+        self.incoming = incoming
+        self.outgoing = outgoing
+
+    def getpeercert(self) -> dict | None:
+        return self.tls.getpeercert()
+
+    # Reading.
 
     async def recv_into(self, buffer) -> int:
-        data = await self.stream.receive_some(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        return n
+        """Plaintext into `buffer`: as much as the ciphertext received so far holds, at least one
+        byte; 0 once the client has closed the connection."""
+        view = memoryview(buffer)
+        while True:
+            if self.incoming.pending >= _IN_THREAD:
+                got = await trio.to_thread.run_sync(self._decrypt_into, view)
+            else:
+                got = self._decrypt_into(view)
+            if self.outgoing.pending:      # a TLS 1.3 KeyUpdate answer, an alert
+                await self._send_ciphertext(self.outgoing.read())
+            if got:
+                return got
+            if self.incoming.eof:
+                return 0
+            if not await self._receive():
+                return 0
+
+    def _decrypt_into(self, view: memoryview) -> int:
+        """Every whole record the incoming BIO holds, decrypted into `view` (up to its size)."""
+        got, size = 0, len(view)
+        while got < size:
+            try:
+                n = self.tls.read(size - got, view[got:])
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:      # the client's close_notify
+                self.incoming.write_eof()
+                break
+            if not n:
+                break
+            got += n
+        return got
+
+    async def _receive(self) -> bool:
+        """Ciphertext from the socket into the incoming BIO; False at the end of the stream."""
+        data = await self.sock.recv(_RECEIVE)
+        if not data:
+            self.incoming.write_eof()
+            return False
+        self.incoming.write(data)
+        return True
+
+    # Writing.
 
     async def send_all(self, chunks: list) -> None:
+        """A response: its in-memory parts and file regions cut into pieces of at most _CHUNK
+        bytes, each encrypted while the one before it goes out on the socket (pipelined, so the
+        client can decrypt one piece while the broker encrypts the next)."""
         from trioka.log.files import FileRegion
-        pending: list = []
         try:
-            for chunk in chunks:
-                if type(chunk) is FileRegion:
-                    if pending:
-                        await self.stream.send_all(b"".join(pending))
-                        pending = []
-                    await self._send_region(chunk)
-                else:
-                    pending.append(chunk)
-            if pending:
-                await self.stream.send_all(b"".join(pending))
+            pieces = _pieces(chunks, FileRegion)
+            ciphertext = await self._encrypt_piece(pieces[0], None)
+            for piece in pieces[1:]:
+                ciphertext = await self._encrypt_piece(piece, ciphertext)
+            await self._send_ciphertext(ciphertext)
         finally:
             for chunk in chunks:
                 if type(chunk) is FileRegion:
                     chunk.close()
 
-    async def _send_region(self, region) -> None:
-        fd, offset, remaining = region.fd, region.offset, region.length
-        in_thread = remaining > _READ_IN_THREAD
-        while remaining:
-            size = min(_CHUNK, remaining)
-            if in_thread:
-                data = await trio.to_thread.run_sync(os.pread, fd, size, offset)
-            else:
-                data = os.pread(fd, size, offset)
-            if not data:
+    async def _encrypt_piece(self, piece, previous: bytes | None) -> bytes:
+        """`piece` encrypted, while the `previous` piece's ciphertext is sent. Pieces of
+        _IN_THREAD bytes or more are read and encrypted in a worker thread."""
+        size = len(piece) if type(piece) is not tuple else piece[2]
+        if size < _IN_THREAD:
+            if previous is not None:
+                await self._send_ciphertext(previous)
+            return self._encrypt_plaintext_or_region(piece)
+        job = InThread(self._encrypt_plaintext_or_region, piece)
+        if previous is not None:
+            await self._send_ciphertext(previous)
+        return await job.result()
+
+    def _encrypt_plaintext_or_region(self, piece) -> bytes:
+        if type(piece) is tuple:      # (fd, offset, size): a part of a file region
+            fd, offset, size = piece
+            piece = os.pread(fd, size, offset)
+            if len(piece) < size:
                 raise trio.BrokenResourceError("the file region ended early")
-            await self.stream.send_all(data)
-            offset += len(data)
-            remaining -= len(data)
+        self.tls.write(piece)
+        return self.outgoing.read()
+
+    async def _send_ciphertext(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            sent = await self.sock.send(view)
+            view = view[sent:]
+
+
+def _pieces(chunks: list, region_type) -> list:
+    """A response's chunks as pieces to encrypt: runs of in-memory parts joined, and every piece
+    (joined bytes, or an (fd, offset, size) part of a file region) at most _CHUNK bytes."""
+    pieces: list = []
+    pending: list = []
+    for chunk in chunks:
+        if type(chunk) is region_type:
+            if pending:
+                pieces += _cut(b"".join(pending))
+                pending = []
+            for at in range(0, chunk.length, _CHUNK):
+                pieces.append((chunk.fd, chunk.offset + at, min(_CHUNK, chunk.length - at)))
+        else:
+            pending.append(chunk)
+    if pending or not pieces:
+        pieces += _cut(b"".join(pending))
+    return pieces
+
+
+def _cut(data: bytes) -> list:
+    if len(data) <= _CHUNK:
+        return [data]
+    view = memoryview(data)
+    return [view[at:at + _CHUNK] for at in range(0, len(data), _CHUNK)]
+
+
+class InThread:
+    """A function started in a worker thread while the event loop goes on; `await result()`
+    waits for its return value (or raises its exception). Waiting is not cut short by a
+    cancellation: the thread may be using the connection's TLS state and a file region's
+    descriptor, which must outlive it."""
+
+    __slots__ = ("done", "outcome")
+
+    def __init__(self, fn, *args):
+        self.done = trio.Event()
+        self.outcome = None
+        token = trio.lowlevel.current_trio_token()
+
+        def deliver(outcome) -> None:
+            self.outcome = outcome
+            token.run_sync_soon(self.done.set)
+
+        trio.lowlevel.start_thread_soon(functools.partial(fn, *args), deliver)
+
+    async def result(self):
+        try:
+            await self.done.wait()
+        finally:
+            if not self.done.is_set():
+                with trio.CancelScope(shield=True):
+                    await self.done.wait()
+        return self.outcome.unwrap()
 
 
 async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext,
@@ -472,8 +611,27 @@ async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext,
     """The TLS handshake of a new connection: the transport and the principal name drawn from
     the client's certificate (None: the client showed none). ssl.SSLError,
     trio.BrokenResourceError or NoMatchingRule when the client cannot be let in."""
-    tls = trio.SSLStream(stream, context, server_side=True)
-    await tls.do_handshake()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_side=True)
+    transport = TlsTransport(stream.socket, tls, incoming, outgoing)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                await transport._send_ciphertext(outgoing.read())
+            if not await transport._receive():
+                raise trio.BrokenResourceError("the client closed the connection during the "
+                                               "TLS handshake") from None
+        except ssl.SSLError:
+            # The alert that tells the client why (unknown CA, no certificate), then the error.
+            if outgoing.pending:
+                with trio.move_on_after(1):
+                    await transport._send_ciphertext(outgoing.read())
+            raise
+    if outgoing.pending:      # the server's last flight; TLS 1.3 session tickets
+        await transport._send_ciphertext(outgoing.read())
     cert = tls.getpeercert()
     name = principal_name(subject_dn(cert), rules) if cert else None
-    return TlsTransport(tls), name
+    return transport, name
