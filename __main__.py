@@ -193,6 +193,10 @@ def load_config(args):
         if any(listener.uses_sasl for listener in listeners):
             from trioka.security.sasl.authenticator import check_config as check_sasl
             check_sasl(cfg)
+            if cfg.controller_quorum_voters or cfg.controller_quorum_bootstrap_servers:
+                # A cluster node: how it logs in to the others (security/sasl/broker_login.py).
+                from trioka.security.sasl.broker_login import cluster_logins
+                cluster_logins(cfg)
         if cfg.trioka_faults_file:
             # A bad fault file stops the start here, with one line naming the file and rule.
             from trioka.controls.fault_file import check_nodes, read_fault_file
@@ -227,6 +231,10 @@ def serve_nodes(args, config) -> int:
     from trioka.node.cluster import LocalCluster, cluster_configs, parse_racks
     try:
         configs = cluster_configs(config, args.nodes, parse_racks(args.racks))
+        # How each node logs in to the others on SASL listeners: a mistake is one line here.
+        from trioka.security.sasl.broker_login import cluster_logins
+        for node_config in configs:
+            cluster_logins(node_config)
     except ValueError as e:
         raise SystemExit(f"trioka: --nodes {args.nodes}: {e}") from None
     except OSError as e:

@@ -125,7 +125,9 @@ class BrokerState:
         from trioka.security.quotas import ClientQuotas
         self.client_quotas = ClientQuotas(
             self.logs.files if self.cluster is None else None,
-            self.config.quota_window_num, self.config.quota_window_size_seconds)
+            self.config.quota_window_num, self.config.quota_window_size_seconds,
+            self.config.controller_quota_window_num,
+            self.config.controller_quota_window_size_seconds)
         self.shutting_down = trio.Event()
         # One checkpoint at a time: the checkpoint files are replaced from a worker thread.
         self._checkpoint_lock = trio.Lock()

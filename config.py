@@ -75,8 +75,27 @@ KEYS: dict[str, tuple[type, object]] = {
     # is GSSAPI (Kerberos), which trioka does not serve: a SASL listener names its mechanisms.
     "sasl.enabled.mechanisms": (str, "GSSAPI"),
     "sasl.jaas.config": (str, ""),
+    # The mechanism a broker logs in with to the other nodes on a SASL inter-broker listener
+    # and on a SASL controller listener (security/sasl/broker_login.py); GSSAPI is Kafka's
+    # default, which trioka does not serve: name PLAIN or SCRAM-SHA-256/512.
+    "sasl.mechanism.inter.broker.protocol": (str, "GSSAPI"),
+    "sasl.mechanism.controller.protocol": (str, "GSSAPI"),
     # Frames read before a connection is authenticated are at most this size (KAFKA-4493).
     "sasl.server.max.receive.size": (int, 524288),
+    # OAUTHBEARER (KIP-768), set per mechanism as
+    # `listener.name.<l>.oauthbearer.sasl.server.callback.handler.class`: empty for Kafka's
+    # unsecured-JWT validator, or Kafka's OAuthBearerValidatorCallbackHandler to check signed
+    # tokens against a JWKS with the sasl.oauthbearer.* keys (security/sasl/oauthbearer_jwks.py).
+    "sasl.server.callback.handler.class": (str, ""),
+    "sasl.oauthbearer.jwks.endpoint.url": (str, ""),
+    "sasl.oauthbearer.jwks.endpoint.refresh.ms": (int, 3600000),
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms": (int, 100),
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms": (int, 10000),
+    "sasl.oauthbearer.expected.audience": (str, ""),      # comma-separated
+    "sasl.oauthbearer.expected.issuer": (str, ""),
+    "sasl.oauthbearer.sub.claim.name": (str, "sub"),
+    "sasl.oauthbearer.scope.claim.name": (str, "scope"),
+    "sasl.oauthbearer.clock.skew.seconds": (int, 30),
     # KIP-368: a SASL session lasts at most this long before the client re-authenticates on
     # the same connection; 0: sessions last as long as their credential.
     "connections.max.reauth.ms": (int, 0),
@@ -183,6 +202,9 @@ KEYS: dict[str, tuple[type, object]] = {
     # Client quotas (security/quotas.py): the rate sensors' samples and their length.
     "quota.window.num": (int, 11),
     "quota.window.size.seconds": (int, 1),
+    # controller_mutation_rate's token bucket (KIP-599): its burst is num * size * the quota.
+    "controller.quota.window.num": (int, 11),
+    "controller.quota.window.size.seconds": (int, 1),
     "process.roles": (str, "broker,controller"),
     "controller.quorum.voters": (str, ""),
     "controller.quorum.bootstrap.servers": (str, ""),
@@ -320,6 +342,8 @@ RANGES: dict[str, tuple[int | None, int | None]] = {
     "max.connections.per.ip": (0, None),
     "quota.window.num": (1, None),
     "quota.window.size.seconds": (1, None),
+    "controller.quota.window.num": (1, None),
+    "controller.quota.window.size.seconds": (1, None),
     "leader.imbalance.check.interval.seconds": (1, None),
     "log.cleaner.delete.retention.ms": (0, None),
     "log.segment.delete.delay.ms": (0, None),

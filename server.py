@@ -121,6 +121,11 @@ class Server:
                 if self._killed:
                     nursery.cancel_scope.cancel()
                 self.broker.nursery = nursery
+                # What a SASL listener needs before it serves: OAUTHBEARER's JWKS, fetched
+                # (a failure stops the start) and then kept fresh.
+                for mechanisms in self._sasl.values():
+                    for task in mechanisms.background:
+                        await nursery.start(task)
                 for listener in self.listeners:
                     try:
                         socks = await trio.open_tcp_listeners(listener.port,
@@ -257,6 +262,10 @@ class Server:
             reader.max_size = min(reader.max_size, self.config.sasl_server_max_receive_size)
         # Sockets keep real time, also under virtual time (broker.network_clock).
         clock = self.broker.network_clock
+        # request_percentage (security/request_time.py): this task's event-loop time is
+        # measured while some client has that quota.
+        request_time = self.broker.client_quotas.request_time
+        request_time.track()
         idle_s = self.config.connections_max_idle_ms / 1000
         node_controls = self.broker.node_controls    # its rtt_ms: node/controls.py
         # What requests are read from and responses written to: the socket itself, or on an SSL
@@ -333,6 +342,7 @@ class Server:
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError, OSError):
             pass
         finally:
+            request_time.untrack()
             sock.close()
 
     async def _tls_handshake(self, stream, listener: Listener, conn: Connection, timeout_s):
@@ -400,9 +410,10 @@ class Server:
             else:
                 # A large frame may hold hundreds of thousands of tiny elements: decoded in a
                 # worker thread, so other connections are served meanwhile. (Decoding builds
-                # new objects only; nothing of the broker's state is touched.)
-                request = await trio.to_thread.run_sync(protocol.decode_request_body,
-                                                        header, frame, pos)
+                # new objects only; nothing of the broker's state is touched.) The thread's
+                # time counts for request_percentage (security/request_time.py).
+                request = await self.broker.client_quotas.request_time.run_in_thread(
+                    protocol.decode_request_body, header, frame, pos)
         except DecodeError as e:
             raise self._refuse(arrived, conn, header,
                                f"{ApiKey(key).name} v{version}: {e}") from None
@@ -424,6 +435,10 @@ class Server:
             raise CloseConnection(f"Failed authentication with {conn.peer} ({e})") from None
         if conn.authenticator.authenticated:
             conn.principal = conn.authenticator.principal
+        if self.broker.client_quotas.requests_active:
+            # Kafka's network thread serves the SASL exchange: not charged to
+            # request_percentage (security/request_time.py).
+            self.broker.client_quotas.request_time.take()
         return answer
 
     async def _respond(self, api, request, ctx: RequestContext):
@@ -437,12 +452,31 @@ class Server:
         response = await self._handle(api, request, ctx)
         if response is None:
             return None
+        if self.broker.client_quotas.requests_active:
+            self._request_quota(api, ctx, response)
         if ctx.large_response:
             # Tens of milliseconds of encoding: in a worker thread, which gives the event loop
             # the interpreter back every few milliseconds (sys.getswitchinterval). The response
             # is the handler's own new objects; nothing else touches them meanwhile.
-            return await trio.to_thread.run_sync(self._encode, ctx, response)
+            return await self.broker.client_quotas.request_time.run_in_thread(
+                self._encode, ctx, response)
         return self._encode(ctx, response)
+
+    def _request_quota(self, api, ctx: RequestContext, response) -> None:
+        """request_percentage (security/quotas.py): the request's event-loop time counts
+        against its client, unless Kafka exempts it; over the quota the response carries the
+        throttle time and the connection is muted (KIP-219). Produce and Fetch decide in their
+        handlers, where the byte-rate throttle is decided with it."""
+        from trioka.security import quotas
+        key = ctx.header.api_key
+        if key == ApiKey.PRODUCE or key == ApiKey.FETCH:
+            return
+        if api is CONTROLLER_APIS.get(key) or quotas.exempt_from_request_quota(ctx):
+            quotas.skip_request_time(self.broker)
+            return
+        ms = quotas.request_throttle(self.broker, ctx)
+        if ms and hasattr(response, "throttle_time_ms"):
+            response.throttle_time_ms = max(response.throttle_time_ms or 0, ms)
 
     async def _logged(self, arrived, api, request, ctx: RequestContext, body):
         """_respond, with the request (`body`: its bytes) and what the client got in the
@@ -556,7 +590,7 @@ def _sasl_setup(config: Config, listener_name: str, broker):
     return listener_mechanisms(config, listener_name,
                                lambda user, mechanism: broker.scram_credentials.lookup(
                                    user, mechanism),
-                               broker.clock.wall_ms)
+                               broker.clock.wall_ms, broker.network_clock)
 
 
 def _peer_host(sock) -> str:

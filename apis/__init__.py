@@ -121,6 +121,10 @@ APIS = {
 # brokers forward and KIP-919 clients send straight to the controller.
 CONTROLLER_APIS = {
     ApiKey.API_VERSIONS: Api("api_versions", 0, 4),
+    # A SASL controller listener authenticates the brokers as any SASL listener does
+    # (ControllerApis serves SaslHandshake and SaslAuthenticate too).
+    ApiKey.SASL_HANDSHAKE: Api("sasl_handshake", 0, 1),
+    ApiKey.SASL_AUTHENTICATE: Api("sasl_authenticate", 0, 2),
     ApiKey.FETCH: Api("metadata_fetch", 12, 17),
     ApiKey.BROKER_REGISTRATION: Api("broker_registration", 0, 4),
     ApiKey.BROKER_HEARTBEAT: Api("broker_heartbeat", 0, 1),

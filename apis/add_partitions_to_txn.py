@@ -10,8 +10,15 @@ INVALID_PRODUCER_ID_MAPPING; another epoch PRODUCER_FENCED (INVALID_PRODUCER_EPO
 KIP-588); a transaction being completed CONCURRENT_TRANSACTIONS. An unknown topic partition is
 UNKNOWN_TOPIC_OR_PARTITION and then nothing is added: the other partitions get
 OPERATION_NOT_ATTEMPTED. Every error is reported on every partition of the transaction.
+
+With an authorizer (KafkaApis) v0-3, sent by producers, need WRITE on the transactional id
+(security/authorizer.py) and on each topic: a topic without it (an internal topic always) is
+TOPIC_AUTHORIZATION_FAILED and nothing is added, the other partitions OPERATION_NOT_ATTEMPTED.
+v4+ come from brokers, which need CLUSTER_ACTION.
 """
 
+from trioka.log.topics import INTERNAL_TOPICS
+from trioka.security.acls import WRITE
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -30,16 +37,20 @@ def fenced_code(version: int, code: int, fenced_from: int) -> int:
 
 
 def add(broker, transactional_id, producer_id, producer_epoch, topics, verify_only,
-        version) -> list:
-    """TopicResults for one transaction."""
+        version, writable=None) -> list:
+    """TopicResults for one transaction; `writable` (topic -> allowed): the authorizer's WRITE
+    check of each topic, None when there is none to make."""
     wanted = [(t.name, p) for t in topics for p in t.partitions]
     codes: dict[tuple[str, int], int] = {}
-    unknown = [tp for tp in wanted if broker.topic(tp[0]) is None or
-               not 0 <= tp[1] < broker.topic(tp[0]).num_partitions]
+    denied = set() if writable is None else {
+        name for name, _ in wanted if name in INTERNAL_TOPICS or not writable(name)}
+    unknown = [tp for tp in wanted if tp[0] not in denied and (
+        broker.topic(tp[0]) is None or not 0 <= tp[1] < broker.topic(tp[0]).num_partitions)]
     txn = broker.transactions
     try:
-        if unknown:
-            codes = {tp: (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp in unknown
+        if unknown or denied:
+            codes = {tp: (ErrorCode.TOPIC_AUTHORIZATION_FAILED if tp[0] in denied
+                          else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp in unknown
                           else ErrorCode.OPERATION_NOT_ATTEMPTED) for tp in wanted}
         elif verify_only:
             added = txn.verify_partitions_in_transaction(transactional_id, producer_id,
@@ -78,9 +89,10 @@ async def handle(broker, request, ctx):
     version = ctx.api_version
     if version <= 3:
         tid = request.v3_and_below_transactional_id
+        authorizer = broker.authorizer
         results = add(broker, tid, request.v3_and_below_producer_id,
                       request.v3_and_below_producer_epoch, request.v3_and_below_topics, False,
-                      version)
+                      version, authorizer.topic_check(ctx, WRITE) if authorizer else None)
         results = await _replicated(broker, tid, results)
         return Response(throttle_time_ms=0, results_by_topic_v3_and_below=results)
     out = []

@@ -8,11 +8,16 @@ writes records for one operation (MAX_RECORDS_PER_USER_OP) fail the whole reques
 POLICY_VIOLATION, as in Kafka. The new partitions' dirs and files are made in a worker thread
 (broker.create_partitions_async), so that growing a topic by thousands of partitions does not
 stall the event loop; the answer comes once they exist.
+
+A client with a `controller_mutation_rate` quota (KIP-599, security/quotas.py) spends the
+partitions a topic gains once its checks pass; from v3 a topic that arrives while the quota is
+exhausted is THROTTLING_QUOTA_EXCEEDED, before v3 it grows and the client is throttled.
 """
 
 import collections
 
 from trioka.apis.create_topics import EXCESSIVE_BATCH_MESSAGE, MAX_RECORDS_PER_USER_OP
+from trioka.security.quotas import mutation_quota, mutation_throttle
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -20,8 +25,10 @@ from trioka.wire.protocol import response_class
 Response = response_class(ApiKey.CREATE_PARTITIONS)
 Result = Response.CreatePartitionsTopicResult
 
+STRICT_QUOTA_FROM = 3   # the first version that can carry THROTTLING_QUOTA_EXCEEDED
 
-async def grow(broker, t, validate_only: bool, duplicated: bool) -> object:
+
+async def grow(broker, t, validate_only: bool, duplicated: bool, quota=None) -> object:
     try:
         if duplicated:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
@@ -48,6 +55,8 @@ async def grow(broker, t, validate_only: bool, duplicated: bool) -> object:
                     raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                                      f"Replica assignment {a.broker_ids} names brokers other "
                                      f"than {broker.node_id}")
+        if quota is not None:
+            quota.record(t.count - current)   # THROTTLING_QUOTA_EXCEEDED: strict, exhausted
         if not validate_only:
             # The new partitions' dirs are made in a worker thread (about 3 ms each).
             await broker.create_partitions_async(t.name, t.count)
@@ -70,6 +79,7 @@ async def handle(broker, request, ctx):
         return Response(throttle_time_ms=0, results=[
             Result(name=t.name, error_code=ErrorCode.POLICY_VIOLATION,
                    error_message=EXCESSIVE_BATCH_MESSAGE) for t in request.topics])
-    results = [await grow(broker, t, request.validate_only, counts[t.name] > 1)
+    quota = mutation_quota(broker, ctx, STRICT_QUOTA_FROM)
+    results = [await grow(broker, t, request.validate_only, counts[t.name] > 1, quota)
                for t in request.topics]
-    return Response(throttle_time_ms=0, results=results)
+    return Response(throttle_time_ms=mutation_throttle(broker, ctx, quota), results=results)

@@ -10,6 +10,11 @@ unknown config key or a bad value INVALID_CONFIG. -1 means the broker default (`
 v5+ answers with the partition count, replication factor and the topic's configs; v7+ with the
 topic id. Versions 0-1 were removed in Kafka 4.0.
 
+A client with a `controller_mutation_rate` quota (KIP-599, security/quotas.py) spends a topic's
+partition count once its checks pass (validate_only too, as in Kafka); from v6 a topic that
+arrives while the quota is exhausted is THROTTLING_QUOTA_EXCEEDED, before v6 it is created and
+the client throttled. The response's throttle_time_ms says for how long.
+
 One request may not make more than MAX_RECORDS_PER_USER_OP metadata records (a topic is one
 record, plus one per partition and one per config): past that Kafka's controller refuses the
 whole request with POLICY_VIOLATION, and so does this broker, so a small request cannot make it
@@ -19,6 +24,7 @@ create millions of partitions.
 import collections
 
 from trioka.log.config import LogConfig
+from trioka.security.quotas import mutation_quota, mutation_throttle
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -32,6 +38,9 @@ ResultConfig = Result.CreatableTopicConfigs
 # the PolicyViolationException a longer list becomes.
 MAX_RECORDS_PER_USER_OP = 10_000
 EXCESSIVE_BATCH_MESSAGE = "Unable to perform excessively large batch operation."
+
+# The first version that can carry THROTTLING_QUOTA_EXCEEDED (KIP-599): strict quota from it.
+STRICT_QUOTA_FROM = 6
 
 # DescribeConfigs' config sources: a value set on the topic, or the broker's default.
 DYNAMIC_TOPIC_CONFIG = 1
@@ -101,13 +110,17 @@ async def handle(broker, request, ctx):
     counts = collections.Counter(t.name for t in request.topics)
     checked: dict[int, tuple[int, dict] | KafkaError] = {}
     records = 0
+    quota = mutation_quota(broker, ctx, STRICT_QUOTA_FROM)
     for i, t in enumerate(request.topics):
         try:
             if counts[t.name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST,
                                  f"Create topics request from client contains a duplicate "
                                  f"topic: {t.name}")
-            checked[i] = n, configs = check(broker, t)
+            n, configs = check(broker, t)
+            if quota is not None:
+                quota.record(n)     # THROTTLING_QUOTA_EXCEEDED when strict and exhausted
+            checked[i] = n, configs
             # The controller's records for this topic: TopicRecord, one PartitionRecord per
             # partition, one ConfigRecord per config.
             records += 1 + n + len(configs)
@@ -136,4 +149,4 @@ async def handle(broker, request, ctx):
         results.append(Result(name=t.name, topic_id=topic_id, error_code=0, error_message=None,
                               num_partitions=n, replication_factor=1,
                               configs=described_configs(broker, configs)))
-    return Response(throttle_time_ms=0, topics=results)
+    return Response(throttle_time_ms=mutation_throttle(broker, ctx, quota), topics=results)

@@ -7,9 +7,14 @@ kept by a single broker: null). At most `response_partition_limit` partitions ar
 (capped at 2000, Kafka's `max.request.partition.size.limit`); when more remain, `next_cursor` names
 the topic and partition to continue from, and a request with that `cursor` resumes there. A named
 topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION; an illegal name INVALID_TOPIC_EXCEPTION.
+
+With an authorizer (Kafka's DescribeTopicPartitionsRequestHandler) a topic needs DESCRIBE: an
+all-topics answer leaves the others out; a named one is TOPIC_AUTHORIZATION_FAILED (zero id, no
+partitions, after the described ones) whether or not it exists, so its existence is not told.
 """
 
 from trioka.log.topics import INTERNAL_TOPICS
+from trioka.security.acls import DESCRIBE
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import KafkaError, ErrorCode
 from trioka.wire.protocol import response_class
@@ -29,6 +34,13 @@ async def handle(broker, request, ctx):
     cursor = request.cursor
     if cursor is not None:
         names = [n for n in names if n >= cursor.topic_name]
+    denied = []
+    if broker.authorizer is not None:
+        describable = broker.authorizer.topic_check(ctx, DESCRIBE)
+        if request.topics:
+            denied = [Topic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=n,
+                            topic_id=ZERO_UUID) for n in names if not describable(n)]
+        names = [n for n in names if describable(n)]
     topics, next_cursor = [], None
     for name in names:
         topic = broker.topic(name)
@@ -55,4 +67,4 @@ async def handle(broker, request, ctx):
         if last < topic.num_partitions:
             next_cursor = Cursor(topic_name=name, partition_index=last)
             break
-    return Response(throttle_time_ms=0, topics=topics, next_cursor=next_cursor)
+    return Response(throttle_time_ms=0, topics=topics + denied, next_cursor=next_cursor)

@@ -3,8 +3,13 @@
 For each id: its state as Kafka names it (Empty, Ongoing, PrepareCommit, ...), timeout, start time
 of the open transaction (-1 when none), producer id and epoch, and the partitions in the
 transaction. An unknown id is TRANSACTIONAL_ID_NOT_FOUND.
+
+With an authorizer (KafkaApis) each id needs DESCRIBE on the transactional id: a denied one is
+answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED on its own, the others served; and an answer
+names only the topics the principal may DESCRIBE.
 """
 
+from trioka.security.acls import DESCRIBE, TRANSACTIONAL_ID
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
@@ -36,6 +41,24 @@ def describe(broker, transactional_id: str) -> object:
                  topics=[TopicData(topic=t, partitions=ps) for t, ps in by_topic.items()])
 
 
+def _denied(transactional_id: str) -> object:
+    # Kafka sets the id and the error only: every other field keeps its zero value.
+    return State(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                 transactional_id=transactional_id)
+
+
 async def handle(broker, request, ctx):
-    return Response(throttle_time_ms=0,
-                    transaction_states=[describe(broker, t) for t in request.transactional_ids])
+    authorizer = broker.authorizer
+    if authorizer is None:
+        return Response(throttle_time_ms=0, transaction_states=[
+            describe(broker, t) for t in request.transactional_ids])
+    describable = authorizer.topic_check(ctx, DESCRIBE)
+    states = []
+    for t in request.transactional_ids:
+        if not authorizer.allowed(ctx, DESCRIBE, TRANSACTIONAL_ID, t):
+            states.append(_denied(t))
+            continue
+        state = describe(broker, t)
+        state.topics = [topic for topic in state.topics if describable(topic.topic)]
+        states.append(state)
+    return Response(throttle_time_ms=0, transaction_states=states)

@@ -61,7 +61,8 @@ from trioka.log.files import FileRegion
 from trioka.node.leader_hints import HINTED_ERRORS, LeaderHints
 from trioka.replica.selector import ClientMetadata, preferred_read_replica
 from trioka.security.acls import READ
-from trioka.security.quotas import CONSUMER_BYTE_RATE, throttle
+from trioka.security.quotas import CONSUMER_BYTE_RATE, request_throttle, skip_request_time, \
+    throttle
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -408,6 +409,10 @@ async def handle(broker, request, ctx):
     version = ctx.api_version
     replica_id, broker_epoch = replica_id_of(request, version)
     if replica_id >= 0:
+        if broker.client_quotas.requests_active:
+            # A replica's Fetch is exempt from request_percentage, as in Kafka (a replica's
+            # connection carries only its fetches, so what it held so far is dropped here).
+            skip_request_time(broker)
         return await follower_fetch(broker, request, ctx, replica_id, broker_epoch)
     uses_ids = version >= 13
     cache = broker.fetch_sessions
@@ -501,16 +506,21 @@ async def handle(broker, request, ctx):
             for log in logs:
                 log.remove_waiter(changed)
 
-    if broker.client_quotas.active and read.bytes:
+    quotas = broker.client_quotas
+    if (quotas.active and read.bytes) or quotas.requests_active:
         # Client quotas (security/quotas.py): the response's bytes count against the client's
-        # consumer_byte_rate. Over it, Kafka takes them back and answers with no data, the
+        # consumer_byte_rate, the request's event-loop time against its request_percentage.
+        # Over either, Kafka takes the bytes back and answers with no data, the larger
         # throttle time set and the connection muted that long; the client fetches the same
         # offsets again afterwards.
-        throttle_ms = throttle(broker, ctx, CONSUMER_BYTE_RATE, read.bytes)
+        counted = quotas.active and read.bytes
+        throttle_ms = throttle(broker, ctx, CONSUMER_BYTE_RATE, read.bytes) if counted else 0
+        if quotas.requests_active:
+            throttle_ms = max(throttle_ms, request_throttle(broker, ctx))
         if throttle_ms:
-            broker.client_quotas.unrecord(CONSUMER_BYTE_RATE, ctx.connection.principal,
-                                          ctx.client_id, read.bytes,
-                                          broker.network_clock.monotonic() * 1000)
+            if counted:
+                quotas.unrecord(CONSUMER_BYTE_RATE, ctx.connection.principal, ctx.client_id,
+                                read.bytes, broker.network_clock.monotonic() * 1000)
             read.release()
             response = _response(version, session.session_id if session else 0, [], uses_ids)
             response.throttle_time_ms = throttle_ms

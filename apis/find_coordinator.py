@@ -19,15 +19,25 @@ v0-3 ask for one key (v0 only for groups; the answer has an error message from v
 a batch, `coordinator_keys`, and get one entry per key (KIP-699). Kafka 4.x still serves v0
 (KAFKA-18270 took it off KIP-896's removal list), and librdkafka before 2.x's newest releases
 enables consumer groups and lz4 only when the broker offers FindCoordinator v0.
+
+With an authorizer (KafkaApis.getCoordinator) a group key needs DESCRIBE on the group, a
+transactional id DESCRIBE on the id: v0-3 are refused as a whole (security/authorizer.py); in a
+v4+ batch each key is answered on its own, a denied one GROUP_AUTHORIZATION_FAILED or
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED with no node (-1, "", -1), the others served.
 """
 
 from trioka.coordinator.offsets import partition_for
 from trioka.log.topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from trioka.security import acls
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 from trioka.wire.protocol import response_class
 
 GROUP, TRANSACTION = 0, 1
+# Key type -> (the ACL resource type a key is checked on (DESCRIBE), the error when denied).
+KEY_RESOURCES = {GROUP: (acls.GROUP, ErrorCode.GROUP_AUTHORIZATION_FAILED),
+                 TRANSACTION: (acls.TRANSACTIONAL_ID,
+                               ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)}
 
 Response = response_class(ApiKey.FIND_COORDINATOR)
 Coordinator = Response.Coordinator
@@ -70,8 +80,15 @@ async def handle(broker, request, ctx):
                                                         listener)
         return Response(throttle_time_ms=0, error_code=error, error_message=message,
                         node_id=node, host=host, port=port)
+    authorizer = broker.authorizer
+    resource_type, denied = KEY_RESOURCES.get(request.key_type, (None, 0))
     coordinators = []
     for key in request.coordinator_keys:
+        if authorizer is not None and resource_type is not None and \
+                not authorizer.allowed(ctx, acls.DESCRIBE, resource_type, key):
+            coordinators.append(Coordinator(key=key, node_id=-1, host="", port=-1,
+                                            error_code=denied, error_message=None))
+            continue
         node, host, port, error, message = _coordinator(broker, key, request.key_type, listener)
         coordinators.append(Coordinator(key=key, node_id=node, host=host, port=port,
                                         error_code=error, error_message=message))

@@ -8,10 +8,12 @@ regular expression the whole id must match (null or empty: no filter; one that d
 is INVALID_REGULAR_EXPRESSION, with nothing listed). Kafka compiles it as a Java regular
 expression; the common syntax (classes, groups, alternation, quantifiers) means the same in
 Python's. A Dead id is never listed, as in Kafka, so "Dead" is a known filter that lists nothing.
+With an authorizer (KafkaApis) only the ids the principal may DESCRIBE are listed.
 """
 
 import re
 
+from trioka.security.acls import DESCRIBE, TRANSACTIONAL_ID
 from trioka.txn.states import TransactionState
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
@@ -36,8 +38,12 @@ async def handle(broker, request, ctx):
     pids = set(request.producer_id_filters)
     now_ms = broker.clock.wall_ms()
     out = []
+    authorizer = broker.authorizer
     for meta in broker.transactions.list():
         if meta.state == TransactionState.DEAD:
+            continue
+        if authorizer is not None and not authorizer.allowed(ctx, DESCRIBE, TRANSACTIONAL_ID,
+                                                             meta.transactional_id):
             continue
         if request.state_filters and meta.state not in states:
             continue

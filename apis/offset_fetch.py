@@ -12,8 +12,15 @@ ends, and the consumer retries. v9 adds the KIP-848 member id and epoch: for a c
 a request naming a member is answered UNKNOWN_MEMBER_ID unless it is one, STALE_MEMBER_EPOCH unless
 the epoch is its current one (a group-level error); classic groups do not check them.
 v6 is the first flexible version. v0 was removed in Kafka 4.0 (KIP-896).
+
+With an authorizer (KafkaApis): a group needs DESCRIBE. v1-7 are refused as a whole
+(security/authorizer.py); in a v8+ batch each group is answered on its own, a denied one with
+GROUP_AUTHORIZATION_FAILED and no topics, the others served. Offsets of a topic without DESCRIBE
+are never shown: a topic asked for is answered TOPIC_AUTHORIZATION_FAILED (offset -1) in each of
+its partitions, and an all-partitions fetch (null topics) leaves it out.
 """
 
+from trioka.security.acls import DESCRIBE, GROUP
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -38,6 +45,22 @@ def _offsets(broker, group_id: str, topics, require_stable: bool = False) -> dic
             for name, parts in found.items()}
 
 
+def authorized_offsets(found: dict[str, list], asked, describable) -> dict[str, list]:
+    """KafkaApis' rule for offsets the principal may not see: `found` (topic -> [(partition,
+    committed, error)]) with each topic `describable` refuses answered TOPIC_AUTHORIZATION_FAILED
+    when the request named its topics (`asked` not None), left out of an all-partitions answer.
+    `describable` None: no authorizer."""
+    if describable is None:
+        return found
+    out = {}
+    for name, parts in found.items():
+        if describable(name):
+            out[name] = parts
+        elif asked is not None:
+            out[name] = [(p, None, ErrorCode.TOPIC_AUTHORIZATION_FAILED) for p, _, _ in parts]
+    return out
+
+
 def _partition(cls, index: int, committed, error: int = ErrorCode.NONE):
     if committed is None:
         return cls(partition_index=index, committed_offset=-1, committed_leader_epoch=-1,
@@ -49,6 +72,8 @@ def _partition(cls, index: int, committed, error: int = ErrorCode.NONE):
 
 async def handle(broker, request, ctx):
     version = ctx.api_version
+    authorizer = broker.authorizer
+    describable = authorizer.topic_check(ctx, DESCRIBE) if authorizer is not None else None
     if version < 8:
         topics = request.topics if version >= 2 else (request.topics or [])
         if not request.group_id:
@@ -61,7 +86,9 @@ async def handle(broker, request, ctx):
                 found = {t.name: [(p, None, ErrorCode.NONE) for p in t.partition_indexes]
                          for t in topics or []}
             else:
-                found = _offsets(broker, request.group_id, topics, request.require_stable)
+                found = authorized_offsets(
+                    _offsets(broker, request.group_id, topics, request.require_stable), topics,
+                    describable)
         # v1 has no top-level error code: each partition carries it.
         part_error = error if version < 2 else ErrorCode.NONE
         return Response(throttle_time_ms=0, error_code=error, topics=[
@@ -70,6 +97,10 @@ async def handle(broker, request, ctx):
             for name, parts in found.items()])
     groups = []
     for g in request.groups:
+        if authorizer is not None and not authorizer.allowed(ctx, DESCRIBE, GROUP, g.group_id):
+            groups.append(Group(group_id=g.group_id, topics=[],
+                                error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED))
+            continue
         if not g.group_id:
             groups.append(Group(group_id=g.group_id, topics=[],
                                 error_code=ErrorCode.INVALID_GROUP_ID))
@@ -85,7 +116,8 @@ async def handle(broker, request, ctx):
             except KafkaError as e:
                 groups.append(Group(group_id=g.group_id, topics=[], error_code=e.code))
                 continue
-        found = _offsets(broker, g.group_id, g.topics, request.require_stable)
+        found = authorized_offsets(_offsets(broker, g.group_id, g.topics, request.require_stable),
+                                   g.topics, describable)
         groups.append(Group(group_id=g.group_id, error_code=ErrorCode.NONE, topics=[
             TopicV8(name=name, partitions=[_partition(PartitionV8, p, c, e) for p, c, e in parts])
             for name, parts in found.items()]))

@@ -6,7 +6,9 @@ base offset and leader epoch into it and appends it (log/batch.py). Records are 
 Kafka's LogValidator rules need them (log/validator.py: compacted topics, a topic
 `compression.type` other than the batch's codec, the broker's `trioka.strict.validation`); that
 walk, with any recompression, runs in a worker thread, since a small compressed batch may
-decompress to a great deal, and the append then happens on the event loop.
+decompress to a great deal. The append happens on the event loop, except a large batch's write
+to a disk log, which runs in a worker thread (a disk under writeback can hold a write() for
+100 ms and more); that partition's next append waits for it (`append_records`).
 
 - `acks`: 1 and -1 answer after the append on a single broker (it is the whole ISR, so "all" is
   reached at once, unless `min.insync.replicas` > 1: NOT_ENOUGH_REPLICAS); 0 sends no response
@@ -61,11 +63,13 @@ import trio
 
 from trioka.log.batch import BatchInfo, peek_codec, peek_header
 from trioka.log.compression import CompressionType
+from trioka.log.partition import AppendResult
 from trioka.log.topics import INTERNAL_TOPICS
 from trioka.log.validator import RecordRules, RecordValidationError, conform
 from trioka.node.leader_hints import HINTED_ERRORS, LeaderHints
 from trioka.security.acls import WRITE
-from trioka.security.quotas import PRODUCER_BYTE_RATE, throttle
+from trioka.security.quotas import PRODUCER_BYTE_RATE, request_throttle, skip_request_time, \
+    throttle
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
 from trioka.wire.protocol import response_class
@@ -189,14 +193,14 @@ async def append_partition(broker, topic: str, index: int, records, version: int
                                                     header, version)
                 log = broker.partition(topic, index)   # again, after the wait
         if replicas is None:
-            result = log.append(records, leader_epoch=broker.leader_epoch,
-                                now_ms=broker.clock.wall_ms(), batches=batches,
-                                conformed=conformed)
+            result = await append_records(log, records, leader_epoch=broker.leader_epoch,
+                                          now_ms=broker.clock.wall_ms(), batches=batches,
+                                          conformed=conformed)
         else:
             hosted = replicas.check_append(topic, index, acks)   # again, after any await
-            result = log.append(records, leader_epoch=hosted.state.leader_epoch,
-                                now_ms=broker.clock.wall_ms(), batches=batches,
-                                conformed=conformed)
+            result = await append_records(log, records, leader_epoch=hosted.state.leader_epoch,
+                                          now_ms=broker.clock.wall_ms(), batches=batches,
+                                          conformed=conformed)
             replicas.appended(hosted)
     except RecordValidationError as e:
         return _error(index, e.code, e.message, e.record_errors, log.log_start_offset)
@@ -210,6 +214,29 @@ async def append_partition(broker, topic: str, index: int, records, version: int
     if replication is not None and hosted is not None:
         replication.append((response, hosted, result.last_offset + 1))
     return response
+
+
+# The appends whose write is in a worker thread, each with the event its log's next
+# appender waits for.
+_pending_appends: dict = {}
+
+
+async def append_records(log, records, **kwargs) -> AppendResult:
+    """The log's append, with a large write in a worker thread (PartitionLog.begin_append): a
+    disk that holds a write() for a while then holds only this partition's appends, not the
+    event loop. Appends to one partition stay one at a time, in the order they came."""
+    while log.pending_append is not None:
+        await _pending_appends[log.pending_append].wait()
+    begun = log.begin_append(records, **kwargs)
+    if type(begun) is AppendResult:
+        return begun
+    ended = _pending_appends[begun] = trio.Event()
+    try:
+        await trio.to_thread.run_sync(begun.write)
+        return log.end_append(begun)
+    finally:
+        del _pending_appends[begun]
+        ended.set()
 
 
 async def wait_for_replication(broker, waits: list, timeout_ms: int) -> None:
@@ -317,6 +344,13 @@ async def handle(broker, request, ctx):
     # the response says for how long.
     throttle_ms = 0 if not broker.client_quotas.active else \
         throttle(broker, ctx, PRODUCER_BYTE_RATE, _request_bytes(request))
+    if broker.client_quotas.requests_active:
+        # request_percentage (KIP-124): the larger throttle wins; an acks=0 produce is not
+        # counted, as in Kafka (it has no response to carry a throttle).
+        if acks == 0:
+            skip_request_time(broker)
+        else:
+            throttle_ms = max(throttle_ms, request_throttle(broker, ctx))
     if acks == 0:
         if failed:
             ctx.connection.closing = True

@@ -3,7 +3,7 @@ them, over AlterClientQuotas and DescribeClientQuotas (KIP-546), so it works aga
 cluster.
 
     trioka quota set [--user NAME | --user-default] [--client-id ID | --client-default]
-                     [--add-config producer_byte_rate=1048576,consumer_byte_rate=2097152]
+                     [--add-config producer_byte_rate=1048576,request_percentage=25]
                      [--delete-config consumer_byte_rate]
     trioka quota describe [--user NAME | --user-default] [--client-id ID | --client-default]
 
@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = actions.add_parser("set", help="add, change or delete quota keys of an entity")
     s.add_argument("--add-config", default="", metavar="KEY=VALUE[,KEY=VALUE]",
-                   help="quotas to set (producer_byte_rate, consumer_byte_rate)")
+                   help="quotas to set (producer_byte_rate, consumer_byte_rate, "
+                        "request_percentage, controller_mutation_rate)")
     s.add_argument("--delete-config", default="", metavar="KEY[,KEY]",
                    help="quotas to remove")
     s.set_defaults(run=set_quotas)

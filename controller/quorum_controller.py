@@ -647,7 +647,7 @@ class QuorumController:
         results, records = [], []
         for e in request.entries:
             components, ops = components_and_ops(e)
-            _, message = check_entry(components, ops)
+            _, message = check_entry(components, ops, cluster=True)
             results.append((components, message))
             if message is None:
                 records += [r.client_quota_record(components, key, value, remove)

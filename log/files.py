@@ -199,6 +199,20 @@ class DiskFile:
         if self.failure_channel.failure is not None:
             raise self.failure_channel.storage_error()
         position = self.size
+        return self.appended(position, data, *self.write_at_end(data))
+
+    on_disk = True
+
+    def check_writable(self) -> None:
+        """KAFKA_STORAGE_ERROR once the dir is offline: nothing more is written to it."""
+        if self.failure_channel.failure is not None:
+            raise self.failure_channel.storage_error()
+
+    def write_at_end(self, data) -> tuple[int, OSError | None]:
+        """The write itself, and nothing else: safe in a worker thread while the event loop
+        goes on, as long as nothing else writes to this file meanwhile (the partition's
+        appends are one at a time). Returns the bytes written and the error that stopped it;
+        `appended` (on the loop) does the bookkeeping."""
         view = memoryview(data)
         length = len(view)
         written = 0
@@ -206,6 +220,15 @@ class DiskFile:
             while written < length:
                 written += os.write(self._fd, view[written:])
         except OSError as exc:
+            return written, exc
+        finally:
+            view.release()
+        return written, None
+
+    def appended(self, position: int, data, written: int, error: OSError | None) -> int:
+        """After `write_at_end` wrote `data` from `position`: the file's new size, or for a
+        failed write the partial bytes dropped and the log dir taken offline."""
+        if error is not None:
             # Keep the file whole-batch: drop a partial write (ENOSPC, EFBIG after a short
             # write) before reporting. If even that fails, recovery cuts the torn tail.
             if written:
@@ -213,10 +236,8 @@ class DiskFile:
                     os.ftruncate(self._fd, position)
                 except OSError:
                     pass
-            raise self._failed("appending to", exc) from exc
-        finally:
-            view.release()
-        self.size = position + length
+            raise self._failed("appending to", error) from error
+        self.size = position + len(data)
         return position
 
     def pread(self, position: int, length: int) -> bytes:
@@ -453,9 +474,22 @@ class MemoryFile:
     def size(self) -> int:
         return len(self._data)
 
+    # Appends to memory never block: always on the event loop (LogSegment.writes_off_loop).
+    on_disk = False
+
+    def check_writable(self) -> None:
+        pass
+
     def append(self, data) -> int:
         position = len(self._data)
         self._data += data
+        return position
+
+    def write_at_end(self, data) -> tuple[int, OSError | None]:
+        self._data += data
+        return len(data), None
+
+    def appended(self, position: int, data, written: int, error: OSError | None) -> int:
         return position
 
     def pread(self, position: int, length: int) -> bytes:

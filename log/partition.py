@@ -33,6 +33,7 @@ Appends made while a flush runs are covered by the next one, which every waiter 
 
 import dataclasses
 import logging
+import threading
 from bisect import bisect_right
 
 from trioka.log.batch import (AppendOrigin, BatchInfo, assign_offsets, set_log_append_time,
@@ -130,6 +131,46 @@ class LogFlush:
 
 # -------------------------------------------------------------------------------- the log
 
+# Appends of this many bytes or more to a disk log write from a worker thread
+# (PartitionLog.begin_append); smaller ones write on the event loop, where a thread's round
+# trip would cost more than the write.
+OFF_LOOP_WRITE_BYTES = 32 * 1024
+
+
+class PendingAppend:
+    """An append between `begin_append` and `end_append`: its batches have offsets, its
+    segment is chosen; its bytes are written by `write` (in a worker thread)."""
+
+    __slots__ = ("segment", "buf", "batches", "first_offset", "next_offset", "epoch",
+                 "max_timestamp", "offset_of_max_timestamp", "log_append_time_ms", "position",
+                 "written", "written_bytes", "error", "result", "failure")
+
+    def __init__(self, segment, buf, batches, first_offset, next_offset, epoch, max_timestamp,
+                 offset_of_max_timestamp, log_append_time_ms):
+        self.segment = segment
+        self.buf = buf
+        self.batches = batches
+        self.first_offset = first_offset
+        self.next_offset = next_offset
+        self.epoch = epoch
+        self.max_timestamp = max_timestamp
+        self.offset_of_max_timestamp = offset_of_max_timestamp
+        self.log_append_time_ms = log_append_time_ms
+        self.position = 0
+        self.written = threading.Event()
+        self.written_bytes = 0
+        self.error: OSError | None = None
+        self.result: AppendResult | None = None
+        self.failure: KafkaError | None = None
+
+    def write(self) -> None:
+        """The `.log` write (nothing else: safe in a worker thread)."""
+        try:
+            self.written_bytes, self.error = self.segment.write_at_end(self.buf)
+        finally:
+            self.written.set()
+
+
 class PartitionLog:
     """The log of one partition in directory `directory` (e.g. "orders-0") of `files`
     (DiskFiles or MemoryFiles).
@@ -185,6 +226,7 @@ class PartitionLog:
         # moves it with `set_high_watermark` as the ISR catches up) or, on a single node, the
         # log end offset after each append (the leader alone is the whole ISR).
         self.replicated = False
+        self.pending_append: PendingAppend | None = None    # its write in a worker thread
         self._load(recovery_point, log_start_offset, clean_shutdown, now_ms)
 
     def __repr__(self) -> str:
@@ -499,6 +541,29 @@ class PartitionLog:
         with one unbuffered write. A storage failure is KAFKA_STORAGE_ERROR and takes the log
         dir offline (log/files.py): the log is not written again until a restart recovers it.
         """
+        return self.begin_append(records, now_ms=now_ms, leader_epoch=leader_epoch,
+                                 log_append_time=log_append_time, origin=origin,
+                                 batches=batches, conformed=conformed, off_loop=False)
+
+    # An append whose `.log` write may block (a disk under writeback can hold a write() for
+    # 100 ms and more) is split in three, as a flush is: `begin_append` on the event loop does
+    # everything up to the write (validation, offsets, the roll) and returns a PendingAppend;
+    # `PendingAppend.write` runs in a worker thread; `end_append` on the loop does everything
+    # after it (indexes, producer state, log end offset, high watermark, waking readers).
+    # Meanwhile the log's state is as before the append: readers see none of it. One pending
+    # append at a time per log: its caller holds the log's append turn (log/writer.py), and
+    # every other change to the log first settles it (`settle`: waits for the write, then
+    # ends the append), so nothing else sees or moves the log under a write in flight.
+
+    def begin_append(self, records, *, now_ms: int, leader_epoch: int | None = None,
+                     log_append_time: bool | None = None,
+                     origin: AppendOrigin = AppendOrigin.CLIENT,
+                     batches: list[BatchInfo] | None = None, conformed: bool = False,
+                     off_loop: bool = True) -> "AppendResult | PendingAppend":
+        """`append` up to its write. An AppendResult when the append is already complete (a
+        duplicate, a memory log, a write under OFF_LOOP_WRITE_BYTES or `off_loop` False);
+        otherwise a PendingAppend to `write` in a worker thread and end with `end_append`."""
+        self.settle()
         if batches is None:
             batches = self.validate(records, origin=origin)
         if origin is AppendOrigin.CLIENT:
@@ -524,7 +589,6 @@ class PartitionLog:
             buf = bytearray(records)
         first_offset = self.log_end_offset
         next_offset = assign_offsets(buf, batches, first_offset, epoch)
-        last_offset = next_offset - 1
         if log_append_time:
             for info in batches:
                 set_log_append_time(buf, info, now_ms)
@@ -536,8 +600,46 @@ class PartitionLog:
         # the leader-epoch checkpoint) raises KAFKA_STORAGE_ERROR from the files layer and takes
         # the log dir offline, so no later append can reuse these offsets; the restart's
         # recovery then keeps or cuts what reached the `.log` (log/files.py).
-        segment = self._maybe_roll(len(buf), max_timestamp, last_offset, now_ms)
-        segment.append(buf, first_offset, last_offset, max_timestamp, offset_of_max_timestamp)
+        segment = self._maybe_roll(len(buf), max_timestamp, next_offset - 1, now_ms)
+        pending = PendingAppend(segment, buf, batches, first_offset, next_offset, epoch,
+                                max_timestamp, offset_of_max_timestamp,
+                                now_ms if log_append_time else -1)
+        pending.position = segment.prepare_write()
+        if off_loop and len(buf) >= OFF_LOOP_WRITE_BYTES and segment.writes_off_loop():
+            self.pending_append = pending
+            return pending
+        pending.write()
+        return self._end(pending)
+
+    def settle(self) -> None:
+        """End the pending append, if there is one, waiting for its write (blocking the event
+        loop only for what is left of it): the first step of every change to the log."""
+        pending = self.pending_append
+        if pending is not None:
+            pending.written.wait()
+            try:
+                self._end(pending)
+            except KafkaError as e:      # for the append's own caller, from end_append
+                pending.failure = e
+
+    def end_append(self, pending: "PendingAppend") -> AppendResult:
+        """After `pending.write` returned: the append's result (KafkaError when its write
+        failed). Ends it unless `settle` already has."""
+        if pending.result is None and pending.failure is None:
+            self._end(pending)
+        if pending.failure is not None:
+            raise pending.failure
+        return pending.result
+
+    def _end(self, pending: "PendingAppend") -> AppendResult:
+        if self.pending_append is pending:
+            self.pending_append = None
+        segment, buf, batches = pending.segment, pending.buf, pending.batches
+        first_offset, next_offset, epoch = pending.first_offset, pending.next_offset, \
+            pending.epoch
+        segment.finish_write(pending.position, buf, pending.written_bytes, pending.error,
+                             next_offset - 1, pending.max_timestamp,
+                             pending.offset_of_max_timestamp)
         if not self.epoch_entries or epoch > self.epoch_entries[-1][0]:
             self.assign_epoch_start_offset(epoch, first_offset)
         if epoch > self.leader_epoch:
@@ -563,8 +665,9 @@ class PartitionLog:
             # The leader is the whole ISR, so what it has written is committed.
             self.high_watermark = next_offset
         self.wake_waiters()
-        return AppendResult(first_offset, last_offset, now_ms if log_append_time else -1,
-                            self.log_start_offset, batches)
+        pending.result = AppendResult(first_offset, next_offset - 1, pending.log_append_time_ms,
+                                      self.log_start_offset, batches)
+        return pending.result
 
     def append_as_follower(self, records, *, now_ms: int) -> int:
         """A follower's append of what it fetched from its leader (Kafka's appendAsFollower):
@@ -575,6 +678,7 @@ class PartitionLog:
         follow, so a follower that becomes leader dedupes and serves read_committed as its
         leader did. The high watermark is the leader's, set by the caller. Returns the new
         log end offset."""
+        self.settle()
         batches = validate_batches(records, origin=AppendOrigin.COORDINATOR) \
             if records is not None else []
         if not batches:
@@ -673,6 +777,7 @@ class PartitionLog:
     def roll(self, now_ms: int) -> LogSegment:
         """Start a new active segment at log_end_offset (no-op if the active one is empty),
         created at `now_ms`."""
+        self.settle()
         active = self.active_segment
         if active.size == 0 and active.base_offset == self.log_end_offset:
             return active
@@ -818,6 +923,7 @@ class PartitionLog:
         """Remove everything at and after `offset` (the whole batch holding it goes, as in
         Kafka; log_end_offset becomes that batch's base offset). When nothing is left, the new
         empty segment is created at `now_ms`."""
+        self.settle()
         if offset >= self.log_end_offset:
             return
         log.info("Truncating %s-%d to offset %d (log end offset %d)", self.topic, self.partition,
@@ -839,6 +945,7 @@ class PartitionLog:
     def truncate_fully_and_start_at(self, offset: int, now_ms: int) -> None:
         """Delete every segment and start an empty log at `offset`, its segment created at
         `now_ms`."""
+        self.settle()
         for segment in self.segments:
             segment.delete()
         self._set_segments([LogSegment.create(self.files, self.directory, offset,
@@ -867,6 +974,7 @@ class PartitionLog:
         """DeleteRecords: move log_start_offset up to `offset` and delete the segments that are
         now wholly below it. OFFSET_OUT_OF_RANGE if offset > high_watermark. Returns the new
         log_start_offset (the response's low watermark)."""
+        self.settle()
         if offset > self.high_watermark or offset < 0:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE,
                              f"cannot delete records before {offset}: high watermark is "
@@ -919,6 +1027,7 @@ class PartitionLog:
         the log is bigger than retention.bytes, and only segments wholly below the high
         watermark. The active segment may go too if non-empty: a new empty one is rolled first.
         Also applies the log_start_offset rule for any policy. Returns segments deleted."""
+        self.settle()
         deleted = self._delete_segments_below_log_start()
         if not self.config.delete:
             return deleted
@@ -963,6 +1072,7 @@ class PartitionLog:
         instead of deleted, for the caller to delete (`segment.delete()`) off the event loop, as
         Kafka's asyncDeleteSegment; a restart removes any left.
         See log/cleaner.py for what a restart does with each intermediate state."""
+        self.settle()
         first = next(i for i, segment in enumerate(self.segments) if segment is old[0])
         after = first + len(old)
         if self.segments[first:after] != old or after >= len(self.segments):
@@ -1086,6 +1196,7 @@ class PartitionLog:
     def close(self, *, flush: bool = True) -> None:
         """Flush (unless told not to, e.g. before deleting) and close all files; the caller then
         writes the checkpoints."""
+        self.settle()
         if flush:
             self.flush()
             if self.producer_state.producers:
@@ -1096,11 +1207,13 @@ class PartitionLog:
     def close_handlers(self) -> None:
         """Close every file without writing anything (Kafka's closeHandlers): a log of an
         offline dir is let go this way, with no flush and no producer snapshot."""
+        self.settle()
         for segment in self.segments:
             segment.close_handlers()
 
     def delete(self) -> None:
         """Close and remove the partition directory with all its files."""
+        self.settle()
         for segment in self.segments:
             segment.delete()
         self.segments = []

@@ -264,6 +264,38 @@ class LogSegment:
         """
         self._ensure_indexes()
         position = self.log.append(data)
+        self.record_append(position, len(data), last_offset, max_timestamp,
+                           offset_of_max_timestamp)
+        return position
+
+    # An append whose write runs in a worker thread (PartitionLog.append_off_loop): the loop
+    # prepares (`prepare_write`), the thread writes (`write_at_end`), the loop finishes
+    # (`finish_write`), which does what `append` does after its write.
+
+    def writes_off_loop(self) -> bool:
+        """Whether this segment's file is on disk (a memory log's append never blocks)."""
+        return self.log.on_disk
+
+    def prepare_write(self) -> int:
+        """Before a write in a worker thread: the position it will start at."""
+        self._ensure_indexes()
+        self.log.check_writable()
+        return self.log.size
+
+    def write_at_end(self, data) -> tuple[int, OSError | None]:
+        return self.log.write_at_end(data)
+
+    def finish_write(self, position: int, data, written: int, error: OSError | None,
+                     last_offset: int, max_timestamp: int, offset_of_max_timestamp: int) -> int:
+        position = self.log.appended(position, data, written, error)
+        self.record_append(position, len(data), last_offset, max_timestamp,
+                           offset_of_max_timestamp)
+        return position
+
+    def record_append(self, position: int, size: int, last_offset: int, max_timestamp: int,
+                      offset_of_max_timestamp: int) -> None:
+        """The segment's state and indexes after `size` bytes of batches up to `last_offset`
+        were written at `position`."""
         self.dirty = True
         # The segment holds these offsets from now on, even if an index write below fails (and
         # takes the dir offline): reads bound by the partition's log end offset then stop
@@ -279,8 +311,7 @@ class LogSegment:
             self.offset_index.append(last_offset, position)
             self.time_index.maybe_append(self._max_timestamp, self._offset_of_max_timestamp)
             self.bytes_since_last_index_entry = 0
-        self.bytes_since_last_index_entry += len(data)
-        return position
+        self.bytes_since_last_index_entry += size
 
     def rolling_based_timestamp(self) -> int:
         if self._rolling_based_timestamp is None:

@@ -19,6 +19,14 @@ Nodes speak only Kafka RPCs to each other, so this is the ordinary client protoc
   (refused, reset, closed by the peer, timed out, an answer that does not decode, a wrong
   correlation id) closes the connection and raises `NodeUnreachable`, naming the peer and the
   API; the next request reconnects. Callers back off and retry, as Kafka's do.
+- On a SASL listener the node authenticates right after ApiVersions, with the broker's own
+  login (security/sasl/broker_login.py: sasl.mechanism.inter.broker.protocol or
+  sasl.mechanism.controller.protocol, the listener's JAAS username and password), running the
+  exchange every Kafka client runs (security/sasl/client.py). A refusal raises
+  `NodeAuthenticationFailed` (a NodeUnreachable: callers retry as for any failure), logged
+  once at ERROR with the broker's message (once for all the channels sharing the login),
+  until a login succeeds again. A session the peer limits (KIP-368 `session_lifetime_ms`) is
+  renewed on the same connection before it ends, as Kafka's clients re-authenticate.
 - `NodeControls.isolated` (node/controls.py) cuts the node off: a request fails at once with
   `NodeUnreachable` and the open connection is dropped; an answer that arrives after the node was
   isolated is dropped too. (`slow_ms` is applied by the replica fetcher, not here.)
@@ -55,6 +63,11 @@ class NodeUnreachable(OSError):
     that does not parse, no version in common). The caller backs off and retries."""
 
 
+class NodeAuthenticationFailed(NodeUnreachable):
+    """The peer refused this node's SASL login (a wrong password, a mechanism it does not
+    enable), or its SCRAM answers did not hold up."""
+
+
 def api_name(api_key: int) -> str:
     """Kafka's name of an API (`BrokerHeartbeat`)."""
     try:
@@ -72,9 +85,16 @@ class NodeChannel:
     """One connection to one node, reconnected on demand; requests one at a time."""
 
     def __init__(self, host: str, port: int, *, clock, client_id: str, request_timeout_ms: int,
-                 controls: NodeControls | None = None, ssl_context=None):
+                 controls: NodeControls | None = None, ssl_context=None, sasl=None):
         self.host = host
         self.port = port
+        # The broker's SASL login (security/sasl/broker_login.py BrokerLogin) when the peer's
+        # listener is SASL_PLAINTEXT or SASL_SSL; None: no SASL.
+        self.sasl = sasl
+        # KIP-368: when to log in again on the connection, and when its session ends (after
+        # which the peer closes the connection at the next request): monotonic seconds.
+        self._reauthenticate_at: float | None = None
+        self._session_ends_at: float | None = None
         # The client TLS context when the peer's listener is SSL or SASL_SSL
         # (security/tls.py client_context): the connection's first bytes are a TLS handshake.
         self.ssl_context = ssl_context
@@ -120,6 +140,13 @@ class NodeChannel:
                 try:
                     if self._stream is None:
                         await self._connect(name)
+                    elif self._reauthenticate_at is not None and \
+                            self.clock.monotonic() >= self._reauthenticate_at:
+                        if self.clock.monotonic() >= self._session_ends_at:
+                            await self._drop()       # too late: a new connection
+                            await self._connect(name)
+                        else:
+                            await self._authenticate()
                     if version is None:
                         version = self._negotiate(api_key, name)
                     response = await self._round_trip(api_key, version, message, name)
@@ -187,6 +214,39 @@ class NodeChannel:
         self.connections += 1
         log.debug("connected to %s", self.address)
         await self._api_versions()
+        if self.sasl is not None:
+            await self._authenticate()
+
+    async def _authenticate(self) -> None:
+        """The SASL exchange (security/sasl/client.py) with the broker's own login; the
+        session's end, when the peer gives one, is noted to renew it before then."""
+        from trioka.security.sasl.client import (SaslAuthenticationFailed, SaslExchangeError,
+                                                 exchange)
+        steps = exchange(self.sasl.client())
+        response = None
+        try:
+            while True:
+                api_key, version, request = steps.send(response)
+                name = api_name(api_key)
+                if version is None:
+                    version = self._negotiate(api_key, name)
+                elif not self._serves(api_key, version):
+                    raise NodeUnreachable(f"{name} v{version} to {self.address}: the peer does "
+                                          f"not serve it")
+                response = await self._round_trip(api_key, version, request, name)
+        except StopIteration as done:
+            lifetime_ms = done.value or 0
+        except (SaslAuthenticationFailed, SaslExchangeError) as e:
+            message = (f"connection to node at {self.address} failed authentication due to: "
+                       f"{e} ({self.sasl.describe()})")
+            if self.sasl.refused():
+                log.error("%s", message)
+            raise NodeAuthenticationFailed(message) from None
+        self.sasl.accepted()
+        # Renew at 85% of the session, as Kafka's clients pick a point in 85-95% of it.
+        now = self.clock.monotonic()
+        self._reauthenticate_at = None if lifetime_ms <= 0 else now + lifetime_ms * 0.85 / 1000
+        self._session_ends_at = None if lifetime_ms <= 0 else now + lifetime_ms / 1000
 
     async def _api_versions(self) -> None:
         """KIP-511: ask at v3; a peer that does not serve it answers at v0 with
@@ -221,6 +281,10 @@ class NodeChannel:
             self.peer_versions = theirs
             return
         raise NodeUnreachable(f"{name} to {self.address}: version negotiation failed")
+
+    def _serves(self, api_key: int, version: int) -> bool:
+        lo, hi = self.peer_versions.get(api_key, (0, -1))
+        return lo <= version <= hi
 
     def _negotiate(self, api_key: int, name: str) -> int:
         """min(our newest, the peer's newest), when the two ranges meet."""

@@ -90,6 +90,11 @@ class ClusterLink:
             node_id=self.node_id, logs=broker.logs, clock=self.clock, config=self.config,
             send_alter_partition=self._send_alter_partition, broker_epoch=self.broker_epoch)
         self._tls_contexts: dict = {}    # listener name -> client TLS context (tls_context)
+        # listener name -> the broker's SASL login there (security/sasl/broker_login.py), for
+        # the inter-broker and controller listeners that use SASL; a configuration that cannot
+        # log in stops the node here (ValueError naming the key).
+        from trioka.security.sasl.broker_login import cluster_logins
+        self._sasl_logins = cluster_logins(self.config)
         self._alter_channel = self.controller_channel("alter-partition")
         self._admin_channel = self.controller_channel("forwarding")
         self._admin_lock = trio.Lock()
@@ -106,7 +111,8 @@ class ClusterLink:
                            client_id=f"trioka-node-{self.node_id}-{purpose}",
                            request_timeout_ms=self.config.request_timeout_ms,
                            controls=self.broker.node_controls,
-                           ssl_context=self.tls_context(names[0]) if names else None)
+                           ssl_context=self.tls_context(names[0]) if names else None,
+                           sasl=self._sasl_logins.get(names[0].upper()) if names else None)
 
     def broker_channel(self, broker_id: int, purpose: str) -> NodeChannel | None:
         """A channel to another broker's inter-broker listener, None while it is unknown."""
@@ -123,7 +129,7 @@ class ClusterLink:
                            client_id=f"trioka-node-{self.node_id}-{purpose}",
                            request_timeout_ms=self.config.replica_socket_timeout_ms,
                            controls=self.broker.node_controls,
-                           ssl_context=self.tls_context(name))
+                           ssl_context=self.tls_context(name), sasl=self._sasl_logins.get(name))
 
     def inter_broker_listener_name(self) -> str:
         """inter.broker.listener.name, or the listener of security.inter.broker.protocol."""

@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import trio
 
-from trioka.node.channel import NodeChannel, NodeUnreachable
+from trioka.node.channel import NodeAuthenticationFailed, NodeChannel, NodeUnreachable
 from trioka.wire import protocol
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
@@ -230,11 +230,14 @@ class BrokerLifecycleManager:
             self._got_shutdown_answer = True
         return delay
 
-    def on_failure(self, what: str) -> int:
-        """A failed registration or heartbeat; the backoff (ms) before the next try."""
+    def on_failure(self, what: str, *, reported: bool = False) -> int:
+        """A failed registration or heartbeat; the backoff (ms) before the next try.
+        `reported`: the channel has said why already (a refused SASL login, logged once at
+        ERROR), so each retry is only a debug line."""
         self.last_error = what
         delay = self._backoff.next_ms()
-        log.warning("broker %d: %s; retrying in %d ms", self.node_id, what, delay)
+        log.log(logging.DEBUG if reported else logging.WARNING,
+                "broker %d: %s; retrying in %d ms", self.node_id, what, delay)
         return delay
 
     def begin_controlled_shutdown(self) -> None:
@@ -290,7 +293,8 @@ class BrokerLifecycleManager:
                 response = await self.channel.request(ApiKey.BROKER_REGISTRATION,
                                                       self.registration_request())
             except NodeUnreachable as e:
-                delay_ms = self.on_failure(f"registration failed: {e}")
+                delay_ms = self.on_failure(f"registration failed: {e}",
+                                           reported=isinstance(e, NodeAuthenticationFailed))
             else:
                 if response.error_code == ErrorCode.NONE:
                     self.on_registered(response.broker_epoch)
@@ -306,7 +310,8 @@ class BrokerLifecycleManager:
         try:
             response = await self.channel.request(ApiKey.BROKER_HEARTBEAT, request)
         except NodeUnreachable as e:
-            return self.on_failure(f"heartbeat failed: {e}")
+            return self.on_failure(f"heartbeat failed: {e}",
+                                   reported=isinstance(e, NodeAuthenticationFailed))
         if response.error_code == ErrorCode.NONE:
             return self.on_heartbeat_response(response)
         delay_ms = self.on_failure(f"heartbeat refused: {_error_name(response.error_code)}")

@@ -41,12 +41,6 @@ log = logging.getLogger("trioka.replica")
 FetchRequest = request_class(ApiKey.FETCH)
 EpochRequest = request_class(ApiKey.OFFSET_FOR_LEADER_EPOCH)
 
-# Errors after which a partition waits for new metadata before fetching again.
-AWAIT_METADATA = frozenset({ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH,
-                            ErrorCode.UNKNOWN_LEADER_EPOCH, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                            ErrorCode.UNKNOWN_TOPIC_ID})
-
-
 class ReplicaFetcher:
     """Fetches every partition this node follows from `leader_id` over `channel` (a
     NodeChannel). `broker_epoch()` is this node's; `controls` (NodeControls or None) may slow
@@ -106,8 +100,15 @@ class ReplicaFetcher:
             hosted.state.leader_id == self.leader_id
 
     def _stall(self, hosted, error) -> None:
-        log.info("%s-%d: leader %d answered %s; waiting for new metadata", hosted.topic,
-                 hosted.index, self.leader_id, ErrorCode(error).name)
+        """Delay the partition replica.fetch.backoff.ms, or until new metadata gives it another
+        leader epoch (the answer to NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, ...)."""
+        try:
+            name = ErrorCode(error).name
+        except ValueError:      # a code newer than this codec
+            name = f"error code {error}"
+        log.info("%s-%d: leader %d answered %s; retrying in %d ms or on new metadata",
+                 hosted.topic, hosted.index, self.leader_id, name,
+                 self.config.replica_fetch_backoff_ms)
         self.stalled[(hosted.topic, hosted.index, hosted.state.leader_epoch)] = \
             self.clock.monotonic() + self.config.replica_fetch_backoff_ms / 1000
 
@@ -143,8 +144,9 @@ class ReplicaFetcher:
                         hosted.state.leader_epoch != epoch:
                     continue   # the metadata moved on meanwhile
                 if p.error_code:
-                    if p.error_code in AWAIT_METADATA:
-                        self._stall(hosted, p.error_code)
+                    # Any error delays the partition (Kafka's delayPartitions), so a refusal
+                    # (an authorization failure) is not asked again in a tight loop.
+                    self._stall(hosted, p.error_code)
                     continue
                 state = truncation.offset_truncation_state(
                     hosted.log, truncation.EpochEndOffset(p.leader_epoch, p.end_offset),
@@ -216,8 +218,5 @@ class ReplicaFetcher:
             else:
                 hosted.state.fetch_state = FetchState.TRUNCATING
             return
-        if error in AWAIT_METADATA:
-            self._stall(hosted, error)
-            return
-        log.info("%s-%d: leader %d answered %s", hosted.topic, hosted.index, self.leader_id,
-                 ErrorCode(error).name)
+        # Any other error delays the partition (Kafka's handlePartitionsWithErrors).
+        self._stall(hosted, error)

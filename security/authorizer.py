@@ -29,7 +29,10 @@ is answered as a whole with GROUP_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORI
 CLUSTER_AUTHORIZATION_FAILED; in requests naming topics each topic the principal may not use is
 answered TOPIC_AUTHORIZATION_FAILED and the others are served. Produce (WRITE), Fetch (READ) and
 Metadata (DESCRIBE; unauthorized topics left out of an all-topics answer) check their topics in
-their handlers, through the decision cache (AclIndex).
+their handlers, through the decision cache (AclIndex). So do the batched requests Kafka answers
+item by item: OffsetFetch v8+ (each group, and its topics), FindCoordinator v4+ (each key),
+DescribeTransactions and ListTransactions (each id), DescribeTopicPartitions and
+AddPartitionsToTxn v0-3 (each topic).
 """
 
 import copy
@@ -209,23 +212,27 @@ WHOLE = {
     K.OFFSET_COMMIT: [(A.GROUP, _group, A.READ, GROUP_DENIED)],
     K.OFFSET_DELETE: [(A.GROUP, _group, A.DELETE, GROUP_DENIED)],
     K.CONSUMER_GROUP_HEARTBEAT: [(A.GROUP, _group, A.READ, GROUP_DENIED)],
-    K.OFFSET_FETCH: [(A.GROUP, lambda r, v: [r.group_id] if v < 8 else
-                      [g.group_id for g in r.groups], A.DESCRIBE, GROUP_DENIED)],
+    # OffsetFetch v8+ and FindCoordinator v4+ batch groups and keys: each is answered on its
+    # own in the handler (apis/offset_fetch.py, apis/find_coordinator.py), as KafkaApis does.
+    K.OFFSET_FETCH: [(A.GROUP, lambda r, v: [r.group_id] if v < 8 else [], A.DESCRIBE,
+                      GROUP_DENIED)],
     K.FIND_COORDINATOR: [
-        (A.GROUP, lambda r, v: ([r.key] if v < 4 else list(r.coordinator_keys))
-         if r.key_type == 0 else [], A.DESCRIBE, GROUP_DENIED),
-        (A.TRANSACTIONAL_ID, lambda r, v: ([r.key] if v < 4 else list(r.coordinator_keys))
-         if r.key_type == 1 else [], A.DESCRIBE, TXN_DENIED)],
+        (A.GROUP, lambda r, v: [r.key] if v < 4 and r.key_type == 0 else [], A.DESCRIBE,
+         GROUP_DENIED),
+        (A.TRANSACTIONAL_ID, lambda r, v: [r.key] if v < 4 and r.key_type == 1 else [],
+         A.DESCRIBE, TXN_DENIED)],
+    # v0-3 come from producers (WRITE on the id; each topic's WRITE in the handler); v4+ only
+    # from brokers, which need CLUSTER_ACTION.
     K.ADD_PARTITIONS_TO_TXN: [
-        (A.TRANSACTIONAL_ID, lambda r, v: [r.v3_and_below_transactional_id] if v < 4 else
-         [t.transactional_id for t in r.transactions], A.WRITE, TXN_DENIED)],
+        (A.TRANSACTIONAL_ID, lambda r, v: [r.v3_and_below_transactional_id] if v < 4 else [],
+         A.WRITE, TXN_DENIED),
+        (A.CLUSTER, lambda r, v: [A.CLUSTER_NAME] if v >= 4 else [], A.CLUSTER_ACTION,
+         CLUSTER_DENIED)],
     K.ADD_OFFSETS_TO_TXN: [(A.TRANSACTIONAL_ID, _txn, A.WRITE, TXN_DENIED),
                            (A.GROUP, _group, A.READ, GROUP_DENIED)],
     K.END_TXN: [(A.TRANSACTIONAL_ID, _txn, A.WRITE, TXN_DENIED)],
     K.TXN_OFFSET_COMMIT: [(A.TRANSACTIONAL_ID, _txn, A.WRITE, TXN_DENIED),
                           (A.GROUP, _group, A.READ, GROUP_DENIED)],
-    K.DESCRIBE_TRANSACTIONS: [(A.TRANSACTIONAL_ID, lambda r, v: list(r.transactional_ids),
-                               A.DESCRIBE, TXN_DENIED)],
     K.WRITE_TXN_MARKERS: [(A.CLUSTER, _CLUSTER, A.CLUSTER_ACTION, CLUSTER_DENIED)],
     K.ELECT_LEADERS: [(A.CLUSTER, _CLUSTER, A.ALTER, CLUSTER_DENIED)],
     K.ALTER_PARTITION_REASSIGNMENTS: [(A.CLUSTER, _CLUSTER, A.ALTER, CLUSTER_DENIED)],

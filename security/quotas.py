@@ -1,10 +1,16 @@
-"""Client quotas (KIP-13, KIP-55, KIP-219): byte-rate limits per user and client id.
+"""Client quotas (KIP-13, KIP-55, KIP-124, KIP-219, KIP-599) per user and client id.
 
 Kafka keeps quotas for *entities*: a user (the principal's name, "ANONYMOUS" for an
 unauthenticated client), a client id, or both, each of which may also be the *default* entity
-(`<default>` in kafka-configs, a null name on the wire). The quota keys trioka enforces are
-Kafka's `producer_byte_rate` (bytes of produce requests per second) and `consumer_byte_rate`
-(bytes of fetch responses per second).
+(`<default>` in kafka-configs, a null name on the wire). The quota keys are Kafka's:
+
+- `producer_byte_rate`: bytes of produce requests per second;
+- `consumer_byte_rate`: bytes of fetch responses per second;
+- `request_percentage` (KIP-124): the share of the broker's request handling a client's
+  requests may hold, in percent of one thread over the quota window (security/request_time.py
+  says what that time is in trioka: the event-loop time of the client's connection task);
+- `controller_mutation_rate` (KIP-599): partition mutations per second (a created topic counts
+  its partitions, CreatePartitions the partitions added, a deleted topic its partitions).
 
 Which quota applies to a client (user u, client id c) is the first entity holding the key in
 Kafka's order (DefaultQuotaCallback):
@@ -23,26 +29,44 @@ the quota, the client is throttled for Kafka's ClientQuotaManager.throttleTime:
 
     (rate - quota) / quota * window     (window: the span the rate was measured over)
 
-(not bounded: Kafka bounds only request_percentage and connection-rate throttles). KIP-219:
+(a byte rate's is not bounded; request_percentage's is bounded by one quota window, Kafka's
+ClientRequestQuotaManager.maxThrottleTimeMs, `quota.window.size.seconds`). KIP-219:
 the response is sent at once carrying that `throttle_time_ms`, and the broker reads nothing more
 from the connection for that long (`Connection.muted_until`, which the server honours); the
 client also waits that long before it sends to this broker again. A throttled fetch gets an
 empty response (its bytes are taken back from the sensor), as Kafka's KafkaApis sends.
 
-`request_percentage` and `controller_mutation_rate` are Kafka keys trioka does not enforce, so
-AlterClientQuotas refuses them (INVALID_REQUEST) rather than keep a setting that does nothing.
+request_percentage is recorded when a response is decided: Produce (not acks=0, as in Kafka)
+and Fetch take the larger of their byte-rate and request throttles (a Fetch throttled either way
+gets the empty response), every other API gets its request throttle from the server. Exempt, as
+in Kafka: cluster actions (the inter-broker and controller RPCs, which Kafka answers with
+sendResponseExemptThrottle), a replica's Fetch, every request on a controller listener (Kafka's
+controller does not throttle forwarded requests) and the SASL exchange, which Kafka's network
+thread serves before a request reaches KafkaApis (ApiVersions before authentication included).
+
+controller_mutation_rate is measured by Kafka's TokenBucket (ControllerMutationQuotaManager):
+the bucket holds up to `controller.quota.window.num` * `controller.quota.window.size.seconds` *
+quota tokens, refills at the quota per second, and each mutation takes its partition count.
+CreateTopics v6+, CreatePartitions v3+ and DeleteTopics v5+ are *strict*: a topic that arrives
+while the bucket is below zero is refused with THROTTLING_QUOTA_EXCEEDED (one that arrives while
+it is not is accepted, however many partitions it has); older versions are *permissive*: every
+topic is accepted and the client is throttled. The throttle is the time the bucket needs to come
+back to zero, -tokens / quota seconds, as of the answer. The quota is checked after a topic's
+other checks passed, validate_only included, as Kafka's ReplicationControlManager does.
 
 A single broker keeps the quotas in `client-quotas.json` in its log directory, replaced
 atomically (written to a temporary file, fsynced, renamed) before the AlterClientQuotas answer.
 In a KRaft cluster the controller writes ClientQuotaRecords to the metadata log, as Kafka's
-ClientQuotaControlManager does, and every node enforces the quotas of its metadata image.
+ClientQuotaControlManager does, and every node enforces the quotas of its metadata image; the
+controller refuses controller_mutation_rate there (see check_op).
 """
 
 import json
 
 import trio
 
-from trioka.wire.errors import ErrorCode
+from trioka.security.request_time import RequestTime
+from trioka.wire.errors import ErrorCode, KafkaError
 
 FILE_NAME = "client-quotas.json"
 
@@ -52,9 +76,29 @@ IP = "ip"
 
 PRODUCER_BYTE_RATE = "producer_byte_rate"
 CONSUMER_BYTE_RATE = "consumer_byte_rate"
-ENFORCED_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
-# Kafka's other user/client-id quota keys, refused with a message saying so.
-NOT_ENFORCED_KEYS = ("request_percentage", "controller_mutation_rate")
+REQUEST_PERCENTAGE = "request_percentage"
+CONTROLLER_MUTATION_RATE = "controller_mutation_rate"
+BYTE_RATE_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
+ENFORCED_KEYS = BYTE_RATE_KEYS + (REQUEST_PERCENTAGE, CONTROLLER_MUTATION_RATE)
+# Kafka's QuotaConfigs types: the byte rates are longs, the other two doubles.
+LONG_KEYS = BYTE_RATE_KEYS
+# Kafka's other user/client-id quota keys, refused with a message saying so (none left).
+NOT_ENFORCED_KEYS: tuple = ()
+
+# Errors.THROTTLING_QUOTA_EXCEEDED's message, which Kafka's strict quota puts in the exception.
+THROTTLING_QUOTA_EXCEEDED_MESSAGE = "The throttling quota has been exceeded."
+
+# APIs exempt from request_percentage: Kafka's cluster actions (the APIs ApiKeys marks
+# clusterAction, answered with sendResponseExemptThrottle), and the SASL exchange its network
+# thread serves.
+EXEMPT_API_KEYS = frozenset((
+    4, 5, 6, 7,        # LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown
+    27,                # WriteTxnMarkers
+    52, 53, 54, 55,    # Vote, BeginQuorumEpoch, EndQuorumEpoch, DescribeQuorum
+    56, 57, 58,        # AlterPartition, UpdateFeatures, Envelope
+    62, 63, 67,        # BrokerRegistration, BrokerHeartbeat, AllocateProducerIds
+    17, 36,            # SaslHandshake, SaslAuthenticate
+))
 
 
 class _Default:
@@ -137,6 +181,77 @@ class Rate:
         return sum(self._values) / (window / 1000.0)
 
 
+class TokenBucket:
+    """Kafka's metrics `TokenBucket` (KIP-599): up to `burst` tokens (samples * window * quota),
+    refilled at `quota` per second; a recording takes tokens and may take the bucket below
+    zero. It starts full."""
+    __slots__ = ("quota", "burst", "tokens", "_last_ms")
+
+    def __init__(self, quota: float, samples: int = 11, window_ms: int = 1000):
+        self.quota = quota
+        self.burst = samples * (window_ms / 1000.0) * quota
+        self.tokens = self.burst
+        self._last_ms: float | None = None
+
+    def _refill(self, now_ms: float) -> None:
+        if self._last_ms is not None:
+            self.tokens = min(self.burst,
+                              self.tokens + self.quota * (now_ms - self._last_ms) / 1000.0)
+        self._last_ms = now_ms
+
+    def measure(self, now_ms: float) -> float:
+        """The tokens left (negative: the quota is exhausted)."""
+        self._refill(now_ms)
+        return self.tokens
+
+    def record(self, value: float, now_ms: float) -> None:
+        self._refill(now_ms)
+        self.tokens = min(self.burst, self.tokens - value)
+
+    def throttle_time_ms(self, now_ms: float) -> int:
+        """ControllerMutationQuotaManager.throttleTimeMs: the time to bring the bucket back to
+        zero at the refill rate, 0 when it is not below zero."""
+        tokens = self.measure(now_ms)
+        return 0 if tokens >= 0 else round(-tokens / self.quota * 1000)
+
+
+class MutationQuota:
+    """Kafka's Strict- or PermissiveControllerMutationQuota: the controller_mutation_rate of
+    one client for the time of one request."""
+    __slots__ = ("bucket", "strict", "clock_ms", "_last_throttle_ms", "_last_recorded_ms")
+
+    def __init__(self, bucket: TokenBucket, strict: bool, clock_ms):
+        self.bucket = bucket
+        self.strict = strict
+        self.clock_ms = clock_ms     # () -> the broker's monotonic time in ms
+        self._last_throttle_ms = 0
+        self._last_recorded_ms = 0.0
+
+    def record(self, partitions: int) -> None:
+        """Count `partitions` mutations. A strict quota first checks the bucket and, when it
+        is below zero, refuses them: KafkaError(THROTTLING_QUOTA_EXCEEDED); a permissive one
+        counts them and only remembers the throttle."""
+        now = self.clock_ms()
+        if self.strict:
+            # Sensor.checkQuotas: a token bucket below zero is a violation.
+            if self.bucket.measure(now) < 0:
+                ms = self.bucket.throttle_time_ms(now)
+                self._last_throttle_ms, self._last_recorded_ms = ms, now
+                raise KafkaError(ErrorCode.THROTTLING_QUOTA_EXCEEDED,
+                                 THROTTLING_QUOTA_EXCEEDED_MESSAGE)
+            self.bucket.record(partitions, now)
+        else:
+            self.bucket.record(partitions, now)
+            ms = self.bucket.throttle_time_ms(now)
+            if ms:
+                self._last_throttle_ms, self._last_recorded_ms = ms, now
+
+    def throttle_time_ms(self) -> int:
+        """The throttle last found, less the time since (the request may have waited since)."""
+        elapsed = self.clock_ms() - self._last_recorded_ms
+        return max(0, round(self._last_throttle_ms - elapsed))
+
+
 def throttle_time_ms(rate: Rate, quota: float, now_ms: float) -> int:
     """ClientQuotaManager.throttleTime (QuotaUtils.throttleTime): 0 when within quota. Kafka
     bounds it by one quota window only for request_percentage and connection quotas; a byte
@@ -165,17 +280,26 @@ class ClientQuotas:
     """The broker's client quotas (entity -> key -> value) and their rate sensors. An entity
     is a (user, client id) pair, each a name, DEFAULT, or None (not part of the entity)."""
 
-    def __init__(self, files, samples: int = 11, window_seconds: int = 1):
+    def __init__(self, files, samples: int = 11, window_seconds: int = 1,
+                 controller_samples: int = 11, controller_window_seconds: int = 1):
         # The log dir's files (DiskFiles or MemoryFiles) FILE_NAME is kept in; None: not kept.
         self.files = files
         self.samples = samples
         self.window_ms = window_seconds * 1000
+        self.controller_samples = controller_samples
+        self.controller_window_ms = controller_window_seconds * 1000
         self._quotas: dict[tuple, dict[str, float]] = {}
-        # (quota key, user tag, client tag) -> Rate
-        self._sensors: dict[tuple, Rate] = {}
+        # (quota key, user tag, client tag) -> Rate, or TokenBucket for controller_mutation_rate
+        self._sensors: dict[tuple, Rate | TokenBucket] = {}
         self._writing = trio.Lock()
-        # The hot paths' one check: False while no entity holds an enforced quota.
+        # The hot paths' checks, one attribute each: False while no entity holds a byte-rate
+        # quota (active), a request_percentage (requests_active), a controller_mutation_rate
+        # (mutations_active).
         self.active = False
+        self.requests_active = False
+        self.mutations_active = False
+        # The connection tasks' event-loop time, measured while requests_active.
+        self.request_time = RequestTime()
         if files is not None:
             self._load()
 
@@ -214,7 +338,11 @@ class ClientQuotas:
             await trio.to_thread.run_sync(self.write, self.snapshot())
 
     def _refresh(self) -> None:
-        self.active = any(k in v for v in self._quotas.values() for k in ENFORCED_KEYS)
+        held = {k for v in self._quotas.values() for k in v}
+        self.active = any(k in held for k in BYTE_RATE_KEYS)
+        self.requests_active = REQUEST_PERCENTAGE in held
+        self.mutations_active = CONTROLLER_MUTATION_RATE in held
+        self.request_time.enable(self.requests_active)
         self._sensors.clear()   # a changed quota is measured afresh
 
     def load_image(self, image_quotas: dict) -> None:
@@ -268,6 +396,29 @@ class ClientQuotas:
         sensor.record(value, now_ms)
         return throttle_time_ms(sensor, quota, now_ms)
 
+    def record_request_time(self, principal: str, client_id: str, seconds: float,
+                            now_ms: float) -> int:
+        """Record `seconds` of request handling for the client (as Kafka records thread time:
+        percent of one thread times seconds) and return its request_percentage throttle,
+        bounded by one quota window (ClientRequestQuotaManager.maxThrottleTimeMs)."""
+        ms = self.record(REQUEST_PERCENTAGE, principal, client_id, seconds * 100.0, now_ms)
+        return min(ms, self.window_ms)
+
+    def mutation_quota(self, principal: str, client_id: str, strict: bool,
+                       clock_ms) -> MutationQuota | None:
+        """The client's controller_mutation_rate for one request (strict or permissive), or
+        None when no such quota applies to it (Kafka's UnboundedControllerMutationQuota)."""
+        found = self.quota_for(CONTROLLER_MUTATION_RATE, user_of(principal), client_id)
+        if found is None:
+            return None
+        quota, tags = found
+        key = (CONTROLLER_MUTATION_RATE,) + tags
+        bucket = self._sensors.get(key)
+        if bucket is None:
+            bucket = self._sensors[key] = TokenBucket(quota, self.controller_samples,
+                                                      self.controller_window_ms)
+        return MutationQuota(bucket, strict, clock_ms)
+
     def unrecord(self, key: str, principal: str, client_id: str, value: float,
                  now_ms: float) -> None:
         """Take back bytes recorded for a response that was not sent (a throttled fetch)."""
@@ -285,8 +436,64 @@ def throttle(broker, ctx, key: str, size: int) -> int:
     conn = ctx.connection
     ms = broker.client_quotas.record(key, conn.principal, ctx.client_id, size,
                                      clock.monotonic() * 1000)
+    mute(broker, ctx, ms)
+    return ms
+
+
+def mute(broker, ctx, ms: int) -> None:
+    """KIP-219: read nothing more from the connection for `ms` (the longest throttle wins)."""
     if ms:
-        conn.muted_until = max(conn.muted_until, clock.monotonic() + ms / 1000)
+        conn = ctx.connection
+        conn.muted_until = max(conn.muted_until, broker.network_clock.monotonic() + ms / 1000)
+
+
+def request_throttle(broker, ctx) -> int:
+    """request_percentage: record the time the connection's task held the event loop since
+    the last response (security/request_time.py) against its client and return the throttle
+    (ms), muting the connection that long. Call only while `client_quotas.requests_active`."""
+    quotas = broker.client_quotas
+    seconds = quotas.request_time.take()
+    conn = ctx.connection
+    ms = quotas.record_request_time(conn.principal, ctx.client_id, seconds,
+                                    broker.network_clock.monotonic() * 1000)
+    mute(broker, ctx, ms)
+    return ms
+
+
+def skip_request_time(broker) -> None:
+    """An exempt request: its time is taken and not counted against the client."""
+    broker.client_quotas.request_time.take()
+
+
+def exempt_from_request_quota(ctx) -> bool:
+    """Whether Kafka exempts this request from request_percentage (see the module's notes;
+    a replica's Fetch is decided by the Fetch handler)."""
+    if ctx.header.api_key in EXEMPT_API_KEYS:
+        return True
+    auth = ctx.connection.authenticator
+    return auth is not None and not auth.authenticated
+
+
+def mutation_quota(broker, ctx, strict_since: int) -> MutationQuota | None:
+    """The request's controller_mutation_rate quota (KIP-599): strict from `strict_since` (the
+    API version that can carry THROTTLING_QUOTA_EXCEEDED), permissive before; None when no
+    quota applies to its client."""
+    quotas = broker.client_quotas
+    if not quotas.mutations_active:
+        return None
+    clock = broker.network_clock
+    return quotas.mutation_quota(ctx.connection.principal, ctx.client_id,
+                                 ctx.api_version >= strict_since,
+                                 lambda: clock.monotonic() * 1000)
+
+
+def mutation_throttle(broker, ctx, quota: MutationQuota | None) -> int:
+    """The throttle time a mutation request's response carries for its quota, the connection
+    muted that long (Kafka's sendResponseMaybeThrottleWithControllerQuota)."""
+    if quota is None:
+        return 0
+    ms = quota.throttle_time_ms()
+    mute(broker, ctx, ms)
     return ms
 
 
@@ -315,22 +522,26 @@ def entity_of(components) -> tuple[tuple | None, str | None]:
     return (user, client), None
 
 
-def check_op(key: str, value: float, remove: bool) -> str | None:
-    """An operation's INVALID_REQUEST message, or None when it is valid."""
-    if key in NOT_ENFORCED_KEYS:
-        return f"Quota {key} is not supported by this broker"
+def check_op(key: str, value: float, remove: bool, cluster: bool = False) -> str | None:
+    """An operation's INVALID_REQUEST message, or None when it is valid. In a KRaft cluster
+    (`cluster`) controller_mutation_rate is refused: Kafka enforces it where the controller
+    decides, per client, and trioka's nodes forward mutations to the controller as themselves
+    (no Envelope carrying the client's principal), so the controller could not tell clients
+    apart."""
+    if key in NOT_ENFORCED_KEYS or (cluster and key == CONTROLLER_MUTATION_RATE and not remove):
+        return f"Quota {key} is not supported by this {'cluster' if cluster else 'broker'}"
     if key not in ENFORCED_KEYS:
         return f"Invalid configuration key {key}"
     if remove:
         return None
-    if value != value or value <= 0:
+    if value != value or value <= 0 or value == float("inf"):
         return f"Invalid value {value} for configuration {key}: the quota must be positive"
-    if value != int(value):
+    if key in LONG_KEYS and value != int(value):
         return f"Invalid value {value} for configuration {key}: must be a long"
     return None
 
 
-def check_entry(components, ops) -> tuple[tuple | None, str | None]:
+def check_entry(components, ops, cluster: bool = False) -> tuple[tuple | None, str | None]:
     """An AlterClientQuotas entry (its entity's (type, name) pairs and its (key, value,
     remove) operations) as (entity key, None), or (None, the INVALID_REQUEST message)."""
     entity, message = entity_of(components)
@@ -340,7 +551,7 @@ def check_entry(components, ops) -> tuple[tuple | None, str | None]:
     if len(set(keys)) != len(keys):
         return None, "Duplicate quota key in the request"
     for key, value, remove in ops:
-        message = check_op(key, value, remove)
+        message = check_op(key, value, remove, cluster)
         if message is not None:
             return None, message
     return entity, None

@@ -29,6 +29,7 @@ loaded; PEM stores use the standard library alone.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -471,12 +472,20 @@ class TlsTransport:
             else:
                 got = self._decrypt_into(view)
             if self.outgoing.pending:      # a TLS 1.3 KeyUpdate answer, an alert
-                await self._send_ciphertext(self.outgoing.read())
+                data = self.outgoing.read()
+                if not self.incoming.eof:
+                    await self.send_ciphertext(data)
+                else:
+                    # Our close_notify answering the client's (as Kafka's SslTransportLayer
+                    # answers on close): a client that waits for it (asyncio's, aiokafka)
+                    # closes at once. One that already closed its socket is not waited for.
+                    with contextlib.suppress(OSError, trio.BrokenResourceError):
+                        await self.send_ciphertext(data)
             if got:
                 return got
             if self.incoming.eof:
                 return 0
-            if not await self._receive():
+            if not await self.receive_ciphertext():
                 return 0
 
     def _decrypt_into(self, view: memoryview) -> int:
@@ -487,15 +496,19 @@ class TlsTransport:
                 n = self.tls.read(size - got, view[got:])
             except ssl.SSLWantReadError:
                 break
-            except ssl.SSLZeroReturnError:      # the client's close_notify
-                self.incoming.write_eof()
-                break
+            except ssl.SSLZeroReturnError:
+                n = 0
             if not n:
+                # The client's close_notify (which the ssl module reads as 0 bytes): the end of
+                # the stream, answered with ours.
+                with contextlib.suppress(ssl.SSLError):
+                    self.tls.unwrap()
+                self.incoming.write_eof()
                 break
             got += n
         return got
 
-    async def _receive(self) -> bool:
+    async def receive_ciphertext(self) -> bool:
         """Ciphertext from the socket into the incoming BIO; False at the end of the stream."""
         data = await self.sock.recv(_RECEIVE)
         if not data:
@@ -516,7 +529,7 @@ class TlsTransport:
             ciphertext = await self._encrypt_piece(pieces[0], None)
             for piece in pieces[1:]:
                 ciphertext = await self._encrypt_piece(piece, ciphertext)
-            await self._send_ciphertext(ciphertext)
+            await self.send_ciphertext(ciphertext)
         finally:
             for chunk in chunks:
                 if type(chunk) is FileRegion:
@@ -528,11 +541,11 @@ class TlsTransport:
         size = len(piece) if type(piece) is not tuple else piece[2]
         if size < _IN_THREAD:
             if previous is not None:
-                await self._send_ciphertext(previous)
+                await self.send_ciphertext(previous)
             return self._encrypt_plaintext_or_region(piece)
         job = InThread(self._encrypt_plaintext_or_region, piece)
         if previous is not None:
-            await self._send_ciphertext(previous)
+            await self.send_ciphertext(previous)
         return await job.result()
 
     def _encrypt_plaintext_or_region(self, piece) -> bytes:
@@ -544,7 +557,7 @@ class TlsTransport:
         self.tls.write(piece)
         return self.outgoing.read()
 
-    async def _send_ciphertext(self, data: bytes) -> None:
+    async def send_ciphertext(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             sent = await self.sock.send(view)
@@ -620,18 +633,18 @@ async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext,
             break
         except ssl.SSLWantReadError:
             if outgoing.pending:
-                await transport._send_ciphertext(outgoing.read())
-            if not await transport._receive():
+                await transport.send_ciphertext(outgoing.read())
+            if not await transport.receive_ciphertext():
                 raise trio.BrokenResourceError("the client closed the connection during the "
                                                "TLS handshake") from None
         except ssl.SSLError:
             # The alert that tells the client why (unknown CA, no certificate), then the error.
             if outgoing.pending:
                 with trio.move_on_after(1):
-                    await transport._send_ciphertext(outgoing.read())
+                    await transport.send_ciphertext(outgoing.read())
             raise
     if outgoing.pending:      # the server's last flight; TLS 1.3 session tickets
-        await transport._send_ciphertext(outgoing.read())
+        await transport.send_ciphertext(outgoing.read())
     cert = tls.getpeercert()
     name = principal_name(subject_dn(cert), rules) if cert else None
     return transport, name

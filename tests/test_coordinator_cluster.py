@@ -314,6 +314,7 @@ class FindBroker:
         self.cluster = node
         self.groups = node.groups
         self.transactions = node.transactions
+        self.authorizer = None      # no ACLs: every key is answered
         self.created = []
         creation = types.SimpleNamespace(request=lambda: self.created.append(True))
         self.groups.topic_creation = creation

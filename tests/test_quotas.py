@@ -137,7 +137,10 @@ def test_entities_and_defaults():
     ("producer_byte_rate", -1, False, "must be positive"),
     ("producer_byte_rate", 0, False, "must be positive"),
     ("producer_byte_rate", 1.5, False, "must be a long"),
-    ("request_percentage", 50, False, "not supported"),
+    ("request_percentage", 50, False, None),
+    ("request_percentage", 0.5, False, None),      # a double, as in Kafka
+    ("controller_mutation_rate", 2.5, False, None),
+    ("request_percentage", 0, False, "must be positive"),
 ])
 def test_check_op(key, value, remove, message):
     error = q.check_op(key, value, remove)
@@ -180,3 +183,234 @@ def test_persisted_and_reloaded(tmp_path):
     assert sorted(again.entries(), key=str) == sorted(quotas.entries(), key=str)
     assert again.active
     assert not (tmp_path / (q.FILE_NAME + ".tmp")).exists()
+
+
+def test_controller_mutation_rate_is_refused_by_a_cluster():
+    # A KRaft cluster's controller cannot tell the clients of forwarded requests apart.
+    assert "not supported by this cluster" in q.check_op("controller_mutation_rate", 5, False,
+                                                         cluster=True)
+    assert q.check_op("controller_mutation_rate", 0, True, cluster=True) is None
+    assert q.check_op("request_percentage", 5, False, cluster=True) is None
+
+
+# -- request_percentage (KIP-124) -------------------------------------------------------------
+
+def test_active_flags_follow_the_keys_held():
+    quotas = ClientQuotas(None)
+    assert not (quotas.active or quotas.requests_active or quotas.mutations_active)
+    quotas.alter((None, "app"), [(q.REQUEST_PERCENTAGE, 10, False)])
+    assert quotas.requests_active and not quotas.active and not quotas.mutations_active
+    quotas.alter(("bob", None), [(q.CONTROLLER_MUTATION_RATE, 1, False)])
+    assert quotas.mutations_active
+    quotas.alter((None, "app"), [(q.REQUEST_PERCENTAGE, 0, True)])
+    assert not quotas.requests_active and quotas.mutations_active
+
+
+def test_request_time_is_recorded_as_percent_of_a_thread():
+    # 0.5 s of handling measured over Kafka's 10 s minimum window: 5 % of one thread.
+    quotas = ClientQuotas(None)
+    quotas.alter((None, "app"), [(q.REQUEST_PERCENTAGE, 10, False)])
+    assert quotas.record_request_time("User:ANONYMOUS", "app", 0.5, 0) == 0
+    # 1.5 s more: 20 % against a quota of 10 %: (20 - 10) / 10 * 10 s, bounded by one
+    # quota window (ClientRequestQuotaManager.maxThrottleTimeMs).
+    assert quotas.record_request_time("User:ANONYMOUS", "app", 1.5, 0) == 1000
+
+
+def test_request_throttle_is_bounded_by_the_quota_window():
+    quotas = ClientQuotas(None, samples=11, window_seconds=2)
+    quotas.alter((DEFAULT, None), [(q.REQUEST_PERCENTAGE, 1, False)])
+    assert quotas.record_request_time("User:alice", "x", 0.11, 0) == 0   # 11 %s / 20 s
+    ms = quotas.record_request_time("User:alice", "x", 5.0, 0)
+    assert ms == 2000
+
+
+def test_request_throttle_unbounded_formula_below_the_window():
+    # Just over the quota: the throttle is Kafka's formula, below the bound.
+    quotas = ClientQuotas(None)
+    quotas.alter((None, "app"), [(q.REQUEST_PERCENTAGE, 10, False)])
+    # 1.01 s = 101 percent-seconds over 10 s = 10.1 %: (10.1 - 10) / 10 * 10 s = 100 ms.
+    assert quotas.record_request_time("User:ANONYMOUS", "app", 1.01, 0) == 100
+    # Another client id has no quota.
+    assert quotas.record_request_time("User:ANONYMOUS", "other", 100.0, 0) == 0
+
+
+def test_a_client_held_to_its_request_percentage():
+    # A client costing 20 ms per request that sends again as soon as its throttle ends
+    # averages its quota (10 % of the loop) over two minutes.
+    quotas = ClientQuotas(None)
+    quotas.alter((None, "app"), [(q.REQUEST_PERCENTAGE, 10, False)])
+    now, busy = 0.0, 0.0
+    while now < 120_000:
+        busy += 0.020
+        now += 20
+        now += quotas.record_request_time("User:ANONYMOUS", "app", 0.020, now)
+    assert busy / (now / 1000) * 100 == pytest.approx(10, rel=0.10)
+
+
+class _Header:
+    def __init__(self, api_key):
+        self.api_key = api_key
+
+
+class _Auth:
+    def __init__(self, authenticated):
+        self.authenticated = authenticated
+
+
+class _Conn:
+    def __init__(self, authenticator=None):
+        self.authenticator = authenticator
+
+
+class _Ctx:
+    def __init__(self, api_key, authenticator=None):
+        self.header = _Header(api_key)
+        self.connection = _Conn(authenticator)
+
+
+@pytest.mark.parametrize("api_key,auth,exempt", [
+    (0, None, False),                 # Produce
+    (3, None, False),                 # Metadata
+    (18, None, False),                # ApiVersions after (or without) authentication
+    (18, _Auth(False), True),         # ApiVersions before SASL authentication
+    (18, _Auth(True), False),
+    (17, _Auth(False), True),         # SaslHandshake
+    (36, _Auth(True), True),          # SaslAuthenticate (re-authentication too)
+    (27, None, True),                 # WriteTxnMarkers: a cluster action
+    (56, None, True),                 # AlterPartition
+    (63, None, True),                 # BrokerHeartbeat
+    (19, None, False),                # CreateTopics
+])
+def test_exempt_from_request_quota(api_key, auth, exempt):
+    assert q.exempt_from_request_quota(_Ctx(api_key, auth)) is exempt
+
+
+def test_request_time_counts_steps_not_waits():
+    """The instrument counts what the tracked task held the loop, not its time parked in an
+    await (a virtual 30 s wait here), nor other tasks' steps."""
+    import time
+
+    import trio
+    import trio.testing
+
+    from trioka.security.request_time import RequestTime
+
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    results = {}
+
+    async def other():
+        spin(0.05)          # another task's step: not ours
+
+    async def main():
+        timer = RequestTime()
+        timer.enable(True)
+        timer.track()
+        timer.take()
+        spin(0.02)
+        await trio.sleep(30)           # parked (virtual time): not counted
+        spin(0.02)
+        results["first"] = timer.take()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other)
+        results["second"] = timer.take()
+        timer.untrack()
+        timer.enable(False)
+        results["after"] = timer.take()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert 0.04 <= results["first"] < 0.045 + 0.02
+    assert results["second"] < 0.01
+    assert results["after"] == 0.0
+
+
+# -- controller_mutation_rate (KIP-599) -------------------------------------------------------
+
+def test_token_bucket_is_kafkas():
+    # Quota 5/s, 11 samples of 1 s: a burst of 55 tokens, refilled at 5 per second.
+    bucket = q.TokenBucket(5, 11, 1000)
+    assert bucket.measure(0) == 55
+    bucket.record(60, 0)
+    assert bucket.measure(0) == -5
+    assert bucket.throttle_time_ms(0) == 1000      # -(-5) / 5 s
+    assert bucket.measure(500) == pytest.approx(-2.5)
+    assert bucket.throttle_time_ms(1000) == 0
+    assert bucket.measure(100_000) == 55            # never above the burst
+
+
+class _Clock:
+    def __init__(self):
+        self.ms = 0.0
+
+    def __call__(self):
+        return self.ms
+
+
+def test_strict_quota_accepts_until_exhausted_then_refuses():
+    from trioka.wire.errors import ErrorCode, KafkaError
+    quotas = ClientQuotas(None)
+    quotas.alter((None, "admin"), [(q.CONTROLLER_MUTATION_RATE, 2, False)])
+    clock = _Clock()
+    quota = quotas.mutation_quota("User:ANONYMOUS", "admin", True, clock)
+    quota.record(20)            # 22 tokens: accepted, 2 left
+    quota.record(10)            # accepted although it takes the bucket to -8
+    assert quota.throttle_time_ms() == 0   # a strict quota throttles only when it refuses
+    with pytest.raises(KafkaError) as e:
+        quota.record(1)
+    assert e.value.code == ErrorCode.THROTTLING_QUOTA_EXCEEDED
+    assert e.value.message == "The throttling quota has been exceeded."
+    assert quota.throttle_time_ms() == 4000          # 8 tokens at 2 per second
+    clock.ms = 1500
+    assert quota.throttle_time_ms() == 2500          # less the time since
+    # The bucket is the client's: the next request sees it too, and is let in once refilled.
+    clock.ms = 4000
+    later = quotas.mutation_quota("User:ANONYMOUS", "admin", True, clock)
+    later.record(1)
+    # No quota for another client id: unbounded.
+    assert quotas.mutation_quota("User:ANONYMOUS", "other", True, clock) is None
+
+
+def test_permissive_quota_accepts_and_throttles():
+    quotas = ClientQuotas(None, controller_samples=2, controller_window_seconds=1)
+    quotas.alter((DEFAULT, None), [(q.CONTROLLER_MUTATION_RATE, 10, False)])
+    clock = _Clock()
+    quota = quotas.mutation_quota("User:bob", "", False, clock)
+    quota.record(15)            # burst 20: 5 left
+    assert quota.throttle_time_ms() == 0
+    quota.record(15)            # -10: accepted, throttled for 1 s
+    assert quota.throttle_time_ms() == 1000
+
+
+def test_worker_thread_time_counts_for_the_task():
+    """The CPU time of a worker thread the server runs a large decode or encode in counts for
+    the connection's task; while nothing is measured the call is a plain to_thread call."""
+    import time
+
+    import trio
+
+    from trioka.security.request_time import RequestTime
+
+    def work(seconds):
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+        return "done"
+
+    results = {}
+
+    async def main():
+        timer = RequestTime()
+        timer.track()
+        results["off"] = await timer.run_in_thread(work, 0.001)
+        timer.enable(True)
+        timer.take()
+        results["on"] = await timer.run_in_thread(work, 0.03)
+        results["taken"] = timer.take()
+        timer.enable(False)
+
+    trio.run(main)
+    assert results["off"] == results["on"] == "done"
+    assert results["taken"] >= 0.03

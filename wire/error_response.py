@@ -39,13 +39,24 @@ _MIRRORED_FROM = {
     (ApiKey.DELETE_ACLS, "filter_results"): ("filters",),
     (ApiKey.ALTER_CLIENT_QUOTAS, "entries"): ("entries",),
     (ApiKey.ALTER_CLIENT_QUOTAS, "entity"): ("entity",),
+    (ApiKey.CONSUMER_GROUP_DESCRIBE, "groups"): ("group_ids",),
+    (ApiKey.WRITE_TXN_MARKERS, "markers"): ("markers",),
+    (ApiKey.WRITE_TXN_MARKERS, "partitions"): ("partition_indexes",),
+    # Kafka answers each user asked for, leaving the result's `user` empty.
+    (ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, "results"): ("users",),
+}
+# Response arrays Kafka fills otherwise: (api key, response field) -> the request's entries.
+_ENTRIES_OF = {
+    # AlterUserScramCredentials: one result per user named, sorted, deletions and upsertions.
+    (ApiKey.ALTER_USER_SCRAM_CREDENTIALS, "results"): lambda r: sorted(
+        {e.name for e in [*(r.deletions or ()), *(r.upsertions or ())]}),
 }
 _MIRRORED_SAME_NAME = ("topics", "partitions", "groups", "members")
 
 # What identifies an entry, copied from the request entry to its answer. A partition index has
 # three spellings across the APIs.
 _PARTITION_FIELDS = ("partition_index", "partition", "index")
-_NAME_FIELDS = ("name", "topic", "group_id", "transactional_id", "key", "resource_name")
+_NAME_FIELDS = ("name", "topic", "group_id", "transactional_id", "key", "resource_name", "user")
 _IDENTITY_FIELDS = _NAME_FIELDS + ("topic_id", "resource_type", "member_id",
                                    "group_instance_id", "entity_type", "entity_name")
 _ERROR_FIELDS = ("error_code", "partition_error_code")
@@ -92,6 +103,9 @@ def _fill(api_key, version, fields, out, source, code, message) -> None:
 
 def _entries(api_key, version, f, source) -> list:
     """The request entries a response array answers, or []."""
+    entries_of = _ENTRIES_OF.get((api_key, f.name))
+    if entries_of is not None:
+        return entries_of(source)
     for name in _MIRRORED_FROM.get((api_key, f.name),
                                    (f.name,) if f.name in _MIRRORED_SAME_NAME else ()):
         value = getattr(source, name, None)
@@ -120,4 +134,8 @@ def _entry(api_key, version, f, item, code, message):
         if given is not None and target is not None:
             setattr(out, target, given)
     _fill(api_key, version, present, out, item, code, message)
+    # An entry the request names by producer id (WriteTxnMarkers' markers) keeps it: the -1 of
+    # _fill is for ids the broker could not give.
+    if item is not None and "producer_id" in names and hasattr(item, "producer_id"):
+        out.producer_id = item.producer_id
     return out

@@ -21,7 +21,9 @@ import ssl
 import struct
 import time
 
-from trioka.cli.client.security import ClientSecurity, SaslClient, SaslExchangeError
+from trioka.cli.client.security import ClientSecurity
+from trioka.security.sasl.client import (SaslAuthenticationFailed, SaslClient,
+                                         SaslExchangeError, exchange)
 from trioka.wire import protocol, schema
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode, KafkaError
@@ -190,33 +192,27 @@ class BrokerConnection:
 
     def _authenticate(self, security: ClientSecurity) -> None:
         """KIP-152: SaslHandshake v1 names the mechanism, then its tokens travel in
-        SaslAuthenticate requests until the exchange is complete."""
-        Handshake = protocol.request_class(ApiKey.SASL_HANDSHAKE)
-        response = self.call(ApiKey.SASL_HANDSHAKE, Handshake(mechanism=security.mechanism),
-                             version=1)
-        if response.error_code == ErrorCode.UNSUPPORTED_SASL_MECHANISM:
-            # Kafka's client words it so (SaslClientAuthenticator).
-            raise KafkaError(ErrorCode.UNSUPPORTED_SASL_MECHANISM,
-                             f"Client SASL mechanism '{security.mechanism}' not enabled in the "
-                             f"server, enabled mechanisms are {response.mechanisms}")
-        raise_for(response.error_code, what="SaslHandshake")
-        Authenticate = protocol.request_class(ApiKey.SASL_AUTHENTICATE)
-        client = SaslClient(security)
-        token = client.first()
-        while token is not None:
-            answer = self.call(ApiKey.SASL_AUTHENTICATE, Authenticate(auth_bytes=token))
-            if answer.error_code:
-                # As Kafka's client reports it: the broker's message (SASL_AUTHENTICATION_FAILED
-                # says why), else the error's name.
-                try:
-                    code = ErrorCode(answer.error_code)
-                except ValueError:      # a code newer than this client
-                    raise_for(answer.error_code, answer.error_message, what="SaslAuthenticate")
-                raise KafkaError(code, answer.error_message)
+        SaslAuthenticate requests until the exchange is complete (security/sasl/client.py)."""
+        steps = exchange(SaslClient(security))
+        response = None
+        try:
+            while True:
+                api_key, version, request = steps.send(response)
+                response = self.call(api_key, request, version=version)
+        except StopIteration:
+            return
+        except SaslAuthenticationFailed as e:
+            # As Kafka's client reports it: the broker's message (SASL_AUTHENTICATION_FAILED
+            # says why), else the error's name.
             try:
-                token = client.next(bytes(answer.auth_bytes or b""))
-            except SaslExchangeError as e:
-                raise ClientError(f"{self}: {e}") from None
+                code = ErrorCode(e.code)
+            except ValueError:      # a code newer than this client
+                raise_for(e.code, e.message, what=e.api)
+            if e.api == "SaslHandshake" and e.message is None:
+                raise_for(e.code, what=e.api)
+            raise KafkaError(code, e.message) from None
+        except SaslExchangeError as e:
+            raise ClientError(f"{self}: {e}") from None
 
     # -- version negotiation --
 

@@ -24,7 +24,7 @@ config") and has no effect; a value that cannot be used is a `SecurityConfigErro
 A connection then goes as the Java client's: TCP, the TLS handshake (SSL, SASL_SSL), ApiVersions,
 and on SASL listeners SaslHandshake v1 naming the mechanism followed by the mechanism's tokens in
 SaslAuthenticate requests (KIP-152). The broker's SASL_AUTHENTICATION_FAILED ends it with the
-broker's message. The mechanisms' client sides:
+broker's message. The exchange and the mechanisms' client sides are security/sasl/client.py's:
   PLAIN        one token `authzid NUL username NUL password` (RFC 4616)
   SCRAM-SHA-*  client-first, client-final with the proof; the server's signature is checked, so
                a broker that does not hold the credential cannot pretend (RFC 5802)
@@ -36,15 +36,14 @@ broker's message. The mechanisms' client sides:
 """
 
 import base64
-import hmac
 import json
-import secrets
 import ssl
 import time
 
 from trioka.security import tls
+# The mechanisms' client side lives with SASL (security/sasl/client.py): nodes use it too.
+from trioka.security.sasl.client import SaslClient, SaslExchangeError  # noqa: F401
 from trioka.security.sasl.jaas import parse_jaas_config
-from trioka.security.sasl.scram import BY_NAME as SCRAM_MECHANISMS
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("GSSAPI", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
@@ -65,10 +64,6 @@ DEFAULTS = {
 
 class SecurityConfigError(ValueError):
     """A client security setting that cannot be used; the message names the key."""
-
-
-class SaslExchangeError(Exception):
-    """The broker's side of a SASL exchange does not hold up (a SCRAM nonce or signature)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,8 +218,11 @@ class ClientSecurity:
 
     # -- the mechanisms' tokens --
 
-    def unsecured_token(self, now: float) -> tuple[str, dict[str, str]]:
-        """Kafka's OAuthBearerUnsecuredLoginCallbackHandler: (the unsecured JWS, extensions)."""
+    def unsecured_token(self, now: float | None = None) -> tuple[str, dict[str, str]]:
+        """Kafka's OAuthBearerUnsecuredLoginCallbackHandler: (the unsecured JWS, extensions),
+        issued at `now` (wall seconds; the system clock when None)."""
+        if now is None:
+            now = time.time()
         o = self.options
         principal_claim = o.get("unsecuredLoginPrincipalClaimName", "sub").strip() or "sub"
         try:
@@ -259,78 +257,3 @@ class ClientSecurity:
         def part(obj) -> str:
             return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
         return f"{part({'alg': 'none'})}.{part(claims)}.", extensions
-
-
-class SaslClient:
-    """One mechanism's exchange, client side: `first()` is the first token; `next(challenge)`
-    answers the broker's, None when the exchange is complete (the last answer checked)."""
-
-    def __init__(self, security: ClientSecurity, clock=time.time):
-        self.mechanism = security.mechanism
-        self.security = security
-        self._clock = clock        # wall time, seconds: an unsecured token's iat and exp
-        self._step = 0
-
-    def first(self) -> bytes:
-        o = self.security.options
-        if self.mechanism == "PLAIN":
-            return f"\0{o['username']}\0{o['password']}".encode()
-        if self.mechanism == "OAUTHBEARER":
-            token, extensions = self.security.unsecured_token(self._clock())
-            ext = "".join(f"{k}={v}\x01" for k, v in extensions.items())
-            return f"n,,\x01auth=Bearer {token}\x01{ext}\x01".encode()
-        # SCRAM: `,` and `=` in the user name are escaped as RFC 5802's saslname.
-        user = o["username"].replace("=", "=3D").replace(",", "=2C")
-        self._nonce = secrets.token_hex(16)
-        self._client_first_bare = f"n={user},r={self._nonce}"
-        return ("n,," + self._client_first_bare).encode()
-
-    def next(self, challenge: bytes) -> bytes | None:
-        """The answer to the broker's token; None when no more is due."""
-        self._step += 1
-        if self.mechanism == "PLAIN":
-            return None
-        if self.mechanism == "OAUTHBEARER":
-            # RFC 7628: an error challenge (JSON) is acknowledged with one 0x01 byte; the
-            # broker then fails the authentication with that JSON as the message.
-            return b"\x01" if challenge and self._step == 1 else None
-        if self._step == 1:
-            return self._scram_final(challenge)
-        self._scram_check(challenge)
-        return None
-
-    def _scram_final(self, server_first: bytes) -> bytes:
-        m = SCRAM_MECHANISMS[self.mechanism]
-        text = server_first.decode("utf-8", "replace")
-        attrs = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
-        try:
-            nonce, salt = attrs["r"], base64.b64decode(attrs["s"])
-            iterations = int(attrs["i"])
-        except (KeyError, ValueError):
-            raise SaslExchangeError(f"{self.mechanism}: invalid server first message") from None
-        if not nonce.startswith(self._nonce) or nonce == self._nonce:
-            raise SaslExchangeError(f"{self.mechanism}: invalid server nonce: does not start with "
-                              f"client nonce")
-        if iterations < m.min_iterations:
-            raise SaslExchangeError(f"{self.mechanism}: requested iterations {iterations} is less "
-                              f"than the minimum {m.min_iterations}")
-        without_proof = f"c=biws,r={nonce}"
-        auth_message = f"{self._client_first_bare},{text},{without_proof}".encode()
-        salted = m.salted_password(self.security.options["password"].encode(), salt, iterations)
-        client_key = m.hmac(salted, b"Client Key")
-        signature = m.hmac(m.hash(client_key), auth_message)
-        proof = bytes(a ^ b for a, b in zip(client_key, signature))
-        self._server_signature = m.hmac(m.hmac(salted, b"Server Key"), auth_message)
-        return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
-
-    def _scram_check(self, server_final: bytes) -> None:
-        text = server_final.decode("utf-8", "replace")
-        if text.startswith("e="):
-            raise SaslExchangeError(f"{self.mechanism}: the broker failed the exchange: {text[2:]}")
-        try:
-            got = base64.b64decode(text[2:]) if text.startswith("v=") else b""
-        except ValueError:
-            got = b""
-        if not hmac.compare_digest(got, self._server_signature):
-            raise SaslExchangeError(f"{self.mechanism}: invalid server signature in server final "
-                              f"message")

@@ -6,7 +6,8 @@ anything else: ApiVersions (optional), SaslHandshake naming a mechanism from
 server says it is done (authenticator.py holds the per-connection state machine). The mechanisms:
 PLAIN (plain.py, users from the JAAS configuration, jaas.py), SCRAM-SHA-256/512 (scram.py, with
 credentials managed by AlterUserScramCredentials, credentials.py) and OAUTHBEARER with Kafka's
-unsecured-JWT validator (oauthbearer.py).
+unsecured-JWT validator (oauthbearer.py) or, where a listener names it, Kafka's
+OAuthBearerValidatorCallbackHandler checking signed JWTs against a JWKS (oauthbearer_jwks.py).
 
 Every mechanism server is a small object with `evaluate(token) -> challenge bytes`, `complete`,
 `principal_name` and `lifetime_ms` (the credential's expiry, for KIP-368 re-authentication), and

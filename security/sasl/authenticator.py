@@ -217,9 +217,12 @@ class SaslMechanisms:
     against, built once per listener at startup."""
 
     def __init__(self, enabled: list[str], factories: dict,
-                 max_reauth_ms: dict[str, int] | None = None):
+                 max_reauth_ms: dict[str, int] | None = None, background=()):
         self.enabled = enabled
         self._factories = factories
+        # Tasks the listener needs running before it serves, each `async fn(task_status=)`
+        # reporting started once ready (the JWKS refresh of OAUTHBEARER's validator).
+        self.background = list(background)
         # mechanism -> its connections.max.reauth.ms, where the listener sets one
         # (`listener.name.<l>.<mechanism>.connections.max.reauth.ms`, as Kafka reads it).
         self.max_reauth_ms = max_reauth_ms or {}
@@ -244,11 +247,13 @@ def raw_token_frame(auth: SaslAuthenticator, token: bytes) -> list:
     return [len(challenge).to_bytes(4, "big", signed=True) + challenge]
 
 
-def listener_mechanisms(config, listener_name: str, scram_lookup, wall_ms) -> SaslMechanisms:
+def listener_mechanisms(config, listener_name: str, scram_lookup, wall_ms,
+                        network_clock=None) -> SaslMechanisms:
     """A SASL listener's mechanisms from `sasl.enabled.mechanisms` and the JAAS configuration
     (`listener.name.<l>.<mechanism>.sasl.jaas.config`). `scram_lookup(user, type id)` finds a
-    SCRAM credential, `wall_ms()` is the time tokens are checked against. ValueError, one line
-    naming the key, for a mechanism trioka does not serve or a JAAS text that does not parse."""
+    SCRAM credential, `wall_ms()` is the time tokens are checked against, `network_clock` (real
+    time) paces the JWKS refresh of OAUTHBEARER's validator. ValueError, one line naming the
+    key, for a mechanism trioka does not serve or a JAAS text that does not parse."""
     from trioka.security.sasl import MECHANISMS
     from trioka.security.sasl.jaas import parse_jaas_config
     from trioka.security.sasl.oauthbearer import OAuthBearerServer
@@ -265,6 +270,7 @@ def listener_mechanisms(config, listener_name: str, scram_lookup, wall_ms) -> Sa
     if not enabled:
         raise ValueError(f"{key}: listener {listener_name} uses SASL but enables no mechanism")
     factories = {}
+    background = []
     max_reauth_ms = {m: config.listener_value(listener_name, "connections.max.reauth.ms",
                                               mechanism=m) for m in enabled}
     for mechanism in enabled:
@@ -285,8 +291,17 @@ def listener_mechanisms(config, listener_name: str, scram_lookup, wall_ms) -> Sa
             factories[mechanism] = lambda scram=scram: ScramServer(
                 scram, lambda user: scram_lookup(user, scram.type_id))
         else:
-            factories[mechanism] = lambda options=options: OAuthBearerServer(options, wall_ms)
-    return SaslMechanisms(enabled, factories, max_reauth_ms)
+            # Kafka's OAuthBearerValidatorCallbackHandler when the listener names it (PyJWT
+            # is loaded only then), else the unsecured-JWT validator.
+            from trioka.clock import Clock
+            from trioka.security.sasl.oauthbearer_jwks import listener_validator
+            validator = listener_validator(config, listener_name, network_clock or Clock())
+            validate = validator.validate if validator is not None else None
+            if validator is not None and validator.cache.refreshing:
+                background.append(validator.cache.run)
+            factories[mechanism] = lambda options=options, validate=validate: \
+                OAuthBearerServer(options, wall_ms, validate)
+    return SaslMechanisms(enabled, factories, max_reauth_ms, background)
 
 
 def check_config(config) -> None:

@@ -146,12 +146,15 @@ def parse_client_initial_response(token: bytes) -> tuple[str, str, dict[str, str
 
 
 class OAuthBearerServer:
-    """One OAUTHBEARER exchange, validating unsecured JWTs. `now_ms()` is the broker's wall
-    clock (the token's times are wall times)."""
+    """One OAUTHBEARER exchange, validating unsecured JWTs, or with `validate(token, now_ms)`
+    (Kafka's JWKS validator, oauthbearer_jwks.py) when the listener configures one. `now_ms()`
+    is the broker's wall clock (the token's times are wall times)."""
 
-    def __init__(self, options: dict[str, str], now_ms):
+    def __init__(self, options: dict[str, str], now_ms, validate=None):
         self._options = options
         self._now_ms = now_ms
+        self._validate = validate or (lambda token, now: validate_unsecured_jws(token, options,
+                                                                                now))
         self.complete = False
         self.principal_name: str | None = None
         self.lifetime_ms: int | None = None
@@ -166,7 +169,7 @@ class OAuthBearerServer:
         self._error = None
         value, authzid, _extensions = parse_client_initial_response(token)
         try:
-            validated = validate_unsecured_jws(value, self._options, self._now_ms())
+            validated = self._validate(value, self._now_ms())
         except InvalidToken as e:
             self._error = json_error(e.status, e.scope)
             return self._error

@@ -1,0 +1,122 @@
+"""Appends whose `.log` write runs in a worker thread (PartitionLog.begin_append / PendingAppend /
+end_append, and Produce's append_records): nothing of the append is visible until it ends, a
+change to the log meanwhile settles it first, a failed write takes the dir offline without
+reusing offsets, and one partition's appends keep their order."""
+
+import os
+
+import pytest
+import trio
+
+from record_batches import make_batch
+from trioka.apis.produce import append_records
+from trioka.log.files import DiskFiles, MemoryFiles
+from trioka.log.partition import OFF_LOOP_WRITE_BYTES, AppendResult, PartitionLog, PendingAppend
+from trioka.wire.errors import ErrorCode, KafkaError
+
+NOW = 1_700_000_000_000
+LARGE = b"v" * (OFF_LOOP_WRITE_BYTES + 1)
+
+
+def open_log(files):
+    return PartitionLog("orders", 0, "orders-0", files, None, now_ms=NOW)
+
+
+def large_batch(i: int = 0) -> bytearray:
+    return bytearray(make_batch([LARGE], base_timestamp=NOW + i))
+
+
+def test_a_large_append_is_invisible_until_it_ends(tmp_path):
+    log = open_log(DiskFiles(str(tmp_path)))
+    log.append(make_batch([b"small"], base_timestamp=NOW), now_ms=NOW)
+    size = log.active_segment.size
+    pending = log.begin_append(large_batch(), now_ms=NOW)
+    assert isinstance(pending, PendingAppend)
+    assert log.pending_append is pending
+    # Nothing moved yet: readers see the log as before.
+    assert (log.log_end_offset, log.high_watermark, log.active_segment.size) == (1, 1, size)
+    assert len(log.read(0, 10_000_000).records) == size
+    pending.write()       # what the worker thread runs
+    result = log.end_append(pending)
+    assert (result.base_offset, result.last_offset) == (1, 1)
+    assert log.pending_append is None
+    assert log.log_end_offset == log.high_watermark == 2
+    assert log.read(1, 10_000_000).records      # now readable
+
+
+def test_small_appends_and_memory_logs_complete_at_once(tmp_path):
+    disk = open_log(DiskFiles(str(tmp_path)))
+    assert isinstance(disk.begin_append(make_batch([b"small"]), now_ms=NOW), AppendResult)
+    memory = open_log(MemoryFiles())
+    assert isinstance(memory.begin_append(large_batch(), now_ms=NOW), AppendResult)
+    assert memory.log_end_offset == 1
+
+
+@pytest.mark.parametrize("change", ["append", "truncate", "roll", "close", "marker"])
+def test_any_change_settles_the_pending_append_first(tmp_path, change):
+    log = open_log(DiskFiles(str(tmp_path)))
+    pending = log.begin_append(large_batch(), now_ms=NOW)
+    pending.write()
+    if change == "append":
+        assert log.append(make_batch([b"next"]), now_ms=NOW).base_offset == 1
+        assert log.log_end_offset == 2
+    elif change == "truncate":
+        log.truncate_to(1, NOW)
+        assert log.log_end_offset == 1
+    elif change == "roll":
+        assert log.roll(NOW).base_offset == 1
+    elif change == "close":
+        log.close()
+    else:
+        log.append_marker(producer_id=1, producer_epoch=0, commit=True, coordinator_epoch=0,
+                          now_ms=NOW)
+    assert log.pending_append is None
+    # The append's own caller still gets its result.
+    assert log.end_append(pending).base_offset == 0
+
+
+def test_a_failed_write_takes_the_dir_offline_and_reuses_no_offset(tmp_path):
+    files = DiskFiles(str(tmp_path))
+    log = open_log(files)
+    pending = log.begin_append(large_batch(), now_ms=NOW)
+    # The disk refuses the write (as a full disk would, after part of it).
+    pending.written_bytes, pending.error = 100, OSError(28, "No space left on device")
+    pending.written.set()
+    with pytest.raises(KafkaError) as failed:
+        log.end_append(pending)
+    assert failed.value.code == ErrorCode.KAFKA_STORAGE_ERROR
+    assert log.log_end_offset == 0 and log.pending_append is None
+    with pytest.raises(KafkaError) as again:
+        log.append(make_batch([b"later"]), now_ms=NOW)
+    assert again.value.code == ErrorCode.KAFKA_STORAGE_ERROR
+
+
+def test_a_failure_found_while_settling_reaches_the_appender(tmp_path):
+    log = open_log(DiskFiles(str(tmp_path)))
+    pending = log.begin_append(large_batch(), now_ms=NOW)
+    pending.written_bytes, pending.error = 0, OSError(5, "Input/output error")
+    pending.written.set()
+    log.roll(NOW)          # settles: the failure is kept for the appender, not raised here
+    with pytest.raises(KafkaError) as failed:
+        log.end_append(pending)
+    assert failed.value.code == ErrorCode.KAFKA_STORAGE_ERROR
+
+
+async def test_concurrent_produce_appends_keep_their_order(tmp_path):
+    log = open_log(DiskFiles(str(tmp_path)))
+    results = {}
+
+    async def produce(i):
+        results[i] = await append_records(log, large_batch(i), now_ms=NOW)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(8):
+            nursery.start_soon(produce, i)
+    assert sorted(r.base_offset for r in results.values()) == list(range(8))
+    assert log.log_end_offset == 8 and log.pending_append is None
+    # On disk exactly as the offsets say, every batch whole.
+    data = bytes(log.read(0, 100_000_000).records)
+    assert len(data) == os.path.getsize(log.active_segment.log.path)
+    from trioka.log.batch import AppendOrigin, validate_batches
+    assert [b.base_offset for b in validate_batches(data, origin=AppendOrigin.COORDINATOR)] \
+        == list(range(8))
