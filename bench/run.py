@@ -1245,7 +1245,6 @@ def run_rebalance(broker: BrokerProcess, admin: Admin, repeats: int) -> dict:
 # Kafka's three listener security protocols the security phase compares, in table order.
 SECURITY_LISTENERS = ("PLAINTEXT", "SSL", "SASL_SSL")
 SECURITY_USER, SECURITY_PASSWORD, SECURITY_MECHANISM = "bench", "bench-secret", "SCRAM-SHA-512"
-LISTENER_PORT = re.compile(r"(?<![A-Z_])(?P<name>PLAINTEXT|SSL|SASL_SSL)://[\d.]+:(?P<port>\d+)")
 
 
 class SecurityBroker(BrokerProcess):
@@ -1255,27 +1254,11 @@ class SecurityBroker(BrokerProcess):
     and SASL_SSL ports are chosen by the system and read from the ready line."""
 
     def __init__(self, data_dir: str, certs_dir: str):
-        super().__init__(data_dir)
+        super().__init__(data_dir, listeners=("SSL", "SASL_SSL"))
         self.overrides.update({
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": os.path.join(certs_dir, "broker-keystore.pem"),
             "sasl.enabled.mechanisms": SECURITY_MECHANISM})
-        self.listener_ports: dict[str, int] = {}
-
-    def command(self) -> list[str]:
-        cmd = super().command()
-        at = cmd.index("--listeners") + 1
-        cmd[at] += ",SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0"
-        return cmd
-
-    def start(self, timeout: float = 30.0) -> "SecurityBroker":
-        super().start(timeout)
-        ready = next(line for line in self.output if line.startswith("trioka ready:"))
-        self.listener_ports = {m["name"]: int(m["port"]) for m in LISTENER_PORT.finditer(ready)}
-        missing = set(SECURITY_LISTENERS) - set(self.listener_ports)
-        if missing:
-            raise RuntimeError(f"no {', '.join(sorted(missing))} listener in {ready!r}")
-        return self
 
 
 def security_client_config(protocol: str, certs_dir: str) -> dict:
@@ -1329,7 +1312,8 @@ def run_security(args, tmp: str) -> dict:
         admin = Admin(broker.bootstrap)
         for case in security_cases(args.quick):
             for protocol in SECURITY_LISTENERS:
-                bootstrap = f"localhost:{broker.listener_ports[protocol]}"
+                port = broker.port if protocol == "PLAINTEXT" else broker.listener_port(protocol)
+                bootstrap = f"localhost:{port}"
                 out["listeners"][protocol] = bootstrap
                 conf = security_client_config(protocol, certs_dir)
                 say(f"{protocol} {case.name} ...")

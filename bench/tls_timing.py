@@ -23,14 +23,6 @@ from trioka.testing.process import BrokerProcess
 SIZE = 10_000
 
 
-class TwoListeners(BrokerProcess):
-    def command(self) -> list[str]:
-        cmd = super().command()
-        at = cmd.index("--listeners") + 1
-        cmd[at] += ",SSL://127.0.0.1:0"
-        return cmd
-
-
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process so far (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -84,13 +76,12 @@ def main() -> int:
     count = args.mb * 1_000_000 // SIZE
     with tempfile.TemporaryDirectory() as certs_dir:
         certs = write(certs_dir)
-        broker = TwoListeners(overrides={
+        broker = BrokerProcess(listeners=("SSL",), overrides={
             "ssl.keystore.type": "PKCS12", "ssl.keystore.location": certs["broker.p12"],
             "ssl.keystore.password": "trioka-dev"})
         with broker:
             broker.start()
-            ready = next(l for l in broker.output if l.startswith("trioka ready:"))
-            ssl_port = ready.split("SSL://127.0.0.1:")[1].split()[0]
+            ssl_port = broker.listener_port("SSL")
             confs = {"PLAINTEXT": {"bootstrap.servers": broker.bootstrap},
                      "SSL": {"bootstrap.servers": f"localhost:{ssl_port}",
                              "security.protocol": "SSL", "ssl.ca.location": certs["ca.pem"]}}

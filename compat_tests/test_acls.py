@@ -10,7 +10,6 @@ include_authorized_operations get every operation the resource supports (Kafka's
 the ACL APIs answer SECURITY_DISABLED. The ACLs survive a restart.
 """
 
-import re
 import subprocess
 import sys
 import time
@@ -21,7 +20,6 @@ from clients import produce_confluent, value_records
 from harness import unique, wait_for
 from trioka.testing.process import BrokerProcess
 
-SASL_PORT = re.compile(r"SASL_PLAINTEXT://[\d.]+:(\d+)")
 JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
         'username="admin" password="admin-secret" '
         'user_admin="admin-secret" user_alice="alice-secret";')
@@ -35,20 +33,12 @@ class AclBroker(BrokerProcess):
     """A broker with a PLAINTEXT listener (ANONYMOUS) and a SASL_PLAINTEXT one (PLAIN users)."""
 
     def __init__(self, data_dir=None, *, memory=False, overrides=None):
-        super().__init__(data_dir, memory=memory, overrides={**OVERRIDES, **(overrides or {})})
-        self.sasl_port = 0
+        super().__init__(data_dir, memory=memory, overrides={**OVERRIDES, **(overrides or {})},
+                         listeners=("SASL_PLAINTEXT",))
 
-    def command(self) -> list[str]:
-        cmd = super().command()
-        at = cmd.index("--listeners") + 1
-        cmd[at] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
-        return cmd
-
-    def start(self, timeout: float = 30.0) -> "AclBroker":
-        super().start(timeout)
-        ready = next(line for line in reversed(self.output) if line.startswith("trioka ready:"))
-        self.sasl_port = int(SASL_PORT.search(ready).group(1))
-        return self
+    @property
+    def sasl_port(self) -> int:
+        return self.listener_port("SASL_PLAINTEXT")
 
     def sasl(self, user: str) -> dict:
         return {"bootstrap.servers": f"127.0.0.1:{self.sasl_port}",

@@ -5,7 +5,6 @@ over http by a small server in this test; confluent-kafka (oauth_cb) and kafka-p
 with Kafka's `{"status":"invalid_token"}`."""
 
 import json
-import re
 import socket
 import struct
 import threading
@@ -27,7 +26,6 @@ from trioka.wire.api_keys import ApiKey  # noqa: E402
 from trioka.wire.errors import ErrorCode  # noqa: E402
 
 VALIDATOR = "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
-SASL_PORT = re.compile(r"SASL_PLAINTEXT://[\d.]+:(\d+)")
 ISSUER = "https://idp.example"
 AUDIENCE = "trioka"
 
@@ -65,20 +63,11 @@ class JwksBroker(BrokerProcess):
             prefix + "sasl.oauthbearer.jwks.endpoint.url": jwks_url,
             "sasl.oauthbearer.expected.audience": AUDIENCE,
             "sasl.oauthbearer.expected.issuer": ISSUER,
-            "connection.failed.authentication.delay.ms": "50"})
-        self.sasl_port = 0
+            "connection.failed.authentication.delay.ms": "50"}, listeners=("SASL_PLAINTEXT",))
 
-    def command(self) -> list[str]:
-        cmd = super().command()
-        at = cmd.index("--listeners") + 1
-        cmd[at] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
-        return cmd
-
-    def start(self, timeout: float = 30.0) -> "JwksBroker":
-        super().start(timeout)
-        ready = next(line for line in self.output if line.startswith("trioka ready:"))
-        self.sasl_port = int(SASL_PORT.search(ready).group(1))
-        return self
+    @property
+    def sasl_port(self) -> int:
+        return self.listener_port("SASL_PLAINTEXT")
 
     @property
     def sasl_bootstrap(self) -> str:

@@ -32,7 +32,6 @@ from trioka.wire import protocol
 from trioka.wire.api_keys import ApiKey
 from trioka.wire.errors import ErrorCode
 
-SASL_PORT = re.compile(r"SASL_PLAINTEXT://[\d.]+:(\d+)")
 PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
               'username="admin" password="admin-secret" '
               'user_admin="admin-secret" user_alice="alice-secret";')
@@ -46,20 +45,11 @@ class SaslBroker(BrokerProcess):
     SASL_PLAINTEXT listener on a free port of its own, read from the ready line."""
 
     def __init__(self, overrides: dict):
-        super().__init__(memory=True, overrides=overrides)
-        self.sasl_port = 0
+        super().__init__(memory=True, overrides=overrides, listeners=("SASL_PLAINTEXT",))
 
-    def command(self) -> list[str]:
-        cmd = super().command()
-        at = cmd.index("--listeners") + 1
-        cmd[at] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
-        return cmd
-
-    def start(self, timeout: float = 30.0) -> "SaslBroker":
-        super().start(timeout)
-        ready = next(line for line in self.output if line.startswith("trioka ready:"))
-        self.sasl_port = int(SASL_PORT.search(ready).group(1))
-        return self
+    @property
+    def sasl_port(self) -> int:
+        return self.listener_port("SASL_PLAINTEXT")
 
     @property
     def sasl_bootstrap(self) -> str:
@@ -459,25 +449,15 @@ def test_confluent_produces_with_reauthentication_on(reauth_broker):
 
 # --- SASL_SSL ---
 
-SASL_SSL_PORT = re.compile(r"SASL_SSL://[\d.]+:(\d+)")
 
 
 class SaslSslBroker(BrokerProcess):
     def __init__(self, overrides: dict):
-        super().__init__(memory=True, overrides=overrides)
-        self.port_sasl_ssl = 0
+        super().__init__(memory=True, overrides=overrides, listeners=("SASL_SSL",))
 
-    def command(self) -> list[str]:
-        cmd = super().command()
-        at = cmd.index("--listeners") + 1
-        cmd[at] += f",SASL_SSL://127.0.0.1:{self.port_sasl_ssl}"
-        return cmd
-
-    def start(self, timeout: float = 30.0) -> "SaslSslBroker":
-        super().start(timeout)
-        ready = next(line for line in self.output if line.startswith("trioka ready:"))
-        self.port_sasl_ssl = int(SASL_SSL_PORT.search(ready).group(1))
-        return self
+    @property
+    def port_sasl_ssl(self) -> int:
+        return self.listener_port("SASL_SSL")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ is read back from the broker's request log (its `principal` field), over the adm
 """
 
 import json
-import re
 import subprocess
 import sys
 import urllib.request
@@ -21,7 +20,6 @@ from clients import (consume_confluent, consume_kafka_python, consume_kcat, kcat
 from harness import unique
 from trioka.testing.process import BrokerProcess
 
-SSL_PORT = re.compile(r"SSL://[\d.]+:(\d+)")
 
 
 class TlsBroker(BrokerProcess):
@@ -29,20 +27,12 @@ class TlsBroker(BrokerProcess):
     listener on a free port of its own, read from the ready line."""
 
     def __init__(self, overrides: dict, memory: bool = False):
-        super().__init__(memory=memory, overrides=overrides, args=["--log-level", "INFO"])
-        self.ssl_port = 0
+        super().__init__(memory=memory, overrides=overrides, args=["--log-level", "INFO"],
+                         listeners=("SSL",))
 
-    def command(self) -> list[str]:
-        cmd = super().command()
-        at = cmd.index("--listeners") + 1
-        cmd[at] += f",SSL://127.0.0.1:{self.ssl_port}"
-        return cmd
-
-    def start(self, timeout: float = 30.0) -> "TlsBroker":
-        super().start(timeout)
-        ready = next(line for line in self.output if line.startswith("trioka ready:"))
-        self.ssl_port = int(SSL_PORT.search(ready).group(1))
-        return self
+    @property
+    def ssl_port(self) -> int:
+        return self.listener_port("SSL")
 
     @property
     def ssl_bootstrap(self) -> str:

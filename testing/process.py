@@ -81,11 +81,14 @@ class BrokerProcess:
 
     `overrides` are Kafka config keys (`--override key=value`); `args` more command-line flags;
     `python_options` go between the interpreter and `-m trioka` (the benchmark's
-    `-m cProfile -o FILE`). `admin_listener` serves the admin endpoint on a free port."""
+    `-m cProfile -o FILE`). `admin_listener` serves the admin endpoint on a free port.
+    `listeners` names more listeners beside the PLAINTEXT one BrokerProcess waits for (security
+    protocols, or names the `listener.security.protocol.map` override maps), each on a free port
+    read from the ready line and kept on restarts: `listener_port(name)`."""
 
     def __init__(self, data_dir: str | None = None, *, memory: bool = False,
                  overrides: dict | None = None, args=(), python_options=(),
-                 admin_listener: bool = True):
+                 admin_listener: bool = True, listeners=()):
         self.own_data_dir = data_dir is None and not memory
         self.data_dir = tempfile.mkdtemp(prefix="trioka-broker-") if self.own_data_dir \
             else data_dir
@@ -95,6 +98,7 @@ class BrokerProcess:
         self.python_options = list(python_options)
         self.admin_listener = admin_listener
         self.port = 0
+        self.listener_ports = {name: 0 for name in listeners}   # the other listeners' ports
         self.ports: list[int] = []       # every node's port, once started (see ready_lines)
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []      # every line the process printed, across restarts
@@ -107,6 +111,10 @@ class BrokerProcess:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def listener_port(self, name: str) -> int:
+        """The port of the listener `name` (one of `listeners`), once started."""
+        return self.listener_ports[name]
+
     @property
     def pid(self) -> int:
         return self.proc.pid
@@ -116,14 +124,23 @@ class BrokerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def command(self) -> list[str]:
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"] + [
+            f"{name}://127.0.0.1:{port}" for name, port in self.listener_ports.items()]
         cmd = [sys.executable, *self.python_options, "-m", "trioka", "serve",
-               "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}"]
+               "--listeners", ",".join(listeners)]
         if self.admin_listener:
             cmd += ["--admin-listener", "127.0.0.1:0"]
         cmd += ["--memory"] if self.in_memory else ["--data-dir", self.data_dir]
         for key, value in self.overrides.items():
             cmd += ["--override", f"{key}={value}"]
         return cmd + self.args
+
+    def read_listener_ports(self, ready_line: str) -> None:
+        for name in self.listener_ports:
+            found = re.search(rf"(?<![\w]){re.escape(name)}://[^\s,]+:(\d+)", ready_line)
+            if found is None:
+                raise RuntimeError(f"no {name} listener in the ready line {ready_line!r}")
+            self.listener_ports[name] = int(found.group(1))
 
     # Ready lines to wait for: one a node (ClusterProcess: one per node).
     ready_lines = 1
@@ -147,6 +164,8 @@ class BrokerProcess:
                 self.output.append(line)
                 ready = READY.search(line)
                 if ready:
+                    if not ports:
+                        self.read_listener_ports(line)
                     ports.append(int(ready["port"]))
                     self.cluster_id = ready["cluster"]
                     admin = ADMIN.search(line)

@@ -38,11 +38,20 @@ def test_client_config_per_listener(bench):
         "sasl.password": "bench-secret"}
 
 
-def test_ready_line_ports(bench):
+def test_ready_line_ports():
+    from trioka.testing.process import BrokerProcess
+    broker = BrokerProcess(memory=True, listeners=("SSL", "SASL_SSL"))
     ready = ("trioka ready: PLAINTEXT://127.0.0.1:4000 SSL://127.0.0.1:4001 "
              "SASL_SSL://127.0.0.1:4002 node 1 cluster abc data /d")
-    ports = {m["name"]: int(m["port"]) for m in bench.LISTENER_PORT.finditer(ready)}
-    assert ports == {"PLAINTEXT": 4000, "SSL": 4001, "SASL_SSL": 4002}
+    broker.read_listener_ports(ready)
+    assert (broker.listener_port("SSL"), broker.listener_port("SASL_SSL")) == (4001, 4002)
+    assert "--listeners" in broker.command()
+    listeners = broker.command()[broker.command().index("--listeners") + 1]
+    assert listeners == ("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:4001,"
+                         "SASL_SSL://127.0.0.1:4002")     # the same ports on a restart
+    with pytest.raises(RuntimeError, match="no SASL_SSL listener"):
+        broker.read_listener_ports("trioka ready: PLAINTEXT://127.0.0.1:4000 "
+                                   "SSL://127.0.0.1:4001 node 1 cluster abc data /d")
 
 
 def phase(mbps: float, bound: float, cpu_pct: float, size: int) -> dict:
