@@ -68,6 +68,7 @@ from trioka.log.topics import INTERNAL_TOPICS
 from trioka.log.validator import RecordRules, RecordValidationError, conform
 from trioka.node.leader_hints import HINTED_ERRORS, LeaderHints
 from trioka.security.acls import WRITE
+from trioka.node.threads import InThread
 from trioka.security.quotas import PRODUCER_BYTE_RATE, request_throttle, skip_request_time, \
     throttle
 from trioka.wire.api_keys import ApiKey
@@ -226,13 +227,20 @@ async def append_records(log, records, **kwargs) -> AppendResult:
     disk that holds a write() for a while then holds only this partition's appends, not the
     event loop. Appends to one partition stay one at a time, in the order they came."""
     while log.pending_append is not None:
-        await _pending_appends[log.pending_append].wait()
+        ended = _pending_appends.get(log.pending_append)
+        if ended is None:       # not one of ours: finish it here
+            log.settle()
+        else:
+            await ended.wait()
     begun = log.begin_append(records, **kwargs)
     if type(begun) is AppendResult:
         return begun
     ended = _pending_appends[begun] = trio.Event()
     try:
-        await trio.to_thread.run_sync(begun.write)
+        # Started in this step (InThread, not trio.to_thread, whose wait for a thread slot
+        # would let other tasks run first): a change to the log that settles this append
+        # (`settle` waits for the write on the event loop) always finds its write under way.
+        await InThread(begun.write).result()
         return log.end_append(begun)
     finally:
         del _pending_appends[begun]

@@ -101,12 +101,10 @@ def test_alter_and_describe_with_kafka_python(broker):
     assert f"client-id={client} producer_byte_rate 2048" in " ".join(out.stdout.split())
 
 
-def assert_held_to_quota(rate: float) -> None:
-    """Never more than 10% over the quota. A client on a loaded machine can fall behind its
-    quota on its own (CI runs four test workers at once), so the floor is looser: at least 70%,
-    which still fails if throttling overshoots (Kafka's delay is (rate - quota) / quota x
-    window, not more)."""
-    assert 0.70 * MB <= rate <= 1.10 * MB, rate / MB
+def assert_held_to_quota(rate: float, *, floor: float = 0.90) -> None:
+    """Within 10% of the quota: never more than 10% over it, and (throttling must not overshoot:
+    Kafka's delay is (rate - quota) / quota x window, not more) at least `floor` of it."""
+    assert floor * MB <= rate <= 1.10 * MB, rate / MB
 
 
 def _steady_rate(events, start: float, end: float) -> float:
@@ -204,7 +202,9 @@ def test_confluent_consumer_held_to_its_quota(rate_broker, topic_name):
     wait_for(lambda: consumed_for(10), 30, "ten seconds of consuming", interval=0)
     consumer.close()
     rate = _steady_rate(received, 2, 10)
-    assert_held_to_quota(rate)
+    # A consumer on a loaded machine (CI runs four test workers at once) can fall behind its
+    # quota on its own, polling and handing over records: its floor is 70%.
+    assert_held_to_quota(rate, floor=0.70)
     assert throttles and max(throttles) > 0
     assert sum(n for _, n in received) < total    # held back: not all of it in 10 s
 

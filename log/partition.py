@@ -32,6 +32,7 @@ Appends made while a flush runs are covered by the next one, which every waiter 
 """
 
 import dataclasses
+import errno
 import logging
 import threading
 from bisect import bisect_right
@@ -164,9 +165,13 @@ class PendingAppend:
         self.failure: KafkaError | None = None
 
     def write(self) -> None:
-        """The `.log` write (nothing else: safe in a worker thread)."""
+        """The `.log` write (nothing else: safe in a worker thread). Whatever stops it is the
+        append's failure: an OSError as the files layer reports it, anything else as an I/O
+        error, so the append ends failed (KAFKA_STORAGE_ERROR, its offsets never reused)."""
         try:
             self.written_bytes, self.error = self.segment.write_at_end(self.buf)
+        except BaseException as e:
+            self.error = OSError(errno.EIO, f"the write stopped: {e!r}")
         finally:
             self.written.set()
 

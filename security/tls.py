@@ -30,13 +30,14 @@ loaded; PEM stores use the standard library alone.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import ssl
 import tempfile
 
 import trio
+
+from trioka.node.threads import InThread
 
 # --- ssl.principal.mapping.rules (Kafka's SslPrincipalMapper, same expressions) ---
 
@@ -588,35 +589,6 @@ def _cut(data: bytes) -> list:
         return [data]
     view = memoryview(data)
     return [view[at:at + _CHUNK] for at in range(0, len(data), _CHUNK)]
-
-
-class InThread:
-    """A function started in a worker thread while the event loop goes on; `await result()`
-    waits for its return value (or raises its exception). Waiting is not cut short by a
-    cancellation: the thread may be using the connection's TLS state and a file region's
-    descriptor, which must outlive it."""
-
-    __slots__ = ("done", "outcome")
-
-    def __init__(self, fn, *args):
-        self.done = trio.Event()
-        self.outcome = None
-        token = trio.lowlevel.current_trio_token()
-
-        def deliver(outcome) -> None:
-            self.outcome = outcome
-            token.run_sync_soon(self.done.set)
-
-        trio.lowlevel.start_thread_soon(functools.partial(fn, *args), deliver)
-
-    async def result(self):
-        try:
-            await self.done.wait()
-        finally:
-            if not self.done.is_set():
-                with trio.CancelScope(shield=True):
-                    await self.done.wait()
-        return self.outcome.unwrap()
 
 
 async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext,

@@ -120,3 +120,22 @@ async def test_concurrent_produce_appends_keep_their_order(tmp_path):
     from trioka.log.batch import AppendOrigin, validate_batches
     assert [b.base_offset for b in validate_batches(data, origin=AppendOrigin.COORDINATOR)] \
         == list(range(8))
+
+
+async def test_a_change_made_while_the_write_starts_finds_it_under_way(tmp_path):
+    # Produce's append is waiting on its write; a retention pass, a marker or a roll on the
+    # event loop settles it at once. (A write queued for a thread slot would never start:
+    # the loop would wait on it forever.)
+    log = open_log(DiskFiles(str(tmp_path)))
+    results = []
+
+    async def produce():
+        results.append(await append_records(log, large_batch(), now_ms=NOW))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(produce)
+        await trio.lowlevel.checkpoint()   # the append runs up to its first wait
+        assert log.pending_append is not None
+        log.roll(NOW)                      # settles: waits only for the write itself
+        assert log.pending_append is None and log.log_end_offset == 1
+    assert results[0].base_offset == 0
