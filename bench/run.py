@@ -151,7 +151,7 @@ class BrokerProcess(testing_process.BrokerProcess):
     `profile_to` runs the broker under cProfile (the profile is written at SIGTERM); with
     $TRIOKA_TURNS_FILE set it runs under bench/turns.py instead."""
 
-    def __init__(self, data_dir: str, *, profile_to: str | None = None):
+    def __init__(self, data_dir: str, *, profile_to: str | None = None, listeners=()):
         if profile_to:
             options = ["-m", "cProfile", "-o", profile_to]
         elif os.environ.get("TRIOKA_TURNS_FILE"):
@@ -160,7 +160,8 @@ class BrokerProcess(testing_process.BrokerProcess):
             options = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "turns.py")]
         else:
             options = ()
-        super().__init__(data_dir, admin_listener=False, python_options=options)
+        super().__init__(data_dir, admin_listener=False, python_options=options,
+                         listeners=listeners)
 
     def cpu_ticks_seconds(self) -> float:
         """utime + stime of the broker process so far (/proc/PID/stat, 10 ms resolution)."""

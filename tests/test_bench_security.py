@@ -59,6 +59,14 @@ def phase(mbps: float, bound: float, cpu_pct: float, size: int) -> dict:
             "broker_bound_MBps": bound, "count": 1000}
 
 
+def test_security_broker_command_has_the_three_listeners(bench, tmp_path):
+    broker = bench.SecurityBroker(str(tmp_path / "data"), str(tmp_path / "certs"))
+    command = broker.command()
+    assert command[command.index("--listeners") + 1] == (
+        "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0")
+    assert f"sasl.enabled.mechanisms={bench.SECURITY_MECHANISM}" in command
+
+
 def test_table_gives_ratios_to_plaintext(bench):
     rows = []
     for listener, produce, consume in (("PLAINTEXT", (800, 1000), (900, 2000)),
