@@ -454,12 +454,34 @@ class LogSegment:
         else:
             positions = self.offset_index.positions
             i = bisect_right(positions, want) - 1
-            if i < 0 or positions[i] < position + first_size:
-                return None
-            end, exhausted = positions[i], False
+            # The first batch's end is a boundary too; from the last boundary known, whole
+            # batches that still fit are added by their 12-byte offset-and-length prefixes
+            # (large batches, each with an index entry of its own, leave no entry in between).
+            end = max(position + first_size, positions[i] if i >= 0 else 0)
+            end, exhausted = self._whole_batches_to(end, min(want, limit), max_offset), False
         if end <= position:
             return None
         return FileRegion(self.log.fileno(), position, end - position), exhausted
+
+    # Batches added to a region by their prefixes, at most: each is a 12-byte pread.
+    _PREFIX_WALK = 64
+
+    def _whole_batches_to(self, end: int, bound: int, max_offset: int | None) -> int:
+        """From a batch boundary `end`, the end of the whole batches that follow it, end at or
+        before `bound` and start below `max_offset`."""
+        for _ in range(self._PREFIX_WALK):
+            if end + LOG_OVERHEAD > bound:
+                break
+            prefix = self.log.pread(end, LOG_OVERHEAD)
+            if len(prefix) < LOG_OVERHEAD:
+                break
+            base_offset, batch_length = _OFFSET_AND_LENGTH.unpack(prefix)
+            size = LOG_OVERHEAD + batch_length
+            if size < HEADER_SIZE or end + size > bound or \
+                    (max_offset is not None and base_offset >= max_offset):
+                break
+            end += size
+        return end
 
     def find_batch_by_timestamp(self, timestamp: int, start_offset: int) -> BatchInfo | None:
         """The first batch at or after `start_offset` whose max timestamp is >= `timestamp`

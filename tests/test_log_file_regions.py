@@ -101,3 +101,30 @@ def test_a_closed_descriptor_number_reused_by_another_file_gets_its_own_duplicat
     other.close()
     second.close()
     assert SharedDescriptor.by_source.get(number) is None
+
+
+@pytest.mark.parametrize("max_bytes", [250_000, 350_000, 1 << 20])
+def test_large_batches_with_no_index_entry_between_are_a_region_of_whole_batches(tmp_path,
+                                                                                 max_bytes):
+    # Batches of about 100 KB and an index entry every 1 MB: a read that takes more than one
+    # batch but not all finds no entry inside its range. It is still a region (sent with
+    # sendfile, never read into memory on the event loop), ending on a batch boundary.
+    files = DiskFiles(str(tmp_path / "data"))
+    partition = PartitionLog("t", 0, "t-0", files, {"index.interval.bytes": str(1 << 20)},
+                             now_ms=NOW)
+    for _ in range(5):
+        partition.append(BATCH, now_ms=NOW)
+    try:
+        read = partition.read(0, max_bytes, zero_copy=True)
+        chunks = read.chunks
+        assert all(type(chunk) is FileRegion for chunk in chunks), chunks
+        size = sum(len(chunk) for chunk in chunks)
+        assert size % len(BATCH) == 0 and 0 < size <= max(max_bytes, len(BATCH))
+        assert size // len(BATCH) == min(5, max(1, max_bytes // len(BATCH)))
+        # And the same bytes as a copying read.
+        assert b"".join(chunk.read() for chunk in chunks) == \
+            bytes(partition.read(0, max_bytes).records)
+        for chunk in chunks:
+            chunk.close()
+    finally:
+        partition.close()
