@@ -4,6 +4,7 @@ change to the log meanwhile settles it first, a failed write takes the dir offli
 reusing offsets, and one partition's appends keep their order."""
 
 import os
+import threading
 
 import pytest
 import trio
@@ -122,10 +123,19 @@ async def test_concurrent_produce_appends_keep_their_order(tmp_path):
         == list(range(8))
 
 
-async def test_a_change_made_while_the_write_starts_finds_it_under_way(tmp_path):
+async def test_a_change_made_while_the_write_starts_finds_it_under_way(tmp_path, monkeypatch):
     # Produce's append is waiting on its write; a retention pass, a marker or a roll on the
     # event loop settles it at once. (A write queued for a thread slot would never start:
-    # the loop would wait on it forever.)
+    # the loop would wait on it forever.) The disk holds the write for 300 ms, as a disk under
+    # writeback does, so the append is still pending when the roll comes.
+    from trioka.log.segment import LogSegment
+    write_at_end = LogSegment.write_at_end
+
+    def slow_write_at_end(self, data):
+        threading.Event().wait(0.3)
+        return write_at_end(self, data)
+
+    monkeypatch.setattr(LogSegment, "write_at_end", slow_write_at_end)
     log = open_log(DiskFiles(str(tmp_path)))
     results = []
 
@@ -134,8 +144,9 @@ async def test_a_change_made_while_the_write_starts_finds_it_under_way(tmp_path)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(produce)
-        await trio.lowlevel.checkpoint()   # the append runs up to its first wait
-        assert log.pending_append is not None
+        with trio.fail_after(10):
+            while log.pending_append is None:      # until the append has begun
+                await trio.lowlevel.checkpoint()
         log.roll(NOW)                      # settles: waits only for the write itself
         assert log.pending_append is None and log.log_end_offset == 1
     assert results[0].base_offset == 0
