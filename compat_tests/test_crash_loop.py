@@ -82,7 +82,9 @@ print(json.dumps({"started": True}), flush=True)
 seq = 0
 while not stopping:
     while len(p) < 2000 and not stopping:
-        value = b"crash-%010d-" % seq + b"v" * 80
+        # Every 4th message is larger: batches then cross 32 KiB now and then, so appends are
+        # written both on the event loop and from a worker thread (log/partition.py).
+        value = b"crash-%010d-" % seq + b"v" * (80 if seq % 4 else 1200)
         p.produce(topic, value=value, partition=seq % partitions)
         seq += 1
     p.poll(0.005)
@@ -94,7 +96,7 @@ print(json.dumps({"done": {"produced": seq, "left": left}}), flush=True)
 
 
 def value_of(seq: int) -> bytes:
-    return b"crash-%010d-" % seq + b"v" * 80
+    return b"crash-%010d-" % seq + b"v" * (80 if seq % 4 else 1200)
 
 
 class Reports:
