@@ -39,6 +39,19 @@ def _partition_exists(broker, topic: str, partition: int) -> bool:
     return info is not None and 0 <= partition < info.num_partitions
 
 
+# The expiry timestamp is an int64 in __consumer_offsets' OffsetCommitValue.
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _expiry(now_ms: int, retention_ms: int) -> int:
+    """The explicit expiry of a v2-4 commit: now + retention_time_ms, within an int64 (a
+    retention near Long.MAX_VALUE means never; -1 means the broker's offsets.retention.minutes,
+    no explicit expiry)."""
+    if retention_ms == -1:
+        return -1
+    return max(_LONG_MIN, min(_LONG_MAX, now_ms + retention_ms))
+
+
 async def handle(broker, request, ctx):
     version = ctx.api_version
     now_ms = broker.clock.wall_ms()
@@ -69,7 +82,7 @@ async def handle(broker, request, ctx):
                     offset=p.committed_offset,
                     leader_epoch=p.committed_leader_epoch if version >= 6 else -1,
                     metadata=metadata, commit_timestamp_ms=now_ms,
-                    expire_timestamp_ms=now_ms + retention if retention != -1 else -1)
+                    expire_timestamp_ms=_expiry(now_ms, retention))
                 codes[tp] = ErrorCode.NONE
     if accepted:
         try:

@@ -200,6 +200,12 @@ async def test_offset_commit_and_fetch(wire):
     c = await wire.call(K.OFFSET_COMMIT, 2, **commit_request("standalone", -1, "", [
         ("orders", [(2, 99, 0, "meta")])], retention_time_ms=60_000))
     assert c.topics[0].partitions[0].error_code == 0
+    # A retention near Long.MAX_VALUE (found by the fuzzer: now + retention overflowed the
+    # int64 expiry of __consumer_offsets' record and the handler failed) means never.
+    for retention in ((1 << 63) - 1, -(1 << 63)):
+        c = await wire.call(K.OFFSET_COMMIT, 3, **commit_request("forever", -1, "", [
+            ("orders", [(1, 5, 0, "")])], retention_time_ms=retention))
+        assert c.topics[0].partitions[0].error_code == 0
 
     Topic = FetchReq.OffsetFetchRequestTopic
     f = await wire.call(K.OFFSET_FETCH, 1, group_id="cg",

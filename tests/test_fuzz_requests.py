@@ -18,6 +18,7 @@ import random
 import struct
 import uuid
 
+import pytest
 import trio
 
 from message_values import INT_RANGES
@@ -231,6 +232,8 @@ def frames(rng: random.Random):
         yield f"{ApiKey(key).name} v{version} ({kind})", frame
 
 
+# A long campaign (TRIOKA_FUZZ_FRAMES) gets time for its frames: about 800 a second here.
+@pytest.mark.timeout(max(120, FUZZ_FRAMES // 100))
 async def test_no_request_stops_the_broker_or_stalls_its_answer(caplog):
     rng = random.Random(SEED)
     latencies = []
