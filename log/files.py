@@ -201,8 +201,6 @@ class DiskFile:
         position = self.size
         return self.appended(position, data, *self.write_at_end(data))
 
-    on_disk = True
-
     def check_writable(self) -> None:
         """KAFKA_STORAGE_ERROR once the dir is offline: nothing more is written to it."""
         if self.failure_channel.failure is not None:
@@ -319,6 +317,29 @@ class DiskFiles:
         os.makedirs(self.root, exist_ok=True)
         self.failure_channel = failure_channel or LogDirFailureChannel(self.root)
         self._lock_fd = -1
+        self.stalling_until = 0.0        # see note_write
+
+    # A write() into the page cache is normally a copy (0.2-0.3 ms a MB), but a disk under
+    # writeback can hold one for 100 ms and more. Appends write on the event loop, where the copy
+    # is cheapest, until one write takes longer than WRITE_STALL_S; then, for WRITE_STALL_HOLD_S
+    # after the last slow write, large appends write from a worker thread
+    # (PartitionLog.begin_append), so the event loop does not wait on the disk.
+    WRITE_STALL_S = 0.010
+    WRITE_STALL_HOLD_S = 60.0
+
+    def note_write(self, seconds: float, now: float) -> None:
+        """A segment write took `seconds` (at `now`, time.perf_counter's: the disk's real time,
+        also under virtual time)."""
+        if seconds > self.WRITE_STALL_S:
+            if self.stalling_until <= now:
+                log.info("A write to %s took %.0f ms: large appends write from a worker thread "
+                         "for the next %.0f s", self.root, seconds * 1000,
+                         self.WRITE_STALL_HOLD_S)
+            self.stalling_until = now + self.WRITE_STALL_HOLD_S
+
+    def writes_stall(self, now: float) -> bool:
+        """Whether writes to this dir have been slow lately (see note_write)."""
+        return self.stalling_until > now
 
     def _abs(self, path: str) -> str:
         return os.path.join(self.root, path) if path else self.root
@@ -474,9 +495,6 @@ class MemoryFile:
     def size(self) -> int:
         return len(self._data)
 
-    # Appends to memory never block: always on the event loop (LogSegment.writes_off_loop).
-    on_disk = False
-
     def check_writable(self) -> None:
         pass
 
@@ -523,6 +541,12 @@ class MemoryFiles:
     is called at each flush, in the thread doing it; tests use it to see a flush happen, or to
     make one slow. The names change under a lock, as the broker's worker threads (topic
     creation, checkpoint writes) use them too."""
+
+    def note_write(self, seconds: float, now: float) -> None:
+        pass
+
+    def writes_stall(self, now: float) -> bool:
+        return False      # memory never holds a write
 
     def __init__(self):
         self.root = None

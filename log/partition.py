@@ -35,6 +35,7 @@ import dataclasses
 import errno
 import logging
 import threading
+import time
 from bisect import bisect_right
 
 from trioka.log.batch import (AppendOrigin, BatchInfo, assign_offsets, set_log_append_time,
@@ -133,8 +134,10 @@ class LogFlush:
 # -------------------------------------------------------------------------------- the log
 
 # Appends of this many bytes or more to a disk log write from a worker thread
-# (PartitionLog.begin_append); smaller ones write on the event loop, where a thread's round
-# trip would cost more than the write.
+# (PartitionLog.begin_append) while its dir's writes stall (DiskFiles.note_write); smaller ones,
+# and all of them while the disk keeps up, write on the event loop, where the copy into the page
+# cache is cheapest (the thread's copy is about half as dear again: the bytes were received on
+# the loop's core).
 OFF_LOOP_WRITE_BYTES = 32 * 1024
 
 
@@ -144,7 +147,7 @@ class PendingAppend:
 
     __slots__ = ("segment", "buf", "batches", "first_offset", "next_offset", "epoch",
                  "max_timestamp", "offset_of_max_timestamp", "log_append_time_ms", "position",
-                 "written", "written_bytes", "error", "result", "failure")
+                 "written", "written_bytes", "error", "result", "failure", "took")
 
     def __init__(self, segment, buf, batches, first_offset, next_offset, epoch, max_timestamp,
                  offset_of_max_timestamp, log_append_time_ms):
@@ -163,16 +166,19 @@ class PendingAppend:
         self.error: OSError | None = None
         self.result: AppendResult | None = None
         self.failure: KafkaError | None = None
+        self.took = 0.0          # seconds the write took
 
     def write(self) -> None:
         """The `.log` write (nothing else: safe in a worker thread). Whatever stops it is the
         append's failure: an OSError as the files layer reports it, anything else as an I/O
         error, so the append ends failed (KAFKA_STORAGE_ERROR, its offsets never reused)."""
+        started = time.perf_counter()
         try:
             self.written_bytes, self.error = self.segment.write_at_end(self.buf)
         except BaseException as e:
             self.error = OSError(errno.EIO, f"the write stopped: {e!r}")
         finally:
+            self.took = time.perf_counter() - started
             self.written.set()
 
 
@@ -566,8 +572,9 @@ class PartitionLog:
                      batches: list[BatchInfo] | None = None, conformed: bool = False,
                      off_loop: bool = True) -> "AppendResult | PendingAppend":
         """`append` up to its write. An AppendResult when the append is already complete (a
-        duplicate, a memory log, a write under OFF_LOOP_WRITE_BYTES or `off_loop` False);
-        otherwise a PendingAppend to `write` in a worker thread and end with `end_append`."""
+        duplicate, a memory log, a write under OFF_LOOP_WRITE_BYTES, a dir whose writes do not
+        stall, or `off_loop` False); otherwise a PendingAppend to `write` in a worker thread and
+        end with `end_append`."""
         self.settle()
         if batches is None:
             batches = self.validate(records, origin=origin)
@@ -610,10 +617,12 @@ class PartitionLog:
                                 max_timestamp, offset_of_max_timestamp,
                                 now_ms if log_append_time else -1)
         pending.position = segment.prepare_write()
-        if off_loop and len(buf) >= OFF_LOOP_WRITE_BYTES and segment.writes_off_loop():
+        if off_loop and len(buf) >= OFF_LOOP_WRITE_BYTES and \
+                self.files.writes_stall(time.perf_counter()):
             self.pending_append = pending
             return pending
         pending.write()
+        self.files.note_write(pending.took, time.perf_counter())
         return self._end(pending)
 
     def settle(self) -> None:
@@ -630,6 +639,7 @@ class PartitionLog:
     def end_append(self, pending: "PendingAppend") -> AppendResult:
         """After `pending.write` returned: the append's result (KafkaError when its write
         failed). Ends it unless `settle` already has."""
+        self.files.note_write(pending.took, time.perf_counter())
         if pending.result is None and pending.failure is None:
             self._end(pending)
         if pending.failure is not None:

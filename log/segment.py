@@ -272,10 +272,6 @@ class LogSegment:
     # prepares (`prepare_write`), the thread writes (`write_at_end`), the loop finishes
     # (`finish_write`), which does what `append` does after its write.
 
-    def writes_off_loop(self) -> bool:
-        """Whether this segment's file is on disk (a memory log's append never blocks)."""
-        return self.log.on_disk
-
     def prepare_write(self) -> int:
         """Before a write in a worker thread: the position it will start at."""
         self._ensure_indexes()

@@ -5,6 +5,7 @@ reusing offsets, and one partition's appends keep their order."""
 
 import os
 import threading
+import time
 
 import pytest
 import trio
@@ -19,7 +20,11 @@ NOW = 1_700_000_000_000
 LARGE = b"v" * (OFF_LOOP_WRITE_BYTES + 1)
 
 
-def open_log(files):
+def open_log(files, *, stalling: bool = True):
+    """A log whose dir's writes stall (so large appends write from a worker thread), unless
+    `stalling` is False."""
+    if stalling:
+        files.note_write(1.0, time.perf_counter())
     return PartitionLog("orders", 0, "orders-0", files, None, now_ms=NOW)
 
 
@@ -48,6 +53,8 @@ def test_a_large_append_is_invisible_until_it_ends(tmp_path):
 def test_small_appends_and_memory_logs_complete_at_once(tmp_path):
     disk = open_log(DiskFiles(str(tmp_path)))
     assert isinstance(disk.begin_append(make_batch([b"small"]), now_ms=NOW), AppendResult)
+    calm = open_log(DiskFiles(str(tmp_path / "calm")), stalling=False)
+    assert isinstance(calm.begin_append(large_batch(), now_ms=NOW), AppendResult)
     memory = open_log(MemoryFiles())
     assert isinstance(memory.begin_append(large_batch(), now_ms=NOW), AppendResult)
     assert memory.log_end_offset == 1
@@ -150,3 +157,31 @@ async def test_a_change_made_while_the_write_starts_finds_it_under_way(tmp_path,
         log.roll(NOW)                      # settles: waits only for the write itself
         assert log.pending_append is None and log.log_end_offset == 1
     assert results[0].base_offset == 0
+
+
+def test_a_slow_write_moves_large_appends_off_the_loop_for_a_while(tmp_path):
+    files = DiskFiles(str(tmp_path))
+    assert not files.writes_stall(100.0)
+    files.note_write(0.002, 100.0)            # a normal copy into the page cache
+    assert not files.writes_stall(100.0)
+    files.note_write(0.150, 100.0)            # the disk held a write for 150 ms
+    assert files.writes_stall(100.0)
+    assert files.writes_stall(100.0 + files.WRITE_STALL_HOLD_S - 1)
+    assert not files.writes_stall(100.0 + files.WRITE_STALL_HOLD_S)
+    # The log notes its own writes: one that takes long (here, held in the disk layer) turns
+    # the next large append into a pending one.
+    from trioka.log.segment import LogSegment
+    log = open_log(files, stalling=False)
+    files.stalling_until = 0.0
+    assert isinstance(log.begin_append(large_batch(0), now_ms=NOW), AppendResult)
+    write_at_end = LogSegment.write_at_end
+    try:
+        LogSegment.write_at_end = lambda self, data: (threading.Event().wait(0.02),
+                                                      write_at_end(self, data))[1]
+        assert isinstance(log.begin_append(large_batch(1), now_ms=NOW), AppendResult)
+    finally:
+        LogSegment.write_at_end = write_at_end
+    pending = log.begin_append(large_batch(2), now_ms=NOW)
+    assert isinstance(pending, PendingAppend)
+    pending.write()
+    assert log.end_append(pending).base_offset == 2
