@@ -165,7 +165,12 @@ def test_kafka_python_classic_consumer_with_a_consumer_protocol_member(migration
     kp = KafkaConsumer(topic_name, bootstrap_servers=b.bootstrap, group_id=group,
                        auto_offset_reset="earliest", enable_auto_commit=False,
                        session_timeout_ms=6000, heartbeat_interval_ms=200,
-                       fetch_max_wait_ms=100, retry_backoff_ms=50)
+                       fetch_max_wait_ms=100, retry_backoff_ms=50,
+                       # kafka-python may lead its first join before its first metadata answer
+                       # (seen under the suite's load: "No partition metadata for topic"), and
+                       # assigns nothing; it rejoins once its metadata shows the partitions,
+                       # which by default it refreshes only every 5 minutes.
+                       metadata_max_age_ms=1000)
     new = None
     try:
         def kp_partitions() -> list[int]:
