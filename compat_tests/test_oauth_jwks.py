@@ -5,8 +5,6 @@ over http by a small server in this test; confluent-kafka (oauth_cb) and kafka-p
 with Kafka's `{"status":"invalid_token"}`."""
 
 import json
-import socket
-import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +18,8 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm  # noqa: E402
 from clients import (consume_confluent, consume_kafka_python, produce_confluent,  # noqa: E402
                      produce_kafka_python, value_records)
 from harness import unique  # noqa: E402
+from test_sasl import Raw, confluent_auth_error  # noqa: E402
 from trioka.testing.process import BrokerProcess  # noqa: E402
-from trioka.wire import protocol  # noqa: E402
 from trioka.wire.api_keys import ApiKey  # noqa: E402
 from trioka.wire.errors import ErrorCode  # noqa: E402
 
@@ -149,17 +147,6 @@ def kafka_python_oauth(token: str) -> dict:
             "sasl_oauth_token_provider": Fixed()}
 
 
-def confluent_auth_error(bootstrap: str, config: dict) -> str:
-    from confluent_kafka import Producer
-    errors = []
-    p = Producer({"bootstrap.servers": bootstrap, "error_cb": errors.append, **config})
-    deadline = time.monotonic() + 15
-    while not errors and time.monotonic() < deadline:
-        p.poll(0.1)
-    assert errors, "no error reported"
-    return errors[0].str()
-
-
 def kafka_python_refused(bootstrap: str, config: dict, caplog) -> None:
     """kafka-python never gets in: its bootstrap times out, and each attempt ended with the
     broker's SASL_AUTHENTICATION_FAILED `{"status":"invalid_token"}` or with the connection the
@@ -274,27 +261,17 @@ def _accepted_within(broker, token_for, seconds: float) -> bool:
 def sasl_exchange(port: int, token: str) -> list:
     """SaslHandshake v1 and SaslAuthenticate v2 with `token`; on a challenge, the client's
     0x01 acknowledgement (RFC 7628). The responses, in order."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    answers = []
-
-    def request(key, version, correlation, **fields):
-        message = protocol.request_class(key)(**fields)
-        sock.sendall(protocol.encode_request(key, version, correlation, "raw", message))
-        size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
-        _, answer = protocol.decode_response(key, version,
-                                             sock.recv(size, socket.MSG_WAITALL))
-        answers.append(answer)
-        return answer
-
+    raw = Raw(port)
     try:
-        assert request(ApiKey.SASL_HANDSHAKE, 1, 1, mechanism="OAUTHBEARER").error_code == 0
-        first = request(ApiKey.SASL_AUTHENTICATE, 2, 2,
-                        auth_bytes=f"n,,\x01auth=Bearer {token}\x01\x01".encode())
-        if first.error_code == 0 and bytes(first.auth_bytes):
-            request(ApiKey.SASL_AUTHENTICATE, 2, 3, auth_bytes=b"\x01")
+        answers = [raw.request(ApiKey.SASL_HANDSHAKE, 1, mechanism="OAUTHBEARER")]
+        assert answers[0].error_code == 0
+        answers.append(raw.request(ApiKey.SASL_AUTHENTICATE, 2,
+                                   auth_bytes=f"n,,\x01auth=Bearer {token}\x01\x01".encode()))
+        if answers[1].error_code == 0 and bytes(answers[1].auth_bytes):
+            answers.append(raw.request(ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=b"\x01"))
         return answers
     finally:
-        sock.close()
+        raw.close()
 
 
 @pytest.mark.parametrize("why", ["expired", "wrong audience", "unknown key", "bad signature"])

@@ -128,11 +128,17 @@ def test_aiokafka_over_sasl_plaintext(sasl_broker, mechanism):
     assert [r.value for r in got] == [b"a-%d" % i for i in range(10)]
 
 
+def kafkajs_sasl(mechanism: str, username: str, password: str) -> str:
+    """js/secure.js's security argument for KafkaJS's `sasl` option alone (SASL_PLAINTEXT)."""
+    return json.dumps({"sasl": {"mechanism": mechanism, "username": username,
+                                "password": password}})
+
+
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_kafkajs_over_sasl_plaintext(sasl_broker, mechanism):
     topic = unique("sasl-kafkajs")
-    out = kafkajs("sasl.js", sasl_broker.sasl_bootstrap, topic, mechanism.lower(),
-                  *USERS[mechanism], "5")
+    out = kafkajs("secure.js", sasl_broker.sasl_bootstrap, topic, "kafkajs",
+                  kafkajs_sasl(mechanism.lower(), *USERS[mechanism]), "5")
     assert out[0] == {"produced": [0]}
     assert out[1] == {"consumed": [f"kafkajs-{i}" for i in range(5)]}
 
@@ -351,8 +357,8 @@ def test_a_frame_over_the_pre_authentication_cap_closes_the_connection(sasl_brok
 
 
 def test_kafkajs_wrong_password_fails(sasl_broker):
-    r = run_kafkajs("sasl.js", sasl_broker.sasl_bootstrap, unique("sasl-kafkajs-bad"),
-                    "scram-sha-256", "bob", "wrong", "1")
+    r = run_kafkajs("secure.js", sasl_broker.sasl_bootstrap, unique("sasl-kafkajs-bad"),
+                    "kafkajs", kafkajs_sasl("scram-sha-256", "bob", "wrong"), "1")
     assert r.returncode != 0
     fatal = json.loads(r.stdout.decode().splitlines()[-1])["fatal"]
     assert SAME_FAILURE in fatal["message"], fatal
@@ -640,7 +646,8 @@ def test_aiokafka_kafkajs_and_kcat_with_oauthbearer(sasl_broker):
     assert [r.value for r in got] == [b"a", b"b"]
 
     topic = unique("sasl-oauth-kafkajs")
-    out = kafkajs("sasl.js", sasl_broker.sasl_bootstrap, topic, "oauthbearer", "-", token, "3")
+    out = kafkajs("secure.js", sasl_broker.sasl_bootstrap, topic, "kafkajs",
+                  json.dumps({"sasl": {"mechanism": "oauthbearer", "token": token}}), "3")
     assert out == [{"produced": [0]}, {"consumed": ["kafkajs-0", "kafkajs-1", "kafkajs-2"]}]
 
     topic = unique("sasl-oauth-kcat")

@@ -196,15 +196,13 @@ class DiskFile:
 
     def append(self, data) -> int:
         """Write all of data at the end of the file; return the position it starts at."""
-        if self.failure_channel.failure is not None:
-            raise self.failure_channel.storage_error()
+        self.check_writable()
         position = self.size
         return self.appended(position, data, *self.write_at_end(data))
 
     def check_writable(self) -> None:
         """KAFKA_STORAGE_ERROR once the dir is offline: nothing more is written to it."""
-        if self.failure_channel.failure is not None:
-            raise self.failure_channel.storage_error()
+        self.failure_channel.check()
 
     def write_at_end(self, data) -> tuple[int, OSError | None]:
         """The write itself, and nothing else: safe in a worker thread while the event loop

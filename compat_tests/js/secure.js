@@ -1,7 +1,7 @@
 'use strict'
 // node secure.js BOOTSTRAP TOPIC CLIENT_ID SECURITY_JSON COUNT
-// Over an SSL or SASL_SSL listener, with KafkaJS's documented `ssl` and `sasl` options taken
-// from SECURITY_JSON:
+// Over an SSL, SASL_SSL or SASL_PLAINTEXT listener, with KafkaJS's documented `ssl` and `sasl`
+// options taken from SECURITY_JSON (either may be left out):
 //   {"ssl": {"ca": PATH, "cert": PATH, "key": PATH}}     (cert and key: a client certificate)
 //   "sasl": {"mechanism": "plain"|"scram-sha-256"|"scram-sha-512", "username", "password"}
 //   "sasl": {"mechanism": "oauthbearer", "token": JWT}    (oauthBearerProvider hands it out)
@@ -17,6 +17,7 @@ const security = JSON.parse(securityText)
 const count = Number(countText)
 
 function sslOption (spec) {
+  if (spec == null) return undefined
   // KafkaJS passes this object to Node's tls.connect(): PEM text, not file names.
   const out = { ca: [fs.readFileSync(spec.ca, 'utf-8')] }
   if (spec.cert) out.cert = fs.readFileSync(spec.cert, 'utf-8')
