@@ -352,7 +352,7 @@ def test_without_pyjwt_the_start_stops_with_one_line_naming_the_key(tmp_path, mo
 @pytest.mark.parametrize("token", [
     sign(claims(exp=NOW - 3600)), sign(claims(), OTHER_RSA_KEY), sign(claims(), kid="gone"),
     sign(claims(iss="https://evil")), sign(claims(sub=None)),
-])
+], ids=["expired", "other key", "unknown kid", "wrong issuer", "no sub"])
 def test_every_failure_answers_the_same_challenge(token):
     server = OAuthBearerServer({}, lambda: NOW_MS, validator(issuer="https://issuer").validate)
     assert server.evaluate(message(token)) == b'{"status":"invalid_token"}'
