@@ -147,7 +147,7 @@ class PendingAppend:
 
     __slots__ = ("segment", "buf", "batches", "first_offset", "next_offset", "epoch",
                  "max_timestamp", "offset_of_max_timestamp", "log_append_time_ms", "position",
-                 "written", "written_bytes", "error", "result", "failure", "took")
+                 "written", "written_bytes", "error", "result", "failure", "took", "follower")
 
     def __init__(self, segment, buf, batches, first_offset, next_offset, epoch, max_timestamp,
                  offset_of_max_timestamp, log_append_time_ms):
@@ -167,6 +167,7 @@ class PendingAppend:
         self.result: AppendResult | None = None
         self.failure: KafkaError | None = None
         self.took = 0.0          # seconds the write took
+        self.follower = False    # a follower's append (begin_append_as_follower)
 
     def write(self) -> None:
         """The `.log` write (nothing else: safe in a worker thread). Whatever stops it is the
@@ -637,8 +638,9 @@ class PartitionLog:
                 pending.failure = e
 
     def end_append(self, pending: "PendingAppend") -> AppendResult:
-        """After `pending.write` returned: the append's result (KafkaError when its write
-        failed). Ends it unless `settle` already has."""
+        """After `pending.write` returned: the append's result, an AppendResult (a follower's
+        append: the log end offset; KafkaError when its write failed). Ends it unless `settle`
+        already has."""
         self.files.note_write(pending.took, time.perf_counter())
         if pending.result is None and pending.failure is None:
             self._end(pending)
@@ -649,6 +651,8 @@ class PartitionLog:
     def _end(self, pending: "PendingAppend") -> AppendResult:
         if self.pending_append is pending:
             self.pending_append = None
+        if pending.follower:
+            return self._end_as_follower(pending)
         segment, buf, batches = pending.segment, pending.buf, pending.batches
         first_offset, next_offset, epoch = pending.first_offset, pending.next_offset, \
             pending.epoch
@@ -693,6 +697,14 @@ class PartitionLog:
         follow, so a follower that becomes leader dedupes and serves read_committed as its
         leader did. The high watermark is the leader's, set by the caller. Returns the new
         log end offset."""
+        return self.begin_append_as_follower(records, now_ms=now_ms, off_loop=False)
+
+    def begin_append_as_follower(self, records, *, now_ms: int,
+                                 off_loop: bool = True) -> "int | PendingAppend":
+        """`append_as_follower` up to its write, as `begin_append` is the leader's: the new log
+        end offset when the append is complete (nothing fetched, a small write, a disk that
+        keeps up, or `off_loop` False); otherwise a PendingAppend to `write` in a worker thread
+        and end with `end_append` (which then returns the log end offset)."""
         self.settle()
         batches = validate_batches(records, origin=AppendOrigin.COORDINATOR) \
             if records is not None else []
@@ -716,10 +728,25 @@ class PartitionLog:
                 max_timestamp, offset_of_max_timestamp = info.max_timestamp, info.base_offset
         view = memoryview(records)
         data = view[first.position:batches[-1].position + batches[-1].size]
-        last_offset = previous_end - 1
-        segment = self._maybe_roll(len(data), max_timestamp, last_offset, now_ms)
-        position = segment.append(data, first.base_offset, last_offset, max_timestamp,
-                                  offset_of_max_timestamp)
+        segment = self._maybe_roll(len(data), max_timestamp, previous_end - 1, now_ms)
+        pending = PendingAppend(segment, data, batches, first.base_offset, previous_end, -1,
+                                max_timestamp, offset_of_max_timestamp, -1)
+        pending.follower = True
+        pending.position = segment.prepare_write()
+        if off_loop and len(data) >= OFF_LOOP_WRITE_BYTES and \
+                self.files.writes_stall(time.perf_counter()):
+            self.pending_append = pending
+            return pending
+        pending.write()
+        self.files.note_write(pending.took, time.perf_counter())
+        return self._end(pending)
+
+    def _end_as_follower(self, pending: "PendingAppend") -> int:
+        """`_end` of a follower's append: what append_as_follower does after its write."""
+        segment, batches, first = pending.segment, pending.batches, pending.batches[0]
+        position = segment.finish_write(pending.position, pending.buf, pending.written_bytes,
+                                        pending.error, pending.next_offset - 1,
+                                        pending.max_timestamp, pending.offset_of_max_timestamp)
         for info in batches:
             epoch = info.partition_leader_epoch
             if epoch >= 0 and (not self.epoch_entries or epoch > self.epoch_entries[-1][0]):
@@ -735,10 +762,11 @@ class PartitionLog:
             else:
                 self.producer_state.update(info)
         self.first_unstable_offset = self.producer_state.first_unstable_offset()
-        self.log_end_offset = previous_end
-        if self.on_flush_due is not None and self._due_for_flush(previous_end):
+        self.log_end_offset = pending.next_offset
+        if self.on_flush_due is not None and self._due_for_flush(pending.next_offset):
             self.on_flush_due(self)
-        return self.log_end_offset
+        pending.result = self.log_end_offset
+        return pending.result
 
     def set_high_watermark(self, offset: int) -> bool:
         """Replication's high watermark (a leader's: the ISR has everything below it; a

@@ -30,8 +30,9 @@ arrays as lists. Values are shown as follows:
 every code is NONE. Counts, not a list, because which and how many partitions failed is the
 question a test asks.
 
-Capture is cheap and rendering lazy: the log keeps the message objects themselves and renders them
-only when someone reads the log. Record batches are the exception, as they do not outlive the
+Capture is cheap and rendering lazy: the log keeps the messages and renders them only when
+someone reads the log (a message with records fields frozen into bytes, which the garbage
+collector never walks: _freezers). Record batches are the exception, as they do not outlive the
 request (a Produce request's records are a view into the connection's reused read buffer, which
 the handler patches; a Fetch response's are file regions sent with sendfile and then closed):
 each `records` field is summarised from its batch headers (a request's when it arrives, a
@@ -40,7 +41,9 @@ and the summary takes the field's place in the message once the message has serv
 """
 
 import base64
+import marshal
 import os
+import uuid
 
 from trioka.log.batch import (CONTROL_FLAG_MASK, COMPRESSION_CODEC_MASK, CURRENT_MAGIC, HEADER,
                               HEADER_SIZE, LOG_OVERHEAD, MIN_BATCH_LENGTH, TIMESTAMP_TYPE_MASK,
@@ -192,13 +195,17 @@ class RecordsFields:
     """Where the `records` fields of a message type are, as three functions generated for it
     (see _walkers), visiting them in the same order: `collect(message, out, payloads)` appends
     their summaries to `out`, `put(message, iterator)` puts summaries in their place,
-    `in_place(message, payloads)` replaces each by its summary."""
-    __slots__ = ("collect", "put", "in_place")
+    `in_place(message, payloads)` replaces each by its summary. And how such a message, once
+    summarised, is kept out of the garbage collector's sight (see _freezers): `freeze(message)`
+    gives it as bytes, `thaw(frozen)` gives it back."""
+    __slots__ = ("collect", "put", "in_place", "freeze", "thaw")
 
-    def __init__(self, collect, put, in_place):
+    def __init__(self, collect, put, in_place, freeze, thaw):
         self.collect = collect
         self.put = put
         self.in_place = in_place
+        self.freeze = freeze
+        self.thaw = thaw
 
 
 def records_fields(message_type) -> RecordsFields | None:
@@ -207,7 +214,8 @@ def records_fields(message_type) -> RecordsFields | None:
     found = _FIELDS.get(message_type, False)
     if found is False:
         walkers = _walkers(message_type.cls, message_type.fields)
-        found = _FIELDS[message_type] = None if walkers is None else RecordsFields(*walkers)
+        found = _FIELDS[message_type] = None if walkers is None else \
+            RecordsFields(*walkers, *_freezers(message_type.cls, message_type.fields))
     return found
 
 
@@ -281,6 +289,85 @@ def _emit(fields, var: str, depth: int, mode: str, lines: list) -> None:
                 _emit(f.children, x, depth + 2, mode, lines)
             else:
                 _emit(f.children, v, depth + 1, mode, lines)
+
+
+# --------------------------------------------------- keeping: out of the garbage collector
+
+def _freezers(cls, fields):
+    """(freeze, thaw) for a message type: functions generated as source, one pair per struct.
+
+    Why: CPython's cyclic collector walks every object that can hold references, and a message
+    is a tree of them (a Fetch response of 1,000 partitions is some 3,000). The request log
+    keeps thousands of messages for a while: each one would be walked by every collection of
+    the generations it passes through, a middle-generation pass of tens of milliseconds with
+    the event loop waiting. (Nested tuples of numbers and strings do not escape it: CPython
+    untracks such a tuple only once everything in it is untracked, one level per collection.)
+    So a message is kept as one bytes object, which the collector never walks: `freeze(o)`
+    gives each struct's fields in order as a tuple, arrays as tuples, a RecordsSummary as
+    (headers, payloads, unsummarised bytes), a topic id (uuid.UUID) as its number, enum
+    members as plain numbers, all in marshal's format (C speed, and these are the values it
+    takes); `thaw(b)` builds the objects again, for rendering."""
+    lines: list = []
+    env = {"_new": _new, "RecordsSummary": RecordsSummary, "_freeze_records": _freeze_records,
+           "_UUID": uuid.UUID}
+    names = iter(range(1 << 30))
+
+    def struct(cls, fields) -> tuple[str, str]:
+        n = next(names)
+        env[f"C{n}"] = cls
+        parts, after = [], []
+        for i, f in enumerate(fields):
+            get = f"o.{f.name}"
+            if f.type == "records":
+                parts.append(f"_freeze_records({get})")
+                after.append(f"    v = t[{i}]\n    o.{f.name} = None if v is None else "
+                             f"RecordsSummary(list(v[0]), None if v[1] is None else "
+                             f"list(v[1]), v[2])")
+            elif f.is_struct:
+                fz, th = struct(f.struct, f.children)
+                if f.type == "array":
+                    parts.append(f"None if (v := {get}) is None else tuple([{fz}(x) for x in v])")
+                    after.append(f"    v = t[{i}]\n    o.{f.name} = None if v is None else "
+                                 f"[{th}(x) for x in v]")
+                else:
+                    parts.append(f"None if (v := {get}) is None else {fz}(v)")
+                    after.append(f"    v = t[{i}]\n    o.{f.name} = None if v is None else "
+                                 f"{th}(v)")
+            elif f.type == "uuid":
+                parts.append(f"None if (v := {get}) is None else v.int")
+                after.append(f"    v = t[{i}]\n    o.{f.name} = None if v is None else "
+                             f"_UUID(int=v)")
+            elif f.type == "array":
+                parts.append(f"None if (v := {get}) is None else tuple(v)")
+                after.append(f"    v = t[{i}]\n    o.{f.name} = None if v is None else list(v)")
+            elif f.type in ("int8", "int16"):
+                # Handlers answer with enum members (ErrorCode): objects the collector walks.
+                parts.append(f"int({get})")
+                after.append(f"    o.{f.name} = t[{i}]")
+            else:
+                parts.append(get)
+                after.append(f"    o.{f.name} = t[{i}]")
+        lines.append(f"def freeze{n}(o):\n    return ({', '.join(parts)},)")
+        lines.append(f"def thaw{n}(t):\n    o = _new(C{n})\n" + "\n".join(after)
+                     + "\n    return o")
+        return f"freeze{n}", f"thaw{n}"
+
+    top = struct(cls, fields)
+    exec(compile("\n".join(lines), f"<freezing {cls.__name__}>", "exec"), env)
+    freeze_top, thaw_top = env[top[0]], env[top[1]]
+    dumps, loads = marshal.dumps, marshal.loads
+    return (lambda message: dumps(freeze_top(message))), (lambda frozen: thaw_top(loads(frozen)))
+
+
+def _freeze_records(value):
+    """A records field of a summarised message, frozen: a RecordsSummary as a tuple."""
+    if value is None:
+        return None
+    if type(value) is not RecordsSummary:
+        value = summarise(value)
+    payloads = value.payloads
+    return (tuple(value.headers), None if payloads is None else tuple(payloads),
+            value.unsummarised)
 
 
 # ------------------------------------------------------------------------- rendering: to JSON

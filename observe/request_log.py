@@ -48,11 +48,13 @@ batch headers only).
 Cost: logging a request does no decoding and no JSON; entries are rendered only when the log is
 read. A request or response without record batches is kept as a copy of its bytes (one object,
 which Python's garbage collector never walks, unlike the message's tree of objects), decoded
-again when read. One with batches, a Produce request or a Fetch response, is kept as its
+again when read. One with batches, a Produce request or a Fetch response, is used as its
 objects, and what would not survive the request, the batches (a view into the connection's
 reused read buffer, which the handler patches; file regions sent with sendfile), is summarised
 from their headers (messages.RecordsFields), in time proportional to the number of batches; the
-summaries replace the batches in the messages kept. The file is written by a background task,
+summaries replace the batches, and the message is kept frozen into bytes (messages._freezers;
+a log of thousands of messages as objects made each middle-generation collection walk them:
+30-40 ms pauses of the event loop under load). The file is written by a background task,
 the JSON rendered and written in a worker thread, in batches of whatever was logged while the
 previous batch was being written; if the file falls more than MAX_FILE_BACKLOG entries behind,
 entries are dropped from it and a `{"dropped_entries": N}` line says how many.
@@ -94,7 +96,8 @@ class Entry:
     What is kept is chosen for the garbage collector as much as for memory: a message without
     record batches is kept as its bytes (one object the collector never walks, decoded again
     when read) rather than as its tree of objects; a message with batches (a Produce request,
-    a Fetch response) as its objects, the batches replaced by their summaries."""
+    a Fetch response) frozen into bytes too (messages._freezers), the batches replaced by
+    their summaries, made objects again when read."""
     __slots__ = ("seq", "arrived", "node", "connection", "api_key", "api_version",
                  "correlation_id", "client_id", "latency_ms", "outcome", "request",
                  "request_body", "request_records", "response", "response_frame",
@@ -109,6 +112,7 @@ class Entry:
         self.correlation_id = header.correlation_id
         self.client_id = header.client_id
         self.request = None          # the request message, when it has records fields
+                                     # (frozen into bytes once logged: finish())
         self.request_body = None     # else its bytes
         self.request_records = None  # its batches' summaries until it is handled
         # Set by the server when it encodes the handler's response (server._encode).
@@ -123,6 +127,11 @@ class Entry:
         conn = self.connection
         api = schema.api(self.api_key)
         request, response = self.request, self.response
+        # Messages with records fields are kept frozen (messages._freezers), others as bytes.
+        if type(request) is bytes:
+            request = records_fields(api.request).thaw(request)
+        if type(response) is bytes:
+            response = records_fields(api.response).thaw(response)
         if request is None and self.request_body is not None and messages:
             request, _ = api.request.decode(memoryview(self.request_body), 0, self.api_version)
         if response is None and self.response_frame is not None:
@@ -151,6 +160,16 @@ class Entry:
             "response": message_json(response, api.response, self.response_version) if messages
             else None,
         }
+
+
+def _frozen(fields, message):
+    """The message frozen into bytes (messages._freezers), or the message itself should a value
+    in it be one marshal does not take (a broker bug, logged: the entry is still kept)."""
+    try:
+        return fields.freeze(message)
+    except (ValueError, TypeError):
+        log.exception("request log: cannot freeze %s", type(message).__name__)
+        return message
 
 
 class RequestLog:
@@ -234,11 +253,12 @@ class RequestLog:
         if entry.request_records is not None:
             request_fields.put(entry.request, iter(entry.request_records))
             entry.request_records = None
+            entry.request = _frozen(request_fields, entry.request)
         response, entry.response = entry.response, None
         if outcome == RESPONDED:
             if response_fields is not None and response is not None:
                 response_fields.in_place(response, self.payloads)
-                entry.response = response
+                entry.response = _frozen(response_fields, response)
             elif frame is not None:
                 # The frame's chunks after the int32 size (wire/framing.frame puts it first).
                 entry.response_frame = b"".join(frame[1:]) if len(frame[0]) == 4 else \

@@ -10,8 +10,9 @@ inter-broker listener. Each round:
 2. Partitions FETCHING send one Fetch with this node's replica id and broker epoch
    (ReplicaState, KIP-903), from their log end offset, long-polling up to
    replica.fetch.wait.max.ms for replica.fetch.min.bytes; the records are appended as they are
-   (offsets and epochs the leader gave them) and the leader's high watermark and log start
-   offset are taken.
+   (offsets and epochs the leader gave them; a large append while the disk stalls is written
+   from a worker thread, as a leader's is, log/partition.py) and the leader's high watermark
+   and log start offset are taken.
 
 Errors per partition, as Kafka's fetcher handles them:
 
@@ -30,6 +31,7 @@ tries again. A node made slow (node controls) delays each of its fetches by that
 
 import logging
 
+from trioka.node.threads import InThread
 from trioka.replica import truncation
 from trioka.replica.partition_state import FetchState
 from trioka.wire.api_keys import ApiKey
@@ -199,15 +201,25 @@ class ReplicaFetcher:
                         hosted.log.log_end_offset != fetch_offset or \
                         hosted.state.fetch_state is not FetchState.FETCHING:
                     continue   # the metadata or the log moved on meanwhile
-                self._fetched(hosted, p)
+                await self._fetched(hosted, p)
 
-    def _fetched(self, hosted, p) -> None:
+    async def _fetched(self, hosted, p) -> None:
         error = p.error_code
         if error == ErrorCode.NONE:
             try:
-                self.replicas.append_fetched(hosted, p.records,
-                                             leader_high_watermark=p.high_watermark,
-                                             leader_log_start_offset=p.log_start_offset)
+                begun = self.replicas.begin_append_fetched(hosted, p.records)
+                if begun is not None:
+                    # A large write while the disk stalls: from a worker thread (started in
+                    # this step, see apis/produce.append_records), the loop serving meanwhile.
+                    # The fetched bytes are the answer's own (node/channel.py copies each).
+                    epoch = hosted.state.leader_epoch
+                    await InThread(begun.write).result()
+                    hosted.log.end_append(begun)
+                    if self.replicas.partitions.get((hosted.topic, hosted.index)) is not \
+                            hosted or hosted.state.leader_epoch != epoch:
+                        return   # the metadata moved on meanwhile: not this leader's offsets
+                self.replicas.take_leader_offsets(hosted, leader_high_watermark=p.high_watermark,
+                                                  leader_log_start_offset=p.log_start_offset)
             except Exception as e:   # a corrupt fetch: log it, fetch again
                 log.warning("%s-%d: cannot append what leader %d sent: %s", hosted.topic,
                             hosted.index, self.leader_id, e)

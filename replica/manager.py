@@ -33,7 +33,8 @@ The leader side:
   what an error means).
 
 The follower side is replica/fetcher.py's, through `follower_partitions`, `truncate` and
-`append_fetched`.
+`append_fetched` (or, with its write in a worker thread, `begin_append_fetched` and
+`take_leader_offsets`).
 
 Every change of a partition's high watermark goes through `PartitionLog.set_high_watermark`,
 which wakes the fetch requests waiting on the partition.
@@ -416,9 +417,24 @@ class ReplicaManager:
                        leader_log_start_offset: int) -> None:
         """A follower appends what it fetched, then takes the leader's HW (within its log) and
         log start offset."""
-        plog = hosted.log
         if records is not None and len(records):
-            plog.append_as_follower(records, now_ms=self.logs.clock.wall_ms())
+            hosted.log.append_as_follower(records, now_ms=self.logs.clock.wall_ms())
+        self.take_leader_offsets(hosted, leader_high_watermark=leader_high_watermark,
+                                 leader_log_start_offset=leader_log_start_offset)
+
+    def begin_append_fetched(self, hosted: HostedPartition, records):
+        """`append_fetched`'s append, for a fetcher that writes a large one from a worker thread
+        while the disk stalls (PartitionLog.begin_append_as_follower): a PendingAppend to write
+        and end, or None when the append is complete. Then `take_leader_offsets`."""
+        if records is None or not len(records):
+            return None
+        begun = hosted.log.begin_append_as_follower(records, now_ms=self.logs.clock.wall_ms())
+        return None if type(begun) is int else begun
+
+    def take_leader_offsets(self, hosted: HostedPartition, *, leader_high_watermark: int,
+                            leader_log_start_offset: int) -> None:
+        """After a follower's append: the leader's HW (within this log) and log start offset."""
+        plog = hosted.log
         if leader_log_start_offset > plog.log_start_offset and \
                 leader_log_start_offset <= plog.high_watermark:
             plog.delete_records_before(leader_log_start_offset)

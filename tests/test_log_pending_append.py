@@ -1,5 +1,5 @@
 """Appends whose `.log` write runs in a worker thread (PartitionLog.begin_append / PendingAppend /
-end_append, and Produce's append_records): nothing of the append is visible until it ends, a
+end_append, and Produce's append_records; a follower's, begin_append_as_follower): nothing of the append is visible until it ends, a
 change to the log meanwhile settles it first, a failed write takes the dir offline without
 reusing offsets, and one partition's appends keep their order."""
 
@@ -185,3 +185,51 @@ def test_a_slow_write_moves_large_appends_off_the_loop_for_a_while(tmp_path):
     assert isinstance(pending, PendingAppend)
     pending.write()
     assert log.end_append(pending).base_offset == 2
+
+
+def fetched(values, *, base_offset: int, epoch: int, producer_id: int = -1) -> bytearray:
+    """Batches as a leader's log holds them: offsets and leader epoch assigned."""
+    return bytearray(make_batch(values, base_offset=base_offset, partition_leader_epoch=epoch,
+                                producer_id=producer_id, producer_epoch=0 if producer_id >= 0
+                                else -1, base_sequence=0 if producer_id >= 0 else -1,
+                                base_timestamp=NOW))
+
+
+def test_a_followers_large_append_is_invisible_until_it_ends(tmp_path):
+    # The replica fetcher's append (begin_append_as_follower): the leader's offsets and epochs
+    # kept, written from a worker thread while the disk stalls, nothing moved until it ends.
+    log = open_log(DiskFiles(str(tmp_path)))
+    assert log.append_as_follower(fetched([b"a"], base_offset=0, epoch=2), now_ms=NOW) == 1
+    size = log.active_segment.size
+    pending = log.begin_append_as_follower(
+        fetched([LARGE], base_offset=1, epoch=5, producer_id=77), now_ms=NOW)
+    assert isinstance(pending, PendingAppend) and log.pending_append is pending
+    assert (log.log_end_offset, log.active_segment.size) == (1, size)
+    assert log.epoch_entries[-1][0] == 2
+    pending.write()
+    assert log.end_append(pending) == 2
+    assert log.log_end_offset == 2 and log.pending_append is None
+    assert log.epoch_entries[-1] == (5, 1)
+    assert log.producer_state.last_entry(77) is not None
+    stored = log.read(1, 10_000_000, isolation_upper=2).records
+    assert bytes(stored) == fetched([LARGE], base_offset=1, epoch=5, producer_id=77)
+
+
+def test_a_followers_pending_append_is_settled_by_a_truncation(tmp_path):
+    log = open_log(DiskFiles(str(tmp_path)))
+    pending = log.begin_append_as_follower(fetched([LARGE], base_offset=0, epoch=1),
+                                           now_ms=NOW)
+    pending.write()
+    log.truncate_to(0, NOW)        # the fetcher found the leader diverged: settles first
+    assert log.pending_append is None and log.log_end_offset == 0
+    assert log.end_append(pending) == 1      # its own end: what it was, already ended
+    assert log.log_end_offset == 0
+
+
+def test_small_follower_appends_and_calm_disks_write_at_once(tmp_path):
+    log = open_log(DiskFiles(str(tmp_path)))
+    assert log.begin_append_as_follower(fetched([b"x"], base_offset=0, epoch=0),
+                                        now_ms=NOW) == 1
+    calm = open_log(DiskFiles(str(tmp_path / "calm")), stalling=False)
+    assert calm.begin_append_as_follower(fetched([LARGE], base_offset=0, epoch=0),
+                                         now_ms=NOW) == 1

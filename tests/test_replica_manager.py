@@ -3,6 +3,8 @@ with its own in-memory LogManager) follow the metadata image of a ControllerClus
 followers exchange what the Fetch path and the fetcher would carry, driven by hand and by the
 ManualClock."""
 
+import time
+
 import trio
 import trio.testing
 
@@ -20,10 +22,10 @@ from tests.record_batches import make_batch
 
 
 class Node:
-    def __init__(self, node_id: int, cluster: ControllerCluster, **config):
+    def __init__(self, node_id: int, cluster: ControllerCluster, data_dir=None, **config):
         self.node_id = node_id
         self.config = Config({"replica.lag.time.max.ms": "10000", **config})
-        self.logs = LogManager(None, clock=cluster.clock, node_id=node_id, replicated=True)
+        self.logs = LogManager(data_dir, clock=cluster.clock, node_id=node_id, replicated=True)
         self.logs.open()
         self.sent = []
         self.replicas = ReplicaManager(
@@ -35,12 +37,13 @@ class Node:
         raise OSError("not connected in this test")
 
 
-def three_nodes(rf: int = 3, **config):
+def three_nodes(rf: int = 3, data_dir=None, **config):
     cluster = ControllerCluster()
     for broker_id in (1, 2, 3):
         cluster.start(broker_id)
     cluster.create_topic("t", 1, rf)
-    nodes = {i: Node(i, cluster, **config) for i in (1, 2, 3)}
+    nodes = {i: Node(i, cluster, None if data_dir is None else f"{data_dir}/node-{i}", **config)
+             for i in (1, 2, 3)}
     for node in nodes.values():
         node.replicas.publish(cluster.image)
     return cluster, nodes
@@ -238,3 +241,36 @@ def test_topic_removed_from_metadata_drops_its_logs():
         node.replicas.publish(cluster.image)
         assert node.replicas.partitions == {}
         assert node.logs.topic("t") is None
+
+
+async def test_a_followers_large_append_on_a_stalling_disk_is_written_from_a_worker_thread(
+        tmp_path, monkeypatch):
+    """The replica fetcher's append while its dir's writes stall (log/partition.py
+    begin_append_as_follower): the write runs outside the event loop's thread, then the
+    follower has the leader's batch and takes its high watermark, as on the loop."""
+    import threading
+    import types
+    from trioka.log.partition import OFF_LOOP_WRITE_BYTES, PendingAppend
+    from trioka.replica.fetcher import ReplicaFetcher
+    cluster, nodes = three_nodes(data_dir=str(tmp_path))
+    leader = leader_of(cluster, nodes)
+    follower = next(n for n in nodes.values() if n is not leader)
+    hosted, _ = produce(leader, [b"v" * OFF_LOOP_WRITE_BYTES])
+    f = follower.replicas.partitions[("t", 0)]
+    f.state.fetch_state = FetchState.FETCHING
+    follower.logs.files.note_write(1.0, time.perf_counter())     # a write took a second
+    writers = []
+    write = PendingAppend.write
+    monkeypatch.setattr(PendingAppend, "write",
+                        lambda self: (writers.append(threading.get_ident()), write(self))[1])
+    read = hosted.log.read(0, 1 << 20, isolation_upper=hosted.log.log_end_offset)
+    answer = types.SimpleNamespace(error_code=0, records=b"".join(bytes(c) for c in read.chunks),
+                                   high_watermark=1, log_start_offset=0)
+    fetcher = ReplicaFetcher(node_id=follower.node_id, leader_id=leader.node_id, channel=None,
+                             replicas=follower.replicas, clock=cluster.clock,
+                             config=follower.config, broker_epoch=lambda: 1)
+    with trio.fail_after(10):
+        await fetcher._fetched(f, answer)
+    assert writers and writers[0] != threading.get_ident()
+    assert (f.log.log_end_offset, f.log.high_watermark, f.log.pending_append) == (1, 1, None)
+    assert bytes(f.log.read(0, 1 << 20, isolation_upper=1).records) == answer.records

@@ -356,8 +356,8 @@ def test_the_settings_come_from_kafka_style_keys():
 
 def test_messages_without_batches_are_kept_as_bytes_and_those_with_batches_as_summaries():
     """What the garbage collector would walk: a message without record batches is kept as
-    one bytes object, decoded again when read; a Produce request keeps its objects, its
-    batches replaced by their summaries once it is handled."""
+    one bytes object, decoded again when read; a Produce request, its batches replaced by their
+    summaries once it is handled, is kept frozen into bytes."""
     rlog = RequestLog(ManualClock(), node_id=1)
     hb = schema.api(ApiKey.HEARTBEAT)
     entry = log_one(rlog, connection(), ApiKey.HEARTBEAT, 4, hb.request.cls(group_id="g"),
@@ -371,5 +371,36 @@ def test_messages_without_batches_are_kept_as_bytes_and_those_with_batches_as_su
     request = produce_request(make_batch([b"v"]))
     entry = log_one(rlog, connection(), ApiKey.PRODUCE, 9, request,
                     PRODUCE.response.cls(responses=[]))
-    assert entry.request is request and entry.request_body is None
-    assert type(request.topic_data[0].partition_data[0].records) is messages.RecordsSummary
+    assert type(entry.request) is bytes and entry.request_body is None
+    [_, shown] = rlog.requests()
+    assert shown["request"]["topic_data"][0]["partition_data"][0]["records"][0][
+        "records_count"] == 1
+
+
+def test_a_frozen_message_thaws_to_the_same_message():
+    """messages._freezers: every kind of field (numbers, enum members, strings, nullable
+    arrays, nested structs, topic ids, records summaries with payloads) survives freeze (into
+    bytes, which the garbage collector never walks) and thaw."""
+    topic_id = uuid.UUID(int=0x1234_5678_9ABC)
+    batch = make_batch([b"a", b"b"], base_offset=40)
+    Resp = FETCH.response.cls
+    Part = Resp.FetchableTopicResponse.PartitionData
+    response = Resp(throttle_time_ms=3, error_code=0, session_id=77, responses=[
+        Resp.FetchableTopicResponse(topic="orders", topic_id=topic_id, partitions=[
+            Part(partition_index=0, high_watermark=42, last_stable_offset=42,
+                 aborted_transactions=[Part.AbortedTransaction(producer_id=9, first_offset=1)],
+                 preferred_read_replica=-1, records=batch),
+            Part(partition_index=1, error_code=ErrorCode.OFFSET_OUT_OF_RANGE,
+                 aborted_transactions=None, records=None)])])
+    fields = messages.records_fields(FETCH.response)
+    fields.in_place(response, True)
+    expected = {v: message_json(response, FETCH.response, v) for v in (4, 12, 16)}
+    frozen = fields.freeze(response)
+    assert type(frozen) is bytes
+    thawed = fields.thaw(frozen)
+    assert {v: message_json(thawed, FETCH.response, v) for v in (4, 12, 16)} == expected
+    assert expected[16]["responses"][0]["topic_id"] == "AAAAAAAAAAAAABI0VniavA"
+    assert expected[16]["responses"][0]["partitions"][0]["records"][0]["records"][1][
+        "offset"] == 41
+    assert thawed.responses[0].partitions[1].aborted_transactions is None
+    assert thawed.responses[0].topic_id == topic_id
