@@ -254,17 +254,19 @@ class BrokerState:
         """The group coordinator (coordinator/group_coordinator.py)."""
         if self._groups is None:
             from trioka.coordinator.group_coordinator import GroupCoordinator
+            from trioka.coordinator.offsets import OFFSETS_TOPIC_CONFIGS
+            from trioka.coordinator.ownership import InternalTopicCreation
+            creation = InternalTopicCreation(
+                self, OFFSETS_TOPIC, self.config.offsets_topic_num_partitions,
+                self.internal_topic_replication_factor("offsets.topic.replication.factor"),
+                OFFSETS_TOPIC_CONFIGS)
             if self.cluster is None:
-                groups = GroupCoordinator(self.config, self.logs, clock=self.clock)
+                groups = GroupCoordinator(self.config, self.logs, clock=self.clock,
+                                          topic_creation=creation)
             else:
-                from trioka.coordinator.offsets import OFFSETS_TOPIC_CONFIGS
-                from trioka.coordinator.ownership import InternalTopicCreation
                 groups = GroupCoordinator(
                     self.config, self.logs, clock=self.clock, cluster=self.cluster,
-                    spawn=self.spawn_coordinator_task, topic_creation=InternalTopicCreation(
-                        self, OFFSETS_TOPIC, self.config.offsets_topic_num_partitions,
-                        self.internal_topic_replication_factor(
-                            "offsets.topic.replication.factor"), OFFSETS_TOPIC_CONFIGS))
+                    spawn=self.spawn_coordinator_task, topic_creation=creation)
                 self.cluster.replicas.leadership_listeners.append(groups.on_leadership)
             groups.consumer.group_overrides = self.group_configs
             groups.open()

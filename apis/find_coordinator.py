@@ -3,8 +3,10 @@
 Kafka's coordinator of a key is the leader of its partition of `__consumer_offsets` (key type 0,
 a group) or `__transaction_state` (key type 1, a transactional id), the partition being
 `abs(hashCode(key)) % partitions`. A single broker leads every partition, so the answer is always
-this broker, at the address of the listener the request came in on; there the internal topic is
-created with the first record written to it, so a coordinator is always available.
+this broker, at the address of the listener the request came in on. There the first
+FindCoordinator that needs the internal topic creates it, its partition dirs made in a worker
+thread, and waits for that (up to INTERNAL_TOPIC_WAIT_S) before it answers, so a coordinator is
+always available (and should the creation fail, the first record written makes the topic).
 
 On a node of a cluster the answer is the partition's leader in the metadata image, at its address
 on the listener the request came in on. The internal topic is created through the controller by
@@ -44,6 +46,9 @@ Coordinator = Response.Coordinator
 
 NOT_AVAILABLE = "The coordinator is not available."
 
+# How long a single broker's FindCoordinator waits for the internal topic it creates.
+INTERNAL_TOPIC_WAIT_S = 10.0
+
 
 def _in_cluster(broker, key: str, key_type: int, listener) -> tuple:
     """(node id, host, port, error, message) of the key's coordinator on a node of a cluster."""
@@ -73,9 +78,21 @@ def _coordinator(broker, key: str, key_type: int, listener) -> tuple:
     return broker.node_id, host, port, ErrorCode.NONE, None
 
 
+async def _internal_topic_made(broker, key_type: int) -> None:
+    """A single broker: the key type's internal topic exists once this returns (see the
+    module's docstring), or its creation failed or took over INTERNAL_TOPIC_WAIT_S."""
+    if broker.cluster is not None or key_type not in (GROUP, TRANSACTION):
+        return
+    name = OFFSETS_TOPIC if key_type == GROUP else TRANSACTION_STATE_TOPIC
+    if broker.topic(name) is None:
+        coordinator = broker.groups if key_type == GROUP else broker.transactions
+        await coordinator.topic_creation.wait_created(INTERNAL_TOPIC_WAIT_S)
+
+
 async def handle(broker, request, ctx):
     listener = ctx.connection.listener
     if ctx.api_version < 4:
+        await _internal_topic_made(broker, request.key_type)
         node, host, port, error, message = _coordinator(broker, request.key, request.key_type,
                                                         listener)
         return Response(throttle_time_ms=0, error_code=error, error_message=message,
@@ -89,6 +106,7 @@ async def handle(broker, request, ctx):
             coordinators.append(Coordinator(key=key, node_id=-1, host="", port=-1,
                                             error_code=denied, error_message=None))
             continue
+        await _internal_topic_made(broker, request.key_type)     # for an authorized key only
         node, host, port, error, message = _coordinator(broker, key, request.key_type, listener)
         coordinators.append(Coordinator(key=key, node_id=node, host=host, port=port,
                                         error_code=error, error_message=message))

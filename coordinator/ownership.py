@@ -37,6 +37,8 @@ nothing here runs for it.
 import enum
 import logging
 
+import trio
+
 from trioka.log.topics import COORDINATOR_APPEND_ERRORS
 from trioka.wire.errors import ErrorCode, KafkaError
 
@@ -135,7 +137,12 @@ class InternalTopicCreation:
     FindCoordinator needs them (answering COORDINATOR_NOT_AVAILABLE until they have leaders):
     through the controller, with the topic's partition count, replication factor and configs.
     One creation at a time runs in the broker's nursery; a failed one (too few brokers for the
-    replication factor, the controller unreachable) is tried again by the next FindCoordinator."""
+    replication factor, the controller unreachable) is tried again by the next FindCoordinator.
+
+    A single broker creates the topic itself, its partition dirs in a worker thread (50 of
+    them: 150 ms and more of file creation and fsyncs the event loop would otherwise wait
+    for, in the middle of a group's first SyncGroup), and its FindCoordinator waits for that
+    (`wait_created`) and answers with itself, the coordinator always available."""
 
     def __init__(self, broker, name: str, num_partitions: int, replication_factor: int,
                  configs: dict):
@@ -145,6 +152,7 @@ class InternalTopicCreation:
         self.replication_factor = replication_factor
         self.configs = dict(configs)
         self.running = False
+        self._ended = None        # trio.Event of the creation running, set when it ends
 
     def request(self) -> None:
         """Start the creation unless one runs (or the broker has no nursery yet)."""
@@ -152,7 +160,17 @@ class InternalTopicCreation:
         if self.running or nursery is None:
             return
         self.running = True
+        self._ended = trio.Event()
         nursery.start_soon(self._create)
+
+    async def wait_created(self, timeout_s: float) -> None:
+        """Start the creation unless one runs, and wait up to `timeout_s` for it to end (made,
+        or failed: the records' first append then makes the topic itself, log/manager.py)."""
+        self.request()
+        if self._ended is not None:
+            # On real time, also under virtual time: the disk's pace, not the clients'.
+            with self.broker.network_clock.move_on_after(timeout_s):
+                await self._ended.wait()
 
     async def _create(self) -> None:
         try:
@@ -167,3 +185,4 @@ class InternalTopicCreation:
             log.exception("creating %s failed", self.name)
         finally:
             self.running = False
+            self._ended.set()

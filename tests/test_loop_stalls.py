@@ -6,7 +6,8 @@ property rather than a time (times are noisy on a loaded machine; bench/stalls.p
   purgatory's reaper), never all in one turn, whose length grew with the number of consumers;
 - deleting a topic renames and removes its partition dirs in a worker thread, and the topic is
   gone at once;
-- CreatePartitions makes the new partitions' dirs in a worker thread;
+- CreatePartitions makes the new partitions' dirs in a worker thread, and so does the first
+  FindCoordinator those of an internal topic;
 - the log cleaner's fsync of a large cleaned segment and the removal of the segments it replaces
   are steps run in a worker thread.
 """
@@ -324,6 +325,44 @@ def test_a_deleted_topic_s_name_is_taken_until_its_dirs_are_renamed(tmp_path):
         assert reopened.topic("t").num_partitions == 1
     finally:
         reopened.close()
+
+
+async def test_the_first_find_coordinator_makes_the_internal_topic_off_the_loop(
+        tmp_path, monkeypatch):
+    """A single broker's `__consumer_offsets` (50 partitions) and `__transaction_state` are
+    made by the first FindCoordinator that needs them, their dirs in a worker thread, and the
+    answer waits for them: the coordinator is this broker, its topic there."""
+    from tests.test_coordinator_apis import Wire
+    from trioka.config import Listener
+    broker = disk_broker(tmp_path)
+    broker.set_listeners([Listener("PLAINTEXT", "127.0.0.1", 9999)])
+    threads = ThreadsOf(monkeypatch, broker.logs.files, "mkdir")
+    wire = Wire(broker)
+    try:
+        async with trio.open_nursery() as nursery:
+            broker.nursery = nursery
+            with trio.fail_after(30):
+                answers = []
+
+                async def find(key):
+                    answers.append(await wire.call(ApiKey.FIND_COORDINATOR, 4, key_type=0,
+                                                   coordinator_keys=[key]))
+
+                async with trio.open_nursery() as clients:    # two at once: one creation
+                    for key in ("a", "b"):
+                        clients.start_soon(find, key)
+                assert broker.topic("__consumer_offsets").num_partitions == 50
+                assert sorted((c.key, c.node_id, c.port, c.error_code)
+                              for r in answers for c in r.coordinators) == \
+                    [("a", 1, 9999, 0), ("b", 1, 9999, 0)]
+                r = await wire.call(ApiKey.FIND_COORDINATOR, 3, key="txn", key_type=1)
+                assert (r.error_code, r.node_id, r.port) == (0, 1, 9999)
+                assert broker.topic("__transaction_state").num_partitions == 50
+            nursery.cancel_scope.cancel()
+        assert threads.off_loop("mkdir") and not threads.on_loop("mkdir")
+    finally:
+        broker.nursery = None
+        broker.close()
 
 
 async def test_create_partitions_makes_the_new_dirs_off_the_loop(tmp_path, monkeypatch):

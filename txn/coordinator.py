@@ -201,13 +201,13 @@ class TransactionCoordinator:
         # A node of a cluster (see the module's docstring); None on a single broker.
         self.cluster = broker.cluster
         self.partitions = None
+        # Made when the first FindCoordinator needs it (coordinator/ownership.py).
+        self.topic_creation = InternalTopicCreation(
+            broker, TRANSACTION_STATE_TOPIC, broker.config.transaction_state_log_num_partitions,
+            broker.internal_topic_replication_factor("transaction.state.log.replication.factor"),
+            TRANSACTION_STATE_CONFIGS)
         if self.cluster is not None:
-            config = broker.config
             self.partitions = CoordinatorPartitions(TRANSACTION_STATE_TOPIC)
-            self.topic_creation = InternalTopicCreation(
-                broker, TRANSACTION_STATE_TOPIC, config.transaction_state_log_num_partitions,
-                broker.internal_topic_replication_factor(
-                    "transaction.state.log.replication.factor"), TRANSACTION_STATE_CONFIGS)
             self.cluster.replicas.leadership_listeners.append(self.on_leadership)
             # Transactions whose markers to other nodes' partitions are being sent.
             self.marker_senders: set[str] = set()
