@@ -316,28 +316,52 @@ class DiskFiles:
         self.failure_channel = failure_channel or LogDirFailureChannel(self.root)
         self._lock_fd = -1
         self.stalling_until = 0.0        # see note_write
+        self._rate_window = (0.0, 0)     # (start, bytes written since) of the current second
+        self._last_rate = 0.0            # bytes a second written in the previous window
 
     # A write() into the page cache is normally a copy (0.2-0.3 ms a MB), but a disk under
-    # writeback can hold one for 100 ms and more. Appends write on the event loop, where the copy
-    # is cheapest, until one write takes longer than WRITE_STALL_S; then, for WRITE_STALL_HOLD_S
-    # after the last slow write, large appends write from a worker thread
-    # (PartitionLog.begin_append), so the event loop does not wait on the disk.
+    # writeback can hold one for 100 ms and more: once the dirty pages pass the kernel's limit,
+    # write() sleeps until writeback catches up (balance_dirty_pages), and with little free
+    # memory it reclaims pages itself first. Appends write on the event loop, where the copy is
+    # cheapest, while neither is likely; large appends write from a worker thread
+    # (PartitionLog.begin_append), so the event loop does not wait on the disk:
+    # - for WRITE_STALL_HOLD_S after a write that took longer than WRITE_STALL_S;
+    # - while the dir takes more than HEAVY_WRITE_BYTES_PER_S (the previous second's rate or the
+    #   current one's so far), faster than disks commonly write back, so that dirty pages pile
+    #   up and the first stall is near (measured: one write of 120-225 ms in each 10 KB
+    #   produce phase of the benchmark, at 500-900 MB/s, before the hold took over). At the
+    #   100 B produce phases' 100-170 MB/s writes stay on the loop, where a thread's copy would
+    #   cost some 18% more broker CPU.
     WRITE_STALL_S = 0.010
     WRITE_STALL_HOLD_S = 60.0
+    HEAVY_WRITE_BYTES_PER_S = 200 * 1024 * 1024
 
-    def note_write(self, seconds: float, now: float) -> None:
-        """A segment write took `seconds` (at `now`, time.perf_counter's: the disk's real time,
-        also under virtual time)."""
+    def note_write(self, seconds: float, now: float, size: int = 0) -> None:
+        """A segment write of `size` bytes took `seconds` (at `now`, time.perf_counter's: the
+        disk's real time, also under virtual time)."""
         if seconds > self.WRITE_STALL_S:
             if self.stalling_until <= now:
                 log.info("A write to %s took %.0f ms: large appends write from a worker thread "
                          "for the next %.0f s", self.root, seconds * 1000,
                          self.WRITE_STALL_HOLD_S)
             self.stalling_until = now + self.WRITE_STALL_HOLD_S
+        start, written = self._rate_window
+        if now - start >= 1.0:
+            self._last_rate = written / (now - start) if now - start < 2.0 else 0.0
+            self._rate_window = (now, size)
+        else:
+            self._rate_window = (start, written + size)
 
     def writes_stall(self, now: float) -> bool:
-        """Whether writes to this dir have been slow lately (see note_write)."""
-        return self.stalling_until > now
+        """Whether writes to this dir have been slow lately or are heavy now (see
+        note_write)."""
+        if self.stalling_until > now:
+            return True
+        start, written = self._rate_window
+        if now - start >= 2.0:
+            return False            # nothing written for a second and more
+        return self._last_rate > self.HEAVY_WRITE_BYTES_PER_S or \
+            written > self.HEAVY_WRITE_BYTES_PER_S
 
     def _abs(self, path: str) -> str:
         return os.path.join(self.root, path) if path else self.root
@@ -540,7 +564,7 @@ class MemoryFiles:
     make one slow. The names change under a lock, as the broker's worker threads (topic
     creation, checkpoint writes) use them too."""
 
-    def note_write(self, seconds: float, now: float) -> None:
+    def note_write(self, seconds: float, now: float, size: int = 0) -> None:
         pass
 
     def writes_stall(self, now: float) -> bool:

@@ -623,7 +623,7 @@ class PartitionLog:
             self.pending_append = pending
             return pending
         pending.write()
-        self.files.note_write(pending.took, time.perf_counter())
+        self.files.note_write(pending.took, time.perf_counter(), len(pending.buf))
         return self._end(pending)
 
     def settle(self) -> None:
@@ -641,7 +641,7 @@ class PartitionLog:
         """After `pending.write` returned: the append's result, an AppendResult (a follower's
         append: the log end offset; KafkaError when its write failed). Ends it unless `settle`
         already has."""
-        self.files.note_write(pending.took, time.perf_counter())
+        self.files.note_write(pending.took, time.perf_counter(), len(pending.buf))
         if pending.result is None and pending.failure is None:
             self._end(pending)
         if pending.failure is not None:
@@ -738,7 +738,7 @@ class PartitionLog:
             self.pending_append = pending
             return pending
         pending.write()
-        self.files.note_write(pending.took, time.perf_counter())
+        self.files.note_write(pending.took, time.perf_counter(), len(pending.buf))
         return self._end(pending)
 
     def _end_as_follower(self, pending: "PendingAppend") -> int:

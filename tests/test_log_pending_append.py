@@ -233,3 +233,23 @@ def test_small_follower_appends_and_calm_disks_write_at_once(tmp_path):
     calm = open_log(DiskFiles(str(tmp_path / "calm")), stalling=False)
     assert calm.begin_append_as_follower(fetched([LARGE], base_offset=0, epoch=0),
                                          now_ms=NOW) == 1
+
+
+def test_heavy_writes_move_large_appends_off_the_loop_while_they_last(tmp_path):
+    # Writes faster than HEAVY_WRITE_BYTES_PER_S pile up dirty pages, and the kernel soon holds
+    # a write() until writeback catches up: large appends leave the loop before that happens.
+    files = DiskFiles(str(tmp_path))
+    heavy = files.HEAVY_WRITE_BYTES_PER_S
+    mb = 1024 * 1024
+    for i in range(10):                      # 100 MB/s: not heavy
+        files.note_write(0.0005, 100.0 + i * 0.1, 10 * mb)
+    files.note_write(0.0005, 101.0, 10 * mb)
+    assert not files.writes_stall(101.0)
+    for i in range(10):                      # then the rate doubles and more
+        files.note_write(0.0005, 101.0 + i * 0.05, heavy // 8)
+    assert files.writes_stall(101.5)          # the current second is past the rate already
+    files.note_write(0.0005, 102.0, 0)
+    assert files.writes_stall(102.1)          # the previous second's rate
+    assert not files.writes_stall(104.5)      # quiet for two seconds: no longer heavy
+    files.note_write(0.0005, 104.5, mb)
+    assert not files.writes_stall(104.6)
