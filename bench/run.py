@@ -122,6 +122,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from trioka.testing import process as testing_process
@@ -1378,11 +1379,54 @@ LAG_INTERVAL_MS = 10
 STALL_MS = 50
 
 
+class StealSampler:
+    """The hypervisor's steal time (/proc/stat: time this VM's CPUs were ready but the host ran
+    something else), sampled every 10 ms in a thread of the orchestrator: a probe's round trip
+    that coincides with steal waited on the host, not only on the broker."""
+
+    INTERVAL_S = 0.01
+
+    def __init__(self):
+        self.samples: list[tuple[int, int]] = []     # (monotonic ns, steal ticks since the last)
+        self.tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _steal() -> int:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) if len(fields) > 8 else 0
+
+    def _run(self) -> None:
+        try:
+            last = self._steal()
+            while not self._stop.wait(self.INTERVAL_S):
+                now = self._steal()
+                if now != last:
+                    self.samples.append((time.monotonic_ns(), now - last))
+                last = now
+        except OSError:
+            pass    # no /proc/stat: no steal figures
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+
+    def steal_ms(self, t0: int | None = None, t1: int | None = None) -> float:
+        """CPU-ms stolen (over all CPUs) in [t0, t1] (the whole run without bounds)."""
+        return sum(n for t, n in self.samples if (t0 is None or t >= t0) and
+                   (t1 is None or t <= t1)) * self.tick_ms
+
+
 class LoopLag:
     """The loop-lag probe, seen from the orchestrator: a `loop-lag` worker against each broker
     process of the run, from just after its start to just before its stop, and the named phases
     of the run as time.monotonic_ns() windows (CLOCK_MONOTONIC is one clock for every process of
-    the machine), so that each probe counts in the phase during which it was sent."""
+    the machine), so that each probe counts in the phase during which it was sent. The
+    hypervisor's steal time is sampled alongside (StealSampler), and each of the worst round
+    trips is shown with the steal around it."""
 
     def __init__(self, tmp: str):
         self.tmp = tmp
@@ -1391,6 +1435,7 @@ class LoopLag:
         self.rtt_ns: list[int] = []
         self.phases: list[tuple[str, int, int]] = []
         self.errors: list[str] = []
+        self.steal = StealSampler()
 
     def attach(self, broker: BrokerProcess) -> None:
         self.worker = Worker("loop-lag", {"port": broker.port, "interval_ms": LAG_INTERVAL_MS},
@@ -1411,6 +1456,7 @@ class LoopLag:
             self.errors.append(r["error"])
 
     def close(self) -> None:
+        self.steal.stop()
         if self.worker is not None:
             self.worker.close()
             self.worker = None
@@ -1443,8 +1489,13 @@ class LoopLag:
         return {"interval_ms": LAG_INTERVAL_MS, "stall_ms": STALL_MS, "overall": self.stats(),
                 "phases": [{"phase": n, **self.stats(t0, t1)} for n, t0, t1 in self.phases],
                 "worst": [{"rtt_ms": self.rtt_ns[i] / 1e6, "phase": self.phase_at(self.sent_ns[i]),
-                           "sent_ns": self.sent_ns[i]}
+                           "sent_ns": self.sent_ns[i],
+                           # the window the round trip took, and a sample interval either side
+                           "steal_ms": self.steal.steal_ms(
+                               self.sent_ns[i] - 20_000_000,
+                               self.sent_ns[i] + self.rtt_ns[i] + 20_000_000)}
                           for i in worst],
+                "steal_ms": self.steal.steal_ms(),
                 "probe_errors": self.errors}
 
 
@@ -1725,8 +1776,14 @@ def loop_lag_lines(lag: dict | None) -> list[str]:
         if p["count"]:
             lines.append(f"{p['phase'][:47]:<48}{p['count']:>7,}{p['p50_ms']:>8.2f}"
                          f"{p['p99_ms']:>8.2f}{p['max_ms']:>8.1f}{p['stalls']:>7}")
-    lines.append("worst: " + ", ".join(f"{w['rtt_ms']:.0f} ms ({w['phase']})"
+    lines.append("worst: " + ", ".join(f"{w['rtt_ms']:.0f} ms ({w['phase']}"
+                                       + (f"; steal {w['steal_ms']:.0f} ms" if w.get("steal_ms")
+                                          else "") + ")"
                                        for w in lag["worst"][:5]))
+    if "steal_ms" in lag:
+        lines.append(f"hypervisor steal over the run: {lag['steal_ms']:,.0f} CPU-ms (steal near "
+                     f"a round trip: CPU-ms the host took from this VM's CPUs from 20 ms before "
+                     f"the probe was sent to 20 ms after its answer)")
     if lag["probe_errors"]:
         lines.append(f"probe errors: {lag['probe_errors']}")
     lines.append("")

@@ -2,7 +2,11 @@
 --turns): a trio instrument times each turn of the run loop, from the end of one socket poll to
 the start of the next (everything the loop did meanwhile: expired deadlines, one batch of task
 steps), and gc callbacks time the garbage collector's passes. At exit the turns over 5 ms and
-the collections over 5 ms are written as JSON (each turn: when, wall ms, the loop thread's CPU ms) to $TRIOKA_TURNS_FILE.
+the collections over 5 ms are written as JSON (each turn: when, wall ms, the loop thread's CPU ms;
+each task step over 15 ms of CPU: when, CPU ms, the task, where it stopped, and how much of
+that CPU was the kernel's) to $TRIOKA_TURNS_FILE. With $TRIOKA_TURNS_SAMPLE set, a watchdog
+thread also samples the loop thread's stack every millisecond while a step has run over 10 ms,
+and the counts of the stacks sampled are written too (`long_step_samples`).
 
     TRIOKA_TURNS_FILE=turns.json python bench/turns.py -m trioka serve ...
 """
@@ -11,8 +15,10 @@ import atexit
 import gc
 import json
 import os
+import resource
 import runpy
 import sys
+import threading
 import time
 
 import trio
@@ -25,6 +31,29 @@ steps: list = []
 LONG_STEP_S = 0.015
 
 
+# Where long task steps spend their time: a watchdog thread samples the loop thread's stack every
+# millisecond while one step has run over SAMPLE_AFTER_S, and counts the sampled stacks.
+SAMPLE_AFTER_S = 0.010
+samples: dict = {}
+_step_started = [0.0, None]      # perf_counter of the running step's start (0: none), thread id
+
+
+def _watchdog() -> None:
+    while True:
+        time.sleep(0.001)
+        started, ident = _step_started
+        if started and time.perf_counter() - started > SAMPLE_AFTER_S:
+            frame = sys._current_frames().get(ident)
+            stack = []
+            while frame is not None and len(stack) < 40:
+                code = frame.f_code
+                stack.append(f"{os.path.basename(code.co_filename)}:{code.co_name}:"
+                             f"{frame.f_lineno}")
+                frame = frame.f_back
+            key = " < ".join(stack[:14])
+            samples[key] = samples.get(key, 0) + 1
+
+
 class Turns(trio.abc.Instrument):
     def __init__(self):
         self.started = None
@@ -33,9 +62,12 @@ class Turns(trio.abc.Instrument):
         self.turn_tasks: dict = {}
 
     def before_task_step(self, task):
+        _step_started[0] = time.perf_counter()
         self.step_cpu = time.thread_time()
+        self.step_sys = resource.getrusage(resource.RUSAGE_THREAD).ru_stime
 
     def after_task_step(self, task):
+        _step_started[0] = 0.0
         took = time.thread_time() - self.step_cpu
         self.turn_steps += 1
         self.turn_tasks[task.name] = self.turn_tasks.get(task.name, 0) + 1
@@ -47,7 +79,9 @@ class Turns(trio.abc.Instrument):
                 if frame is not None:
                     where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
                 coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-            steps.append((time.monotonic_ns(), took * 1000, task.name, where))
+            kernel = resource.getrusage(resource.RUSAGE_THREAD).ru_stime - self.step_sys
+            steps.append((time.monotonic_ns(), took * 1000, task.name, where,
+                          round(kernel * 1000, 1)))
 
     def after_io_wait(self, timeout):
         self.started = time.perf_counter()
@@ -89,7 +123,8 @@ def _write():
     path = os.environ.get("TRIOKA_TURNS_FILE")
     if path:
         with open(path, "w") as f:
-            json.dump({"turns_ms": turns, "gc_ms": collections, "gc_census": census, "steps": steps}, f)
+            json.dump({"turns_ms": turns, "gc_ms": collections, "gc_census": census,
+                       "steps": steps, "long_step_samples": samples}, f)
 
 
 def main() -> None:
@@ -100,6 +135,9 @@ def main() -> None:
         return original(*args, **kwargs)
 
     trio.run = run
+    _step_started[1] = threading.get_ident()
+    if os.environ.get("TRIOKA_TURNS_SAMPLE"):
+        threading.Thread(target=_watchdog, daemon=True).start()
     gc.callbacks.append(_gc)
     atexit.register(_write)
     argv = sys.argv[1:]
