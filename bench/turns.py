@@ -86,6 +86,8 @@ class Turns(trio.abc.Instrument):
     def after_io_wait(self, timeout):
         self.started = time.perf_counter()
         self.started_cpu = time.thread_time()
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        self.started_faults, self.started_switches = usage.ru_majflt, usage.ru_nivcsw
         self.turn_steps = 0
         self.turn_tasks = {}
 
@@ -95,10 +97,15 @@ class Turns(trio.abc.Instrument):
             if took > LONG_S:
                 # The thread's CPU time too: a turn much longer than its CPU time waited for a
                 # CPU (another process ran), which is the machine's doing, not the broker's.
+                # And the major page faults (a page read from disk: an mmap'd index, say) and
+                # the involuntary context switches (the kernel gave the CPU to another task).
                 cpu = time.thread_time() - self.started_cpu
+                usage = resource.getrusage(resource.RUSAGE_THREAD)
                 top = sorted(self.turn_tasks.items(), key=lambda kv: -kv[1])[:3]
                 turns.append((time.monotonic_ns(), took * 1000, cpu * 1000, self.turn_steps,
-                              [f"{name.rsplit('.', 1)[-1]} x{n}" for name, n in top]))
+                              [f"{name.rsplit('.', 1)[-1]} x{n}" for name, n in top],
+                              usage.ru_majflt - self.started_faults,
+                              usage.ru_nivcsw - self.started_switches))
 
 
 def _gc(phase, info, started=[0.0, 0.0]):
