@@ -284,6 +284,11 @@ def measure_startup(samples: int, tmp: str) -> dict:
 
 # ----------------------------------------------------------------------------- the workers
 
+# --clients-nice N: the client workers run at nice N (a diagnosis: is a loop-lag stall the
+# broker's own, or its wait for one of the two cores the clients also want?).
+CLIENTS_NICE = 0
+
+
 class Worker:
     """This script run again with --worker KIND: it says `ready`, waits for `go`, prints
     `done {json}`."""
@@ -292,9 +297,12 @@ class Worker:
         self.kind = kind
         self.err_path = os.path.join(tmp, f"worker-{kind}-{os.getpid()}-{time.monotonic_ns()}.err")
         self.err = open(self.err_path, "wb")
+        # --clients-nice: every client at a lower CPU priority, never the loop-lag probe.
+        nice = CLIENTS_NICE if kind != "loop-lag" else 0
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", kind, json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None)
         self.lines = LineReader(self.proc.stdout)
 
     def expect(self, word: str, timeout: float) -> str:
@@ -2065,8 +2073,14 @@ def main(argv=None) -> int:
                    metavar="KEY=VALUE", help="extra librdkafka setting of the throughput producers")
     p.add_argument("--consumer-config", action="append", default=[], type=_key_value,
                    metavar="KEY=VALUE", help="extra librdkafka setting of the throughput consumers")
+    p.add_argument("--clients-nice", type=int, default=0, metavar="N",
+                   help="run the client processes at nice N (not the loop-lag probe): to tell "
+                   "the broker's own stalls from its waits for a CPU the clients hold; not for "
+                   "the figures of record")
     p.add_argument("--worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    global CLIENTS_NICE
+    CLIENTS_NICE = args.clients_nice
     if args.worker:
         WORKERS[args.worker[0]](json.loads(args.worker[1]))
         return 0
