@@ -617,8 +617,13 @@ class PartitionLog:
         pending = PendingAppend(segment, buf, batches, first_offset, next_offset, epoch,
                                 max_timestamp, offset_of_max_timestamp,
                                 now_ms if log_append_time else -1)
-        pending.position = segment.prepare_write()
-        if off_loop and len(buf) >= OFF_LOOP_WRITE_BYTES and \
+        return self._write_or_pend(pending, off_loop)
+
+    def _write_or_pend(self, pending: "PendingAppend", off_loop: bool):
+        """The write of a begun append: left pending for a worker thread when it is large and
+        the dir's writes stall (DiskFiles.writes_stall), else done here and the append ended."""
+        pending.position = pending.segment.prepare_write()
+        if off_loop and len(pending.buf) >= OFF_LOOP_WRITE_BYTES and \
                 self.files.writes_stall(time.perf_counter()):
             self.pending_append = pending
             return pending
@@ -732,14 +737,7 @@ class PartitionLog:
         pending = PendingAppend(segment, data, batches, first.base_offset, previous_end, -1,
                                 max_timestamp, offset_of_max_timestamp, -1)
         pending.follower = True
-        pending.position = segment.prepare_write()
-        if off_loop and len(data) >= OFF_LOOP_WRITE_BYTES and \
-                self.files.writes_stall(time.perf_counter()):
-            self.pending_append = pending
-            return pending
-        pending.write()
-        self.files.note_write(pending.took, time.perf_counter(), len(pending.buf))
-        return self._end(pending)
+        return self._write_or_pend(pending, off_loop)
 
     def _end_as_follower(self, pending: "PendingAppend") -> int:
         """`_end` of a follower's append: what append_as_follower does after its write."""

@@ -10,6 +10,23 @@
   gives users.
 - The trio fixtures (`mock_clock`, `autojump_clock`) come from pytest-trio (trio_mode is on in
   pyproject.toml).
+- `bench`: the benchmark script bench/run.py loaded as a module, for the tests of its pure parts
+  (it is a script, not part of the package).
 """
 
+import importlib.util
+import pathlib
+
+import pytest
+
 pytest_plugins = ["pytester"]
+
+BENCH_RUN_PY = pathlib.Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+@pytest.fixture(scope="session")
+def bench():
+    spec = importlib.util.spec_from_file_location("trioka_bench_run", BENCH_RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,21 +2,6 @@
 sampled alongside the probe and shown with each of the worst round trips (a round trip that
 waited on the host, not only on the broker)."""
 
-import importlib.util
-import pathlib
-
-import pytest
-
-RUN_PY = pathlib.Path(__file__).resolve().parent.parent / "bench" / "run.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("trioka_bench_run_lag", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_steal_is_counted_in_the_window_of_each_worst_round_trip(bench, tmp_path):
     lag = bench.LoopLag(str(tmp_path))

@@ -4,20 +4,7 @@ counts), the librdkafka settings of each listener, how the ready line's listener
 the table, where SSL and SASL_SSL are given as a ratio to PLAINTEXT of the same case. The phase
 itself runs brokers and clients: `python bench/run.py --security`."""
 
-import importlib.util
-import pathlib
-
 import pytest
-
-RUN_PY = pathlib.Path(__file__).resolve().parent.parent / "bench" / "run.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("trioka_bench_run", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_cases_are_the_main_matrix_ones_with_its_counts(bench):
