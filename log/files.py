@@ -30,6 +30,7 @@ A FileNotFoundError that answers "is it there?" (`read_small`, `size_of`) is not
 """
 
 import collections
+import ctypes
 import errno
 import logging
 import os
@@ -38,6 +39,21 @@ import stat
 import threading
 
 from trioka.wire.errors import ErrorCode, KafkaError
+
+
+def _load_syncfs():
+    """libc's syncfs(2) (Linux), or None where there is none."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+    syncfs.restype = ctypes.c_int
+    return syncfs
+
+
+_syncfs = _load_syncfs()
 
 log = logging.getLogger("trioka.log")
 
@@ -363,6 +379,26 @@ class DiskFiles:
         return self._last_rate > self.HEAVY_WRITE_BYTES_PER_S or \
             written > self.HEAVY_WRITE_BYTES_PER_S
 
+    # One syncfs(2) makes everything written to the dir's file system durable, with one journal
+    # commit: the checkpoint's sweep over every log written since its last flush uses it
+    # instead of an fsync a log (10,000 written partitions: 6.9 s and 3.7 CPU-seconds of fsyncs
+    # and thread hand-offs; measured in tests/test_log_flush.py's sweep test).
+    syncs_file_system = hasattr(os, "O_DIRECTORY") and _syncfs is not None
+
+    def sync_filesystem(self) -> None:
+        """syncfs(2) on the file system holding the dir, for a worker thread: everything written
+        to it before the call is durable when it returns (Linux reports the writeback errors
+        since the last syncfs, 5.8 and later). A failure takes the dir offline."""
+        def sync() -> None:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _syncfs(fd) != 0:
+                    code = ctypes.get_errno()
+                    raise OSError(code, os.strerror(code))
+            finally:
+                os.close(fd)
+        self._do("syncing the file system of", "", sync)
+
     def _abs(self, path: str) -> str:
         return os.path.join(self.root, path) if path else self.root
 
@@ -569,6 +605,9 @@ class MemoryFiles:
 
     def writes_stall(self, now: float) -> bool:
         return False      # memory never holds a write
+
+    # No file system: the checkpoint flushes (and so counts) each log's files on its own.
+    syncs_file_system = False
 
     def __init__(self):
         self.root = None

@@ -1184,28 +1184,31 @@ class PartitionLog:
         self.recovery_point = self.log_end_offset
         self._commit_flushed()
 
-    def begin_flush(self) -> "LogFlush | None":
+    def begin_flush(self, *, handles: bool = True) -> "LogFlush | None":
         """Start a flush of everything below the log end offset (Kafka's flush(false)): the
         LogFlush to `run()` in a worker thread, then to hand to `end_flush`. It covers the
         segments from the one holding the recovery point on, and the partition directory if
         one of them is new since then (Kafka's LocalLog.flush). None when nothing is unflushed,
         or while another flush runs (`flushing`: wait for it, then ask again).
-        KAFKA_STORAGE_ERROR once the log dir is offline."""
+        KAFKA_STORAGE_ERROR once the log dir is offline. `handles` False: a flush with no
+        descriptors, made durable by a sync of the whole file system (the checkpoint's sweep:
+        a descriptor each for 10,000 logs would pass the process's limit)."""
         if self.flushing is not None or self.recovery_point >= self.log_end_offset:
             return None
-        handles = []
+        self.files.failure_channel.check()
+        opened = []
         try:
             new_segment = False
             for segment in self.segments[self._segment_index_for(self.recovery_point):]:
-                handles.extend(segment.flush_handles())
+                opened.extend(segment.flush_handles(handles=handles))
                 new_segment = new_segment or segment.base_offset >= self.recovery_point
-            if new_segment and handles:
-                handles.append(self.files.open_directory(self.directory))
+            if new_segment and opened:
+                opened.append(self.files.open_directory(self.directory))
         except BaseException:
-            for handle in handles:
+            for handle in opened:
                 handle.close()
             raise
-        self.flushing = LogFlush(self.log_end_offset, handles, self._truncations)
+        self.flushing = LogFlush(self.log_end_offset, opened, self._truncations)
         return self.flushing
 
     def end_flush(self, flush: "LogFlush", now_ms: int, *, completed: bool = True) -> None:

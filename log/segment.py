@@ -536,12 +536,15 @@ class LogSegment:
         self.time_index.flush()
         self.dirty = False
 
-    def flush_handles(self) -> list:
+    def flush_handles(self, *, handles: bool = True) -> list:
         """What a worker thread must flush, then close, to make everything written to this
         segment so far durable (Kafka's LogSegment.flush: the log and its indexes): a duplicate
         of the `.log` descriptor, and handles on the index files when entries were written
-        since the last flush. A segment whose files are closed (deleted meanwhile) has none."""
-        if self.log.closed:
+        since the last flush. A segment whose files are closed (deleted meanwhile) has none.
+        `handles` False: none either, for a flush that syncs the whole file system instead
+        (the segment is counted as flushed all the same)."""
+        if self.log.closed or not handles:
+            self.indexes_dirty = self.dirty = False
             return []
         handles = [self.log.duplicate()]
         try:
