@@ -1,5 +1,7 @@
 """Retention and DeleteRecords: old data goes, log start offsets move, consumers reset."""
 
+import time
+
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -31,9 +33,14 @@ def earliest(bootstrap, topic, partition=0):
         c.close()
 
 
-def log_start_moved(bootstrap, topic):
+def steady_log_start(bootstrap, topic, ready, seen: list):
+    """(log start offset, high watermark) once `ready(low, high)` and the same for 0.3 s (three
+    retention passes at the fast broker's 100 ms): a consumer reading from the log start then
+    finds what was counted, with no pass moving it meanwhile. Poll it with `seen` a new list."""
     low, high = earliest(bootstrap, topic)
-    return (low, high) if low > 0 else None
+    seen.append((low, high, time.monotonic()))
+    same = [s for s in seen if s[:2] == (low, high)]
+    return (low, high) if ready(low, high) and same[-1][2] - same[0][2] >= 0.3 else None
 
 
 def consume_all(bootstrap, topic, start_offset, reset, expect):
@@ -48,7 +55,9 @@ def test_retention_ms_deletes_old_segments(fast_retention_broker, topic_name):
     create_topic(b.bootstrap, topic_name, configs={"segment.bytes": "2000",
                                                    "retention.ms": "300"})
     produce(b.bootstrap, topic_name, 20)
-    low, high = wait_for(lambda: log_start_moved(b.bootstrap, topic_name), 20,
+    seen = []
+    low, high = wait_for(lambda: steady_log_start(b.bootstrap, topic_name,
+                                                  lambda low, high: low > 0, seen), 20,
                          "retention to delete the first segments")
     assert high == 20 and 0 < low <= 20
     # A consumer asking for offset 0, now below the log start, is reset by its policy.
@@ -62,13 +71,14 @@ def test_retention_bytes_keeps_the_newest(fast_retention_broker, topic_name):
                                                    "retention.bytes": "6000"})
     produce(b.bootstrap, topic_name, 40)
 
-    def kept_at_most_the_newest():
-        # A retention pass may run while the records are still arriving: wait for one after.
-        low, high = earliest(b.bootstrap, topic_name)
-        return (low, high) if low >= 20 else None
-
+    # A retention pass may run while the records are still arriving, and the next one then
+    # deletes a segment more: wait for the log start a pass after the last record leaves.
     # 40 batches of about 580 bytes, at most 6000 bytes kept (+ the active segment).
-    low, high = wait_for(kept_at_most_the_newest, 20, "retention to leave the newest 6000 bytes")
+    seen = []
+    low, high = wait_for(lambda: steady_log_start(b.bootstrap, topic_name,
+                                                  lambda low, high: low >= 20 and high == 40,
+                                                  seen), 20,
+                         "retention to leave the newest 6000 bytes")
     assert high == 40 and 20 <= low <= 30
     # The newest records are all still there, read back over the wire.
     assert consume_all(b.bootstrap, topic_name, low, "earliest", expect=high - low) == \
