@@ -75,8 +75,12 @@ class V2Producer:
 
     def send_offsets(self, group: str, topic: str, offsets: dict[int, int], *,
                      version: int = 5) -> list[int]:
-        """TxnOffsetCommit (v5: with no AddOffsetsToTxn before it) straight to the group
-        coordinator; the partitions' error codes."""
+        """TxnOffsetCommit (v5: with no AddOffsetsToTxn before it) to the group coordinator,
+        found first as a producer finds it (FindCoordinator, which on a single broker also
+        makes `__consumer_offsets` and waits for it); the partitions' error codes."""
+        found = self.conn.request(ApiKey.FIND_COORDINATOR, 4, request(
+            ApiKey.FIND_COORDINATOR, key_type=0, coordinator_keys=[group]))
+        assert [c.error_code for c in found.coordinators] == [0]
         r = protocol.request_class(ApiKey.TXN_OFFSET_COMMIT)
         answer = self.conn.request(ApiKey.TXN_OFFSET_COMMIT, version, r(
             transactional_id=self.transactional_id, group_id=group,

@@ -178,9 +178,8 @@ class OffsetsTopic:
                     OFFSETS_TOPIC, self.partition_for(group_id), -1)
                 partition = hosted.log
             else:
-                if self.logs.topic(OFFSETS_TOPIC) is None:
-                    self.logs.create_topic(OFFSETS_TOPIC, self.configured_partitions,
-                                           dict(OFFSETS_TOPIC_CONFIGS), now_ms=now_ms)
+                self.logs.ensure_internal_topic(OFFSETS_TOPIC, self.configured_partitions,
+                                                dict(OFFSETS_TOPIC_CONFIGS), now_ms=now_ms)
                 partition = self.logs.partition(OFFSETS_TOPIC, self.partition_for(group_id))
             batch = encode_batch([(key, value, [], now_ms) for key, value in records],
                                  producer_id=producer_id, producer_epoch=producer_epoch,

@@ -804,6 +804,20 @@ class LogManager:
         self._record_topic(name)
         return topic_id
 
+    def ensure_internal_topic(self, name: str, num_partitions: int, configs: dict, *,
+                              now_ms: int | None = None) -> None:
+        """A coordinator's first record to `__consumer_offsets` or `__transaction_state` on a
+        single broker: the topic is made here and now unless it exists. While the first
+        FindCoordinator is making it in a worker thread (begin_topic_creation), the record
+        cannot be written yet: UNKNOWN_TOPIC_OR_PARTITION, which the coordinators answer as
+        COORDINATOR_NOT_AVAILABLE (log/topics.py), and the client asks again."""
+        if name in self._topics:
+            return
+        if name in self._creating:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                             f"{name} is being created")
+        self.create_topic(name, num_partitions, configs, now_ms=now_ms)
+
     def _check_new_topic(self, name: str, num_partitions: int,
                          configs: dict | None) -> tuple[dict, LogConfig, uuid.UUID]:
         """create_topic's checks (its errors); the overrides, config and a new topic id."""

@@ -365,6 +365,31 @@ async def test_the_first_find_coordinator_makes_the_internal_topic_off_the_loop(
         broker.close()
 
 
+def test_a_record_for_an_internal_topic_still_being_made_gets_coordinator_not_available(
+        tmp_path):
+    """While the first FindCoordinator makes `__consumer_offsets` in a worker thread, a
+    coordinator's record for it (a client that sent TxnOffsetCommit without asking for the
+    group's coordinator first) cannot be written: the coordinators answer
+    COORDINATOR_NOT_AVAILABLE, and the client asks again. (It was TOPIC_ALREADY_EXISTS.)"""
+    from trioka.log.topics import coordinator_append_error
+    logs = LogManager(str(tmp_path), clock=Clock())
+    logs.open()
+    try:
+        creation = logs.begin_topic_creation("__consumer_offsets", 3, {})
+        with pytest.raises(KafkaError) as refused:
+            logs.ensure_internal_topic("__consumer_offsets", 3, {})
+        assert coordinator_append_error(refused.value, "offsets").code == \
+            ErrorCode.COORDINATOR_NOT_AVAILABLE
+        creation.make_dirs()
+        logs.end_topic_creation(creation)
+        logs.ensure_internal_topic("__consumer_offsets", 3, {})     # made: nothing to do
+        assert logs.topic("__consumer_offsets").num_partitions == 3
+        logs.ensure_internal_topic("__transaction_state", 2, {})    # made here and now
+        assert logs.topic("__transaction_state").num_partitions == 2
+    finally:
+        logs.close()
+
+
 async def test_create_partitions_makes_the_new_dirs_off_the_loop(tmp_path, monkeypatch):
     broker = disk_broker(tmp_path)
     try:

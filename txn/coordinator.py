@@ -237,9 +237,9 @@ class TransactionCoordinator:
 
     def _append_to_log(self, meta: TransactionMetadata, now_ms: int) -> None:
         logs = self.broker.logs
-        if self.cluster is None and logs.topic(TRANSACTION_STATE_TOPIC) is None:
-            logs.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions,
-                              dict(TRANSACTION_STATE_CONFIGS), now_ms=now_ms)
+        if self.cluster is None:
+            logs.ensure_internal_topic(TRANSACTION_STATE_TOPIC, self.num_partitions,
+                                       dict(TRANSACTION_STATE_CONFIGS), now_ms=now_ms)
         key = schema.encode_record("TransactionLogKey",
                                    TransactionLogKey(transactional_id=meta.transactional_id),
                                    KEY_VERSION)
