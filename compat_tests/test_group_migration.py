@@ -162,17 +162,19 @@ def test_kafka_python_classic_consumer_with_a_consumer_protocol_member(migration
     b = migration_broker
     create_topic(b.bootstrap, topic_name, PARTITIONS)
     group = unique("migrate-kp")
-    kp = KafkaConsumer(topic_name, bootstrap_servers=b.bootstrap, group_id=group,
+    kp = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=group,
                        auto_offset_reset="earliest", enable_auto_commit=False,
                        session_timeout_ms=6000, heartbeat_interval_ms=200,
-                       fetch_max_wait_ms=100, retry_backoff_ms=50,
-                       # kafka-python may lead its first join before its first metadata answer
-                       # (seen under the suite's load: "No partition metadata for topic"), and
-                       # assigns nothing; it rejoins once its metadata shows the partitions,
-                       # which by default it refreshes only every 5 minutes.
-                       metadata_max_age_ms=1000)
+                       fetch_max_wait_ms=100, retry_backoff_ms=50, metadata_max_age_ms=1000)
     new = None
     try:
+        # kafka-python may lead its first join before its first metadata answer (seen under
+        # the suite's load: "No partition metadata for topic") and assign nothing, and did not
+        # always rejoin once its metadata showed the partitions: it subscribes once it has them.
+        wait_for(lambda: len(kp.partitions_for_topic(topic_name) or ()) == PARTITIONS,
+                 TIMEOUT, "kafka-python's metadata has the topic's partitions")
+        kp.subscribe([topic_name])
+
         def kp_partitions() -> list[int]:
             kp.poll(timeout_ms=50)
             return sorted(tp.partition for tp in kp.assignment())
