@@ -32,6 +32,9 @@ from trioka.testing.process import ClusterProcess
 
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 USERS = {"broker": "broker-secret", "admin": "admin-secret"}
+# confluent-kafka's settings of the admin user over SASL_PLAINTEXT.
+ADMIN_OVER_SASL_PLAINTEXT = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                             "sasl.username": "admin", "sasl.password": USERS["admin"]}
 MESSAGE_PARTITIONS = 3
 # A killed leader leaves the ISR (and the new leader's high watermark moves on) this soon.
 FAST_ISR = {"replica.lag.time.max.ms": "3000"}
@@ -131,8 +134,7 @@ def test_sasl_plaintext_cluster_replicates_as_the_broker_user(tmp_path):
                              args=["--listeners", "SASL_PLAINTEXT://127.0.0.1:0"])
     try:
         cluster.start()
-        conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
-                "sasl.username": "admin", "sasl.password": USERS["admin"]}
+        conf = ADMIN_OVER_SASL_PLAINTEXT
         kafka_python = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
                         "sasl_plain_username": "admin", "sasl_plain_password": USERS["admin"]}
         replicate_and_fail_over(cluster, conf, kafka_python)
@@ -233,8 +235,7 @@ def test_brokers_that_are_not_super_users_cannot_replicate(tmp_path):
                              args=["--listeners", "SASL_PLAINTEXT://127.0.0.1:0"])
     try:
         cluster.start()
-        conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
-                "sasl.username": "admin", "sasl.password": USERS["admin"]}
+        conf = ADMIN_OVER_SASL_PLAINTEXT
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap, **conf})
         topic = unique("sasl-not-super")
         admin.create_topics([NewTopic(topic, 1, 3)])[topic].result(30)

@@ -18,8 +18,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm  # noqa: E402
 from clients import (consume_confluent, consume_kafka_python, produce_confluent,  # noqa: E402
                      produce_kafka_python, value_records)
 from harness import unique  # noqa: E402
-from test_sasl import Raw, confluent_auth_error  # noqa: E402
-from trioka.testing.process import BrokerProcess  # noqa: E402
+from test_sasl import Raw, SaslBroker, confluent_auth_error  # noqa: E402
 from trioka.wire.api_keys import ApiKey  # noqa: E402
 from trioka.wire.errors import ErrorCode  # noqa: E402
 
@@ -49,27 +48,19 @@ def signed_token(sub: str, key=RSA_KEY, alg="RS256", kid="rsa-1", **over) -> tup
     return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid}), claims["exp"]
 
 
-class JwksBroker(BrokerProcess):
+class JwksBroker(SaslBroker):
     """A broker process with a PLAINTEXT listener and a SASL_PLAINTEXT one whose OAUTHBEARER
     checks tokens against the JWKS at `jwks_url`."""
 
     def __init__(self, jwks_url: str):
         prefix = "listener.name.sasl_plaintext.oauthbearer."
-        super().__init__(memory=True, overrides={
+        super().__init__({
             "sasl.enabled.mechanisms": "OAUTHBEARER",
             prefix + "sasl.server.callback.handler.class": VALIDATOR,
             prefix + "sasl.oauthbearer.jwks.endpoint.url": jwks_url,
             "sasl.oauthbearer.expected.audience": AUDIENCE,
             "sasl.oauthbearer.expected.issuer": ISSUER,
-            "connection.failed.authentication.delay.ms": "50"}, listeners=("SASL_PLAINTEXT",))
-
-    @property
-    def sasl_port(self) -> int:
-        return self.listener_port("SASL_PLAINTEXT")
-
-    @property
-    def sasl_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.sasl_port}"
+            "connection.failed.authentication.delay.ms": "50"})
 
 
 class JwksServer:

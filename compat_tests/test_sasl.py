@@ -66,15 +66,21 @@ def sasl_broker():
                      "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
                      "connection.failed.authentication.delay.ms": "50"}) as b:
         b.start()
-        from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
-                                           UserScramCredentialUpsertion)
-        admin = AdminClient({"bootstrap.servers": b.bootstrap})
-        upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(
-            getattr(ScramMechanism, mechanism.replace("-", "_")), 8192), password.encode())
-            for mechanism, (user, password) in USERS.items() if mechanism != "PLAIN"]
-        for future in admin.alter_user_scram_credentials(upserts).values():
-            assert future.result(timeout=20) is None
+        add_scram_users(b.bootstrap, USERS, 8192)
         yield b
+
+
+def add_scram_users(bootstrap: str, users: dict, iterations: int) -> None:
+    """AlterUserScramCredentials through confluent-kafka's admin client: each SCRAM entry of
+    `users` ({mechanism: (user, password)}), with `iterations`."""
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(
+        getattr(ScramMechanism, mechanism.replace("-", "_")), iterations), password.encode())
+        for mechanism, (user, password) in users.items() if mechanism.startswith("SCRAM")]
+    for future in admin.alter_user_scram_credentials(upserts).values():
+        assert future.result(timeout=20) is None
 
 
 def confluent_sasl(mechanism: str, user: str, password: str, **extra) -> dict:

@@ -36,6 +36,7 @@ from clients import (consume_aiokafka, consume_confluent, consume_kafka_python, 
                      kafkajs, produce_aiokafka, produce_confluent, produce_kafka_python,
                      produce_kcat, value_records)
 from harness import unique
+from test_sasl import add_scram_users
 from trioka.testing.process import BrokerProcess
 
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
@@ -108,14 +109,7 @@ def broker(certs):
             "ssl.client.auth": "required",
             "ssl.principal.mapping.rules": "RULE:^CN=(.*?),O=.*$/$1/L,DEFAULT"}) as b:
         b.start()
-        from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
-                                           UserScramCredentialUpsertion)
-        admin = AdminClient({"bootstrap.servers": b.bootstrap})
-        upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(
-            getattr(ScramMechanism, mechanism.replace("-", "_")), 4096), password.encode())
-            for mechanism, (user, password) in USERS.items() if mechanism.startswith("SCRAM")]
-        for future in admin.alter_user_scram_credentials(upserts).values():
-            assert future.result(timeout=20) is None
+        add_scram_users(b.bootstrap, USERS, 4096)
         yield b
 
 
@@ -198,33 +192,29 @@ def round_trip(client: str, bootstrap: str, client_id: str, config, count: int) 
     topic = unique(f"secure-{client}")
     values = [b"%s-%d" % (client_id.encode(), i) for i in range(count)]
     records = value_records(values)
-    if client == "confluent":
-        config = {**config, "client.id": client_id}
-        reports = produce_confluent(bootstrap, topic, records, config=config)
-        assert [o for _, o in reports] == list(range(count))
-        got = consume_confluent(bootstrap, topic, [0], count, config=config)
-    elif client == "kafka-python":
-        config = {**config, "client_id": client_id}
-        produce_kafka_python(bootstrap, topic, records, config=config)
-        got = consume_kafka_python(bootstrap, topic, [0], count, config=config)
-    elif client == "aiokafka":
-        config = {**config, "client_id": client_id}
-        reports = produce_aiokafka(bootstrap, topic, records, config=config)
-        assert [o for _, o in reports] == list(range(count))
-        got = consume_aiokafka(bootstrap, topic, [0], count, config=config)
-    elif client == "kcat":
-        config = {**config, "client.id": client_id}
-        produce_kcat(bootstrap, topic, records, config=config)
-        got = consume_kcat(bootstrap, topic, [0], count, config=config)
-    else:
+    if client == "kafkajs":
         out = kafkajs("secure.js", bootstrap, topic, client_id, json.dumps(config), str(count))
         assert out[0] == {"produced": [0]}
         return [v.encode() for v in out[1]["consumed"]]
+    id_key, produce, consume, reports_offsets = PYTHON_AND_KCAT[client]
+    config = {**config, id_key: client_id}
+    reports = produce(bootstrap, topic, records, config=config)
+    if reports_offsets:
+        assert [o for _, o in reports] == list(range(count))
+    got = consume(bootstrap, topic, [0], count, config=config)
     assert [r.offset for r in got] == list(range(count))
     return [r.value for r in got]
 
 
 CLIENTS = ("confluent", "kafka-python", "aiokafka", "kafkajs", "kcat")
+# How round_trip drives each client but KafkaJS: its client id key, its produce and consume, and
+# whether its produce reports offsets.
+PYTHON_AND_KCAT = {
+    "confluent": ("client.id", produce_confluent, consume_confluent, True),
+    "kafka-python": ("client_id", produce_kafka_python, consume_kafka_python, False),
+    "aiokafka": ("client_id", produce_aiokafka, consume_aiokafka, True),
+    "kcat": ("client.id", produce_kcat, consume_kcat, False),
+}
 
 
 def sasl_ssl_config(client: str, mechanism: str, certs):
