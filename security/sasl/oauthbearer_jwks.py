@@ -48,6 +48,7 @@ than 1000 characters.
 """
 
 import http.client
+import inspect
 import json
 import logging
 import math
@@ -174,6 +175,20 @@ def read_jwks_url(url: str, jwt, timeout: float = FETCH_TIMEOUT_S) -> list[JwkEn
     return parse_jwks(body, jwt)
 
 
+# trio 0.23 renamed to_thread.run_sync's `cancellable` to `abandon_on_cancel` (trio 0.22 knows
+# only the first, later releases warn on it). Either way a cancelled wait leaves the thread to
+# finish alone, so a broker shutting down does not wait out a slow JWKS endpoint; the fetch
+# itself is bounded by FETCH_TIMEOUT_S.
+_ABANDON_ON_CANCEL = ("abandon_on_cancel"
+                      if "abandon_on_cancel" in inspect.signature(trio.to_thread.run_sync).parameters
+                      else "cancellable")
+
+
+async def run_abandoning_on_cancel(fetch):
+    """Run the blocking `fetch` in a worker thread that a cancellation abandons."""
+    return await trio.to_thread.run_sync(fetch, **{_ABANDON_ON_CANCEL: True})
+
+
 class JwksCache:
     """The verification keys, kept fresh as Kafka's RefreshingHttpsJwks keeps them: `keys` is
     always a complete set (replaced whole, never blocking a reader); `run` fetches the set
@@ -223,12 +238,12 @@ class JwksCache:
     async def _fetch_with_retry(self) -> list[JwkEntry]:
         """One refresh: attempts `backoff_ms` apart, doubling, until `backoff_max_ms` have
         passed (Kafka's Retry); the last failure is raised."""
-        run_sync = self._run_sync or trio.to_thread.run_sync
+        run_sync = self._run_sync or run_abandoning_on_cancel
         start = self.clock.monotonic()
         attempt = 0
         while True:
             try:
-                return await run_sync(self._fetch, abandon_on_cancel=True)
+                return await run_sync(self._fetch)
             except FETCH_ERRORS as e:
                 elapsed_ms = (self.clock.monotonic() - start) * 1000
                 wait_ms = min(self.backoff_ms * 2 ** attempt,
