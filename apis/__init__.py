@@ -59,6 +59,23 @@ class ControllerApi(Api):
         return getattr(broker.controller, self.method)(request, ctx.api_version)
 
 
+class MutationControllerApi(ControllerApi):
+    """A controller row whose request creates or deletes partitions (CreateTopics, DeleteTopics,
+    CreatePartitions): the client's `controller_mutation_rate` quota (KIP-599) is spent here,
+    where the controller decides, as Kafka's ControllerApis does. The client is the one on the
+    connection or, for a request a broker forwarded, the one its Envelope names
+    (apis/envelope.py). Strict from the module's STRICT_QUOTA_FROM version, permissive before."""
+    __slots__ = ()
+
+    async def handle(self, broker, request, ctx):
+        from trioka.security.quotas import mutation_quota, mutation_throttle
+        controller = broker.controller
+        quota = mutation_quota(broker, ctx, self.module.STRICT_QUOTA_FROM, controller.quotas)
+        response = await getattr(controller, self.method)(request, ctx.api_version, quota)
+        response.throttle_time_ms = mutation_throttle(broker, ctx, quota)
+        return response
+
+
 APIS = {
     ApiKey.PRODUCE: Api("produce", 0, 13),
     ApiKey.FETCH: Api("fetch", 4, 18),
@@ -129,9 +146,9 @@ CONTROLLER_APIS = {
     ApiKey.BROKER_REGISTRATION: Api("broker_registration", 0, 4),
     ApiKey.BROKER_HEARTBEAT: Api("broker_heartbeat", 0, 1),
     ApiKey.ALTER_PARTITION: Api("alter_partition", 0, 3),
-    ApiKey.CREATE_TOPICS: ControllerApi("create_topics", 2, 7),
-    ApiKey.DELETE_TOPICS: ControllerApi("delete_topics", 1, 6),
-    ApiKey.CREATE_PARTITIONS: ControllerApi("create_partitions", 0, 3),
+    ApiKey.CREATE_TOPICS: MutationControllerApi("create_topics", 2, 7),
+    ApiKey.DELETE_TOPICS: MutationControllerApi("delete_topics", 1, 6),
+    ApiKey.CREATE_PARTITIONS: MutationControllerApi("create_partitions", 0, 3),
     ApiKey.ELECT_LEADERS: ControllerApi("elect_leaders", 0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: ControllerApi("incremental_alter_configs", 0, 1),
     ApiKey.ALTER_CONFIGS: ControllerApi("alter_configs", 0, 2),
@@ -142,6 +159,8 @@ CONTROLLER_APIS = {
     ApiKey.CREATE_ACLS: ControllerApi("create_acls", 0, 3),
     ApiKey.DELETE_ACLS: ControllerApi("delete_acls", 0, 3),
     ApiKey.ALTER_CLIENT_QUOTAS: ControllerApi("alter_client_quotas", 0, 1),
+    # A client's request a broker forwards, with the client's identity (KIP-590).
+    ApiKey.ENVELOPE: Api("envelope", 0, 0),
 }
 
 

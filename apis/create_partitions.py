@@ -12,6 +12,8 @@ stall the event loop; the answer comes once they exist.
 A client with a `controller_mutation_rate` quota (KIP-599, security/quotas.py) spends the
 partitions a topic gains once its checks pass; from v3 a topic that arrives while the quota is
 exhausted is THROTTLING_QUOTA_EXCEEDED, before v3 it grows and the client is throttled.
+In a cluster the controller spends it: the broker forwards the request in an Envelope that
+names the client (apis/envelope.py).
 """
 
 import collections
@@ -68,7 +70,7 @@ async def grow(broker, t, validate_only: bool, duplicated: bool, quota=None) -> 
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
         # A node of a cluster forwards it to the controller, as KRaft brokers do.
-        return await broker.cluster.create_partitions(request, ctx.api_version)
+        return await broker.cluster.create_partitions(request, ctx.api_version, ctx)
     counts = collections.Counter(t.name for t in request.topics)
     new_partitions = 0
     for t in request.topics:

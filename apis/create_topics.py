@@ -14,6 +14,8 @@ A client with a `controller_mutation_rate` quota (KIP-599, security/quotas.py) s
 partition count once its checks pass (validate_only too, as in Kafka); from v6 a topic that
 arrives while the quota is exhausted is THROTTLING_QUOTA_EXCEEDED, before v6 it is created and
 the client throttled. The response's throttle_time_ms says for how long.
+In a cluster the controller spends it: the broker forwards the request in an Envelope that
+names the client (apis/envelope.py).
 
 One request may not make more than MAX_RECORDS_PER_USER_OP metadata records (a topic is one
 record, plus one per partition and one per config): past that Kafka's controller refuses the
@@ -106,7 +108,7 @@ def described_configs(broker, configs: dict) -> list:
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
         # A node of a cluster forwards it to the controller, as KRaft brokers do.
-        return await broker.cluster.create_topics(request, ctx.api_version)
+        return await broker.cluster.create_topics(request, ctx.api_version, ctx)
     counts = collections.Counter(t.name for t in request.topics)
     checked: dict[int, tuple[int, dict] | KafkaError] = {}
     records = 0

@@ -9,6 +9,8 @@ renamed `<topic>-<partition>.<id>-delete` and removed, as Kafka does. Version 0 
 A client with a `controller_mutation_rate` quota (KIP-599, security/quotas.py) spends a deleted
 topic's partition count; from v5 a topic that arrives while the quota is exhausted is
 THROTTLING_QUOTA_EXCEEDED (and kept), before v5 it is deleted and the client throttled.
+In a cluster the controller spends it: the broker forwards the request in an Envelope that
+names the client (apis/envelope.py).
 """
 
 from trioka.log.topics import INTERNAL_TOPICS
@@ -56,7 +58,7 @@ async def delete(broker, name: str | None, topic_id, quota=None) -> object:
 async def handle(broker, request, ctx):
     if broker.cluster is not None:
         # A node of a cluster forwards it to the controller, as KRaft brokers do.
-        return await broker.cluster.delete_topics(request, ctx.api_version)
+        return await broker.cluster.delete_topics(request, ctx.api_version, ctx)
     quota = mutation_quota(broker, ctx, STRICT_QUOTA_FROM)
     if ctx.api_version >= 6:
         results = [await delete(broker, t.name, t.topic_id, quota) for t in request.topics]

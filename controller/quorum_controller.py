@@ -143,6 +143,7 @@ class QuorumController:
         self.next_rebalance = 0.0
         self.next_unclean_check = 0.0
         self.endpoints: list[tuple[str, int]] = []   # (host, port) of the controller listeners
+        self._quotas = None     # security/quotas.py's ClientQuotas of the image, once asked for
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -253,6 +254,22 @@ class QuorumController:
     def next_offset(self) -> int:
         """The offset the next record written gets."""
         return self.log.log_end_offset
+
+    @property
+    def quotas(self):
+        """The client quotas of the controller's image (ClientQuotaRecords), for the
+        controller_mutation_rate it enforces on CreateTopics, DeleteTopics and CreatePartitions
+        (KIP-599; Kafka's controller keeps its own ControllerMutationQuotaManager). The token
+        buckets live as long as the controller."""
+        if self._quotas is None:
+            from trioka.security.quotas import ClientQuotas
+            config = self.config
+            self._quotas = ClientQuotas(None, config.quota_window_num,
+                                        config.quota_window_size_seconds,
+                                        config.controller_quota_window_num,
+                                        config.controller_quota_window_size_seconds)
+        self._quotas.load_image(self.image.client_quotas)
+        return self._quotas
 
     def replay(self, offset: int, record: r.MetadataRecord) -> None:
         self.image.replay(record.record_type, record.message, offset)
@@ -384,7 +401,10 @@ class QuorumController:
                     config_source=DYNAMIC_TOPIC_CONFIG if key in configs else DEFAULT_CONFIG)
                 for key, value in sorted(effective.items())]
 
-    async def create_topics(self, request, version: int):
+    async def create_topics(self, request, version: int, quota=None):
+        """CreateTopics. `quota`: the client's controller_mutation_rate (security/quotas.py's
+        MutationQuota), spent by each topic that passed its other checks, validate_only too
+        (Kafka's ReplicationControlManager: applyPartitionChangeQuota)."""
         Response = response_class(ApiKey.CREATE_TOPICS)
         Result = Response.CreatableTopicResult
         counts = collections.Counter(t.name for t in request.topics)
@@ -398,6 +418,8 @@ class QuorumController:
                     t.name, t.num_partitions, t.replication_factor,
                     [(a.partition_index, list(a.broker_ids)) for a in t.assignments] or None,
                     {c.name: c.value for c in t.configs})
+                if quota is not None:
+                    quota.record(created.num_partitions)   # strict and exhausted: refused
                 outcomes[i] = (created, {c.name: c.value for c in t.configs})
                 records += out
             except KafkaError as e:
@@ -426,7 +448,8 @@ class QuorumController:
                 configs=self.described_configs(configs)))
         return Response(throttle_time_ms=0, topics=results)
 
-    async def delete_topics(self, request, version: int):
+    async def delete_topics(self, request, version: int, quota=None):
+        """DeleteTopics; `quota` as in create_topics, spent by each topic's partitions."""
         Response = response_class(ApiKey.DELETE_TOPICS)
         Result = Response.DeletableTopicResult
         if version >= 6:
@@ -460,6 +483,8 @@ class QuorumController:
                 if not self.config.delete_topic_enable:
                     raise KafkaError(ErrorCode.TOPIC_DELETION_DISABLED,
                                      "Topic deletion is disabled.")
+                if quota is not None:
+                    quota.record(len(topic.partitions))
                 out = self.replication_control.delete_topic(topic.topic_id)
                 self.write(out)
                 records += out
@@ -473,7 +498,8 @@ class QuorumController:
             await self.wait_committed(self.next_offset - 1)
         return Response(throttle_time_ms=0, responses=results)
 
-    async def create_partitions(self, request, version: int):
+    async def create_partitions(self, request, version: int, quota=None):
+        """CreatePartitions; `quota` as in create_topics, spent by the partitions added."""
         Response = response_class(ApiKey.CREATE_PARTITIONS)
         Result = Response.CreatePartitionsTopicResult
         counts = collections.Counter(t.name for t in request.topics)
@@ -486,6 +512,8 @@ class QuorumController:
                 assignments = None if t.assignments is None \
                     else [list(a.broker_ids) for a in t.assignments]
                 out = self.replication_control.create_partitions(t.name, t.count, assignments)
+                if quota is not None:
+                    quota.record(t.count - len(self.image.topic(t.name).partitions))
                 if len(records) + len(out) > MAX_RECORDS_PER_USER_OP:
                     raise KafkaError(ErrorCode.POLICY_VIOLATION, EXCESSIVE_BATCH_MESSAGE)
                 if not request.validate_only:

@@ -98,6 +98,7 @@ class ClusterLink:
         self._alter_channel = self.controller_channel("alter-partition")
         self._admin_channel = self.controller_channel("forwarding")
         self._admin_lock = trio.Lock()
+        self._forwarded = 0     # the correlation id of the last request forwarded in an Envelope
         self._fetchers: dict[int, trio.CancelScope] = {}
         self._image_changed = trio.Event()
         # Set once registered, caught up with the metadata and unfenced: clients may come.
@@ -358,17 +359,27 @@ class ClusterLink:
 
     # ------------------------------------------------------------ changes via the controller
 
-    async def forward(self, api_key: int, request, version: int | None = None):
+    async def forward(self, api_key: int, request, version: int | None = None, ctx=None):
         """Send a metadata-changing request to the controller (KRaft forwarding) at the version
-        the client sent it (its fields are those of that version, as Kafka's envelope forwards
-        the client's own bytes); the answer, or KafkaError(REQUEST_TIMED_OUT) when the
-        controller cannot be reached."""
+        the client sent it; the answer, or KafkaError(REQUEST_TIMED_OUT) when the controller
+        cannot be reached. With the client's RequestContext (`ctx`), the client's request goes
+        in an Envelope that names the client (apis/envelope.py), and the client's connection is
+        muted for the throttle time the controller answers (Kafka's sendForwardedResponse)."""
+        from trioka.apis import envelope
         try:
             async with self._admin_lock:
-                return await self._admin_channel.request(api_key, request, version=version)
+                if ctx is None:
+                    return await self._admin_channel.request(api_key, request, version=version)
+                self._forwarded += 1
+                wrapped = envelope.wrap(api_key, version, request, ctx, self._forwarded)
+                answer = await self._admin_channel.request(ApiKey.ENVELOPE, wrapped, version=0)
         except OSError as e:
             raise KafkaError(ErrorCode.REQUEST_TIMED_OUT,
                              f"The controller could not be reached: {e}") from None
+        response = envelope.unwrap(api_key, version, request, answer)
+        from trioka.security.quotas import mute
+        mute(self.broker, ctx, getattr(response, "throttle_time_ms", 0) or 0)
+        return response
 
     async def wait_for_metadata(self, condition, timeout_s: float =
                                 METADATA_PROPAGATION_TIMEOUT_S) -> bool:
@@ -383,26 +394,26 @@ class ClusterLink:
                 await event.wait()
         return True
 
-    async def create_topics(self, request, version: int | None = None):
+    async def create_topics(self, request, version: int | None = None, ctx=None):
         """CreateTopics, forwarded; answered once the topics created are in this node's image."""
-        response = await self.forward(ApiKey.CREATE_TOPICS, request, version)
+        response = await self.forward(ApiKey.CREATE_TOPICS, request, version, ctx)
         if not request.validate_only:
             made = [t.name for t in response.topics if t.error_code == 0]
             await self.wait_for_metadata(
                 lambda: all(self.image.topic(name) is not None for name in made))
         return response
 
-    async def delete_topics(self, request, version: int | None = None):
+    async def delete_topics(self, request, version: int | None = None, ctx=None):
         """DeleteTopics, forwarded; answered once the topics deleted are gone from the image."""
-        response = await self.forward(ApiKey.DELETE_TOPICS, request, version)
+        response = await self.forward(ApiKey.DELETE_TOPICS, request, version, ctx)
         gone = [r.name for r in response.responses if r.error_code == 0 and r.name]
         await self.wait_for_metadata(
             lambda: all(self.image.topic(name) is None for name in gone))
         return response
 
-    async def create_partitions(self, request, version: int | None = None):
+    async def create_partitions(self, request, version: int | None = None, ctx=None):
         """CreatePartitions, forwarded; answered once the new partitions are in the image."""
-        response = await self.forward(ApiKey.CREATE_PARTITIONS, request, version)
+        response = await self.forward(ApiKey.CREATE_PARTITIONS, request, version, ctx)
         if not request.validate_only:
             counts = {t.name: t.count for t in request.topics}
             grown = [r.name for r in response.results if r.error_code == 0]

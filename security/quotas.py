@@ -57,8 +57,11 @@ other checks passed, validate_only included, as Kafka's ReplicationControlManage
 A single broker keeps the quotas in `client-quotas.json` in its log directory, replaced
 atomically (written to a temporary file, fsynced, renamed) before the AlterClientQuotas answer.
 In a KRaft cluster the controller writes ClientQuotaRecords to the metadata log, as Kafka's
-ClientQuotaControlManager does, and every node enforces the quotas of its metadata image; the
-controller refuses controller_mutation_rate there (see check_op).
+ClientQuotaControlManager does, and every node enforces the quotas of its metadata image.
+controller_mutation_rate is spent at the controller (apis/__init__.py's MutationControllerApi),
+from the controller's own image: brokers forward CreateTopics, DeleteTopics and CreatePartitions
+in an Envelope naming the client (apis/envelope.py), so the controller knows whose quota it is,
+and the forwarding broker mutes the client for the throttle time the controller answers.
 """
 
 import json
@@ -474,11 +477,14 @@ def exempt_from_request_quota(ctx) -> bool:
     return auth is not None and not auth.authenticated
 
 
-def mutation_quota(broker, ctx, strict_since: int) -> MutationQuota | None:
+def mutation_quota(broker, ctx, strict_since: int,
+                   quotas: "ClientQuotas | None" = None) -> MutationQuota | None:
     """The request's controller_mutation_rate quota (KIP-599): strict from `strict_since` (the
     API version that can carry THROTTLING_QUOTA_EXCEEDED), permissive before; None when no
-    quota applies to its client."""
-    quotas = broker.client_quotas
+    quota applies to its client. `quotas`: the controller's (its metadata image's), or the
+    broker's own by default."""
+    if quotas is None:
+        quotas = broker.client_quotas
     if not quotas.mutations_active:
         return None
     clock = broker.network_clock
@@ -523,12 +529,9 @@ def entity_of(components) -> tuple[tuple | None, str | None]:
 
 
 def check_op(key: str, value: float, remove: bool, cluster: bool = False) -> str | None:
-    """An operation's INVALID_REQUEST message, or None when it is valid. In a KRaft cluster
-    (`cluster`) controller_mutation_rate is refused: Kafka enforces it where the controller
-    decides, per client, and trioka's nodes forward mutations to the controller as themselves
-    (no Envelope carrying the client's principal), so the controller could not tell clients
-    apart."""
-    if key in NOT_ENFORCED_KEYS or (cluster and key == CONTROLLER_MUTATION_RATE and not remove):
+    """An operation's INVALID_REQUEST message, or None when it is valid (`cluster`: asked of a
+    KRaft cluster's controller, which names itself so in the message)."""
+    if key in NOT_ENFORCED_KEYS:
         return f"Quota {key} is not supported by this {'cluster' if cluster else 'broker'}"
     if key not in ENFORCED_KEYS:
         return f"Invalid configuration key {key}"

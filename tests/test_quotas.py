@@ -185,12 +185,12 @@ def test_persisted_and_reloaded(tmp_path):
     assert not (tmp_path / (q.FILE_NAME + ".tmp")).exists()
 
 
-def test_controller_mutation_rate_is_refused_by_a_cluster():
-    # A KRaft cluster's controller cannot tell the clients of forwarded requests apart.
-    assert "not supported by this cluster" in q.check_op("controller_mutation_rate", 5, False,
-                                                         cluster=True)
+def test_a_cluster_takes_every_quota_key():
+    # The controller knows the client of a forwarded request (apis/envelope.py).
+    assert q.check_op("controller_mutation_rate", 5, False, cluster=True) is None
     assert q.check_op("controller_mutation_rate", 0, True, cluster=True) is None
     assert q.check_op("request_percentage", 5, False, cluster=True) is None
+    assert "Invalid configuration key" in q.check_op("bogus", 5, False, cluster=True)
 
 
 # -- request_percentage (KIP-124) -------------------------------------------------------------

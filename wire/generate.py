@@ -41,10 +41,10 @@ import sys
 
 # What a broker or a KRaft controller can be asked: the client APIs and the nodes' own (KRaft
 # quorum, BrokerRegistration, BrokerHeartbeat, AlterPartition, ...). ZooKeeper's inter-broker
-# calls (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown) and Envelope (forwarding
-# through a ZooKeeper-mode broker) are left out.
+# calls (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown) are left out. Envelope is
+# kept: a KRaft broker forwards a client's admin request to the controller inside one.
 LISTENERS = {"broker", "zkBroker", "controller"}
-SKIP = {4, 5, 6, 7, 58}
+SKIP = {4, 5, 6, 7}
 
 # Kafka 4.x versions newer than the schemas in the reference folder: (api key, kind) -> edits.
 NEWER = {

@@ -1096,6 +1096,14 @@ results  []UpdatableFeatureResult  0-1
   error_code  int16
   error_message  string  null=0+
 """),
+    58: ('Envelope', '0', '0+', False, """
+request_data  bytes
+request_principal  bytes  null=0+
+client_host_address  bytes
+""", """
+response_data  bytes  null=0+  default=null
+error_code  int16
+"""),
     59: ('FetchSnapshot', '0-1', '0+', False, """
 cluster_id  string  null=0+  tag=0  default=null
 replica_id  int32  default=-1
