@@ -14,13 +14,15 @@ says why in one ERROR line.
 - SASL_PLAINTEXT, PLAIN between the nodes (controller listener SASL_PLAINTEXT too);
 - SASL_SSL with the certificates of `trioka certs`, SCRAM-SHA-512 between the brokers (the
   broker's credential added over PLAIN by an admin, as Kafka's `kafka-configs --alter
-  --add-config SCRAM-SHA-512=...` would) and PLAIN to the controller.
+  --add-config SCRAM-SHA-512=...` would) and PLAIN to the controller;
+- OAUTHBEARER everywhere, the nodes presenting unsecured tokens naming `broker`.
 """
 
 import json
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -196,6 +198,62 @@ def test_sasl_ssl_cluster_with_scram_between_brokers(tmp_path):
                       if e["client_id"].startswith("trioka-node-")]
         assert {(e["listener"], e["request"]["mechanism"]) for e in handshakes} == \
             {("SASL_SSL", "SCRAM-SHA-512"), ("CONTROLLER", "PLAIN")}
+        assert not [line for line in cluster.output if "failed authentication" in line]
+    finally:
+        cluster.close()
+
+
+def test_oauthbearer_between_the_nodes(tmp_path):
+    """OAUTHBEARER on every listener, the controller's included: the nodes log in with the
+    unsecured tokens Kafka's default login handler makes (`unsecuredLoginStringClaim_sub`), the
+    listeners validate them with Kafka's default unsecured validator, and the clients log in
+    with their own unsecured tokens (confluent-kafka's `principal=admin`, kafka-python's token
+    provider). Sessions of 6 s: each re-authentication presents a fresh token. (A node
+    re-authenticates in place between 85% of its session and its end; the metadata log's long
+    polls come every 500 ms, so the session is long enough for one to fall in that window.)"""
+    from test_sasl import token_provider, unsecured_jwt
+    login = ('org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required '
+             'unsecuredLoginStringClaim_sub="broker";')
+    overrides = {
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                                          "CONTROLLER:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+        "sasl.mechanism.controller.protocol": "OAUTHBEARER",
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": login,
+        "listener.name.controller.oauthbearer.sasl.jaas.config": login,
+        "authorizer.class.name": AUTHORIZER,
+        "super.users": "User:broker;User:admin",
+        "connections.max.reauth.ms": "6000",
+        **FAST_ISR,
+    }
+    cluster = ClusterProcess(3, str(tmp_path / "data"), overrides=overrides,
+                             args=["--listeners", "SASL_PLAINTEXT://127.0.0.1:0"])
+    try:
+        cluster.start()
+        conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+                "enable.sasl.oauthbearer.unsecure.jwt": True,
+                "sasl.oauthbearer.config": "principal=admin"}
+        now = int(time.time())
+        kafka_python = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "OAUTHBEARER",
+                        "sasl_oauth_token_provider": token_provider(
+                            unsecured_jwt({"sub": "admin", "iat": now, "exp": now + 600}))}
+        replicate_and_fail_over(cluster, conf, kafka_python)
+
+        def handshakes() -> list[dict]:
+            return [e for e in requests_of(cluster, "SaslHandshake")
+                    if e["client_id"].startswith("trioka-node-")]
+
+        def reauthenticated() -> bool:
+            per_connection: dict[str, int] = {}
+            for e in handshakes():
+                per_connection[e["connection"]] = per_connection.get(e["connection"], 0) + 1
+            return max(per_connection.values()) >= 2
+        # The metadata channels live from the start: past 85% of a session they log in again
+        # on the same connection.
+        wait_for(reauthenticated, 15, "a node logging in again on the same connection")
+        assert {(e["listener"], e["request"]["mechanism"]) for e in handshakes()} == \
+            {("SASL_PLAINTEXT", "OAUTHBEARER"), ("CONTROLLER", "OAUTHBEARER")}
         assert not [line for line in cluster.output if "failed authentication" in line]
     finally:
         cluster.close()

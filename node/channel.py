@@ -222,7 +222,7 @@ class NodeChannel:
         session's end, when the peer gives one, is noted to renew it before then."""
         from trioka.security.sasl.client import (SaslAuthenticationFailed, SaslExchangeError,
                                                  exchange)
-        steps = exchange(self.sasl.client())
+        steps = exchange(self.sasl.client(lambda: self.clock.wall_ms() / 1000))
         response = None
         try:
             while True:

@@ -26,6 +26,8 @@ PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required 
               'user_alice="alice-secret";')
 SCRAM_JAAS = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
               'username="broker" password="scram-secret";')
+OAUTH_JAAS = ('org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required '
+              'unsecuredLoginStringClaim_sub="broker";')
 SASL_LISTENER = "SASL_PLAINTEXT://127.0.0.1:9092"
 
 
@@ -74,6 +76,17 @@ def test_scram_between_brokers_reads_the_scram_entry():
     assert (login.mechanism, login.options["password"]) == ("SCRAM-SHA-512", "scram-secret")
 
 
+def test_oauthbearer_between_brokers_is_an_unsecured_token_naming_the_broker():
+    c = config(**{"sasl.enabled.mechanisms": "PLAIN,OAUTHBEARER",
+                  "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+                  "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": OAUTH_JAAS})
+    login = broker_login(c, "SASL_PLAINTEXT", "SASL_PLAINTEXT")
+    assert login.mechanism == "OAUTHBEARER" and login.principal == "User:broker"
+    assert login.describe() == "sasl.mechanism.inter.broker.protocol=OAUTHBEARER as User:broker"
+    token, extensions = login.unsecured_token(1_700_000_000)
+    assert token.endswith(".") and extensions == {}
+
+
 def test_the_controller_listener_uses_its_own_mechanism_key():
     c = config(**{"listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
                   "listener.name.controller.plain.sasl.jaas.config": PLAIN_JAAS})
@@ -88,11 +101,28 @@ def test_the_controller_listener_uses_its_own_mechanism_key():
     # Kafka's default mechanism, GSSAPI (Kerberos), is not served.
     ({"sasl.mechanism.inter.broker.protocol": None},
      "sasl.mechanism.inter.broker.protocol: GSSAPI (Kerberos, Kafka's default) is not "
-     "supported: set PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 for listener SASL_PLAINTEXT"),
+     "supported: set PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER for listener "
+     "SASL_PLAINTEXT"),
+    ({"sasl.mechanism.inter.broker.protocol": "DIGEST-MD5",
+      "sasl.enabled.mechanisms": "PLAIN,DIGEST-MD5"},
+     "sasl.mechanism.inter.broker.protocol: DIGEST-MD5 is not a mechanism a broker can log "
+     "in with to another node (one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"),
+    # OAUTHBEARER: the unsecured token needs its principal claim.
     ({"sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
-      "sasl.enabled.mechanisms": "PLAIN,OAUTHBEARER"},
-     "sasl.mechanism.inter.broker.protocol: OAUTHBEARER is not a mechanism a broker can log "
-     "in with to another node (one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"),
+      "sasl.enabled.mechanisms": "PLAIN,OAUTHBEARER",
+      "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config":
+          'x.OAuthBearerLoginModule required unsecuredLoginStringClaim_aud="kafka";'},
+     "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config: OAUTHBEARER needs the "
+     "principal: unsecuredLoginStringClaim_sub=\"NAME\" "
+     "(sasl.mechanism.inter.broker.protocol=OAUTHBEARER)"),
+    # ... and a listener that validates against a JWKS would refuse it.
+    ({"sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+      "sasl.enabled.mechanisms": "OAUTHBEARER",
+      "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": OAUTH_JAAS,
+      "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class":
+          "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"},
+     "sasl.mechanism.inter.broker.protocol=OAUTHBEARER: listener SASL_PLAINTEXT validates "
+     "tokens against a JWKS"),
     ({"sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256"},
      "sasl.mechanism.inter.broker.protocol must be included in sasl.enabled.mechanisms when "
      "SASL is used for inter-broker communication (listener SASL_PLAINTEXT enables PLAIN)"),
@@ -185,9 +215,10 @@ class BrokerSide:
         return protocol.decode_response(api_key, version, out)[1]
 
 
-def run_exchange(login: BrokerLogin, broker: BrokerSide) -> int:
-    """The client's exchange against the broker side: the session lifetime it returned."""
-    steps = exchange(login.client())
+def run_exchange(login: BrokerLogin, broker: BrokerSide, skew_s: float = 0) -> int:
+    """The client's exchange against the broker side: the session lifetime it returned. The
+    client's wall clock is the broker side's, `skew_s` behind."""
+    steps = exchange(login.client(lambda: broker.clock.wall_ms() / 1000 - skew_s))
     response = None
     try:
         while True:
@@ -248,3 +279,22 @@ def test_scram_between_brokers_with_the_session_lifetime(mechanism):
     with pytest.raises(SaslAuthenticationFailed) as caught:
         run_exchange(login, BrokerSide(c, other))
     assert caught.value.code == ErrorCode.SASL_AUTHENTICATION_FAILED
+
+
+def test_oauthbearer_between_brokers_with_the_tokens_lifetime():
+    c = config(**{"sasl.enabled.mechanisms": "OAUTHBEARER",
+                  "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+                  "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": OAUTH_JAAS,
+                  "connections.max.reauth.ms": 60_000})
+    broker = BrokerSide(c)
+    login = broker_login(c, "SASL_PLAINTEXT", "SASL_PLAINTEXT")
+    assert run_exchange(login, broker) == 60_000     # the token's hour, capped by reauth.ms
+    assert broker.connection.principal == "User:broker"
+    # A re-authentication an hour and a half later presents a fresh token.
+    broker.clock.advance(90 * 60 * 1000)
+    assert run_exchange(login, broker) == 60_000
+    # A node whose clock is two hours behind issues a token that has already expired.
+    with pytest.raises(SaslAuthenticationFailed) as caught:
+        run_exchange(login, BrokerSide(c), skew_s=2 * 3600)
+    assert caught.value.code == ErrorCode.SASL_AUTHENTICATION_FAILED
+    assert "invalid_token" in caught.value.message

@@ -35,8 +35,6 @@ broker's message. The exchange and the mechanisms' client sides are security/sas
                unsecuredLoginPrincipalClaimName (sub), unsecuredLoginLifetimeSeconds (3600)
 """
 
-import base64
-import json
 import ssl
 import time
 
@@ -221,39 +219,8 @@ class ClientSecurity:
     def unsecured_token(self, now: float | None = None) -> tuple[str, dict[str, str]]:
         """Kafka's OAuthBearerUnsecuredLoginCallbackHandler: (the unsecured JWS, extensions),
         issued at `now` (wall seconds; the system clock when None)."""
-        if now is None:
-            now = time.time()
-        o = self.options
-        principal_claim = o.get("unsecuredLoginPrincipalClaimName", "sub").strip() or "sub"
+        from trioka.security.sasl.oauthbearer import unsecured_login_token
         try:
-            lifetime = int(o.get("unsecuredLoginLifetimeSeconds", "3600"))
-        except ValueError:
-            raise SecurityConfigError("sasl.jaas.config: unsecuredLoginLifetimeSeconds is not "
-                                      "a number") from None
-        claims: dict = {"iat": now, "exp": now + lifetime}
-        extensions: dict[str, str] = {}
-        for name, value in o.items():
-            for prefix in ("unsecuredLoginStringClaim_", "unsecuredLoginNumberClaim_",
-                           "unsecuredLoginListClaim_", "unsecuredLoginExtension_"):
-                if not name.startswith(prefix) or len(name) == len(prefix):
-                    continue
-                claim = name[len(prefix):]
-                if prefix == "unsecuredLoginStringClaim_":
-                    claims[claim] = value
-                elif prefix == "unsecuredLoginNumberClaim_":
-                    try:
-                        claims[claim] = float(value) if "." in value else int(value)
-                    except ValueError:
-                        raise SecurityConfigError(f"sasl.jaas.config: {name}: {value!r} is not "
-                                                  f"a number") from None
-                elif prefix == "unsecuredLoginListClaim_":
-                    claims[claim] = [v for v in value[1:].split(value[:1])] if value else []
-                else:
-                    extensions[claim] = value
-        if not isinstance(claims.get(principal_claim), str) or not claims[principal_claim]:
-            raise SecurityConfigError(f"sasl.jaas.config: OAUTHBEARER needs the principal: "
-                                      f"unsecuredLoginStringClaim_{principal_claim}=\"NAME\"")
-
-        def part(obj) -> str:
-            return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-        return f"{part({'alg': 'none'})}.{part(claims)}.", extensions
+            return unsecured_login_token(self.options, time.time() if now is None else now)
+        except ValueError as e:
+            raise SecurityConfigError(f"sasl.jaas.config: {e}") from None

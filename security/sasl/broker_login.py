@@ -25,21 +25,38 @@ whose `user_<name>` options are PLAIN's users, as Kafka's PlainLoginModule reads
 For SCRAM (ScramLoginModule required username=... password=...;) the user needs a SCRAM
 credential on the nodes it reaches (AlterUserScramCredentials; the metadata log carries it).
 
+For OAUTHBEARER the broker logs in with an unsecured JWS, as Kafka's default login callback
+handler (OAuthBearerUnsecuredLoginCallbackHandler) makes one from the JAAS options
+(security/sasl/oauthbearer.py: `unsecuredLoginStringClaim_sub` names the principal), which the
+other nodes' default validator (OAuthBearerUnsecuredValidatorCallbackHandler) accepts:
+
+    listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=\\
+        org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \\
+        unsecuredLoginStringClaim_sub="broker";
+
+A token is made for each authentication, issued at the node's wall clock, so a re-authentication
+(KIP-368) presents a fresh one. A listener that validates tokens against a JWKS
+(`sasl.oauthbearer.jwks.endpoint.url`) refuses unsecured ones: such a listener cannot be the
+inter-broker or controller listener (Kafka's brokers would fetch a token from
+`sasl.oauthbearer.token.endpoint.url` with client credentials, which trioka's do not), and the
+start is refused saying so.
+
 With an authorizer, the broker's principal (`User:<username>`) must be in `super.users`, as
 Kafka requires: inter-broker requests are authorized like any other (a replica's Fetch and
 BrokerRegistration need CLUSTER_ACTION on the cluster).
 
 A configuration that cannot log in stops the start with one line naming the key (ValueError):
-GSSAPI (Kafka's default; trioka serves no Kerberos) and OAUTHBEARER (trioka's brokers hold no
-token) are refused; the mechanism must be enabled on the listener (Kafka's KafkaConfig message);
-the JAAS entry must exist and name a username and a password.
+GSSAPI (Kafka's default; trioka serves no Kerberos) is refused; the mechanism must be enabled on
+the listener (Kafka's KafkaConfig message); the JAAS entry must exist and name a username and a
+password (PLAIN, SCRAM) or the principal's claim (OAUTHBEARER).
 """
 
 from trioka.security.sasl.client import SaslClient
 from trioka.security.sasl.jaas import parse_jaas_config
+from trioka.security.sasl.oauthbearer import unsecured_login_principal, unsecured_login_token
 
 # The mechanisms a trioka broker can log in with to another node.
-BROKER_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+BROKER_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 
 INTER_BROKER_KEY = "sasl.mechanism.inter.broker.protocol"
@@ -48,7 +65,8 @@ CONTROLLER_KEY = "sasl.mechanism.controller.protocol"
 
 class BrokerLogin:
     """The broker's own SASL credentials for one listener of the other nodes: the `mechanism`
-    and the JAAS `options` (username, password), what SaslClient reads."""
+    and the JAAS `options` (username and password, or OAUTHBEARER's unsecuredLogin* options),
+    what SaslClient reads."""
 
     __slots__ = ("listener", "mechanism", "options", "key", "failing")
 
@@ -66,6 +84,8 @@ class BrokerLogin:
 
     @property
     def username(self) -> str:
+        if self.mechanism == "OAUTHBEARER":
+            return unsecured_login_principal(self.options)
         return self.options["username"]
 
     @property
@@ -73,9 +93,14 @@ class BrokerLogin:
         """The KafkaPrincipal the other nodes see (Kafka's DefaultKafkaPrincipalBuilder)."""
         return f"User:{self.username}"
 
-    def client(self) -> SaslClient:
-        """A fresh exchange's client side (one per authentication)."""
-        return SaslClient(self)
+    def client(self, wall_seconds=None) -> SaslClient:
+        """A fresh exchange's client side (one per authentication); `wall_seconds()` is the
+        node's wall clock, which an OAUTHBEARER token's iat and exp are taken from."""
+        return SaslClient(self, clock=wall_seconds)
+
+    def unsecured_token(self, now: float) -> tuple[str, dict[str, str]]:
+        """OAUTHBEARER's token and extensions, issued at `now` (wall seconds)."""
+        return unsecured_login_token(self.options, now)
 
     def describe(self) -> str:
         """How log lines name this login: `sasl.mechanism.inter.broker.protocol=PLAIN as
@@ -127,6 +152,24 @@ def broker_login(config, listener_name: str, protocol: str, *,
         options = parse_jaas_config(jaas).options
     except ValueError as e:
         raise ValueError(f"{jaas_key}: {e}") from None
+    if mechanism == "OAUTHBEARER":
+        handler = str(config.listener_value(listener_name, "sasl.server.callback.handler.class",
+                                            mechanism=mechanism) or "").strip()
+        from trioka.security.sasl.oauthbearer_jwks import uses_validator
+        try:
+            validating = uses_validator(handler)
+        except ValueError:
+            validating = False      # the listener's own check names the class (startup)
+        if validating:
+            raise ValueError(f"{key}=OAUTHBEARER: listener {listener_name} validates tokens "
+                             f"against a JWKS ({handler}), and a trioka broker logs in to the "
+                             f"other nodes with unsecured tokens only (no "
+                             f"sasl.oauthbearer.token.endpoint.url client)")
+        try:
+            unsecured_login_token(options, 0)
+        except ValueError as e:
+            raise ValueError(f"{jaas_key}: {e} ({key}=OAUTHBEARER)") from None
+        return BrokerLogin(listener_name, mechanism, dict(options), key)
     missing = [name for name in ("username", "password") if not options.get(name)]
     if missing:
         raise ValueError(f"{jaas_key}: no {' and no '.join(missing)} option: the broker's own "

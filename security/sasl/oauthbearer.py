@@ -12,6 +12,17 @@ login module:
 `exp` is required (a number, seconds since the epoch) and must not have passed; `iat`, when
 present, must not be in the future and must precede `exp`.
 
+The client side's unsecured token (`unsecured_login_token`) is Kafka's
+OAuthBearerUnsecuredLoginCallbackHandler, from the JAAS options of the client's login module:
+  unsecuredLoginStringClaim_<name>   a string claim (`sub`, the principal, is required)
+  unsecuredLoginNumberClaim_<name>   a number claim
+  unsecuredLoginListClaim_<name>     a list claim; the value's first character separates items
+  unsecuredLoginExtension_<name>     a SASL extension sent beside the token
+  unsecuredLoginPrincipalClaimName   the claim naming the principal (default `sub`)
+  unsecuredLoginLifetimeSeconds      `exp` - `iat` (default 3600)
+Both the tools' client (`--command-config`) and a broker logging in to the other nodes of its
+cluster (security/sasl/broker_login.py) use it.
+
 A token that fails is answered as RFC 7628 says and Kafka does: the server's challenge is a JSON
 error (`{"status":"invalid_token"}`, or `{"status":"insufficient_scope","scope":"..."}`), the
 client acknowledges with a single 0x01 byte, and then authentication fails with that JSON as the
@@ -28,6 +39,49 @@ SEPARATOR = "\x01"
 
 def _b64url(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def unsecured_login_token(options: dict[str, str], now: float) -> tuple[str, dict[str, str]]:
+    """(the unsecured JWS, the SASL extensions) that Kafka's
+    OAuthBearerUnsecuredLoginCallbackHandler makes of the JAAS `options`, issued at `now` (wall
+    seconds); ValueError naming the option at fault."""
+    principal_claim = options.get("unsecuredLoginPrincipalClaimName", "sub").strip() or "sub"
+    try:
+        lifetime = int(options.get("unsecuredLoginLifetimeSeconds", "3600"))
+    except ValueError:
+        raise ValueError("unsecuredLoginLifetimeSeconds is not a number") from None
+    claims: dict = {"iat": now, "exp": now + lifetime}
+    extensions: dict[str, str] = {}
+    for name, value in options.items():
+        for prefix in ("unsecuredLoginStringClaim_", "unsecuredLoginNumberClaim_",
+                       "unsecuredLoginListClaim_", "unsecuredLoginExtension_"):
+            if not name.startswith(prefix) or len(name) == len(prefix):
+                continue
+            claim = name[len(prefix):]
+            if prefix == "unsecuredLoginStringClaim_":
+                claims[claim] = value
+            elif prefix == "unsecuredLoginNumberClaim_":
+                try:
+                    claims[claim] = float(value) if "." in value else int(value)
+                except ValueError:
+                    raise ValueError(f"{name}: {value!r} is not a number") from None
+            elif prefix == "unsecuredLoginListClaim_":
+                claims[claim] = list(value[1:].split(value[:1])) if value else []
+            else:
+                extensions[claim] = value
+    if not isinstance(claims.get(principal_claim), str) or not claims[principal_claim]:
+        raise ValueError(f"OAUTHBEARER needs the principal: "
+                         f"unsecuredLoginStringClaim_{principal_claim}=\"NAME\"")
+
+    def part(obj) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'none'})}.{part(claims)}.", extensions
+
+
+def unsecured_login_principal(options: dict[str, str]) -> str:
+    """The principal name an unsecured login token names (its principal claim's value)."""
+    claim = options.get("unsecuredLoginPrincipalClaimName", "sub").strip() or "sub"
+    return options.get(f"unsecuredLoginStringClaim_{claim}", "")
 
 
 class InvalidToken(Exception):
