@@ -96,6 +96,15 @@ KEYS: dict[str, tuple[type, object]] = {
     "sasl.oauthbearer.sub.claim.name": (str, "sub"),
     "sasl.oauthbearer.scope.claim.name": (str, "scope"),
     "sasl.oauthbearer.clock.skew.seconds": (int, 30),
+    # OAUTHBEARER's login side for a broker logging in to the other nodes: empty for Kafka's
+    # unsecured tokens, or Kafka's OAuthBearerLoginCallbackHandler to ask the token endpoint
+    # with client credentials (security/sasl/oauthbearer_login.py).
+    "sasl.login.callback.handler.class": (str, ""),
+    "sasl.oauthbearer.token.endpoint.url": (str, ""),
+    "sasl.login.connect.timeout.ms": (int, 10000),
+    "sasl.login.read.timeout.ms": (int, 10000),
+    "sasl.login.retry.backoff.ms": (int, 100),
+    "sasl.login.retry.backoff.max.ms": (int, 10000),
     # KIP-368: a SASL session lasts at most this long before the client re-authenticates on
     # the same connection; 0: sessions last as long as their credential.
     "connections.max.reauth.ms": (int, 0),
@@ -343,6 +352,10 @@ RANGES: dict[str, tuple[int | None, int | None]] = {
     "quota.window.num": (1, None),
     "quota.window.size.seconds": (1, None),
     "controller.quota.window.num": (1, None),
+    "sasl.login.connect.timeout.ms": (0, None),
+    "sasl.login.read.timeout.ms": (0, None),
+    "sasl.login.retry.backoff.ms": (0, None),
+    "sasl.login.retry.backoff.max.ms": (0, None),
     "controller.quota.window.size.seconds": (1, None),
     "leader.imbalance.check.interval.seconds": (1, None),
     "log.cleaner.delete.retention.ms": (0, None),

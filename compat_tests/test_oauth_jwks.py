@@ -2,9 +2,18 @@
 whose SASL_PLAINTEXT listener checks signed JWTs against a JWKS, read from a file: URL or served
 over http by a small server in this test; confluent-kafka (oauth_cb) and kafka-python
 (sasl_oauth_token_provider) produce and consume with signed tokens, and a bad token is refused
-with Kafka's `{"status":"invalid_token"}`."""
+with Kafka's `{"status":"invalid_token"}`.
 
+The same server is an identity provider's token endpoint (the client credentials grant): a
+three-node cluster whose listeners all validate against the JWKS, the nodes logging in to each
+other with tokens from it (Kafka's OAuthBearerLoginCallbackHandler), confluent-kafka with
+librdkafka's own OIDC client (`sasl.oauthbearer.method=oidc`) and kafka-python with a token
+provider asking the endpoint."""
+
+import base64
 import json
+import urllib.parse
+import urllib.request
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,20 +72,48 @@ class JwksBroker(SaslBroker):
             "connection.failed.authentication.delay.ms": "50"})
 
 
+# The identity provider's clients (client credentials grant): id -> secret.
+CLIENTS = {"broker": "broker-client-secret", "admin": "admin-client-secret"}
+
+
 class JwksServer:
     """An http JWKS endpoint in a thread of this test process; `document` can be swapped (a key
-    rotation) and `requests` counts the fetches."""
+    rotation) and `requests` counts the fetches. POST /token is a token endpoint: HTTP Basic
+    client credentials of CLIENTS get an RS256 token naming the client (`tokens` counts them,
+    by client)."""
 
     def __init__(self, document: dict):
         self.document = document
         self.requests = 0
+        self.tokens: dict[str, int] = {}
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 owner.requests += 1
-                body = json.dumps(owner.document).encode()
-                self.send_response(200)
+                self.answer(200, owner.document)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                auth = self.headers.get("Authorization", "")
+                try:
+                    pair = base64.b64decode(auth.removeprefix("Basic ")).decode()
+                    client, secret = (urllib.parse.unquote(p) for p in pair.split(":", 1))
+                except ValueError:
+                    client = secret = None
+                if self.path != "/token" or form.get("grant_type") != ["client_credentials"] \
+                        or CLIENTS.get(client) != secret:
+                    self.answer(401, {"error": "invalid_client"})
+                    return
+                owner.tokens[client] = owner.tokens.get(client, 0) + 1
+                token, exp = signed_token(client, scope=form.get("scope", ["kafka"])[0])
+                self.answer(200, {"access_token": token, "token_type": "Bearer",
+                                  "expires_in": exp - int(time.time())})
+
+            def answer(self, status: int, document: dict):
+                body = json.dumps(document).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -92,6 +129,20 @@ class JwksServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+
+    @property
+    def token_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/token"
+
+    def token(self, client: str) -> str:
+        """A token for `client`, asked for as an OAuth client would."""
+        request = urllib.request.Request(
+            self.token_url, data=b"grant_type=client_credentials&scope=kafka", method="POST",
+            headers={"Authorization": "Basic " + base64.b64encode(
+                f"{client}:{CLIENTS[client]}".encode()).decode(),
+                "Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())["access_token"]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -284,3 +335,83 @@ def test_an_accepted_token_sets_the_session_lifetime_to_its_expiry(file_broker):
     _, done = sasl_exchange(file_broker.sasl_port, token)
     assert done.error_code == 0 and bytes(done.auth_bytes) == b""
     assert abs(done.session_lifetime_ms - (exp * 1000 - time.time() * 1000)) < 5000
+
+
+# --- the nodes of a cluster log in with tokens from the identity provider ---
+
+def cluster_overrides(jwks_server, client_secret: str = CLIENTS["broker"]) -> dict:
+    """A cluster whose SASL_PLAINTEXT and CONTROLLER listeners validate tokens against the JWKS,
+    the nodes asking the token endpoint for theirs (Kafka's login handler)."""
+    login = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+             f'clientId="broker" clientSecret="{client_secret}" scope="kafka";')
+    overrides = {
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                                          "CONTROLLER:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+        "sasl.mechanism.controller.protocol": "OAUTHBEARER",
+        "sasl.oauthbearer.jwks.endpoint.url": jwks_server.url,
+        "sasl.oauthbearer.expected.audience": AUDIENCE,
+        "sasl.oauthbearer.expected.issuer": ISSUER,
+        "sasl.oauthbearer.token.endpoint.url": jwks_server.token_url,
+        "sasl.login.retry.backoff.max.ms": "2000",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:broker;User:admin",
+        "replica.lag.time.max.ms": "3000",
+    }
+    for listener in ("sasl_plaintext", "controller"):
+        prefix = f"listener.name.{listener}.oauthbearer."
+        overrides[prefix + "sasl.server.callback.handler.class"] = VALIDATOR
+        overrides[prefix + "sasl.login.callback.handler.class"] = (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler")
+        overrides[prefix + "sasl.jaas.config"] = login
+    return overrides
+
+
+def test_a_cluster_whose_nodes_log_in_with_client_credentials(tmp_path, jwks_server):
+    from test_cluster_sasl import replicate_and_fail_over, requests_of
+    from trioka.testing.process import ClusterProcess
+    before = jwks_server.tokens.get("broker", 0)
+    cluster = ClusterProcess(3, str(tmp_path / "data"), overrides=cluster_overrides(jwks_server),
+                             args=["--listeners", "SASL_PLAINTEXT://127.0.0.1:0"])
+    try:
+        cluster.start()
+        # The nodes asked the token endpoint as `broker`: one token per node and listener,
+        # reused for every connection while fresh.
+        assert 1 <= jwks_server.tokens["broker"] - before <= 12, jwks_server.tokens
+        confluent = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+                     "sasl.oauthbearer.method": "oidc",
+                     "sasl.oauthbearer.client.id": "admin",
+                     "sasl.oauthbearer.client.secret": CLIENTS["admin"],
+                     "sasl.oauthbearer.scope": "kafka",
+                     "sasl.oauthbearer.token.endpoint.url": jwks_server.token_url}
+        kafka_python = kafka_python_oauth(jwks_server.token("admin"))
+        asked = jwks_server.tokens["admin"]
+        replicate_and_fail_over(cluster, confluent, kafka_python)
+        assert jwks_server.tokens["admin"] > asked     # librdkafka's own OIDC client asked
+        handshakes = [e for e in requests_of(cluster, "SaslHandshake")
+                      if e["client_id"].startswith("trioka-node-")]
+        assert {(e["listener"], e["request"]["mechanism"]) for e in handshakes} == \
+            {("SASL_PLAINTEXT", "OAUTHBEARER"), ("CONTROLLER", "OAUTHBEARER")}
+        assert not [line for line in cluster.output if "failed authentication" in line]
+    finally:
+        cluster.close()
+
+
+def test_a_node_refused_by_the_identity_provider_says_so_once(tmp_path, jwks_server):
+    """Wrong client credentials: the endpoint answers 401, no node can log in, so the cluster
+    never forms, and each node says why in one ERROR line naming the endpoint."""
+    from trioka.testing.process import ClusterProcess
+    cluster = ClusterProcess(3, str(tmp_path / "data"),
+                             overrides=cluster_overrides(jwks_server, "not-the-secret"),
+                             args=["--listeners", "SASL_PLAINTEXT://127.0.0.1:0",
+                                   "--log-level", "INFO"])
+    try:
+        with pytest.raises(RuntimeError):
+            cluster.start(timeout=8)
+        refused = [line for line in cluster.output
+                   if "no OAUTHBEARER token from " + jwks_server.token_url in line]
+        assert refused and all("ERROR" in line for line in refused), cluster.output[-20:]
+        assert "HTTP Error 401" in refused[0] and "not-the-secret" not in "".join(cluster.output)
+    finally:
+        cluster.close()

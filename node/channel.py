@@ -222,6 +222,14 @@ class NodeChannel:
         session's end, when the peer gives one, is noted to renew it before then."""
         from trioka.security.sasl.client import (SaslAuthenticationFailed, SaslExchangeError,
                                                  exchange)
+        try:
+            await self.sasl.prepare(self.clock)
+        except (OSError, ValueError) as e:
+            message = (f"connection to node at {self.address}: no OAUTHBEARER token from "
+                       f"{self.sasl.endpoint.url}: {e} ({self.sasl.describe()})")
+            if self.sasl.refused():
+                log.error("%s", message)
+            raise NodeAuthenticationFailed(message) from None
         steps = exchange(self.sasl.client(lambda: self.clock.wall_ms() / 1000))
         response = None
         try:

@@ -83,7 +83,7 @@ def test_oauthbearer_between_brokers_is_an_unsecured_token_naming_the_broker():
     login = broker_login(c, "SASL_PLAINTEXT", "SASL_PLAINTEXT")
     assert login.mechanism == "OAUTHBEARER" and login.principal == "User:broker"
     assert login.describe() == "sasl.mechanism.inter.broker.protocol=OAUTHBEARER as User:broker"
-    token, extensions = login.unsecured_token(1_700_000_000)
+    token, extensions = login.oauthbearer_token(1_700_000_000)
     assert token.endswith(".") and extensions == {}
 
 

@@ -205,7 +205,7 @@ class ClientSecurity:
             raise SecurityConfigError(f"sasl.jaas.config: not set; {mechanism} needs a username "
                                       f"and password (or sasl.username and sasl.password)")
         if mechanism == "OAUTHBEARER":
-            self.unsecured_token(time.time())      # a bad option is reported now, not later
+            self.oauthbearer_token(time.time())    # a bad option is reported now, not later
         elif "username" not in self.options or "password" not in self.options:
             raise SecurityConfigError(f"sasl.jaas.config: {mechanism} needs the options "
                                       f"username and password")
@@ -216,7 +216,7 @@ class ClientSecurity:
 
     # -- the mechanisms' tokens --
 
-    def unsecured_token(self, now: float | None = None) -> tuple[str, dict[str, str]]:
+    def oauthbearer_token(self, now: float | None = None) -> tuple[str, dict[str, str]]:
         """Kafka's OAuthBearerUnsecuredLoginCallbackHandler: (the unsecured JWS, extensions),
         issued at `now` (wall seconds; the system clock when None)."""
         from trioka.security.sasl.oauthbearer import unsecured_login_token

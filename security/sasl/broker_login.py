@@ -36,10 +36,18 @@ other nodes' default validator (OAuthBearerUnsecuredValidatorCallbackHandler) ac
 
 A token is made for each authentication, issued at the node's wall clock, so a re-authentication
 (KIP-368) presents a fresh one. A listener that validates tokens against a JWKS
-(`sasl.oauthbearer.jwks.endpoint.url`) refuses unsecured ones: such a listener cannot be the
-inter-broker or controller listener (Kafka's brokers would fetch a token from
-`sasl.oauthbearer.token.endpoint.url` with client credentials, which trioka's do not), and the
-start is refused saying so.
+(`sasl.oauthbearer.jwks.endpoint.url`) refuses unsecured ones: there the broker asks the
+identity provider for a token with client credentials, as Kafka's OAuthBearerLoginCallbackHandler
+does (security/sasl/oauthbearer_login.py):
+
+    listener.name.sasl_plaintext.oauthbearer.sasl.login.callback.handler.class=\\
+        org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler
+    listener.name.sasl_plaintext.oauthbearer.sasl.oauthbearer.token.endpoint.url=https://idp/token
+    listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=\\
+        org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \\
+        clientId="broker" clientSecret="..." scope="kafka";
+
+Without the login handler on a JWKS-validating listener, the start is refused saying so.
 
 With an authorizer, the broker's principal (`User:<username>`) must be in `super.users`, as
 Kafka requires: inter-broker requests are authorized like any other (a replica's Fetch and
@@ -48,12 +56,14 @@ BrokerRegistration need CLUSTER_ACTION on the cluster).
 A configuration that cannot log in stops the start with one line naming the key (ValueError):
 GSSAPI (Kafka's default; trioka serves no Kerberos) is refused; the mechanism must be enabled on
 the listener (Kafka's KafkaConfig message); the JAAS entry must exist and name a username and a
-password (PLAIN, SCRAM) or the principal's claim (OAUTHBEARER).
+password (PLAIN, SCRAM), the principal's claim (unsecured OAUTHBEARER) or the client
+credentials and token endpoint (OAUTHBEARER with the login handler).
 """
 
 from trioka.security.sasl.client import SaslClient
 from trioka.security.sasl.jaas import parse_jaas_config
 from trioka.security.sasl.oauthbearer import unsecured_login_principal, unsecured_login_token
+from trioka.security.sasl.oauthbearer_login import login_endpoint
 
 # The mechanisms a trioka broker can log in with to another node.
 BROKER_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
@@ -68,9 +78,10 @@ class BrokerLogin:
     and the JAAS `options` (username and password, or OAUTHBEARER's unsecuredLogin* options),
     what SaslClient reads."""
 
-    __slots__ = ("listener", "mechanism", "options", "key", "failing")
+    __slots__ = ("listener", "mechanism", "options", "key", "failing", "endpoint")
 
-    def __init__(self, listener: str, mechanism: str, options: dict[str, str], key: str):
+    def __init__(self, listener: str, mechanism: str, options: dict[str, str], key: str,
+                 endpoint=None):
         self.listener = listener
         self.mechanism = mechanism
         self.options = options
@@ -78,6 +89,9 @@ class BrokerLogin:
         # Whether the last login with these credentials was refused: a node says so once (one
         # ERROR line for all its channels to that listener), not at every retry.
         self.failing = False
+        # OAUTHBEARER with Kafka's login handler: the identity provider the tokens come from
+        # (security/sasl/oauthbearer_login.py's TokenEndpoint); None: unsecured tokens.
+        self.endpoint = endpoint
 
     def __repr__(self) -> str:      # never the password
         return f"BrokerLogin({self.listener}, {self.mechanism}, user {self.username!r})"
@@ -85,6 +99,9 @@ class BrokerLogin:
     @property
     def username(self) -> str:
         if self.mechanism == "OAUTHBEARER":
+            if self.endpoint is not None:
+                token = self.endpoint.token
+                return token.principal if token is not None else self.endpoint.client_id
             return unsecured_login_principal(self.options)
         return self.options["username"]
 
@@ -98,8 +115,17 @@ class BrokerLogin:
         node's wall clock, which an OAUTHBEARER token's iat and exp are taken from."""
         return SaslClient(self, clock=wall_seconds)
 
-    def unsecured_token(self, now: float) -> tuple[str, dict[str, str]]:
-        """OAUTHBEARER's token and extensions, issued at `now` (wall seconds)."""
+    async def prepare(self, clock) -> None:
+        """Before an exchange: OAUTHBEARER with a token endpoint gets a token that is fresh at
+        the node's `clock` (OSError or ValueError when the identity provider gives none)."""
+        if self.endpoint is not None:
+            await self.endpoint.current(clock)
+
+    def oauthbearer_token(self, now: float) -> tuple[str, dict[str, str]]:
+        """OAUTHBEARER's token and extensions: the identity provider's (`prepare` got it), or
+        an unsecured one issued at `now` (wall seconds)."""
+        if self.endpoint is not None:
+            return self.endpoint.token.value, {}
         return unsecured_login_token(self.options, now)
 
     def describe(self) -> str:
@@ -153,6 +179,9 @@ def broker_login(config, listener_name: str, protocol: str, *,
     except ValueError as e:
         raise ValueError(f"{jaas_key}: {e}") from None
     if mechanism == "OAUTHBEARER":
+        endpoint = login_endpoint(config, listener_name, options, jaas_key)
+        if endpoint is not None:
+            return BrokerLogin(listener_name, mechanism, {}, key, endpoint)
         handler = str(config.listener_value(listener_name, "sasl.server.callback.handler.class",
                                             mechanism=mechanism) or "").strip()
         from trioka.security.sasl.oauthbearer_jwks import uses_validator
@@ -162,9 +191,10 @@ def broker_login(config, listener_name: str, protocol: str, *,
             validating = False      # the listener's own check names the class (startup)
         if validating:
             raise ValueError(f"{key}=OAUTHBEARER: listener {listener_name} validates tokens "
-                             f"against a JWKS ({handler}), and a trioka broker logs in to the "
-                             f"other nodes with unsecured tokens only (no "
-                             f"sasl.oauthbearer.token.endpoint.url client)")
+                             f"against a JWKS ({handler}), which refuses the unsecured tokens "
+                             f"a broker makes without sasl.login.callback.handler.class="
+                             f"OAuthBearerLoginCallbackHandler and "
+                             f"sasl.oauthbearer.token.endpoint.url")
         try:
             unsecured_login_token(options, 0)
         except ValueError as e:

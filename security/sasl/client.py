@@ -16,8 +16,9 @@ answer), so a blocking client and a trio one run the same steps. `SaslClient` ma
   PLAIN        one token `authzid NUL username NUL password` (RFC 4616)
   SCRAM-SHA-*  client-first, client-final with the proof; the server's signature is checked, so
                a broker that does not hold the credential cannot pretend (RFC 5802)
-  OAUTHBEARER  an unsecured JWS (the settings object's `unsecured_token(now)`, the tools'
-               client only: Kafka's OAuthBearerUnsecuredLoginCallbackHandler)
+  OAUTHBEARER  the settings object's `oauthbearer_token(now)`: an unsecured JWS (Kafka's
+               OAuthBearerUnsecuredLoginCallbackHandler), or for a node whose login asks an
+               identity provider, the token it got (security/sasl/oauthbearer_login.py)
 
 The credentials come from any object with `mechanism` and `options` (the JAAS options: username,
 password), as both clients hold them.
@@ -101,7 +102,7 @@ class SaslClient:
             return f"\0{o['username']}\0{o['password']}".encode()
         if self.mechanism == "OAUTHBEARER":
             now = self._clock() if self._clock is not None else None
-            token, extensions = self.security.unsecured_token(now)
+            token, extensions = self.security.oauthbearer_token(now)
             ext = "".join(f"{k}={v}\x01" for k, v in extensions.items())
             return f"n,,\x01auth=Bearer {token}\x01{ext}\x01".encode()
         # SCRAM: `,` and `=` in the user name are escaped as RFC 5802's saslname.
