@@ -66,6 +66,23 @@ def sasl_plaintext_overrides(password: str = USERS["broker"]) -> dict:
     }
 
 
+def oauthbearer_overrides(login_jaas: str) -> dict:
+    """A cluster whose SASL_PLAINTEXT and CONTROLLER listeners take OAUTHBEARER only, the nodes
+    logging in to both with `login_jaas`, an authorizer on and `broker` a super user."""
+    return {
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                                          "CONTROLLER:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+        "sasl.mechanism.controller.protocol": "OAUTHBEARER",
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": login_jaas,
+        "listener.name.controller.oauthbearer.sasl.jaas.config": login_jaas,
+        "authorizer.class.name": AUTHORIZER,
+        "super.users": "User:broker;User:admin",
+        **FAST_ISR,
+    }
+
+
 def requests_of(cluster: ClusterProcess, api: str) -> list[dict]:
     with urllib.request.urlopen(f"{cluster.admin}/requests?api={api}", timeout=10) as r:
         return json.loads(r.read())["requests"]
@@ -214,19 +231,7 @@ def test_oauthbearer_between_the_nodes(tmp_path):
     from test_sasl import token_provider, unsecured_jwt
     login = ('org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required '
              'unsecuredLoginStringClaim_sub="broker";')
-    overrides = {
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,"
-                                          "CONTROLLER:SASL_PLAINTEXT",
-        "sasl.enabled.mechanisms": "OAUTHBEARER",
-        "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
-        "sasl.mechanism.controller.protocol": "OAUTHBEARER",
-        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": login,
-        "listener.name.controller.oauthbearer.sasl.jaas.config": login,
-        "authorizer.class.name": AUTHORIZER,
-        "super.users": "User:broker;User:admin",
-        "connections.max.reauth.ms": "6000",
-        **FAST_ISR,
-    }
+    overrides = {**oauthbearer_overrides(login), "connections.max.reauth.ms": "6000"}
     cluster = ClusterProcess(3, str(tmp_path / "data"), overrides=overrides,
                              args=["--listeners", "SASL_PLAINTEXT://127.0.0.1:0"])
     try:

@@ -342,29 +342,22 @@ def test_an_accepted_token_sets_the_session_lifetime_to_its_expiry(file_broker):
 def cluster_overrides(jwks_server, client_secret: str = CLIENTS["broker"]) -> dict:
     """A cluster whose SASL_PLAINTEXT and CONTROLLER listeners validate tokens against the JWKS,
     the nodes asking the token endpoint for theirs (Kafka's login handler)."""
+    from test_cluster_sasl import oauthbearer_overrides
     login = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
              f'clientId="broker" clientSecret="{client_secret}" scope="kafka";')
     overrides = {
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,"
-                                          "CONTROLLER:SASL_PLAINTEXT",
-        "sasl.enabled.mechanisms": "OAUTHBEARER",
-        "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
-        "sasl.mechanism.controller.protocol": "OAUTHBEARER",
+        **oauthbearer_overrides(login),
         "sasl.oauthbearer.jwks.endpoint.url": jwks_server.url,
         "sasl.oauthbearer.expected.audience": AUDIENCE,
         "sasl.oauthbearer.expected.issuer": ISSUER,
         "sasl.oauthbearer.token.endpoint.url": jwks_server.token_url,
         "sasl.login.retry.backoff.max.ms": "2000",
-        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "super.users": "User:broker;User:admin",
-        "replica.lag.time.max.ms": "3000",
     }
     for listener in ("sasl_plaintext", "controller"):
         prefix = f"listener.name.{listener}.oauthbearer."
         overrides[prefix + "sasl.server.callback.handler.class"] = VALIDATOR
         overrides[prefix + "sasl.login.callback.handler.class"] = (
             "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler")
-        overrides[prefix + "sasl.jaas.config"] = login
     return overrides
 
 

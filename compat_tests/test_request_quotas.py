@@ -134,20 +134,14 @@ def test_kafka_python_create_topics_over_mutation_quota(quota_broker):
         free.close()
 
 
-def test_confluent_admin_over_mutation_quota(quota_broker):
-    """librdkafka speaks CreateTopics and DeleteTopics below the versions that can
-    carry THROTTLING_QUOTA_EXCEEDED: Kafka's permissive quota lets its topics through and
-    throttles the client for as long as the token bucket needs to refill, which throttle_cb
-    reports."""
-    bs = quota_broker.bootstrap
-    out = trioka_cli(bs, "set", "--client-id", "cf-mutator",
-                     "--add-config", "controller_mutation_rate=1")
-    assert out.returncode == 0, out.stderr
+def _confluent_creates_five_partitions_throttled(bootstrap: str, client_id: str) -> None:
+    """confluent-kafka's admin, as `client_id` with a controller_mutation_rate of 1, creates
+    three topics of 5 partitions in all: with a bucket of 2 tokens all are created, 3 tokens
+    short, and throttle_cb reports a throttle of about 3 s."""
     throttles = []
-    admin = AdminClient({"bootstrap.servers": bs, "client.id": "cf-mutator",
+    admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": client_id,
                          "throttle_cb": lambda e: throttles.append(e.throttle_time)})
     names = [unique("cfmut") for _ in range(3)]
-    # A bucket of 2 tokens, 5 partitions: all created, 3 tokens short: throttled about 3 s.
     futures = admin.create_topics([NewTopic(names[0], 2), NewTopic(names[1], 2),
                                    NewTopic(names[2], 1)], operation_timeout=10)
     for f in futures.values():
@@ -157,6 +151,18 @@ def test_confluent_admin_over_mutation_quota(quota_broker):
         admin.poll(0.1)
     assert throttles and 2.5 <= max(throttles) <= 3.0, throttles   # seconds
     assert set(names) <= set(admin.list_topics(timeout=10).topics)
+
+
+def test_confluent_admin_over_mutation_quota(quota_broker):
+    """librdkafka speaks CreateTopics and DeleteTopics below the versions that can
+    carry THROTTLING_QUOTA_EXCEEDED: Kafka's permissive quota lets its topics through and
+    throttles the client for as long as the token bucket needs to refill, which throttle_cb
+    reports."""
+    bs = quota_broker.bootstrap
+    out = trioka_cli(bs, "set", "--client-id", "cf-mutator",
+                     "--add-config", "controller_mutation_rate=1")
+    assert out.returncode == 0, out.stderr
+    _confluent_creates_five_partitions_throttled(bs, "cf-mutator")
     # A client id without the quota is not throttled.
     free_throttles = []
     free = AdminClient({"bootstrap.servers": bs, "client.id": "cf-free",
@@ -362,16 +368,4 @@ def test_cluster_confluent_admin_throttled_by_the_node_it_asked(quota_cluster):
     # counts; this only keeps the test from racing the metadata propagation it does not test).
     wait_for(lambda: describe(nodes[2], [("client-id", 0, "cf-cluster-mutator")]) != {}, 30,
              "the quota on node 3")
-    throttles = []
-    admin = AdminClient({"bootstrap.servers": nodes[2], "client.id": "cf-cluster-mutator",
-                         "throttle_cb": lambda e: throttles.append(e.throttle_time)})
-    names = [unique("cfcmut") for _ in range(3)]
-    futures = admin.create_topics([NewTopic(names[0], 2), NewTopic(names[1], 2),
-                                   NewTopic(names[2], 1)], operation_timeout=10)
-    for f in futures.values():
-        f.result(timeout=30)
-    deadline = time.monotonic() + 10
-    while not throttles and time.monotonic() < deadline:
-        admin.poll(0.1)
-    assert throttles and 2.5 <= max(throttles) <= 3.0, throttles   # seconds
-    assert set(names) <= set(admin.list_topics(timeout=10).topics)
+    _confluent_creates_five_partitions_throttled(nodes[2], "cf-cluster-mutator")

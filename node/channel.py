@@ -225,11 +225,8 @@ class NodeChannel:
         try:
             await self.sasl.prepare(self.clock)
         except (OSError, ValueError) as e:
-            message = (f"connection to node at {self.address}: no OAUTHBEARER token from "
-                       f"{self.sasl.endpoint.url}: {e} ({self.sasl.describe()})")
-            if self.sasl.refused():
-                log.error("%s", message)
-            raise NodeAuthenticationFailed(message) from None
+            raise self._refused(f"connection to node at {self.address}: no OAUTHBEARER token "
+                                f"from {self.sasl.endpoint.url}: {e}") from None
         steps = exchange(self.sasl.client(lambda: self.clock.wall_ms() / 1000))
         response = None
         try:
@@ -245,16 +242,21 @@ class NodeChannel:
         except StopIteration as done:
             lifetime_ms = done.value or 0
         except (SaslAuthenticationFailed, SaslExchangeError) as e:
-            message = (f"connection to node at {self.address} failed authentication due to: "
-                       f"{e} ({self.sasl.describe()})")
-            if self.sasl.refused():
-                log.error("%s", message)
-            raise NodeAuthenticationFailed(message) from None
+            raise self._refused(f"connection to node at {self.address} failed authentication "
+                                f"due to: {e}") from None
         self.sasl.accepted()
         # Renew at 85% of the session, as Kafka's clients pick a point in 85-95% of it.
         now = self.clock.monotonic()
         self._reauthenticate_at = None if lifetime_ms <= 0 else now + lifetime_ms * 0.85 / 1000
         self._session_ends_at = None if lifetime_ms <= 0 else now + lifetime_ms / 1000
+
+    def _refused(self, why: str) -> NodeAuthenticationFailed:
+        """A login that failed: said at ERROR once until one succeeds (the other channels and
+        the retries stay quiet), and the exception to raise."""
+        message = f"{why} ({self.sasl.describe()})"
+        if self.sasl.refused():
+            log.error("%s", message)
+        return NodeAuthenticationFailed(message)
 
     async def _api_versions(self) -> None:
         """KIP-511: ask at v3; a peer that does not serve it answers at v0 with
