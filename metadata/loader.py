@@ -221,7 +221,8 @@ class MetadataLoader:
             started = self.clock.monotonic()
             self.fetches += 1
             try:
-                response = await self.channel.request(ApiKey.FETCH, self.fetch_request())
+                response = await self.channel.request(ApiKey.FETCH, self.fetch_request(),
+                                                      quiet_ms=self.fetch_max_wait_ms)
             except NodeUnreachable as e:
                 self._failed(f"Fetch of {METADATA_TOPIC}: {e}")
                 delay_ms = self.next_backoff_ms()

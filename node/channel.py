@@ -125,9 +125,14 @@ class NodeChannel:
     # -- the one public operation --
 
     async def request(self, api_key: int, message, *, version: int | None = None,
-                      timeout_ms: int | None = None):
+                      timeout_ms: int | None = None, quiet_ms: int = 0):
         """Send one request and return the decoded response message. NodeUnreachable on any
-        failure on the way (the connection is then closed; the next request reconnects)."""
+        failure on the way (the connection is then closed; the next request reconnects).
+
+        `quiet_ms`: how long the channel may go before its next request after this one (a long
+        poll the peer may hold, a heartbeat's interval). A SASL session that could end in that
+        time is renewed before this request, not found ended at the next one: the peer would
+        close the connection then (KIP-368), and the node would have to connect again."""
         name = api_name(api_key)
         self._check_isolation(name)
         if self._closed:
@@ -140,8 +145,9 @@ class NodeChannel:
                 try:
                     if self._stream is None:
                         await self._connect(name)
-                    elif self._reauthenticate_at is not None and \
-                            self.clock.monotonic() >= self._reauthenticate_at:
+                    elif self._reauthenticate_at is not None and (
+                            self.clock.monotonic() >= self._reauthenticate_at or
+                            self.clock.monotonic() + quiet_ms / 1000 >= self._session_ends_at):
                         if self.clock.monotonic() >= self._session_ends_at:
                             await self._drop()       # too late: a new connection
                             await self._connect(name)

@@ -308,7 +308,8 @@ class BrokerLifecycleManager:
         request = self.heartbeat_request()
         self.heartbeats_sent += 1
         try:
-            response = await self.channel.request(ApiKey.BROKER_HEARTBEAT, request)
+            response = await self.channel.request(ApiKey.BROKER_HEARTBEAT, request,
+                                                  quiet_ms=self.heartbeat_interval_ms)
         except NodeUnreachable as e:
             return self.on_failure(f"heartbeat failed: {e}",
                                    reported=isinstance(e, NodeAuthenticationFailed))

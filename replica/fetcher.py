@@ -185,7 +185,8 @@ class ReplicaFetcher:
             forgotten_topics_data=[], rack_id="")
         timeout_ms = self.config.replica_fetch_wait_max_ms + \
             self.config.replica_socket_timeout_ms
-        response = await self.channel.request(ApiKey.FETCH, request, timeout_ms=timeout_ms)
+        response = await self.channel.request(ApiKey.FETCH, request, timeout_ms=timeout_ms,
+                                              quiet_ms=self.config.replica_fetch_wait_max_ms)
         if response.error_code:
             raise OSError(f"Fetch from leader {self.leader_id}: "
                           f"{ErrorCode(response.error_code).name}")

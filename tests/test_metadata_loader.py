@@ -55,7 +55,7 @@ class FakeController:
         self.appended.set()
         self.appended = trio.Event()
 
-    async def request(self, api_key, message, *, version=None, timeout_ms=None):
+    async def request(self, api_key, message, *, version=None, timeout_ms=None, quiet_ms=0):
         assert api_key == FETCH
         await trio.sleep(0)
         if self.down:

@@ -112,3 +112,45 @@ async def test_a_wrong_password_fails_every_channel_and_is_said_once(tmp_path, c
             for c in channels:
                 await c.aclose()
             nursery.cancel_scope.cancel()
+
+
+class AheadClock(Clock):
+    """The real clock, `ahead` seconds later: the channel's view of time moves on while the
+    server's does not (its sessions have not really aged)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ahead = 0.0
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self.ahead
+
+
+async def test_a_session_that_could_end_during_a_long_poll_is_renewed_first(tmp_path):
+    """A 2 s session: renewed at 85% (1.7 s), or earlier when the request's quiet time (a long
+    poll, a heartbeat interval) would reach its end; on the same connection either way."""
+    port = free_port()
+    config = node_config(port, tmp_path)
+    config.set("connections.max.reauth.ms", 2000)
+    server = Server(config)
+    login = cluster_logins(config)["CONTROLLER"]
+    clock = AheadClock()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+            c = NodeChannel("127.0.0.1", port, clock=clock, client_id="trioka-node-2-metadata",
+                            request_timeout_ms=10_000, sasl=login)
+
+            def handshakes() -> int:
+                return len(server.broker.requests(api="SaslHandshake",
+                                                  client_id="trioka-node-2-metadata"))
+            await c.request(ApiKey.BROKER_REGISTRATION, registration(2))
+            assert handshakes() == 1
+            clock.ahead = 1.6          # before 85%, and a quick request: nothing to renew
+            await c.request(ApiKey.BROKER_REGISTRATION, registration(3))
+            assert handshakes() == 1
+            # The same moment, but the peer may hold this one 500 ms: past the session's end.
+            await c.request(ApiKey.BROKER_REGISTRATION, registration(4), quiet_ms=500)
+            assert handshakes() == 2 and c.connections == 1
+            await c.aclose()
+            nursery.cancel_scope.cancel()

@@ -62,7 +62,7 @@ class FakeController:
             self.cluster.replay(record.record_type, record.message, offset)
 
     # NodeChannel's interface
-    async def request(self, api_key, message, *, version=None, timeout_ms=None):
+    async def request(self, api_key, message, *, version=None, timeout_ms=None, quiet_ms=0):
         await trio.sleep(0)
         if self.down:
             raise NodeUnreachable(f"{api_key} to controller: connection refused")
