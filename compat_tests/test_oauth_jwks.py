@@ -61,9 +61,10 @@ class JwksBroker(SaslBroker):
     """A broker process with a PLAINTEXT listener and a SASL_PLAINTEXT one whose OAUTHBEARER
     checks tokens against the JWKS at `jwks_url`."""
 
-    def __init__(self, jwks_url: str):
+    def __init__(self, jwks_url: str, **extra):
         prefix = "listener.name.sasl_plaintext.oauthbearer."
         super().__init__({
+            **extra,
             "sasl.enabled.mechanisms": "OAUTHBEARER",
             prefix + "sasl.server.callback.handler.class": VALIDATOR,
             prefix + "sasl.oauthbearer.jwks.endpoint.url": jwks_url,
@@ -82,10 +83,11 @@ class JwksServer:
     client credentials of CLIENTS get an RS256 token naming the client (`tokens` counts them,
     by client)."""
 
-    def __init__(self, document: dict):
+    def __init__(self, document: dict, tls=None):
         self.document = document
         self.requests = 0
         self.tokens: dict[str, int] = {}
+        self.scheme = "https" if tls is not None else "http"
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -123,25 +125,27 @@ class JwksServer:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
 
     @property
     def token_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/token"
 
-    def token(self, client: str) -> str:
+    def token(self, client: str, context=None) -> str:
         """A token for `client`, asked for as an OAuth client would."""
         request = urllib.request.Request(
             self.token_url, data=b"grant_type=client_credentials&scope=kafka", method="POST",
             headers={"Authorization": "Basic " + base64.b64encode(
                 f"{client}:{CLIENTS[client]}".encode()).decode(),
                 "Content-Type": "application/x-www-form-urlencoded"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:
             return json.loads(answer.read())["access_token"]
 
     def close(self) -> None:
@@ -406,5 +410,79 @@ def test_a_node_refused_by_the_identity_provider_says_so_once(tmp_path, jwks_ser
                    if "no OAUTHBEARER token from " + jwks_server.token_url in line]
         assert refused and all("ERROR" in line for line in refused), cluster.output[-20:]
         assert "HTTP Error 401" in refused[0] and "not-the-secret" not in "".join(cluster.output)
+    finally:
+        cluster.close()
+
+
+# --- https endpoints: their TLS settings are the JAAS entry's ssl.* options, as in Kafka ---
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    from trioka.cli.certs import write
+    return write(str(tmp_path_factory.mktemp("idp-certs")))
+
+
+@pytest.fixture(scope="module")
+def https_server(tls_files):
+    import ssl
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(tls_files["broker.pem"], tls_files["broker.key"])
+    server = JwksServer(JWKS, tls=tls)
+    yield server
+    server.close()
+
+
+def trusting(ca: str) -> str:
+    return ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            f'ssl.truststore.location="{ca}" ssl.truststore.type="PEM";')
+
+
+def test_an_https_jwks_trusted_through_the_jaas_entry(https_server, tls_files):
+    before = https_server.requests
+    with JwksBroker(https_server.url, **{
+            "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config":
+                trusting(tls_files["ca.pem"])}) as b:
+        b.start()
+        assert https_server.requests > before       # fetched over TLS before it was ready
+        produce_and_consume_confluent(b.sasl_bootstrap, lambda: signed_token("gina"), "https")
+        produce_and_consume_kafka_python(b.sasl_bootstrap, signed_token("hal")[0], "https")
+
+
+def test_an_https_jwks_the_broker_does_not_trust_stops_the_start(https_server):
+    """Without the JAAS entry's truststore the development CA is not trusted (the system's CAs
+    are): the first fetch fails, and the start stops with one line naming the endpoint."""
+    with JwksBroker(https_server.url, **{
+            "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms": "300"}) as b:
+        with pytest.raises(RuntimeError):
+            b.start(timeout=20)
+        said = "\n".join(b.output)
+    assert "CERTIFICATE_VERIFY_FAILED" in said and https_server.url in said, said[-2000:]
+    assert "Traceback" not in said
+
+
+def test_nodes_ask_an_https_token_endpoint(tmp_path, https_server, tls_files):
+    """The cluster of test_a_cluster_whose_nodes_log_in_with_client_credentials over https:
+    the JWKS fetches and the nodes' token requests trust the JAAS entry's truststore."""
+    import ssl
+
+    from test_cluster_sasl import replicate_and_fail_over
+    from trioka.testing.process import ClusterProcess
+    overrides = cluster_overrides(https_server)
+    for listener in ("sasl_plaintext", "controller"):
+        overrides[f"listener.name.{listener}.oauthbearer.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            f'clientId="broker" clientSecret="{CLIENTS["broker"]}" scope="kafka" '
+            f'ssl.truststore.location="{tls_files["ca.pem"]}" ssl.truststore.type="PEM";')
+    before = https_server.tokens.get("broker", 0)
+    cluster = ClusterProcess(3, str(tmp_path / "data"), overrides=overrides,
+                             args=["--listeners", "SASL_PLAINTEXT://127.0.0.1:0"])
+    try:
+        cluster.start()
+        assert https_server.tokens["broker"] > before
+        token = https_server.token("admin", ssl.create_default_context(
+            cafile=tls_files["ca.pem"]))
+        confluent = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+                     "oauth_cb": lambda _config: signed_token("admin")}
+        replicate_and_fail_over(cluster, confluent, kafka_python_oauth(token))
     finally:
         cluster.close()

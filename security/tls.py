@@ -407,6 +407,31 @@ def client_context(config, listener: str | None) -> ssl.SSLContext:
     return context
 
 
+class JaasSslOptions:
+    """JAAS options read as TLS client settings, Kafka's JaasOptionsUtils.createSSLSocketFactory:
+    an https JWKS or token endpoint is reached with the `ssl.*` options of the OAUTHBEARER login
+    module's JAAS entry (`ssl.truststore.location="ca.pem" ssl.truststore.type="PEM"`), Kafka's
+    client defaults for the others (the system's CAs when no truststore is named)."""
+
+    def __init__(self, options: dict[str, str]):
+        self.options = options
+
+    def get(self, key: str):
+        if key in self.options:
+            return self.options[key]
+        from trioka.config import KEYS
+        return KEYS[key][1]
+
+
+def https_context(options: dict[str, str], where: str) -> ssl.SSLContext:
+    """The TLS context for an https endpoint of OAUTHBEARER, from the JAAS `options`;
+    TlsConfigError naming `where` (the JAAS entry's key) and the option at fault."""
+    try:
+        return client_context(JaasSslOptions(options), None)
+    except TlsConfigError as e:
+        raise TlsConfigError(f"{where}: option {e}") from None
+
+
 def mapping_rules(config, listener: str) -> list[Rule]:
     return parse_rules(config.listener_value(listener, "ssl.principal.mapping.rules"))
 

@@ -167,3 +167,37 @@ async def test_failed_requests_are_retried_with_kafkas_backoff_then_given_up(aut
         await e.current(clock, provider.run_sync)
     assert trio.current_time() - start == pytest.approx(1.0)
     assert provider.fetches == 5      # waits of 100, 200, 400 and the 300 left of 1,000 ms
+
+
+# -- an https endpoint's TLS settings: the JAAS entry's ssl.* options (JaasOptionsUtils) ------
+
+def test_an_https_endpoint_trusts_the_jaas_entrys_truststore(tmp_path):
+    import ssl
+
+    from trioka.cli.certs import write
+    from trioka.security.tls import https_context
+    paths = write(str(tmp_path / "certs"))
+    context = https_context({"ssl.truststore.location": paths["ca.pem"],
+                             "ssl.truststore.type": "PEM"}, "k")
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    names = [dict(x[0] for x in c["subject"])["commonName"] for c in context.get_ca_certs()]
+    assert names == ["trioka development CA"]
+    # Kafka's defaults otherwise: the system's CAs, host names checked unless the algorithm is
+    # empty.
+    assert not https_context({"ssl.endpoint.identification.algorithm": ""}, "k").check_hostname
+
+
+def test_a_bad_tls_option_is_one_line_naming_the_entry_and_option(tmp_path):
+    c = config(**{"sasl.oauthbearer.token.endpoint.url": "https://idp.example/token",
+                  "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config":
+                      'x.OAuthBearerLoginModule required clientId="broker" clientSecret="s" '
+                      f'ssl.truststore.location="{tmp_path}/none.pem" '
+                      'ssl.truststore.type="PEM";'})
+    with pytest.raises(ValueError) as caught:
+        broker_login(c, "SASL_PLAINTEXT", "SASL_PLAINTEXT")
+    assert str(caught.value).startswith(
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config: option "
+        f"ssl.truststore.location: cannot read {tmp_path}/none.pem"), str(caught.value)
+    # http needs no TLS settings, and none are read.
+    c.set("sasl.oauthbearer.token.endpoint.url", "http://idp.example/token")
+    assert broker_login(c, "SASL_PLAINTEXT", "SASL_PLAINTEXT").endpoint.context is None

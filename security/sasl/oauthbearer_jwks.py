@@ -44,7 +44,9 @@ An http(s) JWKS is fetched before the listener serves (a failure stops the start
 refresh.ms, always in a worker thread with a bounded timeout, never on the event loop. A token
 whose `kid` is not in the set fails, and asks for an early refresh (Kafka's RefreshingHttpsJwks):
 at most once a minute per key id, for the 16 key ids seen last, and never for a key id longer
-than 1000 characters.
+than 1000 characters. An https JWKS is reached with the TLS settings Kafka's JaasOptionsUtils
+reads: the `ssl.*` options of the listener's OAUTHBEARER JAAS entry (security/tls.py's
+https_context), the system's CAs when it names no truststore.
 """
 
 import http.client
@@ -165,10 +167,11 @@ def parse_jwks(text: bytes | str, jwt) -> list[JwkEntry]:
     return out
 
 
-def read_jwks_url(url: str, jwt, timeout: float = FETCH_TIMEOUT_S) -> list[JwkEntry]:
+def read_jwks_url(url: str, jwt, timeout: float = FETCH_TIMEOUT_S,
+                  context=None) -> list[JwkEntry]:
     """Fetch and parse the JWKS at `url` (blocking: call from a worker thread, or at startup for
-    a file). OSError or ValueError on failure."""
-    with urllib.request.urlopen(url, timeout=timeout) as answer:
+    a file); `context`: the TLS context of an https URL. OSError or ValueError on failure."""
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:
         body = answer.read(MAX_JWKS_BYTES + 1)
     if len(body) > MAX_JWKS_BYTES:
         raise ValueError(f"the JWKS is larger than {MAX_JWKS_BYTES} bytes")
@@ -451,8 +454,21 @@ def listener_validator(config, listener_name: str, clock) -> JwksValidator | Non
         cache = JwksCache(url, no_refresh, numbers[REFRESH_KEY], numbers[BACKOFF_KEY],
                           numbers[BACKOFF_MAX_KEY], clock, keys, refreshing=False)
     elif scheme in ("http", "https"):
-        cache = JwksCache(url, lambda: read_jwks_url(url, jwt), numbers[REFRESH_KEY],
-                          numbers[BACKOFF_KEY], numbers[BACKOFF_MAX_KEY], clock)
+        context = None
+        if scheme == "https":
+            # Kafka reads the endpoint's TLS settings from the listener's OAUTHBEARER JAAS
+            # options (JaasOptionsUtils), not from the listener's own ssl.* keys.
+            from trioka.security.sasl.jaas import parse_jaas_config
+            from trioka.security.tls import https_context
+            jaas = value("sasl.jaas.config") or ""
+            try:
+                options = parse_jaas_config(jaas).options if jaas.strip() else {}
+            except ValueError as e:
+                raise ValueError(f"{prefix}sasl.jaas.config: {e}") from None
+            context = https_context(options, f"{prefix}sasl.jaas.config")
+        cache = JwksCache(url, lambda: read_jwks_url(url, jwt, context=context),
+                          numbers[REFRESH_KEY], numbers[BACKOFF_KEY], numbers[BACKOFF_MAX_KEY],
+                          clock)
     else:
         raise ValueError(f"{URL_KEY}: the OAuth configuration option {URL_KEY} contains a URL "
                          f"({url}) that is not https://, http:// or file:")

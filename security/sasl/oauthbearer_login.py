@@ -20,7 +20,9 @@ A token is replaced once 80% of its life (iat to exp) has passed, Kafka's defaul
 read.
 
 and the JAAS options of the OAUTHBEARER login module: `clientId` and `clientSecret` (required),
-`scope` (optional). The request is Kafka's: POST `grant_type=client_credentials` (and `scope`)
+`scope` (optional), and for an https endpoint the `ssl.*` TLS settings (`ssl.truststore.location`,
+`ssl.truststore.type`, `ssl.endpoint.identification.algorithm`, a keystore for a client
+certificate), as Kafka's JaasOptionsUtils reads them; without them the system's CAs are trusted. The request is Kafka's: POST `grant_type=client_credentials` (and `scope`)
 as a form, with HTTP Basic authorization of the URL-encoded id and secret; the answer's
 `access_token` is the token. As Kafka's LoginAccessTokenValidator does, the token is checked
 before it is used (three base64url parts, an `exp`, a non-empty principal claim, not yet
@@ -104,7 +106,7 @@ class TokenEndpoint:
     def __init__(self, url: str, client_id: str, client_secret: str, scope: str | None, *,
                  connect_timeout_ms: int = 10000, read_timeout_ms: int = 10000,
                  backoff_ms: int = 100, backoff_max_ms: int = 10000,
-                 refresh_window_factor: float = 0.8, sub_claim: str = "sub"):
+                 refresh_window_factor: float = 0.8, sub_claim: str = "sub", context=None):
         self.url = url
         self.client_id = client_id
         self._secret = client_secret
@@ -117,6 +119,8 @@ class TokenEndpoint:
         self.sub_claim = sub_claim
         self.token: AccessToken | None = None
         self._lock = trio.Lock()
+        # The TLS context of an https endpoint (the JAAS entry's ssl.* options).
+        self.context = context
 
     def __repr__(self) -> str:      # never the secret
         return f"TokenEndpoint({self.url}, client {self.client_id!r})"
@@ -137,7 +141,8 @@ class TokenEndpoint:
 
     def fetch(self) -> str:
         """One request to the endpoint (blocking: a worker thread runs it); the access token."""
-        with urllib.request.urlopen(self.request(), timeout=self.timeout_s) as answer:
+        with urllib.request.urlopen(self.request(), timeout=self.timeout_s,
+                                    context=self.context) as answer:
             body = answer.read(MAX_ANSWER_BYTES + 1)
         if len(body) > MAX_ANSWER_BYTES:
             raise TokenError(f"the token endpoint's answer is over {MAX_ANSWER_BYTES} bytes")
@@ -209,6 +214,10 @@ def login_endpoint(config, listener_name: str, options: dict[str, str], jaas_key
     if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
         raise ValueError(f"{TOKEN_ENDPOINT_KEY}: {url}: the token endpoint must be an http or "
                          f"https URL")
+    context = None
+    if urllib.parse.urlsplit(url).scheme.lower() == "https":
+        from trioka.security.tls import https_context
+        context = https_context(options, jaas_key)
     missing = [name for name in ("clientId", "clientSecret") if not options.get(name)]
     if missing:
         raise ValueError(f"{jaas_key}: no {' and no '.join(missing)} option: the client "
@@ -231,4 +240,5 @@ def login_endpoint(config, listener_name: str, options: dict[str, str], jaas_key
                          read_timeout_ms=numbers["sasl.login.read.timeout.ms"],
                          backoff_ms=numbers["sasl.login.retry.backoff.ms"],
                          backoff_max_ms=numbers["sasl.login.retry.backoff.max.ms"],
-                         sub_claim=str(value("sasl.oauthbearer.sub.claim.name", "sub")))
+                         sub_claim=str(value("sasl.oauthbearer.sub.claim.name", "sub")),
+                         context=context)
