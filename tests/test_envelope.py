@@ -143,3 +143,31 @@ def test_a_failed_envelope_is_an_unknown_server_error_for_the_client():
         response_data=None, error_code=ErrorCode.INVALID_REQUEST))
     assert [(t.name, t.error_code) for t in response.topics] == [
         ("a", ErrorCode.UNKNOWN_SERVER_ERROR), ("b", ErrorCode.UNKNOWN_SERVER_ERROR)]
+
+
+async def test_mangled_envelopes_are_answered_not_raised():
+    """Byte flips and cuts anywhere in a forwarded request, its principal or its address: the
+    controller answers every one with an envelope (INVALID_REQUEST, or the inner API's own
+    answer when the damage still decodes); nothing escapes the handler."""
+    import random
+    controller = new_controller(None)
+    await start_brokers(controller, 1)
+    node = Node(controller)
+    handle = CONTROLLER_APIS[ApiKey.ENVELOPE].handle
+    Envelope = request_class(ApiKey.ENVELOPE)
+    good = envelope.wrap(ApiKey.CREATE_TOPICS, 7, create_topics(("m", 1)),
+                         client_ctx(ApiKey.CREATE_TOPICS, 7, "app", "User:alice"), 1)
+    rng = random.Random(4242)
+    fields = ("request_data", "request_principal", "client_host_address")
+    for _ in range(600):
+        parts = {f: bytearray(getattr(good, f)) for f in fields}
+        target = parts[rng.choice(fields)]
+        if target and rng.random() < 0.3:
+            del target[rng.randrange(len(target)):]
+        for _ in range(rng.randint(1, 4)):
+            if target:
+                target[rng.randrange(len(target))] = rng.randrange(256)
+        answer = await handle(node, Envelope(**{f: bytes(v) for f, v in parts.items()}),
+                              node_ctx())
+        assert answer.error_code in (ErrorCode.NONE, ErrorCode.INVALID_REQUEST)
+        assert (answer.response_data is None) == (answer.error_code != ErrorCode.NONE)
