@@ -598,7 +598,9 @@ class MemoryFiles:
     the file or directory `path` was flushed (from any thread), and `on_flush(path)`, if set,
     is called at each flush, in the thread doing it; tests use it to see a flush happen, or to
     make one slow. The names change under a lock, as the broker's worker threads (topic
-    creation, checkpoint writes) use them too."""
+    creation, checkpoint writes) use them too. Each directory's entries are indexed, so listing
+    one costs its entries, not every file of the broker (10,000 partitions: a topic's creation
+    lists each new partition's directory)."""
 
     def note_write(self, seconds: float, now: float, size: int = 0) -> None:
         pass
@@ -614,6 +616,8 @@ class MemoryFiles:
         self.failure_channel = LogDirFailureChannel("memory")
         self._files: dict[str, bytearray] = {}
         self._dirs: set[str] = {""}
+        # directory -> its entries' names (files and directories), in the order they came
+        self._entries: dict[str, dict[str, None]] = {"": {}}
         self._lock = threading.RLock()
         self.flushes: collections.Counter = collections.Counter()
         self.on_flush = None
@@ -638,6 +642,25 @@ class MemoryFiles:
         if self._parent(path) not in self._dirs:
             raise FileNotFoundError(errno.ENOENT, "no such directory", self._parent(path))
 
+    def _add_entry(self, path: str) -> None:
+        self._entries[self._parent(path)][path.rpartition("/")[2]] = None
+
+    def _drop_entry(self, path: str) -> None:
+        entries = self._entries.get(self._parent(path))
+        if entries is not None:
+            entries.pop(path.rpartition("/")[2], None)
+
+    def _subtree(self, path: str) -> tuple[list[str], list[str]]:
+        """(the directories, the files) at and under directory `path`, from the index."""
+        dirs, files, todo = [], [], [path]
+        while todo:
+            d = todo.pop()
+            dirs.append(d)
+            for name in self._entries.get(d, ()):
+                child = f"{d}/{name}" if d else name
+                (todo if child in self._dirs else files).append(child)
+        return dirs, files
+
     def open(self, path: str) -> MemoryFile:
         with self._lock:
             path = self._norm(path)
@@ -645,6 +668,7 @@ class MemoryFiles:
             if data is None:
                 self._require_parent(path)
                 data = self._files[path] = bytearray()
+                self._add_entry(path)
             return MemoryFile(path, data, self)
 
     def open_directory(self, path: str = "") -> MemoryFile:
@@ -672,44 +696,64 @@ class MemoryFiles:
             path = self._norm(path)
             if path not in self._dirs:
                 raise FileNotFoundError(errno.ENOENT, "no such directory", path)
-            names = [p.rpartition("/")[2] for p in self._files if self._parent(p) == path]
-            names += [d.rpartition("/")[2] for d in self._dirs if d and self._parent(d) == path]
-            return names
+            return list(self._entries[path])
 
     def mkdir(self, path: str) -> None:
         with self._lock:
             path = self._norm(path)
+            made = []
             while path and path not in self._dirs:
                 self._dirs.add(path)
+                self._entries[path] = {}
+                made.append(path)
                 path = self._parent(path)
+            for d in reversed(made):        # parents first: each one's entry goes in its parent
+                self._add_entry(d)
 
     def rename(self, source: str, target: str) -> None:
         with self._lock:
             source, target = self._norm(source), self._norm(target)
             if source in self._files:
                 self._require_parent(target)
+                if target not in self._files:
+                    self._add_entry(target)
                 self._files[target] = self._files.pop(source)
+                self._drop_entry(source)
                 return
             if source not in self._dirs:
                 raise FileNotFoundError(errno.ENOENT, "no such file", source)
-            prefix = source + "/"
-            for old in [d for d in self._dirs if d == source or d.startswith(prefix)]:
+            dirs, files = self._subtree(source)
+            for old in dirs:
                 self._dirs.remove(old)
                 self._dirs.add(target + old[len(source):])
-            for old in [f for f in self._files if f.startswith(prefix)]:
+                self._entries[target + old[len(source):]] = self._entries.pop(old)
+            for old in files:
                 self._files[target + old[len(source):]] = self._files.pop(old)
+            self._drop_entry(source)
+            self._add_entry(target)
 
     def remove(self, path: str) -> None:
         with self._lock:
-            self._files.pop(self._norm(path), None)
+            path = self._norm(path)
+            if self._files.pop(path, None) is not None:
+                self._drop_entry(path)
 
     def remove_tree(self, path: str) -> None:
         with self._lock:
             path = self._norm(path)
-            prefix = path + "/"
-            for name in [f for f in self._files if f.startswith(prefix)]:
+            if path not in self._dirs:
+                return
+            dirs, files = self._subtree(path)
+            for name in files:
                 del self._files[name]
-            self._dirs -= {d for d in self._dirs if d == path or d.startswith(prefix)}
+            for d in dirs:
+                self._dirs.discard(d)
+                self._entries.pop(d, None)
+            if path:
+                self._drop_entry(path)
+            else:       # the root itself: emptied, not gone
+                self._dirs.add("")
+                self._entries[""] = {}
 
     def read_small(self, path: str) -> bytes:
         path = self._norm(path)
@@ -721,6 +765,8 @@ class MemoryFiles:
         with self._lock:
             path = self._norm(path)
             self._require_parent(path)
+            if path not in self._files:
+                self._add_entry(path)
             # A new bytearray: handles opened on the old content keep the old content.
             self._files[path] = bytearray(data)
 
