@@ -5,14 +5,14 @@ CompleteCommit, CompleteAbort, PrepareEpochFence, Dead; names it does not know c
 `unknown_state_filters`), by producer id, (v1, KIP-994) by duration: only transactions open for
 longer than `duration_filter` ms, and (v2, KIP-1152, Kafka 4.1) by `transactional_id_pattern`, a
 regular expression the whole id must match (null or empty: no filter; one that does not compile
-is INVALID_REGULAR_EXPRESSION, with nothing listed). Kafka compiles it as a Java regular
-expression; the common syntax (classes, groups, alternation, quantifiers) means the same in
-Python's. A Dead id is never listed, as in Kafka, so "Dead" is a known filter that lists nothing.
+is INVALID_REGULAR_EXPRESSION, with nothing listed). It is compiled and matched by RE2, as KIP-848
+subscription regexes are (coordinator/consumer_group.py's compile_client_regex): the common
+syntax (classes, groups, alternation, quantifiers) means what it means to Kafka, and matching
+takes time linear in each id, whatever the pattern. A Dead id is never listed, as in Kafka, so "Dead" is a known filter that lists nothing.
 With an authorizer (KafkaApis) only the ids the principal may DESCRIBE are listed.
 """
 
-import re
-
+from trioka.coordinator.consumer_group import compile_client_regex
 from trioka.security.acls import DESCRIBE, TRANSACTIONAL_ID
 from trioka.txn.states import TransactionState
 from trioka.wire.api_keys import ApiKey
@@ -30,8 +30,8 @@ async def handle(broker, request, ctx):
     pattern = None
     if request.transactional_id_pattern:     # v2+ only: null in older versions
         try:
-            pattern = re.compile(request.transactional_id_pattern)
-        except re.error:
+            pattern = compile_client_regex(request.transactional_id_pattern)
+        except ValueError:
             return Response(throttle_time_ms=0, error_code=ErrorCode.INVALID_REGULAR_EXPRESSION,
                             unknown_state_filters=unknown, transaction_states=[])
     states = {_NAMES[name] for name in request.state_filters if name in _NAMES}

@@ -60,7 +60,6 @@ member's epoch, state and partitions). `load()` rebuilds groups from the last re
 import dataclasses
 import enum
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 
@@ -187,12 +186,37 @@ def _contains(partitions: Partitions, tid: uuid.UUID, p: int) -> bool:
     return p in partitions.get(tid, ())
 
 
-def compile_regex(pattern: str) -> re.Pattern:
-    """A subscription regex (Kafka takes RE2/J syntax; Python's re agrees on the common forms);
-    INVALID_REGULAR_EXPRESSION when it does not compile."""
+_re2_options = None
+
+
+def compile_client_regex(pattern: str):
+    """A client's regular expression compiled as Kafka compiles it, with RE2 (Kafka's RE2/J):
+    its syntax (no backreferences or lookarounds) and its guarantee, matching in time linear in
+    the input, so that no pattern can hold the event loop (a backtracking engine takes minutes
+    over one topic name with `(a+)+$`). ValueError with RE2's reason when it does not compile.
+    (google-re2; imported on first use, so a broker that is never sent a pattern does not load
+    it.)"""
+    global _re2_options
+    import re2
+    if _re2_options is None:
+        options = re2.Options()
+        options.log_errors = False      # a client's bad pattern is its answer, not our log line
+        _re2_options = options
     try:
-        return re.compile(pattern)
-    except re.error as e:
+        return re2.compile(pattern, _re2_options)
+    except re2.error as e:
+        reason = e.args[0] if e.args else e
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(reason) from None
+
+
+def compile_regex(pattern: str):
+    """A subscription regex (compile_client_regex); INVALID_REGULAR_EXPRESSION when it does not
+    compile."""
+    try:
+        return compile_client_regex(pattern)
+    except ValueError as e:
         raise KafkaError(ErrorCode.INVALID_REGULAR_EXPRESSION,
                          f"SubscribedTopicRegex `{pattern}` is not a valid regular expression: "
                          f"{e}.") from None
@@ -230,7 +254,7 @@ class ConsumerGroupMember:
         # within its rebalance timeout, or it is fenced (Kafka's join and sync timeouts).
         self.join_deadline: float | None = None
         self.sync_deadline: float | None = None
-        self._regex: re.Pattern | None = None
+        self._regex = None      # the compiled subscribed_topic_regex (compile_regex)
 
     def __repr__(self) -> str:
         return (f"ConsumerGroupMember({self.member_id!r}, epoch={self.member_epoch}, "
@@ -246,7 +270,7 @@ class ConsumerGroupMember:
     def uses_classic_protocol(self) -> bool:
         return self.classic is not None
 
-    def regex(self) -> re.Pattern | None:
+    def regex(self):
         if not self.subscribed_topic_regex:
             return None
         if self._regex is None or self._regex.pattern != self.subscribed_topic_regex:

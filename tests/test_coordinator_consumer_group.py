@@ -365,6 +365,20 @@ def test_regex_subscription_follows_new_topics_and_partitions():
     assert g.group().subscribed_topic_names() == {"metrics-1", "metrics-2"}
 
 
+def test_a_regex_is_re2s_so_no_pattern_holds_the_broker():
+    """Kafka matches subscription regexes with RE2/J: what RE2 refuses (a lookahead, a
+    backreference) is INVALID_REGULAR_EXPRESSION, and a pattern that makes a backtracking
+    engine run for hours over one name (here 2^40 ways to split 40 a's) is matched at once."""
+    g = Groups()
+    g.topic("a" * 40 + "-", 1)
+    t = g.topic("aaaa", 2)
+    assert g.error("m", 0, regex="(?=orders)orders") == ErrorCode.INVALID_REGULAR_EXPRESSION
+    assert g.error("m", 0, regex="(o)rders\\1") == ErrorCode.INVALID_REGULAR_EXPRESSION
+    r = g.hb("m", 0, regex="(a+)+")
+    assert r.assignment == {t: frozenset({0, 1})}
+    assert g.group().subscribed_topic_names() == {"aaaa"}
+
+
 def test_range_assignor_chosen_by_the_members():
     g = Groups()
     t = g.topic("orders", 5)
