@@ -228,7 +228,8 @@ def serve_nodes(args, config) -> int:
     if args.node_id is not None:
         args.command_parser.error("--node-id cannot be used with --nodes (the nodes are 1..N)")
     import trio
-    from trioka.node.cluster import LocalCluster, cluster_configs, parse_racks
+    from trioka.node.cluster import (LocalCluster, cluster_configs, controller_port_picked,
+                                     parse_racks)
     try:
         configs = cluster_configs(config, args.nodes, parse_racks(args.racks))
         # How each node logs in to the others on SASL listeners: a mistake is one line here.
@@ -239,7 +240,8 @@ def serve_nodes(args, config) -> int:
         raise SystemExit(f"trioka: --nodes {args.nodes}: {e}") from None
     except OSError as e:
         raise SystemExit(f"trioka: {e}") from None
-    cluster = LocalCluster(configs, admin_listener=config.trioka_admin_listener or None)
+    cluster = LocalCluster(configs, admin_listener=config.trioka_admin_listener or None,
+                           picked_controller_port=controller_port_picked(config))
 
     async def main():
         async with trio.open_nursery() as nursery:

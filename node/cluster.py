@@ -40,6 +40,7 @@ across restarts.
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
@@ -84,6 +85,39 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+# How often LocalCluster picks another controller port when the one cluster_configs picked was
+# bound by another process between the pick and the controller's bind (free_port's race).
+PICKED_PORT_ATTEMPTS = 5
+
+
+def controller_port_picked(base: Config) -> bool:
+    """Whether cluster_configs picks the controller's port (no controller listener with a port
+    in `base`'s listeners), so that another may be picked if it is taken meanwhile."""
+    names = {n.strip().upper() for n in base.controller_listener_names.split(",")
+             if n.strip()} or {CONTROLLER_LISTENER}
+    return not any(lst.name in names and lst.port
+                   for lst in parse_listeners(base.listeners))
+
+
+def move_controller_port(configs: list[Config]) -> int:
+    """Give the controller listener cluster_configs picked another free port, in the listeners
+    of the node that runs it and in every node's controller.quorum.voters (before the nodes
+    start: they read both when they start). The new port."""
+    voter_id, _, address = configs[0].controller_quorum_voters.partition("@")
+    host, _, old = address.rpartition(":")
+    port = free_port(host.strip("[]") or "127.0.0.1")
+    for config in configs:
+        config.set("controller.quorum.voters", f"{voter_id}@{host}:{port}")
+        names = {n.strip().upper() for n in config.controller_listener_names.split(",")
+                 if n.strip()}
+        listeners = parse_listeners(config.listeners)
+        if any(lst.name in names for lst in listeners):
+            config.set("listeners", ",".join(
+                f"{lst.name}://{lst.host}:{port if lst.name in names else lst.port}"
+                for lst in listeners))
+    return port
 
 
 def _shifted(listeners, offset: int) -> str:
@@ -395,6 +429,7 @@ class LocalCluster:
     /nodes for the node controls, /controls for node 1's fault rules."""
 
     def __init__(self, configs: list[Config], admin_listener: str | None = None, *,
+                 picked_controller_port: bool = False,
                  clock: Clock | None = None):
         if not configs:
             raise ValueError("a cluster needs at least 1 node")
@@ -415,6 +450,9 @@ class LocalCluster:
             from trioka.controls.fault_file import check_nodes, read_fault_file
             check_nodes(read_fault_file(faults), self._by_id, f"fault file {faults}")
         self.admin_listener = admin_listener or None
+        # cluster_configs picked the controller's port (none was given): if another process
+        # binds it first, another is picked (_start_first_time).
+        self.picked_controller_port = picked_controller_port
         self.admin_address: tuple[str, int] | None = None
         self.cluster_id = configs[0].cluster_id
         self.nursery: trio.Nursery | None = None
@@ -445,7 +483,7 @@ class LocalCluster:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 for node in self.nodes:
-                    await node.start()
+                    await self._start_first_time(node)
                 if self.admin_listener:
                     from trioka.controls import endpoint
                     self.admin_address = await nursery.start(
@@ -460,6 +498,24 @@ class LocalCluster:
             if failure is None:
                 raise
             raise failure from None
+
+    async def _start_first_time(self, node: LocalNode) -> None:
+        """node.start(); when the controller's port was picked for it (picked_controller_port)
+        and another process bound it before the controller did, the port is picked again."""
+        for attempt in range(1, PICKED_PORT_ATTEMPTS + 1):
+            voters = node.config.controller_quorum_voters
+            try:
+                await node.start()
+                return
+            except OSError as e:
+                taken = f":{voters.rpartition(':')[2]}:" in str(e)     # "host:port: ..."
+                if not (self.picked_controller_port and e.errno == errno.EADDRINUSE and
+                        "controller" in node.roles and taken) or \
+                        attempt == PICKED_PORT_ATTEMPTS:
+                    raise
+                port = move_controller_port([n.config for n in self.nodes])
+                log.info("node %d: the controller port picked for it was taken meanwhile; "
+                         "trying %d", node.node_id, port)
 
     def shutdown(self) -> None:
         """Begin stopping every node (call from the trio thread)."""

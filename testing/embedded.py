@@ -278,14 +278,17 @@ class Broker:
 
 def _cluster_setup(nodes: int, config: Config | dict | None, memory: bool,
                    data_dir: str | None, settings: dict,
-                   racks: list[str] | None = None) -> tuple[list[Config], str | None]:
-    """The node configs of an embedded cluster, and the temporary data dir made for it."""
+                   racks: list[str] | None = None) -> tuple[list[Config], str | None, bool]:
+    """The node configs of an embedded cluster, the temporary data dir made for it, and whether
+    the controller's port is picked for it (node/cluster.py's controller_port_picked)."""
     tmp = None
     if not memory and not data_dir and not (isinstance(config, Config) and config.is_set(
             "log.dirs")):
         tmp = data_dir = tempfile.mkdtemp(prefix="trioka-cluster-")
     try:
-        return cluster_configs(_config(config, memory, data_dir, settings), nodes, racks), tmp
+        from trioka.node.cluster import controller_port_picked
+        base = _config(config, memory, data_dir, settings)
+        return cluster_configs(base, nodes, racks), tmp, controller_port_picked(base)
     except BaseException:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -301,11 +304,12 @@ async def open_cluster(nodes: int = 3, config: Config | dict | None = None, *,
     (bootstrap_servers, node(id) with its async stop() and start(), kill(), isolate(), heal(),
     slow(ms)). Ports are free ones; the data goes to `data_dir`, or a temporary directory;
     `racks` gives each node its broker.rack, in node order."""
-    configs, tmp = _cluster_setup(nodes, config, memory, data_dir, settings, racks)
+    configs, tmp, picked = _cluster_setup(nodes, config, memory, data_dir, settings, racks)
     started = False
     try:
         async with trio.open_nursery() as nursery:
-            cluster = await nursery.start(LocalCluster(configs, admin_listener).run)
+            cluster = await nursery.start(LocalCluster(
+                configs, admin_listener, picked_controller_port=picked).run)
             started = True
             try:
                 yield cluster
@@ -334,8 +338,8 @@ class Cluster:
                  memory: bool = False, data_dir: str | None = None,
                  admin_listener: str | None = "127.0.0.1:0", racks: list[str] | None = None,
                  **settings):
-        self._configs, self._tmp = _cluster_setup(nodes, config, memory, data_dir, settings,
-                                                  racks)
+        self._configs, self._tmp, self._picked = _cluster_setup(nodes, config, memory, data_dir,
+                                                                settings, racks)
         self.data_dir = data_dir or self._tmp
         self._admin_listener = admin_listener
         self._thread: threading.Thread | None = None
@@ -360,7 +364,8 @@ class Cluster:
     def _run(self) -> None:
         async def main():
             self._token = trio.lowlevel.current_trio_token()
-            cluster = LocalCluster(self._configs, self._admin_listener)
+            cluster = LocalCluster(self._configs, self._admin_listener,
+                                   picked_controller_port=self._picked)
             async with trio.open_nursery() as nursery:
                 self._cluster = await nursery.start(cluster.run)
                 self._ready.set()

@@ -219,6 +219,44 @@ async def test_a_port_in_use_fails_the_start_naming_the_node():
         again.bind(("127.0.0.1", first))
 
 
+async def test_a_controller_port_taken_after_it_was_picked_is_picked_again(monkeypatch):
+    """`serve --nodes` picks the controller's port before node 1 binds it; another process can
+    bind it in between (seen in CI). A port it picked is picked again; one the user gave is not
+    (the start fails naming the node, as for any port in use)."""
+    import trioka.node.cluster as cluster_module
+    from trioka.node.cluster import controller_port_picked, move_controller_port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        real_free_port = cluster_module.free_port
+        picks = iter([busy])
+        monkeypatch.setattr(cluster_module, "free_port",
+                            lambda host="127.0.0.1": next(picks, None) or real_free_port(host))
+        base = Config({"listeners": "PLAINTEXT://127.0.0.1:0"})
+        base.memory = True
+        assert controller_port_picked(base)
+        configs = cluster_configs(base, 2)
+        assert configs[1].controller_quorum_voters == f"1@127.0.0.1:{busy}"
+        cluster = LocalCluster(configs, picked_controller_port=True)
+        with trio.fail_after(DEADLINE_S):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(cluster.run)
+                voters = {n.config.controller_quorum_voters for n in cluster.nodes}
+                (voter,) = voters
+                assert voter != f"1@127.0.0.1:{busy}"
+                assert f":{voter.rpartition(':')[2]}" in cluster.nodes[0].config.listeners
+                cluster.shutdown()
+        # The user's own controller port is theirs: not moved.
+        given = Config({"listeners": f"PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{busy}"})
+        given.memory = True
+        assert not controller_port_picked(given)
+        with trio.fail_after(DEADLINE_S):
+            with pytest.raises(OSError, match="node 1"):
+                await LocalCluster(cluster_configs(given, 2)).run()
+    assert move_controller_port(cluster_configs(base, 1)) > 0
+
+
 # --------------------------------------------------------------------------------- controls
 
 async def test_isolate_heal_and_slow_reach_the_node_and_outlive_a_restart():
