@@ -90,10 +90,9 @@ def deserialize_principal(data) -> str:
 def address_bytes(peer: str) -> bytes:
     """The client's IP address (from Connection.peer, "host:port" or "[v6]:port") as 4 or 16
     bytes."""
-    host = peer.rsplit(":", 1)[0] if ":" in peer else peer
-    host = host[1:-1] if host.startswith("[") else host
+    from trioka.security.authorizer import client_host
     try:
-        return ipaddress.ip_address(host).packed
+        return ipaddress.ip_address(client_host(peer)).packed
     except ValueError:
         return b"\x00\x00\x00\x00"
 

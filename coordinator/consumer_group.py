@@ -59,6 +59,7 @@ member's epoch, state and partitions). `load()` rebuilds groups from the last re
 
 import dataclasses
 import enum
+import functools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -186,7 +187,12 @@ def _contains(partitions: Partitions, tid: uuid.UUID, p: int) -> bool:
     return p in partitions.get(tid, ())
 
 
-_re2_options = None
+@functools.cache
+def _re2_options():
+    import re2
+    options = re2.Options()
+    options.log_errors = False      # a client's bad pattern is its answer, not our log line
+    return options
 
 
 def compile_client_regex(pattern: str):
@@ -196,14 +202,9 @@ def compile_client_regex(pattern: str):
     over one topic name with `(a+)+$`). ValueError with RE2's reason when it does not compile.
     (google-re2; imported on first use, so a broker that is never sent a pattern does not load
     it.)"""
-    global _re2_options
     import re2
-    if _re2_options is None:
-        options = re2.Options()
-        options.log_errors = False      # a client's bad pattern is its answer, not our log line
-        _re2_options = options
     try:
-        return re2.compile(pattern, _re2_options)
+        return re2.compile(pattern, _re2_options())
     except re2.error as e:
         reason = e.args[0] if e.args else e
         if isinstance(reason, bytes):

@@ -95,10 +95,15 @@ PICKED_PORT_ATTEMPTS = 5
 def controller_port_picked(base: Config) -> bool:
     """Whether cluster_configs picks the controller's port (no controller listener with a port
     in `base`'s listeners), so that another may be picked if it is taken meanwhile."""
-    names = {n.strip().upper() for n in base.controller_listener_names.split(",")
-             if n.strip()} or {CONTROLLER_LISTENER}
+    names = _controller_names(base)
     return not any(lst.name in names and lst.port
                    for lst in parse_listeners(base.listeners))
+
+
+def _controller_names(config: Config) -> list[str]:
+    """controller.listener.names, upper-cased; CONTROLLER when it names none."""
+    return [n.strip().upper() for n in config.controller_listener_names.split(",")
+            if n.strip()] or [CONTROLLER_LISTENER]
 
 
 def move_controller_port(configs: list[Config]) -> int:
@@ -110,8 +115,7 @@ def move_controller_port(configs: list[Config]) -> int:
     port = free_port(host.strip("[]") or "127.0.0.1")
     for config in configs:
         config.set("controller.quorum.voters", f"{voter_id}@{host}:{port}")
-        names = {n.strip().upper() for n in config.controller_listener_names.split(",")
-                 if n.strip()}
+        names = _controller_names(config)
         listeners = parse_listeners(config.listeners)
         if any(lst.name in names for lst in listeners):
             config.set("listeners", ",".join(
@@ -181,8 +185,7 @@ def cluster_configs(base: Config | dict | None, nodes: int,
         if len(racks) != nodes or not all(isinstance(r, str) and r.strip() for r in racks):
             raise ValueError(f"racks must name one rack per node ({nodes}), not {racks!r}")
     base = base if isinstance(base, Config) else Config(base or {})
-    controller_names = [n.strip().upper() for n in base.controller_listener_names.split(",")
-                        if n.strip()] or [CONTROLLER_LISTENER]
+    controller_names = _controller_names(base)
     listeners = parse_listeners(base.listeners)
     client = [lst for lst in listeners if lst.name not in controller_names]
     if not client:

@@ -41,11 +41,15 @@ def _b64url(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
+def _login_principal_claim(options: dict[str, str]) -> str:
+    return options.get("unsecuredLoginPrincipalClaimName", "sub").strip() or "sub"
+
+
 def unsecured_login_token(options: dict[str, str], now: float) -> tuple[str, dict[str, str]]:
     """(the unsecured JWS, the SASL extensions) that Kafka's
     OAuthBearerUnsecuredLoginCallbackHandler makes of the JAAS `options`, issued at `now` (wall
     seconds); ValueError naming the option at fault."""
-    principal_claim = options.get("unsecuredLoginPrincipalClaimName", "sub").strip() or "sub"
+    principal_claim = _login_principal_claim(options)
     try:
         lifetime = int(options.get("unsecuredLoginLifetimeSeconds", "3600"))
     except ValueError:
@@ -80,8 +84,7 @@ def unsecured_login_token(options: dict[str, str], now: float) -> tuple[str, dic
 
 def unsecured_login_principal(options: dict[str, str]) -> str:
     """The principal name an unsecured login token names (its principal claim's value)."""
-    claim = options.get("unsecuredLoginPrincipalClaimName", "sub").strip() or "sub"
-    return options.get(f"unsecuredLoginStringClaim_{claim}", "")
+    return options.get(f"unsecuredLoginStringClaim_{_login_principal_claim(options)}", "")
 
 
 class InvalidToken(Exception):

@@ -49,6 +49,9 @@ LOGIN_HANDLER_CLASSES = frozenset({
 })
 TOKEN_ENDPOINT_KEY = "sasl.oauthbearer.token.endpoint.url"
 
+# A token is replaced once this share of its life has passed: Kafka's default
+# sasl.login.refresh.window.factor.
+REFRESH_WINDOW_FACTOR = 0.8
 # The answer's size bound: a token answer is a few KiB.
 MAX_ANSWER_BYTES = 1 << 20
 FETCH_ERRORS = (OSError, ValueError, urllib.error.URLError)
@@ -106,7 +109,7 @@ class TokenEndpoint:
     def __init__(self, url: str, client_id: str, client_secret: str, scope: str | None, *,
                  connect_timeout_ms: int = 10000, read_timeout_ms: int = 10000,
                  backoff_ms: int = 100, backoff_max_ms: int = 10000,
-                 refresh_window_factor: float = 0.8, sub_claim: str = "sub", context=None):
+                 sub_claim: str = "sub", context=None):
         self.url = url
         self.client_id = client_id
         self._secret = client_secret
@@ -115,7 +118,6 @@ class TokenEndpoint:
         self.timeout_s = max(connect_timeout_ms, read_timeout_ms) / 1000
         self.backoff_ms = backoff_ms
         self.backoff_max_ms = backoff_max_ms
-        self.refresh_window_factor = refresh_window_factor
         self.sub_claim = sub_claim
         self.token: AccessToken | None = None
         self._lock = trio.Lock()
@@ -161,7 +163,7 @@ class TokenEndpoint:
         if t is None:
             return False
         life = t.expires_at_s - t.issued_at_s
-        return now_s < t.issued_at_s + life * self.refresh_window_factor and now_s < t.expires_at_s
+        return now_s < t.issued_at_s + life * REFRESH_WINDOW_FACTOR and now_s < t.expires_at_s
 
     async def current(self, clock, run_sync=None) -> AccessToken:
         """The token to log in with: the kept one while fresh, else a new one, asked for with
@@ -222,18 +224,15 @@ def login_endpoint(config, listener_name: str, options: dict[str, str], jaas_key
     if missing:
         raise ValueError(f"{jaas_key}: no {' and no '.join(missing)} option: the client "
                          f"credentials OAuthBearerLoginCallbackHandler sends to {url}")
-    numbers = {}
-    for key, default in (("sasl.login.connect.timeout.ms", 10000),
-                         ("sasl.login.read.timeout.ms", 10000),
-                         ("sasl.login.retry.backoff.ms", 100),
-                         ("sasl.login.retry.backoff.max.ms", 10000)):
-        raw = value(key, default)
-        try:
-            numbers[key] = int(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}: {raw!r} is not a number of milliseconds") from None
-        if numbers[key] < 0:
-            raise ValueError(f"{key}: {raw!r} must not be negative")
+    # Config parses them (ints, with Kafka's defaults); a listener-prefixed one is not
+    # range-checked there.
+    numbers = {key: value(key) for key in ("sasl.login.connect.timeout.ms",
+                                           "sasl.login.read.timeout.ms",
+                                           "sasl.login.retry.backoff.ms",
+                                           "sasl.login.retry.backoff.max.ms")}
+    for key, number in numbers.items():
+        if number < 0:
+            raise ValueError(f"{key}: {number!r} must not be negative")
     return TokenEndpoint(url, options["clientId"], options["clientSecret"],
                          options.get("scope") or None,
                          connect_timeout_ms=numbers["sasl.login.connect.timeout.ms"],
